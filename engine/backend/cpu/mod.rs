@@ -1,0 +1,1 @@
+//! The CPU backend: rayon over images, convolutions through the `gemm` crate.

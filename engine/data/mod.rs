@@ -1,0 +1,1 @@
+//! Input data: CIFAR-10/100 binary readers, normalisation, minibatches, synthetic inputs.

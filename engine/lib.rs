@@ -1,0 +1,12 @@
+//! nasrank: training-free scores for NAS-Bench-201 architectures on a hand-written engine.
+//!
+//! Layers, bottom up (see docs/ARCHITECTURE.md):
+//! - [`space`]: the NAS-Bench-201 search space (ops, archs, index order, isomorphism, counts);
+//! - [`net`]: an arch plus a macro config becomes a [`net::Plan`], with deterministic weights;
+//! - [`backend`]: primitives (convolution, batch norm, ...) and the executor that runs a plan;
+//! - [`data`]: CIFAR readers, normalisation, minibatches, synthetic inputs.
+
+pub mod backend;
+pub mod data;
+pub mod net;
+pub mod space;
