@@ -1,6 +1,242 @@
 //! Backends (primitives on buffers) and the executor that runs a plan on them.
+//!
+//! A backend knows tensors and layers, never scores: the [`Backend`] trait is the list of
+//! primitives the [`executor::Executor`] drives. Conventions every backend follows:
+//! tensors are NCHW with the batch outermost; forward primitives overwrite their output;
+//! backward primitives accumulate (`+=`) into their gradient outputs; per-sample gradient
+//! outputs (`[n][len]`) are overwritten.
 
 pub mod cpu;
+pub mod executor;
 pub mod real;
 
+pub use crate::net::geom::ConvGeom;
+pub use executor::{BackwardOptions, BnStatistics, Executor, Gradients, ParamGrads};
 pub use real::Real;
+
+/// How batch-norm gradients treat the batch statistics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum BnGrad {
+    /// The true gradient: through the mean and variance of the statistics group.
+    Full,
+    /// Mean and inverse standard deviation held constant: images decouple.
+    FrozenStats,
+}
+
+/// Batch-norm geometry: `n` images of `c` channels of `hw` positions; statistics over
+/// groups of `group` consecutive images (`group == n`: batch statistics; `group == 1`:
+/// each image normalised as a batch of one).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BnGeom {
+    pub n: usize,
+    pub c: usize,
+    pub hw: usize,
+    pub group: usize,
+}
+
+impl BnGeom {
+    /// Number of statistics groups.
+    pub fn groups(&self) -> usize {
+        self.n / self.group
+    }
+}
+
+/// Softmax cross-entropy reduction over the batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reduction {
+    /// Mean over images (the training loss).
+    Mean,
+    /// Sum over images: each image's gradient is that of its own loss.
+    Sum,
+}
+
+/// The primitives a plan is executed with.
+pub trait Backend: Sync {
+    /// The scalar the backend computes in.
+    type Real: Real;
+    /// A buffer of `Real`s in the backend's memory.
+    type Buf: Default + Send;
+
+    /// A zeroed buffer.
+    fn alloc(&self, len: usize) -> Self::Buf;
+    fn upload(&self, host: &[Self::Real]) -> Self::Buf;
+    fn download(&self, buf: &Self::Buf) -> Vec<Self::Real>;
+    fn buf_len(&self, buf: &Self::Buf) -> usize;
+    fn fill_zero(&self, buf: &mut Self::Buf);
+    fn copy(&self, src: &Self::Buf, dst: &mut Self::Buf);
+    /// `dst += src`.
+    fn add_assign(&self, dst: &mut Self::Buf, src: &Self::Buf);
+
+    fn conv_forward(&self, g: &ConvGeom, n: usize, x: &Self::Buf, w: &Self::Buf, y: &mut Self::Buf);
+    fn conv_backward_data(
+        &self,
+        g: &ConvGeom,
+        n: usize,
+        dy: &Self::Buf,
+        w: &Self::Buf,
+        dx: &mut Self::Buf,
+    );
+    fn conv_backward_weight(
+        &self,
+        g: &ConvGeom,
+        n: usize,
+        x: &Self::Buf,
+        dy: &Self::Buf,
+        dw: &mut Self::Buf,
+    );
+    fn conv_weight_grad_per_sample(
+        &self,
+        g: &ConvGeom,
+        n: usize,
+        x: &Self::Buf,
+        dy: &Self::Buf,
+        out: &mut Self::Buf,
+    );
+
+    /// Training-mode batch norm; writes the group statistics (`[groups][c]`).
+    #[allow(clippy::too_many_arguments)]
+    fn bn_forward(
+        &self,
+        g: &BnGeom,
+        eps: f64,
+        x: &Self::Buf,
+        gamma: &Self::Buf,
+        beta: &Self::Buf,
+        y: &mut Self::Buf,
+        mean: &mut Self::Buf,
+        inv_std: &mut Self::Buf,
+    );
+    #[allow(clippy::too_many_arguments)]
+    fn bn_backward(
+        &self,
+        g: &BnGeom,
+        mode: BnGrad,
+        x: &Self::Buf,
+        gamma: &Self::Buf,
+        mean: &Self::Buf,
+        inv_std: &Self::Buf,
+        dy: &Self::Buf,
+        dx: Option<&mut Self::Buf>,
+        dgamma: &mut Self::Buf,
+        dbeta: &mut Self::Buf,
+    );
+    #[allow(clippy::too_many_arguments)]
+    fn bn_param_grad_per_sample(
+        &self,
+        g: &BnGeom,
+        x: &Self::Buf,
+        mean: &Self::Buf,
+        inv_std: &Self::Buf,
+        dy: &Self::Buf,
+        dgamma: &mut Self::Buf,
+        dbeta: &mut Self::Buf,
+    );
+
+    fn relu_forward(&self, x: &Self::Buf, y: &mut Self::Buf);
+    fn relu_backward(&self, x: &Self::Buf, dy: &Self::Buf, dx: &mut Self::Buf);
+
+    #[allow(clippy::too_many_arguments)]
+    fn avgpool3x3_forward(
+        &self,
+        n: usize,
+        c: usize,
+        h: usize,
+        w: usize,
+        x: &Self::Buf,
+        y: &mut Self::Buf,
+    );
+    #[allow(clippy::too_many_arguments)]
+    fn avgpool3x3_backward(
+        &self,
+        n: usize,
+        c: usize,
+        h: usize,
+        w: usize,
+        dy: &Self::Buf,
+        dx: &mut Self::Buf,
+    );
+    #[allow(clippy::too_many_arguments)]
+    fn avgpool2x2_forward(
+        &self,
+        n: usize,
+        c: usize,
+        h: usize,
+        w: usize,
+        x: &Self::Buf,
+        y: &mut Self::Buf,
+    );
+    #[allow(clippy::too_many_arguments)]
+    fn avgpool2x2_backward(
+        &self,
+        n: usize,
+        c: usize,
+        h: usize,
+        w: usize,
+        dy: &Self::Buf,
+        dx: &mut Self::Buf,
+    );
+    fn global_avgpool_forward(
+        &self,
+        n: usize,
+        c: usize,
+        hw: usize,
+        x: &Self::Buf,
+        y: &mut Self::Buf,
+    );
+    fn global_avgpool_backward(
+        &self,
+        n: usize,
+        c: usize,
+        hw: usize,
+        dy: &Self::Buf,
+        dx: &mut Self::Buf,
+    );
+
+    #[allow(clippy::too_many_arguments)]
+    fn linear_forward(
+        &self,
+        n: usize,
+        fin: usize,
+        fout: usize,
+        x: &Self::Buf,
+        w: &Self::Buf,
+        b: &Self::Buf,
+        y: &mut Self::Buf,
+    );
+    #[allow(clippy::too_many_arguments)]
+    fn linear_backward(
+        &self,
+        n: usize,
+        fin: usize,
+        fout: usize,
+        x: &Self::Buf,
+        w: &Self::Buf,
+        dy: &Self::Buf,
+        dx: Option<&mut Self::Buf>,
+        dw: &mut Self::Buf,
+        db: &mut Self::Buf,
+    );
+    #[allow(clippy::too_many_arguments)]
+    fn linear_grad_per_sample(
+        &self,
+        n: usize,
+        fin: usize,
+        fout: usize,
+        x: &Self::Buf,
+        dy: &Self::Buf,
+        dw: &mut Self::Buf,
+        db: &mut Self::Buf,
+    );
+
+    /// Softmax cross-entropy of `logits` (`[n][classes]`); returns the loss and overwrites
+    /// `dlogits` with its gradient.
+    fn softmax_cross_entropy(
+        &self,
+        n: usize,
+        classes: usize,
+        logits: &Self::Buf,
+        labels: &[usize],
+        reduction: Reduction,
+        dlogits: &mut Self::Buf,
+    ) -> Self::Real;
+}

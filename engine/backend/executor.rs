@@ -1,0 +1,501 @@
+//! Runs a [`Plan`] on a [`Backend`]: forward, keeping every slot a backward pass needs,
+//! then backward to parameter gradients (batched, or per sample one layer at a time)
+//! and, on request, to the input.
+
+use super::{Backend, BnGeom, BnGrad};
+use crate::backend::Real;
+use crate::net::init::init_params;
+use crate::net::plan::{Layer, ParamId, Plan, INPUT};
+use crate::net::BN_EPS;
+use std::collections::HashMap;
+
+/// Which images share batch-norm statistics in a forward pass.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum BnStatistics {
+    /// Statistics of the whole batch (training mode, as the scores use by default).
+    Batch,
+    /// Each image normalised as a batch of one (the KNAS per-sample setting).
+    PerSample,
+}
+
+/// Settings of a backward pass.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BackwardOptions {
+    pub bn_grad: BnGrad,
+    /// Also compute the gradient with respect to the input batch.
+    pub input_grad: bool,
+}
+
+impl Default for BackwardOptions {
+    fn default() -> Self {
+        BackwardOptions {
+            bn_grad: BnGrad::Full,
+            input_grad: false,
+        }
+    }
+}
+
+/// What a backward pass does with parameter gradients.
+pub enum ParamGrads<'v, B: Backend> {
+    /// None are computed (only the input gradient, say).
+    Skip,
+    /// Summed over the batch, returned in [`Gradients::params`].
+    Batched,
+    /// Per image, one parameter at a time: the visitor gets `(param, [n][len] buffer)` and
+    /// must use it before returning (the buffer is scratch, reused for the next one).
+    PerSample(&'v mut dyn FnMut(ParamId, &B::Buf)),
+}
+
+/// Results of a backward pass.
+pub struct Gradients<B: Backend> {
+    /// One gradient per plan parameter (with [`ParamGrads::Batched`]).
+    pub params: Option<Vec<B::Buf>>,
+    /// Gradient with respect to the input batch (with `input_grad`).
+    pub input: Option<B::Buf>,
+}
+
+/// Executes one plan with one set of weights on one backend.
+pub struct Executor<'a, B: Backend> {
+    backend: &'a B,
+    plan: &'a Plan,
+    params: Vec<B::Buf>,
+    slots: Vec<B::Buf>,
+    /// `(mean, inv_std)` of every batch-norm layer, by layer index.
+    bn_stats: Vec<Option<(B::Buf, B::Buf)>>,
+    n: usize,
+    bn: BnStatistics,
+    scratch: HashMap<usize, B::Buf>,
+}
+
+impl<'a, B: Backend> Executor<'a, B> {
+    /// An executor with the given parameter values (one buffer per plan parameter).
+    pub fn new(backend: &'a B, plan: &'a Plan, params: Vec<B::Buf>) -> Self {
+        assert_eq!(params.len(), plan.params.len(), "one buffer per parameter");
+        for (buf, spec) in params.iter().zip(&plan.params) {
+            assert_eq!(backend.buf_len(buf), spec.len(), "parameter {}", spec.name);
+        }
+        Executor {
+            backend,
+            plan,
+            params,
+            slots: (0..plan.slots.len()).map(|_| B::Buf::default()).collect(),
+            bn_stats: (0..plan.layers.len()).map(|_| None).collect(),
+            n: 0,
+            bn: BnStatistics::Batch,
+            scratch: HashMap::new(),
+        }
+    }
+
+    /// An executor with the deterministic default initialisation for `seed`.
+    pub fn with_init(backend: &'a B, plan: &'a Plan, seed: u64) -> Self {
+        let params = init_params(seed, plan)
+            .iter()
+            .map(|values| backend.upload(&to_real::<B::Real>(values)))
+            .collect();
+        Executor::new(backend, plan, params)
+    }
+
+    pub fn plan(&self) -> &Plan {
+        self.plan
+    }
+
+    pub fn backend(&self) -> &B {
+        self.backend
+    }
+
+    pub fn params(&self) -> &[B::Buf] {
+        &self.params
+    }
+
+    /// Parameters, for scores that transform the weights (synflow takes |W|).
+    pub fn params_mut(&mut self) -> &mut [B::Buf] {
+        &mut self.params
+    }
+
+    /// Batch size of the last forward pass.
+    pub fn batch(&self) -> usize {
+        self.n
+    }
+
+    /// A slot's activations after a forward pass (`[n][c][h][w]`).
+    pub fn slot(&self, slot: usize) -> &B::Buf {
+        &self.slots[slot]
+    }
+
+    /// The logits after a forward pass (`[n][classes]`).
+    pub fn logits(&self) -> &B::Buf {
+        &self.slots[self.plan.output]
+    }
+
+    /// Runs the plan forward on `n` images (`[n][c][h][w]`).
+    pub fn forward(&mut self, input: B::Buf, n: usize, bn: BnStatistics) {
+        let be = self.backend;
+        let plan = self.plan;
+        assert_eq!(
+            be.buf_len(&input),
+            n * plan.slots[INPUT].len(),
+            "input size"
+        );
+        if n != self.n {
+            for (slot, shape) in self.slots.iter_mut().zip(&plan.slots).skip(1) {
+                *slot = be.alloc(n * shape.len());
+            }
+            self.bn_stats.iter_mut().for_each(|s| *s = None);
+        }
+        self.n = n;
+        self.bn = bn;
+        self.slots[INPUT] = input;
+        let group = match bn {
+            BnStatistics::Batch => n,
+            BnStatistics::PerSample => 1,
+        };
+        for (index, layer) in plan.layers.iter().enumerate() {
+            let out = layer.output();
+            let mut y = std::mem::take(&mut self.slots[out]);
+            let slots = &self.slots;
+            let p = &self.params;
+            match layer {
+                Layer::Conv { x, w, geom, .. } => {
+                    be.conv_forward(geom, n, &slots[*x], &p[*w], &mut y)
+                }
+                Layer::BatchNorm { x, gamma, beta, .. } => {
+                    let s = plan.slots[*x];
+                    let g = BnGeom {
+                        n,
+                        c: s.c,
+                        hw: s.hw(),
+                        group,
+                    };
+                    let (mut mean, mut inv_std) =
+                        self.bn_stats[index].take().unwrap_or_else(|| {
+                            (be.alloc(g.groups() * s.c), be.alloc(g.groups() * s.c))
+                        });
+                    if be.buf_len(&mean) != g.groups() * s.c {
+                        mean = be.alloc(g.groups() * s.c);
+                        inv_std = be.alloc(g.groups() * s.c);
+                    }
+                    be.bn_forward(
+                        &g,
+                        BN_EPS,
+                        &slots[*x],
+                        &p[*gamma],
+                        &p[*beta],
+                        &mut y,
+                        &mut mean,
+                        &mut inv_std,
+                    );
+                    self.bn_stats[index] = Some((mean, inv_std));
+                }
+                Layer::Relu { x, .. } => be.relu_forward(&slots[*x], &mut y),
+                Layer::AvgPool3x3 { x, .. } => {
+                    let s = plan.slots[*x];
+                    be.avgpool3x3_forward(n, s.c, s.h, s.w, &slots[*x], &mut y)
+                }
+                Layer::AvgPool2x2 { x, .. } => {
+                    let s = plan.slots[*x];
+                    be.avgpool2x2_forward(n, s.c, s.h, s.w, &slots[*x], &mut y)
+                }
+                Layer::GlobalAvgPool { x, .. } => {
+                    let s = plan.slots[*x];
+                    be.global_avgpool_forward(n, s.c, s.hw(), &slots[*x], &mut y)
+                }
+                Layer::Linear { x, w, b, .. } => {
+                    let (fin, fout) = (plan.slots[*x].len(), plan.slots[out].len());
+                    be.linear_forward(n, fin, fout, &slots[*x], &p[*w], &p[*b], &mut y)
+                }
+                Layer::Sum { xs, .. } => {
+                    be.copy(&slots[xs[0]], &mut y);
+                    for x in &xs[1..] {
+                        be.add_assign(&mut y, &slots[*x]);
+                    }
+                }
+                Layer::Zero { .. } => be.fill_zero(&mut y),
+            }
+            self.slots[out] = y;
+        }
+    }
+
+    /// Backpropagates `dlogits` (`[n][classes]`) through the last forward pass.
+    ///
+    /// Per-sample gradients need decoupled images: batch-norm statistics per image, or
+    /// held constant in the backward pass.
+    pub fn backward(
+        &mut self,
+        dlogits: B::Buf,
+        options: &BackwardOptions,
+        mut param_grads: ParamGrads<'_, B>,
+    ) -> Gradients<B> {
+        let be = self.backend;
+        let plan = self.plan;
+        let n = self.n;
+        assert!(n > 0, "backward before forward");
+        assert_eq!(be.buf_len(&dlogits), n * plan.slots[plan.output].len());
+        if matches!(param_grads, ParamGrads::PerSample(_)) {
+            assert!(
+                options.bn_grad == BnGrad::FrozenStats || self.bn == BnStatistics::PerSample,
+                "per-sample gradients need per-image statistics or frozen statistics"
+            );
+        }
+        let needs = self.needs_grad(options.input_grad);
+        let mut batched: Option<Vec<B::Buf>> = matches!(param_grads, ParamGrads::Batched)
+            .then(|| plan.params.iter().map(|p| be.alloc(p.len())).collect());
+        let mut grads: Vec<Option<B::Buf>> = (0..plan.slots.len()).map(|_| None).collect();
+        grads[plan.output] = Some(dlogits);
+        let group = match self.bn {
+            BnStatistics::Batch => n,
+            BnStatistics::PerSample => 1,
+        };
+
+        for (index, layer) in plan.layers.iter().enumerate().rev() {
+            let Some(dy) = grads[layer.output()].take() else {
+                continue;
+            };
+            let slots = &self.slots;
+            let p = &self.params;
+            match layer {
+                Layer::Conv { x, w, geom, .. } => {
+                    if needs[*x] {
+                        let dx = grad_slot(be, &mut grads, *x, n * geom.in_len());
+                        be.conv_backward_data(geom, n, &dy, &p[*w], dx);
+                    }
+                    match &mut param_grads {
+                        ParamGrads::Skip => {}
+                        ParamGrads::Batched => {
+                            let dw = &mut batched.as_mut().expect("batched grads")[*w];
+                            be.conv_backward_weight(geom, n, &slots[*x], &dy, dw);
+                        }
+                        ParamGrads::PerSample(visit) => {
+                            let out = scratch(be, &mut self.scratch, n * geom.weight_len(), 0);
+                            be.conv_weight_grad_per_sample(geom, n, &slots[*x], &dy, out);
+                            visit(*w, out);
+                        }
+                    }
+                }
+                Layer::BatchNorm { x, gamma, beta, .. } => {
+                    let s = plan.slots[*x];
+                    let g = BnGeom {
+                        n,
+                        c: s.c,
+                        hw: s.hw(),
+                        group,
+                    };
+                    let (mean, inv_std) = self.bn_stats[index].as_ref().expect("forward stats");
+                    let dx = if needs[*x] {
+                        Some(grad_slot(be, &mut grads, *x, n * s.len()))
+                    } else {
+                        None
+                    };
+                    match &mut param_grads {
+                        ParamGrads::Batched => {
+                            let all = batched.as_mut().expect("batched grads");
+                            let (dgamma, dbeta) = pair_mut(all, *gamma, *beta);
+                            be.bn_backward(
+                                &g,
+                                options.bn_grad,
+                                &slots[*x],
+                                &p[*gamma],
+                                mean,
+                                inv_std,
+                                &dy,
+                                dx,
+                                dgamma,
+                                dbeta,
+                            );
+                        }
+                        ParamGrads::Skip | ParamGrads::PerSample(_) => {
+                            if let Some(dx) = dx {
+                                // Parameter gradients land in throw-away scratch here.
+                                let mut dgamma = be.alloc(s.c);
+                                let mut dbeta = be.alloc(s.c);
+                                be.bn_backward(
+                                    &g,
+                                    options.bn_grad,
+                                    &slots[*x],
+                                    &p[*gamma],
+                                    mean,
+                                    inv_std,
+                                    &dy,
+                                    Some(dx),
+                                    &mut dgamma,
+                                    &mut dbeta,
+                                );
+                            }
+                            if let ParamGrads::PerSample(visit) = &mut param_grads {
+                                let mut dgamma =
+                                    std::mem::take(scratch(be, &mut self.scratch, n * s.c, 0));
+                                let dbeta = scratch(be, &mut self.scratch, n * s.c, 1);
+                                be.bn_param_grad_per_sample(
+                                    &g,
+                                    &slots[*x],
+                                    mean,
+                                    inv_std,
+                                    &dy,
+                                    &mut dgamma,
+                                    dbeta,
+                                );
+                                visit(*gamma, &dgamma);
+                                visit(*beta, dbeta);
+                                self.scratch.insert(scratch_key(n * s.c, 0), dgamma);
+                            }
+                        }
+                    }
+                }
+                Layer::Relu { x, .. } => {
+                    if needs[*x] {
+                        let len = n * plan.slots[*x].len();
+                        be.relu_backward(&slots[*x], &dy, grad_slot(be, &mut grads, *x, len));
+                    }
+                }
+                Layer::AvgPool3x3 { x, .. } => {
+                    if needs[*x] {
+                        let s = plan.slots[*x];
+                        let dx = grad_slot(be, &mut grads, *x, n * s.len());
+                        be.avgpool3x3_backward(n, s.c, s.h, s.w, &dy, dx);
+                    }
+                }
+                Layer::AvgPool2x2 { x, .. } => {
+                    if needs[*x] {
+                        let s = plan.slots[*x];
+                        let dx = grad_slot(be, &mut grads, *x, n * s.len());
+                        be.avgpool2x2_backward(n, s.c, s.h, s.w, &dy, dx);
+                    }
+                }
+                Layer::GlobalAvgPool { x, .. } => {
+                    if needs[*x] {
+                        let s = plan.slots[*x];
+                        let dx = grad_slot(be, &mut grads, *x, n * s.len());
+                        be.global_avgpool_backward(n, s.c, s.hw(), &dy, dx);
+                    }
+                }
+                Layer::Linear { x, y, w, b } => {
+                    let (fin, fout) = (plan.slots[*x].len(), plan.slots[*y].len());
+                    let dx = if needs[*x] {
+                        Some(grad_slot(be, &mut grads, *x, n * fin))
+                    } else {
+                        None
+                    };
+                    match &mut param_grads {
+                        ParamGrads::Batched => {
+                            let all = batched.as_mut().expect("batched grads");
+                            let (dw, db) = pair_mut(all, *w, *b);
+                            be.linear_backward(n, fin, fout, &slots[*x], &p[*w], &dy, dx, dw, db);
+                        }
+                        ParamGrads::Skip | ParamGrads::PerSample(_) => {
+                            if let Some(dx) = dx {
+                                let mut dw = be.alloc(fin * fout);
+                                let mut db = be.alloc(fout);
+                                be.linear_backward(
+                                    n,
+                                    fin,
+                                    fout,
+                                    &slots[*x],
+                                    &p[*w],
+                                    &dy,
+                                    Some(dx),
+                                    &mut dw,
+                                    &mut db,
+                                );
+                            }
+                            if let ParamGrads::PerSample(visit) = &mut param_grads {
+                                let mut dw = std::mem::take(scratch(
+                                    be,
+                                    &mut self.scratch,
+                                    n * fin * fout,
+                                    0,
+                                ));
+                                let db = scratch(be, &mut self.scratch, n * fout, 1);
+                                be.linear_grad_per_sample(
+                                    n, fin, fout, &slots[*x], &dy, &mut dw, db,
+                                );
+                                visit(*w, &dw);
+                                visit(*b, db);
+                                self.scratch.insert(scratch_key(n * fin * fout, 0), dw);
+                            }
+                        }
+                    }
+                }
+                Layer::Sum { xs, .. } => {
+                    for x in xs {
+                        if needs[*x] {
+                            let len = n * plan.slots[*x].len();
+                            be.add_assign(grad_slot(be, &mut grads, *x, len), &dy);
+                        }
+                    }
+                }
+                Layer::Zero { .. } => {}
+            }
+        }
+        Gradients {
+            params: batched,
+            input: if options.input_grad {
+                Some(
+                    grads[INPUT]
+                        .take()
+                        .unwrap_or_else(|| be.alloc(n * plan.slots[INPUT].len())),
+                )
+            } else {
+                None
+            },
+        }
+    }
+
+    /// Which slots a backward pass must carry a gradient into: those with a parameter or
+    /// (when asked) the input upstream.
+    fn needs_grad(&self, input_grad: bool) -> Vec<bool> {
+        let mut needs = vec![false; self.plan.slots.len()];
+        needs[INPUT] = input_grad;
+        for layer in &self.plan.layers {
+            let has_params = matches!(
+                layer,
+                Layer::Conv { .. } | Layer::BatchNorm { .. } | Layer::Linear { .. }
+            );
+            needs[layer.output()] = has_params || layer.inputs().iter().any(|x| needs[*x]);
+        }
+        needs
+    }
+}
+
+/// The gradient buffer of a slot, zeroed on first use.
+fn grad_slot<'g, B: Backend>(
+    be: &B,
+    grads: &'g mut [Option<B::Buf>],
+    slot: usize,
+    len: usize,
+) -> &'g mut B::Buf {
+    grads[slot].get_or_insert_with(|| be.alloc(len))
+}
+
+fn scratch_key(len: usize, which: usize) -> usize {
+    len * 2 + which
+}
+
+/// A reusable scratch buffer of `len` elements (`which` tells apart two of one length).
+fn scratch<'s, B: Backend>(
+    be: &B,
+    pool: &'s mut HashMap<usize, B::Buf>,
+    len: usize,
+    which: usize,
+) -> &'s mut B::Buf {
+    let buf = pool.entry(scratch_key(len, which)).or_default();
+    if be.buf_len(buf) != len {
+        *buf = be.alloc(len);
+    }
+    buf
+}
+
+/// Two distinct elements of a slice, both mutable.
+fn pair_mut<T>(items: &mut [T], a: usize, b: usize) -> (&mut T, &mut T) {
+    assert_ne!(a, b);
+    if a < b {
+        let (lo, hi) = items.split_at_mut(b);
+        (&mut lo[a], &mut hi[0])
+    } else {
+        let (lo, hi) = items.split_at_mut(a);
+        (&mut hi[0], &mut lo[b])
+    }
+}
+
+/// Rounds f64 host values to the backend's scalar.
+pub fn to_real<T: Real>(values: &[f64]) -> Vec<T> {
+    values.iter().map(|&v| T::from_f64_rounded(v)).collect()
+}

@@ -1,0 +1,539 @@
+//! A network as a plan: a flat list of layers over buffer slots, built from a cell genotype
+//! and a macro config.
+//!
+//! Slots hold one activation tensor each (per image `c x h x w`, batch-major at run time);
+//! every layer writes a fresh slot, so a forward pass keeps everything a backward pass needs.
+//! Values that can only be zero (a node fed only by `none` edges, or by edges whose input is
+//! itself zero) get no slot and no layers; the ReLU modules that would have seen them are
+//! recorded as [`ConstantCode`]s, because NASWOT still counts their (all-zero) codes.
+
+use super::geom::ConvGeom;
+use crate::space::{Cell, MacroConfig, Op, EDGES, NODES};
+use std::fmt;
+
+/// Index of a buffer slot in [`Plan::slots`].
+pub type SlotId = usize;
+/// Index of a parameter tensor in [`Plan::params`].
+pub type ParamId = usize;
+
+/// Per-image shape of a slot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct SlotShape {
+    pub c: usize,
+    pub h: usize,
+    pub w: usize,
+}
+
+impl SlotShape {
+    pub fn len(&self) -> usize {
+        self.c * self.h * self.w
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn hw(&self) -> usize {
+        self.h * self.w
+    }
+}
+
+/// What a parameter tensor is; decides its initial distribution and which scores see it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ParamKind {
+    ConvWeight,
+    BnGamma,
+    BnBeta,
+    LinearWeight,
+    LinearBias,
+}
+
+impl ParamKind {
+    /// "Weights" in the TE-NAS sense: every parameter named `weight` in the reference
+    /// model (conv and linear weights, BN gamma), not biases or BN beta.
+    pub fn is_weight(self) -> bool {
+        matches!(
+            self,
+            ParamKind::ConvWeight | ParamKind::BnGamma | ParamKind::LinearWeight
+        )
+    }
+}
+
+/// One parameter tensor.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ParamSpec {
+    /// Stable, PyTorch-like name (`cells.3.edge13.nor_conv_3x3.conv.weight`); it also keys
+    /// the initialisation, so the same position gets the same weights in every arch.
+    pub name: String,
+    pub kind: ParamKind,
+    pub shape: Vec<usize>,
+    /// Fan-in of the layer owning it (`cin*k*k`, linear `in`), for the default init bound.
+    pub fan_in: usize,
+}
+
+impl ParamSpec {
+    pub fn len(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// One step of the plan. Every layer writes its own output slot `y`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Layer {
+    /// Convolution without bias.
+    Conv {
+        x: SlotId,
+        y: SlotId,
+        w: ParamId,
+        geom: ConvGeom,
+    },
+    /// Affine batch norm (statistics from the batch, or per image; chosen at run time).
+    BatchNorm {
+        x: SlotId,
+        y: SlotId,
+        gamma: ParamId,
+        beta: ParamId,
+    },
+    /// ReLU standing for `modules` ReLU modules of the reference network that all see the
+    /// same input (every conv edge leaving a node has its own ReLU of that node).
+    Relu { x: SlotId, y: SlotId, modules: u32 },
+    /// 3x3 average pool, stride 1, pad 1, padding not counted in the divisor.
+    AvgPool3x3 { x: SlotId, y: SlotId },
+    /// 2x2 average pool, stride 2.
+    AvgPool2x2 { x: SlotId, y: SlotId },
+    /// Mean over the spatial positions: `c x h x w` -> `c x 1 x 1`.
+    GlobalAvgPool { x: SlotId, y: SlotId },
+    /// `y = x W^T + b` over the flattened input.
+    Linear {
+        x: SlotId,
+        y: SlotId,
+        w: ParamId,
+        b: ParamId,
+    },
+    /// Elementwise sum of two or more slots of one shape.
+    Sum { xs: Vec<SlotId>, y: SlotId },
+    /// A slot of zeros (only where a zero value must feed a layer that has parameters).
+    Zero { y: SlotId },
+}
+
+impl Layer {
+    /// The slot this layer writes.
+    pub fn output(&self) -> SlotId {
+        match self {
+            Layer::Conv { y, .. }
+            | Layer::BatchNorm { y, .. }
+            | Layer::Relu { y, .. }
+            | Layer::AvgPool3x3 { y, .. }
+            | Layer::AvgPool2x2 { y, .. }
+            | Layer::GlobalAvgPool { y, .. }
+            | Layer::Linear { y, .. }
+            | Layer::Sum { y, .. }
+            | Layer::Zero { y } => *y,
+        }
+    }
+
+    /// The slots this layer reads.
+    pub fn inputs(&self) -> Vec<SlotId> {
+        match self {
+            Layer::Conv { x, .. }
+            | Layer::BatchNorm { x, .. }
+            | Layer::Relu { x, .. }
+            | Layer::AvgPool3x3 { x, .. }
+            | Layer::AvgPool2x2 { x, .. }
+            | Layer::GlobalAvgPool { x, .. }
+            | Layer::Linear { x, .. } => vec![*x],
+            Layer::Sum { xs, .. } => xs.clone(),
+            Layer::Zero { .. } => Vec::new(),
+        }
+    }
+}
+
+/// ReLU modules of the reference network whose input is identically zero: their codes
+/// are all zero bits, known without computing them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConstantCode {
+    /// Units per image of one module.
+    pub units: usize,
+    pub modules: u32,
+}
+
+/// A network ready to execute.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Plan {
+    pub config: MacroConfig,
+    pub cell: Cell,
+    /// Per-image shape of every slot; slot 0 is the input.
+    pub slots: Vec<SlotShape>,
+    pub layers: Vec<Layer>,
+    pub params: Vec<ParamSpec>,
+    pub constant_codes: Vec<ConstantCode>,
+    /// The logits slot.
+    pub output: SlotId,
+}
+
+/// The input slot of every plan.
+pub const INPUT: SlotId = 0;
+
+/// A macro config the plan builder cannot build.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlanError {
+    #[error("{0} must be at least 1")]
+    Zero(&'static str),
+    #[error(
+        "input size {0} cannot be halved twice (the two reduction blocks need a multiple of 4)"
+    )]
+    InputSize(usize),
+    #[error("without a stem the input must have as many channels as the first stage ({channels}), not {input_channels}")]
+    StemlessChannels {
+        channels: usize,
+        input_channels: usize,
+    },
+}
+
+impl Plan {
+    /// Builds the NAS-Bench-201 TinyNetwork for `cell` under `config`.
+    pub fn build(cell: &Cell, config: &MacroConfig) -> Result<Plan, PlanError> {
+        for (value, name) in [
+            (config.channels, "channels"),
+            (config.classes, "classes"),
+            (config.input_size, "input size"),
+            (config.input_channels, "input channels"),
+        ] {
+            if value == 0 {
+                return Err(PlanError::Zero(name));
+            }
+        }
+        if !config.input_size.is_multiple_of(4) {
+            return Err(PlanError::InputSize(config.input_size));
+        }
+        if !config.stem && config.input_channels != config.channels {
+            return Err(PlanError::StemlessChannels {
+                channels: config.channels,
+                input_channels: config.input_channels,
+            });
+        }
+        let mut b = Builder::new(
+            *cell,
+            *config,
+            SlotShape {
+                c: config.input_channels,
+                h: config.input_size,
+                w: config.input_size,
+            },
+        );
+        let mut x = Some(INPUT);
+        let mut shape = b.slots[INPUT];
+        if config.stem {
+            let conv = b.conv(x, "stem.conv", config.channels, 3, 1, 1, shape);
+            shape = conv.1;
+            x = b.batch_norm(conv.0, "stem.bn", shape);
+        }
+        let mut position = 0;
+        for stage in 0..3 {
+            if stage > 0 {
+                (x, shape) = b.resnet_block(x, &format!("cells.{position}"), shape);
+                position += 1;
+            }
+            for _ in 0..config.cells_per_stage {
+                x = b.cell(x, &format!("cells.{position}"), shape);
+                position += 1;
+            }
+        }
+        let x = b.batch_norm(x, "lastact.bn", shape);
+        let x = b.relu(x, 1, shape);
+        let pooled_shape = SlotShape {
+            c: shape.c,
+            h: 1,
+            w: 1,
+        };
+        let pooled = match x {
+            Some(x) => b.layer(pooled_shape, |y| Layer::GlobalAvgPool { x, y }),
+            None => b.layer(pooled_shape, |y| Layer::Zero { y }),
+        };
+        let w = b.param(
+            "classifier.weight",
+            ParamKind::LinearWeight,
+            vec![config.classes, shape.c],
+            shape.c,
+        );
+        let bias = b.param(
+            "classifier.bias",
+            ParamKind::LinearBias,
+            vec![config.classes],
+            shape.c,
+        );
+        let out_shape = SlotShape {
+            c: config.classes,
+            h: 1,
+            w: 1,
+        };
+        let output = b.layer(out_shape, |y| Layer::Linear {
+            x: pooled,
+            y,
+            w,
+            b: bias,
+        });
+        Ok(Plan {
+            config: b.config,
+            cell: b.cell,
+            slots: b.slots,
+            layers: b.layers,
+            params: b.params,
+            constant_codes: b.constant_codes,
+            output,
+        })
+    }
+
+    /// Parameters in the plan (dead edges carry none).
+    pub fn param_count(&self) -> usize {
+        self.params.iter().map(ParamSpec::len).sum()
+    }
+
+    /// Multiply-adds per image of convolutions and linear layers (bias adds counted as the
+    /// benchmark counts them).
+    pub fn macs(&self) -> usize {
+        self.layers
+            .iter()
+            .map(|layer| match layer {
+                Layer::Conv { geom, .. } => geom.macs(),
+                Layer::Linear { w, b, .. } => self.params[*w].len() + self.params[*b].len(),
+                _ => 0,
+            })
+            .sum()
+    }
+
+    /// ReLU units per image over every ReLU module of the reference network, the ones with
+    /// constant codes included (NASWOT's code length N_A).
+    pub fn relu_units(&self) -> usize {
+        let computed: usize = self
+            .layers
+            .iter()
+            .map(|layer| match layer {
+                Layer::Relu { y, modules, .. } => self.slots[*y].len() * *modules as usize,
+                _ => 0,
+            })
+            .sum();
+        let constant: usize = self
+            .constant_codes
+            .iter()
+            .map(|c| c.units * c.modules as usize)
+            .sum();
+        computed + constant
+    }
+
+    /// True when the logits do not depend on the input (no non-zero path through the cells).
+    pub fn is_dead(&self) -> bool {
+        self.layers.iter().any(|l| matches!(l, Layer::Zero { .. }))
+    }
+}
+
+impl fmt::Display for Plan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, layer) in self.layers.iter().enumerate() {
+            let s = self.slots[layer.output()];
+            writeln!(f, "{i:4} {layer:?} -> {}x{}x{}", s.c, s.h, s.w)?;
+        }
+        Ok(())
+    }
+}
+
+/// A value during building: a slot, or `None` for an identically zero tensor.
+type Value = Option<SlotId>;
+
+struct Builder {
+    cell: Cell,
+    config: MacroConfig,
+    slots: Vec<SlotShape>,
+    layers: Vec<Layer>,
+    params: Vec<ParamSpec>,
+    constant_codes: Vec<ConstantCode>,
+}
+
+impl Builder {
+    fn new(cell: Cell, config: MacroConfig, input: SlotShape) -> Builder {
+        Builder {
+            cell,
+            config,
+            slots: vec![input],
+            layers: Vec::new(),
+            params: Vec::new(),
+            constant_codes: Vec::new(),
+        }
+    }
+
+    /// Appends a layer writing a new slot of `shape`; returns that slot.
+    fn layer(&mut self, shape: SlotShape, make: impl FnOnce(SlotId) -> Layer) -> SlotId {
+        let y = self.slots.len();
+        self.slots.push(shape);
+        self.layers.push(make(y));
+        y
+    }
+
+    fn param(&mut self, name: &str, kind: ParamKind, shape: Vec<usize>, fan_in: usize) -> ParamId {
+        self.params.push(ParamSpec {
+            name: name.to_string(),
+            kind,
+            shape,
+            fan_in,
+        });
+        self.params.len() - 1
+    }
+
+    fn relu(&mut self, x: Value, modules: u32, shape: SlotShape) -> Value {
+        match x {
+            Some(x) => Some(self.layer(shape, |y| Layer::Relu { x, y, modules })),
+            None => {
+                self.constant_codes.push(ConstantCode {
+                    units: shape.len(),
+                    modules,
+                });
+                None
+            }
+        }
+    }
+
+    /// A convolution; a zero input gives a zero output and no parameters.
+    #[allow(clippy::too_many_arguments)]
+    fn conv(
+        &mut self,
+        x: Value,
+        name: &str,
+        cout: usize,
+        k: usize,
+        stride: usize,
+        pad: usize,
+        shape: SlotShape,
+    ) -> (Value, SlotShape) {
+        let geom = ConvGeom {
+            cin: shape.c,
+            cout,
+            h: shape.h,
+            w: shape.w,
+            k,
+            stride,
+            pad,
+        };
+        let out = SlotShape {
+            c: cout,
+            h: geom.out_h(),
+            w: geom.out_w(),
+        };
+        let Some(x) = x else { return (None, out) };
+        let w = self.param(
+            &format!("{name}.weight"),
+            ParamKind::ConvWeight,
+            vec![cout, shape.c, k, k],
+            shape.c * k * k,
+        );
+        (
+            Some(self.layer(out, |y| Layer::Conv { x, y, w, geom })),
+            out,
+        )
+    }
+
+    /// Batch norm; on a zero input the output is beta, zero at initialisation, so it stays
+    /// zero (the reference's BN shift there is a parameter no input ever reaches).
+    fn batch_norm(&mut self, x: Value, name: &str, shape: SlotShape) -> Value {
+        let x = x?;
+        let gamma = self.param(
+            &format!("{name}.weight"),
+            ParamKind::BnGamma,
+            vec![shape.c],
+            0,
+        );
+        let beta = self.param(&format!("{name}.bias"), ParamKind::BnBeta, vec![shape.c], 0);
+        Some(self.layer(shape, |y| Layer::BatchNorm { x, y, gamma, beta }))
+    }
+
+    fn sum(&mut self, terms: Vec<SlotId>, shape: SlotShape) -> Value {
+        match terms.len() {
+            0 => None,
+            1 => Some(terms[0]),
+            _ => Some(self.layer(shape, |y| Layer::Sum { xs: terms, y })),
+        }
+    }
+
+    /// One cell: node i is the sum over its incoming edges of every op on the edge.
+    fn cell(&mut self, input: Value, prefix: &str, shape: SlotShape) -> Value {
+        let mut nodes: [Value; NODES] = [None; NODES];
+        let mut relus: [Value; NODES] = [None; NODES];
+        nodes[0] = input;
+        for to in 0..NODES {
+            if to > 0 {
+                let mut terms = Vec::new();
+                for (edge, &(from, _)) in EDGES.iter().enumerate().filter(|(_, e)| e.1 == to) {
+                    for op in self.cell.edges[edge].iter() {
+                        let name = format!("{prefix}.edge{from}{to}.{}", op.name());
+                        let out = match op {
+                            Op::None => None,
+                            Op::SkipConnect => nodes[from],
+                            Op::AvgPool3x3 => nodes[from]
+                                .map(|x| self.layer(shape, |y| Layer::AvgPool3x3 { x, y })),
+                            Op::Conv1x1 | Op::Conv3x3 => {
+                                let k = op.kernel().unwrap_or(1);
+                                let conv = self.conv(
+                                    relus[from],
+                                    &format!("{name}.conv"),
+                                    shape.c,
+                                    k,
+                                    1,
+                                    k / 2,
+                                    shape,
+                                );
+                                self.batch_norm(conv.0, &format!("{name}.bn"), shape)
+                            }
+                        };
+                        terms.extend(out);
+                    }
+                }
+                nodes[to] = self.sum(terms, shape);
+            }
+            // Every conv op leaving this node applies its own ReLU to the node: compute it
+            // once, counted as that many modules.
+            let modules: usize = EDGES
+                .iter()
+                .enumerate()
+                .filter(|(_, e)| e.0 == to)
+                .map(|(edge, _)| {
+                    self.cell.edges[edge]
+                        .iter()
+                        .filter(|op| op.is_conv())
+                        .count()
+                })
+                .sum();
+            if modules > 0 {
+                relus[to] = self.relu(nodes[to], modules as u32, shape);
+            }
+        }
+        nodes[NODES - 1]
+    }
+
+    /// The reduction block between stages: ReLU-Conv3x3(s2)-BN, ReLU-Conv3x3-BN, plus a
+    /// shortcut AvgPool2x2 -> Conv1x1; doubles the channels, halves the resolution.
+    fn resnet_block(&mut self, x: Value, prefix: &str, shape: SlotShape) -> (Value, SlotShape) {
+        let cout = 2 * shape.c;
+        let a = self.relu(x, 1, shape);
+        let (a, half) = self.conv(a, &format!("{prefix}.conv_a.conv"), cout, 3, 2, 1, shape);
+        let a = self.batch_norm(a, &format!("{prefix}.conv_a.bn"), half);
+        let b = self.relu(a, 1, half);
+        let (b, _) = self.conv(b, &format!("{prefix}.conv_b.conv"), cout, 3, 1, 1, half);
+        let b = self.batch_norm(b, &format!("{prefix}.conv_b.bn"), half);
+        let pooled_shape = SlotShape { c: shape.c, ..half };
+        let pooled = x.map(|x| self.layer(pooled_shape, |y| Layer::AvgPool2x2 { x, y }));
+        let (shortcut, _) = self.conv(
+            pooled,
+            &format!("{prefix}.shortcut.conv"),
+            cout,
+            1,
+            1,
+            0,
+            pooled_shape,
+        );
+        let terms = [shortcut, b].into_iter().flatten().collect();
+        (self.sum(terms, half), half)
+    }
+}

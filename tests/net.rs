@@ -1,0 +1,170 @@
+//! Plans against the counts of ../shared/spec/nb201.md, for every arch of the space.
+
+use nasrank::net::{Layer, Plan};
+use nasrank::space::{Arch, Cell, MacroConfig, Op, EDGES, NUM_ARCHS};
+
+/// Decodes a product index (base 5, last edge fastest) without the library's parser.
+fn arch_of_product(mut i: usize) -> Arch {
+    let mut ops = [Op::None; 6];
+    for slot in ops.iter_mut().rev() {
+        *slot = Op::from_index(i % 5).unwrap();
+        i /= 5;
+    }
+    Arch { ops }
+}
+
+/// Which nodes are identically zero (independent of the plan builder): node i is zero
+/// when no incoming edge carries a non-`none` op from a non-zero node.
+fn zero_nodes(arch: &Arch) -> [bool; 4] {
+    let mut zero = [false; 4];
+    for to in 1..4 {
+        zero[to] = EDGES
+            .iter()
+            .zip(arch.ops)
+            .filter(|((_, t), _)| *t == to)
+            .all(|((from, _), op)| op == Op::None || zero[*from]);
+    }
+    zero
+}
+
+fn zero_output(arch: &Arch) -> bool {
+    zero_nodes(arch)[3]
+}
+
+/// Conv edges (3x3, 1x1) whose input node is identically zero.
+fn zero_input_convs(arch: &Arch) -> (usize, usize) {
+    let zero = zero_nodes(arch);
+    let mut dead = (0, 0);
+    for ((from, _), op) in EDGES.iter().zip(arch.ops) {
+        if zero[*from] {
+            match op {
+                Op::Conv3x3 => dead.0 += 1,
+                Op::Conv1x1 => dead.1 += 1,
+                _ => {}
+            }
+        }
+    }
+    dead
+}
+
+fn conv_counts(arch: &Arch) -> (usize, usize) {
+    let n3 = arch.ops.iter().filter(|o| **o == Op::Conv3x3).count();
+    let n1 = arch.ops.iter().filter(|o| **o == Op::Conv1x1).count();
+    (n3, n1)
+}
+
+#[test]
+fn plans_match_the_spec_counts_for_every_arch() {
+    let config = MacroConfig::NB201_CIFAR10;
+    for i in 0..NUM_ARCHS {
+        let arch = arch_of_product(i);
+        let plan = Plan::build(&Cell::from(arch), &config).unwrap();
+        let (n3, n1) = conv_counts(&arch);
+        let (d3, d1) = zero_input_convs(&arch);
+        // Every ReLU module counts, including those with constant codes.
+        assert_eq!(plan.relu_units(), 143_360 * (n3 + n1) + 40_960, "{arch:?}");
+        if zero_output(&arch) {
+            // Only the stem, the first cell's live convs and the classifier do any work.
+            let (l3, l1) = (n3 - d3, n1 - d1);
+            assert_eq!(
+                plan.param_count(),
+                464 + 2_336 * l3 + 288 * l1 + 650,
+                "{arch:?}"
+            );
+            assert_eq!(
+                plan.macs(),
+                442_368 + 2_359_296 * l3 + 262_144 * l1 + 650,
+                "{arch:?}"
+            );
+        } else {
+            // Dead convs carry no parameters and no work in the plan.
+            assert_eq!(
+                plan.param_count() + 243_040 * d3 + 28_000 * d1,
+                73_306 + 243_040 * n3 + 28_000 * n1,
+                "{arch:?}"
+            );
+            assert_eq!(
+                plan.macs() + 35_389_440 * d3 + 3_932_160 * d1,
+                7_783_050 + 35_389_440 * n3 + 3_932_160 * n1,
+                "{arch:?}"
+            );
+        }
+        assert_eq!(plan.is_dead(), zero_output(&arch));
+        let relu_modules: u32 = plan
+            .layers
+            .iter()
+            .map(|l| match l {
+                Layer::Relu { modules, .. } => *modules,
+                _ => 0,
+            })
+            .sum::<u32>()
+            + plan.constant_codes.iter().map(|c| c.modules).sum::<u32>();
+        assert_eq!(relu_modules as usize, 15 * (n3 + n1) + 5);
+    }
+}
+
+#[test]
+fn layers_read_only_slots_written_before_them() {
+    let config = MacroConfig::NB201_CIFAR10;
+    for i in (0..NUM_ARCHS).step_by(7) {
+        let plan = Plan::build(&Cell::from(arch_of_product(i)), &config).unwrap();
+        let mut written = vec![false; plan.slots.len()];
+        written[0] = true;
+        for layer in &plan.layers {
+            assert!(layer.inputs().iter().all(|x| written[*x]), "{layer:?}");
+            assert!(!written[layer.output()], "slot written twice: {layer:?}");
+            written[layer.output()] = true;
+        }
+        assert!(written[plan.output]);
+        assert_eq!(plan.slots[plan.output].len(), 10);
+    }
+}
+
+#[test]
+fn all_none_arch_is_dead_and_its_logits_are_the_bias() {
+    let plan = Plan::build(&Cell::from(arch_of_product(0)), &MacroConfig::NB201_CIFAR10).unwrap();
+    assert!(plan.is_dead());
+    assert!(matches!(
+        plan.layers[plan.layers.len() - 2],
+        Layer::Zero { .. }
+    ));
+    // Stem only, then nothing reaches the classifier: stem conv + BN, classifier.
+    assert_eq!(plan.param_count(), 464 + 650);
+}
+
+#[test]
+fn supernet_edges_sum_their_ops_and_share_one_relu_per_node() {
+    let config = MacroConfig {
+        channels: 4,
+        cells_per_stage: 1,
+        ..MacroConfig::NB201_CIFAR10
+    };
+    let plan = Plan::build(&Cell::full_supernet(), &config).unwrap();
+    // Per cell: nodes 0, 1, 2 each feed conv edges; 2 conv ops per edge; node 0 has 3 edges out.
+    let cell_relus: Vec<u32> = plan
+        .layers
+        .iter()
+        .filter_map(|l| match l {
+            Layer::Relu { modules, .. } if *modules > 1 => Some(*modules),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(cell_relus, [6, 4, 2].repeat(3));
+    assert!(!plan.is_dead());
+}
+
+#[test]
+fn bad_macro_configs_are_rejected() {
+    let cell = Cell::from(arch_of_product(1234));
+    let bad_size = MacroConfig {
+        input_size: 30,
+        ..MacroConfig::NB201_CIFAR10
+    };
+    assert!(Plan::build(&cell, &bad_size).is_err());
+    let stemless = MacroConfig {
+        stem: false,
+        ..MacroConfig::NB201_CIFAR10
+    };
+    let err = Plan::build(&cell, &stemless).unwrap_err().to_string();
+    assert!(err.contains("channels"), "{err}");
+}
