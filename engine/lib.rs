@@ -8,5 +8,6 @@
 
 pub mod backend;
 pub mod data;
+pub mod eval;
 pub mod net;
 pub mod space;
