@@ -3,6 +3,10 @@
 
 use std::fmt;
 
+mod parse;
+
+pub use parse::ArchParseError;
+
 /// A cell operation, in the benchmark's list order (the op index used everywhere).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Op {
@@ -135,12 +139,8 @@ impl Cell {
     /// Every edge carries all ops but `none` (the TE-NAS starting supernet).
     pub fn full_supernet() -> Cell {
         Cell {
-            edges: [OpSet::from_ops(&[
-                Op::SkipConnect,
-                Op::Conv1x1,
-                Op::Conv3x3,
-                Op::AvgPool3x3,
-            ]); 6],
+            edges: [OpSet::from_ops(&[Op::SkipConnect, Op::Conv1x1, Op::Conv3x3, Op::AvgPool3x3]);
+                6],
         }
     }
 
