@@ -3,8 +3,10 @@
 
 use std::fmt;
 
+mod index;
 mod parse;
 
+pub use index::{arch_of_index, benchmark_archs, index_of_arch};
 pub use parse::ArchParseError;
 
 /// A cell operation, in the benchmark's list order (the op index used everywhere).
