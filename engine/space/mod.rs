@@ -4,9 +4,11 @@
 use std::fmt;
 
 mod index;
+mod iso;
 mod parse;
 
 pub use index::{arch_of_index, benchmark_archs, index_of_arch};
+pub use iso::{codes_classes, codes_key, is_dead, iso_classes, iso_key, ArchClass};
 pub use parse::ArchParseError;
 
 /// A cell operation, in the benchmark's list order (the op index used everywhere).
