@@ -1,6 +1,7 @@
 //! Analytic counts of the network a cell and a macro config make: parameters, FLOPs and
 //! ReLUs, counted as the benchmark counts them (every conv edge, even one whose input is
-//! zero or whose output never reaches the cell output).
+//! zero or whose output never reaches the cell output). Stages run at S, S/2 and S/4 for
+//! input size S, which must be divisible by 4 for the ResNet blocks' shortcut to fit.
 
 use super::{Cell, MacroConfig, Op, EDGES};
 
