@@ -1,6 +1,6 @@
 //! Minibatches: normalised NCHW tensors, drawn from an [`ImageSet`] by seed.
 
-use super::{DataError, ImageSet, SplitMix64};
+use super::{DataError, Dataset, ImageSet, SplitMix64};
 
 /// A minibatch in NCHW layout, ready for a network's input.
 #[derive(Clone, Debug, PartialEq)]
@@ -33,7 +33,7 @@ impl ImageSet {
             });
         }
         // One table per channel: 768 divisions instead of one per pixel.
-        let table: Vec<[f32; 256]> = (0..super::Dataset::CHANNELS)
+        let table: Vec<[f32; 256]> = (0..Dataset::CHANNELS)
             .map(|ch| std::array::from_fn(|b| self.dataset.normalise(ch, b as u8)))
             .collect();
         let side = self.dataset.image_size();
@@ -46,7 +46,7 @@ impl ImageSet {
         }
         Ok(Batch {
             n: records.len(),
-            c: super::Dataset::CHANNELS,
+            c: Dataset::CHANNELS,
             h: side,
             w: side,
             images,
