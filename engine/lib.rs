@@ -10,4 +10,5 @@ pub mod backend;
 pub mod data;
 pub mod eval;
 pub mod net;
+pub mod proxy;
 pub mod space;
