@@ -135,12 +135,8 @@ impl Cell {
     /// Every edge carries all ops but `none` (the TE-NAS starting supernet).
     pub fn full_supernet() -> Cell {
         Cell {
-            edges: [OpSet::from_ops(&[
-                Op::SkipConnect,
-                Op::Conv1x1,
-                Op::Conv3x3,
-                Op::AvgPool3x3,
-            ]); 6],
+            edges: [OpSet::from_ops(&[Op::SkipConnect, Op::Conv1x1, Op::Conv3x3, Op::AvgPool3x3]);
+                6],
         }
     }
 
