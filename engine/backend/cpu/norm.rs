@@ -36,7 +36,7 @@ impl BnGeom {
 
     fn check(&self, x: usize, stats: &[usize], params: &[usize], op: &str) {
         assert!(
-            self.group > 0 && self.n % self.group == 0 && self.hw > 0,
+            self.group > 0 && self.n.is_multiple_of(self.group) && self.hw > 0,
             "{op}: invalid geometry {self:?}"
         );
         assert!(x == self.n * self.c * self.hw, "{op}: tensor length");
