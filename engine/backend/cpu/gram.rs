@@ -4,6 +4,7 @@
 //! block's `n x n` result is added to G in f64, so f32 rounding stays within one block
 //! while the sum over hundreds of thousands of parameters is accumulated in f64.
 
+use super::gemm::{matmul, Mat, Parallelism};
 use crate::backend::Real;
 
 /// Columns of A per block: large enough for an efficient GEMM, small enough that the f32
@@ -17,31 +18,24 @@ pub fn gram_accumulate<T: Real>(a: &[T], n: usize, len: usize, g: &mut [f64]) {
     let mut block_gram = vec![T::zero(); n * n];
     for start in (0..len).step_by(BLOCK) {
         let width = BLOCK.min(len - start);
-        // SAFETY: lhs is the [n][width] block of `a` at column `start` (row stride len),
-        // rhs the same block read transposed; dst is the [n][n] buffer; all in bounds.
-        unsafe {
-            gemm::gemm(
-                n,
-                n,
-                width,
-                block_gram.as_mut_ptr(),
-                1,
-                n as isize,
-                false,
-                a.as_ptr().add(start),
-                1,
-                len as isize,
-                a.as_ptr().add(start),
-                len as isize,
-                1,
-                T::zero(),
-                T::one(),
-                false,
-                false,
-                false,
-                gemm::Parallelism::Rayon(0),
-            );
-        }
+        // The [n][width] block at column `start` of A (row stride len), times its transpose.
+        let block = Mat {
+            rows: n,
+            cols: width,
+            rs: len,
+            cs: 1,
+        };
+        let a_block = &a[start..];
+        matmul(
+            &mut block_gram,
+            Mat::rows(n, n),
+            false,
+            a_block,
+            block,
+            a_block,
+            block.t(),
+            Parallelism::Rayon(0),
+        );
         for (acc, v) in g.iter_mut().zip(&block_gram) {
             *acc += v.to_f64_lossless();
         }
