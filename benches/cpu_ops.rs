@@ -1,0 +1,129 @@
+//! Micro-benchmarks of the CPU primitives at NAS-Bench-201 shapes (batch 128, f32).
+//! Throughput is reported in FLOP (2 per multiply-accumulate), so `Gelem/s` reads GFLOP/s.
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use nasrank::backend::cpu::*;
+use nasrank::backend::{BnGeom, BnGrad, ConvGeom};
+
+const N: usize = 128;
+
+fn data(len: usize, seed: u32) -> Vec<f32> {
+    (0..len)
+        .map(|i| {
+            ((i as u32).wrapping_mul(2_654_435_761).wrapping_add(seed) >> 8) as f32
+                / (1u32 << 24) as f32
+                - 0.5
+        })
+        .collect()
+}
+
+fn conv(c: &mut Criterion) {
+    let shapes = [
+        (
+            "3x3 16ch 32x32",
+            ConvGeom {
+                cin: 16,
+                cout: 16,
+                h: 32,
+                w: 32,
+                k: 3,
+                stride: 1,
+                pad: 1,
+            },
+        ),
+        (
+            "3x3 64ch 8x8",
+            ConvGeom {
+                cin: 64,
+                cout: 64,
+                h: 8,
+                w: 8,
+                k: 3,
+                stride: 1,
+                pad: 1,
+            },
+        ),
+        (
+            "1x1 16ch 32x32",
+            ConvGeom {
+                cin: 16,
+                cout: 16,
+                h: 32,
+                w: 32,
+                k: 1,
+                stride: 1,
+                pad: 0,
+            },
+        ),
+    ];
+    let mut group = c.benchmark_group("conv");
+    group.sample_size(10);
+    for (name, g) in shapes {
+        let (x, w, dy) = (
+            data(N * g.in_len(), 1),
+            data(g.weight_len(), 2),
+            data(N * g.out_len(), 3),
+        );
+        let (mut y, mut dx, mut dw) = (
+            vec![0.0; N * g.out_len()],
+            vec![0.0; N * g.in_len()],
+            vec![0.0; g.weight_len()],
+        );
+        group.throughput(Throughput::Elements((2 * g.macs() * N) as u64));
+        group.bench_function(format!("forward {name}"), |b| {
+            b.iter(|| conv2d_forward(&g, N, &x, &w, &mut y))
+        });
+        group.bench_function(format!("backward data {name}"), |b| {
+            b.iter(|| conv2d_backward_data(&g, N, &dy, &w, &mut dx))
+        });
+        group.bench_function(format!("backward weight {name}"), |b| {
+            b.iter(|| conv2d_backward_weight(&g, N, &x, &dy, &mut dw))
+        });
+    }
+    group.finish();
+}
+
+fn batchnorm(c: &mut Criterion) {
+    let g = BnGeom {
+        n: N,
+        c: 16,
+        hw: 32 * 32,
+        group: N,
+    };
+    let len = g.n * g.c * g.hw;
+    let (x, dy, gamma, beta) = (
+        data(len, 1),
+        data(len, 2),
+        vec![1.0f32; g.c],
+        vec![0.0f32; g.c],
+    );
+    let (mut y, mut dx) = (vec![0.0; len], vec![0.0; len]);
+    let (mut mean, mut inv) = (vec![0.0; g.c], vec![0.0; g.c]);
+    let (mut dg, mut db) = (vec![0.0; g.c], vec![0.0; g.c]);
+    let mut group = c.benchmark_group("batchnorm 16ch 32x32");
+    group.sample_size(10);
+    group.throughput(Throughput::Elements(len as u64));
+    group.bench_function("forward", |b| {
+        b.iter(|| batchnorm_forward(&g, 1e-5, &x, &gamma, &beta, &mut y, &mut mean, &mut inv))
+    });
+    group.bench_function("backward full", |b| {
+        b.iter(|| {
+            batchnorm_backward(
+                &g,
+                BnGrad::Full,
+                &x,
+                &gamma,
+                &mean,
+                &inv,
+                &dy,
+                Some(&mut dx),
+                &mut dg,
+                &mut db,
+            )
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, conv, batchnorm);
+criterion_main!(benches);
