@@ -11,19 +11,20 @@ use nasrank::space::{Arch, Cell, MacroConfig, Op, OpSet};
 
 type Be = CpuBackend<f64>;
 
-/// A tiny config whose supernet cell uses every op, every edge, with stem.
+const TINY: MacroConfig = MacroConfig {
+    channels: 2,
+    cells_per_stage: 1,
+    classes: 3,
+    input_size: 8,
+    input_channels: 3,
+    stem: true,
+};
+
+/// A tiny network whose supernet cell uses every op on every edge.
 fn tiny() -> (Plan, MacroConfig) {
-    let config = MacroConfig {
-        channels: 2,
-        cells_per_stage: 1,
-        classes: 3,
-        input_size: 8,
-        input_channels: 3,
-        stem: true,
-    };
     let all = OpSet::from_ops(&Op::ALL);
-    let plan = Plan::build(&Cell { edges: [all; 6] }, &config).unwrap();
-    (plan, config)
+    let plan = Plan::build(&Cell { edges: [all; 6] }, &TINY).unwrap();
+    (plan, TINY)
 }
 
 fn input(plan: &Plan, n: usize, seed: u64) -> Vec<f64> {
@@ -47,8 +48,8 @@ fn loss(plan: &Plan, params: &[Vec<f64>], x: &[f64], n: usize, bn: BnStatistics)
 
 /// Checks analytic gradients of a few entries of every parameter, and of the input,
 /// against central differences.
-fn check_gradients(bn: BnStatistics) {
-    let (plan, _) = tiny();
+fn check_gradients(plan: &Plan, bn: BnStatistics) {
+    let plan = plan.clone();
     let be = Be::new();
     let n = 3;
     let x = input(&plan, n, 5);
@@ -106,12 +107,33 @@ fn check_gradients(bn: BnStatistics) {
 
 #[test]
 fn whole_network_gradients_match_finite_differences_with_batch_statistics() {
-    check_gradients(BnStatistics::Batch);
+    check_gradients(&tiny().0, BnStatistics::Batch);
+}
+
+#[test]
+fn gradients_through_a_sum_of_one_slot_twice_match_finite_differences() {
+    // Node 1 is node 0 (skip), so node 2 = skip(node 0) + skip(node 1) sums one slot twice.
+    use Op::*;
+    let arch = Arch {
+        ops: [
+            SkipConnect,
+            SkipConnect,
+            SkipConnect,
+            None,
+            Conv3x3,
+            AvgPool3x3,
+        ],
+    };
+    let plan = Plan::build(&Cell::from(arch), &TINY).unwrap();
+    assert!(plan.layers.iter().any(
+        |l| matches!(l, nasrank::net::Layer::Sum { xs, .. } if xs.len() == 2 && xs[0] == xs[1])
+    ));
+    check_gradients(&plan, BnStatistics::Batch);
 }
 
 #[test]
 fn whole_network_gradients_match_finite_differences_with_per_image_statistics() {
-    check_gradients(BnStatistics::PerSample);
+    check_gradients(&tiny().0, BnStatistics::PerSample);
 }
 
 /// Collects per-sample gradients into `[param][n][len]`.
@@ -254,14 +276,7 @@ fn frozen_statistics_per_sample_gradients_sum_to_the_frozen_batched_gradient() {
 
 #[test]
 fn dead_arch_logits_are_the_classifier_bias() {
-    let config = MacroConfig {
-        channels: 2,
-        cells_per_stage: 1,
-        classes: 3,
-        input_size: 8,
-        input_channels: 3,
-        stem: true,
-    };
+    let config = TINY;
     let dead = Arch {
         ops: [
             Op::Conv3x3,

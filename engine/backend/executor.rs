@@ -65,6 +65,9 @@ pub struct Executor<'a, B: Backend> {
     n: usize,
     bn: BnStatistics,
     scratch: HashMap<usize, B::Buf>,
+    /// Gradient buffers of earlier backward passes, by length: reusing them avoids fresh
+    /// allocations (and their page faults) for hundreds of slot gradients per pass.
+    pool: HashMap<usize, Vec<B::Buf>>,
 }
 
 impl<'a, B: Backend> Executor<'a, B> {
@@ -83,6 +86,7 @@ impl<'a, B: Backend> Executor<'a, B> {
             n: 0,
             bn: BnStatistics::Batch,
             scratch: HashMap::new(),
+            pool: HashMap::new(),
         }
     }
 
@@ -255,7 +259,7 @@ impl<'a, B: Backend> Executor<'a, B> {
             match layer {
                 Layer::Conv { x, w, geom, .. } => {
                     if needs[*x] {
-                        let dx = grad_slot(be, &mut grads, *x, n * geom.in_len());
+                        let dx = grad_slot(be, &mut self.pool, &mut grads, *x, n * geom.in_len());
                         be.conv_backward_data(geom, n, &dy, &p[*w], dx);
                     }
                     match &mut param_grads {
@@ -281,7 +285,7 @@ impl<'a, B: Backend> Executor<'a, B> {
                     };
                     let (mean, inv_std) = self.bn_stats[index].as_ref().expect("forward stats");
                     let dx = if needs[*x] {
-                        Some(grad_slot(be, &mut grads, *x, n * s.len()))
+                        Some(grad_slot(be, &mut self.pool, &mut grads, *x, n * s.len()))
                     } else {
                         None
                     };
@@ -343,34 +347,38 @@ impl<'a, B: Backend> Executor<'a, B> {
                 Layer::Relu { x, .. } => {
                     if needs[*x] {
                         let len = n * plan.slots[*x].len();
-                        be.relu_backward(&slots[*x], &dy, grad_slot(be, &mut grads, *x, len));
+                        be.relu_backward(
+                            &slots[*x],
+                            &dy,
+                            grad_slot(be, &mut self.pool, &mut grads, *x, len),
+                        );
                     }
                 }
                 Layer::AvgPool3x3 { x, .. } => {
                     if needs[*x] {
                         let s = plan.slots[*x];
-                        let dx = grad_slot(be, &mut grads, *x, n * s.len());
+                        let dx = grad_slot(be, &mut self.pool, &mut grads, *x, n * s.len());
                         be.avgpool3x3_backward(n, s.c, s.h, s.w, &dy, dx);
                     }
                 }
                 Layer::AvgPool2x2 { x, .. } => {
                     if needs[*x] {
                         let s = plan.slots[*x];
-                        let dx = grad_slot(be, &mut grads, *x, n * s.len());
+                        let dx = grad_slot(be, &mut self.pool, &mut grads, *x, n * s.len());
                         be.avgpool2x2_backward(n, s.c, s.h, s.w, &dy, dx);
                     }
                 }
                 Layer::GlobalAvgPool { x, .. } => {
                     if needs[*x] {
                         let s = plan.slots[*x];
-                        let dx = grad_slot(be, &mut grads, *x, n * s.len());
+                        let dx = grad_slot(be, &mut self.pool, &mut grads, *x, n * s.len());
                         be.global_avgpool_backward(n, s.c, s.hw(), &dy, dx);
                     }
                 }
                 Layer::Linear { x, y, w, b } => {
                     let (fin, fout) = (plan.slots[*x].len(), plan.slots[*y].len());
                     let dx = if needs[*x] {
-                        Some(grad_slot(be, &mut grads, *x, n * fin))
+                        Some(grad_slot(be, &mut self.pool, &mut grads, *x, n * fin))
                     } else {
                         None
                     };
@@ -415,15 +423,31 @@ impl<'a, B: Backend> Executor<'a, B> {
                     }
                 }
                 Layer::Sum { xs, .. } => {
-                    for x in xs {
-                        if needs[*x] {
-                            let len = n * plan.slots[*x].len();
-                            be.add_assign(grad_slot(be, &mut grads, *x, len), &dy);
+                    // Inputs with a gradient add dy; those without get a copy, except the
+                    // last, which takes dy itself. Inputs may repeat (skip of a skip).
+                    let targets: Vec<usize> = xs.iter().copied().filter(|x| needs[*x]).collect();
+                    let len = be.buf_len(&dy);
+                    let mut dy = Some(dy);
+                    for (k, x) in targets.iter().enumerate() {
+                        let d = dy.as_ref().expect("dy kept until the last input");
+                        if let Some(g) = grads[*x].as_mut() {
+                            be.add_assign(g, d);
+                        } else if k + 1 == targets.len() {
+                            grads[*x] = dy.take();
+                        } else {
+                            let mut copy = take_pooled(be, &mut self.pool, len);
+                            be.copy(d, &mut copy);
+                            grads[*x] = Some(copy);
                         }
                     }
+                    if let Some(dy) = dy {
+                        recycle(be, &mut self.pool, dy);
+                    }
+                    continue;
                 }
                 Layer::Zero { .. } => {}
             }
+            recycle(be, &mut self.pool, dy);
         }
         Gradients {
             params: batched,
@@ -455,14 +479,31 @@ impl<'a, B: Backend> Executor<'a, B> {
     }
 }
 
-/// The gradient buffer of a slot, zeroed on first use.
+/// The gradient buffer of a slot, zeroed on first use (from the pool when it has one).
 fn grad_slot<'g, B: Backend>(
     be: &B,
+    pool: &mut HashMap<usize, Vec<B::Buf>>,
     grads: &'g mut [Option<B::Buf>],
     slot: usize,
     len: usize,
 ) -> &'g mut B::Buf {
-    grads[slot].get_or_insert_with(|| be.alloc(len))
+    grads[slot].get_or_insert_with(|| {
+        let mut buf = take_pooled(be, pool, len);
+        be.fill_zero(&mut buf);
+        buf
+    })
+}
+
+/// A buffer of `len` elements from the pool (contents arbitrary), or a new one.
+fn take_pooled<B: Backend>(be: &B, pool: &mut HashMap<usize, Vec<B::Buf>>, len: usize) -> B::Buf {
+    pool.get_mut(&len)
+        .and_then(Vec::pop)
+        .unwrap_or_else(|| be.alloc(len))
+}
+
+/// Returns a spent gradient buffer to the pool.
+fn recycle<B: Backend>(be: &B, pool: &mut HashMap<usize, Vec<B::Buf>>, buf: B::Buf) {
+    pool.entry(be.buf_len(&buf)).or_default().push(buf);
 }
 
 fn scratch_key(len: usize, which: usize) -> usize {

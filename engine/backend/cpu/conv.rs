@@ -176,12 +176,26 @@ pub fn conv2d_forward<T: Real>(g: &ConvGeom, n: usize, x: &[T], w: &[T], y: &mut
             ("y", y.len(), n * g.out_len()),
         ],
     );
+    forward_images(g, x, w, y, false);
+}
+
+/// `y (=|+=) conv(x, w)` image by image, lengths already checked.
+fn forward_images<T: Real>(g: &ConvGeom, x: &[T], w: &[T], y: &mut [T], accumulate: bool) {
     let wm = Mat::rows(g.cout, g.col_rows());
     let ym = Mat::rows(g.cout, g.out_hw());
     for_each_image(y, g.out_len(), |i, yi, par| {
         let xi = &x[i * g.in_len()..(i + 1) * g.in_len()];
         with_scratch(g.col_len(), |col| {
-            matmul(yi, ym, false, w, wm, g.col_of(xi, col), g.col_mat(), par);
+            matmul(
+                yi,
+                ym,
+                accumulate,
+                w,
+                wm,
+                g.col_of(xi, col),
+                g.col_mat(),
+                par,
+            );
         });
     });
 }
@@ -197,6 +211,33 @@ pub fn conv2d_backward_data<T: Real>(g: &ConvGeom, n: usize, dy: &[T], w: &[T], 
             ("dx", dx.len(), n * g.in_len()),
         ],
     );
+    if g.stride == 1 && !g.pointwise() && g.pad < g.k {
+        // Stride 1: dx is dy correlated with the spatially flipped, transposed kernel at
+        // pad k-1-p, a forward convolution whose GEMM has depth cout*k*k, much faster than
+        // W^T dy (depth cout) followed by a scattering col2im.
+        let transposed = ConvGeom {
+            cin: g.cout,
+            cout: g.cin,
+            h: g.out_h(),
+            w: g.out_w(),
+            k: g.k,
+            stride: 1,
+            pad: g.k - 1 - g.pad,
+        };
+        let kk = g.k * g.k;
+        let mut flipped = vec![T::zero(); w.len()];
+        for co in 0..g.cout {
+            for ci in 0..g.cin {
+                let src = &w[(co * g.cin + ci) * kk..][..kk];
+                let dst = &mut flipped[(ci * g.cout + co) * kk..][..kk];
+                for (d, s) in dst.iter_mut().zip(src.iter().rev()) {
+                    *d = *s;
+                }
+            }
+        }
+        forward_images(&transposed, dy, &flipped, dx, true);
+        return;
+    }
     let wt = Mat::rows(g.cout, g.col_rows()).t();
     let dym = Mat::rows(g.cout, g.out_hw());
     for_each_image(dx, g.in_len(), |i, dxi, par| {
