@@ -1,5 +1,54 @@
 //! The `nasrank` command line.
+//!
+//! Exit codes, for every command: 0 success, 2 bad usage or input, 1 failure during a run.
 
-fn main() {
-    println!("nasrank {}", env!("CARGO_PKG_VERSION"));
+mod arch;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// Training-free scores for NAS-Bench-201 architectures.
+#[derive(Parser)]
+#[command(name = "nasrank", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    Arch(arch::ArchArgs),
+}
+
+/// A command's failure, with the exit code it maps to.
+#[derive(Debug)]
+pub enum CliError {
+    /// Bad usage or input (exit 2).
+    Usage(anyhow::Error),
+    /// Failure during a run (exit 1).
+    Run(anyhow::Error),
+}
+
+impl CliError {
+    pub fn usage(e: impl Into<anyhow::Error>) -> CliError {
+        CliError::Usage(e.into())
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Arch(args) => arch::run(&args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(CliError::Usage(e)) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+        Err(CliError::Run(e)) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
 }

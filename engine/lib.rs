@@ -8,5 +8,7 @@
 
 pub mod backend;
 pub mod data;
+pub mod eval;
 pub mod net;
+pub mod proxy;
 pub mod space;

@@ -1,1 +1,20 @@
 //! Input data: CIFAR-10/100 binary readers, normalisation, minibatches, synthetic inputs.
+//!
+//! Images are kept as bytes ([`ImageSet`]) and normalised only when a [`Batch`] is built.
+//! Every random choice goes through [`SplitMix64`], so a seed fixes a batch on every platform.
+
+mod batch;
+mod cifar;
+mod dataset;
+mod error;
+mod rng;
+mod synthetic;
+mod train_index;
+
+pub use batch::Batch;
+pub use cifar::{ImageSet, Split};
+pub use dataset::Dataset;
+pub use error::DataError;
+pub use rng::SplitMix64;
+pub use synthetic::synthetic_batch;
+pub use train_index::read_nb201_train_records;

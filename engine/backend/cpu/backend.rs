@@ -46,20 +46,85 @@ impl<T: Real> Backend for CpuBackend<T> {
     fn conv_backward_data(&self, g: &ConvGeom, n: usize, dy: &Vec<T>, w: &Vec<T>, dx: &mut Vec<T>) {
         conv::conv2d_backward_data(g, n, dy, w, dx);
     }
-    fn conv_backward_weight(&self, g: &ConvGeom, n: usize, x: &Vec<T>, dy: &Vec<T>, dw: &mut Vec<T>) {
+    fn conv_backward_weight(
+        &self,
+        g: &ConvGeom,
+        n: usize,
+        x: &Vec<T>,
+        dy: &Vec<T>,
+        dw: &mut Vec<T>,
+    ) {
         conv::conv2d_backward_weight(g, n, x, dy, dw);
     }
-    fn conv_weight_grad_per_sample(&self, g: &ConvGeom, n: usize, x: &Vec<T>, dy: &Vec<T>, out: &mut Vec<T>) {
+    fn conv_weight_grad_per_sample(
+        &self,
+        g: &ConvGeom,
+        n: usize,
+        x: &Vec<T>,
+        dy: &Vec<T>,
+        out: &mut Vec<T>,
+    ) {
         conv::conv2d_weight_grad_per_sample(g, n, x, dy, out);
     }
 
-    fn bn_forward(&self, g: &BnGeom, eps: f64, x: &Vec<T>, gamma: &Vec<T>, beta: &Vec<T>, y: &mut Vec<T>, mean: &mut Vec<T>, inv_std: &mut Vec<T>) {
-        norm::batchnorm_forward(g, T::from_f64_rounded(eps), x, gamma, beta, y, mean, inv_std);
+    fn bn_forward(
+        &self,
+        g: &BnGeom,
+        eps: f64,
+        x: &Vec<T>,
+        gamma: &Vec<T>,
+        beta: &Vec<T>,
+        y: &mut Vec<T>,
+        mean: &mut Vec<T>,
+        inv_std: &mut Vec<T>,
+    ) {
+        norm::batchnorm_forward(
+            g,
+            T::from_f64_rounded(eps),
+            x,
+            gamma,
+            beta,
+            y,
+            mean,
+            inv_std,
+        );
     }
-    fn bn_backward(&self, g: &BnGeom, mode: BnGrad, x: &Vec<T>, gamma: &Vec<T>, mean: &Vec<T>, inv_std: &Vec<T>, dy: &Vec<T>, dx: Option<&mut Vec<T>>, dgamma: &mut Vec<T>, dbeta: &mut Vec<T>) {
-        norm::batchnorm_backward(g, mode, x, gamma, mean, inv_std, dy, dx.map(|d| d.as_mut_slice()), dgamma, dbeta);
+    fn bn_backward(
+        &self,
+        g: &BnGeom,
+        mode: BnGrad,
+        x: &Vec<T>,
+        gamma: &Vec<T>,
+        mean: &Vec<T>,
+        inv_std: &Vec<T>,
+        dy: &Vec<T>,
+        dx: Option<&mut Vec<T>>,
+        dgamma: &mut Vec<T>,
+        dbeta: &mut Vec<T>,
+    ) {
+        norm::batchnorm_backward(
+            g,
+            mode,
+            x,
+            gamma,
+            mean,
+            inv_std,
+            dy,
+            dx.map(|d| d.as_mut_slice()),
+            dgamma,
+            dbeta,
+        );
     }
-    fn bn_param_grad_per_sample(&self, g: &BnGeom, x: &Vec<T>, mean: &Vec<T>, inv_std: &Vec<T>, dy: &Vec<T>, dgamma: &mut Vec<T>, dbeta: &mut Vec<T>) {
+    fn bn_param_grad_per_sample(
+        &self,
+        g: &BnGeom,
+        x: &Vec<T>,
+        mean: &Vec<T>,
+        inv_std: &Vec<T>,
+        dy: &Vec<T>,
+        dgamma: &mut Vec<T>,
+        dbeta: &mut Vec<T>,
+    ) {
         norm::batchnorm_param_grad_per_sample(g, x, mean, inv_std, dy, dgamma, dbeta);
     }
 
@@ -70,16 +135,48 @@ impl<T: Real> Backend for CpuBackend<T> {
         act::relu_backward(x, dy, dx);
     }
 
-    fn avgpool3x3_forward(&self, n: usize, c: usize, h: usize, w: usize, x: &Vec<T>, y: &mut Vec<T>) {
+    fn avgpool3x3_forward(
+        &self,
+        n: usize,
+        c: usize,
+        h: usize,
+        w: usize,
+        x: &Vec<T>,
+        y: &mut Vec<T>,
+    ) {
         pool::avgpool3x3_forward(n, c, h, w, x, y);
     }
-    fn avgpool3x3_backward(&self, n: usize, c: usize, h: usize, w: usize, dy: &Vec<T>, dx: &mut Vec<T>) {
+    fn avgpool3x3_backward(
+        &self,
+        n: usize,
+        c: usize,
+        h: usize,
+        w: usize,
+        dy: &Vec<T>,
+        dx: &mut Vec<T>,
+    ) {
         pool::avgpool3x3_backward(n, c, h, w, dy, dx);
     }
-    fn avgpool2x2_forward(&self, n: usize, c: usize, h: usize, w: usize, x: &Vec<T>, y: &mut Vec<T>) {
+    fn avgpool2x2_forward(
+        &self,
+        n: usize,
+        c: usize,
+        h: usize,
+        w: usize,
+        x: &Vec<T>,
+        y: &mut Vec<T>,
+    ) {
         pool::avgpool2x2_forward(n, c, h, w, x, y);
     }
-    fn avgpool2x2_backward(&self, n: usize, c: usize, h: usize, w: usize, dy: &Vec<T>, dx: &mut Vec<T>) {
+    fn avgpool2x2_backward(
+        &self,
+        n: usize,
+        c: usize,
+        h: usize,
+        w: usize,
+        dy: &Vec<T>,
+        dx: &mut Vec<T>,
+    ) {
         pool::avgpool2x2_backward(n, c, h, w, dy, dx);
     }
     fn global_avgpool_forward(&self, n: usize, c: usize, hw: usize, x: &Vec<T>, y: &mut Vec<T>) {
@@ -89,17 +186,64 @@ impl<T: Real> Backend for CpuBackend<T> {
         pool::global_avgpool_backward(n, c, hw, dy, dx);
     }
 
-    fn linear_forward(&self, n: usize, fin: usize, fout: usize, x: &Vec<T>, w: &Vec<T>, b: &Vec<T>, y: &mut Vec<T>) {
+    fn linear_forward(
+        &self,
+        n: usize,
+        fin: usize,
+        fout: usize,
+        x: &Vec<T>,
+        w: &Vec<T>,
+        b: &Vec<T>,
+        y: &mut Vec<T>,
+    ) {
         linear::linear_forward(n, fin, fout, x, w, Some(b), y);
     }
-    fn linear_backward(&self, n: usize, fin: usize, fout: usize, x: &Vec<T>, w: &Vec<T>, dy: &Vec<T>, dx: Option<&mut Vec<T>>, dw: &mut Vec<T>, db: &mut Vec<T>) {
-        linear::linear_backward(n, fin, fout, x, w, dy, dx.map(|d| d.as_mut_slice()), dw, Some(db));
+    fn linear_backward(
+        &self,
+        n: usize,
+        fin: usize,
+        fout: usize,
+        x: &Vec<T>,
+        w: &Vec<T>,
+        dy: &Vec<T>,
+        dx: Option<&mut Vec<T>>,
+        dw: &mut Vec<T>,
+        db: &mut Vec<T>,
+    ) {
+        linear::linear_backward(
+            n,
+            fin,
+            fout,
+            x,
+            w,
+            dy,
+            dx.map(|d| d.as_mut_slice()),
+            dw,
+            Some(db),
+        );
     }
-    fn linear_grad_per_sample(&self, n: usize, fin: usize, fout: usize, x: &Vec<T>, dy: &Vec<T>, dw: &mut Vec<T>, db: &mut Vec<T>) {
+    fn linear_grad_per_sample(
+        &self,
+        n: usize,
+        fin: usize,
+        fout: usize,
+        x: &Vec<T>,
+        dy: &Vec<T>,
+        dw: &mut Vec<T>,
+        db: &mut Vec<T>,
+    ) {
         linear::linear_grad_per_sample(n, fin, fout, x, dy, dw, Some(db));
     }
 
-    fn softmax_cross_entropy(&self, n: usize, classes: usize, logits: &Vec<T>, labels: &[usize], reduction: Reduction, dlogits: &mut Vec<T>) -> T {
+    fn softmax_cross_entropy(
+        &self,
+        n: usize,
+        classes: usize,
+        logits: &Vec<T>,
+        labels: &[usize],
+        reduction: Reduction,
+        dlogits: &mut Vec<T>,
+    ) -> T {
         loss::softmax_cross_entropy(n, classes, logits, labels, reduction, dlogits)
     }
 }

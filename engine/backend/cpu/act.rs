@@ -1,0 +1,34 @@
+//! ReLU: `y = max(x, 0)`; backward `dx += dy * [x > 0]` with `x` the ReLU input.
+//! Flat slices (any layout), parallel in chunks.
+
+use rayon::prelude::*;
+
+use super::elementwise::PAR_CHUNK;
+use crate::backend::Real;
+
+/// `y = max(x, 0)`.
+pub fn relu_forward<T: Real>(x: &[T], y: &mut [T]) {
+    assert_eq!(x.len(), y.len(), "relu_forward: length mismatch");
+    y.par_chunks_mut(PAR_CHUNK)
+        .zip(x.par_chunks(PAR_CHUNK))
+        .for_each(|(y, x)| {
+            for (y, &x) in y.iter_mut().zip(x) {
+                *y = if x > T::zero() { x } else { T::zero() };
+            }
+        });
+}
+
+/// `dx += dy * [x > 0]`.
+pub fn relu_backward<T: Real>(x: &[T], dy: &[T], dx: &mut [T]) {
+    assert!(
+        x.len() == dy.len() && x.len() == dx.len(),
+        "relu_backward: length mismatch"
+    );
+    dx.par_chunks_mut(PAR_CHUNK)
+        .zip(x.par_chunks(PAR_CHUNK).zip(dy.par_chunks(PAR_CHUNK)))
+        .for_each(|(dx, (x, dy))| {
+            for ((dx, &x), &dy) in dx.iter_mut().zip(x).zip(dy) {
+                *dx += if x > T::zero() { dy } else { T::zero() };
+            }
+        });
+}

@@ -1,0 +1,290 @@
+//! 2-d convolution without bias, as PyTorch `Conv2d(bias=False)`:
+//! `y[n][co][oy][ox] = sum_{ci,ki,kj} w[co][ci][ki][kj] * x[n][ci][oy*s - p + ki][ox*s - p + kj]`
+//! (out-of-bounds taps read zero).
+//!
+//! Each image is one GEMM: with `col = im2col(x_n)` of shape `[cin*k*k][oh*ow]` (row
+//! `(ci*k + ki)*k + kj`), `y_n = W col` where `W` is the `[cout][cin*k*k]` weight matrix.
+//! Backward data is `col2im(W^T dy_n)`, backward weight `sum_n dy_n col^T`. A 1x1, stride-1,
+//! pad-0 convolution uses the image's `[cin][h*w]` matrix directly as `col`.
+//!
+//! Images are processed in parallel with single-threaded GEMMs when there are at least as
+//! many images as threads; otherwise images run in turn and each GEMM is parallel.
+
+use rayon::prelude::*;
+
+use super::elementwise::add_assign;
+use super::gemm::{matmul, Mat, Parallelism};
+use super::scratch::with_scratch;
+use crate::backend::{ConvGeom, Real};
+
+impl ConvGeom {
+    /// Rows of the im2col matrix.
+    fn col_rows(&self) -> usize {
+        self.cin * self.k * self.k
+    }
+    fn out_hw(&self) -> usize {
+        self.out_h() * self.out_w()
+    }
+    /// Whether the image matrix is already the im2col matrix.
+    fn pointwise(&self) -> bool {
+        self.k == 1 && self.stride == 1 && self.pad == 0
+    }
+    /// The `col` matrix of one image.
+    fn col_mat(&self) -> Mat {
+        Mat::rows(self.col_rows(), self.out_hw())
+    }
+
+    fn check(&self) {
+        assert!(
+            self.k >= 1
+                && self.stride >= 1
+                && self.h + 2 * self.pad >= self.k
+                && self.w + 2 * self.pad >= self.k,
+            "invalid conv geometry {self:?}"
+        );
+    }
+
+    /// Output columns `[lo, hi)` whose tap at kernel column `kj` falls inside the image.
+    fn valid_cols(&self, kj: usize) -> (usize, usize) {
+        let (s, p) = (self.stride, self.pad);
+        let lo = p.saturating_sub(kj).div_ceil(s);
+        let hi = (self.w + p)
+            .saturating_sub(kj)
+            .div_ceil(s)
+            .min(self.out_w());
+        (lo, hi.max(lo))
+    }
+
+    /// Input row of output row `oy` at kernel row `ki`, if inside the image.
+    fn in_row(&self, oy: usize, ki: usize) -> Option<usize> {
+        (oy * self.stride + ki)
+            .checked_sub(self.pad)
+            .filter(|&r| r < self.h)
+    }
+}
+
+/// Fills `col` (`[cin*k*k][oh*ow]`) from one image `x` (`[cin][h][w]`).
+fn im2col<T: Real>(g: &ConvGeom, x: &[T], col: &mut [T]) {
+    let (ow, s) = (g.out_w(), g.stride);
+    let mut rows = col.chunks_exact_mut(g.out_hw());
+    for plane in x.chunks_exact(g.h * g.w) {
+        for ki in 0..g.k {
+            for kj in 0..g.k {
+                let row = rows.next().expect("col has cin*k*k rows");
+                let (lo, hi) = g.valid_cols(kj);
+                for (oy, out) in row.chunks_exact_mut(ow).enumerate() {
+                    let Some(iy) = g.in_row(oy, ki) else {
+                        out.fill(T::zero());
+                        continue;
+                    };
+                    out[..lo].fill(T::zero());
+                    out[hi..].fill(T::zero());
+                    if hi == lo {
+                        continue;
+                    }
+                    let src = &plane[iy * g.w + lo * s + kj - g.pad..(iy + 1) * g.w];
+                    if s == 1 {
+                        out[lo..hi].copy_from_slice(&src[..hi - lo]);
+                    } else {
+                        for (o, &v) in out[lo..hi].iter_mut().zip(src.iter().step_by(s)) {
+                            *o = v;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Adds `col` (`[cin*k*k][oh*ow]`) back onto the image gradient `dx` (`[cin][h][w]`).
+fn col2im_add<T: Real>(g: &ConvGeom, col: &[T], dx: &mut [T]) {
+    let (ow, s) = (g.out_w(), g.stride);
+    let mut rows = col.chunks_exact(g.out_hw());
+    for plane in dx.chunks_exact_mut(g.h * g.w) {
+        for ki in 0..g.k {
+            for kj in 0..g.k {
+                let row = rows.next().expect("col has cin*k*k rows");
+                let (lo, hi) = g.valid_cols(kj);
+                for (oy, src) in row.chunks_exact(ow).enumerate() {
+                    let Some(iy) = g.in_row(oy, ki).filter(|_| hi > lo) else {
+                        continue;
+                    };
+                    let dst = &mut plane[iy * g.w + lo * s + kj - g.pad..(iy + 1) * g.w];
+                    for (d, &v) in dst.iter_mut().step_by(s).zip(&src[lo..hi]) {
+                        *d += v;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Runs `f(i, out_i, parallelism)` over the per-image chunks `out_i` of `out`.
+fn for_each_image<T: Real>(
+    out: &mut [T],
+    per_image: usize,
+    f: impl Fn(usize, &mut [T], Parallelism) + Send + Sync,
+) {
+    if per_image == 0 {
+        return;
+    }
+    if out.len() / per_image >= rayon::current_num_threads() {
+        out.par_chunks_mut(per_image)
+            .enumerate()
+            .for_each(|(i, o)| f(i, o, Parallelism::None));
+    } else {
+        for (i, o) in out.chunks_mut(per_image).enumerate() {
+            f(i, o, Parallelism::Rayon(0));
+        }
+    }
+}
+
+/// Asserts a valid geometry and each `(name, actual, expected)` slice length.
+fn check(g: &ConvGeom, op: &str, lens: [(&str, usize, usize); 3]) {
+    g.check();
+    for (name, got, want) in lens {
+        assert_eq!(got, want, "{op}: length of {name}");
+    }
+}
+
+/// `y = conv(x, w)`; `x` is `[n][cin][h][w]`, `y` is `[n][cout][oh][ow]` (overwritten).
+pub fn conv2d_forward<T: Real>(g: &ConvGeom, n: usize, x: &[T], w: &[T], y: &mut [T]) {
+    check(
+        g,
+        "conv2d_forward",
+        [
+            ("x", x.len(), n * g.in_len()),
+            ("w", w.len(), g.weight_len()),
+            ("y", y.len(), n * g.out_len()),
+        ],
+    );
+    let wm = Mat::rows(g.cout, g.col_rows());
+    let ym = Mat::rows(g.cout, g.out_hw());
+    for_each_image(y, g.out_len(), |i, yi, par| {
+        let xi = &x[i * g.in_len()..(i + 1) * g.in_len()];
+        if g.pointwise() {
+            matmul(yi, ym, false, w, wm, xi, g.col_mat(), par);
+        } else {
+            with_scratch(g.col_rows() * g.out_hw(), |col| {
+                im2col(g, xi, col);
+                matmul(yi, ym, false, w, wm, col, g.col_mat(), par);
+            });
+        }
+    });
+}
+
+/// `dx += conv^T(dy, w)`; `dy` is `[n][cout][oh][ow]`, `dx` is `[n][cin][h][w]`.
+pub fn conv2d_backward_data<T: Real>(g: &ConvGeom, n: usize, dy: &[T], w: &[T], dx: &mut [T]) {
+    check(
+        g,
+        "conv2d_backward_data",
+        [
+            ("dy", dy.len(), n * g.out_len()),
+            ("w", w.len(), g.weight_len()),
+            ("dx", dx.len(), n * g.in_len()),
+        ],
+    );
+    let wt = Mat::rows(g.cout, g.col_rows()).t();
+    let dym = Mat::rows(g.cout, g.out_hw());
+    for_each_image(dx, g.in_len(), |i, dxi, par| {
+        let dyi = &dy[i * g.out_len()..(i + 1) * g.out_len()];
+        if g.pointwise() {
+            matmul(dxi, g.col_mat(), true, w, wt, dyi, dym, par);
+        } else {
+            with_scratch(g.col_rows() * g.out_hw(), |col| {
+                matmul(col, g.col_mat(), false, w, wt, dyi, dym, par);
+                col2im_add(g, col, dxi);
+            });
+        }
+    });
+}
+
+/// `dw (=|+=) dy_i col_i^T` for image `i`.
+fn weight_grad_one<T: Real>(
+    g: &ConvGeom,
+    xi: &[T],
+    dyi: &[T],
+    dw: &mut [T],
+    accumulate: bool,
+    par: Parallelism,
+) {
+    let dwm = Mat::rows(g.cout, g.col_rows());
+    let dym = Mat::rows(g.cout, g.out_hw());
+    if g.pointwise() {
+        matmul(dw, dwm, accumulate, dyi, dym, xi, g.col_mat().t(), par);
+    } else {
+        with_scratch(g.col_rows() * g.out_hw(), |col| {
+            im2col(g, xi, col);
+            matmul(dw, dwm, accumulate, dyi, dym, col, g.col_mat().t(), par);
+        });
+    }
+}
+
+/// `dw += sum_n dy_n col(x_n)^T`; per-thread partial sums, then one reduction.
+pub fn conv2d_backward_weight<T: Real>(g: &ConvGeom, n: usize, x: &[T], dy: &[T], dw: &mut [T]) {
+    check(
+        g,
+        "conv2d_backward_weight",
+        [
+            ("x", x.len(), n * g.in_len()),
+            ("dy", dy.len(), n * g.out_len()),
+            ("dw", dw.len(), g.weight_len()),
+        ],
+    );
+    let image = |i: usize| {
+        (
+            &x[i * g.in_len()..(i + 1) * g.in_len()],
+            &dy[i * g.out_len()..(i + 1) * g.out_len()],
+        )
+    };
+    let threads = rayon::current_num_threads();
+    if n >= threads && threads > 1 {
+        let total = (0..n)
+            .into_par_iter()
+            .with_min_len(n.div_ceil(threads))
+            .fold(
+                || vec![T::zero(); g.weight_len()],
+                |mut acc, i| {
+                    let (xi, dyi) = image(i);
+                    weight_grad_one(g, xi, dyi, &mut acc, true, Parallelism::None);
+                    acc
+                },
+            )
+            .reduce_with(|mut a, b| {
+                add_assign(&mut a, &b);
+                a
+            });
+        if let Some(total) = total {
+            add_assign(dw, &total);
+        }
+    } else {
+        for i in 0..n {
+            let (xi, dyi) = image(i);
+            weight_grad_one(g, xi, dyi, dw, true, Parallelism::Rayon(0));
+        }
+    }
+}
+
+/// `out[i] = dy_i col(x_i)^T`, the weight gradient of each image alone (`[n][weight_len]`).
+pub fn conv2d_weight_grad_per_sample<T: Real>(
+    g: &ConvGeom,
+    n: usize,
+    x: &[T],
+    dy: &[T],
+    out: &mut [T],
+) {
+    check(
+        g,
+        "conv2d_weight_grad_per_sample",
+        [
+            ("x", x.len(), n * g.in_len()),
+            ("dy", dy.len(), n * g.out_len()),
+            ("out", out.len(), n * g.weight_len()),
+        ],
+    );
+    for_each_image(out, g.weight_len(), |i, oi, par| {
+        let xi = &x[i * g.in_len()..(i + 1) * g.in_len()];
+        let dyi = &dy[i * g.out_len()..(i + 1) * g.out_len()];
+        weight_grad_one(g, xi, dyi, oi, false, par);
+    });
+}

@@ -1,0 +1,37 @@
+//! Per-thread scratch buffers (im2col columns, pooling temporaries), reused across calls so
+//! hot loops over images never allocate.
+//!
+//! The buffer is taken out of its thread-local slot while in use, so a nested use on the
+//! same thread (rayon may run another task while a parallel gemm waits) simply gets a
+//! fresh buffer instead of aliasing the first one.
+
+use std::any::TypeId;
+use std::cell::Cell;
+
+use crate::backend::Real;
+
+thread_local! {
+    static SCRATCH: Cell<Vec<f64>> = const { Cell::new(Vec::new()) };
+}
+
+/// Runs `f` on a thread-local buffer of `len` elements with unspecified contents.
+pub(crate) fn with_scratch<T: Real, R>(len: usize, f: impl FnOnce(&mut [T]) -> R) -> R {
+    assert!(
+        TypeId::of::<T>() == TypeId::of::<f32>() || TypeId::of::<T>() == TypeId::of::<f64>(),
+        "scratch buffers hold f32 or f64 only"
+    );
+    let mut buf = SCRATCH.with(Cell::take);
+    let words = (len * std::mem::size_of::<T>()).div_ceil(std::mem::size_of::<f64>());
+    if buf.len() < words {
+        buf.resize(words, 0.0);
+    }
+    // SAFETY: T is f32 or f64 (asserted): alignment at most that of f64, every bit pattern
+    // valid, and `words` f64s cover `len` elements of T. `buf` is owned here, so no alias.
+    let view = unsafe { std::slice::from_raw_parts_mut(buf.as_mut_ptr().cast::<T>(), len) };
+    let result = f(view);
+    SCRATCH.with(|slot| {
+        let other = slot.take();
+        slot.set(if other.len() > buf.len() { other } else { buf });
+    });
+    result
+}

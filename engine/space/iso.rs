@@ -1,0 +1,105 @@
+//! Isomorphism keys: which archs compute the same thing, at two levels of detail.
+
+use std::collections::HashMap;
+
+use super::{benchmark_archs, Arch, Op, EDGES, NODES};
+
+/// The symbolic expressions of the four nodes, by the benchmark's rules (see [`iso_key`]).
+fn node_expressions(arch: &Arch) -> [String; NODES] {
+    let mut nodes: [String; NODES] = Default::default();
+    nodes[0] = "0".to_string();
+    for to in 1..NODES {
+        let mut terms: Vec<String> = EDGES
+            .iter()
+            .zip(arch.ops)
+            .filter(|((_, t), _)| *t == to)
+            .map(|(&(from, _), op)| {
+                let input = &nodes[from];
+                // The benchmark's test: only a node whose whole expression is `#` counts as
+                // zero, so a node summing several zero terms (`#+#`) still propagates.
+                if op == Op::None || input == "#" {
+                    "#".to_string()
+                } else if op == Op::SkipConnect {
+                    input.clone()
+                } else {
+                    format!("({input})@{op}")
+                }
+            })
+            .collect();
+        terms.sort_unstable();
+        nodes[to] = terms.join("+");
+    }
+    nodes
+}
+
+/// The benchmark's isomorphism key (the `unique` column of its arch table): the output
+/// node as a symbolic expression, `0` the input, `#` a zero, `(x)@op` an op applied to `x`,
+/// sorted terms joined with `+`. Archs with equal keys compute the same function of the
+/// input (up to their random weights); 6,466 classes.
+pub fn iso_key(arch: &Arch) -> String {
+    let [.., output] = node_expressions(arch);
+    output
+}
+
+/// A finer key for scores that also see computations not reaching the output (ReLU codes,
+/// params, FLOPs): [`iso_key`] followed by the sorted `(input)@op` of every conv edge,
+/// zero-input and dead-end convs included; 8,252 classes.
+pub fn codes_key(arch: &Arch) -> String {
+    let nodes = node_expressions(arch);
+    let mut convs: Vec<String> = EDGES
+        .iter()
+        .zip(arch.ops)
+        .filter(|(_, op)| op.is_conv())
+        .map(|(&(from, _), op)| format!("({})@{op}", nodes[from]))
+        .collect();
+    convs.sort_unstable();
+    format!("{};{}", nodes[NODES - 1], convs.join(","))
+}
+
+/// Whether the output is zero whatever the input: no path of non-`none` edges from the
+/// input to the output (341 archs). Exact, unlike the `#` marks of [`iso_key`].
+pub fn is_dead(arch: &Arch) -> bool {
+    let mut live = [false; NODES];
+    live[0] = true;
+    for (&(from, to), op) in EDGES.iter().zip(arch.ops) {
+        live[to] |= live[from] && op != Op::None;
+    }
+    !live[NODES - 1]
+}
+
+/// Benchmark indices sharing one key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ArchClass {
+    pub key: String,
+    /// Ascending benchmark indices.
+    pub indices: Vec<usize>,
+}
+
+/// All benchmark archs grouped by [`iso_key`], classes ordered by their first index.
+pub fn iso_classes() -> Vec<ArchClass> {
+    classes_by(iso_key)
+}
+
+/// All benchmark archs grouped by [`codes_key`], classes ordered by their first index.
+pub fn codes_classes() -> Vec<ArchClass> {
+    classes_by(codes_key)
+}
+
+fn classes_by(key_of: fn(&Arch) -> String) -> Vec<ArchClass> {
+    let mut position: HashMap<String, usize> = HashMap::new();
+    let mut classes: Vec<ArchClass> = Vec::new();
+    for (index, arch) in benchmark_archs() {
+        let key = key_of(&arch);
+        match position.get(&key) {
+            Some(&at) => classes[at].indices.push(index),
+            None => {
+                position.insert(key.clone(), classes.len());
+                classes.push(ArchClass {
+                    key,
+                    indices: vec![index],
+                });
+            }
+        }
+    }
+    classes
+}

@@ -1,0 +1,287 @@
+//! The executor on a whole small network, in f64: gradients against central finite
+//! differences, and per-sample gradients against the plain backward run one image at a time.
+
+use nasrank::backend::cpu::CpuBackend;
+use nasrank::backend::{
+    Backend, BackwardOptions, BnGrad, BnStatistics, Executor, ParamGrads, Reduction,
+};
+use nasrank::net::init::uniform_stream;
+use nasrank::net::Plan;
+use nasrank::space::{Arch, Cell, MacroConfig, Op, OpSet};
+
+type Be = CpuBackend<f64>;
+
+/// A tiny config whose supernet cell uses every op, every edge, with stem.
+fn tiny() -> (Plan, MacroConfig) {
+    let config = MacroConfig {
+        channels: 2,
+        cells_per_stage: 1,
+        classes: 3,
+        input_size: 8,
+        input_channels: 3,
+        stem: true,
+    };
+    let all = OpSet::from_ops(&Op::ALL);
+    let plan = Plan::build(&Cell { edges: [all; 6] }, &config).unwrap();
+    (plan, config)
+}
+
+fn input(plan: &Plan, n: usize, seed: u64) -> Vec<f64> {
+    uniform_stream(seed, 99, n * plan.slots[0].len())
+        .map(|u| 2.0 * u - 1.0)
+        .collect()
+}
+
+fn labels(n: usize) -> Vec<usize> {
+    (0..n).map(|i| (i * 2 + 1) % 3).collect()
+}
+
+/// Loss of the network with given parameters and input.
+fn loss(plan: &Plan, params: &[Vec<f64>], x: &[f64], n: usize, bn: BnStatistics) -> f64 {
+    let be = Be::new();
+    let mut exec = Executor::new(&be, plan, params.to_vec());
+    exec.forward(x.to_vec(), n, bn);
+    let mut d = be.alloc(n * 3);
+    be.softmax_cross_entropy(n, 3, exec.logits(), &labels(n), Reduction::Mean, &mut d)
+}
+
+/// Checks analytic gradients of a few entries of every parameter, and of the input,
+/// against central differences.
+fn check_gradients(bn: BnStatistics) {
+    let (plan, _) = tiny();
+    let be = Be::new();
+    let n = 3;
+    let x = input(&plan, n, 5);
+    let mut exec = Executor::with_init(&be, &plan, 11);
+    let params: Vec<Vec<f64>> = exec.params().to_vec();
+    exec.forward(x.clone(), n, bn);
+    let mut dlogits = be.alloc(n * 3);
+    be.softmax_cross_entropy(
+        n,
+        3,
+        exec.logits(),
+        &labels(n),
+        Reduction::Mean,
+        &mut dlogits,
+    );
+    let options = BackwardOptions {
+        bn_grad: BnGrad::Full,
+        input_grad: true,
+    };
+    let grads = exec.backward(dlogits, &options, ParamGrads::Batched);
+    let param_grads = grads.params.unwrap();
+    let h = 1e-6;
+    let mut checked = 0;
+    for (p, spec) in plan.params.iter().enumerate() {
+        for e in [0, spec.len() / 2, spec.len() - 1] {
+            let mut plus = params.clone();
+            plus[p][e] += h;
+            let mut minus = params.clone();
+            minus[p][e] -= h;
+            let fd = (loss(&plan, &plus, &x, n, bn) - loss(&plan, &minus, &x, n, bn)) / (2.0 * h);
+            let an = param_grads[p][e];
+            assert!(
+                (fd - an).abs() <= 1e-6 + 1e-4 * fd.abs(),
+                "{} [{e}]: analytic {an} vs finite difference {fd}",
+                spec.name
+            );
+            checked += 1;
+        }
+    }
+    let dx = grads.input.unwrap();
+    for e in (0..x.len()).step_by(37) {
+        let (mut plus, mut minus) = (x.clone(), x.clone());
+        plus[e] += h;
+        minus[e] -= h;
+        let fd =
+            (loss(&plan, &params, &plus, n, bn) - loss(&plan, &params, &minus, n, bn)) / (2.0 * h);
+        assert!(
+            (fd - dx[e]).abs() <= 1e-6 + 1e-4 * fd.abs(),
+            "input [{e}]: {} vs {fd}",
+            dx[e]
+        );
+    }
+    assert!(checked > 50);
+}
+
+#[test]
+fn whole_network_gradients_match_finite_differences_with_batch_statistics() {
+    check_gradients(BnStatistics::Batch);
+}
+
+#[test]
+fn whole_network_gradients_match_finite_differences_with_per_image_statistics() {
+    check_gradients(BnStatistics::PerSample);
+}
+
+/// Collects per-sample gradients into `[param][n][len]`.
+fn per_sample(exec: &mut Executor<'_, Be>, dlogits: Vec<f64>, bn_grad: BnGrad) -> Vec<Vec<f64>> {
+    let mut out = vec![Vec::new(); exec.plan().params.len()];
+    let mut visit = |p: usize, g: &Vec<f64>| out[p] = g.clone();
+    let options = BackwardOptions {
+        bn_grad,
+        input_grad: false,
+    };
+    exec.backward(dlogits, &options, ParamGrads::PerSample(&mut visit));
+    out
+}
+
+#[test]
+fn per_sample_gradients_with_per_image_statistics_equal_one_image_at_a_time() {
+    let (plan, _) = tiny();
+    let be = Be::new();
+    let n = 4;
+    let x = input(&plan, n, 8);
+    let mut exec = Executor::with_init(&be, &plan, 3);
+    exec.forward(x.clone(), n, BnStatistics::PerSample);
+    let mut dlogits = be.alloc(n * 3);
+    be.softmax_cross_entropy(
+        n,
+        3,
+        exec.logits(),
+        &labels(n),
+        Reduction::Sum,
+        &mut dlogits,
+    );
+    let all = per_sample(&mut exec, dlogits, BnGrad::Full);
+    let image_len = plan.slots[0].len();
+    for i in 0..n {
+        // The same image alone, as a batch of one, through the plain batched backward.
+        let mut single = Executor::with_init(&be, &plan, 3);
+        single.forward(
+            x[i * image_len..(i + 1) * image_len].to_vec(),
+            1,
+            BnStatistics::Batch,
+        );
+        let mut d = be.alloc(3);
+        be.softmax_cross_entropy(
+            1,
+            3,
+            single.logits(),
+            &labels(n)[i..=i],
+            Reduction::Sum,
+            &mut d,
+        );
+        let grads = single
+            .backward(d, &BackwardOptions::default(), ParamGrads::Batched)
+            .params
+            .unwrap();
+        for (p, spec) in plan.params.iter().enumerate() {
+            let len = spec.len();
+            for (e, (a, b)) in all[p][i * len..(i + 1) * len]
+                .iter()
+                .zip(&grads[p])
+                .enumerate()
+            {
+                assert!(
+                    (a - b).abs() <= 1e-10 + 1e-8 * b.abs(),
+                    "{} image {i} [{e}]: {a} vs {b}",
+                    spec.name
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn frozen_statistics_per_sample_gradients_sum_to_the_frozen_batched_gradient() {
+    let (plan, _) = tiny();
+    let be = Be::new();
+    let n = 5;
+    let x = input(&plan, n, 9);
+    let mut exec = Executor::with_init(&be, &plan, 4);
+    exec.forward(x, n, BnStatistics::Batch);
+    let mut dlogits = be.alloc(n * 3);
+    be.softmax_cross_entropy(
+        n,
+        3,
+        exec.logits(),
+        &labels(n),
+        Reduction::Mean,
+        &mut dlogits,
+    );
+    let all = per_sample(&mut exec, dlogits.clone(), BnGrad::FrozenStats);
+    let options = BackwardOptions {
+        bn_grad: BnGrad::FrozenStats,
+        input_grad: false,
+    };
+    let batched = exec
+        .backward(dlogits, &options, ParamGrads::Batched)
+        .params
+        .unwrap();
+    for (p, spec) in plan.params.iter().enumerate() {
+        let len = spec.len();
+        for e in 0..len {
+            let sum: f64 = (0..n).map(|i| all[p][i * len + e]).sum();
+            assert!(
+                (sum - batched[p][e]).abs() <= 1e-12 + 1e-9 * sum.abs(),
+                "{} [{e}]",
+                spec.name
+            );
+        }
+    }
+    // Frozen statistics drop the gradient through the batch mean and variance, so the
+    // stem conv (upstream of every BN) must see a different gradient than with Full.
+    let mut dlogits = be.alloc(n * 3);
+    be.softmax_cross_entropy(
+        n,
+        3,
+        exec.logits(),
+        &labels(n),
+        Reduction::Mean,
+        &mut dlogits,
+    );
+    let full = exec
+        .backward(dlogits, &BackwardOptions::default(), ParamGrads::Batched)
+        .params
+        .unwrap();
+    let conv = plan
+        .params
+        .iter()
+        .position(|s| s.name == "stem.conv.weight")
+        .unwrap();
+    let diff: f64 = full[conv]
+        .iter()
+        .zip(&batched[conv])
+        .map(|(a, b)| (a - b).abs())
+        .sum();
+    let size: f64 = full[conv].iter().map(|a| a.abs()).sum();
+    assert!(
+        diff > 1e-3 * size,
+        "frozen and full gradients agree: {diff} vs {size}"
+    );
+}
+
+#[test]
+fn dead_arch_logits_are_the_classifier_bias() {
+    let config = MacroConfig {
+        channels: 2,
+        cells_per_stage: 1,
+        classes: 3,
+        input_size: 8,
+        input_channels: 3,
+        stem: true,
+    };
+    let dead = Arch {
+        ops: [
+            Op::Conv3x3,
+            Op::None,
+            Op::None,
+            Op::None,
+            Op::None,
+            Op::AvgPool3x3,
+        ],
+    };
+    let plan = Plan::build(&Cell::from(dead), &config).unwrap();
+    assert!(plan.is_dead());
+    let be = Be::new();
+    let mut exec = Executor::with_init(&be, &plan, 2);
+    exec.forward(input(&plan, 2, 1), 2, BnStatistics::Batch);
+    let bias = plan
+        .params
+        .iter()
+        .position(|s| s.name == "classifier.bias")
+        .unwrap();
+    let expected = exec.params()[bias].repeat(2);
+    assert_eq!(exec.logits(), &expected);
+}
