@@ -19,12 +19,28 @@
 
 use nasrank::net::init::{init_params, name_hash, uniform_stream};
 use nasrank::net::Plan;
-use nasrank::space::{Cell, MacroConfig, Op, OpSet, EDGES};
+use nasrank::space::{Arch, Cell, MacroConfig, Op, OpSet, EDGES};
 use serde_json::json;
 use std::process::ExitCode;
 
 /// Parses an arch string or a comma list of edges into a cell (supernet edges allowed).
+/// A one-op-per-edge arch string goes through nasrank's own parser (`Arch: FromStr`), which
+/// must agree with the local one.
 fn parse_cell(text: &str) -> Result<Cell, String> {
+    let cell = parse_cell_local(text)?;
+    if text.starts_with('|') && cell.as_arch().is_some() {
+        let arch: Arch = text.parse().map_err(|e| format!("{text:?}: {e}"))?;
+        if Cell::from(arch) != cell {
+            return Err(format!(
+                "nasrank parses {text:?} as {arch}, not as {cell:?}"
+            ));
+        }
+    }
+    Ok(cell)
+}
+
+/// The parser for supernet cells (several ops on an edge) and comma lists.
+fn parse_cell_local(text: &str) -> Result<Cell, String> {
     let mut edges = [OpSet::EMPTY; 6];
     let mut add = |edge: usize, name: &str| -> Result<(), String> {
         let op = Op::from_name(name).ok_or_else(|| format!("unknown op {name:?}"))?;
