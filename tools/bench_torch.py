@@ -11,11 +11,11 @@ statistics), f32:
 for three archs:
   smallest  |none~0|+|none~0|none~1|+|skip_connect~0|none~1|none~2|   (no conv in cells)
   median    |nor_conv_3x3~0|+|nor_conv_1x1~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|avg_pool_3x3~2|
-            (2 3x3 convs and 1 1x1 conv per cell: 44.3 M multiply-adds of the space's 7.8..220 M;
-             the median over the space is 2 convs of 6 edges per cell)
+            (two 3x3 and one 1x1 conv per cell, two pools: 82.5 M multiply-adds per image,
+             in the space's range 7.8..220.1 M)
   largest   all six edges nor_conv_3x3
-Each timing: warm-up runs, then the median of the repetitions (wall clock,
-time.perf_counter). Prints the torch version, torch.get_num_threads() and a table.
+Each timing: warm-up runs, then the median (and the minimum) of the repetitions (wall
+clock, time.perf_counter). Prints the torch version, torch.get_num_threads() and a table.
 """
 
 import argparse
@@ -90,10 +90,12 @@ def main():
     print(f"torch {info['torch_version']}, {info['threads']} threads, batch {args.batch}, "
           f"32x32, C=16 N=5, train-mode BN, f32; median of {args.reps} after {args.warmup} "
           f"warm-up")
-    print(f"{'arch':<9} {'params':>9} {'forward ms':>11} {'fwd+bwd ms':>11}  arch string")
+    print(f"{'arch':<9} {'params':>9} {'forward ms':>11} {'(min)':>7} {'fwd+bwd ms':>11} "
+          f"{'(min)':>7}  arch string")
     for r in rows:
         print(f"{r['label']:<9} {r['params']:>9} {r['forward_ms']:>11.1f} "
-              f"{r['fwd_bwd_ms']:>11.1f}  {r['arch']}")
+              f"{r['forward_min_ms']:>7.1f} {r['fwd_bwd_ms']:>11.1f} {r['fwd_bwd_min_ms']:>7.1f}"
+              f"  {r['arch']}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(info, f, indent=1)
