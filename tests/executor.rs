@@ -300,3 +300,75 @@ fn dead_arch_logits_are_the_classifier_bias() {
     let expected = exec.params()[bias].repeat(2);
     assert_eq!(exec.logits(), &expected);
 }
+
+#[test]
+fn bypassed_batch_norm_gradients_match_finite_differences() {
+    check_gradients(&tiny().0, BnStatistics::Bypass);
+}
+
+#[test]
+fn bypassed_batch_norm_is_the_identity() {
+    let arch = Arch {
+        ops: [
+            Op::Conv1x1,
+            Op::None,
+            Op::None,
+            Op::None,
+            Op::None,
+            Op::SkipConnect,
+        ],
+    };
+    let config = MacroConfig {
+        stem: false,
+        input_channels: 2,
+        ..TINY
+    };
+    let plan = Plan::build(&Cell::from(arch), &config).unwrap();
+    let be = Be::new();
+    let mut exec = Executor::with_init(&be, &plan, 1);
+    exec.forward(input(&plan, 2, 3), 2, BnStatistics::Bypass);
+    for layer in &plan.layers {
+        if let nasrank::net::Layer::BatchNorm { x, y, .. } = layer {
+            assert_eq!(exec.slot(*x), exec.slot(*y));
+        }
+    }
+    assert_eq!(exec.bn_statistics().count(), 0);
+}
+
+#[test]
+fn the_gradient_observer_sees_each_layer_with_a_gradient_once() {
+    let (plan, _) = tiny();
+    let be = Be::new();
+    let n = 2;
+    let mut exec = Executor::with_init(&be, &plan, 1);
+    exec.forward(input(&plan, n, 3), n, BnStatistics::Batch);
+    let mut dlogits = be.alloc(n * 3);
+    be.softmax_cross_entropy(
+        n,
+        3,
+        exec.logits(),
+        &labels(n),
+        Reduction::Mean,
+        &mut dlogits,
+    );
+    let expected_seed = dlogits.clone();
+    let mut seen = Vec::new();
+    let mut observe = |layer: usize, y: &Vec<f64>, dy: &Vec<f64>| {
+        assert_eq!(y.len(), dy.len());
+        if layer == plan.layers.len() - 1 {
+            assert_eq!(dy, &expected_seed);
+        }
+        seen.push(layer);
+    };
+    exec.backward_observed(
+        dlogits,
+        &BackwardOptions::default(),
+        ParamGrads::Skip,
+        Some(&mut observe),
+    );
+    let mut sorted = seen.clone();
+    sorted.dedup();
+    assert_eq!(sorted.len(), seen.len(), "a layer was shown twice");
+    assert!(seen.windows(2).all(|w| w[0] > w[1]), "not in reverse order");
+    assert_eq!(seen[0], plan.layers.len() - 1);
+}

@@ -168,3 +168,16 @@ fn bad_macro_configs_are_rejected() {
     let err = Plan::build(&cell, &stemless).unwrap_err().to_string();
     assert!(err.contains("channels"), "{err}");
 }
+
+#[test]
+fn single_cell_plans_count_one_relu_module_per_conv_edge() {
+    for i in (0..NUM_ARCHS).step_by(13) {
+        let arch = arch_of_product(i);
+        let plan = Plan::single_cell(&Cell::from(arch), 1, 3).unwrap();
+        let (n3, n1) = conv_counts(&arch);
+        assert_eq!(plan.relu_units(), 9 * (n3 + n1), "{arch:?}");
+        assert_eq!(plan.slots[plan.output].len(), 9);
+        assert!(plan.feature_slot().is_none());
+        assert_eq!(plan.is_dead(), zero_output(&arch));
+    }
+}

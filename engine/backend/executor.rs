@@ -9,14 +9,35 @@ use crate::net::plan::{Layer, ParamId, Plan, INPUT};
 use crate::net::BN_EPS;
 use std::collections::HashMap;
 
-/// Which images share batch-norm statistics in a forward pass.
+/// What batch-norm layers do in a forward pass.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum BnStatistics {
     /// Statistics of the whole batch (training mode, as the scores use by default).
     Batch,
     /// Each image normalised as a batch of one (the KNAS per-sample setting).
     PerSample,
+    /// Batch norm is the identity (synflow removes it).
+    Bypass,
 }
+
+/// The sign codes of one ReLU module group, streamed by [`Executor::forward_with_codes`].
+pub struct CodeBlock<'c, B: Backend> {
+    /// `[n][ceil(units/64)]` words; bit set where the ReLU's input (equally, its output) is > 0.
+    pub codes: &'c B::Words,
+    /// Units per image.
+    pub units: usize,
+    /// How many ReLU modules of the reference network share these codes.
+    pub modules: u32,
+    /// The plan layer, or `None` for modules whose input is identically zero (all bits 0).
+    pub layer: Option<usize>,
+}
+
+/// A sink for code blocks.
+pub type CodeSink<'s, B> = &'s mut dyn FnMut(CodeBlock<'_, B>);
+
+/// An observer of each layer's output and its gradient during backward:
+/// `(layer index, output y, gradient dy)`, called once dy is complete.
+pub type GradObserver<'s, B> = &'s mut dyn FnMut(usize, &<B as Backend>::Buf, &<B as Backend>::Buf);
 
 /// Settings of a backward pass.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -133,6 +154,28 @@ impl<'a, B: Backend> Executor<'a, B> {
 
     /// Runs the plan forward on `n` images (`[n][c][h][w]`).
     pub fn forward(&mut self, input: B::Buf, n: usize, bn: BnStatistics) {
+        self.forward_impl(input, n, bn, None);
+    }
+
+    /// Runs the plan forward, streaming the sign codes of every ReLU's input to `sink`, one
+    /// layer at a time (then the all-zero codes of modules whose input is identically zero).
+    pub fn forward_with_codes(
+        &mut self,
+        input: B::Buf,
+        n: usize,
+        bn: BnStatistics,
+        sink: CodeSink<'_, B>,
+    ) {
+        self.forward_impl(input, n, bn, Some(sink));
+    }
+
+    fn forward_impl(
+        &mut self,
+        input: B::Buf,
+        n: usize,
+        bn: BnStatistics,
+        mut sink: Option<CodeSink<'_, B>>,
+    ) {
         let be = self.backend;
         let plan = self.plan;
         assert_eq!(
@@ -149,10 +192,8 @@ impl<'a, B: Backend> Executor<'a, B> {
         self.n = n;
         self.bn = bn;
         self.slots[INPUT] = input;
-        let group = match bn {
-            BnStatistics::Batch => n,
-            BnStatistics::PerSample => 1,
-        };
+        let group = bn_group(bn, n);
+        let mut codes = B::Words::default();
         for (index, layer) in plan.layers.iter().enumerate() {
             let out = layer.output();
             let mut y = std::mem::take(&mut self.slots[out]);
@@ -161,6 +202,9 @@ impl<'a, B: Backend> Executor<'a, B> {
             match layer {
                 Layer::Conv { x, w, geom, .. } => {
                     be.conv_forward(geom, n, &slots[*x], &p[*w], &mut y)
+                }
+                Layer::BatchNorm { x, .. } if bn == BnStatistics::Bypass => {
+                    be.copy(&slots[*x], &mut y)
                 }
                 Layer::BatchNorm { x, gamma, beta, .. } => {
                     let s = plan.slots[*x];
@@ -190,7 +234,23 @@ impl<'a, B: Backend> Executor<'a, B> {
                     );
                     self.bn_stats[index] = Some((mean, inv_std));
                 }
-                Layer::Relu { x, .. } => be.relu_forward(&slots[*x], &mut y),
+                Layer::Relu { x, modules, .. } => {
+                    be.relu_forward(&slots[*x], &mut y);
+                    if let Some(sink) = sink.as_mut() {
+                        let units = plan.slots[*x].len();
+                        let words = n * units.div_ceil(64);
+                        if be.buf_len_words(&codes) != words {
+                            codes = be.alloc_words(words);
+                        }
+                        be.pack_signs(&slots[*x], n, units, &mut codes);
+                        sink(CodeBlock {
+                            codes: &codes,
+                            units,
+                            modules: *modules,
+                            layer: Some(index),
+                        });
+                    }
+                }
                 Layer::AvgPool3x3 { x, .. } => {
                     let s = plan.slots[*x];
                     be.avgpool3x3_forward(n, s.c, s.h, s.w, &slots[*x], &mut y)
@@ -217,6 +277,27 @@ impl<'a, B: Backend> Executor<'a, B> {
             }
             self.slots[out] = y;
         }
+        if let Some(sink) = sink {
+            for constant in &plan.constant_codes {
+                let zeros = be.alloc_words(n * constant.units.div_ceil(64));
+                sink(CodeBlock {
+                    codes: &zeros,
+                    units: constant.units,
+                    modules: constant.modules,
+                    layer: None,
+                });
+            }
+        }
+    }
+
+    /// Batch-norm statistics of the last forward pass: `(layer index, mean, inv_std)`, each
+    /// `[groups][c]` (none with [`BnStatistics::Bypass`]).
+    pub fn bn_statistics(&self) -> impl Iterator<Item = (usize, &B::Buf, &B::Buf)> {
+        self.bn_stats
+            .iter()
+            .enumerate()
+            .filter(|_| self.bn != BnStatistics::Bypass)
+            .filter_map(|(i, s)| s.as_ref().map(|(m, v)| (i, m, v)))
     }
 
     /// Backpropagates `dlogits` (`[n][classes]`) through the last forward pass.
@@ -227,7 +308,18 @@ impl<'a, B: Backend> Executor<'a, B> {
         &mut self,
         dlogits: B::Buf,
         options: &BackwardOptions,
+        param_grads: ParamGrads<'_, B>,
+    ) -> Gradients<B> {
+        self.backward_observed(dlogits, options, param_grads, None)
+    }
+
+    /// [`Executor::backward`], also showing `observer` every layer's output and gradient.
+    pub fn backward_observed(
+        &mut self,
+        dlogits: B::Buf,
+        options: &BackwardOptions,
         mut param_grads: ParamGrads<'_, B>,
+        mut observer: Option<GradObserver<'_, B>>,
     ) -> Gradients<B> {
         let be = self.backend;
         let plan = self.plan;
@@ -236,7 +328,7 @@ impl<'a, B: Backend> Executor<'a, B> {
         assert_eq!(be.buf_len(&dlogits), n * plan.slots[plan.output].len());
         if matches!(param_grads, ParamGrads::PerSample(_)) {
             assert!(
-                options.bn_grad == BnGrad::FrozenStats || self.bn == BnStatistics::PerSample,
+                options.bn_grad == BnGrad::FrozenStats || self.bn != BnStatistics::Batch,
                 "per-sample gradients need per-image statistics or frozen statistics"
             );
         }
@@ -245,10 +337,8 @@ impl<'a, B: Backend> Executor<'a, B> {
             .then(|| plan.params.iter().map(|p| be.alloc(p.len())).collect());
         let mut grads: Vec<Option<B::Buf>> = (0..plan.slots.len()).map(|_| None).collect();
         grads[plan.output] = Some(dlogits);
-        let group = match self.bn {
-            BnStatistics::Batch => n,
-            BnStatistics::PerSample => 1,
-        };
+        let group = bn_group(self.bn, n);
+        let bypass = self.bn == BnStatistics::Bypass;
 
         for (index, layer) in plan.layers.iter().enumerate().rev() {
             let Some(dy) = grads[layer.output()].take() else {
@@ -256,7 +346,16 @@ impl<'a, B: Backend> Executor<'a, B> {
             };
             let slots = &self.slots;
             let p = &self.params;
+            if let Some(observe) = observer.as_mut() {
+                observe(index, &slots[layer.output()], &dy);
+            }
             match layer {
+                Layer::BatchNorm { x, .. } if bypass => {
+                    if needs[*x] {
+                        let len = n * plan.slots[*x].len();
+                        be.add_assign(grad_slot(be, &mut self.pool, &mut grads, *x, len), &dy);
+                    }
+                }
                 Layer::Conv { x, w, geom, .. } => {
                     if needs[*x] {
                         let dx = grad_slot(be, &mut self.pool, &mut grads, *x, n * geom.in_len());
@@ -476,6 +575,14 @@ impl<'a, B: Backend> Executor<'a, B> {
             needs[layer.output()] = has_params || layer.inputs().iter().any(|x| needs[*x]);
         }
         needs
+    }
+}
+
+/// Images per batch-norm statistics group.
+fn bn_group(bn: BnStatistics, n: usize) -> usize {
+    match bn {
+        BnStatistics::Batch | BnStatistics::Bypass => n,
+        BnStatistics::PerSample => 1,
     }
 }
 

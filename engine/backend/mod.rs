@@ -11,7 +11,7 @@ pub mod executor;
 pub mod real;
 
 pub use crate::net::geom::ConvGeom;
-pub use executor::{BackwardOptions, BnStatistics, Executor, Gradients, ParamGrads};
+pub use executor::{BackwardOptions, BnStatistics, CodeBlock, Executor, Gradients, ParamGrads};
 pub use real::Real;
 
 /// How batch-norm gradients treat the batch statistics.
@@ -56,6 +56,10 @@ pub trait Backend: Sync {
     type Real: Real;
     /// A buffer of `Real`s in the backend's memory.
     type Buf: Default + Send;
+    /// A buffer of u64 words: packed sign codes, exact counts.
+    type Words: Default + Send;
+    /// A buffer of f64: Gram accumulators.
+    type Acc: Default + Send;
 
     /// A zeroed buffer.
     fn alloc(&self, len: usize) -> Self::Buf;
@@ -66,6 +70,31 @@ pub trait Backend: Sync {
     fn copy(&self, src: &Self::Buf, dst: &mut Self::Buf);
     /// `dst += src`.
     fn add_assign(&self, dst: &mut Self::Buf, src: &Self::Buf);
+    /// Copies `src` into `dst[offset..offset + len(src)]`.
+    fn copy_into(&self, src: &Self::Buf, dst: &mut Self::Buf, offset: usize);
+
+    /// Zeroed words.
+    fn alloc_words(&self, len: usize) -> Self::Words;
+    fn download_words(&self, words: &Self::Words) -> Vec<u64>;
+    fn buf_len_words(&self, words: &Self::Words) -> usize;
+    /// Zeroed f64 accumulator.
+    fn alloc_acc(&self, len: usize) -> Self::Acc;
+    fn download_acc(&self, acc: &Self::Acc) -> Vec<f64>;
+
+    /// Sign codes of `n` images of `units` values: `[n][ceil(units/64)]` words, bit set
+    /// where the value is > 0, padding bits zero.
+    fn pack_signs(&self, x: &Self::Buf, n: usize, units: usize, codes: &mut Self::Words);
+    /// `k[i][j] += weight * (units - hamming(code_i, code_j))` (`k` is `[n][n]`).
+    fn hamming_gram_accumulate(
+        &self,
+        codes: &Self::Words,
+        n: usize,
+        units: usize,
+        weight: u64,
+        k: &mut Self::Words,
+    );
+    /// `g += a a^T` for `a = [n][len]` (`g` is `[n][n]`), products in `Real`, sums in f64.
+    fn gram_accumulate(&self, a: &Self::Buf, n: usize, len: usize, g: &mut Self::Acc);
 
     fn conv_forward(&self, g: &ConvGeom, n: usize, x: &Self::Buf, w: &Self::Buf, y: &mut Self::Buf);
     fn conv_backward_data(

@@ -288,6 +288,54 @@ impl Plan {
         })
     }
 
+    /// One cell alone on a `channels x size x size` input, no stem, no classifier: the
+    /// TE-NAS linear-region setting (its released code uses 1 channel). The output slot is
+    /// the cell's output node (a zero slot when that node is identically zero);
+    /// `config.classes` is 0.
+    pub fn single_cell(cell: &Cell, channels: usize, size: usize) -> Result<Plan, PlanError> {
+        if channels == 0 {
+            return Err(PlanError::Zero("channels"));
+        }
+        if size == 0 {
+            return Err(PlanError::Zero("input size"));
+        }
+        let config = MacroConfig {
+            channels,
+            cells_per_stage: 1,
+            classes: 0,
+            input_size: size,
+            input_channels: channels,
+            stem: false,
+        };
+        let shape = SlotShape {
+            c: channels,
+            h: size,
+            w: size,
+        };
+        let mut b = Builder::new(*cell, config, shape);
+        let output = match b.cell(Some(INPUT), "cells.0", shape) {
+            Some(out) => out,
+            None => b.layer(shape, |y| Layer::Zero { y }),
+        };
+        Ok(Plan {
+            config: b.config,
+            cell: b.cell,
+            slots: b.slots,
+            layers: b.layers,
+            params: b.params,
+            constant_codes: b.constant_codes,
+            output,
+        })
+    }
+
+    /// The slot the global average pool reads: the last feature map (Zen-score's output).
+    pub fn feature_slot(&self) -> Option<SlotId> {
+        self.layers.iter().find_map(|l| match l {
+            Layer::GlobalAvgPool { x, .. } => Some(*x),
+            _ => None,
+        })
+    }
+
     /// Parameters in the plan (dead edges carry none).
     pub fn param_count(&self) -> usize {
         self.params.iter().map(ParamSpec::len).sum()

@@ -1,6 +1,6 @@
 //! [`CpuBackend`]: the [`Backend`] primitives on host vectors, in f32 or f64.
 
-use super::{act, conv, elementwise, linear, loss, norm, pool};
+use super::{act, codes, conv, elementwise, gram, linear, loss, norm, pool};
 use crate::backend::{Backend, BnGeom, BnGrad, ConvGeom, Real, Reduction};
 use std::marker::PhantomData;
 
@@ -17,6 +17,8 @@ impl<T: Real> CpuBackend<T> {
 impl<T: Real> Backend for CpuBackend<T> {
     type Real = T;
     type Buf = Vec<T>;
+    type Words = Vec<u64>;
+    type Acc = Vec<f64>;
 
     fn alloc(&self, len: usize) -> Vec<T> {
         vec![T::zero(); len]
@@ -38,6 +40,42 @@ impl<T: Real> Backend for CpuBackend<T> {
     }
     fn add_assign(&self, dst: &mut Vec<T>, src: &Vec<T>) {
         elementwise::add_assign(dst, src);
+    }
+
+    fn copy_into(&self, src: &Vec<T>, dst: &mut Vec<T>, offset: usize) {
+        dst[offset..offset + src.len()].copy_from_slice(src);
+    }
+
+    fn alloc_words(&self, len: usize) -> Vec<u64> {
+        vec![0; len]
+    }
+    fn download_words(&self, words: &Vec<u64>) -> Vec<u64> {
+        words.clone()
+    }
+    fn buf_len_words(&self, words: &Vec<u64>) -> usize {
+        words.len()
+    }
+    fn alloc_acc(&self, len: usize) -> Vec<f64> {
+        vec![0.0; len]
+    }
+    fn download_acc(&self, acc: &Vec<f64>) -> Vec<f64> {
+        acc.clone()
+    }
+    fn pack_signs(&self, x: &Vec<T>, n: usize, units: usize, codes: &mut Vec<u64>) {
+        codes::pack_signs(x, n, units, codes);
+    }
+    fn hamming_gram_accumulate(
+        &self,
+        codes: &Vec<u64>,
+        n: usize,
+        units: usize,
+        weight: u64,
+        k: &mut Vec<u64>,
+    ) {
+        codes::hamming_gram_accumulate(codes, n, units, weight, k);
+    }
+    fn gram_accumulate(&self, a: &Vec<T>, n: usize, len: usize, g: &mut Vec<f64>) {
+        gram::gram_accumulate(a, n, len, g);
     }
 
     fn conv_forward(&self, g: &ConvGeom, n: usize, x: &Vec<T>, w: &Vec<T>, y: &mut Vec<T>) {
