@@ -1,4 +1,135 @@
 //! Training-free scores. Each is a short function over the executor's products (codes,
 //! Gram matrices, gradients); none walks the network itself.
+//!
+//! Conventions: a score function takes an [`Executor`](crate::backend::Executor) already holding the arch's
+//! initial weights (or builds the one it needs, as synflow does in f64) and a [`Batch`];
+//! it returns the paper's quantity as an f64 (direction in [`Score::higher_is_better`]);
+//! NaN or infinities are reported as they are, never replaced.
 
 pub mod linalg;
+
+use crate::backend::{Backend, Real};
+use crate::data::Batch;
+use std::fmt;
+use std::str::FromStr;
+
+/// Every score the engine computes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Score {
+    Naswot,
+    Ntk,
+    Mgm,
+    MgmTrace,
+    MgmEig,
+    LinearRegions,
+    Synflow,
+    Snip,
+    GradNorm,
+    Grasp,
+    Fisher,
+    JacobCov,
+    Zico,
+    Zen,
+    Params,
+    Flops,
+}
+
+impl Score {
+    pub const ALL: [Score; 16] = [
+        Score::Naswot,
+        Score::Ntk,
+        Score::Mgm,
+        Score::MgmTrace,
+        Score::MgmEig,
+        Score::LinearRegions,
+        Score::Synflow,
+        Score::Snip,
+        Score::GradNorm,
+        Score::Grasp,
+        Score::Fisher,
+        Score::JacobCov,
+        Score::Zico,
+        Score::Zen,
+        Score::Params,
+        Score::Flops,
+    ];
+
+    /// The column name in results files.
+    pub fn name(self) -> &'static str {
+        match self {
+            Score::Naswot => "naswot",
+            Score::Ntk => "ntk",
+            Score::Mgm => "mgm",
+            Score::MgmTrace => "mgm_trace",
+            Score::MgmEig => "mgm_eig",
+            Score::LinearRegions => "linear_regions",
+            Score::Synflow => "synflow",
+            Score::Snip => "snip",
+            Score::GradNorm => "grad_norm",
+            Score::Grasp => "grasp",
+            Score::Fisher => "fisher",
+            Score::JacobCov => "jacob_cov",
+            Score::Zico => "zico",
+            Score::Zen => "zen",
+            Score::Params => "params",
+            Score::Flops => "flops",
+        }
+    }
+
+    /// Whether a higher value predicts a better arch (the NTK condition number is the
+    /// one score where lower is better).
+    pub fn higher_is_better(self) -> bool {
+        self != Score::Ntk
+    }
+}
+
+impl fmt::Display for Score {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A score name that is not one of [`Score::ALL`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown score {0:?}; known scores: {known}", known = Score::ALL.map(Score::name).join(", "))]
+pub struct UnknownScore(pub String);
+
+impl FromStr for Score {
+    type Err = UnknownScore;
+
+    fn from_str(s: &str) -> Result<Score, UnknownScore> {
+        Score::ALL
+            .into_iter()
+            .find(|score| score.name() == s.trim())
+            .ok_or_else(|| UnknownScore(s.to_string()))
+    }
+}
+
+/// The first `n` images of `batch` in the backend's memory and scalar type.
+pub fn upload_images<B: Backend>(be: &B, batch: &Batch, n: usize) -> B::Buf {
+    assert!(
+        n <= batch.n,
+        "asked for {n} images of a batch of {}",
+        batch.n
+    );
+    let len = n * batch.c * batch.h * batch.w;
+    let host: Vec<B::Real> = batch.images[..len]
+        .iter()
+        .map(|&v| B::Real::from_f64_rounded(f64::from(v)))
+        .collect();
+    be.upload(&host)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip_and_unknown_names_list_the_known_ones() {
+        for score in Score::ALL {
+            assert_eq!(score.name().parse::<Score>(), Ok(score));
+        }
+        let err = "nasw0t".parse::<Score>().unwrap_err().to_string();
+        assert!(err.contains("nasw0t") && err.contains("naswot") && err.contains("zen"));
+    }
+}
