@@ -3,6 +3,9 @@
 //! Exit codes, for every command: 0 success, 2 bad usage or input, 1 failure during a run.
 
 mod arch;
+mod eval;
+mod score;
+mod spec;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -18,6 +21,8 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     Arch(arch::ArchArgs),
+    Score(score::ScoreArgs),
+    Eval(eval::EvalArgs),
 }
 
 /// A command's failure, with the exit code it maps to.
@@ -39,6 +44,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Arch(args) => arch::run(&args),
+        Command::Score(args) => score::run(&args),
+        Command::Eval(args) => eval::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -71,3 +71,129 @@ fn bad_arguments_exit_2_with_a_message() {
         assert!(stderr(&out).contains(needle), "{args:?}: {}", stderr(&out));
     }
 }
+
+fn temp_path(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("nasrank-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(name)
+}
+
+#[test]
+fn score_writes_one_row_per_arch_with_the_spec_counts() {
+    let out = temp_path("counts.csv");
+    let run = nasrank(&[
+        "score",
+        "--archs",
+        "1,6111",
+        "--scores",
+        "params,flops",
+        "--out",
+        out.to_str().unwrap(),
+        "--quiet",
+    ]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let text = std::fs::read_to_string(&out).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "index,arch,unique,params,flops,seconds");
+    assert_eq!(lines.len(), 3);
+    let row: Vec<&str> = lines[2].split(',').collect();
+    // nb201.md: index 6111 has 1,073,466 params.
+    assert_eq!((row[0], row[3]), ("6111", "1073466"));
+    let row: Vec<&str> = lines[1].split(',').collect();
+    assert_eq!((row[0], row[3], row[4]), ("1", "802426", "113951370"));
+}
+
+#[test]
+fn score_bad_inputs_exit_2_and_leave_no_file() {
+    let out = temp_path("never.csv");
+    let _ = std::fs::remove_file(&out);
+    let o = out.to_str().unwrap();
+    for (args, needle) in [
+        (
+            vec![
+                "score",
+                "--archs",
+                "0..3",
+                "--scores",
+                "naswot,bogus",
+                "--out",
+                o,
+            ],
+            "bogus",
+        ),
+        (vec!["score", "--archs", "5..2", "--out", o], "empty range"),
+        (
+            vec!["score", "--archs", "|nor_conv_3x3~0|+|x~0|", "--out", o],
+            "bad arch",
+        ),
+        (
+            vec![
+                "score",
+                "--archs",
+                "0..2",
+                "--data",
+                "cifar10:/no/such/dir",
+                "--out",
+                o,
+            ],
+            "/no/such/dir",
+        ),
+        (
+            vec![
+                "score",
+                "--archs",
+                "0..2",
+                "--data",
+                "mnist:/tmp",
+                "--out",
+                o,
+            ],
+            "mnist",
+        ),
+    ] {
+        let run = nasrank(&args);
+        assert_eq!(run.status.code(), Some(2), "{args:?}: {}", stderr(&run));
+        assert!(stderr(&run).contains(needle), "{args:?}: {}", stderr(&run));
+        assert!(!out.exists(), "{args:?} left a file behind");
+    }
+}
+
+#[test]
+fn eval_reports_the_rank_correlation_of_each_column() {
+    let scores = temp_path("eval_scores.csv");
+    let truth = temp_path("eval_truth.csv");
+    std::fs::write(
+        &scores,
+        "index,arch,unique,good,bad,seconds\n1,a,u,1,3,0\n2,b,u,2,2,0\n3,c,u,3,1,0\n",
+    )
+    .unwrap();
+    std::fs::write(&truth, "index,arch,cifar10_test\n1,a,50\n2,b,60\n3,c,70\n").unwrap();
+    let run = nasrank(&[
+        "eval",
+        "--scores",
+        scores.to_str().unwrap(),
+        "--truth",
+        truth.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let rows: Vec<serde_json::Value> = stdout(&run)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows[0]["score"], "good");
+    assert_eq!(rows[0]["spearman"], 1.0);
+    assert_eq!(rows[1]["spearman"], -1.0);
+    assert_eq!(rows[0]["top1_accuracy"], 70.0);
+    let bad = nasrank(&[
+        "eval",
+        "--scores",
+        scores.to_str().unwrap(),
+        "--truth",
+        truth.to_str().unwrap(),
+        "--metric",
+        "cifar100_test",
+    ]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(stderr(&bad).contains("cifar100_test"));
+}

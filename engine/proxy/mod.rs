@@ -7,6 +7,7 @@
 //! NaN or infinities are reported as they are, never replaced.
 
 pub mod linalg;
+pub mod scorer;
 
 use crate::backend::{Backend, Real};
 use crate::data::Batch;

@@ -1,0 +1,59 @@
+//! `nasrank eval`: how well each score of a results file ranks archs by accuracy.
+
+use crate::CliError;
+use clap::Args;
+use nasrank::eval::table::{evaluate, Table};
+use std::path::PathBuf;
+
+/// Spearman, Kendall tau-b and top-k accuracy of every score column against an accuracy table.
+#[derive(Args)]
+#[command(after_help = "Examples:\n  \
+    nasrank eval --scores scores.csv --truth ../shared/data/nb201/accuracy_dev.csv\n  \
+    nasrank eval --scores scores.csv --truth acc.csv --metric cifar100_test --ensemble ntk,linear_regions")]
+pub struct EvalArgs {
+    /// A results file of `nasrank score` (CSV).
+    #[arg(long)]
+    scores: PathBuf,
+    /// Accuracy table: CSV with an `index` or `arch` column and the metric column.
+    #[arg(long)]
+    truth: PathBuf,
+    /// The accuracy column.
+    #[arg(long, default_value = "cifar10_test")]
+    metric: String,
+    /// Also rank the archs by the sum of these scores' ranks (comma list).
+    #[arg(long, value_delimiter = ',')]
+    ensemble: Vec<String>,
+    /// Print one JSON object per score instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(args: &EvalArgs) -> Result<(), CliError> {
+    let scores = Table::read(&args.scores).map_err(CliError::usage)?;
+    let truth = Table::read(&args.truth).map_err(CliError::usage)?;
+    let results =
+        evaluate(&scores, &truth, &args.metric, &args.ensemble).map_err(CliError::usage)?;
+    if args.json {
+        for q in &results {
+            println!(
+                "{}",
+                serde_json::json!({
+                    "score": q.name, "archs": q.archs, "spearman": q.spearman, "kendall": q.kendall,
+                    "top1_accuracy": q.top1_accuracy, "top10_mean_accuracy": q.top10_mean_accuracy,
+                })
+            );
+        }
+        return Ok(());
+    }
+    println!(
+        "{:<28} {:>6} {:>9} {:>9} {:>8} {:>10}",
+        "score", "archs", "spearman", "kendall", "top1 acc", "top10 mean"
+    );
+    for q in &results {
+        println!(
+            "{:<28} {:>6} {:>9.4} {:>9.4} {:>8.2} {:>10.2}",
+            q.name, q.archs, q.spearman, q.kendall, q.top1_accuracy, q.top10_mean_accuracy
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,222 @@
+//! Score files joined with an accuracy table, and the ranking statistics of each score.
+
+use super::rank::{average_ranks, kendall_tau_b, spearman};
+use crate::proxy::Score;
+use std::collections::HashMap;
+use std::path::Path;
+
+/// Columns of a scores file that are not scores.
+const META_COLUMNS: [&str; 4] = ["index", "arch", "unique", "seconds"];
+
+/// A table read from CSV: its header and rows of fields.
+#[derive(Debug, Clone)]
+pub struct Table {
+    pub header: Vec<String>,
+    pub rows: Vec<Vec<String>>,
+}
+
+impl Table {
+    pub fn read(path: &Path) -> anyhow::Result<Table> {
+        let mut reader = csv::Reader::from_path(path)
+            .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+        let header = reader.headers()?.iter().map(str::to_string).collect();
+        let rows = reader
+            .records()
+            .map(|r| r.map(|r| r.iter().map(str::to_string).collect()))
+            .collect::<Result<_, _>>()
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        Ok(Table { header, rows })
+    }
+
+    pub fn column(&self, name: &str) -> Option<usize> {
+        self.header.iter().position(|h| h == name)
+    }
+}
+
+/// Ranking quality of one score against the accuracy.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScoreQuality {
+    pub name: String,
+    /// Archs with both a finite... any score value and an accuracy.
+    pub archs: usize,
+    pub spearman: f64,
+    pub kendall: f64,
+    /// Accuracy of the arch the score ranks first.
+    pub top1_accuracy: f64,
+    /// Mean accuracy of the ten archs the score ranks first.
+    pub top10_mean_accuracy: f64,
+}
+
+/// Score values with `NaN` ranked worst and the direction applied: higher is better after
+/// this (the NTK condition number is negated).
+fn oriented(name: &str, values: &[f64]) -> Vec<f64> {
+    let sign = match name.parse::<Score>() {
+        Ok(score) if !score.higher_is_better() => -1.0,
+        _ => 1.0,
+    };
+    values
+        .iter()
+        .map(|v| {
+            if v.is_nan() {
+                f64::NEG_INFINITY
+            } else {
+                sign * v
+            }
+        })
+        .collect()
+}
+
+/// Quality of a score given oriented values (higher is better) and accuracies.
+pub fn quality(name: &str, values: &[f64], accuracy: &[f64]) -> ScoreQuality {
+    let v = oriented(name, values);
+    let mut order: Vec<usize> = (0..v.len()).collect();
+    order.sort_by(|&a, &b| v[b].total_cmp(&v[a]));
+    let top10 = &order[..order.len().min(10)];
+    ScoreQuality {
+        name: name.to_string(),
+        archs: v.len(),
+        spearman: spearman(&v, accuracy),
+        kendall: kendall_tau_b(&v, accuracy),
+        top1_accuracy: order.first().map_or(f64::NAN, |&i| accuracy[i]),
+        top10_mean_accuracy: top10.iter().map(|&i| accuracy[i]).sum::<f64>() / top10.len() as f64,
+    }
+}
+
+/// The scores of `scores` joined with `truth`'s `metric` column (on `index`, else `arch`):
+/// the quality of every score column, then of the rank ensemble of `ensemble` (if any).
+pub fn evaluate(
+    scores: &Table,
+    truth: &Table,
+    metric: &str,
+    ensemble: &[String],
+) -> anyhow::Result<Vec<ScoreQuality>> {
+    let metric_col = truth.column(metric).ok_or_else(|| {
+        anyhow::anyhow!(
+            "the accuracy table has no column {metric:?}; it has {}",
+            truth.header.join(", ")
+        )
+    })?;
+    let key = ["index", "arch"]
+        .into_iter()
+        .find(|k| scores.column(k).is_some() && truth.column(k).is_some())
+        .ok_or_else(|| {
+            anyhow::anyhow!("the two files share neither an `index` nor an `arch` column")
+        })?;
+    let (sk, tk) = (scores.column(key).unwrap(), truth.column(key).unwrap());
+    let accuracy: HashMap<&str, f64> = truth
+        .rows
+        .iter()
+        .filter_map(|r| Some((r[tk].as_str(), r[metric_col].parse().ok()?)))
+        .collect();
+    let joined: Vec<(&Vec<String>, f64)> = scores
+        .rows
+        .iter()
+        .filter_map(|r| Some((r, *accuracy.get(r[sk].as_str())?)))
+        .collect();
+    if joined.len() < 3 {
+        anyhow::bail!(
+            "only {} archs of the scores file have an accuracy in the table (joined on {key})",
+            joined.len()
+        );
+    }
+    let acc: Vec<f64> = joined.iter().map(|(_, a)| *a).collect();
+    let score_columns: Vec<(usize, &String)> = scores
+        .header
+        .iter()
+        .enumerate()
+        .filter(|(_, h)| !META_COLUMNS.contains(&h.as_str()))
+        .collect();
+    let parse = |col: usize| -> anyhow::Result<Vec<f64>> {
+        joined
+            .iter()
+            .map(|(r, _)| {
+                r[col].trim().parse::<f64>().map_err(|_| {
+                    anyhow::anyhow!(
+                        "{:?} in column {} is not a number",
+                        r[col],
+                        scores.header[col]
+                    )
+                })
+            })
+            .collect()
+    };
+    let mut out = Vec::new();
+    for (col, name) in &score_columns {
+        out.push(quality(name, &parse(*col)?, &acc));
+    }
+    if !ensemble.is_empty() {
+        let mut rank_sum = vec![0.0; acc.len()];
+        for name in ensemble {
+            let col = scores.column(name).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "--ensemble names {name:?}, which is not a column of the scores file"
+                )
+            })?;
+            for (sum, r) in rank_sum
+                .iter_mut()
+                .zip(average_ranks(&oriented(name, &parse(col)?)))
+            {
+                *sum += r;
+            }
+        }
+        out.push(quality(
+            &format!("ensemble({})", ensemble.join("+")),
+            &rank_sum,
+            &acc,
+        ));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table(header: &[&str], rows: &[&[&str]]) -> Table {
+        Table {
+            header: header.iter().map(|s| s.to_string()).collect(),
+            rows: rows
+                .iter()
+                .map(|r| r.iter().map(|s| s.to_string()).collect())
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn joins_on_index_orients_ntk_and_ranks_nan_last() {
+        let scores = table(
+            &["index", "arch", "unique", "naswot", "ntk", "seconds"],
+            &[
+                &["1", "a", "u", "3", "10", "0.1"],
+                &["2", "b", "u", "2", "20", "0.1"],
+                &["3", "c", "u", "1", "30", "0.1"],
+                &["4", "d", "u", "NaN", "40", "0.1"],
+                &["5", "e", "u", "0", "50", "0.1"],
+            ],
+        );
+        let truth = table(
+            &["index", "acc"],
+            &[
+                &["1", "90"],
+                &["2", "80"],
+                &["3", "70"],
+                &["4", "50"],
+                &["5", "60"],
+                &["9", "99"],
+            ],
+        );
+        let q = evaluate(&scores, &truth, "acc", &["naswot".into(), "ntk".into()]).unwrap();
+        assert_eq!(q.len(), 3);
+        // naswot: order 1,2,3,5,4(NaN) against accuracies 90,80,70,60,50: perfect.
+        assert!((q[0].spearman - 1.0).abs() < 1e-12 && (q[0].kendall - 1.0).abs() < 1e-12);
+        assert_eq!(q[0].top1_accuracy, 90.0);
+        assert_eq!(q[0].top10_mean_accuracy, 70.0);
+        // ntk: lower is better; 10..50 against 90,80,70,50,60 -> one discordant pair of 10.
+        assert!((q[1].kendall - 0.8).abs() < 1e-12, "{}", q[1].kendall);
+        assert_eq!(q[2].archs, 5);
+        assert!(evaluate(&scores, &truth, "nope", &[])
+            .unwrap_err()
+            .to_string()
+            .contains("acc"));
+    }
+}
