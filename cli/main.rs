@@ -4,6 +4,7 @@
 
 mod arch;
 mod eval;
+mod merge;
 mod score;
 mod spec;
 
@@ -23,6 +24,7 @@ enum Command {
     Arch(arch::ArchArgs),
     Score(score::ScoreArgs),
     Eval(eval::EvalArgs),
+    Merge(merge::MergeArgs),
 }
 
 /// A command's failure, with the exit code it maps to.
@@ -46,6 +48,7 @@ fn main() -> ExitCode {
         Command::Arch(args) => arch::run(&args),
         Command::Score(args) => score::run(&args),
         Command::Eval(args) => eval::run(&args),
+        Command::Merge(args) => merge::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -8,8 +8,10 @@ use nasrank::backend::cpu::CpuBackend;
 use nasrank::data::{read_nb201_train_records, Batch, Dataset, ImageSet, Split};
 use nasrank::proxy::scorer::{score_arch, ScoreSettings};
 use nasrank::proxy::Score;
-use nasrank::space::{iso_key, MacroConfig};
-use std::io::{IsTerminal, Write};
+use nasrank::space::{codes_key, iso_key, Arch, MacroConfig};
+use nasrank::store::{self, ResultsWriter, Row};
+use std::collections::{HashMap, HashSet};
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -57,6 +59,19 @@ pub struct ScoreArgs {
     /// No progress lines.
     #[arg(long)]
     quiet: bool,
+    /// Continue an interrupted run: keep the rows already in --out (a torn last line is
+    /// redone) and score the rest; the file ends as an uninterrupted run would leave it.
+    #[arg(long, requires = "out")]
+    resume: bool,
+    /// Score only shard I of N (I from 1 to N); classes of isomorphic archs are dealt to
+    /// shards whole, so merged shards equal one run. Default: Slurm's job-array variables
+    /// when set, else the whole set.
+    #[arg(long)]
+    shard: Option<String>,
+    /// Score every arch, even isomorphic ones (default: one arch per class, its values
+    /// copied to the others, marked by `scored_as`).
+    #[arg(long)]
+    no_dedup: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -101,62 +116,176 @@ pub fn run(args: &ScoreArgs) -> Result<(), CliError> {
         settings.images_needed(&scores),
         args.seed,
     )?;
-
-    // Open the output only now: bad input above leaves no file behind.
-    let mut out: Box<dyn Write> = match &args.out {
-        Some(path) => Box::new(std::io::BufWriter::new(
-            std::fs::File::create(path)
-                .with_context(|| format!("cannot create {}", path.display()))
-                .map_err(CliError::usage)?,
-        )),
-        None => Box::new(std::io::stdout().lock()),
+    let shard = match &args.shard {
+        Some(text) => Some(parse_shard(text)?),
+        None => slurm_shard()?,
     };
-    let write_err = |e: std::io::Error| CliError::Run(anyhow!("cannot write results: {e}"));
-    if args.format == Format::Csv {
-        let names: Vec<&str> = scores.iter().map(|s| s.name()).collect();
-        writeln!(out, "index,arch,unique,{},seconds", names.join(",")).map_err(write_err)?;
+
+    // Classes: archs whose scores are known equal (score-aware keys, see docs/USAGE.md).
+    let key_of = |arch: &Arch| -> String {
+        if args.no_dedup {
+            arch.to_string()
+        } else if scores.iter().any(|s| s.needs_codes_key()) {
+            codes_key(arch)
+        } else {
+            iso_key(arch)
+        }
+    };
+    let mut class_of: HashMap<String, usize> = HashMap::new();
+    let mut work: Vec<(usize, Arch, String)> = Vec::new();
+    for (index, arch) in archs {
+        let key = key_of(&arch);
+        let next = class_of.len();
+        let class = *class_of.entry(key.clone()).or_insert(next);
+        if shard.is_none_or(|(i, n)| class % n == i - 1) {
+            work.push((index, arch, key));
+        }
     }
+
+    let names: Vec<String> = scores.iter().map(|s| s.name().to_string()).collect();
+    let format = match args.format {
+        Format::Csv => store::Format::Csv,
+        Format::Jsonl => store::Format::Jsonl,
+    };
+    // Open the output only now: bad input above leaves no file behind.
+    let (mut sink, done): (Sink, Vec<Row>) = match &args.out {
+        Some(path) if args.resume => {
+            let (w, rows) = ResultsWriter::resume(path, format, &names).map_err(CliError::usage)?;
+            (Sink::File(w), rows)
+        }
+        Some(path) => (
+            Sink::File(ResultsWriter::create(path, format, &names).map_err(CliError::usage)?),
+            Vec::new(),
+        ),
+        None => {
+            let mut out = std::io::stdout().lock();
+            store::write_rows(&mut out, format, &names, &[], true).map_err(write_err)?;
+            (Sink::Stdout(format, names.clone()), Vec::new())
+        }
+    };
+    let done_indices: HashSet<usize> = done.iter().map(|r| r.index).collect();
+    let mut known: HashMap<String, Row> = HashMap::new();
+    for row in done {
+        known
+            .entry(key_of(
+                &row.arch
+                    .parse()
+                    .map_err(|e| CliError::usage(anyhow!("{e}")))?,
+            ))
+            .or_insert(row);
+    }
+    let todo: Vec<&(usize, Arch, String)> = work
+        .iter()
+        .filter(|(i, _, _)| !done_indices.contains(i))
+        .collect();
+    if args.resume && !args.quiet {
+        eprintln!(
+            "resuming: {} rows kept, {} to go",
+            work.len() - todo.len(),
+            todo.len()
+        );
+    }
+
     let be = CpuBackend::<f32>::new();
-    let mut progress = Progress::new(archs.len(), args.quiet);
-    for (index, arch) in &archs {
-        let start = Instant::now();
-        let values = score_arch(&be, arch, &scores, &batch, &settings)
-            .with_context(|| format!("scoring arch {index}"))
-            .map_err(CliError::Run)?;
-        let seconds = start.elapsed().as_secs_f64();
-        let line = match args.format {
-            Format::Csv => format!(
-                "{index},{arch},{},{},{seconds:.4}",
-                iso_key(arch),
-                values
-                    .iter()
-                    .map(|v| format!("{v}"))
-                    .collect::<Vec<_>>()
-                    .join(",")
-            ),
-            Format::Jsonl => {
-                let mut row = serde_json::Map::new();
-                row.insert("index".into(), (*index).into());
-                row.insert("arch".into(), arch.to_string().into());
-                row.insert("unique".into(), iso_key(arch).into());
-                for (score, v) in scores.iter().zip(&values) {
-                    row.insert(score.name().into(), json_number(*v));
-                }
-                row.insert("seconds".into(), json_number(seconds));
-                serde_json::Value::Object(row).to_string()
+    let mut progress = Progress::new(todo.len(), args.quiet);
+    for (index, arch, key) in todo {
+        let row = match known.get(key) {
+            Some(rep) => Row {
+                index: *index,
+                arch: arch.to_string(),
+                unique: iso_key(arch),
+                values: rep.values.clone(),
+                seconds: 0.0,
+                scored_as: rep.scored_as,
+            },
+            None => {
+                let start = Instant::now();
+                let values = score_arch(&be, arch, &scores, &batch, &settings)
+                    .with_context(|| format!("scoring arch {index}"))
+                    .map_err(CliError::Run)?;
+                let row = Row {
+                    index: *index,
+                    arch: arch.to_string(),
+                    unique: iso_key(arch),
+                    values,
+                    seconds: start.elapsed().as_secs_f64(),
+                    scored_as: *index,
+                };
+                known.insert(key.clone(), row.clone());
+                row
             }
         };
-        writeln!(out, "{line}").map_err(write_err)?;
-        out.flush().map_err(write_err)?;
+        sink.write(&row)?;
         progress.tick();
     }
     progress.finish();
     Ok(())
 }
 
-/// Non-finite values as the strings "NaN", "inf", "-inf" (JSON has no such numbers).
-fn json_number(v: f64) -> serde_json::Value {
-    serde_json::Number::from_f64(v).map_or_else(|| format!("{v}").into(), Into::into)
+fn write_err(e: std::io::Error) -> CliError {
+    CliError::Run(anyhow!("cannot write results: {e}"))
+}
+
+/// Where rows go: a results file, or standard output.
+enum Sink {
+    File(ResultsWriter),
+    Stdout(store::Format, Vec<String>),
+}
+
+impl Sink {
+    fn write(&mut self, row: &Row) -> Result<(), CliError> {
+        match self {
+            Sink::File(w) => w.write(row).map_err(|e| CliError::Run(e.into())),
+            Sink::Stdout(format, names) => {
+                let mut out = std::io::stdout().lock();
+                store::write_rows(&mut out, *format, names, std::slice::from_ref(row), false)
+                    .map_err(write_err)
+            }
+        }
+    }
+}
+
+/// `I/N` with 1 <= I <= N.
+pub fn parse_shard(text: &str) -> Result<(usize, usize), CliError> {
+    let bad = || {
+        CliError::usage(anyhow!(
+            "--shard {text:?}: expected I/N with 1 <= I <= N (for example 3/8)"
+        ))
+    };
+    let (i, n) = text.split_once('/').ok_or_else(bad)?;
+    let (i, n): (usize, usize) = (
+        i.trim().parse().map_err(|_| bad())?,
+        n.trim().parse().map_err(|_| bad())?,
+    );
+    if i == 0 || n == 0 || i > n {
+        return Err(bad());
+    }
+    Ok((i, n))
+}
+
+/// The shard of a Slurm job-array task, when run as one.
+fn slurm_shard() -> Result<Option<(usize, usize)>, CliError> {
+    let var = |name: &str| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.trim().parse::<usize>().ok())
+    };
+    let (Some(id), Some(count)) = (var("SLURM_ARRAY_TASK_ID"), var("SLURM_ARRAY_TASK_COUNT"))
+    else {
+        return Ok(None);
+    };
+    let min = var("SLURM_ARRAY_TASK_MIN").unwrap_or(0);
+    let shard = (id + 1 - min.min(id + 1), count);
+    if shard.0 == 0 || shard.0 > count {
+        return Err(CliError::usage(anyhow!(
+            "Slurm array task {id} (min {min}, count {count}) gives no shard in 1..={count}; pass --shard I/N"
+        )));
+    }
+    eprintln!(
+        "notice: Slurm job array: scoring shard {}/{}",
+        shard.0, shard.1
+    );
+    Ok(Some(shard))
 }
 
 pub fn parse_scores(list: &str) -> Result<Vec<Score>, CliError> {

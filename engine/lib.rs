@@ -12,3 +12,4 @@ pub mod eval;
 pub mod net;
 pub mod proxy;
 pub mod space;
+pub mod store;

@@ -94,7 +94,7 @@ fn score_writes_one_row_per_arch_with_the_spec_counts() {
     assert!(run.status.success(), "{}", stderr(&run));
     let text = std::fs::read_to_string(&out).unwrap();
     let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(lines[0], "index,arch,unique,params,flops,seconds");
+    assert_eq!(lines[0], "index,arch,unique,params,flops,seconds,scored_as");
     assert_eq!(lines.len(), 3);
     let row: Vec<&str> = lines[2].split(',').collect();
     // nb201.md: index 6111 has 1,073,466 params.
@@ -196,4 +196,131 @@ fn eval_reports_the_rank_correlation_of_each_column() {
     ]);
     assert_eq!(bad.status.code(), Some(2));
     assert!(stderr(&bad).contains("cifar100_test"));
+}
+
+/// Rows of a results file without the timing column, for comparing runs.
+fn rows_without_seconds(path: &std::path::Path) -> Vec<String> {
+    let text = std::fs::read_to_string(path).unwrap();
+    let header: Vec<&str> = text.lines().next().unwrap().split(',').collect();
+    let seconds = header.iter().position(|h| *h == "seconds").unwrap();
+    text.lines()
+        .map(|l| {
+            let mut f: Vec<&str> = l.split(',').collect();
+            f.remove(seconds);
+            f.join(",")
+        })
+        .collect()
+}
+
+#[test]
+fn shards_merged_equal_one_run_and_merge_names_what_is_missing_or_twice() {
+    let one = temp_path("one.csv");
+    let args = [
+        "score",
+        "--archs",
+        "0..60",
+        "--scores",
+        "params,flops",
+        "--quiet",
+    ];
+    let run = nasrank(&[&args[..], &["--out", one.to_str().unwrap()]].concat());
+    assert!(run.status.success(), "{}", stderr(&run));
+    let shards: Vec<std::path::PathBuf> = (1..=3)
+        .map(|i| temp_path(&format!("shard{i}.csv")))
+        .collect();
+    for (i, shard) in shards.iter().enumerate() {
+        let spec = format!("{}/3", i + 1);
+        let run = nasrank(
+            &[
+                &args[..],
+                &["--shard", &spec, "--out", shard.to_str().unwrap()],
+            ]
+            .concat(),
+        );
+        assert!(run.status.success(), "{}", stderr(&run));
+    }
+    let merged = temp_path("merged.csv");
+    let files: Vec<&str> = shards.iter().map(|p| p.to_str().unwrap()).collect();
+    let run = nasrank(
+        &[
+            &["merge"],
+            &files[..],
+            &["--archs", "0..60", "--out", merged.to_str().unwrap()],
+        ]
+        .concat(),
+    );
+    assert!(run.status.success(), "{}", stderr(&run));
+    let mut a = rows_without_seconds(&one);
+    let mut b = rows_without_seconds(&merged);
+    a.sort();
+    b.sort();
+    assert_eq!(a, b);
+    // Dedup copies values inside a class, marked by scored_as.
+    assert!(a
+        .iter()
+        .skip(1)
+        .any(|r| !r.starts_with(&format!("{},", r.rsplit(',').next().unwrap()))));
+
+    let run = nasrank(&[
+        "merge",
+        files[0],
+        files[1],
+        "--archs",
+        "0..60",
+        "--out",
+        merged.to_str().unwrap(),
+    ]);
+    assert_eq!(run.status.code(), Some(2));
+    assert!(stderr(&run).contains("missing"), "{}", stderr(&run));
+    let run = nasrank(&[
+        "merge",
+        files[0],
+        files[0],
+        files[1],
+        files[2],
+        "--archs",
+        "0..60",
+        "--out",
+        merged.to_str().unwrap(),
+    ]);
+    assert_eq!(run.status.code(), Some(2));
+    assert!(stderr(&run).contains("more than once"), "{}", stderr(&run));
+    for bad in ["0/3", "4/3", "x", "1/0"] {
+        let run = nasrank(&[
+            "score", "--archs", "0..3", "--scores", "params", "--shard", bad,
+        ]);
+        assert_eq!(run.status.code(), Some(2), "{bad}");
+    }
+}
+
+#[test]
+fn a_run_cut_anywhere_and_resumed_equals_an_uninterrupted_run() {
+    let full = temp_path("full.csv");
+    let args = [
+        "score",
+        "--archs",
+        "100..130",
+        "--scores",
+        "flops,params",
+        "--quiet",
+    ];
+    let run = nasrank(&[&args[..], &["--out", full.to_str().unwrap()]].concat());
+    assert!(run.status.success(), "{}", stderr(&run));
+    let bytes = std::fs::read(&full).unwrap();
+    let expected = rows_without_seconds(&full);
+    // A kill can leave any prefix: cut at the header, mid-line and at line ends.
+    for cut in [
+        0,
+        10,
+        60,
+        bytes.len() / 3,
+        bytes.len() / 2 + 7,
+        bytes.len() - 1,
+    ] {
+        let part = temp_path(&format!("cut{cut}.csv"));
+        std::fs::write(&part, &bytes[..cut]).unwrap();
+        let run = nasrank(&[&args[..], &["--out", part.to_str().unwrap(), "--resume"]].concat());
+        assert!(run.status.success(), "cut {cut}: {}", stderr(&run));
+        assert_eq!(rows_without_seconds(&part), expected, "cut at byte {cut}");
+    }
 }

@@ -77,6 +77,16 @@ impl Score {
         }
     }
 
+    /// Whether archs of one isomorphism class can still differ in this score: scores that
+    /// see ReLU codes or conv counts that never reach the output need the finer codes key
+    /// (nb201.md, "What the isomorphism key does NOT preserve").
+    pub fn needs_codes_key(self) -> bool {
+        matches!(
+            self,
+            Score::Naswot | Score::LinearRegions | Score::Params | Score::Flops
+        )
+    }
+
     /// Whether a higher value predicts a better arch (the NTK condition number is the
     /// one score where lower is better).
     pub fn higher_is_better(self) -> bool {
