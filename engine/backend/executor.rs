@@ -120,11 +120,15 @@ impl<'a, B: Backend> Executor<'a, B> {
         Executor::new(backend, plan, params)
     }
 
-    pub fn plan(&self) -> &Plan {
+    /// The plan, borrowed for the executor's whole lifetime (not just `&self`), so that
+    /// a score can read it while the executor runs a pass.
+    pub fn plan(&self) -> &'a Plan {
         self.plan
     }
 
-    pub fn backend(&self) -> &B {
+    /// The backend, borrowed for the executor's whole lifetime, so that a gradient visitor
+    /// can use it during a backward pass.
+    pub fn backend(&self) -> &'a B {
         self.backend
     }
 

@@ -6,8 +6,11 @@
 //! it returns the paper's quantity as an f64 (direction in [`Score::higher_is_better`]);
 //! NaN or infinities are reported as they are, never replaced.
 
+pub mod knas;
 pub mod linalg;
+pub mod ntk;
 pub mod scorer;
+pub mod zico;
 
 use crate::backend::{Backend, Real};
 use crate::data::Batch;
