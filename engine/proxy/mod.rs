@@ -22,6 +22,7 @@ use std::str::FromStr;
 pub enum Score {
     Naswot,
     Ntk,
+    NtkExact,
     Mgm,
     MgmTrace,
     MgmEig,
@@ -39,9 +40,10 @@ pub enum Score {
 }
 
 impl Score {
-    pub const ALL: [Score; 16] = [
+    pub const ALL: [Score; 17] = [
         Score::Naswot,
         Score::Ntk,
+        Score::NtkExact,
         Score::Mgm,
         Score::MgmTrace,
         Score::MgmEig,
@@ -63,6 +65,7 @@ impl Score {
         match self {
             Score::Naswot => "naswot",
             Score::Ntk => "ntk",
+            Score::NtkExact => "ntk_exact",
             Score::Mgm => "mgm",
             Score::MgmTrace => "mgm_trace",
             Score::MgmEig => "mgm_eig",
@@ -93,7 +96,7 @@ impl Score {
     /// Whether a higher value predicts a better arch (the NTK condition number is the
     /// one score where lower is better).
     pub fn higher_is_better(self) -> bool {
-        self != Score::Ntk
+        !matches!(self, Score::Ntk | Score::NtkExact)
     }
 }
 

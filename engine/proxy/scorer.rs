@@ -1,6 +1,9 @@
 //! The library entry point: one arch, a chosen set of scores, one backend. Builds the plan
 //! and the initial weights once, and shares passes between scores that can share them.
 
+use super::knas::{knas, KnasStats};
+use super::ntk::{ntk_condition, NtkMode};
+use super::zico::zico;
 use super::Score;
 use crate::backend::{Backend, Executor};
 use crate::data::Batch;
@@ -17,6 +20,8 @@ pub struct ScoreSettings {
     pub naswot_batch: usize,
     /// Minibatch of the gradient scores (zero-cost paper: 64).
     pub batch: usize,
+    /// NTK minibatch (TE-NAS paper: 32; its released code: 72).
+    pub ntk_batch: usize,
 }
 
 impl ScoreSettings {
@@ -26,6 +31,7 @@ impl ScoreSettings {
             seed: 0,
             naswot_batch: 128,
             batch: 64,
+            ntk_batch: 32,
         }
     }
 
@@ -33,6 +39,7 @@ impl ScoreSettings {
     pub fn set_batch(&mut self, n: usize) {
         self.naswot_batch = n;
         self.batch = n;
+        self.ntk_batch = n;
     }
 
     /// Images a batch must hold for these scores.
@@ -41,6 +48,7 @@ impl ScoreSettings {
             .iter()
             .map(|s| match s {
                 Score::Naswot => self.naswot_batch,
+                Score::Ntk | Score::NtkExact => self.ntk_batch,
                 Score::Params | Score::Flops => 1,
                 _ => self.batch,
             })
@@ -60,13 +68,28 @@ pub fn score_arch<B: Backend>(
     let cell = Cell::from(*arch);
     let plan = Plan::build(&cell, &settings.config)?;
     let mut exec = Executor::with_init(be, &plan, settings.seed);
-    let _ = (&mut exec, data);
-    scores
-        .iter()
-        .map(|score| match score {
-            Score::Params => Ok(count_params(&cell, &settings.config) as f64),
-            Score::Flops => Ok(count_flops(&cell, &settings.config) as f64),
+    // Scores computed together from one pass, filled on first use.
+    let mut knas_stats = None;
+    let mut values = Vec::with_capacity(scores.len());
+    for score in scores {
+        let value = match score {
+            Score::Ntk => ntk_condition(&mut exec, data, settings.ntk_batch, NtkMode::FrozenStats),
+            Score::NtkExact => ntk_condition(&mut exec, data, settings.ntk_batch, NtkMode::Exact),
+            Score::Mgm | Score::MgmTrace | Score::MgmEig => {
+                let stats: &KnasStats =
+                    knas_stats.get_or_insert_with(|| knas(&mut exec, data, settings.batch));
+                match score {
+                    Score::Mgm => stats.mgm,
+                    Score::MgmTrace => stats.trace,
+                    _ => stats.top_eigenvalue,
+                }
+            }
+            Score::Zico => zico(&mut exec, data, settings.batch),
+            Score::Params => count_params(&cell, &settings.config) as f64,
+            Score::Flops => count_flops(&cell, &settings.config) as f64,
             other => anyhow::bail!("score {other} is not available yet"),
-        })
-        .collect()
+        };
+        values.push(value);
+    }
+    Ok(values)
 }
