@@ -120,11 +120,13 @@ impl<'a, B: Backend> Executor<'a, B> {
         Executor::new(backend, plan, params)
     }
 
-    pub fn plan(&self) -> &Plan {
+    /// The plan, borrowed for the executor's lifetime (not `self`'s), so a caller can hold
+    /// it, or the backend, across a `&mut self` call such as a forward pass with a sink.
+    pub fn plan(&self) -> &'a Plan {
         self.plan
     }
 
-    pub fn backend(&self) -> &B {
+    pub fn backend(&self) -> &'a B {
         self.backend
     }
 
