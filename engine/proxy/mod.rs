@@ -7,6 +7,8 @@
 //! NaN or infinities are reported as they are, never replaced.
 
 pub mod linalg;
+pub mod linear_regions;
+pub mod naswot;
 
 use crate::backend::{Backend, Real};
 use crate::data::Batch;
