@@ -127,7 +127,13 @@ pub fn released_patterns<B: Backend>(
 ///
 /// # Panics
 /// If the source is empty, smaller than the crop, or has fewer than `channels` channels.
-pub fn random_crops(source: &Batch, samples: usize, crop: usize, channels: usize, seed: u64) -> Batch {
+pub fn random_crops(
+    source: &Batch,
+    samples: usize,
+    crop: usize,
+    channels: usize,
+    seed: u64,
+) -> Batch {
     assert!(source.n > 0, "no source images to crop");
     assert!(
         crop <= source.h && crop <= source.w && channels <= source.c,
@@ -178,25 +184,25 @@ pub fn sign_patterns<B: Backend>(
 ) -> Vec<Vec<u64>> {
     let be = exec.backend();
     let mut patterns: Vec<Vec<u64>> = vec![Vec::new(); n];
-    exec.forward_with_codes(
-        input,
-        n,
-        BnStatistics::Batch,
-        &mut |block: CodeBlock<'_, B>| {
-            if block.layer.is_none() {
-                return; // all-zero bits for every sample: no sample differs there
-            }
-            let words = be.download_words(block.codes);
-            let per = block.units.div_ceil(64);
-            for (pattern, code) in patterns.iter_mut().zip(words.chunks_exact(per)) {
-                pattern.extend_from_slice(code);
-            }
-        },
-    );
+    let mut sink = |block: CodeBlock<'_, B>| {
+        if block.layer.is_none() {
+            return; // all-zero bits for every sample: no sample differs there
+        }
+        let words = be.download_words(block.codes);
+        let per = block.units.div_ceil(64);
+        for (pattern, code) in patterns.iter_mut().zip(words.chunks_exact(per)) {
+            pattern.extend_from_slice(code);
+        }
+    };
+    exec.forward_with_codes(input, n, BnStatistics::Batch, &mut sink);
     patterns
 }
 
 /// The number of distinct patterns (all of one length).
 pub fn distinct_patterns(patterns: &[Vec<u64>]) -> usize {
-    patterns.iter().map(Vec::as_slice).collect::<HashSet<_>>().len()
+    patterns
+        .iter()
+        .map(Vec::as_slice)
+        .collect::<HashSet<_>>()
+        .len()
 }

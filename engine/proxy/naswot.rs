@@ -78,10 +78,7 @@ pub fn naswot_kernel<B: Backend>(
     let input = upload_images(be, batch, n);
     let mut k = be.alloc_words(n * n);
     let mut constant_seen = 0;
-    exec.forward_with_codes(input, n, BnStatistics::Batch, &mut |block: CodeBlock<
-        '_,
-        B,
-    >| {
+    let mut sink = |block: CodeBlock<'_, B>| {
         let modules = u64::from(block.modules);
         let is_lastact = match block.layer {
             Some(layer) => Some(layer) == lastact_layer,
@@ -96,6 +93,7 @@ pub fn naswot_kernel<B: Backend>(
             CodeCount::ReleasedDoubleConv => 2 * modules,
         };
         be.hamming_gram_accumulate(block.codes, n, block.units, weight, &mut k);
-    });
+    };
+    exec.forward_with_codes(input, n, BnStatistics::Batch, &mut sink);
     be.download_words(&k)
 }
