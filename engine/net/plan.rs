@@ -293,6 +293,27 @@ impl Plan {
     /// the cell's output node (a zero slot when that node is identically zero);
     /// `config.classes` is 0.
     pub fn single_cell(cell: &Cell, channels: usize, size: usize) -> Result<Plan, PlanError> {
+        Plan::single_cell_impl(cell, channels, size, false)
+    }
+
+    /// [`Plan::single_cell`] followed by `lastact` (BatchNorm -> ReLU, no pool, no
+    /// classifier): the network TE-NAS's released code counts linear regions on (its
+    /// `TinyNetworkDarts` at depth 1 keeps `lastact`, whose ReLU its hooks record). The
+    /// output slot is the ReLU's output (a zero slot when the cell's output is zero).
+    pub fn single_cell_with_lastact(
+        cell: &Cell,
+        channels: usize,
+        size: usize,
+    ) -> Result<Plan, PlanError> {
+        Plan::single_cell_impl(cell, channels, size, true)
+    }
+
+    fn single_cell_impl(
+        cell: &Cell,
+        channels: usize,
+        size: usize,
+        lastact: bool,
+    ) -> Result<Plan, PlanError> {
         if channels == 0 {
             return Err(PlanError::Zero("channels"));
         }
@@ -313,7 +334,12 @@ impl Plan {
             w: size,
         };
         let mut b = Builder::new(*cell, config, shape);
-        let output = match b.cell(Some(INPUT), "cells.0", shape) {
+        let mut out = b.cell(Some(INPUT), "cells.0", shape);
+        if lastact {
+            let x = b.batch_norm(out, "lastact.bn", shape);
+            out = b.relu(x, 1, shape);
+        }
+        let output = match out {
             Some(out) => out,
             None => b.layer(shape, |y| Layer::Zero { y }),
         };

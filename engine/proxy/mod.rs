@@ -8,6 +8,8 @@
 
 pub mod knas;
 pub mod linalg;
+pub mod linear_regions;
+pub mod naswot;
 pub mod ntk;
 pub mod scorer;
 pub mod zico;

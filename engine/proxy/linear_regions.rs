@@ -1,0 +1,208 @@
+//! Number of linear regions (TE-NAS, Chen et al., ICLR 2021).
+//!
+//! Definition: feed S samples; a sample's pattern is the concatenation, over every ReLU of
+//! the network, of the bits "ReLU output > 0" (equally, input > 0); the score R is the
+//! number of distinct patterns among the S samples (higher is better). The released code's
+//! `sum_s 1 / |{t : pattern_t = pattern_s}|` is the same number.
+//!
+//! Patterns come from the executor's code stream. A ReLU layer standing for several modules
+//! (one node feeding several conv edges) contributes its bits once: repeating identical
+//! bits never changes whether two patterns are equal. Modules with identically zero input
+//! (all-zero codes, the same for every sample) are skipped for the same reason. A network
+//! with no ReLU gives every sample the empty pattern: R = 1 (the released code would fail
+//! there; its supernets always have convs).
+//!
+//! Two settings:
+//! - [`linear_regions_network`]: the whole network (the plan the executor holds) on the
+//!   first `n` images of a batch, one forward, batch statistics.
+//! - [`linear_regions_released`]: the released code's setting ([`ReleasedSettings`]): the
+//!   cell alone with 1 channel, no stem, followed by `lastact` (BN -> ReLU, whose ReLU the
+//!   released code's hooks also record; see [`Plan::single_cell_with_lastact`]), on
+//!   `batches` separate forward passes (BN statistics per batch) of `batch_size` random
+//!   `crop x crop` crops, each keeping `channels` random channels; defaults 3 x 1000 crops of
+//!   3x3, 1 channel (the paper says 5000 images). S = `batches * batch_size`.
+//!
+//! Crops: sample `s` is cut from image `s % source.n` of `source`, a batch of already
+//! normalised images (e.g. [`crate::data::ImageSet::sample`] of S train images, which
+//! gives the released loader's draw without replacement). Normalising then cropping equals
+//! the released `RandomCrop -> ToTensor -> Normalize` (normalisation is per channel and per
+//! pixel). From `SplitMix64::new(seed)`, for each sample in order: the crop's top row
+//! (`below(h - crop + 1)`), its left column (`below(w - crop + 1)`), then the channels (a
+//! partial Fisher-Yates draw of `channels` distinct channels, kept in ascending order as
+//! `RandChannel` does). The weights are `init_params(seed)` of the single-cell plan.
+//!
+//! Deviations from the released code: it re-initialises conv weights with `kaiming_normal`
+//! (prune_launch.py), where the engine uses the framework default init of every score
+//! (uniform); its cell is a search cell whose edge outputs are weighted by softmaxed
+//! architecture parameters (exactly 1 for a single-op edge, as here).
+
+use super::upload_images;
+use crate::backend::{Backend, BnStatistics, CodeBlock, Executor, Real};
+use crate::data::{Batch, SplitMix64};
+use crate::net::{Plan, PlanError};
+use crate::space::Cell;
+use std::collections::HashSet;
+
+/// The released code's linear-region setting.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReleasedSettings {
+    /// Forward passes, each with its own batch statistics.
+    pub batches: usize,
+    /// Samples per forward pass.
+    pub batch_size: usize,
+    /// Crop side (the network's input size).
+    pub crop: usize,
+    /// Channels kept per crop (the network's width).
+    pub channels: usize,
+    /// Whether `lastact` (BN -> ReLU) follows the cell, as in the released model.
+    pub lastact: bool,
+}
+
+impl Default for ReleasedSettings {
+    fn default() -> Self {
+        ReleasedSettings {
+            batches: 3,
+            batch_size: 1000,
+            crop: 3,
+            channels: 1,
+            lastact: true,
+        }
+    }
+}
+
+/// R over the whole network the executor holds, on the first `n` images of `batch`.
+pub fn linear_regions_network<B: Backend>(
+    exec: &mut Executor<'_, B>,
+    batch: &Batch,
+    n: usize,
+) -> f64 {
+    let input = upload_images(exec.backend(), batch, n);
+    let patterns = sign_patterns(exec, input, n);
+    distinct_patterns(&patterns) as f64
+}
+
+/// R in the released code's setting (see the module docs) for `cell`, crops cut from the
+/// normalised images of `source`.
+pub fn linear_regions_released<B: Backend>(
+    be: &B,
+    cell: &Cell,
+    source: &Batch,
+    seed: u64,
+    settings: &ReleasedSettings,
+) -> Result<f64, PlanError> {
+    let patterns = released_patterns(be, cell, source, seed, settings)?;
+    Ok(distinct_patterns(&patterns) as f64)
+}
+
+/// The patterns of the released setting, one per sample, in sample order.
+pub fn released_patterns<B: Backend>(
+    be: &B,
+    cell: &Cell,
+    source: &Batch,
+    seed: u64,
+    settings: &ReleasedSettings,
+) -> Result<Vec<Vec<u64>>, PlanError> {
+    let s = settings;
+    let plan = if s.lastact {
+        Plan::single_cell_with_lastact(cell, s.channels, s.crop)?
+    } else {
+        Plan::single_cell(cell, s.channels, s.crop)?
+    };
+    let crops = random_crops(source, s.batches * s.batch_size, s.crop, s.channels, seed);
+    let mut exec = Executor::with_init(be, &plan, seed);
+    let mut patterns = Vec::with_capacity(crops.n);
+    for b in 0..s.batches {
+        let len = s.batch_size * s.channels * s.crop * s.crop;
+        let host: Vec<B::Real> = crops.images[b * len..(b + 1) * len]
+            .iter()
+            .map(|&v| B::Real::from_f64_rounded(f64::from(v)))
+            .collect();
+        patterns.extend(sign_patterns(&mut exec, be.upload(&host), s.batch_size));
+    }
+    Ok(patterns)
+}
+
+/// `samples` random crops of `source` (see the module docs for the draw), as a batch of
+/// `[samples][channels][crop][crop]` (labels copied from the source images).
+///
+/// # Panics
+/// If the source is empty, smaller than the crop, or has fewer than `channels` channels.
+pub fn random_crops(
+    source: &Batch,
+    samples: usize,
+    crop: usize,
+    channels: usize,
+    seed: u64,
+) -> Batch {
+    assert!(source.n > 0, "no source images to crop");
+    assert!(
+        crop <= source.h && crop <= source.w && channels <= source.c,
+        "a {channels}x{crop}x{crop} crop of {}x{}x{} images",
+        source.c,
+        source.h,
+        source.w
+    );
+    let mut rng = SplitMix64::new(seed);
+    let mut images = Vec::with_capacity(samples * channels * crop * crop);
+    let mut labels = Vec::with_capacity(samples);
+    let plane = source.h * source.w;
+    for s in 0..samples {
+        let image = source.image(s % source.n);
+        let top = rng.below((source.h - crop + 1) as u64) as usize;
+        let left = rng.below((source.w - crop + 1) as u64) as usize;
+        let mut pool: Vec<usize> = (0..source.c).collect();
+        for i in 0..channels {
+            let j = i + rng.below((source.c - i) as u64) as usize;
+            pool.swap(i, j);
+        }
+        let mut chosen = pool[..channels].to_vec();
+        chosen.sort_unstable();
+        for ch in chosen {
+            for row in top..top + crop {
+                let start = ch * plane + row * source.w + left;
+                images.extend_from_slice(&image[start..start + crop]);
+            }
+        }
+        labels.push(source.labels[s % source.n]);
+    }
+    Batch {
+        n: samples,
+        c: channels,
+        h: crop,
+        w: crop,
+        images,
+        labels,
+    }
+}
+
+/// One forward pass (batch statistics) on `input` (`n` images); returns each image's
+/// pattern: the code words of every computed ReLU layer, once per layer, concatenated.
+pub fn sign_patterns<B: Backend>(
+    exec: &mut Executor<'_, B>,
+    input: B::Buf,
+    n: usize,
+) -> Vec<Vec<u64>> {
+    let be = exec.backend();
+    let mut patterns: Vec<Vec<u64>> = vec![Vec::new(); n];
+    let mut sink = |block: CodeBlock<'_, B>| {
+        if block.layer.is_none() {
+            return; // all-zero bits for every sample: no sample differs there
+        }
+        let words = be.download_words(block.codes);
+        let per = block.units.div_ceil(64);
+        for (pattern, code) in patterns.iter_mut().zip(words.chunks_exact(per)) {
+            pattern.extend_from_slice(code);
+        }
+    };
+    exec.forward_with_codes(input, n, BnStatistics::Batch, &mut sink);
+    patterns
+}
+
+/// The number of distinct patterns (all of one length).
+pub fn distinct_patterns(patterns: &[Vec<u64>]) -> usize {
+    patterns
+        .iter()
+        .map(Vec::as_slice)
+        .collect::<HashSet<_>>()
+        .len()
+}
