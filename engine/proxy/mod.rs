@@ -29,6 +29,7 @@ pub enum Score {
     MgmTrace,
     MgmEig,
     LinearRegions,
+    LinearRegionsNet,
     Synflow,
     Snip,
     GradNorm,
@@ -42,7 +43,7 @@ pub enum Score {
 }
 
 impl Score {
-    pub const ALL: [Score; 17] = [
+    pub const ALL: [Score; 18] = [
         Score::Naswot,
         Score::Ntk,
         Score::NtkExact,
@@ -50,6 +51,7 @@ impl Score {
         Score::MgmTrace,
         Score::MgmEig,
         Score::LinearRegions,
+        Score::LinearRegionsNet,
         Score::Synflow,
         Score::Snip,
         Score::GradNorm,
@@ -72,6 +74,7 @@ impl Score {
             Score::MgmTrace => "mgm_trace",
             Score::MgmEig => "mgm_eig",
             Score::LinearRegions => "linear_regions",
+            Score::LinearRegionsNet => "linear_regions_net",
             Score::Synflow => "synflow",
             Score::Snip => "snip",
             Score::GradNorm => "grad_norm",
@@ -91,7 +94,11 @@ impl Score {
     pub fn needs_codes_key(self) -> bool {
         matches!(
             self,
-            Score::Naswot | Score::LinearRegions | Score::Params | Score::Flops
+            Score::Naswot
+                | Score::LinearRegions
+                | Score::LinearRegionsNet
+                | Score::Params
+                | Score::Flops
         )
     }
 

@@ -2,6 +2,8 @@
 //! and the initial weights once, and shares passes between scores that can share them.
 
 use super::knas::{knas, KnasStats};
+use super::linear_regions::{linear_regions_network, linear_regions_released, ReleasedSettings};
+use super::naswot::naswot;
 use super::ntk::{ntk_condition, NtkMode};
 use super::zico::zico;
 use super::Score;
@@ -47,7 +49,7 @@ impl ScoreSettings {
         scores
             .iter()
             .map(|s| match s {
-                Score::Naswot => self.naswot_batch,
+                Score::Naswot | Score::LinearRegionsNet => self.naswot_batch,
                 Score::Ntk | Score::NtkExact => self.ntk_batch,
                 Score::Params | Score::Flops => 1,
                 _ => self.batch,
@@ -73,6 +75,17 @@ pub fn score_arch<B: Backend>(
     let mut values = Vec::with_capacity(scores.len());
     for score in scores {
         let value = match score {
+            Score::Naswot => naswot(&mut exec, data, settings.naswot_batch),
+            Score::LinearRegions => linear_regions_released(
+                be,
+                &cell,
+                data,
+                settings.seed,
+                &ReleasedSettings::default(),
+            )?,
+            Score::LinearRegionsNet => {
+                linear_regions_network(&mut exec, data, settings.naswot_batch)
+            }
             Score::Ntk => ntk_condition(&mut exec, data, settings.ntk_batch, NtkMode::FrozenStats),
             Score::NtkExact => ntk_condition(&mut exec, data, settings.ntk_batch, NtkMode::Exact),
             Score::Mgm | Score::MgmTrace | Score::MgmEig => {
