@@ -120,11 +120,13 @@ impl<'a, B: Backend> Executor<'a, B> {
         Executor::new(backend, plan, params)
     }
 
-    pub fn plan(&self) -> &Plan {
+    /// The plan, borrowed for the executor's lifetime (usable during a mutable call).
+    pub fn plan(&self) -> &'a Plan {
         self.plan
     }
 
-    pub fn backend(&self) -> &B {
+    /// The backend, borrowed for the executor's lifetime (an observer may use it).
+    pub fn backend(&self) -> &'a B {
         self.backend
     }
 
