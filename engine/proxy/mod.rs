@@ -6,7 +6,13 @@
 //! it returns the paper's quantity as an f64 (direction in [`Score::higher_is_better`]);
 //! NaN or infinities are reported as they are, never replaced.
 
+pub mod counts;
+pub mod grasp;
+pub mod jacob_cov;
 pub mod linalg;
+pub mod saliency;
+pub mod synflow;
+pub mod zen;
 
 use crate::backend::{Backend, Real};
 use crate::data::Batch;
