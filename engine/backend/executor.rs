@@ -143,8 +143,8 @@ impl<'a, B: Backend> Executor<'a, B> {
     }
 
     /// Holds every ReLU's sign pattern at that of the last forward pass: until
-    /// [`Executor::unfreeze_relu_masks`], each ReLU passes its input where its input then was
-    /// > 0, in forward and backward. The network becomes smooth in the weights around that
+    /// [`Executor::unfreeze_relu_masks`], each ReLU passes its input where its input then
+    /// was positive, in forward and backward. The network becomes smooth in the weights around that
     /// point, so differences of gradients give the Hessian autograd gives (ReLU'' = 0 with
     /// the pattern fixed) instead of jumping where a unit changes sign (GraSP).
     pub fn freeze_relu_masks(&mut self) {
