@@ -38,7 +38,10 @@ pub fn input_jacobian<B: Backend>(exec: &mut Executor<'_, B>, batch: &Batch, n: 
     };
     let grads = exec.backward(ones, &options, ParamGrads::Skip);
     let input = grads.input.expect("input gradient");
-    be.download(&input).iter().map(|v| v.to_f64_lossless()).collect()
+    be.download(&input)
+        .iter()
+        .map(|v| v.to_f64_lossless())
+        .collect()
 }
 
 /// numpy's `corrcoef` of the `n` rows of `x` (`[n][d]`), `[n][n]`.

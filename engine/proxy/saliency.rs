@@ -22,7 +22,9 @@
 //!   with no path to the logits contribute 0 in both.
 
 use super::upload_images;
-use crate::backend::{Backend, BackwardOptions, BnStatistics, Executor, ParamGrads, Real, Reduction};
+use crate::backend::{
+    Backend, BackwardOptions, BnStatistics, Executor, ParamGrads, Real, Reduction,
+};
 use crate::data::Batch;
 use crate::net::plan::{Layer, ParamKind, Plan};
 
@@ -46,7 +48,11 @@ pub(crate) fn to_f64<R: Real>(values: &[R]) -> Vec<f64> {
 
 /// Forward on the first `n` images (batch statistics) and the gradient of the mean
 /// cross-entropy with respect to the logits.
-pub(crate) fn forward_ce<B: Backend>(exec: &mut Executor<'_, B>, batch: &Batch, n: usize) -> B::Buf {
+pub(crate) fn forward_ce<B: Backend>(
+    exec: &mut Executor<'_, B>,
+    batch: &Batch,
+    n: usize,
+) -> B::Buf {
     let be = exec.backend();
     let classes = exec.plan().config.classes;
     let input = upload_images(be, batch, n);
@@ -88,7 +94,10 @@ pub fn saliency<B: Backend>(exec: &mut Executor<'_, B>, batch: &Batch, n: usize)
     let mut fisher = 0.0;
     let mut observe = |index: usize, y: &B::Buf, dy: &B::Buf| {
         let out = plan.layers[index].output();
-        if matches!(plan.layers[index], Layer::Conv { .. } | Layer::Linear { .. }) {
+        if matches!(
+            plan.layers[index],
+            Layer::Conv { .. } | Layer::Linear { .. }
+        ) {
             let shape = plan.slots[out];
             fisher += channel_fisher(&be.download(y), &be.download(dy), n, shape.c, shape.hw());
         }
