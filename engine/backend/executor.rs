@@ -89,6 +89,8 @@ pub struct Executor<'a, B: Backend> {
     /// Gradient buffers of earlier backward passes, by length: reusing them avoids fresh
     /// allocations (and their page faults) for hundreds of slot gradients per pass.
     pool: HashMap<usize, Vec<B::Buf>>,
+    /// Frozen ReLU inputs by layer index (see [`Executor::freeze_relu_masks`]).
+    relu_masks: Option<Vec<Option<B::Buf>>>,
 }
 
 impl<'a, B: Backend> Executor<'a, B> {
@@ -108,6 +110,7 @@ impl<'a, B: Backend> Executor<'a, B> {
             bn: BnStatistics::Batch,
             scratch: HashMap::new(),
             pool: HashMap::new(),
+            relu_masks: None,
         }
     }
 
@@ -139,6 +142,34 @@ impl<'a, B: Backend> Executor<'a, B> {
     /// Parameters, for scores that transform the weights (synflow takes |W|).
     pub fn params_mut(&mut self) -> &mut [B::Buf] {
         &mut self.params
+    }
+
+    /// Holds every ReLU's sign pattern at that of the last forward pass: until
+    /// [`Executor::unfreeze_relu_masks`], each ReLU passes its input where its input then
+    /// was positive, in forward and backward. The network becomes smooth in the weights around that
+    /// point, so differences of gradients give the Hessian autograd gives (ReLU'' = 0 with
+    /// the pattern fixed) instead of jumping where a unit changes sign (GraSP).
+    pub fn freeze_relu_masks(&mut self) {
+        let be = self.backend;
+        let masks = self
+            .plan
+            .layers
+            .iter()
+            .map(|layer| match layer {
+                Layer::Relu { x, .. } => {
+                    let mut m = be.alloc(be.buf_len(&self.slots[*x]));
+                    be.copy(&self.slots[*x], &mut m);
+                    Some(m)
+                }
+                _ => None,
+            })
+            .collect();
+        self.relu_masks = Some(masks);
+    }
+
+    /// Back to plain ReLUs.
+    pub fn unfreeze_relu_masks(&mut self) {
+        self.relu_masks = None;
     }
 
     /// Batch size of the last forward pass.
@@ -239,7 +270,14 @@ impl<'a, B: Backend> Executor<'a, B> {
                     self.bn_stats[index] = Some((mean, inv_std));
                 }
                 Layer::Relu { x, modules, .. } => {
-                    be.relu_forward(&slots[*x], &mut y);
+                    match self.relu_masks.as_ref().and_then(|m| m[index].as_ref()) {
+                        Some(mask) => {
+                            assert_eq!(be.buf_len(mask), be.buf_len(&slots[*x]), "frozen mask");
+                            be.fill_zero(&mut y);
+                            be.relu_backward(mask, &slots[*x], &mut y);
+                        }
+                        None => be.relu_forward(&slots[*x], &mut y),
+                    }
                     if let Some(sink) = sink.as_mut() {
                         let units = plan.slots[*x].len();
                         let words = n * units.div_ceil(64);
@@ -450,8 +488,9 @@ impl<'a, B: Backend> Executor<'a, B> {
                 Layer::Relu { x, .. } => {
                     if needs[*x] {
                         let len = n * plan.slots[*x].len();
+                        let mask = self.relu_masks.as_ref().and_then(|m| m[index].as_ref());
                         be.relu_backward(
-                            &slots[*x],
+                            mask.unwrap_or(&slots[*x]),
                             &dy,
                             grad_slot(be, &mut self.pool, &mut grads, *x, len),
                         );

@@ -6,12 +6,18 @@
 //! it returns the paper's quantity as an f64 (direction in [`Score::higher_is_better`]);
 //! NaN or infinities are reported as they are, never replaced.
 
+pub mod counts;
+pub mod grasp;
+pub mod jacob_cov;
 pub mod knas;
 pub mod linalg;
 pub mod linear_regions;
 pub mod naswot;
 pub mod ntk;
+pub mod saliency;
 pub mod scorer;
+pub mod synflow;
+pub mod zen;
 pub mod zico;
 
 use crate::backend::{Backend, Real};
