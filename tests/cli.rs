@@ -324,3 +324,49 @@ fn a_run_cut_anywhere_and_resumed_equals_an_uninterrupted_run() {
         assert_eq!(rows_without_seconds(&part), expected, "cut at byte {cut}");
     }
 }
+
+#[test]
+fn score_all_on_a_tiny_network_gives_every_column() {
+    let out = temp_path("all.jsonl");
+    let run = nasrank(&[
+        "score",
+        "--archs",
+        "1,0",
+        "--scores",
+        "all",
+        "--channels",
+        "2",
+        "--cells",
+        "1",
+        "--batch",
+        "4",
+        "--format",
+        "jsonl",
+        "--out",
+        out.to_str().unwrap(),
+        "--quiet",
+    ]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    assert!(
+        stderr(&run).contains("synthetic"),
+        "the synthetic-data notice is missing"
+    );
+    let text = std::fs::read_to_string(&out).unwrap();
+    for line in text.lines() {
+        let row: serde_json::Value = serde_json::from_str(line).unwrap();
+        for name in [
+            "naswot",
+            "ntk",
+            "ntk_exact",
+            "mgm",
+            "linear_regions",
+            "synflow",
+            "snip",
+            "grasp",
+            "zen",
+            "zico",
+        ] {
+            assert!(!row[name].is_null(), "{name} missing in {line}");
+        }
+    }
+}

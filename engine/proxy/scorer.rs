@@ -1,16 +1,22 @@
 //! The library entry point: one arch, a chosen set of scores, one backend. Builds the plan
 //! and the initial weights once, and shares passes between scores that can share them.
 
+use super::counts::{flops, params};
+use super::grasp::grasp;
+use super::jacob_cov::jacob_cov;
 use super::knas::{knas, KnasStats};
 use super::linear_regions::{linear_regions_network, linear_regions_released, ReleasedSettings};
 use super::naswot::naswot;
 use super::ntk::{ntk_condition, NtkMode};
+use super::saliency::{saliency, Saliency};
+use super::synflow::synflow;
+use super::zen::zen;
 use super::zico::zico;
 use super::Score;
 use crate::backend::{Backend, Executor};
 use crate::data::Batch;
 use crate::net::Plan;
-use crate::space::{count_flops, count_params, Arch, Cell, MacroConfig};
+use crate::space::{Arch, Cell, MacroConfig};
 
 /// Settings of a scoring run; [`ScoreSettings::paper_defaults`] follows the papers.
 #[derive(Clone, Debug, PartialEq)]
@@ -51,7 +57,7 @@ impl ScoreSettings {
             .map(|s| match s {
                 Score::Naswot | Score::LinearRegionsNet => self.naswot_batch,
                 Score::Ntk | Score::NtkExact => self.ntk_batch,
-                Score::Params | Score::Flops => 1,
+                Score::Params | Score::Flops | Score::Synflow => 1,
                 _ => self.batch,
             })
             .max()
@@ -69,13 +75,26 @@ pub fn score_arch<B: Backend>(
 ) -> anyhow::Result<Vec<f64>> {
     let cell = Cell::from(*arch);
     let plan = Plan::build(&cell, &settings.config)?;
-    let mut exec = Executor::with_init(be, &plan, settings.seed);
+    // Scores that run the network share one executor with the arch's initial weights.
+    let runs_network = scores.iter().any(|s| {
+        !matches!(
+            s,
+            Score::Params | Score::Flops | Score::Synflow | Score::LinearRegions
+        )
+    });
+    let mut exec = runs_network.then(|| Executor::with_init(be, &plan, settings.seed));
+    macro_rules! exec {
+        () => {
+            exec.as_mut().expect("built when a score runs the network")
+        };
+    }
     // Scores computed together from one pass, filled on first use.
     let mut knas_stats = None;
+    let mut saliency_scores = None;
     let mut values = Vec::with_capacity(scores.len());
     for score in scores {
         let value = match score {
-            Score::Naswot => naswot(&mut exec, data, settings.naswot_batch),
+            Score::Naswot => naswot(exec!(), data, settings.naswot_batch),
             Score::LinearRegions => linear_regions_released(
                 be,
                 &cell,
@@ -83,24 +102,34 @@ pub fn score_arch<B: Backend>(
                 settings.seed,
                 &ReleasedSettings::default(),
             )?,
-            Score::LinearRegionsNet => {
-                linear_regions_network(&mut exec, data, settings.naswot_batch)
-            }
-            Score::Ntk => ntk_condition(&mut exec, data, settings.ntk_batch, NtkMode::FrozenStats),
-            Score::NtkExact => ntk_condition(&mut exec, data, settings.ntk_batch, NtkMode::Exact),
+            Score::LinearRegionsNet => linear_regions_network(exec!(), data, settings.naswot_batch),
+            Score::Ntk => ntk_condition(exec!(), data, settings.ntk_batch, NtkMode::FrozenStats),
+            Score::NtkExact => ntk_condition(exec!(), data, settings.ntk_batch, NtkMode::Exact),
             Score::Mgm | Score::MgmTrace | Score::MgmEig => {
                 let stats: &KnasStats =
-                    knas_stats.get_or_insert_with(|| knas(&mut exec, data, settings.batch));
+                    knas_stats.get_or_insert_with(|| knas(exec!(), data, settings.batch));
                 match score {
                     Score::Mgm => stats.mgm,
                     Score::MgmTrace => stats.trace,
                     _ => stats.top_eigenvalue,
                 }
             }
-            Score::Zico => zico(&mut exec, data, settings.batch),
-            Score::Params => count_params(&cell, &settings.config) as f64,
-            Score::Flops => count_flops(&cell, &settings.config) as f64,
-            other => anyhow::bail!("score {other} is not available yet"),
+            Score::Snip | Score::GradNorm | Score::Fisher => {
+                let s: &Saliency =
+                    saliency_scores.get_or_insert_with(|| saliency(exec!(), data, settings.batch));
+                match score {
+                    Score::Snip => s.snip,
+                    Score::GradNorm => s.grad_norm,
+                    _ => s.fisher,
+                }
+            }
+            Score::Synflow => synflow(&plan, settings.seed),
+            Score::Grasp => grasp(exec!(), data, settings.batch),
+            Score::JacobCov => jacob_cov(exec!(), data, settings.batch),
+            Score::Zico => zico(exec!(), data, settings.batch),
+            Score::Zen => zen(exec!(), settings.batch, settings.seed),
+            Score::Params => params(&cell, &settings.config),
+            Score::Flops => flops(&cell, &settings.config),
         };
         values.push(value);
     }
