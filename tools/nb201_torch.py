@@ -34,6 +34,11 @@ where the position p counts cells and reduction blocks alike: with N cells per s
 0..N-1 are cells, N the first reduction block, N+1..2N cells, 2N+1 the second block, ...
 """
 
+import json
+import os
+import subprocess
+
+import numpy as np
 import torch
 import torch.nn as nn
 
@@ -260,3 +265,36 @@ def naswot_kernel(relu_inputs):
         ones = o if ones is None else ones + o
         units += bits.shape[1]
     return k, ones, units
+
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def export(profile, arch, c, n, classes, size, batch, seed, stem):
+    """Weights, input and labels that nasrank draws for a network, as its golden_export
+    example prints them (`profile` "release" builds it in release mode)."""
+    cmd = ["cargo", "run", "--quiet", "--example", "golden_export"]
+    if profile == "release":
+        cmd.append("--release")
+    cmd += ["--", arch, str(c), str(n), str(classes), str(size), str(batch), str(seed),
+            "stem" if stem else "nostem"]
+    out = subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True, text=True)
+    return json.loads(out.stdout)
+
+
+def exported_params(exported):
+    """`{name: float32 array}` of an export."""
+    return {p["name"]: np.asarray(p["values"], dtype=np.float32).reshape(p["shape"])
+            for p in exported["params"]}
+
+
+def model_from_export(exported, dtype=torch.float64):
+    """The exported network in PyTorch, its weights loaded, in training mode."""
+    cfg = exported["config"]
+    model = TinyNetwork(
+        exported["cell"], channels=cfg["channels"], cells_per_stage=cfg["cells_per_stage"],
+        classes=cfg["classes"], input_channels=cfg["input_channels"], stem=cfg["stem"])
+    load_params(model, exported_params(exported))
+    model = model.to(dtype)
+    model.train()
+    return model

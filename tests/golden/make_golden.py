@@ -34,7 +34,6 @@ import argparse
 import base64
 import json
 import os
-import subprocess
 import sys
 
 import numpy as np
@@ -83,14 +82,6 @@ CASES = [
 ]
 
 
-def export(profile, arch, c, n, classes, size, batch, seed, stem):
-    cmd = ["cargo", "run", "--quiet", "--example", "golden_export"]
-    if profile == "release":
-        cmd.append("--release")
-    cmd += ["--", arch, str(c), str(n), str(classes), str(size), str(batch), str(seed),
-            "stem" if stem else "nostem"]
-    out = subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True, text=True)
-    return json.loads(out.stdout)
 
 
 def run_torch(exported, dtype):
@@ -184,7 +175,7 @@ def noise(pairs, floor_scale=None):
 
 def make_case(profile, case):
     name, arch, c, n, classes, size, batch, seed, stem = case
-    exported = export(profile, arch, c, n, classes, size, batch, seed, stem)
+    exported = nb201_torch.export(profile, arch, c, n, classes, size, batch, seed, stem)
     cell = nb201_torch.parse_cell(arch)
     if [sorted(e) for e in cell] != [sorted(e) for e in exported["cell"]]:
         sys.exit(f"{name}: nasrank parsed {arch!r} as {exported['cell']}, PyTorch as {cell}")

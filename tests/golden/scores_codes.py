@@ -28,7 +28,6 @@ Each case also records how many ReLU sign bits differ between float32 and float6
 import argparse
 import json
 import os
-import subprocess
 import sys
 
 import numpy as np
@@ -74,19 +73,8 @@ class SplitMix64:
                 return m >> 64
 
 
-def export(profile, arch, c, n, classes, size, batch, seed, stem):
-    cmd = ["cargo", "run", "--quiet", "--example", "golden_export"]
-    if profile == "release":
-        cmd.append("--release")
-    cmd += ["--", arch, str(c), str(n), str(classes), str(size), str(batch), str(seed),
-            "stem" if stem else "nostem"]
-    out = subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True, text=True)
-    return json.loads(out.stdout)
 
 
-def params_of(exported):
-    return {p["name"]: np.asarray(p["values"], dtype=np.float32).reshape(p["shape"])
-            for p in exported["params"]}
 
 
 def input_of(exported):
@@ -116,7 +104,7 @@ def distinct_rows(inputs):
 
 
 def naswot_case(profile, arch, seed):
-    exported = export(profile, arch, 4, 1, 10, 8, 8, seed, True)
+    exported = nb201_torch.export(profile, arch, 4, 1, 10, 8, 8, seed, True)
     cfg = exported["config"]
     out = {}
     for dtype in (torch.float32, torch.float64):
@@ -124,7 +112,7 @@ def naswot_case(profile, arch, seed):
             nb201_torch.parse_cell(arch), channels=cfg["channels"],
             cells_per_stage=cfg["cells_per_stage"], classes=cfg["classes"],
             input_channels=cfg["input_channels"], stem=cfg["stem"])
-        nb201_torch.load_params(model, params_of(exported))
+        nb201_torch.load_params(model, nb201_torch.exported_params(exported))
         model = model.to(dtype).train()
         paper, h1 = record(model, lambda m: isinstance(m, nn.ReLU))
         # The released code's rule: `'ReLU' in str(type(module))`.
@@ -183,12 +171,12 @@ class SingleCell(nn.Module):
 
 
 def released_case(profile, arch, seed, source_n, batches, batch_size):
-    exported = export(profile, arch, 1, 1, 10, 8, source_n, seed, True)
+    exported = nb201_torch.export(profile, arch, 1, 1, 10, 8, source_n, seed, True)
     x = crops(input_of(exported), batches * batch_size, seed)
     results = {}
     for dtype in (torch.float32, torch.float64):
         model = SingleCell(nb201_torch.parse_cell(arch))
-        cell_params = {k: v for k, v in params_of(exported).items() if k.startswith("cells.0.")}
+        cell_params = {k: v for k, v in nb201_torch.exported_params(exported).items() if k.startswith("cells.0.")}
         # Left at PyTorch's init: lastact's BN (gamma 1, beta 0, as nasrank's) and the
         # convs nasrank prunes because their input is zero (their output is zero anyway).
         nb201_torch.load_params(model, cell_params)

@@ -28,7 +28,6 @@ tools/nb201_torch.py is loaded with them and run in float64, training mode:
 import argparse
 import json
 import os
-import subprocess
 import sys
 import types
 
@@ -58,27 +57,8 @@ CASES = [
 ]
 
 
-def export(profile, arch, c, n, classes, size, batch, seed, stem):
-    cmd = ["cargo", "run", "--quiet", "--example", "golden_export"]
-    if profile == "release":
-        cmd.append("--release")
-    cmd += ["--", arch, str(c), str(n), str(classes), str(size), str(batch), str(seed),
-            "stem" if stem else "nostem"]
-    out = subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True, text=True)
-    return json.loads(out.stdout)
 
 
-def model_of(exported):
-    cfg = exported["config"]
-    model = nb201_torch.TinyNetwork(
-        exported["cell"], channels=cfg["channels"], cells_per_stage=cfg["cells_per_stage"],
-        classes=cfg["classes"], input_channels=cfg["input_channels"], stem=cfg["stem"])
-    params = {p["name"]: np.asarray(p["values"], dtype=np.float32).reshape(p["shape"])
-              for p in exported["params"]}
-    nb201_torch.load_params(model, params)
-    model = model.double()
-    model.train()
-    return model
 
 
 def frozen_bn_forward(self, x):
@@ -153,19 +133,19 @@ def zico(model, x, labels):
 
 def make_case(profile, case):
     arch, c, n, classes, size, batch, seed, stem = case
-    exported = export(profile, arch, c, n, classes, size, batch, seed, stem)
+    exported = nb201_torch.export(profile, arch, c, n, classes, size, batch, seed, stem)
     exported["cell"] = nb201_torch.parse_cell(arch)
     x = torch.tensor(np.asarray(exported["input"], dtype=np.float32)
                      .reshape(exported["input_shape"]), dtype=torch.float64)
     labels = torch.tensor(exported["labels"], dtype=torch.int64)
     exported_names = [p["name"] for p in exported["params"]]
 
-    model = model_of(exported)
+    model = nb201_torch.model_from_export(exported)
     theta_exact, kappa_exact = ntk(model, x)
     g = knas_gram(model, x, labels, exported_names)
     g_all = knas_gram(model, x, labels, [n for n, _ in model.named_parameters()])
 
-    frozen = model_of(exported)
+    frozen = nb201_torch.model_from_export(exported)
     freeze_statistics(frozen)
     theta_frozen, kappa_frozen = ntk(frozen, x)
     z = zico(frozen, x, labels)

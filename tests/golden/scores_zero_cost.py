@@ -26,7 +26,6 @@ proxies are computed the way the released code of Abdelfattah et al. computes th
 import argparse
 import json
 import os
-import subprocess
 import sys
 
 import numpy as np
@@ -52,27 +51,8 @@ CASES = [
 ]
 
 
-def export(profile, arch, c, n, classes, size, batch, seed, stem):
-    cmd = ["cargo", "run", "--quiet", "--example", "golden_export"]
-    if profile == "release":
-        cmd.append("--release")
-    cmd += ["--", arch, str(c), str(n), str(classes), str(size), str(batch), str(seed),
-            "stem" if stem else "nostem"]
-    out = subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True, text=True)
-    return json.loads(out.stdout)
 
 
-def build(exported):
-    cfg = exported["config"]
-    model = nb201_torch.TinyNetwork(
-        exported["cell"], channels=cfg["channels"], cells_per_stage=cfg["cells_per_stage"],
-        classes=cfg["classes"], input_channels=cfg["input_channels"], stem=cfg["stem"])
-    params = {p["name"]: np.asarray(p["values"], dtype=np.float32).reshape(p["shape"])
-              for p in exported["params"]}
-    nb201_torch.load_params(model, params)
-    model = model.double()
-    model.train()
-    return model
 
 
 def scored(model):
@@ -88,7 +68,7 @@ def strip_bn(module):
 
 
 def synflow(exported):
-    model = build(exported)
+    model = nb201_torch.model_from_export(exported)
     strip_bn(model)
     with torch.no_grad():
         for p in model.parameters():
@@ -108,7 +88,7 @@ def inputs(exported):
 
 
 def saliency(exported):
-    model = build(exported)
+    model = nb201_torch.model_from_export(exported)
     x, y = inputs(exported)
     acts = []
 
@@ -138,7 +118,7 @@ def saliency(exported):
 
 
 def grasp(exported):
-    model = build(exported)
+    model = nb201_torch.model_from_export(exported)
     x, y = inputs(exported)
     weights = [m.weight for m in scored(model)]
     loss = F.cross_entropy(model(x), y)
@@ -150,7 +130,7 @@ def grasp(exported):
 
 
 def jacob_cov(exported):
-    model = build(exported)
+    model = nb201_torch.model_from_export(exported)
     x, _ = inputs(exported)
     x.requires_grad_(True)
     out = model(x)
@@ -169,7 +149,7 @@ def main():
     torch.set_num_threads(1)
     cases = []
     for name, arch, c, n, classes, size, batch, seed, stem in CASES:
-        exported = export(args.cargo_profile, arch, c, n, classes, size, batch, seed, stem)
+        exported = nb201_torch.export(args.cargo_profile, arch, c, n, classes, size, batch, seed, stem)
         exported["cell"] = nb201_torch.parse_cell(arch)
         snip, grad_norm, fisher = saliency(exported)
         scores = {
