@@ -179,10 +179,10 @@ fn build_emulated(out_dir: &std::path::Path, families: &[(String, PathBuf, Vec<E
                     "kernel {} defined twice",
                     e.name
                 );
-                write!(
+                writeln!(
                     unit,
                     "extern \"C\" void emu_launch_{name}(unsigned gx, unsigned gy, unsigned gz, \
-                     unsigned bx, unsigned by, unsigned bz, unsigned shared_bytes, void **params) {{\n",
+                     unsigned bx, unsigned by, unsigned bz, unsigned shared_bytes, void **params) {{",
                     name = e.name
                 )
                 .unwrap();

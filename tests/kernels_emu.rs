@@ -18,7 +18,7 @@ fn values(len: usize, seed: u64) -> Vec<f32> {
             s ^= s << 13;
             s ^= s >> 7;
             s ^= s << 17;
-            if s % 13 == 0 {
+            if s.is_multiple_of(13) {
                 0.0
             } else {
                 (s >> 40) as f32 / (1u64 << 23) as f32 - 1.0

@@ -341,7 +341,7 @@ pub fn global_avgpool_backward<L: Launcher>(
 }
 
 fn bn_check(g: &BnGeom) -> Result {
-    if g.group > 0 && g.n % g.group == 0 && g.hw > 0 && g.c > 0 {
+    if g.group > 0 && g.n.is_multiple_of(g.group) && g.hw > 0 && g.c > 0 {
         Ok(())
     } else {
         Err(LaunchError::Length(format!(
