@@ -1,9 +1,16 @@
 //! Embeds the CUDA C sources of kernels/ for run-time compilation with NVRTC, each with a
-//! content hash (the key of the on-disk compile cache).
+//! content hash (the key of the on-disk compile cache), and the table of their
+//! `extern "C" __global__` entry points with parameter types.
+//!
+//! With the `emu` feature, also compiles every kernel family for the host with
+//! kernels/emu/cuda_emu.h and generates one launch shim per entry point
+//! (`emu_launch_NAME(grid, block, shared_bytes, void** params)`, params as for
+//! cuLaunchKernel) plus the Rust table `EMU_KERNELS` of those shims.
 
 use std::env;
+use std::fmt::Write as _;
 use std::fs;
-use std::path::Path;
+use std::path::PathBuf;
 
 /// FNV-1a, 64 bit: a stable content hash with no dependency.
 fn fnv1a(bytes: &[u8]) -> u64 {
@@ -12,34 +19,202 @@ fn fnv1a(bytes: &[u8]) -> u64 {
     })
 }
 
+/// One `extern "C" __global__ void name(type name, ...)` of a kernel family.
+struct Entry {
+    name: String,
+    /// Parameter types, normalised (`__restrict__` dropped, single spaces, `*` attached).
+    params: Vec<String>,
+}
+
+/// The source with comments replaced by spaces (kernels use no string literals other than
+/// `"C"`).
+fn strip_comments(src: &str) -> String {
+    let mut out = String::with_capacity(src.len());
+    let mut rest = src;
+    while !rest.is_empty() {
+        if let Some(r) = rest.strip_prefix("//") {
+            rest = r.find('\n').map_or("", |i| &r[i..]);
+            out.push(' ');
+        } else if let Some(r) = rest.strip_prefix("/*") {
+            rest = r.find("*/").map_or("", |i| &r[i + 2..]);
+            out.push(' ');
+        } else {
+            let c = rest.chars().next().unwrap();
+            out.push(c);
+            rest = &rest[c.len_utf8()..];
+        }
+    }
+    out
+}
+
+fn normalise_type(t: &str) -> String {
+    t.replace("__restrict__", " ")
+        .replace('*', " * ")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .replace(" *", "*")
+}
+
+/// Parses the entry points of a family; panics (failing the build) on a parameter it cannot
+/// read, since a wrong shim would corrupt memory.
+fn parse_entries(family: &str, src: &str) -> Vec<Entry> {
+    const MARK: &str = "extern \"C\" __global__ void";
+    let src = strip_comments(src);
+    let mut entries = Vec::new();
+    let mut rest = src.as_str();
+    while let Some(at) = rest.find(MARK) {
+        rest = &rest[at + MARK.len()..];
+        let open = rest.find('(').expect("kernel parameter list");
+        let close = rest.find(')').expect("kernel parameter list end");
+        let name = rest[..open].trim().to_string();
+        assert!(
+            !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+            "{family}.cu: cannot read the kernel name {name:?}"
+        );
+        let list = rest[open + 1..close].trim();
+        let params = if list.is_empty() || list == "void" {
+            Vec::new()
+        } else {
+            list.split(',')
+                .map(|p| {
+                    let p = p.trim();
+                    let split = p
+                        .rfind(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                        .unwrap_or_else(|| panic!("{family}.cu {name}: parameter {p:?}"));
+                    normalise_type(&p[..=split])
+                })
+                .collect()
+        };
+        entries.push(Entry { name, params });
+        rest = &rest[close..];
+    }
+    entries
+}
+
 fn main() {
     println!("cargo:rerun-if-changed=kernels");
-    let out = Path::new(&env::var("OUT_DIR").unwrap()).join("kernel_sources.rs");
-    let mut entries: Vec<(String, String)> = fs::read_dir("kernels")
+    let out_dir = PathBuf::from(env::var("OUT_DIR").unwrap());
+    let mut families: Vec<(String, PathBuf)> = fs::read_dir("kernels")
         .map(|dir| {
             dir.filter_map(|e| e.ok())
                 .map(|e| e.path())
                 .filter(|p| p.extension().is_some_and(|x| x == "cu"))
                 .map(|p| {
                     let name = p.file_stem().unwrap().to_string_lossy().into_owned();
-                    let abs = fs::canonicalize(&p).unwrap();
                     println!("cargo:rerun-if-changed={}", p.display());
-                    (name, abs.to_string_lossy().into_owned())
+                    (name, fs::canonicalize(&p).unwrap())
                 })
                 .collect()
         })
         .unwrap_or_default();
-    entries.sort();
+    families.sort();
+
     let mut code = String::from(
         "/// Kernel sources embedded at build time: (family, CUDA C source, content hash).\n\
          pub const KERNEL_SOURCES: &[(&str, &str, u64)] = &[\n",
     );
-    for (name, path) in &entries {
-        let hash = fnv1a(&fs::read(path).unwrap());
-        code.push_str(&format!(
-            "    ({name:?}, include_str!({path:?}), 0x{hash:016x}),\n"
-        ));
+    let mut table = String::from(
+        "/// Entry points: (family, kernel, parameter types as written in the source).\n\
+         pub const KERNEL_ENTRIES: &[(&str, &str, &[&str])] = &[\n",
+    );
+    let mut parsed = Vec::new();
+    for (family, path) in &families {
+        let src = fs::read_to_string(path).unwrap();
+        let hash = fnv1a(src.as_bytes());
+        writeln!(
+            code,
+            "    ({family:?}, include_str!({path:?}), 0x{hash:016x}),"
+        )
+        .unwrap();
+        let entries = parse_entries(family, &src);
+        for e in &entries {
+            writeln!(table, "    ({family:?}, {:?}, &{:?}),", e.name, e.params).unwrap();
+        }
+        parsed.push((family.clone(), path.clone(), entries));
     }
     code.push_str("];\n");
-    fs::write(out, code).unwrap();
+    table.push_str("];\n");
+    code.push_str(&table);
+    fs::write(out_dir.join("kernel_sources.rs"), code).unwrap();
+
+    #[cfg(feature = "emu")]
+    build_emulated(&out_dir, &parsed);
+    #[cfg(not(feature = "emu"))]
+    drop(parsed);
+}
+
+/// Compiles the families for the host and writes `emu_kernels.rs`.
+#[cfg(feature = "emu")]
+fn build_emulated(out_dir: &std::path::Path, families: &[(String, PathBuf, Vec<Entry>)]) {
+    {
+        let header = fs::canonicalize("kernels/emu/cuda_emu.h").expect("kernels/emu/cuda_emu.h");
+        println!("cargo:rerun-if-changed={}", header.display());
+        let mut seen = std::collections::BTreeSet::new();
+        let mut rust = String::from(
+            "/// Host launch shims of every kernel, by name (see kernels/emu/cuda_emu.h).\n\
+             pub const EMU_KERNELS: &[(&str, EmuLaunch)] = &[\n",
+        );
+        let mut externs = String::from("extern \"C\" {\n");
+        let mut build = cc::Build::new();
+        build
+            .cpp(true)
+            .std("c++17")
+            .flag("-include")
+            .flag(header.to_str().unwrap())
+            .flag("-Wno-unused-parameter")
+            .define("NASRANK_EMU", None);
+        for (family, path, entries) in families {
+            // One translation unit per family: the .cu itself, then its shims, inside a
+            // namespace of the family so that helpers (`__device__` functions) of the same
+            // name in two families do not clash at link time; extern "C" names keep C linkage.
+            let mut unit = format!(
+                "namespace nasrank_emu_{family} {{\n#include {:?}\n\n",
+                path.to_str().unwrap()
+            );
+            for e in entries {
+                // Kernel names are global in the emulated link (one namespace for all).
+                assert!(
+                    seen.insert(e.name.clone()),
+                    "kernel {} defined twice",
+                    e.name
+                );
+                writeln!(
+                    unit,
+                    "extern \"C\" void emu_launch_{name}(unsigned gx, unsigned gy, unsigned gz, \
+                     unsigned bx, unsigned by, unsigned bz, unsigned shared_bytes, void **params) {{",
+                    name = e.name
+                )
+                .unwrap();
+                let mut args = Vec::new();
+                for (i, ty) in e.params.iter().enumerate() {
+                    writeln!(unit, "    {ty} a{i} = *static_cast<{ty} *>(params[{i}]);").unwrap();
+                    args.push(format!("a{i}"));
+                }
+                writeln!(
+                    unit,
+                    "    emu::launch(dim3(gx, gy, gz), dim3(bx, by, bz), shared_bytes, [&] {{ {}({}); }});\n}}\n",
+                    e.name,
+                    args.join(", ")
+                )
+                .unwrap();
+                writeln!(
+                    externs,
+                    "    fn emu_launch_{}(gx: u32, gy: u32, gz: u32, bx: u32, by: u32, bz: u32, \
+                     shared_bytes: u32, params: *mut *mut core::ffi::c_void);",
+                    e.name
+                )
+                .unwrap();
+                writeln!(rust, "    ({:?}, emu_launch_{}),", e.name, e.name).unwrap();
+            }
+            unit.push_str("}\n");
+            let unit_path = out_dir.join(format!("emu_{family}.cpp"));
+            fs::write(&unit_path, unit).unwrap();
+            build.file(unit_path);
+        }
+        build.compile("nasrank_emu");
+        externs.push_str("}\n");
+        rust.push_str("];\n");
+        fs::write(out_dir.join("emu_kernels.rs"), externs + &rust).unwrap();
+    }
 }

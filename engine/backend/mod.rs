@@ -7,6 +7,7 @@
 //! outputs (`[n][len]`) are overwritten.
 
 pub mod cpu;
+pub mod cuda;
 pub mod executor;
 pub mod real;
 

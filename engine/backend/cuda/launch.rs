@@ -1,0 +1,253 @@
+//! The [`Launcher`]: device buffers and kernel launches by name, the one interface the CUDA
+//! backend's host code is written against. Implemented by the emulator (host memory, kernels
+//! compiled for the host) and by the driver (cudarc).
+//!
+//! Arguments are checked against the kernel's declared parameter types (from the source, see
+//! build.rs) before every launch: a count or type mismatch, or a read-only buffer passed for a
+//! pointer the kernel may write, is an error instead of memory corruption.
+
+use thiserror::Error;
+
+use super::kernel_params;
+
+/// Grid or block extent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Dim3 {
+    pub x: u32,
+    pub y: u32,
+    pub z: u32,
+}
+
+impl Dim3 {
+    pub fn count(&self) -> u64 {
+        u64::from(self.x) * u64::from(self.y) * u64::from(self.z)
+    }
+}
+
+impl From<u32> for Dim3 {
+    fn from(x: u32) -> Self {
+        Dim3 { x, y: 1, z: 1 }
+    }
+}
+
+impl From<(u32, u32)> for Dim3 {
+    fn from((x, y): (u32, u32)) -> Self {
+        Dim3 { x, y, z: 1 }
+    }
+}
+
+impl From<(u32, u32, u32)> for Dim3 {
+    fn from((x, y, z): (u32, u32, u32)) -> Self {
+        Dim3 { x, y, z }
+    }
+}
+
+/// Grid, block and dynamic shared memory of a launch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LaunchConfig {
+    pub grid: Dim3,
+    pub block: Dim3,
+    pub shared_bytes: u32,
+}
+
+impl LaunchConfig {
+    pub fn new(grid: impl Into<Dim3>, block: impl Into<Dim3>) -> Self {
+        LaunchConfig {
+            grid: grid.into(),
+            block: block.into(),
+            shared_bytes: 0,
+        }
+    }
+}
+
+/// One kernel argument, in declaration order.
+pub enum Arg<'a, B> {
+    /// A buffer for a `const T*` parameter.
+    Buf(&'a B),
+    /// A buffer for a `T*` parameter (the kernel may write it).
+    BufMut(&'a mut B),
+    I32(i32),
+    U32(u32),
+    I64(i64),
+    U64(u64),
+    F32(f32),
+    F64(f64),
+}
+
+impl<B> Arg<'_, B> {
+    /// Whether this argument may be passed for a parameter declared as `ty`.
+    fn fits(&self, ty: &str) -> bool {
+        match self {
+            Arg::Buf(_) => ty.ends_with('*') && ty.starts_with("const "),
+            Arg::BufMut(_) => ty.ends_with('*') && !ty.starts_with("const "),
+            Arg::I32(_) => ty == "int",
+            Arg::U32(_) => ty == "unsigned" || ty == "unsigned int",
+            Arg::I64(_) => ty == "long long",
+            Arg::U64(_) => ty == "u64" || ty == "unsigned long long",
+            Arg::F32(_) => ty == "float",
+            Arg::F64(_) => ty == "double",
+        }
+    }
+
+    fn describe(&self) -> &'static str {
+        match self {
+            Arg::Buf(_) => "read-only buffer",
+            Arg::BufMut(_) => "writable buffer",
+            Arg::I32(_) => "i32",
+            Arg::U32(_) => "u32",
+            Arg::I64(_) => "i64",
+            Arg::U64(_) => "u64",
+            Arg::F32(_) => "f32",
+            Arg::F64(_) => "f64",
+        }
+    }
+}
+
+#[derive(Debug, Error)]
+pub enum LaunchError {
+    #[error("no kernel named {0:?} in kernels/*.cu")]
+    UnknownKernel(String),
+    #[error("kernel {kernel}: {detail}")]
+    BadArgs { kernel: String, detail: String },
+    #[error("kernel {kernel}: invalid launch configuration {config:?}")]
+    BadConfig {
+        kernel: String,
+        config: LaunchConfig,
+    },
+    #[error("size {0} does not fit the kernel's parameter type")]
+    SizeOverflow(usize),
+    #[error("buffer length mismatch: {0}")]
+    Length(String),
+    #[error("device: {0}")]
+    Device(String),
+    #[error("NVRTC: {0}")]
+    Compile(String),
+}
+
+/// Checks `args` against the declared parameters of `kernel`, and the configuration
+/// against the CUDA limits every device shares.
+pub fn check_launch<B>(
+    kernel: &str,
+    config: &LaunchConfig,
+    args: &[Arg<'_, B>],
+) -> Result<(), LaunchError> {
+    let params = kernel_params(kernel).ok_or_else(|| LaunchError::UnknownKernel(kernel.into()))?;
+    let bad = |detail: String| LaunchError::BadArgs {
+        kernel: kernel.into(),
+        detail,
+    };
+    if params.len() != args.len() {
+        return Err(bad(format!(
+            "{} arguments for {} parameters {params:?}",
+            args.len(),
+            params.len()
+        )));
+    }
+    for (i, (arg, ty)) in args.iter().zip(params).enumerate() {
+        if !arg.fits(ty) {
+            return Err(bad(format!(
+                "argument {i} is a {}, parameter is `{ty}`",
+                arg.describe()
+            )));
+        }
+    }
+    let (g, b) = (config.grid, config.block);
+    let ok = g.count() > 0
+        && b.count() > 0
+        && b.count() <= 1024
+        && b.z <= 64
+        && g.y <= 65_535
+        && g.z <= 65_535;
+    if !ok {
+        return Err(LaunchError::BadConfig {
+            kernel: kernel.into(),
+            config: *config,
+        });
+    }
+    Ok(())
+}
+
+/// A value that lives in device buffers (plain old data: any bit pattern is valid).
+pub trait Pod: Copy + Default + Send + Sync + 'static + private::Sealed {}
+impl Pod for f32 {}
+impl Pod for f64 {}
+impl Pod for u64 {}
+impl Pod for u32 {}
+impl Pod for i32 {}
+
+mod private {
+    pub trait Sealed {}
+    impl Sealed for f32 {}
+    impl Sealed for f64 {}
+    impl Sealed for u64 {}
+    impl Sealed for u32 {}
+    impl Sealed for i32 {}
+}
+
+/// The bytes of a slice of plain old data.
+pub fn as_bytes<T: Pod>(v: &[T]) -> &[u8] {
+    // SAFETY: T is a sealed primitive with no padding; u8 has alignment 1.
+    unsafe { std::slice::from_raw_parts(v.as_ptr().cast(), std::mem::size_of_val(v)) }
+}
+
+/// The bytes of a mutable slice of plain old data.
+pub fn as_bytes_mut<T: Pod>(v: &mut [T]) -> &mut [u8] {
+    // SAFETY: as in `as_bytes`, and every bit pattern is a valid T.
+    unsafe { std::slice::from_raw_parts_mut(v.as_mut_ptr().cast(), std::mem::size_of_val(v)) }
+}
+
+/// Device memory and kernel launches.
+pub trait Launcher: Sync {
+    /// A device buffer of bytes.
+    type Buf: Send + Sync;
+
+    fn alloc_zeroed(&self, bytes: usize) -> Result<Self::Buf, LaunchError>;
+    fn upload_bytes(&self, host: &[u8]) -> Result<Self::Buf, LaunchError>;
+    /// Copies the whole buffer into `out` (same length).
+    fn download_bytes(&self, buf: &Self::Buf, out: &mut [u8]) -> Result<(), LaunchError>;
+    fn byte_len(&self, buf: &Self::Buf) -> usize;
+    fn zero(&self, buf: &mut Self::Buf) -> Result<(), LaunchError>;
+    /// Copies `src` into `dst` (same length).
+    fn copy(&self, src: &Self::Buf, dst: &mut Self::Buf) -> Result<(), LaunchError>;
+
+    /// Launches `kernel` after [`check_launch`]; returns once the kernel's effects are
+    /// visible to the next launch and download.
+    ///
+    /// # Safety
+    /// The kernel trusts its size arguments: every index it derives from them must lie
+    /// inside the buffers passed (each kernel's header comment states its layout).
+    unsafe fn launch(
+        &self,
+        kernel: &str,
+        config: LaunchConfig,
+        args: &mut [Arg<'_, Self::Buf>],
+    ) -> Result<(), LaunchError>;
+
+    /// A buffer holding `host`.
+    fn upload<T: Pod>(&self, host: &[T]) -> Result<Self::Buf, LaunchError> {
+        self.upload_bytes(as_bytes(host))
+    }
+
+    /// The buffer's contents as `T`s.
+    fn download<T: Pod>(&self, buf: &Self::Buf) -> Result<Vec<T>, LaunchError> {
+        let len = self.byte_len(buf) / std::mem::size_of::<T>();
+        let mut out = vec![T::default(); len];
+        self.download_bytes(buf, as_bytes_mut(&mut out))?;
+        Ok(out)
+    }
+
+    /// A zeroed buffer of `len` values of `T`.
+    fn alloc<T: Pod>(&self, len: usize) -> Result<Self::Buf, LaunchError> {
+        self.alloc_zeroed(len * std::mem::size_of::<T>())
+    }
+}
+
+/// `value` as an `int` kernel argument.
+pub fn int(value: usize) -> Result<i32, LaunchError> {
+    i32::try_from(value).map_err(|_| LaunchError::SizeOverflow(value))
+}
+
+/// `value` as a `long long` kernel argument.
+pub fn long(value: usize) -> Result<i64, LaunchError> {
+    i64::try_from(value).map_err(|_| LaunchError::SizeOverflow(value))
+}

@@ -1,0 +1,40 @@
+//! The CUDA backend: kernels in CUDA C (kernels/*.cu), launched through a [`Launcher`].
+//!
+//! - [`KERNEL_SOURCES`] / [`KERNEL_ENTRIES`]: every kernel family embedded at build time,
+//!   with its content hash and the parameter types of each entry point (parsed by build.rs);
+//! - `nvrtc` (feature `cuda`): run-time compilation to PTX with an on-disk cache;
+//! - [`launch`]: the [`Launcher`] trait, written once for both launchers below;
+//! - `emu` (feature `emu`): the kernels compiled for the host with kernels/emu/cuda_emu.h,
+//!   "device memory" in host memory, for tests without a GPU;
+//! - `driver` (feature `cuda`): the real launcher over cudarc.
+
+pub mod launch;
+pub mod ops;
+
+#[cfg(feature = "emu")]
+pub mod emu;
+
+#[cfg(feature = "cuda")]
+pub mod driver;
+#[cfg(feature = "cuda")]
+pub mod nvrtc;
+
+pub use launch::{Arg, Dim3, LaunchConfig, LaunchError, Launcher};
+
+include!(concat!(env!("OUT_DIR"), "/kernel_sources.rs"));
+
+/// The entry points of one kernel family.
+pub fn family_entries(family: &str) -> impl Iterator<Item = &'static str> + '_ {
+    KERNEL_ENTRIES
+        .iter()
+        .filter(move |(f, _, _)| *f == family)
+        .map(|(_, name, _)| *name)
+}
+
+/// The declared parameter types of kernel `name`.
+pub fn kernel_params(name: &str) -> Option<&'static [&'static str]> {
+    KERNEL_ENTRIES
+        .iter()
+        .find(|(_, n, _)| *n == name)
+        .map(|(_, _, params)| *params)
+}

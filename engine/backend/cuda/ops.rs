@@ -1,0 +1,497 @@
+//! Host side of each kernel: buffer length checks, launch configuration, argument order.
+//! Generic over the [`Launcher`], so the emulator tests exactly what the GPU runs.
+//!
+//! Buffers hold f32 (`Buf`), u64 (codes, counts) or f64 (Gram accumulators); every function
+//! checks their lengths against the geometry before launching, which is what makes the
+//! `unsafe` launches sound.
+
+use super::launch::{int, long, Arg, LaunchConfig, LaunchError, Launcher};
+use crate::backend::{BnGeom, BnGrad};
+
+type Result<T = ()> = std::result::Result<T, LaunchError>;
+
+/// Threads per block of the elementwise (grid-stride) kernels.
+const ELEMENTWISE_BLOCK: u32 = 256;
+/// Threads per block of the block-reduction kernels (a multiple of 32).
+const REDUCE_BLOCK: u32 = 128;
+/// Grid-stride kernels never need more blocks than this to fill a device.
+const MAX_GRID: u64 = 8192;
+/// The tile edge of hamming.cu and gram.cu (HAMMING_TILE, GRAM_TILE).
+const TILE: u32 = 16;
+
+fn check_len<L: Launcher, T>(l: &L, buf: &L::Buf, want: usize, what: &str) -> Result {
+    let got = l.byte_len(buf);
+    let want_bytes = want * std::mem::size_of::<T>();
+    if got == want_bytes {
+        Ok(())
+    } else {
+        Err(LaunchError::Length(format!(
+            "{what}: {got} bytes, the geometry needs {want_bytes}"
+        )))
+    }
+}
+
+fn grid_for(items: u64, per_block: u64) -> u32 {
+    items.div_ceil(per_block).clamp(1, MAX_GRID) as u32
+}
+
+fn elementwise(len: usize) -> LaunchConfig {
+    LaunchConfig::new(
+        grid_for(len as u64, u64::from(ELEMENTWISE_BLOCK)),
+        ELEMENTWISE_BLOCK,
+    )
+}
+
+fn per_block(items: usize) -> LaunchConfig {
+    LaunchConfig::new(grid_for(items as u64, 1), REDUCE_BLOCK)
+}
+
+fn tiles(n: usize) -> Result<u32> {
+    u32::try_from(n.div_ceil(TILE as usize)).map_err(|_| LaunchError::SizeOverflow(n))
+}
+
+/// `y = max(x, 0)` over `len` values.
+pub fn relu_forward<L: Launcher>(l: &L, len: usize, x: &L::Buf, y: &mut L::Buf) -> Result {
+    check_len::<L, f32>(l, x, len, "relu_forward x")?;
+    check_len::<L, f32>(l, y, len, "relu_forward y")?;
+    if len == 0 {
+        return Ok(());
+    }
+    let args = &mut [Arg::Buf(x), Arg::BufMut(y), Arg::I64(long(len)?)];
+    // SAFETY: both buffers hold `len` f32 (checked).
+    unsafe { l.launch("relu_forward", elementwise(len), args) }
+}
+
+/// `dx += dy * [x > 0]` over `len` values.
+pub fn relu_backward<L: Launcher>(
+    l: &L,
+    len: usize,
+    x: &L::Buf,
+    dy: &L::Buf,
+    dx: &mut L::Buf,
+) -> Result {
+    check_len::<L, f32>(l, x, len, "relu_backward x")?;
+    check_len::<L, f32>(l, dy, len, "relu_backward dy")?;
+    check_len::<L, f32>(l, dx, len, "relu_backward dx")?;
+    if len == 0 {
+        return Ok(());
+    }
+    let args = &mut [
+        Arg::Buf(x),
+        Arg::Buf(dy),
+        Arg::BufMut(dx),
+        Arg::I64(long(len)?),
+    ];
+    // SAFETY: all three buffers hold `len` f32 (checked).
+    unsafe { l.launch("relu_backward", elementwise(len), args) }
+}
+
+fn code_launch(n: usize, units: usize) -> LaunchConfig {
+    const WARPS: u32 = 4;
+    let words = (n * units.div_ceil(64)) as u64;
+    LaunchConfig::new(grid_for(words, u64::from(WARPS)), 32 * WARPS)
+}
+
+/// Sign codes of `n` images of `units` values (`codes`: `[n][ceil(units/64)]` u64); with
+/// `y`, also `y = max(x, 0)` in the same pass.
+pub fn pack_signs<L: Launcher>(
+    l: &L,
+    n: usize,
+    units: usize,
+    x: &L::Buf,
+    y: Option<&mut L::Buf>,
+    codes: &mut L::Buf,
+) -> Result {
+    check_len::<L, f32>(l, x, n * units, "pack_signs x")?;
+    check_len::<L, u64>(l, codes, n * units.div_ceil(64), "pack_signs codes")?;
+    if n * units == 0 {
+        return Ok(());
+    }
+    let (n_arg, units_arg) = (int(n)?, int(units)?);
+    let config = code_launch(n, units);
+    match y {
+        Some(y) => {
+            check_len::<L, f32>(l, y, n * units, "relu_forward_pack y")?;
+            let args = &mut [
+                Arg::Buf(x),
+                Arg::BufMut(y),
+                Arg::BufMut(codes),
+                Arg::I32(n_arg),
+                Arg::I32(units_arg),
+            ];
+            // SAFETY: x, y hold n*units f32, codes n*words u64 (checked).
+            unsafe { l.launch("relu_forward_pack", config, args) }
+        }
+        None => {
+            let args = &mut [
+                Arg::Buf(x),
+                Arg::BufMut(codes),
+                Arg::I32(n_arg),
+                Arg::I32(units_arg),
+            ];
+            // SAFETY: as above.
+            unsafe { l.launch("pack_signs", config, args) }
+        }
+    }
+}
+
+/// `k[i][j] += weight * (units - hamming(code_i, code_j))`, `k` is `[n][n]` u64.
+pub fn hamming_gram_accumulate<L: Launcher>(
+    l: &L,
+    n: usize,
+    units: usize,
+    weight: u64,
+    codes: &L::Buf,
+    k: &mut L::Buf,
+) -> Result {
+    let words = units.div_ceil(64);
+    check_len::<L, u64>(l, codes, n * words, "hamming codes")?;
+    check_len::<L, u64>(l, k, n * n, "hamming k")?;
+    if n == 0 {
+        return Ok(());
+    }
+    let t = tiles(n)?;
+    let config = LaunchConfig::new((t, t), (TILE, TILE));
+    let args = &mut [
+        Arg::Buf(codes),
+        Arg::BufMut(k),
+        Arg::I32(int(n)?),
+        Arg::I32(int(words)?),
+        Arg::U64(units as u64),
+        Arg::U64(weight),
+    ];
+    // SAFETY: codes hold n*words u64, k n*n (checked); the kernel guards rows/cols >= n.
+    unsafe { l.launch("hamming_gram_accumulate", config, args) }
+}
+
+/// `g += a a^T` for `a = [n][len]` f32, `g = [n][n]` f64.
+pub fn gram_accumulate<L: Launcher>(
+    l: &L,
+    n: usize,
+    len: usize,
+    a: &L::Buf,
+    g: &mut L::Buf,
+) -> Result {
+    check_len::<L, f32>(l, a, n * len, "gram a")?;
+    check_len::<L, f64>(l, g, n * n, "gram g")?;
+    if n == 0 || len == 0 {
+        return Ok(());
+    }
+    let t = tiles(n)?;
+    // Split the columns so that small n still gives enough blocks, each block keeping at
+    // least 32 chunks of work.
+    let chunks = len.div_ceil(TILE as usize);
+    let splits = chunks.div_ceil(32).clamp(1, 256) as u32;
+    let config = LaunchConfig::new((t, t, splits), (TILE, TILE));
+    let args = &mut [
+        Arg::Buf(a),
+        Arg::BufMut(g),
+        Arg::I32(int(n)?),
+        Arg::I64(long(len)?),
+    ];
+    // SAFETY: a holds n*len f32, g n*n f64 (checked).
+    unsafe { l.launch("gram_accumulate", config, args) }
+}
+
+/// Shapes of the pooling kernels: `planes = n * c` planes of `h x w`.
+fn planes(n: usize, c: usize) -> usize {
+    n * c
+}
+
+fn pool<L: Launcher>(
+    l: &L,
+    kernel: &str,
+    (n, c, h, w): (usize, usize, usize, usize),
+    (src, src_len): (&L::Buf, usize),
+    (dst, dst_len): (&mut L::Buf, usize),
+    threads: usize,
+) -> Result {
+    check_len::<L, f32>(l, src, src_len, kernel)?;
+    check_len::<L, f32>(l, dst, dst_len, kernel)?;
+    if threads == 0 {
+        return Ok(());
+    }
+    let args = &mut [
+        Arg::Buf(src),
+        Arg::BufMut(dst),
+        Arg::I64(long(planes(n, c))?),
+        Arg::I32(int(h)?),
+        Arg::I32(int(w)?),
+    ];
+    // SAFETY: src and dst lengths match the geometry (checked).
+    unsafe { l.launch(kernel, elementwise(threads), args) }
+}
+
+/// 3x3 average pool, stride 1, pad 1, padding excluded; `y` overwritten.
+pub fn avgpool3x3_forward<L: Launcher>(
+    l: &L,
+    (n, c, h, w): (usize, usize, usize, usize),
+    x: &L::Buf,
+    y: &mut L::Buf,
+) -> Result {
+    let len = n * c * h * w;
+    pool(
+        l,
+        "avgpool3x3_forward",
+        (n, c, h, w),
+        (x, len),
+        (y, len),
+        len,
+    )
+}
+
+/// Backward of [`avgpool3x3_forward`]: `dx += ...`.
+pub fn avgpool3x3_backward<L: Launcher>(
+    l: &L,
+    (n, c, h, w): (usize, usize, usize, usize),
+    dy: &L::Buf,
+    dx: &mut L::Buf,
+) -> Result {
+    let len = n * c * h * w;
+    pool(
+        l,
+        "avgpool3x3_backward",
+        (n, c, h, w),
+        (dy, len),
+        (dx, len),
+        len,
+    )
+}
+
+/// 2x2 average pool, stride 2; `y` (`[n][c][h/2][w/2]`) overwritten.
+pub fn avgpool2x2_forward<L: Launcher>(
+    l: &L,
+    (n, c, h, w): (usize, usize, usize, usize),
+    x: &L::Buf,
+    y: &mut L::Buf,
+) -> Result {
+    let out = n * c * (h / 2) * (w / 2);
+    pool(
+        l,
+        "avgpool2x2_forward",
+        (n, c, h, w),
+        (x, n * c * h * w),
+        (y, out),
+        out,
+    )
+}
+
+/// Backward of [`avgpool2x2_forward`]: `dx += dy / 4` on each window.
+pub fn avgpool2x2_backward<L: Launcher>(
+    l: &L,
+    (n, c, h, w): (usize, usize, usize, usize),
+    dy: &L::Buf,
+    dx: &mut L::Buf,
+) -> Result {
+    let len = n * c * h * w;
+    let out = n * c * (h / 2) * (w / 2);
+    let threads = if out == 0 { 0 } else { len };
+    pool(
+        l,
+        "avgpool2x2_backward",
+        (n, c, h, w),
+        (dy, out),
+        (dx, len),
+        threads,
+    )
+}
+
+/// `y[n][c]` = plane means of `x` (`[n][c][hw]`); overwritten.
+pub fn global_avgpool_forward<L: Launcher>(
+    l: &L,
+    (n, c, hw): (usize, usize, usize),
+    x: &L::Buf,
+    y: &mut L::Buf,
+) -> Result {
+    check_len::<L, f32>(l, x, n * c * hw, "global_avgpool_forward x")?;
+    check_len::<L, f32>(l, y, n * c, "global_avgpool_forward y")?;
+    if n * c * hw == 0 {
+        return Ok(());
+    }
+    let args = &mut [
+        Arg::Buf(x),
+        Arg::BufMut(y),
+        Arg::I64(long(n * c)?),
+        Arg::I32(int(hw)?),
+    ];
+    // SAFETY: lengths checked.
+    unsafe { l.launch("global_avgpool_forward", per_block(n * c), args) }
+}
+
+/// `dx += dy / hw` over each plane.
+pub fn global_avgpool_backward<L: Launcher>(
+    l: &L,
+    (n, c, hw): (usize, usize, usize),
+    dy: &L::Buf,
+    dx: &mut L::Buf,
+) -> Result {
+    check_len::<L, f32>(l, dy, n * c, "global_avgpool_backward dy")?;
+    check_len::<L, f32>(l, dx, n * c * hw, "global_avgpool_backward dx")?;
+    if n * c * hw == 0 {
+        return Ok(());
+    }
+    let args = &mut [
+        Arg::Buf(dy),
+        Arg::BufMut(dx),
+        Arg::I64(long(n * c)?),
+        Arg::I32(int(hw)?),
+    ];
+    // SAFETY: lengths checked.
+    unsafe { l.launch("global_avgpool_backward", elementwise(n * c * hw), args) }
+}
+
+fn bn_check(g: &BnGeom) -> Result {
+    if g.group > 0 && g.n.is_multiple_of(g.group) && g.hw > 0 && g.c > 0 {
+        Ok(())
+    } else {
+        Err(LaunchError::Length(format!(
+            "invalid batch-norm geometry {g:?}"
+        )))
+    }
+}
+
+/// The trailing `n, c, hw, group` arguments of the norm.cu kernels.
+fn dims<'a, B>(g: &BnGeom) -> Result<[Arg<'a, B>; 4]> {
+    Ok([
+        Arg::I32(int(g.n)?),
+        Arg::I32(int(g.c)?),
+        Arg::I32(int(g.hw)?),
+        Arg::I32(int(g.group)?),
+    ])
+}
+
+/// Training-mode batch norm: statistics into `mean`, `inv_std` (`[groups][c]`), `y`
+/// overwritten.
+#[allow(clippy::too_many_arguments)]
+pub fn bn_forward<L: Launcher>(
+    l: &L,
+    g: &BnGeom,
+    eps: f64,
+    x: &L::Buf,
+    gamma: &L::Buf,
+    beta: &L::Buf,
+    y: &mut L::Buf,
+    mean: &mut L::Buf,
+    inv_std: &mut L::Buf,
+) -> Result {
+    bn_check(g)?;
+    let len = g.n * g.c * g.hw;
+    check_len::<L, f32>(l, x, len, "bn x")?;
+    check_len::<L, f32>(l, y, len, "bn y")?;
+    check_len::<L, f32>(l, gamma, g.c, "bn gamma")?;
+    check_len::<L, f32>(l, beta, g.c, "bn beta")?;
+    check_len::<L, f32>(l, mean, g.groups() * g.c, "bn mean")?;
+    check_len::<L, f32>(l, inv_std, g.groups() * g.c, "bn inv_std")?;
+    let mut args: Vec<Arg<'_, L::Buf>> = vec![Arg::Buf(x), Arg::BufMut(mean), Arg::BufMut(inv_std)];
+    args.extend(dims(g)?);
+    args.push(Arg::F64(eps));
+    // SAFETY: lengths checked against the geometry.
+    unsafe { l.launch("bn_stats", per_block(g.groups() * g.c), &mut args)? };
+    let mut args: Vec<Arg<'_, L::Buf>> = vec![
+        Arg::Buf(x),
+        Arg::Buf(gamma),
+        Arg::Buf(beta),
+        Arg::Buf(mean),
+        Arg::Buf(inv_std),
+        Arg::BufMut(y),
+    ];
+    args.extend(dims(g)?);
+    // SAFETY: as above.
+    unsafe { l.launch("bn_apply", elementwise(len), &mut args) }
+}
+
+/// Batch-norm backward: `dgamma`, `dbeta` (`[c]`) and, if given, `dx` accumulated.
+#[allow(clippy::too_many_arguments)]
+pub fn bn_backward<L: Launcher>(
+    l: &L,
+    g: &BnGeom,
+    mode: BnGrad,
+    x: &L::Buf,
+    gamma: &L::Buf,
+    mean: &L::Buf,
+    inv_std: &L::Buf,
+    dy: &L::Buf,
+    dx: Option<&mut L::Buf>,
+    dgamma: &mut L::Buf,
+    dbeta: &mut L::Buf,
+) -> Result {
+    bn_check(g)?;
+    let len = g.n * g.c * g.hw;
+    let pairs = g.groups() * g.c;
+    check_len::<L, f32>(l, x, len, "bn x")?;
+    check_len::<L, f32>(l, dy, len, "bn dy")?;
+    check_len::<L, f32>(l, gamma, g.c, "bn gamma")?;
+    check_len::<L, f32>(l, dgamma, g.c, "bn dgamma")?;
+    check_len::<L, f32>(l, dbeta, g.c, "bn dbeta")?;
+    check_len::<L, f32>(l, mean, pairs, "bn mean")?;
+    check_len::<L, f32>(l, inv_std, pairs, "bn inv_std")?;
+    let mut sums = l.alloc::<f64>(2 * pairs)?;
+    let mut args: Vec<Arg<'_, L::Buf>> = vec![
+        Arg::Buf(x),
+        Arg::Buf(dy),
+        Arg::Buf(mean),
+        Arg::Buf(inv_std),
+        Arg::BufMut(&mut sums),
+    ];
+    args.extend(dims(g)?);
+    // SAFETY: lengths checked; sums holds 2 * pairs f64.
+    unsafe { l.launch("bn_backward_sums", per_block(pairs), &mut args)? };
+    let mut args: Vec<Arg<'_, L::Buf>> = vec![
+        Arg::Buf(&sums),
+        Arg::BufMut(dgamma),
+        Arg::BufMut(dbeta),
+        Arg::I32(int(g.groups())?),
+        Arg::I32(int(g.c)?),
+    ];
+    // SAFETY: as above.
+    unsafe { l.launch("bn_param_accumulate", elementwise(g.c), &mut args)? };
+    let Some(dx) = dx else { return Ok(()) };
+    check_len::<L, f32>(l, dx, len, "bn dx")?;
+    let mut args: Vec<Arg<'_, L::Buf>> = vec![
+        Arg::Buf(x),
+        Arg::Buf(dy),
+        Arg::Buf(gamma),
+        Arg::Buf(mean),
+        Arg::Buf(inv_std),
+        Arg::Buf(&sums),
+        Arg::BufMut(dx),
+    ];
+    args.extend(dims(g)?);
+    args.push(Arg::I32(i32::from(mode == BnGrad::Full)));
+    // SAFETY: as above.
+    unsafe { l.launch("bn_backward_dx", elementwise(len), &mut args) }
+}
+
+/// Per-image FrozenStats parameter gradients `dgamma`, `dbeta` (`[n][c]`, overwritten).
+#[allow(clippy::too_many_arguments)]
+pub fn bn_param_grad_per_sample<L: Launcher>(
+    l: &L,
+    g: &BnGeom,
+    x: &L::Buf,
+    mean: &L::Buf,
+    inv_std: &L::Buf,
+    dy: &L::Buf,
+    dgamma: &mut L::Buf,
+    dbeta: &mut L::Buf,
+) -> Result {
+    bn_check(g)?;
+    let len = g.n * g.c * g.hw;
+    let pairs = g.groups() * g.c;
+    check_len::<L, f32>(l, x, len, "bn x")?;
+    check_len::<L, f32>(l, dy, len, "bn dy")?;
+    check_len::<L, f32>(l, mean, pairs, "bn mean")?;
+    check_len::<L, f32>(l, inv_std, pairs, "bn inv_std")?;
+    check_len::<L, f32>(l, dgamma, g.n * g.c, "bn dgamma")?;
+    check_len::<L, f32>(l, dbeta, g.n * g.c, "bn dbeta")?;
+    let mut args: Vec<Arg<'_, L::Buf>> = vec![
+        Arg::Buf(x),
+        Arg::Buf(dy),
+        Arg::Buf(mean),
+        Arg::Buf(inv_std),
+        Arg::BufMut(dgamma),
+        Arg::BufMut(dbeta),
+    ];
+    args.extend(dims(g)?);
+    // SAFETY: lengths checked.
+    unsafe { l.launch("bn_param_grad_per_sample", per_block(g.n * g.c), &mut args) }
+}

@@ -1,0 +1,279 @@
+// cuda_emu.h: the CUDA execution model on the host, so the kernels in kernels/*.cu can be
+// compiled by the host C++17 compiler and run in tests on machines without a GPU.
+//
+// Model
+// - A launch runs its blocks one after another. Each CUDA thread of the block is a host
+//   std::thread; the same blockDim.x*y*z host threads are reused for every block of the
+//   launch (they meet at a barrier between blocks).
+// - blockIdx, threadIdx, blockDim, gridDim are thread_local variables set per block.
+// - `__shared__` expands to `static`: a shared array is one object for the whole program.
+//   That is exactly per-block storage because (a) blocks of a launch run one at a time and
+//   (b) launches are serialised by a global mutex (the Rust test harness runs tests in
+//   parallel). Like CUDA shared memory its contents are undefined at block start (in
+//   practice: whatever the previous block left) -- kernels must not rely on zeroing.
+//   Dynamic shared memory: declare it with NASRANK_DYNAMIC_SHARED(type, name), which is
+//   `extern __shared__ type name[]` under CUDA and a pointer to a per-launch arena of
+//   `shared_bytes` here.
+// - __syncthreads() is a barrier over the block's threads that have not returned: a thread
+//   leaving the kernel drops out of the barrier, as on Volta and later.
+// - Warp intrinsics (__shfl*_sync, __ballot_sync) exchange values through per-warp slots
+//   between two warp barriers. They must be reached by every live thread of the warp (the
+//   full-warp, convergent use all kernels here make); the mask only filters the result.
+// - atomicAdd is a compare-and-swap loop on the host word (GCC/Clang __atomic builtins).
+//
+// Everything is header-only (inline functions and variables) so each kernel family is a
+// separate translation unit and they link together.
+#pragma once
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <condition_variable>
+#include <cstdint>
+#include <cstring>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#define __global__
+#define __device__
+#define __host__
+#define __forceinline__ inline
+#define __shared__ static
+#define __launch_bounds__(...)
+#define NASRANK_DYNAMIC_SHARED(type, name) type *name = reinterpret_cast<type *>(emu::dynamic_shared())
+
+struct dim3 {
+    unsigned x, y, z;
+    constexpr dim3(unsigned x_ = 1, unsigned y_ = 1, unsigned z_ = 1) : x(x_), y(y_), z(z_) {}
+};
+using uint3 = dim3;
+
+inline thread_local uint3 threadIdx;
+inline thread_local uint3 blockIdx;
+inline thread_local dim3 blockDim;
+inline thread_local dim3 gridDim;
+constexpr int warpSize = 32;
+
+using std::max;
+using std::min;
+using std::sqrt;
+inline float rsqrtf(float v) { return 1.0f / std::sqrt(v); }
+inline double rsqrt(double v) { return 1.0 / std::sqrt(v); }
+template <class T> inline T __ldg(const T *p) { return *p; }
+inline int __popc(unsigned v) { return __builtin_popcount(v); }
+inline int __popcll(unsigned long long v) { return __builtin_popcountll(v); }
+
+namespace emu {
+
+// A reusable barrier for a changing number of participants: `drop` removes the caller for
+// the rest of the current phase set (a thread that returned from the kernel).
+class Barrier {
+  public:
+    void reset(unsigned count) {
+        std::lock_guard<std::mutex> lock(m_);
+        expected_ = count;
+        arrived_ = 0;
+    }
+    void arrive_and_wait() {
+        std::unique_lock<std::mutex> lock(m_);
+        const unsigned long long gen = generation_;
+        if (++arrived_ >= expected_) {
+            release();
+        } else {
+            cv_.wait(lock, [&] { return generation_ != gen; });
+        }
+    }
+    void drop() {
+        std::lock_guard<std::mutex> lock(m_);
+        --expected_;
+        if (expected_ > 0 && arrived_ >= expected_) release();
+    }
+
+  private:
+    void release() {
+        arrived_ = 0;
+        ++generation_;
+        cv_.notify_all();
+    }
+    std::mutex m_;
+    std::condition_variable cv_;
+    unsigned expected_ = 0, arrived_ = 0;
+    unsigned long long generation_ = 0;
+};
+
+// One warp's exchange slots and barrier.
+struct Warp {
+    Barrier barrier;
+    unsigned long long slot[32];
+    std::atomic<bool> live[32]; // lane has not returned from the kernel
+};
+
+// The state of the running block, shared by its threads.
+struct Block {
+    Barrier sync;                // __syncthreads
+    std::vector<Warp> warps;     // per-warp exchange
+    std::vector<unsigned char> dynamic_shared;
+};
+
+inline thread_local Block *tl_block = nullptr;
+inline thread_local unsigned tl_lane = 0, tl_warp = 0;
+
+inline void *dynamic_shared() { return tl_block->dynamic_shared.data(); }
+
+inline unsigned linear_thread() {
+    return threadIdx.x + blockDim.x * (threadIdx.y + blockDim.y * threadIdx.z);
+}
+
+inline Warp &my_warp() { return tl_block->warps[tl_warp]; }
+
+// Every value a warp exchanges travels as 64 raw bits.
+template <class T> inline unsigned long long to_bits(T v) {
+    static_assert(sizeof(T) <= 8, "warp exchange of values up to 8 bytes");
+    unsigned long long b = 0;
+    std::memcpy(&b, &v, sizeof(T));
+    return b;
+}
+template <class T> inline T from_bits(unsigned long long b) {
+    T v;
+    std::memcpy(&v, &b, sizeof(T));
+    return v;
+}
+
+// Publishes `v`, waits for the warp, reads lane `src` (own value if `src` is not a live
+// lane), and waits again so that the slots may be reused.
+template <class T> inline T exchange(T v, int src) {
+    Warp &w = my_warp();
+    w.slot[tl_lane] = to_bits(v);
+    w.barrier.arrive_and_wait();
+    T out = (src >= 0 && src < 32 && w.live[src]) ? from_bits<T>(w.slot[src]) : v;
+    w.barrier.arrive_and_wait();
+    return out;
+}
+
+inline std::mutex &launch_mutex() {
+    static std::mutex m;
+    return m;
+}
+
+// Runs `kernel` over the grid: host threads per CUDA thread, blocks in order.
+inline void launch(dim3 grid, dim3 block, unsigned shared_bytes, const std::function<void()> &kernel) {
+    std::lock_guard<std::mutex> serial(launch_mutex());
+    const unsigned nthreads = block.x * block.y * block.z;
+    const unsigned long long nblocks = 1ull * grid.x * grid.y * grid.z;
+    if (nthreads == 0 || nblocks == 0) return;
+    const unsigned nwarps = (nthreads + 31) / 32;
+    Block state;
+    state.warps = std::vector<Warp>(nwarps);
+    state.dynamic_shared.assign(shared_bytes, 0);
+    Barrier between_blocks;
+    between_blocks.reset(nthreads);
+    auto reset_block = [&] {
+        state.sync.reset(nthreads);
+        for (unsigned w = 0; w < nwarps; ++w) {
+            const unsigned lanes = std::min(32u, nthreads - 32 * w);
+            state.warps[w].barrier.reset(lanes);
+            for (unsigned l = 0; l < 32; ++l) state.warps[w].live[l] = l < lanes;
+        }
+    };
+    reset_block();
+    auto body = [&](unsigned t) {
+        blockDim = block;
+        gridDim = grid;
+        threadIdx = uint3(t % block.x, (t / block.x) % block.y, t / (block.x * block.y));
+        tl_block = &state;
+        tl_lane = t % 32;
+        tl_warp = t / 32;
+        for (unsigned long long b = 0; b < nblocks; ++b) {
+            blockIdx = uint3(b % grid.x, (b / grid.x) % grid.y, b / (1ull * grid.x * grid.y));
+            kernel();
+            // Leaving the kernel: stop counting in this block's barriers.
+            {
+                Warp &w = my_warp();
+                // Lanes still exchanging read this lane's value as absent from now on.
+                w.live[tl_lane] = false;
+                w.barrier.drop();
+            }
+            state.sync.drop();
+            between_blocks.arrive_and_wait();
+            // Thread 0 re-arms the block state while the others wait at the second barrier.
+            if (t == 0) reset_block();
+            between_blocks.arrive_and_wait();
+        }
+    };
+    std::vector<std::thread> threads;
+    threads.reserve(nthreads);
+    for (unsigned t = 0; t < nthreads; ++t) threads.emplace_back(body, t);
+    for (auto &th : threads) th.join();
+}
+
+} // namespace emu
+
+inline void __syncthreads() { emu::tl_block->sync.arrive_and_wait(); }
+
+inline unsigned __activemask() {
+    emu::Warp &w = emu::my_warp();
+    unsigned m = 0;
+    for (unsigned l = 0; l < 32; ++l) m |= unsigned(w.live[l]) << l;
+    return m;
+}
+
+inline unsigned __ballot_sync(unsigned mask, int predicate) {
+    emu::Warp &w = emu::my_warp();
+    w.slot[emu::tl_lane] = predicate != 0;
+    w.barrier.arrive_and_wait();
+    unsigned bits = 0;
+    for (unsigned l = 0; l < 32; ++l)
+        if (w.live[l] && w.slot[l]) bits |= 1u << l;
+    w.barrier.arrive_and_wait();
+    return bits & mask;
+}
+
+template <class T> inline T __shfl_sync(unsigned, T v, int src, int width = warpSize) {
+    const int lane = int(emu::tl_lane);
+    return emu::exchange(v, (lane & ~(width - 1)) + (src & (width - 1)));
+}
+
+template <class T> inline T __shfl_down_sync(unsigned, T v, unsigned delta, int width = warpSize) {
+    const int lane = int(emu::tl_lane);
+    const bool inside = (lane & (width - 1)) + int(delta) < width;
+    return emu::exchange(v, inside ? lane + int(delta) : -1);
+}
+
+template <class T> inline T __shfl_up_sync(unsigned, T v, unsigned delta, int width = warpSize) {
+    const int lane = int(emu::tl_lane);
+    const bool inside = (lane & (width - 1)) >= int(delta);
+    return emu::exchange(v, inside ? lane - int(delta) : -1);
+}
+
+template <class T> inline T __shfl_xor_sync(unsigned, T v, int lane_mask, int width = warpSize) {
+    const int lane = int(emu::tl_lane);
+    const int src = lane ^ lane_mask;
+    const bool inside = (src & ~(width - 1)) == (lane & ~(width - 1));
+    return emu::exchange(v, inside ? src : -1);
+}
+
+namespace emu {
+template <class T, class Word> inline T atomic_add_cas(T *addr, T v) {
+    static_assert(sizeof(T) == sizeof(Word), "word size");
+    Word *word = reinterpret_cast<Word *>(addr);
+    Word old = __atomic_load_n(word, __ATOMIC_RELAXED);
+    for (;;) {
+        const T updated = from_bits<T>(old) + v;
+        Word next = 0;
+        std::memcpy(&next, &updated, sizeof(T));
+        if (__atomic_compare_exchange_n(word, &old, next, false, __ATOMIC_SEQ_CST, __ATOMIC_RELAXED))
+            return from_bits<T>(old);
+    }
+}
+} // namespace emu
+
+inline float atomicAdd(float *a, float v) { return emu::atomic_add_cas<float, unsigned>(a, v); }
+inline double atomicAdd(double *a, double v) { return emu::atomic_add_cas<double, unsigned long long>(a, v); }
+inline unsigned atomicAdd(unsigned *a, unsigned v) { return __atomic_fetch_add(a, v, __ATOMIC_SEQ_CST); }
+inline int atomicAdd(int *a, int v) { return __atomic_fetch_add(a, v, __ATOMIC_SEQ_CST); }
+inline unsigned long long atomicAdd(unsigned long long *a, unsigned long long v) {
+    return __atomic_fetch_add(a, v, __ATOMIC_SEQ_CST);
+}

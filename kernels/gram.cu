@@ -1,0 +1,33 @@
+// Gram matrix of per-sample gradients: g += a a^T for a = [n][len] f32 row-major, g = [n][n]
+// f64 row-major. Products are exact in double (f32 x f32 fits a double) and summed in double.
+//
+// Launch: blockDim = (TILE, TILE), grid = (ceil(n/TILE), ceil(n/TILE), splits). Block
+// (bx, by, bz) owns the tile of rows by*TILE.., columns bx*TILE.. and the bz-th of `splits`
+// contiguous ranges of TILE-column chunks of a (split-K, so a small n still fills the GPU);
+// the TILE x TILE panels of a are staged in shared memory, each value read once per tile;
+// partial sums meet in g through atomicAdd(double) (sm_60+).
+
+#define GRAM_TILE 16
+
+extern "C" __global__ void gram_accumulate(const float *__restrict__ a, double *__restrict__ g, int n,
+                                           long long len) {
+    __shared__ float rows[GRAM_TILE][GRAM_TILE + 1];
+    __shared__ float cols[GRAM_TILE][GRAM_TILE + 1];
+    const int tx = threadIdx.x, ty = threadIdx.y;
+    const int i = blockIdx.y * GRAM_TILE + ty, j = blockIdx.x * GRAM_TILE + tx;
+    const int row_load = blockIdx.y * GRAM_TILE + ty, col_load = blockIdx.x * GRAM_TILE + ty;
+    const long long chunks = (len + GRAM_TILE - 1) / GRAM_TILE;
+    const long long per_split = (chunks + gridDim.z - 1) / gridDim.z;
+    const long long first = blockIdx.z * per_split;
+    const long long last = min(chunks, first + per_split);
+    double acc = 0.0;
+    for (long long chunk = first; chunk < last; ++chunk) {
+        const long long k = chunk * GRAM_TILE + tx;
+        rows[ty][tx] = (row_load < n && k < len) ? a[row_load * len + k] : 0.0f;
+        cols[ty][tx] = (col_load < n && k < len) ? a[col_load * len + k] : 0.0f;
+        __syncthreads();
+        for (int t = 0; t < GRAM_TILE; ++t) acc += (double)rows[ty][t] * (double)cols[tx][t];
+        __syncthreads();
+    }
+    if (i < n && j < n && first < last) atomicAdd(&g[(long long)i * n + j], acc);
+}

@@ -1,0 +1,169 @@
+// Batch normalisation, training mode (affine, biased variance), on x laid out [n][c][hw].
+//
+// Statistics per (group g, channel ch) over the m = group*hw values of images
+// g*group..(g+1)*group: mean[g][c], inv_std[g][c] = 1/sqrt(var + eps) (two passes, sums in
+// double). xhat = (x - mean) * inv_std, y = gamma[ch] * xhat + beta[ch].
+// Backward, with Sdy = sum dy and Sdx = inv_std * sum dy*(x - mean) per (g, ch):
+//   dbeta[ch] += Sdy, dgamma[ch] += Sdx (groups added in order, in float);
+//   Full:        dx += k*dy - k*Sdy/m - (x - mean) * k*inv_std*Sdx/m,   k = gamma*inv_std;
+//   FrozenStats: dx += k*dy.
+// Per-sample (FrozenStats) parameter gradients, per plane p = image*c + ch (overwritten):
+//   dgamma[p] = inv_std * sum dy*(x - mean), dbeta[p] = sum dy.
+// `sums` is a double scratch [groups][c][2] = (Sdy, Sdx) written by bn_backward_sums.
+//
+// Launch: the reduction kernels run one block per (group, channel) or per plane (block-
+// stride), blockDim.x a multiple of 32, at most 1024; elementwise kernels take any 1-D grid.
+
+#define GRID_STRIDE(i, total)                                                                      \
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < (total);              \
+         i += (long long)gridDim.x * blockDim.x)
+
+// Sum of `v` over the block, returned to every thread (the same helper as in pool.cu:
+// NVRTC compiles each family alone, without includes).
+__device__ double block_sum(double v) {
+    __shared__ double partial[32];
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_down_sync(0xffffffffu, v, o);
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    if (lane == 0) partial[warp] = v;
+    __syncthreads();
+    if (warp == 0) {
+        v = lane < (int)(blockDim.x >> 5) ? partial[lane] : 0.0;
+        for (int o = 16; o > 0; o >>= 1) v += __shfl_down_sync(0xffffffffu, v, o);
+        if (lane == 0) partial[0] = v;
+    }
+    __syncthreads();
+    const double total = partial[0];
+    __syncthreads();
+    return total;
+}
+
+// Index of the statistics of plane p (= image * c + channel) in a [groups][c] array.
+__device__ __forceinline__ long long stat_index(long long p, int c, int group) {
+    return (p / c / group) * c + p % c;
+}
+
+extern "C" __global__ void bn_stats(const float *__restrict__ x, float *__restrict__ mean,
+                                    float *__restrict__ inv_std, int n, int c, int hw, int group,
+                                    double eps) {
+    const long long pairs = (long long)(n / group) * c;
+    const long long m = (long long)group * hw;
+    for (long long gc = blockIdx.x; gc < pairs; gc += gridDim.x) {
+        const long long g = gc / c, ch = gc % c;
+        // Element e of the pair: image g*group + e/hw, position e%hw.
+        double s = 0.0;
+        for (long long e = threadIdx.x; e < m; e += blockDim.x)
+            s += (double)x[((g * group + e / hw) * c + ch) * hw + e % hw];
+        const double mu = block_sum(s) / (double)m;
+        double sq = 0.0;
+        for (long long e = threadIdx.x; e < m; e += blockDim.x) {
+            const double d = (double)x[((g * group + e / hw) * c + ch) * hw + e % hw] - mu;
+            sq += d * d;
+        }
+        const double var = block_sum(sq) / (double)m;
+        if (threadIdx.x == 0) {
+            mean[gc] = (float)mu;
+            inv_std[gc] = (float)(1.0 / sqrt(var + eps));
+        }
+    }
+}
+
+extern "C" __global__ void bn_apply(const float *__restrict__ x, const float *__restrict__ gamma,
+                                    const float *__restrict__ beta, const float *__restrict__ mean,
+                                    const float *__restrict__ inv_std, float *__restrict__ y, int n,
+                                    int c, int hw, int group) {
+    GRID_STRIDE(idx, (long long)n * c * hw) {
+        const long long p = idx / hw;
+        const long long s = stat_index(p, c, group);
+        const int ch = (int)(p % c);
+        const float a = gamma[ch] * inv_std[s];
+        y[idx] = (x[idx] - mean[s]) * a + beta[ch];
+    }
+}
+
+extern "C" __global__ void bn_backward_sums(const float *__restrict__ x, const float *__restrict__ dy,
+                                            const float *__restrict__ mean,
+                                            const float *__restrict__ inv_std,
+                                            double *__restrict__ sums, int n, int c, int hw,
+                                            int group) {
+    const long long pairs = (long long)(n / group) * c;
+    const long long m = (long long)group * hw;
+    for (long long gc = blockIdx.x; gc < pairs; gc += gridDim.x) {
+        const long long g = gc / c, ch = gc % c;
+        const double mu = (double)mean[gc];
+        double sdy = 0.0, sdev = 0.0;
+        for (long long e = threadIdx.x; e < m; e += blockDim.x) {
+            const long long at = ((g * group + e / hw) * c + ch) * hw + e % hw;
+            const double d = (double)dy[at];
+            sdy += d;
+            sdev += d * ((double)x[at] - mu);
+        }
+        sdy = block_sum(sdy);
+        sdev = block_sum(sdev);
+        if (threadIdx.x == 0) {
+            sums[2 * gc] = sdy;
+            sums[2 * gc + 1] = sdev * (double)inv_std[gc];
+        }
+    }
+}
+
+// dgamma[ch] += Sdx, dbeta[ch] += Sdy over the groups in order (one thread per channel).
+extern "C" __global__ void bn_param_accumulate(const double *__restrict__ sums,
+                                               float *__restrict__ dgamma,
+                                               float *__restrict__ dbeta, int groups, int c) {
+    GRID_STRIDE(ch, c) {
+        for (int g = 0; g < groups; ++g) {
+            const long long gc = (long long)g * c + ch;
+            dbeta[ch] += (float)sums[2 * gc];
+            dgamma[ch] += (float)sums[2 * gc + 1];
+        }
+    }
+}
+
+// full != 0: gradient through the statistics (BnGrad::Full); else FrozenStats.
+extern "C" __global__ void bn_backward_dx(const float *__restrict__ x, const float *__restrict__ dy,
+                                          const float *__restrict__ gamma,
+                                          const float *__restrict__ mean,
+                                          const float *__restrict__ inv_std,
+                                          const double *__restrict__ sums, float *__restrict__ dx,
+                                          int n, int c, int hw, int group, int full) {
+    const double m = (double)group * hw;
+    GRID_STRIDE(idx, (long long)n * c * hw) {
+        const long long p = idx / hw;
+        const long long s = stat_index(p, c, group);
+        const float k = gamma[p % c] * inv_std[s];
+        if (full) {
+            const double k64 = (double)k;
+            const float c0 = (float)(k64 * sums[2 * s] / m);
+            const float c1 = (float)(k64 * (double)inv_std[s] * sums[2 * s + 1] / m);
+            dx[idx] += k * dy[idx] - c0 - (x[idx] - mean[s]) * c1;
+        } else {
+            dx[idx] += k * dy[idx];
+        }
+    }
+}
+
+extern "C" __global__ void bn_param_grad_per_sample(const float *__restrict__ x,
+                                                    const float *__restrict__ dy,
+                                                    const float *__restrict__ mean,
+                                                    const float *__restrict__ inv_std,
+                                                    float *__restrict__ dgamma,
+                                                    float *__restrict__ dbeta, int n, int c,
+                                                    int hw, int group) {
+    const long long planes = (long long)n * c;
+    for (long long p = blockIdx.x; p < planes; p += gridDim.x) {
+        const long long s = stat_index(p, c, group);
+        const double mu = (double)mean[s];
+        double sdy = 0.0, sdev = 0.0;
+        for (int e = threadIdx.x; e < hw; e += blockDim.x) {
+            const double d = (double)dy[p * hw + e];
+            sdy += d;
+            sdev += d * ((double)x[p * hw + e] - mu);
+        }
+        sdy = block_sum(sdy);
+        sdev = block_sum(sdev);
+        if (threadIdx.x == 0) {
+            dgamma[p] = (float)(sdev * (double)inv_std[s]);
+            dbeta[p] = (float)sdy;
+        }
+    }
+}

@@ -1,0 +1,106 @@
+// Average pooling on NCHW planes (planes = n * c, each h x w, row-major).
+//
+// avgpool3x3_*: 3x3 window, stride 1, pad 1, padding not counted. With rows(i) and cols(j)
+//   the in-bounds taps along each axis (2 at a border, else 3; 1 if the axis has length 1):
+//   y[i][j] = (sum of in-bounds x) / (rows(i) * cols(j));
+//   dx[i][j] += sum over in-bounds outputs (i', j') around (i, j) of dy[i'][j'] / cnt(i', j').
+// avgpool2x2_*: 2x2, stride 2, output floor(h/2) x floor(w/2); a trailing odd row/column
+//   gets no gradient (PyTorch AvgPool2d(2, 2)). dx += dy / 4 on the four inputs.
+// global_avgpool_*: y[p] = mean of plane p (summed in double); dx[p][*] += dy[p] / hw.
+//
+// Launch: elementwise kernels (one thread per output element, backward: per input element,
+// gathering, so no atomics) take any 1-D grid. global_avgpool_forward: one block per plane
+// (block-stride over planes), blockDim.x a multiple of 32 and at most 1024.
+
+__device__ __forceinline__ float inv_taps(int i, int len) {
+    return 1.0f / (float)(1 + (i > 0) + (i + 1 < len));
+}
+
+#define GRID_STRIDE(i, total)                                                                      \
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < (total);              \
+         i += (long long)gridDim.x * blockDim.x)
+
+extern "C" __global__ void avgpool3x3_forward(const float *__restrict__ x, float *__restrict__ y,
+                                              long long planes, int h, int w) {
+    const long long plane_len = (long long)h * w;
+    GRID_STRIDE(idx, planes * plane_len) {
+        const float *p = x + (idx / plane_len) * plane_len;
+        const int i = (int)(idx % plane_len) / w, j = (int)(idx % plane_len) % w;
+        float sum = 0.0f;
+        for (int r = max(i - 1, 0); r <= min(i + 1, h - 1); ++r)
+            for (int c = max(j - 1, 0); c <= min(j + 1, w - 1); ++c) sum += p[r * w + c];
+        y[idx] = sum * inv_taps(j, w) * inv_taps(i, h);
+    }
+}
+
+extern "C" __global__ void avgpool3x3_backward(const float *__restrict__ dy, float *__restrict__ dx,
+                                               long long planes, int h, int w) {
+    const long long plane_len = (long long)h * w;
+    GRID_STRIDE(idx, planes * plane_len) {
+        const float *p = dy + (idx / plane_len) * plane_len;
+        const int i = (int)(idx % plane_len) / w, j = (int)(idx % plane_len) % w;
+        float sum = 0.0f;
+        for (int r = max(i - 1, 0); r <= min(i + 1, h - 1); ++r)
+            for (int c = max(j - 1, 0); c <= min(j + 1, w - 1); ++c)
+                sum += p[r * w + c] * inv_taps(r, h) * inv_taps(c, w);
+        dx[idx] += sum;
+    }
+}
+
+extern "C" __global__ void avgpool2x2_forward(const float *__restrict__ x, float *__restrict__ y,
+                                              long long planes, int h, int w) {
+    const int oh = h / 2, ow = w / 2;
+    const long long out_len = (long long)oh * ow;
+    GRID_STRIDE(idx, planes * out_len) {
+        const float *p = x + (idx / out_len) * h * w;
+        const int i = (int)(idx % out_len) / ow, j = (int)(idx % out_len) % ow;
+        const float *r0 = p + 2 * i * w + 2 * j, *r1 = r0 + w;
+        y[idx] = (r0[0] + r0[1] + r1[0] + r1[1]) * 0.25f;
+    }
+}
+
+extern "C" __global__ void avgpool2x2_backward(const float *__restrict__ dy, float *__restrict__ dx,
+                                               long long planes, int h, int w) {
+    const int oh = h / 2, ow = w / 2;
+    const long long plane_len = (long long)h * w;
+    GRID_STRIDE(idx, planes * plane_len) {
+        const long long plane = idx / plane_len;
+        const int i = (int)(idx % plane_len) / w, j = (int)(idx % plane_len) % w;
+        if (i < 2 * oh && j < 2 * ow) dx[idx] += dy[plane * oh * ow + (i / 2) * ow + j / 2] * 0.25f;
+    }
+}
+
+// Sum of `v` over the block, returned to every thread (blockDim.x a multiple of 32).
+__device__ double block_sum(double v) {
+    __shared__ double partial[32];
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_down_sync(0xffffffffu, v, o);
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    if (lane == 0) partial[warp] = v;
+    __syncthreads();
+    if (warp == 0) {
+        v = lane < (int)(blockDim.x >> 5) ? partial[lane] : 0.0;
+        for (int o = 16; o > 0; o >>= 1) v += __shfl_down_sync(0xffffffffu, v, o);
+        if (lane == 0) partial[0] = v;
+    }
+    __syncthreads();
+    const double total = partial[0];
+    __syncthreads(); // `partial` is free for the next call
+    return total;
+}
+
+extern "C" __global__ void global_avgpool_forward(const float *__restrict__ x, float *__restrict__ y,
+                                                  long long planes, int hw) {
+    for (long long p = blockIdx.x; p < planes; p += gridDim.x) {
+        double s = 0.0;
+        for (int k = threadIdx.x; k < hw; k += blockDim.x) s += (double)x[p * hw + k];
+        s = block_sum(s);
+        if (threadIdx.x == 0) y[p] = (float)(s / hw);
+    }
+}
+
+extern "C" __global__ void global_avgpool_backward(const float *__restrict__ dy,
+                                                   float *__restrict__ dx, long long planes,
+                                                   int hw) {
+    const float inv = 1.0f / (float)hw;
+    GRID_STRIDE(idx, planes * hw) { dx[idx] += dy[idx / hw] * inv; }
+}

@@ -1,0 +1,522 @@
+//! The CUDA kernels executed under the host emulator (kernels/emu/cuda_emu.h), compared
+//! with the CPU backend on the same inputs, plus tests of the emulator itself.
+//! Shapes are small and ragged (not multiples of the tile, warp or block sizes).
+#![cfg(feature = "emu")]
+
+use nasrank::backend::cpu;
+use nasrank::backend::cuda::emu::{EmuBuf, EmuLauncher};
+use nasrank::backend::cuda::{ops, Arg, LaunchConfig, LaunchError, Launcher};
+use nasrank::backend::{BnGeom, BnGrad};
+
+const L: EmuLauncher = EmuLauncher;
+
+/// Deterministic values in [-1, 1) with some exact zeros (the ReLU boundary).
+fn values(len: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    (0..len)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            if s.is_multiple_of(13) {
+                0.0
+            } else {
+                (s >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+            }
+        })
+        .collect()
+}
+
+fn up<T: nasrank::backend::cuda::launch::Pod>(v: &[T]) -> EmuBuf {
+    L.upload(v).unwrap()
+}
+
+fn down<T: nasrank::backend::cuda::launch::Pod>(b: &EmuBuf) -> Vec<T> {
+    L.download(b).unwrap()
+}
+
+/// `|got - want| <= rtol * (|want| + max|want|)`: relative, with a floor at the tensor's
+/// scale for entries that cancel to near zero.
+fn assert_close<T: Copy + Into<f64>>(got: &[T], want: &[T], rtol: f64, what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    let scale = want.iter().map(|&w| w.into().abs()).fold(0.0, f64::max);
+    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+        let (g, w) = (g.into(), w.into());
+        assert!(
+            (g - w).abs() <= rtol * (w.abs() + scale),
+            "{what}[{i}]: got {g}, want {w}"
+        );
+    }
+}
+
+// ---- the emulator itself -------------------------------------------------------------
+
+#[test]
+fn emulator_sets_thread_and_block_indices_in_3d() {
+    let (grid, block) = ((3u32, 2u32, 2u32), (4u32, 3u32, 2u32));
+    let threads = 12 * 24;
+    let mut out = L.alloc::<u32>(4 * threads).unwrap();
+    let config = LaunchConfig::new(grid, block);
+    unsafe { L.launch("selftest_ids", config, &mut [Arg::BufMut(&mut out)]) }.unwrap();
+    let out: Vec<u32> = down(&out);
+    let mut t = 0;
+    for bz in 0..2 {
+        for by in 0..2 {
+            for bx in 0..3 {
+                for tz in 0..2 {
+                    for ty in 0..3 {
+                        for tx in 0..4 {
+                            let want = [tx + 100 * ty + 10000 * tz, bx, by, bz];
+                            assert_eq!(out[4 * t..4 * t + 4], want, "thread {t}");
+                            t += 1;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn emulator_shared_memory_tree_reduction_with_syncthreads() {
+    // 5 blocks of 64, the last one partly past the end: a block's threads must see each
+    // other's shared writes after __syncthreads, and blocks must not see each other's.
+    let len = 4 * 64 + 23;
+    let x = values(len, 1);
+    let mut out = L.alloc::<f64>(5).unwrap();
+    let config = LaunchConfig::new(5, 64);
+    let args = &mut [
+        Arg::Buf(&up(&x)),
+        Arg::BufMut(&mut out),
+        Arg::I32(len as i32),
+    ];
+    unsafe { L.launch("selftest_block_reduce", config, args) }.unwrap();
+    let got: Vec<f64> = down(&out);
+    for (b, chunk) in x.chunks(64).enumerate() {
+        let want: f64 = chunk.iter().map(|&v| f64::from(v)).sum();
+        assert!(
+            (got[b] - want).abs() < 1e-12,
+            "block {b}: {} vs {want}",
+            got[b]
+        );
+    }
+}
+
+#[test]
+fn emulator_syncthreads_ignores_threads_that_returned() {
+    let x = values(96, 2);
+    let live = 37;
+    let mut out = L.alloc::<f64>(1).unwrap();
+    let args = &mut [Arg::Buf(&up(&x)), Arg::BufMut(&mut out), Arg::I32(live)];
+    unsafe { L.launch("selftest_early_exit", LaunchConfig::new(1, 96), args) }.unwrap();
+    let want: f64 = x[..live as usize].iter().map(|&v| f64::from(v)).sum();
+    assert!((down::<f64>(&out)[0] - want).abs() < 1e-12);
+}
+
+#[test]
+fn emulator_warp_intrinsics() {
+    let threads = 64;
+    let x: Vec<i32> = (0..threads).map(|t| (t * 7 % 11) - 5).collect();
+    let mut out = L.alloc::<i32>(6 * threads as usize).unwrap();
+    let args = &mut [Arg::Buf(&up(&x)), Arg::BufMut(&mut out)];
+    unsafe { L.launch("selftest_warp", LaunchConfig::new(1, threads as u32), args) }.unwrap();
+    let out: Vec<i32> = down(&out);
+    for t in 0..threads as usize {
+        let (lane, base) = (t % 32, t - t % 32);
+        let warp = &x[base..base + 32];
+        let ballot = (0..32).fold(0u32, |m, k| m | (u32::from(warp[k] > 0) << k));
+        let odd = warp.iter().filter(|&&v| v & 1 != 0).count() as i32;
+        let want = [
+            warp[3],
+            if lane < 31 { x[t + 1] } else { x[t] },
+            warp[lane ^ 16],
+            ballot as i32,
+            odd,
+            if lane % 8 + 2 < 8 { x[t + 2] } else { x[t] },
+        ];
+        assert_eq!(out[6 * t..6 * t + 6], want, "thread {t} (lane {lane})");
+    }
+}
+
+#[test]
+fn emulator_atomics_count_every_thread() {
+    let (blocks, threads) = (3u32, 96u32);
+    let (mut d, mut f) = (L.alloc::<f64>(1).unwrap(), L.alloc::<f32>(1).unwrap());
+    let (mut u, mut ids) = (L.alloc::<u64>(1).unwrap(), L.alloc::<u32>(1).unwrap());
+    let args = &mut [
+        Arg::BufMut(&mut d),
+        Arg::BufMut(&mut f),
+        Arg::BufMut(&mut u),
+        Arg::BufMut(&mut ids),
+    ];
+    unsafe { L.launch("selftest_atomic", LaunchConfig::new(blocks, threads), args) }.unwrap();
+    let total = blocks * threads;
+    assert_eq!(down::<f64>(&d), [f64::from(total)]);
+    assert_eq!(down::<f32>(&f), [total as f32]);
+    assert_eq!(down::<u64>(&u), [u64::from(total)]);
+    assert_eq!(down::<u32>(&ids), [total * (total - 1) / 2]);
+}
+
+#[test]
+fn emulator_dynamic_shared_memory() {
+    let (blocks, threads) = (3u32, 40u32);
+    let x: Vec<i32> = (0..(blocks * threads) as i32).collect();
+    let mut out = L.alloc::<i32>(x.len()).unwrap();
+    let mut config = LaunchConfig::new(blocks, threads);
+    config.shared_bytes = threads * 4;
+    let args = &mut [Arg::Buf(&up(&x)), Arg::BufMut(&mut out)];
+    unsafe { L.launch("selftest_dynamic_shared", config, args) }.unwrap();
+    let want: Vec<i32> = x
+        .chunks(threads as usize)
+        .flat_map(|c| c.iter().rev().copied())
+        .collect();
+    assert_eq!(down::<i32>(&out), want);
+}
+
+#[test]
+fn launches_are_checked_against_the_kernel_signature() {
+    let x = up(&[1.0f32; 4]);
+    let mut y = L.alloc::<f32>(4).unwrap();
+    let cfg = LaunchConfig::new(1, 32);
+    let unknown = unsafe { L.launch("no_such_kernel", cfg, &mut []) };
+    assert!(matches!(unknown, Err(LaunchError::UnknownKernel(_))));
+    let too_few = unsafe { L.launch("relu_forward", cfg, &mut [Arg::Buf(&x)]) };
+    assert!(matches!(too_few, Err(LaunchError::BadArgs { .. })));
+    // `y` is `float*`: a read-only buffer may not be passed for it.
+    let read_only = unsafe {
+        L.launch(
+            "relu_forward",
+            cfg,
+            &mut [Arg::Buf(&x), Arg::Buf(&x), Arg::I64(4)],
+        )
+    };
+    assert!(matches!(read_only, Err(LaunchError::BadArgs { .. })));
+    let wrong_int = unsafe {
+        L.launch(
+            "relu_forward",
+            cfg,
+            &mut [Arg::Buf(&x), Arg::BufMut(&mut y), Arg::I32(4)],
+        )
+    };
+    assert!(matches!(wrong_int, Err(LaunchError::BadArgs { .. })));
+    let huge_block = unsafe {
+        L.launch(
+            "relu_forward",
+            LaunchConfig::new(1, 2048),
+            &mut [Arg::Buf(&x), Arg::BufMut(&mut y), Arg::I64(4)],
+        )
+    };
+    assert!(matches!(huge_block, Err(LaunchError::BadConfig { .. })));
+    // And the host wrappers check lengths against the geometry.
+    assert!(matches!(
+        ops::relu_forward(&L, 5, &x, &mut y),
+        Err(LaunchError::Length(_))
+    ));
+}
+
+// ---- kernels vs the CPU backend -------------------------------------------------------
+
+#[test]
+fn relu_forward_and_backward_match_cpu() {
+    for len in [1, 255, 1000, 2 * 256 + 3] {
+        let (x, dy, dx0) = (values(len, 3), values(len, 4), values(len, 5));
+        let mut y = L.alloc::<f32>(len).unwrap();
+        ops::relu_forward(&L, len, &up(&x), &mut y).unwrap();
+        let mut want = vec![0.0; len];
+        cpu::relu_forward(&x, &mut want);
+        assert_eq!(down::<f32>(&y), want, "relu_forward len {len}");
+
+        let mut dx = up(&dx0);
+        ops::relu_backward(&L, len, &up(&x), &up(&dy), &mut dx).unwrap();
+        let mut want = dx0.clone();
+        cpu::relu_backward(&x, &dy, &mut want);
+        assert_eq!(down::<f32>(&dx), want, "relu_backward len {len}");
+    }
+}
+
+#[test]
+fn sign_codes_match_cpu_with_and_without_fused_relu() {
+    // units: less than a word, exactly one, ragged over several; n past one block of warps.
+    for (n, units) in [(3usize, 5usize), (2, 64), (7, 130), (5, 200)] {
+        let x = values(n * units, 6 + units as u64);
+        let words = units.div_ceil(64);
+        let mut want = vec![0u64; n * words];
+        cpu::codes::pack_signs(&x, n, units, &mut want);
+
+        let mut codes = L.alloc::<u64>(n * words).unwrap();
+        ops::pack_signs(&L, n, units, &up(&x), None, &mut codes).unwrap();
+        assert_eq!(down::<u64>(&codes), want, "pack_signs n {n} units {units}");
+
+        let (mut y, mut codes) = (
+            L.alloc::<f32>(n * units).unwrap(),
+            L.alloc::<u64>(n * words).unwrap(),
+        );
+        ops::pack_signs(&L, n, units, &up(&x), Some(&mut y), &mut codes).unwrap();
+        assert_eq!(down::<u64>(&codes), want, "relu_forward_pack codes");
+        let mut relu = vec![0.0; n * units];
+        cpu::relu_forward(&x, &mut relu);
+        assert_eq!(down::<f32>(&y), relu, "relu_forward_pack y");
+    }
+}
+
+#[test]
+fn hamming_gram_matches_cpu_exactly() {
+    // n not a multiple of the 16-wide tile; words past one 16-word chunk.
+    for (n, units) in [(1usize, 3usize), (5, 64), (19, 130), (17, 64 * 17 + 9)] {
+        let words = units.div_ceil(64);
+        let x = values(n * units, 7 + n as u64);
+        let mut codes = vec![0u64; n * words];
+        cpu::codes::pack_signs(&x, n, units, &mut codes);
+        // A symmetric starting K (the CPU mirrors its upper triangle).
+        let k0: Vec<u64> = (0..n * n).map(|p| ((p / n) * (p % n) % 7) as u64).collect();
+        let mut want = k0.clone();
+        cpu::codes::hamming_gram_accumulate(&codes, n, units, 3, &mut want);
+        let mut k = up(&k0);
+        ops::hamming_gram_accumulate(&L, n, units, 3, &up(&codes), &mut k).unwrap();
+        assert_eq!(down::<u64>(&k), want, "n {n} units {units}");
+    }
+}
+
+#[test]
+fn gram_matches_cpu() {
+    // len spanning several split-K ranges and a ragged final tile.
+    for (n, len) in [(1usize, 7usize), (3, 16), (18, 33), (9, 32 * 16 * 3 + 5)] {
+        let a = values(n * len, 8 + len as u64);
+        let g0: Vec<f64> = (0..n * n).map(|p| p as f64 * 0.25).collect();
+        let mut want = g0.clone();
+        cpu::gram::gram_accumulate(&a, n, len, &mut want);
+        let mut g = up(&g0);
+        ops::gram_accumulate(&L, n, len, &up(&a), &mut g).unwrap();
+        assert_close(
+            &down::<f64>(&g),
+            &want,
+            1e-5,
+            &format!("gram n {n} len {len}"),
+        );
+    }
+}
+
+#[test]
+fn pools_match_cpu() {
+    for (n, c, h, w) in [
+        (1usize, 1usize, 1usize, 1usize),
+        (2, 3, 5, 7),
+        (1, 2, 8, 8),
+        (3, 1, 1, 6),
+    ] {
+        let len = n * c * h * w;
+        let shape = (n, c, h, w);
+        let x = values(len, 9 + len as u64);
+        let dx0 = values(len, 10);
+
+        let mut y = L.alloc::<f32>(len).unwrap();
+        ops::avgpool3x3_forward(&L, shape, &up(&x), &mut y).unwrap();
+        let mut want = vec![0.0; len];
+        cpu::avgpool3x3_forward(n, c, h, w, &x, &mut want);
+        assert_close(&down::<f32>(&y), &want, 1e-5, "avgpool3x3_forward");
+
+        let mut dx = up(&dx0);
+        ops::avgpool3x3_backward(&L, shape, &up(&x), &mut dx).unwrap();
+        let mut want = dx0.clone();
+        cpu::avgpool3x3_backward(n, c, h, w, &x, &mut want);
+        assert_close(&down::<f32>(&dx), &want, 1e-5, "avgpool3x3_backward");
+
+        let out = n * c * (h / 2) * (w / 2);
+        let mut y = L.alloc::<f32>(out).unwrap();
+        ops::avgpool2x2_forward(&L, shape, &up(&x), &mut y).unwrap();
+        let mut want = vec![0.0; out];
+        cpu::avgpool2x2_forward(n, c, h, w, &x, &mut want);
+        assert_close(&down::<f32>(&y), &want, 1e-6, "avgpool2x2_forward");
+
+        let dy = values(out, 11);
+        let mut dx = up(&dx0);
+        ops::avgpool2x2_backward(&L, shape, &up(&dy), &mut dx).unwrap();
+        let mut want = dx0.clone();
+        cpu::avgpool2x2_backward(n, c, h, w, &dy, &mut want);
+        assert_close(&down::<f32>(&dx), &want, 1e-6, "avgpool2x2_backward");
+
+        let mut y = L.alloc::<f32>(n * c).unwrap();
+        ops::global_avgpool_forward(&L, (n, c, h * w), &up(&x), &mut y).unwrap();
+        let mut want = vec![0.0; n * c];
+        cpu::global_avgpool_forward(n, c, h * w, &x, &mut want);
+        assert_close(&down::<f32>(&y), &want, 1e-6, "global_avgpool_forward");
+
+        let dy = values(n * c, 12);
+        let mut dx = up(&dx0);
+        ops::global_avgpool_backward(&L, (n, c, h * w), &up(&dy), &mut dx).unwrap();
+        let mut want = dx0.clone();
+        cpu::global_avgpool_backward(n, c, h * w, &dy, &mut want);
+        assert_close(&down::<f32>(&dx), &want, 1e-6, "global_avgpool_backward");
+    }
+}
+
+#[test]
+fn global_avgpool_reduces_planes_longer_than_a_block() {
+    // hw = 300 > 128 threads: each thread sums several values before the block reduction.
+    let (n, c, hw) = (2, 3, 300);
+    let x = values(n * c * hw, 13);
+    let mut y = L.alloc::<f32>(n * c).unwrap();
+    ops::global_avgpool_forward(&L, (n, c, hw), &up(&x), &mut y).unwrap();
+    let mut want = vec![0.0; n * c];
+    cpu::global_avgpool_forward(n, c, hw, &x, &mut want);
+    assert_close(&down::<f32>(&y), &want, 1e-6, "global_avgpool_forward");
+}
+
+fn bn_case(g: BnGeom, seed: u64) {
+    let len = g.n * g.c * g.hw;
+    let pairs = g.groups() * g.c;
+    // An offset and scale per channel so the statistics are not trivial.
+    let x: Vec<f32> = values(len, seed)
+        .iter()
+        .enumerate()
+        .map(|(i, v)| 3.0 * v + ((i / g.hw) % g.c) as f32 * 0.5)
+        .collect();
+    let gamma = values(g.c, seed + 1);
+    let beta = values(g.c, seed + 2);
+    let eps = 1e-5;
+
+    let (mut y, mut mean, mut inv_std) = (
+        L.alloc::<f32>(len).unwrap(),
+        L.alloc::<f32>(pairs).unwrap(),
+        L.alloc::<f32>(pairs).unwrap(),
+    );
+    let (xb, gb) = (up(&x), up(&gamma));
+    ops::bn_forward(
+        &L,
+        &g,
+        eps,
+        &xb,
+        &gb,
+        &up(&beta),
+        &mut y,
+        &mut mean,
+        &mut inv_std,
+    )
+    .unwrap();
+    let (mut wy, mut wmean, mut wis) = (vec![0.0; len], vec![0.0; pairs], vec![0.0; pairs]);
+    cpu::batchnorm_forward(
+        &g, eps as f32, &x, &gamma, &beta, &mut wy, &mut wmean, &mut wis,
+    );
+    assert_close(&down::<f32>(&mean), &wmean, 1e-5, "bn mean");
+    assert_close(&down::<f32>(&inv_std), &wis, 1e-5, "bn inv_std");
+    assert_close(&down::<f32>(&y), &wy, 1e-5, "bn y");
+
+    // Backward from the CPU statistics, so both sides differentiate the same point.
+    let (mb, ib) = (up(&wmean), up(&wis));
+    let dy = values(len, seed + 3);
+    let (dx0, dg0, db0) = (
+        values(len, seed + 4),
+        values(g.c, seed + 5),
+        values(g.c, seed + 6),
+    );
+    for mode in [BnGrad::Full, BnGrad::FrozenStats] {
+        let (mut dx, mut dg, mut db) = (up(&dx0), up(&dg0), up(&db0));
+        ops::bn_backward(
+            &L,
+            &g,
+            mode,
+            &xb,
+            &gb,
+            &mb,
+            &ib,
+            &up(&dy),
+            Some(&mut dx),
+            &mut dg,
+            &mut db,
+        )
+        .unwrap();
+        let (mut wdx, mut wdg, mut wdb) = (dx0.clone(), dg0.clone(), db0.clone());
+        cpu::batchnorm_backward(
+            &g,
+            mode,
+            &x,
+            &gamma,
+            &wmean,
+            &wis,
+            &dy,
+            Some(&mut wdx),
+            &mut wdg,
+            &mut wdb,
+        );
+        assert_close(&down::<f32>(&dx), &wdx, 1e-5, &format!("bn dx {mode:?}"));
+        assert_close(
+            &down::<f32>(&dg),
+            &wdg,
+            1e-5,
+            &format!("bn dgamma {mode:?}"),
+        );
+        assert_close(&down::<f32>(&db), &wdb, 1e-5, &format!("bn dbeta {mode:?}"));
+    }
+    // Without dx only the parameter gradients change.
+    let (mut dg, mut db) = (up(&dg0), up(&db0));
+    ops::bn_backward(
+        &L,
+        &g,
+        BnGrad::Full,
+        &xb,
+        &gb,
+        &mb,
+        &ib,
+        &up(&dy),
+        None,
+        &mut dg,
+        &mut db,
+    )
+    .unwrap();
+    let (mut wdg, mut wdb) = (dg0.clone(), db0.clone());
+    cpu::batchnorm_backward(
+        &g,
+        BnGrad::Full,
+        &x,
+        &gamma,
+        &wmean,
+        &wis,
+        &dy,
+        None,
+        &mut wdg,
+        &mut wdb,
+    );
+    assert_close(&down::<f32>(&dg), &wdg, 1e-5, "bn dgamma (no dx)");
+
+    let (mut pg, mut pb) = (
+        L.alloc::<f32>(g.n * g.c).unwrap(),
+        L.alloc::<f32>(g.n * g.c).unwrap(),
+    );
+    ops::bn_param_grad_per_sample(&L, &g, &xb, &mb, &ib, &up(&dy), &mut pg, &mut pb).unwrap();
+    let (mut wpg, mut wpb) = (vec![0.0; g.n * g.c], vec![0.0; g.n * g.c]);
+    cpu::batchnorm_param_grad_per_sample(&g, &x, &wmean, &wis, &dy, &mut wpg, &mut wpb);
+    assert_close(&down::<f32>(&pg), &wpg, 1e-5, "bn per-sample dgamma");
+    assert_close(&down::<f32>(&pb), &wpb, 1e-5, "bn per-sample dbeta");
+}
+
+#[test]
+fn batchnorm_matches_cpu_for_batch_and_grouped_statistics() {
+    // Batch statistics with m = 4*37 > one block; groups of 2; groups of 1 (per image).
+    bn_case(
+        BnGeom {
+            n: 4,
+            c: 3,
+            hw: 37,
+            group: 4,
+        },
+        20,
+    );
+    bn_case(
+        BnGeom {
+            n: 6,
+            c: 2,
+            hw: 9,
+            group: 2,
+        },
+        30,
+    );
+    bn_case(
+        BnGeom {
+            n: 3,
+            c: 5,
+            hw: 1,
+            group: 1,
+        },
+        40,
+    );
+}
