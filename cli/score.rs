@@ -39,8 +39,12 @@ pub struct ScoreArgs {
     #[arg(long)]
     batch: Option<usize>,
     /// Seed of the weights and of the minibatch (every arch sees the same batch).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, conflicts_with = "seeds")]
     seed: u64,
+    /// Several seeds (comma list): each score becomes the mean over the seeds, with its
+    /// sample standard deviation in a `<score>_std` column.
+    #[arg(long, value_delimiter = ',')]
+    seeds: Vec<u64>,
     /// Where to compute.
     #[arg(long, value_enum, default_value_t = Device::Cpu)]
     device: Device,
@@ -106,16 +110,26 @@ pub fn run(args: &ScoreArgs) -> Result<(), CliError> {
         input_channels: 3,
         stem: true,
     });
-    settings.seed = args.seed;
     if let Some(b) = args.batch {
         settings.set_batch(b);
     }
-    let batch = load_batch(
-        dataset,
-        source.as_deref(),
-        settings.images_needed(&scores),
-        args.seed,
-    )?;
+    let seeds = if args.seeds.is_empty() {
+        vec![args.seed]
+    } else {
+        args.seeds.clone()
+    };
+    // One minibatch per seed, shared by every arch.
+    let batches = seeds
+        .iter()
+        .map(|&seed| {
+            load_batch(
+                dataset,
+                source.as_deref(),
+                settings.images_needed(&scores),
+                seed,
+            )
+        })
+        .collect::<Result<Vec<Batch>, CliError>>()?;
     let shard = match &args.shard {
         Some(text) => Some(parse_shard(text)?),
         None => slurm_shard()?,
@@ -142,7 +156,10 @@ pub fn run(args: &ScoreArgs) -> Result<(), CliError> {
         }
     }
 
-    let names: Vec<String> = scores.iter().map(|s| s.name().to_string()).collect();
+    let mut names: Vec<String> = scores.iter().map(|s| s.name().to_string()).collect();
+    if !args.seeds.is_empty() {
+        names.extend(scores.iter().map(|s| format!("{}_std", s.name())));
+    }
     let format = match args.format {
         Format::Csv => store::Format::Csv,
         Format::Jsonl => store::Format::Jsonl,
@@ -200,9 +217,23 @@ pub fn run(args: &ScoreArgs) -> Result<(), CliError> {
             },
             None => {
                 let start = Instant::now();
-                let values = score_arch(&be, arch, &scores, &batch, &settings)
-                    .with_context(|| format!("scoring arch {index}"))
-                    .map_err(CliError::Run)?;
+                let mut per_seed = Vec::with_capacity(seeds.len());
+                for (&seed, batch) in seeds.iter().zip(&batches) {
+                    let settings = ScoreSettings {
+                        seed,
+                        ..settings.clone()
+                    };
+                    per_seed.push(
+                        score_arch(&be, arch, &scores, batch, &settings)
+                            .with_context(|| format!("scoring arch {index} with seed {seed}"))
+                            .map_err(CliError::Run)?,
+                    );
+                }
+                let values = if args.seeds.is_empty() {
+                    per_seed.remove(0)
+                } else {
+                    mean_and_std(&per_seed)
+                };
                 let row = Row {
                     index: *index,
                     arch: arch.to_string(),
@@ -220,6 +251,25 @@ pub fn run(args: &ScoreArgs) -> Result<(), CliError> {
     }
     progress.finish();
     Ok(())
+}
+
+/// Per score, the mean over seeds, then per score the sample standard deviation (NaN for
+/// one seed); a NaN or infinite value makes its score's mean and spread NaN or infinite.
+fn mean_and_std(per_seed: &[Vec<f64>]) -> Vec<f64> {
+    let k = per_seed.len() as f64;
+    let scores = per_seed[0].len();
+    let mean: Vec<f64> = (0..scores)
+        .map(|j| per_seed.iter().map(|v| v[j]).sum::<f64>() / k)
+        .collect();
+    let std = (0..scores).map(|j| {
+        (per_seed
+            .iter()
+            .map(|v| (v[j] - mean[j]).powi(2))
+            .sum::<f64>()
+            / (k - 1.0))
+            .sqrt()
+    });
+    mean.iter().copied().chain(std).collect()
 }
 
 fn write_err(e: std::io::Error) -> CliError {

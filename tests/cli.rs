@@ -370,3 +370,43 @@ fn score_all_on_a_tiny_network_gives_every_column() {
         }
     }
 }
+
+#[test]
+fn seeds_give_the_mean_and_spread_of_single_seed_runs() {
+    let base = [
+        "score",
+        "--archs",
+        "1",
+        "--scores",
+        "synflow,params",
+        "--channels",
+        "2",
+        "--cells",
+        "1",
+        "--quiet",
+    ];
+    let value = |extra: &[&str]| -> Vec<f64> {
+        let run = nasrank(&[&base[..], extra].concat());
+        assert!(run.status.success(), "{}", stderr(&run));
+        let text = stdout(&run);
+        let row = text.lines().nth(1).unwrap().to_string();
+        row.split(',').skip(3).map(|v| v.parse().unwrap()).collect()
+    };
+    let single: Vec<f64> = (0..3)
+        .map(|s| value(&["--seed", &s.to_string()])[0])
+        .collect();
+    let multi = value(&["--seeds", "0,1,2"]);
+    let mean = single.iter().sum::<f64>() / 3.0;
+    let std = (single.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / 2.0).sqrt();
+    // Columns: synflow, params, synflow_std, params_std, seconds, scored_as.
+    assert!(
+        (multi[0] - mean).abs() <= 1e-9 * mean.abs(),
+        "{multi:?} vs {single:?}"
+    );
+    assert!(
+        (multi[2] - std).abs() <= 1e-9 * std.abs(),
+        "{multi:?} vs {single:?}"
+    );
+    assert_eq!(multi[3], 0.0, "params do not depend on the seed");
+    assert!(std > 0.0);
+}
