@@ -150,6 +150,17 @@ pub fn run(args: &SearchArgs) -> Result<(), CliError> {
         Some(path) => read_pool(path)?,
         None => (0..NUM_ARCHS).collect(),
     };
+    // Sample sizes are checked before any data is read.
+    if matches!(args.strategy, Strategy::Random | Strategy::Topk) {
+        let n = samples(args);
+        check_samples(n, &pool)?;
+        let k = args.k.unwrap_or(40);
+        if args.strategy == Strategy::Topk && k > n {
+            return Err(CliError::usage(anyhow!(
+                "--k {k} exceeds --samples {n}: it keeps k of the sample"
+            )));
+        }
+    }
     let prune = args.strategy == Strategy::Prune;
     let channels = args.channels.unwrap_or(if prune { 3 } else { 16 });
     let cells = args.cells.unwrap_or(if prune { 1 } else { 5 });
@@ -465,6 +476,15 @@ impl<'a> Fitness<'a> {
     }
 }
 
+/// Archs sampled per run: `--samples`, else the paper's (NASWOT 100, KNAS 300).
+fn samples(args: &SearchArgs) -> usize {
+    args.samples.unwrap_or(if args.strategy == Strategy::Topk {
+        300
+    } else {
+        100
+    })
+}
+
 fn check_samples(n: usize, pool: &[usize]) -> Result<(), CliError> {
     if n > pool.len() {
         return Err(CliError::usage(anyhow!(
@@ -476,9 +496,8 @@ fn check_samples(n: usize, pool: &[usize]) -> Result<(), CliError> {
 }
 
 fn run_random(ctx: &Ctx, pool: &[usize]) -> Result<Value, CliError> {
-    let n = ctx.args.samples.unwrap_or(100);
+    let n = samples(ctx.args);
     let runs = ctx.args.runs.unwrap_or(1);
-    check_samples(n, pool)?;
     let higher = ctx.score.higher_is_better();
     let mut fitness = Fitness::new(ctx, n * runs);
     let chosen: Vec<(usize, f64)> = (0..runs)
@@ -577,14 +596,8 @@ fn run_evolution(ctx: &Ctx) -> Result<Value, CliError> {
 }
 
 fn run_topk(ctx: &Ctx, pool: &[usize]) -> Result<Value, CliError> {
-    let n = ctx.args.samples.unwrap_or(300);
+    let n = samples(ctx.args);
     let k = ctx.args.k.unwrap_or(40);
-    check_samples(n, pool)?;
-    if k > n {
-        return Err(CliError::usage(anyhow!(
-            "--k {k} exceeds --samples {n}: it keeps k of the sample"
-        )));
-    }
     let mut fitness = Fitness::new(ctx, n);
     let result = topk_search(
         pool,
