@@ -4,6 +4,23 @@
 //! minibatch (drawn with `--seed`) and one weights seed for every arch, values cached by
 //! benchmark index so no arch is scored twice within a search, and the accuracy table of
 //! `--truth` to report (or, for `topk`, to make) the final pick.
+//!
+//! Seeds: the minibatch and the weights use `--seed` (as `score` does, so a search's
+//! values equal `score`'s); run r of `random` samples with `derive_seed(seed, r)`, and
+//! `topk` and `evolution` draw with `derive_seed(seed, 0)` (so `topk` samples the archs of
+//! `random`'s first run).
+//!
+//! How `prune` measures (interpretations of TE-NAS's released code):
+//! - kappa: [`ntk_condition`] on the whole TinyNetwork of the supernet cell (default C=3,
+//!   N=1, as released), `FrozenStats` mode (`--score ntk_exact` for the exact Jacobian), on
+//!   the first `ntk_batch` images (the paper's 32 unless `--batch`);
+//! - R: the released linear-region setting (1-channel single cell plus `lastact`, 3x3
+//!   crops; `--lr-batches` x `--lr-batch-size`, default 3 x 1000) on the supernet cell.
+//!   The crops are drawn once with `--seed` and reused for every measurement, as the
+//!   released code reseeds its sampler identically each time;
+//! - repeat r draws weights with seed `--seed + r`; a supernet and its copy without one op
+//!   get identical weights for their common parameters, since initial values are keyed by
+//!   parameter name (the released code copies them).
 
 use crate::score::{load_batch, parse_data, Progress};
 use crate::spec::parse_archs;
