@@ -6,6 +6,7 @@ mod arch;
 mod eval;
 mod merge;
 mod score;
+mod search;
 mod spec;
 
 use clap::{Parser, Subcommand};
@@ -25,6 +26,7 @@ enum Command {
     Score(score::ScoreArgs),
     Eval(eval::EvalArgs),
     Merge(merge::MergeArgs),
+    Search(search::SearchArgs),
 }
 
 /// A command's failure, with the exit code it maps to.
@@ -49,6 +51,7 @@ fn main() -> ExitCode {
         Command::Score(args) => score::run(&args),
         Command::Eval(args) => eval::run(&args),
         Command::Merge(args) => merge::run(&args),
+        Command::Search(args) => search::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -353,7 +353,7 @@ pub fn parse_scores(list: &str) -> Result<Vec<Score>, CliError> {
 }
 
 /// `synthetic` or `DATASET:PATH`.
-fn parse_data(spec: &str) -> Result<(Dataset, Option<PathBuf>), CliError> {
+pub(crate) fn parse_data(spec: &str) -> Result<(Dataset, Option<PathBuf>), CliError> {
     if spec == "synthetic" {
         return Ok((Dataset::Cifar10, None));
     }
@@ -368,7 +368,7 @@ fn parse_data(spec: &str) -> Result<(Dataset, Option<PathBuf>), CliError> {
 
 /// The minibatch every arch sees: `n` distinct training images drawn with `seed` (from the
 /// NAS-Bench-201 train half where its index file is present), or synthetic inputs.
-fn load_batch(
+pub(crate) fn load_batch(
     dataset: Dataset,
     path: Option<&Path>,
     n: usize,
@@ -392,8 +392,10 @@ fn load_batch(
 
 /// Progress on standard error: a line rewritten in place on a terminal, a plain line
 /// every 10 seconds otherwise.
-struct Progress {
+pub(crate) struct Progress {
     total: usize,
+    /// What is counted ("archs" for `score`).
+    unit: &'static str,
     done: usize,
     start: Instant,
     last: Instant,
@@ -402,9 +404,14 @@ struct Progress {
 }
 
 impl Progress {
-    fn new(total: usize, quiet: bool) -> Progress {
+    pub(crate) fn new(total: usize, quiet: bool) -> Progress {
+        Progress::with_unit(total, quiet, "archs")
+    }
+
+    pub(crate) fn with_unit(total: usize, quiet: bool, unit: &'static str) -> Progress {
         Progress {
             total,
+            unit,
             done: 0,
             start: Instant::now(),
             last: Instant::now(),
@@ -413,7 +420,7 @@ impl Progress {
         }
     }
 
-    fn tick(&mut self) {
+    pub(crate) fn tick(&mut self) {
         self.done += 1;
         let every = if self.terminal { 0.2 } else { 10.0 };
         if self.quiet || (self.last.elapsed().as_secs_f64() < every && self.done < self.total) {
@@ -424,8 +431,10 @@ impl Progress {
         let rate = self.done as f64 / elapsed.max(1e-9);
         let eta = (self.total - self.done) as f64 / rate.max(1e-9);
         let line = format!(
-            "{}/{} archs, {rate:.2} archs/s, elapsed {elapsed:.0} s, eta {eta:.0} s",
-            self.done, self.total
+            "{}/{} {unit}, {rate:.2} {unit}/s, elapsed {elapsed:.0} s, eta {eta:.0} s",
+            self.done,
+            self.total,
+            unit = self.unit
         );
         if self.terminal {
             eprint!("\r{line}   ");
@@ -434,7 +443,7 @@ impl Progress {
         }
     }
 
-    fn finish(&self) {
+    pub(crate) fn finish(&self) {
         if self.terminal && !self.quiet {
             eprintln!();
         }

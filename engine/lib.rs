@@ -11,5 +11,6 @@ pub mod data;
 pub mod eval;
 pub mod net;
 pub mod proxy;
+pub mod search;
 pub mod space;
 pub mod store;

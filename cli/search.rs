@@ -1,0 +1,836 @@
+//! `nasrank search`: architecture search driven by a training-free score.
+//!
+//! The algorithms live in `nasrank::search`; this file wires them to the scores: one
+//! minibatch (drawn with `--seed`) and one weights seed for every arch, values cached by
+//! benchmark index so no arch is scored twice within a search, and the accuracy table of
+//! `--truth` to report (or, for `topk`, to make) the final pick.
+//!
+//! Seeds: the minibatch and the weights use `--seed` (as `score` does, so a search's
+//! values equal `score`'s); run r of `random` samples with `derive_seed(seed, r)`, and
+//! `topk` and `evolution` draw with `derive_seed(seed, 0)` (so `topk` samples the archs of
+//! `random`'s first run).
+//!
+//! How `prune` measures (interpretations of TE-NAS's released code):
+//! - kappa: [`ntk_condition`] on the whole TinyNetwork of the supernet cell (default C=3,
+//!   N=1, as released), `FrozenStats` mode (`--score ntk_exact` for the exact Jacobian), on
+//!   the first `ntk_batch` images (the paper's 32 unless `--batch`);
+//! - R: the released linear-region setting (1-channel single cell plus `lastact`, 3x3
+//!   crops; `--lr-batches` x `--lr-batch-size`, default 3 x 1000) on the supernet cell.
+//!   The crops are drawn once with `--seed` and reused for every measurement, as the
+//!   released code reseeds its sampler identically each time;
+//! - repeat r draws weights with seed `--seed + r`; a supernet and its copy without one op
+//!   get identical weights for their common parameters, since initial values are keyed by
+//!   parameter name (the released code copies them).
+
+use crate::score::{load_batch, parse_data, Progress};
+use crate::spec::parse_archs;
+use crate::CliError;
+use anyhow::{anyhow, Context};
+use clap::{Args, ValueEnum};
+use nasrank::backend::cpu::CpuBackend;
+use nasrank::backend::Executor;
+use nasrank::data::Batch;
+use nasrank::eval::table::Table;
+use nasrank::net::Plan;
+use nasrank::proxy::linear_regions::{
+    distinct_patterns, random_crops, sign_patterns, ReleasedSettings,
+};
+use nasrank::proxy::ntk::{ntk_condition, NtkMode};
+use nasrank::proxy::scorer::{score_arch, ScoreSettings};
+use nasrank::proxy::Score;
+use nasrank::search::derive_seed;
+use nasrank::search::evolution::{regularized_evolution, EvolutionSettings};
+use nasrank::search::prune::{prune_search, Round};
+use nasrank::search::random::{mean_std, random_search};
+use nasrank::search::topk::{pick_by_accuracy, topk_search};
+use nasrank::space::{arch_of_index, index_of_arch, Arch, Cell, MacroConfig, EDGES, NUM_ARCHS};
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+/// Search NAS-Bench-201 with a training-free score: random sampling (NASWOT), regularized
+/// evolution, KNAS's top-k then benchmark lookup, or TE-NAS's supernet pruning.
+#[derive(Args)]
+#[command(after_help = "Examples:\n  \
+    nasrank search random --samples 100 --runs 10 --truth ../shared/data/nb201/accuracy_dev.csv \\\n      \
+      --from ../shared/data/nb201/accuracy_dev.csv --data cifar10:../shared/data/cifar10\n  \
+    nasrank search evolution --score naswot --cycles 500\n  \
+    nasrank search topk --score mgm --samples 300 --k 40 --truth acc.csv\n  \
+    nasrank search prune --truth acc.csv --data cifar10:../shared/data/cifar10")]
+pub struct SearchArgs {
+    /// The search strategy.
+    #[arg(value_enum)]
+    strategy: Strategy,
+    /// The score that drives the search (default: naswot; mgm for topk; prune takes `ntk`
+    /// or `ntk_exact`, the kappa it ranks with linear regions).
+    #[arg(long)]
+    score: Option<String>,
+    /// `synthetic`, `cifar10:PATH` or `cifar100:PATH`, as for `nasrank score`.
+    #[arg(long, default_value = "synthetic")]
+    data: String,
+    /// Minibatch size of the score (default: the score's paper batch).
+    #[arg(long)]
+    batch: Option<usize>,
+    /// Seed of the weights and of the minibatch; sampling and mutation draw from seeds
+    /// derived from it.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Channels of the first stage (default 16; 3 for prune, as TE-NAS's released code).
+    #[arg(long)]
+    channels: Option<usize>,
+    /// Cells per stage (default 5; 1 for prune, as TE-NAS's released code).
+    #[arg(long)]
+    cells: Option<usize>,
+    /// Accuracy table (CSV with an `index` or `arch` column) for the chosen archs'
+    /// accuracies; topk picks its final arch by it.
+    #[arg(long)]
+    truth: Option<PathBuf>,
+    /// The accuracy column of --truth.
+    #[arg(long, default_value = "cifar10_test")]
+    metric: String,
+    /// No progress lines.
+    #[arg(long)]
+    quiet: bool,
+    /// Print one JSON object with the results.
+    #[arg(long)]
+    json: bool,
+    /// random, topk: archs sampled per run (default 100 for random, 300 for topk).
+    #[arg(long, short = 'n')]
+    samples: Option<usize>,
+    /// random, topk: sample from these archs only: a file of indices or arch strings, one
+    /// per line, or a CSV with an `index` (or `arch`) column such as an accuracy table.
+    #[arg(long)]
+    from: Option<PathBuf>,
+    /// random: independent runs (different samples, same minibatch and weights).
+    #[arg(long)]
+    runs: Option<usize>,
+    /// topk: archs kept by score before the pick by accuracy.
+    #[arg(long)]
+    k: Option<usize>,
+    /// evolution: population size.
+    #[arg(long)]
+    population: Option<usize>,
+    /// evolution: tournament sample size.
+    #[arg(long)]
+    tournament: Option<usize>,
+    /// evolution: evaluations in all, the initial population included.
+    #[arg(long)]
+    cycles: Option<usize>,
+    /// prune: weight draws each change is averaged over.
+    #[arg(long)]
+    repeats: Option<usize>,
+    /// prune: linear-region forward passes (TE-NAS: 3).
+    #[arg(long)]
+    lr_batches: Option<usize>,
+    /// prune: linear-region crops per forward pass (TE-NAS: 1000).
+    #[arg(long)]
+    lr_batch_size: Option<usize>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Strategy {
+    Random,
+    Evolution,
+    Topk,
+    Prune,
+}
+
+impl Strategy {
+    fn name(self) -> &'static str {
+        match self {
+            Strategy::Random => "random",
+            Strategy::Evolution => "evolution",
+            Strategy::Topk => "topk",
+            Strategy::Prune => "prune",
+        }
+    }
+}
+
+pub fn run(args: &SearchArgs) -> Result<(), CliError> {
+    check_options(args)?;
+    let score: Score = match &args.score {
+        Some(name) => name.parse().map_err(CliError::usage)?,
+        None if args.strategy == Strategy::Topk => Score::Mgm,
+        None if args.strategy == Strategy::Prune => Score::Ntk,
+        None => Score::Naswot,
+    };
+    if args.strategy == Strategy::Prune && !matches!(score, Score::Ntk | Score::NtkExact) {
+        return Err(CliError::usage(anyhow!(
+            "prune ranks by kappa and linear regions: --score must be `ntk` or `ntk_exact`, not {score}"
+        )));
+    }
+    let truth = match &args.truth {
+        Some(path) => Some(read_truth(path, &args.metric)?),
+        None => None,
+    };
+    let pool = match &args.from {
+        Some(path) => read_pool(path)?,
+        None => (0..NUM_ARCHS).collect(),
+    };
+    // Sample sizes are checked before any data is read.
+    if matches!(args.strategy, Strategy::Random | Strategy::Topk) {
+        let n = samples(args);
+        check_samples(n, &pool)?;
+        let k = args.k.unwrap_or(40);
+        if args.strategy == Strategy::Topk && k > n {
+            return Err(CliError::usage(anyhow!(
+                "--k {k} exceeds --samples {n}: it keeps k of the sample"
+            )));
+        }
+    }
+    let prune = args.strategy == Strategy::Prune;
+    let channels = args.channels.unwrap_or(if prune { 3 } else { 16 });
+    let cells = args.cells.unwrap_or(if prune { 1 } else { 5 });
+    let (dataset, source) = parse_data(&args.data)?;
+    let mut settings = ScoreSettings::paper_defaults(MacroConfig {
+        channels,
+        cells_per_stage: cells,
+        classes: dataset.classes(),
+        input_size: dataset.image_size(),
+        input_channels: 3,
+        stem: true,
+    });
+    settings.seed = args.seed;
+    if let Some(b) = args.batch {
+        settings.set_batch(b);
+    }
+    let needs: &[Score] = if prune {
+        &[score, Score::LinearRegions]
+    } else {
+        std::slice::from_ref(&score)
+    };
+    let batch = load_batch(
+        dataset,
+        source.as_deref(),
+        settings.images_needed(needs),
+        args.seed,
+    )?;
+    let ctx = Ctx {
+        args,
+        score,
+        truth: truth.as_ref(),
+        batch: &batch,
+        settings: &settings,
+    };
+    let result = match args.strategy {
+        Strategy::Random => run_random(&ctx, &pool)?,
+        Strategy::Evolution => run_evolution(&ctx)?,
+        Strategy::Topk => run_topk(&ctx, &pool)?,
+        Strategy::Prune => run_prune(&ctx)?,
+    };
+    if args.json {
+        println!("{result}");
+    }
+    Ok(())
+}
+
+/// Everything a strategy needs.
+struct Ctx<'a> {
+    args: &'a SearchArgs,
+    score: Score,
+    truth: Option<&'a HashMap<usize, f64>>,
+    batch: &'a Batch,
+    settings: &'a ScoreSettings,
+}
+
+impl Ctx<'_> {
+    fn accuracy(&self, index: usize) -> Option<f64> {
+        self.truth.and_then(|t| t.get(&index).copied())
+    }
+
+    /// Printed only without --json (which prints one object at the end).
+    fn say(&self, line: impl AsRef<str>) {
+        if !self.args.json {
+            println!("{}", line.as_ref());
+        }
+    }
+
+    fn header(&self) {
+        let dir = if self.score.higher_is_better() {
+            "higher"
+        } else {
+            "lower"
+        };
+        self.say(format!(
+            "{} search by {} ({dir} is better), channels {}, cells {}, seed {}",
+            self.args.strategy.name(),
+            self.score,
+            self.settings.config.channels,
+            self.settings.config.cells_per_stage,
+            self.settings.seed
+        ));
+    }
+
+    fn arch_json(&self, index: usize, value: f64) -> Value {
+        json!({
+            "index": index,
+            "arch": arch_of_index(index).expect("benchmark index").to_string(),
+            "score": value,
+            "accuracy": self.accuracy(index),
+        })
+    }
+
+    /// Key-value lines for one chosen arch.
+    fn say_arch(&self, index: usize, value: f64) {
+        self.say(format!("index         {index}"));
+        self.say(format!(
+            "arch          {}",
+            arch_of_index(index).expect("benchmark index")
+        ));
+        self.say(format!("{:<13} {value}", self.score.name()));
+        if self.truth.is_some() {
+            self.say(format!(
+                "{:<13} {}",
+                self.args.metric,
+                fmt_acc(self.accuracy(index))
+            ));
+        }
+    }
+}
+
+fn fmt_acc(acc: Option<f64>) -> String {
+    acc.map_or("-".to_string(), |a| format!("{a:.2}"))
+}
+
+/// Options that belong to other strategies, and zero counts, are bad usage.
+fn check_options(args: &SearchArgs) -> Result<(), CliError> {
+    use Strategy::*;
+    let owned: [(&str, bool, &[Strategy]); 10] = [
+        ("--samples", args.samples.is_some(), &[Random, Topk]),
+        ("--from", args.from.is_some(), &[Random, Topk]),
+        ("--runs", args.runs.is_some(), &[Random]),
+        ("--k", args.k.is_some(), &[Topk]),
+        ("--population", args.population.is_some(), &[Evolution]),
+        ("--tournament", args.tournament.is_some(), &[Evolution]),
+        ("--cycles", args.cycles.is_some(), &[Evolution]),
+        ("--repeats", args.repeats.is_some(), &[Prune]),
+        ("--lr-batches", args.lr_batches.is_some(), &[Prune]),
+        ("--lr-batch-size", args.lr_batch_size.is_some(), &[Prune]),
+    ];
+    for (name, given, strategies) in owned {
+        if given && !strategies.contains(&args.strategy) {
+            return Err(CliError::usage(anyhow!(
+                "{name} does not apply to the {} strategy",
+                args.strategy.name()
+            )));
+        }
+    }
+    for (name, value) in [
+        ("--samples", args.samples),
+        ("--runs", args.runs),
+        ("--k", args.k),
+        ("--population", args.population),
+        ("--tournament", args.tournament),
+        ("--cycles", args.cycles),
+        ("--repeats", args.repeats),
+        ("--lr-batches", args.lr_batches),
+        ("--lr-batch-size", args.lr_batch_size),
+        ("--batch", args.batch),
+        ("--channels", args.channels),
+        ("--cells", args.cells),
+    ] {
+        if value == Some(0) {
+            return Err(CliError::usage(anyhow!("{name} must be at least 1")));
+        }
+    }
+    Ok(())
+}
+
+/// Accuracy by benchmark index from a CSV with an `index` (else `arch`) column; cells that
+/// are not numbers are left out.
+fn read_truth(path: &Path, metric: &str) -> Result<HashMap<usize, f64>, CliError> {
+    let table = Table::read(path).map_err(CliError::usage)?;
+    let col = table.column(metric).ok_or_else(|| {
+        CliError::usage(anyhow!(
+            "{}: no column {metric:?} (it has {}); choose one with --metric",
+            path.display(),
+            table.header.join(", ")
+        ))
+    })?;
+    let indices = table_indices(&table, path)?;
+    Ok(indices
+        .into_iter()
+        .zip(&table.rows)
+        .filter_map(|(i, row)| Some((i, row[col].trim().parse().ok()?)))
+        .collect())
+}
+
+/// The benchmark index of every row of a table with an `index` or `arch` column.
+fn table_indices(table: &Table, path: &Path) -> Result<Vec<usize>, CliError> {
+    let bad = |line: usize, what: &str, e: String| {
+        CliError::usage(anyhow!("{}:{}: {what}: {e}", path.display(), line + 2))
+    };
+    if let Some(col) = table.column("index") {
+        table
+            .rows
+            .iter()
+            .enumerate()
+            .map(|(line, row)| match row[col].trim().parse::<usize>() {
+                Ok(i) if i < NUM_ARCHS => Ok(i),
+                _ => Err(bad(
+                    line,
+                    "bad index",
+                    format!("{:?} is not in 0..{NUM_ARCHS}", row[col]),
+                )),
+            })
+            .collect()
+    } else if let Some(col) = table.column("arch") {
+        table
+            .rows
+            .iter()
+            .enumerate()
+            .map(|(line, row)| {
+                row[col]
+                    .trim()
+                    .parse::<Arch>()
+                    .map(|a| index_of_arch(&a))
+                    .map_err(|e| bad(line, "bad arch string", e.to_string()))
+            })
+            .collect()
+    } else {
+        Err(CliError::usage(anyhow!(
+            "{}: a CSV needs an `index` or `arch` column (it has {})",
+            path.display(),
+            table.header.join(", ")
+        )))
+    }
+}
+
+/// The pool of `--from`: a CSV (its first line holds a comma) with an `index` or `arch`
+/// column, or one index or arch string per line. Duplicates removed, order kept.
+fn read_pool(path: &Path) -> Result<Vec<usize>, CliError> {
+    if !path.is_file() {
+        return Err(CliError::usage(anyhow!(
+            "--from {}: no such file",
+            path.display()
+        )));
+    }
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| CliError::usage(anyhow!("cannot read {}: {e}", path.display())))?;
+    let first = text
+        .lines()
+        .map(|l| l.split('#').next().unwrap_or("").trim())
+        .find(|l| !l.is_empty());
+    let indices: Vec<usize> = if first.is_some_and(|l| l.contains(',')) {
+        let table = Table::read(path).map_err(CliError::usage)?;
+        table_indices(&table, path)?
+    } else {
+        let spec = path
+            .to_str()
+            .ok_or_else(|| CliError::usage(anyhow!("--from {}: not UTF-8", path.display())))?;
+        parse_archs(spec)?.into_iter().map(|(i, _)| i).collect()
+    };
+    let mut seen = vec![false; NUM_ARCHS];
+    let pool: Vec<usize> = indices
+        .into_iter()
+        .filter(|&i| !std::mem::replace(&mut seen[i], true))
+        .collect();
+    if pool.is_empty() {
+        return Err(CliError::usage(anyhow!(
+            "--from {} names no arch",
+            path.display()
+        )));
+    }
+    Ok(pool)
+}
+
+/// The score of benchmark archs, computed once per index; the first failure is kept
+/// (later calls return NaN without scoring) and reported when the search ends.
+struct Fitness<'a> {
+    ctx: &'a Ctx<'a>,
+    be: CpuBackend<f32>,
+    cache: HashMap<usize, f64>,
+    error: Option<anyhow::Error>,
+    progress: Progress,
+}
+
+impl<'a> Fitness<'a> {
+    fn new(ctx: &'a Ctx<'a>, calls: usize) -> Fitness<'a> {
+        Fitness {
+            ctx,
+            be: CpuBackend::<f32>::new(),
+            cache: HashMap::new(),
+            error: None,
+            progress: Progress::with_unit(calls, ctx.args.quiet, "evaluations"),
+        }
+    }
+
+    fn value(&mut self, index: usize) -> f64 {
+        let value = match self.cache.get(&index) {
+            Some(&v) => v,
+            None if self.error.is_some() => f64::NAN,
+            None => {
+                let arch = arch_of_index(index).expect("benchmark index");
+                match score_arch(
+                    &self.be,
+                    &arch,
+                    &[self.ctx.score],
+                    self.ctx.batch,
+                    self.ctx.settings,
+                ) {
+                    Ok(v) => {
+                        self.cache.insert(index, v[0]);
+                        v[0]
+                    }
+                    Err(e) => {
+                        self.error = Some(e.context(format!("scoring arch {index}")));
+                        f64::NAN
+                    }
+                }
+            }
+        };
+        self.progress.tick();
+        value
+    }
+
+    /// Distinct archs scored, or the first failure.
+    fn finish(self) -> Result<usize, CliError> {
+        self.progress.finish();
+        match self.error {
+            Some(e) => Err(CliError::Run(e)),
+            None => Ok(self.cache.len()),
+        }
+    }
+}
+
+/// Archs sampled per run: `--samples`, else the paper's (NASWOT 100, KNAS 300).
+fn samples(args: &SearchArgs) -> usize {
+    args.samples.unwrap_or(if args.strategy == Strategy::Topk {
+        300
+    } else {
+        100
+    })
+}
+
+fn check_samples(n: usize, pool: &[usize]) -> Result<(), CliError> {
+    if n > pool.len() {
+        return Err(CliError::usage(anyhow!(
+            "--samples {n} exceeds the {} archs to sample from",
+            pool.len()
+        )));
+    }
+    Ok(())
+}
+
+fn run_random(ctx: &Ctx, pool: &[usize]) -> Result<Value, CliError> {
+    let n = samples(ctx.args);
+    let runs = ctx.args.runs.unwrap_or(1);
+    let higher = ctx.score.higher_is_better();
+    let mut fitness = Fitness::new(ctx, n * runs);
+    let chosen: Vec<(usize, f64)> = (0..runs)
+        .map(|r| {
+            random_search(
+                pool,
+                n,
+                derive_seed(ctx.settings.seed, r as u64),
+                higher,
+                |i| fitness.value(i),
+            )
+            .chosen()
+        })
+        .collect();
+    let scored = fitness.finish()?;
+    let accs: Vec<f64> = chosen
+        .iter()
+        .filter_map(|&(i, _)| ctx.accuracy(i))
+        .collect();
+    let (mean, std) = mean_std(&accs);
+    ctx.header();
+    ctx.say(format!(
+        "{n} archs per run from a pool of {}, {runs} run(s), {scored} archs scored",
+        pool.len()
+    ));
+    ctx.say(format!(
+        "{:<4} {:>6} {:>14} {:>13}  arch",
+        "run",
+        "index",
+        ctx.score.name(),
+        ctx.args.metric
+    ));
+    for (r, &(i, v)) in chosen.iter().enumerate() {
+        ctx.say(format!(
+            "{:<4} {:>6} {:>14.6} {:>13}  {}",
+            r + 1,
+            i,
+            v,
+            fmt_acc(ctx.accuracy(i)),
+            arch_of_index(i).expect("benchmark index")
+        ));
+    }
+    if ctx.truth.is_some() {
+        ctx.say(format!(
+            "mean {} {mean:.2} +- {std:.2} (population std) over the {} run(s) with an accuracy",
+            ctx.args.metric,
+            accs.len()
+        ));
+    }
+    Ok(json!({
+        "strategy": "random",
+        "score": ctx.score.name(),
+        "samples": n,
+        "pool": pool.len(),
+        "scored": scored,
+        "metric": ctx.truth.map(|_| ctx.args.metric.clone()),
+        "runs": chosen.iter().map(|&(i, v)| ctx.arch_json(i, v)).collect::<Vec<_>>(),
+        "mean_accuracy": ctx.truth.map(|_| mean),
+        "std_accuracy": ctx.truth.map(|_| std),
+    }))
+}
+
+fn run_evolution(ctx: &Ctx) -> Result<Value, CliError> {
+    let defaults = EvolutionSettings::default();
+    let settings = EvolutionSettings {
+        population: ctx.args.population.unwrap_or(defaults.population),
+        sample: ctx.args.tournament.unwrap_or(defaults.sample),
+        cycles: ctx.args.cycles.unwrap_or(defaults.cycles),
+    };
+    let mut fitness = Fitness::new(ctx, settings.cycles);
+    let evo = regularized_evolution(
+        settings,
+        ctx.score.higher_is_better(),
+        derive_seed(ctx.settings.seed, 0),
+        |arch: &Arch| fitness.value(index_of_arch(arch)),
+    );
+    let scored = fitness.finish()?;
+    let best = evo.best().expect("at least one evaluation");
+    let index = index_of_arch(&best.arch);
+    ctx.header();
+    ctx.say(format!(
+        "population {}, tournament {}, {} evaluations, {scored} archs scored",
+        settings.population, settings.sample, settings.cycles
+    ));
+    ctx.say_arch(index, best.fitness);
+    Ok(json!({
+        "strategy": "evolution",
+        "score": ctx.score.name(),
+        "population": settings.population,
+        "tournament": settings.sample,
+        "cycles": settings.cycles,
+        "scored": scored,
+        "metric": ctx.truth.map(|_| ctx.args.metric.clone()),
+        "best": ctx.arch_json(index, best.fitness),
+    }))
+}
+
+fn run_topk(ctx: &Ctx, pool: &[usize]) -> Result<Value, CliError> {
+    let n = samples(ctx.args);
+    let k = ctx.args.k.unwrap_or(40);
+    let mut fitness = Fitness::new(ctx, n);
+    let result = topk_search(
+        pool,
+        n,
+        k,
+        derive_seed(ctx.settings.seed, 0),
+        ctx.score.higher_is_better(),
+        |i| fitness.value(i),
+    );
+    let scored = fitness.finish()?;
+    let pick = ctx
+        .truth
+        .and_then(|_| pick_by_accuracy(&result.kept, |i| ctx.accuracy(i)));
+    ctx.header();
+    ctx.say(format!(
+        "{n} archs sampled from a pool of {}, the {k} best by {} kept",
+        pool.len(),
+        ctx.score
+    ));
+    ctx.say(format!(
+        "{:<4} {:>6} {:>14} {:>13}  arch",
+        "rank",
+        "index",
+        ctx.score.name(),
+        ctx.args.metric
+    ));
+    for (r, &(i, v)) in result.kept.iter().enumerate() {
+        ctx.say(format!(
+            "{:<4} {:>6} {:>14.6} {:>13}  {}",
+            r + 1,
+            i,
+            v,
+            fmt_acc(ctx.accuracy(i)),
+            arch_of_index(i).expect("benchmark index")
+        ));
+    }
+    match (ctx.truth, pick) {
+        (None, _) => ctx.say("no --truth: the final pick by accuracy is left to the reader"),
+        (Some(_), None) => ctx.say(format!(
+            "none of the {k} kept archs has a {} in --truth: no pick",
+            ctx.args.metric
+        )),
+        (Some(_), Some((i, _))) => {
+            ctx.say("picked by accuracy among the kept:");
+            let value = result.kept.iter().find(|(j, _)| *j == i).expect("kept").1;
+            ctx.say_arch(i, value);
+        }
+    }
+    let picked = pick.map(|(i, _)| {
+        let value = result.kept.iter().find(|(j, _)| *j == i).expect("kept").1;
+        ctx.arch_json(i, value)
+    });
+    Ok(json!({
+        "strategy": "topk",
+        "score": ctx.score.name(),
+        "samples": n,
+        "k": k,
+        "pool": pool.len(),
+        "scored": scored,
+        "metric": ctx.truth.map(|_| ctx.args.metric.clone()),
+        "kept": result.kept.iter().map(|&(i, v)| ctx.arch_json(i, v)).collect::<Vec<_>>(),
+        "pick": picked,
+    }))
+}
+
+/// Measurements of one supernet (kappa and R) summed over a pruning search, from the
+/// full supernet: every candidate of every round plus each round's own supernet.
+fn prune_measurements(start: &Cell) -> usize {
+    let mut lens: Vec<usize> = start.edges.iter().map(|s| s.len()).collect();
+    let mut total = 0;
+    while lens.iter().any(|&l| l > 1) {
+        total += 1 + lens.iter().filter(|&&l| l > 1).sum::<usize>();
+        for l in lens.iter_mut().filter(|l| **l > 1) {
+            *l -= 1;
+        }
+    }
+    total
+}
+
+fn run_prune(ctx: &Ctx) -> Result<Value, CliError> {
+    let repeats = ctx.args.repeats.unwrap_or(3);
+    let lr = ReleasedSettings {
+        batches: ctx.args.lr_batches.unwrap_or(3),
+        batch_size: ctx.args.lr_batch_size.unwrap_or(1000),
+        ..ReleasedSettings::default()
+    };
+    let mode = if ctx.score == Score::NtkExact {
+        NtkMode::Exact
+    } else {
+        NtkMode::FrozenStats
+    };
+    let start = Cell::full_supernet();
+    let be = CpuBackend::<f32>::new();
+    // The released code reseeds its crop sampler identically for every measurement: one
+    // set of crops serves the whole search; only the weights change between repeats.
+    let crops = random_crops(
+        ctx.batch,
+        lr.batches * lr.batch_size,
+        lr.crop,
+        lr.channels,
+        ctx.settings.seed,
+    );
+    // Repeat r draws weights with seed + r (repeat 0 uses --seed itself, as `score` does).
+    let weight_seed = |r: usize| ctx.settings.seed.wrapping_add(r as u64);
+    let mut error: Option<anyhow::Error> = None;
+    let mut progress = Progress::with_unit(
+        2 * repeats * prune_measurements(&start),
+        ctx.args.quiet,
+        "measurements",
+    );
+    let errors = std::cell::RefCell::new(&mut error);
+    let progress_cell = std::cell::RefCell::new(&mut progress);
+    let kappa = |cell: &Cell, r: usize| -> f64 {
+        progress_cell.borrow_mut().tick();
+        if errors.borrow().is_some() {
+            return f64::NAN;
+        }
+        let value = Plan::build(cell, &ctx.settings.config).map(|plan| {
+            let mut exec = Executor::with_init(&be, &plan, weight_seed(r));
+            ntk_condition(&mut exec, ctx.batch, ctx.settings.ntk_batch, mode)
+        });
+        value.unwrap_or_else(|e| {
+            **errors.borrow_mut() = Some(anyhow!(e).context("building the NTK supernet"));
+            f64::NAN
+        })
+    };
+    let regions = |cell: &Cell, r: usize| -> f64 {
+        progress_cell.borrow_mut().tick();
+        if errors.borrow().is_some() {
+            return f64::NAN;
+        }
+        match supernet_regions(&be, cell, &crops, &lr, weight_seed(r)) {
+            Ok(v) => v,
+            Err(e) => {
+                **errors.borrow_mut() = Some(e.context("building the linear-region supernet"));
+                f64::NAN
+            }
+        }
+    };
+    let (cell, rounds) = prune_search(start, repeats, kappa, regions);
+    progress.finish();
+    if let Some(e) = error {
+        return Err(CliError::Run(e));
+    }
+    let arch = cell.as_arch().expect("pruning ends with one op per edge");
+    let index = index_of_arch(&arch);
+    ctx.header();
+    ctx.say(format!(
+        "{repeats} repeat(s), linear regions on {} x {} crops",
+        lr.batches, lr.batch_size
+    ));
+    for (r, round) in rounds.iter().enumerate() {
+        let pruned: Vec<String> = round
+            .pruned
+            .iter()
+            .map(|&(e, op)| format!("{}->{} {op}", EDGES[e].0, EDGES[e].1))
+            .collect();
+        ctx.say(format!("round {}: pruned {}", r + 1, pruned.join(", ")));
+    }
+    ctx.say(format!("index         {index}"));
+    ctx.say(format!("arch          {arch}"));
+    if ctx.truth.is_some() {
+        ctx.say(format!(
+            "{:<13} {}",
+            ctx.args.metric,
+            fmt_acc(ctx.accuracy(index))
+        ));
+    }
+    Ok(json!({
+        "strategy": "prune",
+        "kappa": ctx.score.name(),
+        "repeats": repeats,
+        "metric": ctx.truth.map(|_| ctx.args.metric.clone()),
+        "rounds": rounds.iter().map(round_json).collect::<Vec<_>>(),
+        "index": index,
+        "arch": arch.to_string(),
+        "accuracy": ctx.accuracy(index),
+    }))
+}
+
+fn round_json(round: &Round) -> Value {
+    let edge = |e: usize| format!("{}->{}", EDGES[e].0, EDGES[e].1);
+    json!({
+        "candidates": round.candidates.iter().map(|c| json!({
+            "edge": edge(c.edge),
+            "op": c.op.name(),
+            "kappa_change": c.kappa_change,
+            "regions_change": c.regions_change,
+            "kappa_rank": c.kappa_rank,
+            "regions_rank": c.regions_rank,
+        })).collect::<Vec<_>>(),
+        "pruned": round.pruned.iter().map(|&(e, op)| json!({"edge": edge(e), "op": op.name()})).collect::<Vec<_>>(),
+    })
+}
+
+/// R of a supernet cell in the released linear-region setting (see
+/// `nasrank::proxy::linear_regions`), on fixed crops, with the weights of `weight_seed`.
+fn supernet_regions(
+    be: &CpuBackend<f32>,
+    cell: &Cell,
+    crops: &Batch,
+    lr: &ReleasedSettings,
+    weight_seed: u64,
+) -> anyhow::Result<f64> {
+    let plan = if lr.lastact {
+        Plan::single_cell_with_lastact(cell, lr.channels, lr.crop)
+    } else {
+        Plan::single_cell(cell, lr.channels, lr.crop)
+    }
+    .context("single-cell plan")?;
+    let mut exec = Executor::with_init(be, &plan, weight_seed);
+    let len = lr.batch_size * lr.channels * lr.crop * lr.crop;
+    let mut patterns = Vec::with_capacity(crops.n);
+    for b in 0..lr.batches {
+        let input = nasrank::backend::Backend::upload(be, &crops.images[b * len..(b + 1) * len]);
+        patterns.extend(sign_patterns(&mut exec, input, lr.batch_size));
+    }
+    Ok(distinct_patterns(&patterns) as f64)
+}

@@ -1,0 +1,80 @@
+//! Search strategies over NAS-Bench-201 driven by a training-free score.
+//!
+//! Every algorithm here is generic over its fitness (a closure from a benchmark index, an
+//! [`Arch`] or a supernet [`crate::space::Cell`] to an `f64`), so it can be tested on
+//! synthetic fitness functions without building a network; the `nasrank search` command
+//! wires them to [`crate::proxy::scorer::score_arch`] and caches values by benchmark index.
+//!
+//! - [`random`]: NASWOT's protocol (sample N archs, keep the best score);
+//! - [`evolution`]: regularized evolution (Real et al., AAAI 2019);
+//! - [`topk`]: KNAS's protocol (keep the k best by score, pick the best of those by a
+//!   benchmark lookup);
+//! - [`prune`]: TE-NAS's pruning of the supernet by kappa and linear-region rank sums.
+//!
+//! Conventions shared by all: a score's direction is a `higher_is_better` flag (from
+//! [`crate::proxy::Score::higher_is_better`]); NaN is the worst value in either direction;
+//! ties go to the arch seen first. All randomness comes from [`SplitMix64`], so a seed
+//! fixes a search on every platform.
+
+pub mod evolution;
+pub mod prune;
+pub mod random;
+pub mod topk;
+
+use crate::data::SplitMix64;
+use crate::space::{Arch, Op};
+
+/// A score value as a key where larger is better: negated when lower is better, NaN the
+/// worst of all (so a failed score never wins).
+pub fn oriented(value: f64, higher_is_better: bool) -> f64 {
+    if value.is_nan() {
+        f64::NEG_INFINITY
+    } else if higher_is_better {
+        value
+    } else {
+        -value
+    }
+}
+
+/// Position of the best of `values` (the first one on ties); `None` when empty.
+pub fn best_position(values: &[f64], higher_is_better: bool) -> Option<usize> {
+    let mut best: Option<(usize, f64)> = None;
+    for (i, &v) in values.iter().enumerate() {
+        let key = oriented(v, higher_is_better);
+        if best.is_none_or(|(_, b)| key > b) {
+            best = Some((i, key));
+        }
+    }
+    best.map(|(i, _)| i)
+}
+
+/// `n` distinct positions of `0..len`, uniformly at random, in draw order (a partial
+/// Fisher-Yates shuffle).
+///
+/// # Panics
+/// If `n > len`.
+pub fn sample_without_replacement(len: usize, n: usize, rng: &mut SplitMix64) -> Vec<usize> {
+    assert!(n <= len, "cannot draw {n} distinct items from {len}");
+    let mut pool: Vec<usize> = (0..len).collect();
+    for i in 0..n {
+        let j = i + rng.below((len - i) as u64) as usize;
+        pool.swap(i, j);
+    }
+    pool.truncate(n);
+    pool
+}
+
+/// A seed for stream `stream` derived from `seed`: different streams (the runs of a random
+/// search, the repeats of a pruning round) get unrelated generators, and none equals the
+/// weights' seed itself.
+pub fn derive_seed(seed: u64, stream: u64) -> u64 {
+    let mut rng = SplitMix64::new(seed ^ stream.wrapping_mul(0xd1b5_4a32_d192_ed03));
+    rng.next_u64()
+}
+
+/// A uniformly random arch of the whole space (each edge's op drawn independently).
+pub fn random_arch(rng: &mut SplitMix64) -> Arch {
+    Arch {
+        ops: std::array::from_fn(|_| Op::ALL[rng.below(Op::ALL.len() as u64) as usize]),
+    }
+}

@@ -1,0 +1,655 @@
+//! Search strategies: the algorithms on synthetic fitness functions, and `nasrank search`
+//! end to end on a tiny network.
+
+use nasrank::data::SplitMix64;
+use nasrank::search::evolution::{mutate, regularized_evolution, Evolution, EvolutionSettings};
+use nasrank::search::prune::{dense_ranks, prune_round, prune_search, relative_change_thousandths};
+use nasrank::search::random::{mean_std, random_search};
+use nasrank::search::topk::{pick_by_accuracy, top_k, topk_search};
+use nasrank::search::{best_position, sample_without_replacement};
+use nasrank::space::{arch_of_index, index_of_arch, Arch, Cell, Op, OpSet, NUM_ARCHS};
+use std::collections::HashSet;
+use std::process::{Command, Output};
+
+/// A fixed, scrambled function of the index: no structure the sampler could follow.
+fn scrambled(index: usize) -> f64 {
+    ((index as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 40) as f64
+}
+
+// ---------------------------------------------------------------- random
+
+#[test]
+fn random_search_keeps_the_best_of_its_sample_in_either_direction() {
+    let pool: Vec<usize> = (0..NUM_ARCHS).collect();
+    for higher in [true, false] {
+        let run = random_search(&pool, 50, 11, higher, scrambled);
+        assert_eq!(run.sample.len(), 50);
+        let values: Vec<f64> = run.sample.iter().map(|s| s.1).collect();
+        let want = if higher {
+            values.iter().cloned().fold(f64::MIN, f64::max)
+        } else {
+            values.iter().cloned().fold(f64::MAX, f64::min)
+        };
+        assert_eq!(run.chosen().1, want);
+        assert_eq!(run.chosen().1, scrambled(run.chosen().0));
+    }
+}
+
+#[test]
+fn a_nan_score_never_wins_and_ties_go_to_the_first() {
+    assert_eq!(best_position(&[f64::NAN, 1.0, 3.0, 3.0], true), Some(2));
+    assert_eq!(best_position(&[f64::NAN, 1.0, 3.0, 1.0], false), Some(1));
+    assert_eq!(best_position(&[f64::NAN], true), Some(0));
+    assert_eq!(best_position(&[], true), None);
+}
+
+#[test]
+fn sampling_is_deterministic_in_the_seed_and_without_replacement() {
+    let pool: Vec<usize> = (0..NUM_ARCHS).collect();
+    let a = random_search(&pool, 300, 5, true, scrambled);
+    let b = random_search(&pool, 300, 5, true, scrambled);
+    let c = random_search(&pool, 300, 6, true, scrambled);
+    assert_eq!(a, b);
+    assert_ne!(a.sample, c.sample);
+    let distinct: HashSet<usize> = a.sample.iter().map(|s| s.0).collect();
+    assert_eq!(distinct.len(), 300);
+    // Drawing the whole pool is a permutation of it.
+    let mut all = sample_without_replacement(40, 40, &mut SplitMix64::new(3));
+    all.sort_unstable();
+    assert_eq!(all, (0..40).collect::<Vec<_>>());
+}
+
+#[test]
+fn sampling_is_roughly_uniform() {
+    // 2,000 draws of 5 from 10: each item expected 1,000 times.
+    let mut counts = [0usize; 10];
+    let mut rng = SplitMix64::new(9);
+    for _ in 0..2000 {
+        for i in sample_without_replacement(10, 5, &mut rng) {
+            counts[i] += 1;
+        }
+    }
+    assert!(
+        counts.iter().all(|&c| (880..1120).contains(&c)),
+        "{counts:?}"
+    );
+}
+
+#[test]
+fn a_pool_restricts_the_sample() {
+    let pool = [3, 17, 99, 1234, 15_000];
+    let run = random_search(&pool, 4, 1, true, scrambled);
+    assert!(run.sample.iter().all(|s| pool.contains(&s.0)));
+    let full = random_search(&pool, 5, 1, true, scrambled);
+    let best = pool
+        .iter()
+        .copied()
+        .max_by(|&a, &b| scrambled(a).total_cmp(&scrambled(b)))
+        .unwrap();
+    assert_eq!(full.chosen().0, best);
+}
+
+#[test]
+fn mean_and_population_std() {
+    assert_eq!(mean_std(&[90.0, 92.0]), (91.0, 1.0));
+    let (m, s) = mean_std(&[]);
+    assert!(m.is_nan() && s.is_nan());
+}
+
+// ---------------------------------------------------------------- evolution
+
+#[test]
+fn mutation_changes_exactly_one_edge_to_another_op() {
+    let mut rng = SplitMix64::new(4);
+    let mut edges_hit = [0usize; 6];
+    let mut ops_hit = [0usize; 5];
+    for i in 0..3000 {
+        let parent = arch_of_index(i % NUM_ARCHS).unwrap();
+        let child = mutate(&parent, &mut rng);
+        let changed: Vec<usize> = (0..6).filter(|&e| parent.ops[e] != child.ops[e]).collect();
+        assert_eq!(changed.len(), 1, "{parent:?} -> {child:?}");
+        edges_hit[changed[0]] += 1;
+        ops_hit[child.ops[changed[0]].index()] += 1;
+    }
+    // Every edge and every op (none included) is reachable.
+    assert!(edges_hit.iter().all(|&n| n > 350), "{edges_hit:?}");
+    assert!(ops_hit.iter().all(|&n| n > 350), "{ops_hit:?}");
+}
+
+#[test]
+fn aging_removes_the_oldest_even_when_it_is_the_fittest() {
+    let settings = EvolutionSettings {
+        population: 5,
+        sample: 3,
+        cycles: 100,
+    };
+    let mut evo = Evolution::new(settings, true, 7);
+    // The first arch evaluated is by far the fittest; later ones get small values.
+    let mut calls = 0;
+    let mut fitness = |_: &Arch| {
+        calls += 1;
+        if calls == 1 {
+            1e9
+        } else {
+            calls as f64
+        }
+    };
+    for _ in 0..5 {
+        evo.step(&mut fitness);
+    }
+    assert_eq!(evo.population.len(), 5);
+    let before: Vec<_> = evo.population.iter().copied().collect();
+    assert_eq!(before[0].fitness, 1e9);
+    let child = evo.step(&mut fitness);
+    assert_eq!(evo.population.len(), 5);
+    let after: Vec<_> = evo.population.iter().copied().collect();
+    assert_eq!(
+        &after[..4],
+        &before[1..],
+        "the oldest left, the rest kept order"
+    );
+    assert_eq!(after[4], child);
+    assert_eq!(evo.history.len(), 6);
+    // The best of the history is still the aged-out member.
+    assert_eq!(evo.best().unwrap().fitness, 1e9);
+}
+
+#[test]
+fn evolution_finds_a_unique_optimum_and_is_deterministic() {
+    let target = arch_of_index(6111).unwrap();
+    // Edges matching the target: a unique maximum of 6 at the target.
+    let fitness = |a: &Arch| (0..6).filter(|&e| a.ops[e] == target.ops[e]).count() as f64;
+    let settings = EvolutionSettings {
+        population: 20,
+        sample: 5,
+        cycles: 600,
+    };
+    let evo = regularized_evolution(settings, true, 42, fitness);
+    assert_eq!(evo.history.len(), 600);
+    assert_eq!(evo.best().unwrap().arch, target);
+    let again = regularized_evolution(settings, true, 42, fitness);
+    assert_eq!(evo.history, again.history);
+    // Lower is better: the same search finds an arch sharing no edge with the target.
+    let low = regularized_evolution(settings, false, 42, fitness);
+    assert_eq!(low.best().unwrap().fitness, 0.0);
+}
+
+// ---------------------------------------------------------------- topk
+
+#[test]
+fn top_k_keeps_the_k_best_in_order_and_ties_in_draw_order() {
+    let scored = [
+        (10, 1.0),
+        (11, 5.0),
+        (12, 3.0),
+        (13, 5.0),
+        (14, f64::NAN),
+        (15, 4.0),
+    ];
+    assert_eq!(
+        top_k(&scored, 3, true),
+        vec![(11, 5.0), (13, 5.0), (15, 4.0)]
+    );
+    let low = top_k(&scored, 2, false);
+    assert_eq!(low, vec![(10, 1.0), (12, 3.0)]);
+}
+
+#[test]
+fn topk_search_keeps_the_k_best_of_its_sample_and_picks_by_accuracy() {
+    let pool: Vec<usize> = (0..NUM_ARCHS).collect();
+    let result = topk_search(&pool, 300, 40, 3, true, scrambled);
+    assert_eq!(result.sample.len(), 300);
+    assert_eq!(result.kept.len(), 40);
+    let mut values: Vec<f64> = result.sample.iter().map(|s| s.1).collect();
+    values.sort_by(|a, b| b.total_cmp(a));
+    let kept_values: Vec<f64> = result.kept.iter().map(|s| s.1).collect();
+    assert_eq!(kept_values, values[..40]);
+    // An accuracy unrelated to the score: the pick is the most accurate of the kept,
+    // not of the whole sample.
+    let accuracy = |i: usize| Some((i % 97) as f64);
+    let (pick, acc) = pick_by_accuracy(&result.kept, accuracy).unwrap();
+    let best_kept = result
+        .kept
+        .iter()
+        .map(|s| (s.0 % 97) as f64)
+        .fold(f64::MIN, f64::max);
+    assert_eq!(acc, best_kept);
+    assert!(result.kept.iter().any(|s| s.0 == pick));
+    let best_sample = result
+        .sample
+        .iter()
+        .map(|s| (s.0 % 97) as f64)
+        .fold(f64::MIN, f64::max);
+    assert!(best_sample >= best_kept);
+}
+
+#[test]
+fn the_pick_passes_over_archs_without_an_accuracy() {
+    let kept = [(1, 9.0), (2, 8.0), (3, 7.0)];
+    let table = |i: usize| match i {
+        1 => None,
+        2 => Some(80.0),
+        3 => Some(85.0),
+        _ => unreachable!(),
+    };
+    assert_eq!(pick_by_accuracy(&kept, table), Some((3, 85.0)));
+    assert_eq!(pick_by_accuracy(&kept, |_| None), None);
+    assert_eq!(pick_by_accuracy(&kept, |_| Some(f64::NAN)), None);
+}
+
+// ---------------------------------------------------------------- prune
+
+#[test]
+fn relative_changes_round_to_thousandths() {
+    assert_eq!(relative_change_thousandths(10.0, 9.0), Some(100));
+    assert_eq!(relative_change_thousandths(3.0, 2.0), Some(333));
+    assert_eq!(relative_change_thousandths(1.0, 1.0004), Some(0));
+    assert_eq!(relative_change_thousandths(1.0, 1.0006), Some(-1));
+    assert_eq!(relative_change_thousandths(f64::NAN, 1.0), None);
+    assert_eq!(relative_change_thousandths(f64::INFINITY, 1.0), None);
+    assert_eq!(relative_change_thousandths(1.0, f64::INFINITY), None);
+}
+
+#[test]
+fn dense_ranks_share_ties_and_put_non_finite_last() {
+    let keys = [Some(5), Some(3), Some(5), None, Some(1)];
+    assert_eq!(dense_ranks(&keys, true), vec![0, 1, 0, 3, 2]);
+    assert_eq!(dense_ranks(&keys, false), vec![2, 1, 2, 3, 0]);
+    assert_eq!(dense_ranks(&[None, None], true), vec![0, 0]);
+}
+
+/// A measurement equal to 1 on `base` and `1 - change(o)` for `base` without op `o`.
+fn with_changes<'a>(
+    base: Cell,
+    change: &'a dyn Fn(usize, Op, usize) -> f64,
+) -> impl FnMut(&Cell, usize) -> f64 + 'a {
+    move |cell: &Cell, repeat: usize| {
+        let mut value = 1.0;
+        for e in 0..6 {
+            for op in base.edges[e].iter() {
+                if !cell.edges[e].contains(op) {
+                    value -= change(e, op, repeat);
+                }
+            }
+        }
+        value
+    }
+}
+
+#[test]
+fn a_round_prunes_the_smallest_rank_sum_per_edge() {
+    use Op::*;
+    let mut cell = Cell::from(arch_of_index(0).unwrap());
+    cell.edges[0] = OpSet::from_ops(&[SkipConnect, Conv1x1, Conv3x3]);
+    cell.edges[1] = OpSet::from_ops(&[Conv3x3, AvgPool3x3]);
+    let kappa_change = |e: usize, op: Op, _: usize| match (e, op) {
+        (0, SkipConnect) => 0.5,
+        (0, Conv1x1) | (0, Conv3x3) => 0.2,
+        (1, Conv3x3) => 0.1,
+        (1, AvgPool3x3) => -0.3,
+        _ => panic!("edge {e} has one op: never a candidate"),
+    };
+    let regions_change = |e: usize, op: Op, _: usize| match (e, op) {
+        (0, SkipConnect) => 0.4,
+        (0, Conv1x1) => 0.1,
+        (0, Conv3x3) | (1, Conv3x3) => 0.0,
+        (1, AvgPool3x3) => -0.1,
+        _ => panic!("edge {e} has one op: never a candidate"),
+    };
+    let round = prune_round(
+        &cell,
+        1,
+        &mut with_changes(cell, &kappa_change),
+        &mut with_changes(cell, &regions_change),
+    );
+    let ranks: Vec<(usize, Op, usize, usize)> = round
+        .candidates
+        .iter()
+        .map(|c| (c.edge, c.op, c.kappa_rank, c.regions_rank))
+        .collect();
+    // Dense ranks over all candidates together: the tie at 0.2 shares rank 1, then 2.
+    assert_eq!(
+        ranks,
+        vec![
+            (0, SkipConnect, 0, 3),
+            (0, Conv1x1, 1, 2),
+            (0, Conv3x3, 1, 1),
+            (1, Conv3x3, 2, 1),
+            (1, AvgPool3x3, 3, 0),
+        ]
+    );
+    // Edge 0: conv3x3 (sum 2), though kappa alone would prune skip. Edge 1: both sum to 3,
+    // the smaller kappa rank (conv3x3) goes.
+    assert_eq!(round.pruned, vec![(0, Conv3x3), (1, Conv3x3)]);
+    assert_eq!(round.candidates[0].kappa_change, 0.5);
+    assert_eq!(round.candidates[4].regions_change, -0.1);
+}
+
+#[test]
+fn changes_are_rounded_per_repeat_then_averaged() {
+    use Op::*;
+    let mut cell = Cell::from(arch_of_index(0).unwrap());
+    cell.edges[2] = OpSet::from_ops(&[SkipConnect, AvgPool3x3]);
+    // Repeat 0 alone would prune skip (0.3 > 0.0); the mean over both prunes pool
+    // (0.1 < 0.2). The 0.0004 rounds away, so the R changes tie.
+    let kappa_change = |_: usize, op: Op, r: usize| match (op, r) {
+        (SkipConnect, 0) => 0.3,
+        (SkipConnect, _) => -0.1,
+        (_, 0) => 0.0,
+        _ => 0.4,
+    };
+    let regions_change = |_: usize, op: Op, _: usize| if op == SkipConnect { 0.0004 } else { 0.0 };
+    let round = prune_round(
+        &cell,
+        2,
+        &mut with_changes(cell, &kappa_change),
+        &mut with_changes(cell, &regions_change),
+    );
+    assert_eq!(round.pruned, vec![(2, AvgPool3x3)]);
+    assert!((round.candidates[0].kappa_change - 0.1).abs() < 1e-12);
+    assert!((round.candidates[1].kappa_change - 0.2).abs() < 1e-12);
+    assert_eq!(
+        round.candidates[0].regions_rank,
+        round.candidates[1].regions_rank
+    );
+}
+
+#[test]
+fn pruning_the_supernet_takes_three_rounds_to_one_op_per_edge() {
+    // Additive measurements: op k (0..4 among the non-none ops) on edge e weighs
+    // 100 * (1 + (k + e) % 4); removing a heavy op lowers kappa most (pruned first by
+    // kappa) and, with R weighted by 500 minus the same, raises R (pruned first by R).
+    let ops = [Op::SkipConnect, Op::Conv1x1, Op::Conv3x3, Op::AvgPool3x3];
+    let weight = |e: usize, op: Op| {
+        let k = ops.iter().position(|&o| o == op).unwrap();
+        100.0 * (1 + (k + e) % 4) as f64
+    };
+    let total = |cell: &Cell, f: &dyn Fn(usize, Op) -> f64| {
+        (0..6)
+            .flat_map(|e| cell.edges[e].iter().map(move |op| (e, op)))
+            .map(|(e, op)| f(e, op))
+            .sum::<f64>()
+    };
+    let kappa = |cell: &Cell, _: usize| 1000.0 + total(cell, &weight);
+    let regions = |cell: &Cell, _: usize| 1000.0 + total(cell, &|e, op| 500.0 - weight(e, op));
+    let (cell, rounds) = prune_search(Cell::full_supernet(), 2, kappa, regions);
+    assert_eq!(rounds.len(), 3);
+    for (r, round) in rounds.iter().enumerate() {
+        assert_eq!(round.pruned.len(), 6, "round {r}");
+        for &(e, op) in &round.pruned {
+            // Round r prunes the op of weight 400, 300, 200 in turn.
+            assert_eq!(weight(e, op), 100.0 * (4 - r) as f64, "round {r} edge {e}");
+        }
+    }
+    assert_eq!(rounds[0].candidates.len(), 24);
+    assert_eq!(rounds[1].candidates.len(), 18);
+    assert_eq!(rounds[2].candidates.len(), 12);
+    let arch = cell.as_arch().expect("one op per edge");
+    for e in 0..6 {
+        assert_eq!(weight(e, arch.ops[e]), 100.0, "edge {e}");
+    }
+}
+
+// ---------------------------------------------------------------- CLI
+
+fn nasrank(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_nasrank"))
+        .args(args)
+        .output()
+        .expect("run nasrank")
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn json_of(out: &Output) -> serde_json::Value {
+    assert!(out.status.success(), "{}", stderr(out));
+    serde_json::from_str(String::from_utf8_lossy(&out.stdout).trim()).expect("one JSON object")
+}
+
+/// A temp dir (one per test) holding `truth.csv` (every arch, accuracy = index / 1000, so any chosen
+/// arch's accuracy is known) and `pool.csv` (six archs with an `index` column).
+fn fixtures(test: &str) -> std::path::PathBuf {
+    // One directory per test: tests run in parallel and must not read a half-written file.
+    let dir = std::env::temp_dir().join(format!("nasrank-search-{}-{test}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut truth = String::from("index,arch,cifar10_test\n");
+    for i in 0..NUM_ARCHS {
+        truth += &format!("{i},{},{}\n", arch_of_index(i).unwrap(), i as f64 / 1000.0);
+    }
+    std::fs::write(dir.join("truth.csv"), truth).unwrap();
+    std::fs::write(
+        dir.join("pool.csv"),
+        "index,cifar10_test\n1,0\n6111,0\n123,0\n9,0\n5000,0\n777,0\n",
+    )
+    .unwrap();
+    dir
+}
+
+const TINY: [&str; 6] = ["--channels", "2", "--cells", "1", "--batch", "4"];
+
+#[test]
+fn cli_random_picks_the_best_score_of_the_pool_and_reports_accuracies() {
+    let dir = fixtures("random");
+    let (truth, pool) = (dir.join("truth.csv"), dir.join("pool.csv"));
+    let mut args = vec![
+        "search", "random", "-n", "6", "--runs", "2", "--quiet", "--json",
+    ];
+    args.extend(TINY);
+    args.extend([
+        "--from",
+        pool.to_str().unwrap(),
+        "--truth",
+        truth.to_str().unwrap(),
+    ]);
+    let v = json_of(&nasrank(&args));
+    let runs = v["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 2);
+    // The pool's 6 archs, each scored once although both runs draw all of them.
+    assert_eq!(v["scored"], 6);
+    // Sampling the whole pool, both runs choose its NASWOT argmax, as `score` sees it.
+    let scores = nasrank(&[
+        "score",
+        "--archs",
+        "1,6111,123,9,5000,777",
+        "--scores",
+        "naswot",
+        "--channels",
+        "2",
+        "--cells",
+        "1",
+        "--batch",
+        "4",
+        "--no-dedup",
+        "--quiet",
+    ]);
+    assert!(scores.status.success(), "{}", stderr(&scores));
+    let best = String::from_utf8_lossy(&scores.stdout)
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            (f[0].parse::<usize>().unwrap(), f[3].parse::<f64>().unwrap())
+        })
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+        .unwrap();
+    for run in runs {
+        assert_eq!(run["index"], best.0);
+        assert_eq!(run["score"].as_f64().unwrap(), best.1);
+        assert_eq!(run["accuracy"].as_f64().unwrap(), best.0 as f64 / 1000.0);
+    }
+    assert_eq!(v["mean_accuracy"].as_f64().unwrap(), best.0 as f64 / 1000.0);
+    assert_eq!(v["std_accuracy"].as_f64().unwrap(), 0.0);
+
+    // The text form names the chosen arch's index and accuracy.
+    let mut args = vec!["search", "random", "-n", "6", "--quiet"];
+    args.extend(TINY);
+    args.extend([
+        "--from",
+        pool.to_str().unwrap(),
+        "--truth",
+        truth.to_str().unwrap(),
+    ]);
+    let out = nasrank(&args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let row = text.lines().find(|l| l.starts_with("1 ")).expect(&text);
+    let fields: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(fields[1], best.0.to_string(), "{text}");
+    assert_eq!(
+        fields[3],
+        format!("{:.2}", best.0 as f64 / 1000.0),
+        "{text}"
+    );
+}
+
+#[test]
+fn cli_topk_picks_by_accuracy_among_the_kept_or_lists_them_without_truth() {
+    let dir = fixtures("topk");
+    let (truth, pool) = (dir.join("truth.csv"), dir.join("pool.csv"));
+    let mut args = vec!["search", "topk", "-n", "6", "--k", "3", "--quiet", "--json"];
+    args.extend(TINY);
+    args.extend([
+        "--from",
+        pool.to_str().unwrap(),
+        "--truth",
+        truth.to_str().unwrap(),
+    ]);
+    let v = json_of(&nasrank(&args));
+    assert_eq!(v["score"], "mgm");
+    let kept = v["kept"].as_array().unwrap();
+    assert_eq!(kept.len(), 3);
+    let scores: Vec<f64> = kept.iter().map(|k| k["score"].as_f64().unwrap()).collect();
+    assert!(scores.windows(2).all(|w| w[0] >= w[1]), "{scores:?}");
+    let best_kept = kept
+        .iter()
+        .map(|k| k["index"].as_u64().unwrap())
+        .max()
+        .unwrap();
+    assert_eq!(v["pick"]["index"], best_kept);
+    assert_eq!(
+        v["pick"]["accuracy"].as_f64().unwrap(),
+        best_kept as f64 / 1000.0
+    );
+
+    let mut args = vec!["search", "topk", "-n", "6", "--k", "3", "--quiet"];
+    args.extend(TINY);
+    args.extend(["--from", pool.to_str().unwrap()]);
+    let out = nasrank(&args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("no --truth"), "{text}");
+    assert_eq!(
+        text.lines()
+            .filter(|l| l.starts_with(['1', '2', '3']))
+            .count(),
+        3,
+        "{text}"
+    );
+}
+
+#[test]
+fn cli_evolution_reports_the_best_arch_with_its_accuracy() {
+    let dir = fixtures("evolution");
+    let truth = dir.join("truth.csv");
+    let mut args = vec![
+        "search",
+        "evolution",
+        "--population",
+        "3",
+        "--tournament",
+        "2",
+        "--cycles",
+        "6",
+        "--quiet",
+        "--json",
+        "--truth",
+        truth.to_str().unwrap(),
+    ];
+    args.extend(TINY);
+    let v = json_of(&nasrank(&args));
+    let index = v["best"]["index"].as_u64().unwrap() as usize;
+    assert_eq!(v["best"]["arch"], arch_of_index(index).unwrap().to_string());
+    assert_eq!(
+        v["best"]["accuracy"].as_f64().unwrap(),
+        index as f64 / 1000.0
+    );
+    assert!(v["scored"].as_u64().unwrap() <= 6);
+}
+
+#[test]
+fn cli_prune_ends_with_one_op_per_edge() {
+    let dir = fixtures("prune");
+    let truth = dir.join("truth.csv");
+    let v = json_of(&nasrank(&[
+        "search",
+        "prune",
+        "--channels",
+        "1",
+        "--cells",
+        "1",
+        "--batch",
+        "4",
+        "--repeats",
+        "1",
+        "--lr-batches",
+        "1",
+        "--lr-batch-size",
+        "16",
+        "--quiet",
+        "--json",
+        "--truth",
+        truth.to_str().unwrap(),
+    ]));
+    let rounds = v["rounds"].as_array().unwrap();
+    assert_eq!(rounds.len(), 3);
+    for (r, round) in rounds.iter().enumerate() {
+        assert_eq!(round["pruned"].as_array().unwrap().len(), 6);
+        assert_eq!(round["candidates"].as_array().unwrap().len(), 6 * (4 - r));
+    }
+    let arch: Arch = v["arch"].as_str().unwrap().parse().unwrap();
+    assert!(arch.ops.iter().all(|&op| op != Op::None), "{arch:?}");
+    let index = v["index"].as_u64().unwrap() as usize;
+    assert_eq!(index_of_arch(&arch), index);
+    assert_eq!(v["accuracy"].as_f64().unwrap(), index as f64 / 1000.0);
+}
+
+#[test]
+fn cli_bad_input_exits_2_with_a_message() {
+    let dir = fixtures("bad");
+    let truth = dir.join("truth.csv");
+    let pool = dir.join("pool.csv");
+    let missing = dir.join("no-such-file.txt");
+    let (truth, pool, missing) = (
+        truth.to_str().unwrap(),
+        pool.to_str().unwrap(),
+        missing.to_str().unwrap(),
+    );
+    for (args, needle) in [
+        (vec!["search", "frobnicate"], "invalid value"),
+        (
+            vec!["search", "random", "--score", "nasw0t"],
+            "unknown score",
+        ),
+        (vec!["search", "random", "--from", missing], "no such file"),
+        (
+            vec!["search", "random", "--from", pool, "-n", "7"],
+            "exceeds",
+        ),
+        (vec!["search", "topk", "-n", "5", "--k", "6"], "exceeds"),
+        (vec!["search", "evolution", "--runs", "2"], "does not apply"),
+        (vec!["search", "prune", "--score", "naswot"], "ntk"),
+        (vec!["search", "random", "--samples", "0"], "at least 1"),
+        (
+            vec!["search", "random", "--truth", truth, "--metric", "top1"],
+            "top1",
+        ),
+        (vec!["search", "random", "--truth", missing], "no-such-file"),
+    ] {
+        let out = nasrank(&args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        assert!(out.stdout.is_empty(), "{args:?} printed to stdout");
+        assert!(stderr(&out).contains(needle), "{args:?}: {}", stderr(&out));
+    }
+}
