@@ -8,6 +8,7 @@
 use nasrank::backend::cpu::CpuBackend;
 use nasrank::backend::{Backend, BackwardOptions, BnStatistics, Executor, ParamGrads, Reduction};
 use nasrank::data::{synthetic_batch, Batch, SplitMix64};
+use nasrank::net::init::gaussian_params;
 use nasrank::net::init::{init_params, name_hash, uniform_stream};
 use nasrank::net::{Layer, ParamKind, Plan};
 use nasrank::proxy::grasp::{grasp, grasp_with_step};
@@ -421,7 +422,8 @@ fn zen_matches_a_direct_computation() {
         .collect();
 
     let feature = plan.feature_slot().unwrap();
-    let mut e = Executor::with_init(&be, &plan, 14);
+    // Zen's own N(0, 1) weights, drawn with the input seed.
+    let mut e = Executor::new(&be, &plan, gaussian_params(seed, &plan));
     e.forward(x, n, BnStatistics::Batch);
     let f1 = e.slot(feature).clone();
     // BN variance straight from each BN layer's input slot.

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 /// Columns of a scores file that are not scores.
-const META_COLUMNS: [&str; 4] = ["index", "arch", "unique", "seconds"];
+const META_COLUMNS: [&str; 5] = ["index", "arch", "unique", "seconds", "scored_as"];
 
 /// A table read from CSV: its header and rows of fields.
 #[derive(Debug, Clone)]

@@ -79,6 +79,37 @@ pub fn init_params(seed: u64, plan: &Plan) -> Vec<Vec<f64>> {
     plan.params.iter().map(|p| init_param(seed, p)).collect()
 }
 
+/// Standard normal draws (Box-Muller on pairs of [`uniform_stream`] draws) for elements
+/// `0..len` of the stream `stream` under `seed`.
+pub fn normal_stream(seed: u64, stream: u64, len: usize) -> Vec<f64> {
+    let uniforms: Vec<f64> = uniform_stream(seed, stream, 2 * len.div_ceil(2)).collect();
+    uniforms
+        .chunks_exact(2)
+        .flat_map(|pair| {
+            // 1 - u lies in (0, 1]: the logarithm stays finite.
+            let radius = (-2.0 * (1.0 - pair[0]).ln()).sqrt();
+            let angle = std::f64::consts::TAU * pair[1];
+            [radius * angle.cos(), radius * angle.sin()]
+        })
+        .take(len)
+        .collect()
+}
+
+/// Zen-NAS's initialisation: conv and linear weights ~ N(0, 1), linear bias 0, BN gamma 1,
+/// beta 0 (its released `network_weight_gaussian_init`).
+pub fn gaussian_params(seed: u64, plan: &Plan) -> Vec<Vec<f64>> {
+    plan.params
+        .iter()
+        .map(|spec| match spec.kind {
+            ParamKind::ConvWeight | ParamKind::LinearWeight => {
+                normal_stream(seed, name_hash(&spec.name), spec.len())
+            }
+            ParamKind::BnGamma => vec![1.0; spec.len()],
+            ParamKind::BnBeta | ParamKind::LinearBias => vec![0.0; spec.len()],
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -111,6 +142,20 @@ mod tests {
         let var = draws.iter().map(|u| (u - mean).powi(2)).sum::<f64>() / draws.len() as f64;
         assert!((mean - 0.5).abs() < 0.01, "mean {mean}");
         assert!((var - 1.0 / 12.0).abs() < 0.003, "variance {var}");
+    }
+
+    #[test]
+    fn normal_draws_have_the_standard_moments() {
+        let draws = normal_stream(3, 9, 40_001);
+        assert_eq!(draws.len(), 40_001);
+        let n = draws.len() as f64;
+        let mean = draws.iter().sum::<f64>() / n;
+        let var = draws.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n;
+        let within_one = draws.iter().filter(|v| v.abs() < 1.0).count() as f64 / n;
+        assert!(mean.abs() < 0.02, "mean {mean}");
+        assert!((var - 1.0).abs() < 0.03, "variance {var}");
+        // P(|z| < 1) = 0.6827 for a standard normal.
+        assert!((within_one - 0.6827).abs() < 0.01, "{within_one}");
     }
 
     #[test]
