@@ -97,6 +97,10 @@ pub struct SearchArgs {
     /// random, topk: archs sampled per run (default 100 for random, 300 for topk).
     #[arg(long, short = 'n')]
     samples: Option<usize>,
+    /// Scores already computed: a results file of `nasrank score` with the same score, data,
+    /// seed and network; archs found there are not scored again (the others are).
+    #[arg(long)]
+    scores_from: Option<PathBuf>,
     /// random, topk: sample from these archs only: a file of indices or arch strings, one
     /// per line, or a CSV with an `index` (or `arch`) column such as an accuracy table.
     #[arg(long)]
@@ -205,12 +209,17 @@ pub fn run(args: &SearchArgs) -> Result<(), CliError> {
         settings.images_needed(needs),
         args.seed,
     )?;
+    let known = match &args.scores_from {
+        Some(path) => read_known_scores(path, score)?,
+        None => HashMap::new(),
+    };
     let ctx = Ctx {
         args,
         score,
         truth: truth.as_ref(),
         batch: &batch,
         settings: &settings,
+        known,
     };
     let result = match args.strategy {
         Strategy::Random => run_random(&ctx, &pool)?,
@@ -231,9 +240,19 @@ struct Ctx<'a> {
     truth: Option<&'a HashMap<usize, f64>>,
     batch: &'a Batch,
     settings: &'a ScoreSettings,
+    /// Scores read from `--scores-from`, by benchmark index.
+    known: HashMap<usize, f64>,
 }
 
 impl Ctx<'_> {
+    /// How many scores came from `--scores-from`, for the summary line.
+    fn known_note(&self) -> String {
+        match self.known.len() {
+            0 => String::new(),
+            k => format!(" ({k} more read from --scores-from)"),
+        }
+    }
+
     fn accuracy(&self, index: usize) -> Option<f64> {
         self.truth.and_then(|t| t.get(&index).copied())
     }
@@ -434,6 +453,30 @@ fn read_pool(path: &Path) -> Result<Vec<usize>, CliError> {
     Ok(pool)
 }
 
+/// The `score` column of a results file, by benchmark index.
+fn read_known_scores(path: &Path, score: Score) -> Result<HashMap<usize, f64>, CliError> {
+    let table = Table::read(path).map_err(CliError::usage)?;
+    let (Some(index), Some(column)) = (table.column("index"), table.column(score.name())) else {
+        return Err(CliError::usage(anyhow!(
+            "--scores-from {}: needs `index` and `{score}` columns; it has {}",
+            path.display(),
+            table.header.join(",")
+        )));
+    };
+    table
+        .rows
+        .iter()
+        .map(|row| {
+            let bad =
+                || CliError::usage(anyhow!("--scores-from {}: bad row {row:?}", path.display()));
+            Ok((
+                row[index].parse().map_err(|_| bad())?,
+                row[column].parse().map_err(|_| bad())?,
+            ))
+        })
+        .collect()
+}
+
 /// The score of benchmark archs, computed once per index; the first failure is kept
 /// (later calls return NaN without scoring) and reported when the search ends.
 struct Fitness<'a> {
@@ -449,7 +492,7 @@ impl<'a> Fitness<'a> {
         Fitness {
             ctx,
             be: CpuBackend::<f32>::new(),
-            cache: HashMap::new(),
+            cache: ctx.known.clone(),
             error: None,
             progress: Progress::with_unit(calls, ctx.args.quiet, "evaluations"),
         }
@@ -483,12 +526,13 @@ impl<'a> Fitness<'a> {
         value
     }
 
-    /// Distinct archs scored, or the first failure.
+    /// Distinct archs scored by this search (not those read from `--scores-from`), or the
+    /// first failure.
     fn finish(self) -> Result<usize, CliError> {
         self.progress.finish();
         match self.error {
             Some(e) => Err(CliError::Run(e)),
-            None => Ok(self.cache.len()),
+            None => Ok(self.cache.len() - self.ctx.known.len()),
         }
     }
 }
@@ -537,8 +581,9 @@ fn run_random(ctx: &Ctx, pool: &[usize]) -> Result<Value, CliError> {
     let (mean, std) = mean_std(&accs);
     ctx.header();
     ctx.say(format!(
-        "{n} archs per run from a pool of {}, {runs} run(s), {scored} archs scored",
-        pool.len()
+        "{n} archs per run from a pool of {}, {runs} run(s), {scored} archs scored{}",
+        pool.len(),
+        ctx.known_note()
     ));
     ctx.say(format!(
         "{:<4} {:>6} {:>14} {:>13}  arch",
@@ -596,8 +641,11 @@ fn run_evolution(ctx: &Ctx) -> Result<Value, CliError> {
     let index = index_of_arch(&best.arch);
     ctx.header();
     ctx.say(format!(
-        "population {}, tournament {}, {} evaluations, {scored} archs scored",
-        settings.population, settings.sample, settings.cycles
+        "population {}, tournament {}, {} evaluations, {scored} archs scored{}",
+        settings.population,
+        settings.sample,
+        settings.cycles,
+        ctx.known_note()
     ));
     ctx.say_arch(index, best.fitness);
     Ok(json!({

@@ -653,3 +653,39 @@ fn cli_bad_input_exits_2_with_a_message() {
         assert!(stderr(&out).contains(needle), "{args:?}: {}", stderr(&out));
     }
 }
+
+#[test]
+fn scores_from_a_results_file_are_not_recomputed() {
+    let dir = fixtures("scores_from");
+    // Fake NASWOT values: arch 7 is the best; no network could give these numbers.
+    let mut file = String::from("index,arch,unique,naswot,seconds,scored_as\n");
+    for (i, v) in [(3, 1.0), (7, 9.0), (11, 2.0), (20, -4.0)] {
+        file += &format!("{i},{},u,{v},0,{i}\n", arch_of_index(i).unwrap());
+    }
+    std::fs::write(dir.join("scores.csv"), file).unwrap();
+    std::fs::write(dir.join("pool.txt"), "3\n7\n11\n20\n").unwrap();
+    let out = nasrank(&[
+        "search",
+        "random",
+        "--samples",
+        "4",
+        "--runs",
+        "1",
+        "--quiet",
+        "--json",
+        "--from",
+        dir.join("pool.txt").to_str().unwrap(),
+        "--scores-from",
+        dir.join("scores.csv").to_str().unwrap(),
+        "--channels",
+        "2",
+        "--cells",
+        "1",
+        "--batch",
+        "2",
+    ]);
+    let result = json_of(&out);
+    assert_eq!(result["scored"], 0, "{result}");
+    assert_eq!(result["runs"][0]["index"], 7, "{result}");
+    assert_eq!(result["runs"][0]["score"], 9.0, "{result}");
+}
