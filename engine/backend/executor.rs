@@ -621,6 +621,24 @@ impl<'a, B: Backend> Executor<'a, B> {
     }
 }
 
+impl<B: Backend> Drop for Executor<'_, B> {
+    /// Hands every buffer back to the backend for the next executor.
+    fn drop(&mut self) {
+        let be = self.backend;
+        // The input was the caller's upload; parameters and activations are ours.
+        let bufs = self
+            .slots
+            .drain(..)
+            .chain(self.params.drain(..))
+            .chain(self.bn_stats.drain(..).flatten().flat_map(|(m, v)| [m, v]))
+            .chain(self.scratch.drain().map(|(_, b)| b))
+            .chain(self.pool.drain().flat_map(|(_, bufs)| bufs));
+        for buf in bufs {
+            be.release(buf);
+        }
+    }
+}
+
 /// Images per batch-norm statistics group.
 fn bn_group(bn: BnStatistics, n: usize) -> usize {
     match bn {

@@ -64,6 +64,11 @@ pub trait Backend: Sync {
 
     /// A zeroed buffer.
     fn alloc(&self, len: usize) -> Self::Buf;
+    /// Takes back a buffer no longer needed, for a later `alloc` of its length (the
+    /// default just frees it).
+    fn release(&self, buf: Self::Buf) {
+        drop(buf);
+    }
     fn upload(&self, host: &[Self::Real]) -> Self::Buf;
     fn download(&self, buf: &Self::Buf) -> Vec<Self::Real>;
     fn buf_len(&self, buf: &Self::Buf) -> usize;

@@ -2,15 +2,35 @@
 
 use super::{act, codes, conv, elementwise, gram, linear, loss, norm, pool};
 use crate::backend::{Backend, BnGeom, BnGrad, ConvGeom, Real, Reduction};
+use std::collections::HashMap;
 use std::marker::PhantomData;
+use std::sync::Mutex;
 
 /// The CPU backend computing in `T` (f32 for speed, f64 for reference checks).
-#[derive(Clone, Copy, Debug, Default)]
-pub struct CpuBackend<T: Real>(PhantomData<T>);
+///
+/// Buffers released by executors are kept by length and handed out again: scoring arch
+/// after arch then reuses mapped memory instead of page-faulting a fresh gigabyte each time
+/// (measured: a first NASWOT pass took 0.74-1.1 s against 0.36-0.41 s on reused buffers).
+#[derive(Debug, Default)]
+pub struct CpuBackend<T: Real> {
+    pool: Mutex<HashMap<usize, Vec<Vec<T>>>>,
+    _scalar: PhantomData<T>,
+}
+
+/// Bytes of released buffers the pool keeps at most.
+const POOL_BYTES: usize = 4 << 30;
 
 impl<T: Real> CpuBackend<T> {
     pub fn new() -> Self {
-        CpuBackend(PhantomData)
+        CpuBackend {
+            pool: Mutex::new(HashMap::new()),
+            _scalar: PhantomData,
+        }
+    }
+
+    fn pool(&self) -> std::sync::MutexGuard<'_, HashMap<usize, Vec<Vec<T>>>> {
+        // A panic elsewhere cannot leave the map itself inconsistent.
+        self.pool.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -21,7 +41,21 @@ impl<T: Real> Backend for CpuBackend<T> {
     type Acc = Vec<f64>;
 
     fn alloc(&self, len: usize) -> Vec<T> {
-        vec![T::zero(); len]
+        let reused = self.pool().get_mut(&len).and_then(Vec::pop);
+        match reused {
+            Some(mut buf) => {
+                buf.fill(T::zero());
+                buf
+            }
+            None => vec![T::zero(); len],
+        }
+    }
+    fn release(&self, buf: Vec<T>) {
+        let mut pool = self.pool();
+        let held: usize = pool.iter().map(|(len, bufs)| len * bufs.len()).sum();
+        if (held + buf.len()) * std::mem::size_of::<T>() <= POOL_BYTES {
+            pool.entry(buf.len()).or_default().push(buf);
+        }
     }
     fn upload(&self, host: &[T]) -> Vec<T> {
         host.to_vec()
@@ -283,5 +317,24 @@ impl<T: Real> Backend for CpuBackend<T> {
         dlogits: &mut Vec<T>,
     ) -> T {
         loss::softmax_cross_entropy(n, classes, logits, labels, reduction, dlogits)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn released_buffers_come_back_zeroed_and_only_for_their_length() {
+        let be = CpuBackend::<f32>::new();
+        let mut buf = be.alloc(5);
+        buf.fill(3.0);
+        let address = buf.as_ptr();
+        be.release(buf);
+        let other = be.alloc(4);
+        assert_eq!(other, vec![0.0; 4]);
+        let again = be.alloc(5);
+        assert_eq!(again.as_ptr(), address, "the released buffer was not reused");
+        assert_eq!(again, vec![0.0; 5]);
     }
 }
