@@ -277,15 +277,7 @@ impl Plan {
             w,
             b: bias,
         });
-        Ok(Plan {
-            config: b.config,
-            cell: b.cell,
-            slots: b.slots,
-            layers: b.layers,
-            params: b.params,
-            constant_codes: b.constant_codes,
-            output,
-        })
+        Ok(b.finish(output))
     }
 
     /// One cell alone on a `channels x size x size` input, no stem, no classifier: the
@@ -343,15 +335,7 @@ impl Plan {
             Some(out) => out,
             None => b.layer(shape, |y| Layer::Zero { y }),
         };
-        Ok(Plan {
-            config: b.config,
-            cell: b.cell,
-            slots: b.slots,
-            layers: b.layers,
-            params: b.params,
-            constant_codes: b.constant_codes,
-            output,
-        })
+        Ok(b.finish(output))
     }
 
     /// The slot the global average pool reads: the last feature map (Zen-score's output).
@@ -436,6 +420,19 @@ impl Builder {
             layers: Vec::new(),
             params: Vec::new(),
             constant_codes: Vec::new(),
+        }
+    }
+
+    /// The plan built so far, with `output` as its output slot.
+    fn finish(self, output: SlotId) -> Plan {
+        Plan {
+            config: self.config,
+            cell: self.cell,
+            slots: self.slots,
+            layers: self.layers,
+            params: self.params,
+            constant_codes: self.constant_codes,
+            output,
         }
     }
 

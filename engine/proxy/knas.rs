@@ -26,7 +26,7 @@
 //! missing from `G` here. Only archs with a zero node feeding a conv edge are affected
 //! (tests/golden/scores_gram: MGM 0.2 % lower on such an arch).
 
-use super::{linalg, upload_images};
+use super::{forward_loss_gradient, linalg};
 use crate::backend::{
     Backend, BackwardOptions, BnGrad, BnStatistics, Executor, ParamGrads, Reduction,
 };
@@ -65,17 +65,7 @@ impl KnasStats {
 pub fn knas_gram<B: Backend>(exec: &mut Executor<'_, B>, batch: &Batch, n: usize) -> Vec<f64> {
     let be = exec.backend();
     let plan = exec.plan();
-    exec.forward(upload_images(be, batch, n), n, BnStatistics::PerSample);
-    let classes = plan.slots[plan.output].len();
-    let mut dlogits = be.alloc(n * classes);
-    be.softmax_cross_entropy(
-        n,
-        classes,
-        exec.logits(),
-        &batch.labels[..n],
-        Reduction::Sum,
-        &mut dlogits,
-    );
+    let dlogits = forward_loss_gradient(exec, batch, n, BnStatistics::PerSample, Reduction::Sum);
     let mut acc = be.alloc_acc(n * n);
     let mut fold = |p: usize, rows: &B::Buf| {
         be.gram_accumulate(rows, n, plan.params[p].len(), &mut acc);

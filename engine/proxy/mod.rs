@@ -20,7 +20,7 @@ pub mod synflow;
 pub mod zen;
 pub mod zico;
 
-use crate::backend::{Backend, Real};
+use crate::backend::{Backend, BnStatistics, Executor, Real, Reduction};
 use crate::data::Batch;
 use std::fmt;
 use std::str::FromStr;
@@ -135,6 +135,31 @@ impl FromStr for Score {
             .find(|score| score.name() == s.trim())
             .ok_or_else(|| UnknownScore(s.to_string()))
     }
+}
+
+/// Runs the first `n` images forward (batch norm as `bn` says) and returns the gradient of
+/// the softmax cross-entropy (reduced as `reduction` says) with respect to the logits: the
+/// seed of every loss-gradient score's backward pass.
+pub fn forward_loss_gradient<B: Backend>(
+    exec: &mut Executor<'_, B>,
+    batch: &Batch,
+    n: usize,
+    bn: BnStatistics,
+    reduction: Reduction,
+) -> B::Buf {
+    let be = exec.backend();
+    let classes = exec.plan().config.classes;
+    exec.forward(upload_images(be, batch, n), n, bn);
+    let mut dlogits = be.alloc(n * classes);
+    be.softmax_cross_entropy(
+        n,
+        classes,
+        exec.logits(),
+        &batch.labels[..n],
+        reduction,
+        &mut dlogits,
+    );
+    dlogits
 }
 
 /// The first `n` images of `batch` in the backend's memory and scalar type.

@@ -21,7 +21,7 @@
 //!   code hooks every `Conv2d`). Convs the plan prunes (identically zero input) and convs
 //!   with no path to the logits contribute 0 in both.
 
-use super::upload_images;
+use super::forward_loss_gradient;
 use crate::backend::{
     Backend, BackwardOptions, BnStatistics, Executor, ParamGrads, Real, Reduction,
 };
@@ -46,36 +46,13 @@ pub(crate) fn to_f64<R: Real>(values: &[R]) -> Vec<f64> {
     values.iter().map(|v| v.to_f64_lossless()).collect()
 }
 
-/// Forward on the first `n` images (batch statistics) and the gradient of the mean
-/// cross-entropy with respect to the logits.
-pub(crate) fn forward_ce<B: Backend>(
-    exec: &mut Executor<'_, B>,
-    batch: &Batch,
-    n: usize,
-) -> B::Buf {
-    let be = exec.backend();
-    let classes = exec.plan().config.classes;
-    let input = upload_images(be, batch, n);
-    exec.forward(input, n, BnStatistics::Batch);
-    let mut dlogits = be.alloc(n * classes);
-    be.softmax_cross_entropy(
-        n,
-        classes,
-        exec.logits(),
-        &batch.labels[..n],
-        Reduction::Mean,
-        &mut dlogits,
-    );
-    dlogits
-}
-
 /// Batched gradients of the mean cross-entropy, in f64 on the host.
 pub(crate) fn ce_gradients<B: Backend>(
     exec: &mut Executor<'_, B>,
     batch: &Batch,
     n: usize,
 ) -> Vec<Vec<f64>> {
-    let dlogits = forward_ce(exec, batch, n);
+    let dlogits = forward_loss_gradient(exec, batch, n, BnStatistics::Batch, Reduction::Mean);
     let grads = exec.backward(dlogits, &BackwardOptions::default(), ParamGrads::Batched);
     let be = exec.backend();
     grads
@@ -89,7 +66,7 @@ pub(crate) fn ce_gradients<B: Backend>(
 /// snip, grad_norm and fisher of the executor's network on the first `n` images of `batch`.
 pub fn saliency<B: Backend>(exec: &mut Executor<'_, B>, batch: &Batch, n: usize) -> Saliency {
     let plan: &Plan = exec.plan();
-    let dlogits = forward_ce(exec, batch, n);
+    let dlogits = forward_loss_gradient(exec, batch, n, BnStatistics::Batch, Reduction::Mean);
     let be = exec.backend();
     let mut fisher = 0.0;
     let mut observe = |index: usize, y: &B::Buf, dy: &B::Buf| {

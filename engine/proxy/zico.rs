@@ -21,7 +21,7 @@
 //! - The ratio is computed on the host in f64 from the downloaded `[n][len]` block of each
 //!   tensor, which is folded and dropped before the next tensor arrives.
 
-use super::upload_images;
+use super::forward_loss_gradient;
 use crate::backend::{
     Backend, BackwardOptions, BnGrad, BnStatistics, Executor, ParamGrads, Real, Reduction,
 };
@@ -69,17 +69,7 @@ pub fn zico<B: Backend>(exec: &mut Executor<'_, B>, batch: &Batch, n: usize) -> 
     );
     let be = exec.backend();
     let plan = exec.plan();
-    exec.forward(upload_images(be, batch, n), n, BnStatistics::Batch);
-    let classes = plan.slots[plan.output].len();
-    let mut dlogits = be.alloc(n * classes);
-    be.softmax_cross_entropy(
-        n,
-        classes,
-        exec.logits(),
-        &batch.labels[..n],
-        Reduction::Sum,
-        &mut dlogits,
-    );
+    let dlogits = forward_loss_gradient(exec, batch, n, BnStatistics::Batch, Reduction::Sum);
     let mut score = 0.0;
     let mut fold = |p: usize, rows: &B::Buf| {
         let spec = &plan.params[p];

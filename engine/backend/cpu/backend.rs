@@ -334,7 +334,11 @@ mod tests {
         let other = be.alloc(4);
         assert_eq!(other, vec![0.0; 4]);
         let again = be.alloc(5);
-        assert_eq!(again.as_ptr(), address, "the released buffer was not reused");
+        assert_eq!(
+            again.as_ptr(),
+            address,
+            "the released buffer was not reused"
+        );
         assert_eq!(again, vec![0.0; 5]);
     }
 }
