@@ -410,3 +410,51 @@ fn seeds_give_the_mean_and_spread_of_single_seed_runs() {
     assert_eq!(multi[3], 0.0, "params do not depend on the seed");
     assert!(std > 0.0);
 }
+
+#[test]
+fn a_run_killed_mid_way_resumes_to_the_uninterrupted_result() {
+    let args = [
+        "score",
+        "--archs",
+        "0..150",
+        "--scores",
+        "naswot,params",
+        "--channels",
+        "4",
+        "--cells",
+        "1",
+        "--batch",
+        "16",
+        "--quiet",
+    ];
+    let full = temp_path("kill-full.csv");
+    let run = nasrank(&[&args[..], &["--out", full.to_str().unwrap()]].concat());
+    assert!(run.status.success(), "{}", stderr(&run));
+    let killed = temp_path("kill-part.csv");
+    let _ = std::fs::remove_file(&killed);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_nasrank"))
+        .args(args)
+        .args(["--out", killed.to_str().unwrap()])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill once some rows are on disk, as a scheduler's SIGKILL would.
+    let start = std::time::Instant::now();
+    while std::fs::read_to_string(&killed).map_or(0, |t| t.lines().count()) < 12 {
+        assert!(start.elapsed().as_secs() < 60, "no rows appeared");
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    child.kill().unwrap();
+    let status = child.wait().unwrap();
+    let rows_at_kill = std::fs::read_to_string(&killed).unwrap().lines().count();
+    if status.success() {
+        eprintln!(
+            "NOTICE: the run finished before the kill; resume of a finished file checked only"
+        );
+    } else {
+        assert!(rows_at_kill < 151, "killed after every row was written");
+    }
+    let run = nasrank(&[&args[..], &["--out", killed.to_str().unwrap(), "--resume"]].concat());
+    assert!(run.status.success(), "{}", stderr(&run));
+    assert_eq!(rows_without_seconds(&killed), rows_without_seconds(&full));
+}
