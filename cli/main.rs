@@ -29,6 +29,17 @@ enum Command {
     Search(search::SearchArgs),
 }
 
+/// Dies quietly on a closed output pipe (`nasrank score ... | head`), as Unix tools do,
+/// instead of Rust's default of ignoring SIGPIPE and panicking on the failed write.
+fn restore_sigpipe() {
+    #[cfg(unix)]
+    // SAFETY: called first thing in main, before any thread exists; SIG_DFL is a valid
+    // disposition for SIGPIPE.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 /// A command's failure, with the exit code it maps to.
 #[derive(Debug)]
 pub enum CliError {
@@ -45,6 +56,7 @@ impl CliError {
 }
 
 fn main() -> ExitCode {
+    restore_sigpipe();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Arch(args) => arch::run(&args),

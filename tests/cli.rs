@@ -458,3 +458,42 @@ fn a_run_killed_mid_way_resumes_to_the_uninterrupted_result() {
     assert!(run.status.success(), "{}", stderr(&run));
     assert_eq!(rows_without_seconds(&killed), rows_without_seconds(&full));
 }
+
+#[test]
+fn a_closed_output_pipe_ends_the_run_quietly() {
+    use std::io::Read;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_nasrank"))
+        .args([
+            "score", "--archs", "0..2000", "--scores", "params", "--quiet",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Read one chunk, then close the pipe as `| head -1` does.
+    let mut first = [0u8; 64];
+    child.stdout.take().unwrap().read_exact(&mut first).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !err.contains("panicked") && !err.contains("Broken pipe"),
+        "{err}"
+    );
+    // Ended by SIGPIPE, as `cat` would be: no exit code, no error message.
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(
+            out.status.signal(),
+            Some(libc_sigpipe()),
+            "{:?}: {err}",
+            out.status
+        );
+    }
+}
+
+/// SIGPIPE's number on the platforms CI and users run (Linux, macOS).
+#[cfg(unix)]
+fn libc_sigpipe() -> i32 {
+    13
+}
