@@ -150,6 +150,14 @@ fn score_bad_inputs_exit_2_and_leave_no_file() {
             ],
             "mnist",
         ),
+        (
+            vec!["score", "--archs", "0..2", "--device", "cuda", "--out", o],
+            "CUDA backend",
+        ),
+        (
+            vec!["score", "--archs", "0..2", "--device", "tpu", "--out", o],
+            "cuda:K",
+        ),
     ] {
         let run = nasrank(&args);
         assert_eq!(run.status.code(), Some(2), "{args:?}: {}", stderr(&run));
