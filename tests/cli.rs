@@ -1,21 +1,9 @@
 //! End-to-end runs of the `nasrank` binary.
 
-use std::process::{Command, Output};
+mod common;
 
-fn nasrank(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_nasrank"))
-        .args(args)
-        .output()
-        .expect("run nasrank")
-}
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
+use common::{nasrank, stderr, stdout};
+use std::process::Command;
 
 #[test]
 fn arch_by_index_shows_the_spec_counts() {

@@ -5,14 +5,16 @@
 //! CPU backend (f32, batch statistics) computes with what PyTorch computed: logits, the
 //! NASWOT kernel and ReLU code counts, the cross-entropy loss, every parameter gradient and
 //! the input gradient. Every expected value comes from PyTorch.
+mod common;
+
+use common::{config_of, golden_input, golden_labels, usize_of};
 
 use nasrank::backend::cpu::CpuBackend;
 use nasrank::backend::{
     Backend, BackwardOptions, BnGrad, BnStatistics, Executor, ParamGrads, Reduction,
 };
-use nasrank::net::init::{name_hash, uniform_stream};
 use nasrank::net::{Layer, Plan};
-use nasrank::space::{Arch, Cell, MacroConfig, Op, OpSet};
+use nasrank::space::{Arch, Cell, Op, OpSet};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -41,10 +43,6 @@ fn load(name: &str) -> Value {
     let text = std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("fixture {} is missing: {e}", path.display()));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
-fn usize_of(v: &Value) -> usize {
-    v.as_u64().expect("an unsigned integer") as usize
 }
 
 fn f64s(v: &Value) -> Vec<f64> {
@@ -135,19 +133,6 @@ fn grad_ratio(got: &[f64], want: &[f64], floor_scale: f64) -> (f64, usize) {
         .fold((0.0, 0), |best, r| if r.0 > best.0 { r } else { best })
 }
 
-/// The golden input: `2 u - 1` from the stream `golden.input` (examples/golden_export.rs).
-fn golden_input(seed: u64, len: usize) -> Vec<f32> {
-    uniform_stream(seed, name_hash("golden.input"), len)
-        .map(|u| (2.0 * u - 1.0) as f32)
-        .collect()
-}
-
-fn golden_labels(seed: u64, n: usize, classes: usize) -> Vec<usize> {
-    uniform_stream(seed, name_hash("golden.labels"), n)
-        .map(|u| (u * classes as f64) as usize)
-        .collect()
-}
-
 fn check(name: &str) {
     let fx = load(name);
     let mut failures: Vec<String> = Vec::new();
@@ -169,14 +154,7 @@ fn check(name: &str) {
         );
     }
     let c = &fx["config"];
-    let config = MacroConfig {
-        channels: usize_of(&c["channels"]),
-        cells_per_stage: usize_of(&c["cells_per_stage"]),
-        classes: usize_of(&c["classes"]),
-        input_size: usize_of(&c["input_size"]),
-        input_channels: usize_of(&c["input_channels"]),
-        stem: c["stem"].as_bool().unwrap(),
-    };
+    let config = config_of(c);
     let plan = Plan::build(&cell, &config).expect("plan");
     let seed = fx["seed"].as_u64().unwrap();
     let n = usize_of(&fx["batch"]);

@@ -2,11 +2,13 @@
 //! kernel and naive patterns read from the executor's slots with bool loops, a determinant
 //! by Gaussian elimination written here, and PyTorch fixtures (tests/golden/scores_codes/,
 //! made by tests/golden/scores_codes.py).
+mod common;
+
+use common::{config_of, golden_input, usize_of};
 
 use nasrank::backend::cpu::CpuBackend;
 use nasrank::backend::{Backend, BnStatistics, Executor};
 use nasrank::data::{synthetic_batch, Batch};
-use nasrank::net::init::{name_hash, uniform_stream};
 use nasrank::net::{Layer, Plan};
 use nasrank::proxy::linear_regions::{
     distinct_patterns, linear_regions_network, linear_regions_released, random_crops,
@@ -436,15 +438,9 @@ fn fixture() -> Value {
     serde_json::from_str(&text).expect("fixture JSON")
 }
 
-fn usize_of(v: &Value) -> usize {
-    v.as_u64().expect("an unsigned integer") as usize
-}
-
 /// The exporter's input (examples/golden_export.rs): `2 u - 1` from `golden.input`.
 fn golden_batch(seed: u64, n: usize, c: usize, size: usize) -> Batch {
-    let images = uniform_stream(seed, name_hash("golden.input"), n * c * size * size)
-        .map(|u| (2.0 * u - 1.0) as f32)
-        .collect();
+    let images = golden_input(seed, n * c * size * size);
     Batch {
         n,
         c,
@@ -452,17 +448,6 @@ fn golden_batch(seed: u64, n: usize, c: usize, size: usize) -> Batch {
         w: size,
         images,
         labels: vec![0; n],
-    }
-}
-
-fn config_of(v: &Value) -> MacroConfig {
-    MacroConfig {
-        channels: usize_of(&v["channels"]),
-        cells_per_stage: usize_of(&v["cells_per_stage"]),
-        classes: usize_of(&v["classes"]),
-        input_size: usize_of(&v["input_size"]),
-        input_channels: usize_of(&v["input_channels"]),
-        stem: v["stem"].as_bool().unwrap(),
     }
 }
 

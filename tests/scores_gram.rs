@@ -3,13 +3,16 @@
 //! backward passes, central finite differences, a Jacobi eigen-solver written here, naive
 //! re-implementations; and against PyTorch (tests/golden/scores_gram/, made by
 //! tests/golden/scores_gram.py).
+mod common;
+
+use common::{config_of, golden_input, golden_labels, usize_of};
 
 use nasrank::backend::cpu::CpuBackend;
 use nasrank::backend::{
     Backend, BackwardOptions, BnGrad, BnStatistics, Executor, ParamGrads, Reduction,
 };
 use nasrank::data::Batch;
-use nasrank::net::init::{init_params, name_hash, uniform_stream};
+use nasrank::net::init::{init_params, uniform_stream};
 use nasrank::net::{ParamKind, Plan};
 use nasrank::proxy::knas::{knas, knas_gram, KnasStats};
 use nasrank::proxy::ntk::{condition_number, ntk_condition, ntk_gram, ntk_jacobian, NtkMode};
@@ -577,10 +580,6 @@ fn f64s(v: &Value) -> Vec<f64> {
         .collect()
 }
 
-fn usize_of(v: &Value) -> usize {
-    v.as_u64().expect("an unsigned integer") as usize
-}
-
 /// Relative difference, scaled by `scale`.
 fn rel(a: f64, b: f64, scale: f64) -> f64 {
     (a - b).abs() / scale
@@ -594,14 +593,7 @@ fn scores_match_pytorch_in_f64() {
     for case in cases {
         let arch = case["arch"].as_str().unwrap();
         let c = &case["config"];
-        let config = MacroConfig {
-            channels: usize_of(&c["channels"]),
-            cells_per_stage: usize_of(&c["cells_per_stage"]),
-            classes: usize_of(&c["classes"]),
-            input_size: usize_of(&c["input_size"]),
-            input_channels: usize_of(&c["input_channels"]),
-            stem: c["stem"].as_bool().unwrap(),
-        };
+        let config = config_of(c);
         let plan = plan_of(arch, &config);
         let seed = case["seed"].as_u64().unwrap();
         let n = usize_of(&case["batch"]);
@@ -611,12 +603,8 @@ fn scores_match_pytorch_in_f64() {
             .map(|v| v.iter().map(|&x| f64::from(x as f32)).collect())
             .collect();
         let s = plan.slots[0];
-        let images: Vec<f32> = uniform_stream(seed, name_hash("golden.input"), n * s.len())
-            .map(|u| (2.0 * u - 1.0) as f32)
-            .collect();
-        let labels: Vec<usize> = uniform_stream(seed, name_hash("golden.labels"), n)
-            .map(|u| (u * config.classes as f64) as usize)
-            .collect();
+        let images = golden_input(seed, n * s.len());
+        let labels = golden_labels(seed, n, config.classes);
         assert_eq!(
             labels,
             case["labels"]

@@ -4,12 +4,15 @@
 //! and its spectrum computed without an eigensolver, a direct Zen computation; and against
 //! PyTorch autograd (tests/golden/zero_cost/scores_zero_cost.json, made by
 //! tests/golden/scores_zero_cost.py).
+mod common;
+
+use common::{golden_input, golden_labels};
 
 use nasrank::backend::cpu::CpuBackend;
 use nasrank::backend::{Backend, BackwardOptions, BnStatistics, Executor, ParamGrads, Reduction};
 use nasrank::data::{synthetic_batch, Batch, SplitMix64};
 use nasrank::net::init::gaussian_params;
-use nasrank::net::init::{init_params, name_hash, uniform_stream};
+use nasrank::net::init::init_params;
 use nasrank::net::{Layer, ParamKind, Plan};
 use nasrank::proxy::grasp::{grasp, grasp_with_step};
 use nasrank::proxy::jacob_cov::{input_jacobian, jacob_cov};
@@ -491,18 +494,6 @@ fn params_and_flops_are_the_benchmark_counts() {
 }
 
 // ---------------------------------------------------------------- PyTorch golden values
-
-fn golden_input(seed: u64, len: usize) -> Vec<f32> {
-    uniform_stream(seed, name_hash("golden.input"), len)
-        .map(|u| (2.0 * u - 1.0) as f32)
-        .collect()
-}
-
-fn golden_labels(seed: u64, n: usize, classes: usize) -> Vec<usize> {
-    uniform_stream(seed, name_hash("golden.labels"), n)
-        .map(|u| (u * classes as f64) as usize)
-        .collect()
-}
 
 /// Each case's scores from nasrank in f64 (tight tolerance) and f32 (loose) against
 /// PyTorch autograd in float64 on the same f32-exact weights and input.

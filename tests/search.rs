@@ -9,7 +9,10 @@ use nasrank::search::topk::{pick_by_accuracy, top_k, topk_search};
 use nasrank::search::{best_position, sample_without_replacement};
 use nasrank::space::{arch_of_index, index_of_arch, Arch, Cell, Op, OpSet, NUM_ARCHS};
 use std::collections::HashSet;
-use std::process::{Command, Output};
+mod common;
+
+use common::{nasrank, stderr};
+use std::process::Output;
 
 /// A fixed, scrambled function of the index: no structure the sampler could follow.
 fn scrambled(index: usize) -> f64 {
@@ -391,17 +394,6 @@ fn pruning_the_supernet_takes_three_rounds_to_one_op_per_edge() {
 }
 
 // ---------------------------------------------------------------- CLI
-
-fn nasrank(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_nasrank"))
-        .args(args)
-        .output()
-        .expect("run nasrank")
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
 
 fn json_of(out: &Output) -> serde_json::Value {
     assert!(out.status.success(), "{}", stderr(out));

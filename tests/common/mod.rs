@@ -23,3 +23,52 @@ pub fn shared_data(what: &str) -> Option<PathBuf> {
         None
     }
 }
+
+/// Runs the `nasrank` binary built for the tests.
+pub fn nasrank(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_nasrank"))
+        .args(args)
+        .output()
+        .expect("run nasrank")
+}
+
+pub fn stdout(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn stderr(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// The golden fixtures' input (examples/golden_export.rs): `2 u - 1` from the stream
+/// `golden.input`.
+pub fn golden_input(seed: u64, len: usize) -> Vec<f32> {
+    use nasrank::net::init::{name_hash, uniform_stream};
+    uniform_stream(seed, name_hash("golden.input"), len)
+        .map(|u| (2.0 * u - 1.0) as f32)
+        .collect()
+}
+
+/// The golden fixtures' labels: `floor(classes u)` from the stream `golden.labels`.
+pub fn golden_labels(seed: u64, n: usize, classes: usize) -> Vec<usize> {
+    use nasrank::net::init::{name_hash, uniform_stream};
+    uniform_stream(seed, name_hash("golden.labels"), n)
+        .map(|u| (u * classes as f64) as usize)
+        .collect()
+}
+
+pub fn usize_of(v: &serde_json::Value) -> usize {
+    v.as_u64().expect("an unsigned integer") as usize
+}
+
+/// A fixture's `config` object as a macro config.
+pub fn config_of(v: &serde_json::Value) -> nasrank::space::MacroConfig {
+    nasrank::space::MacroConfig {
+        channels: usize_of(&v["channels"]),
+        cells_per_stage: usize_of(&v["cells_per_stage"]),
+        classes: usize_of(&v["classes"]),
+        input_size: usize_of(&v["input_size"]),
+        input_channels: usize_of(&v["input_channels"]),
+        stem: v["stem"].as_bool().unwrap(),
+    }
+}
