@@ -372,3 +372,85 @@ fn the_gradient_observer_sees_each_layer_with_a_gradient_once() {
     assert!(seen.windows(2).all(|w| w[0] > w[1]), "not in reverse order");
     assert_eq!(seen[0], plan.layers.len() - 1);
 }
+
+/// The codes of every ReLU, concatenated in stream order, and the logits.
+fn codes_and_logits(
+    be: &CpuBackend<f32>,
+    plan: &Plan,
+    x: &[f32],
+    n: usize,
+) -> (Vec<u64>, Vec<f32>) {
+    let mut exec = Executor::with_init(be, plan, 3);
+    let mut codes = Vec::new();
+    exec.forward_with_codes(x.to_vec(), n, BnStatistics::Batch, &mut |block| {
+        codes.extend(be.download_words(block.codes))
+    });
+    (codes, be.download(exec.logits()))
+}
+
+#[test]
+fn forward_only_pass_streams_the_codes_and_logits_of_a_full_forward() {
+    // The forward-only pass releases slots as it goes and reuses pooled buffers without
+    // zeroing them; a full forward keeps every slot. Both must compute the same values, also
+    // on a backend whose pool holds stale buffers of another arch.
+    let config = MacroConfig {
+        channels: 4,
+        cells_per_stage: 2,
+        classes: 3,
+        input_size: 8,
+        input_channels: 3,
+        stem: true,
+    };
+    let other: Arch = "|nor_conv_3x3~0|+|skip_connect~0|nor_conv_1x1~1|+|avg_pool_3x3~0|nor_conv_3x3~1|skip_connect~2|"
+        .parse()
+        .unwrap();
+    let arch: Arch =
+        "|nor_conv_1x1~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|none~1|nor_conv_3x3~2|"
+            .parse()
+            .unwrap();
+    let plan = Plan::build(&Cell::from(arch), &config).unwrap();
+    let other_plan = Plan::build(&Cell::from(other), &config).unwrap();
+    let n = 5;
+    let x: Vec<f32> = uniform_stream(7, 99, n * plan.slots[0].len())
+        .map(|u| (2.0 * u - 1.0) as f32)
+        .collect();
+
+    let fresh = CpuBackend::<f32>::new();
+    let mut full = Executor::with_init(&fresh, &plan, 3);
+    full.forward(x.clone(), n, BnStatistics::Batch);
+    let full_logits = fresh.download(full.logits());
+    let mut full_codes = Vec::new();
+    for layer in &plan.layers {
+        if let nasrank::net::Layer::Relu { x: input, .. } = layer {
+            let units = plan.slots[*input].len();
+            let mut words = fresh.alloc_words(n * units.div_ceil(64));
+            fresh.pack_signs(full.slot(*input), n, units, &mut words);
+            full_codes.extend(words);
+        }
+    }
+    drop(full);
+
+    let used = CpuBackend::<f32>::new();
+    let _ = codes_and_logits(&used, &other_plan, &x, n);
+    let _ = codes_and_logits(&used, &plan, &x, n);
+    let (codes, logits) = codes_and_logits(&used, &plan, &x, n);
+    assert_eq!(logits, full_logits);
+    assert!(codes.starts_with(&full_codes), "layer codes differ");
+    assert!(
+        codes[full_codes.len()..].iter().all(|&w| w == 0),
+        "constant codes are zero"
+    );
+}
+
+#[test]
+#[should_panic(expected = "forward-only")]
+fn backward_after_a_forward_only_pass_is_refused() {
+    let be = CpuBackend::<f32>::new();
+    let (plan, _) = tiny();
+    let n = 2;
+    let x = vec![0.5f32; n * plan.slots[0].len()];
+    let mut exec = Executor::with_init(&be, &plan, 1);
+    exec.forward_with_codes(x, n, BnStatistics::Batch, &mut |_| {});
+    let seed = be.alloc(n * 3);
+    exec.backward(seed, &BackwardOptions::default(), ParamGrads::Skip);
+}

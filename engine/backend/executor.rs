@@ -91,6 +91,9 @@ pub struct Executor<'a, B: Backend> {
     pool: HashMap<usize, Vec<B::Buf>>,
     /// Frozen ReLU inputs by layer index (see [`Executor::freeze_relu_masks`]).
     relu_masks: Option<Vec<Option<B::Buf>>>,
+    /// Whether every slot of the last forward pass is still held (false after a
+    /// forward-only pass, which releases intermediate slots as it goes).
+    slots_complete: bool,
 }
 
 impl<'a, B: Backend> Executor<'a, B> {
@@ -111,6 +114,7 @@ impl<'a, B: Backend> Executor<'a, B> {
             scratch: HashMap::new(),
             pool: HashMap::new(),
             relu_masks: None,
+            slots_complete: false,
         }
     }
 
@@ -194,6 +198,11 @@ impl<'a, B: Backend> Executor<'a, B> {
 
     /// Runs the plan forward, streaming the sign codes of every ReLU's input to `sink`, one
     /// layer at a time (then the all-zero codes of modules whose input is identically zero).
+    ///
+    /// Forward only: each intermediate slot goes back to the backend right after its last
+    /// reader, so a few buffers cycle through the cache instead of the whole network's
+    /// activations streaming through memory. Only the logits remain; a backward pass or
+    /// [`Executor::slot`] of an intermediate slot needs a fresh [`Executor::forward`].
     pub fn forward_with_codes(
         &mut self,
         input: B::Buf,
@@ -219,19 +228,37 @@ impl<'a, B: Backend> Executor<'a, B> {
             "input size"
         );
         if n != self.n {
-            for (slot, shape) in self.slots.iter_mut().zip(&plan.slots).skip(1) {
-                *slot = be.alloc(n * shape.len());
-            }
             self.bn_stats.iter_mut().for_each(|s| *s = None);
         }
         self.n = n;
         self.bn = bn;
         self.slots[INPUT] = input;
+        let streaming = sink.is_some();
+        self.slots_complete = !streaming;
+        // In a forward-only pass, the layer after which each slot is read no more.
+        let last_reader: Vec<Option<usize>> = if streaming {
+            let mut last = vec![None; plan.slots.len()];
+            for (index, layer) in plan.layers.iter().enumerate() {
+                for x in layer.inputs() {
+                    last[x] = Some(index);
+                }
+            }
+            last[plan.output] = None;
+            last
+        } else {
+            Vec::new()
+        };
         let group = bn_group(bn, n);
         let mut codes = B::Words::default();
         for (index, layer) in plan.layers.iter().enumerate() {
             let out = layer.output();
             let mut y = std::mem::take(&mut self.slots[out]);
+            let len = n * plan.slots[out].len();
+            if be.buf_len(&y) != len {
+                // Every forward primitive overwrites its whole output.
+                be.release(std::mem::take(&mut y));
+                y = be.alloc_output(len);
+            }
             let slots = &self.slots;
             let p = &self.params;
             match layer {
@@ -318,6 +345,13 @@ impl<'a, B: Backend> Executor<'a, B> {
                 Layer::Zero { .. } => be.fill_zero(&mut y),
             }
             self.slots[out] = y;
+            if streaming {
+                for x in layer.inputs() {
+                    if last_reader[x] == Some(index) {
+                        be.release(std::mem::take(&mut self.slots[x]));
+                    }
+                }
+            }
         }
         if let Some(sink) = sink {
             for constant in &plan.constant_codes {
@@ -367,6 +401,10 @@ impl<'a, B: Backend> Executor<'a, B> {
         let plan = self.plan;
         let n = self.n;
         assert!(n > 0, "backward before forward");
+        assert!(
+            self.slots_complete,
+            "backward after a forward-only pass (forward_with_codes)"
+        );
         assert_eq!(be.buf_len(&dlogits), n * plan.slots[plan.output].len());
         if matches!(param_grads, ParamGrads::PerSample(_)) {
             assert!(

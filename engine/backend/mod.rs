@@ -64,6 +64,11 @@ pub trait Backend: Sync {
 
     /// A zeroed buffer.
     fn alloc(&self, len: usize) -> Self::Buf;
+    /// A buffer of `len` for an operation that overwrites all of it: its contents are
+    /// unspecified (the default zeroes it; a pooling backend may hand back stale values).
+    fn alloc_output(&self, len: usize) -> Self::Buf {
+        self.alloc(len)
+    }
     /// Takes back a buffer no longer needed, for a later `alloc` of its length (the
     /// default just frees it).
     fn release(&self, buf: Self::Buf) {

@@ -50,7 +50,15 @@ impl<T: Real> Backend for CpuBackend<T> {
             None => vec![T::zero(); len],
         }
     }
+    fn alloc_output(&self, len: usize) -> Vec<T> {
+        // No zeroing: the caller overwrites every element.
+        let reused = self.pool().get_mut(&len).and_then(Vec::pop);
+        reused.unwrap_or_else(|| vec![T::zero(); len])
+    }
     fn release(&self, buf: Vec<T>) {
+        if buf.is_empty() {
+            return;
+        }
         let mut pool = self.pool();
         let held: usize = pool.iter().map(|(len, bufs)| len * bufs.len()).sum();
         if (held + buf.len()) * std::mem::size_of::<T>() <= POOL_BYTES {
