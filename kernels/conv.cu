@@ -26,7 +26,8 @@
 //
 // Launch: block (16, 16); grid (ceil(N / CONV_TILE_N), ceil(M / CONV_TILE_M), ranges), ranges
 // = 1 except conv_weight_grad (one per range z). conv_sum_partials: any 1-D grid.
-// The host mirrors CONV_TILE_M / CONV_TILE_N in engine/backend/cuda/ops.rs.
+// The host mirrors CONV_TILE_M / CONV_TILE_N in engine/backend/cuda/ops.rs and checks that
+// n*oh*ow, n*h*w and the weight length fit an int (index arithmetic is 32-bit).
 
 #define CONV_TILE_M 32
 #define CONV_TILE_N 64
@@ -87,15 +88,15 @@ struct ConvShape {
           oh((h_ + 2 * pad_ - k_) / stride_ + 1), ow((w_ + 2 * pad_ - k_) / stride_ + 1),
           P(oh * ow), kk(k_ * k_), R(cin_ * k_ * k_) {}
 
-    // col_i[r][pix] for the flat column q = i*P + pix.
-    __device__ float col(const float *__restrict__ x, int r, long long q) const {
-        const long long img = q / P;
-        const int pix = (int)(q % P);
+    // col_i[r][pix] for the flat column q = i*P + pix. Index arithmetic is in int (the host
+    // checks n*P, n*h*w and the weight length fit one): 64-bit division is slow on a GPU.
+    __device__ float col(const float *__restrict__ x, int r, int q) const {
+        const int img = q / P, pix = q % P;
         const int ci = r / kk, t = r % kk;
         const int iy = (pix / ow) * stride - pad + t / k;
         const int ix = (pix % ow) * stride - pad + t % k;
         if (iy < 0 || iy >= h || ix < 0 || ix >= w) return 0.0f;
-        return x[((img * cin + ci) * h + iy) * w + ix];
+        return x[(((long long)img * cin + ci) * h + iy) * w + ix];
     }
 };
 
@@ -121,12 +122,12 @@ extern "C" __global__ void conv_backward_data(const float *__restrict__ dy,
         cin, n * hw, 0, (long long)cout * s.kk,
         // A[ci][(co, t)] = w[co][ci][t]
         [&](int ci, long long r) {
-            const long long co = r / s.kk;
-            return wt[(co * cin + ci) * s.kk + r % s.kk];
+            const int co = (int)r / s.kk;
+            return wt[((long long)co * cin + ci) * s.kk + (int)r % s.kk];
         },
         // B[(co, ki, kj)][(i, iy, ix)] = dy[i][co][oy][ox] if oy*s - p + ki = iy (and ox alike)
         [&](long long r, int q) {
-            const int co = (int)(r / s.kk), t = (int)(r % s.kk);
+            const int co = (int)r / s.kk, t = (int)r % s.kk;
             const int img = q / hw, pix = q % hw;
             const int ty = pix / width + pad - t / k, tx = pix % width + pad - t % k;
             if (ty < 0 || tx < 0 || ty % stride != 0 || tx % stride != 0) return 0.0f;
@@ -147,8 +148,11 @@ extern "C" __global__ void conv_weight_grad(const float *__restrict__ x, const f
     float *part = out + (long long)blockIdx.z * cout * s.R;
     tile_gemm<true, true>(
         cout, s.R, q0, q1,
-        [&](int co, long long q) { return dy[((q / s.P) * cout + co) * s.P + q % s.P]; },
-        [&](long long q, int r) { return s.col(x, r, q); },
+        [&](int co, long long q) {
+            const int img = (int)q / s.P, pix = (int)q % s.P;
+            return dy[((long long)img * cout + co) * s.P + pix];
+        },
+        [&](long long q, int r) { return s.col(x, r, (int)q); },
         [&](int co, int r, float v) { part[(long long)co * s.R + r] = v; });
 }
 
