@@ -4,9 +4,10 @@
 #![cfg(feature = "emu")]
 
 use nasrank::backend::cpu;
+use nasrank::backend::cpu::CpuBackend;
 use nasrank::backend::cuda::emu::{EmuBuf, EmuLauncher};
 use nasrank::backend::cuda::{ops, Arg, LaunchConfig, LaunchError, Launcher};
-use nasrank::backend::{BnGeom, BnGrad};
+use nasrank::backend::{Backend, BnGeom, BnGrad, ConvGeom, Reduction};
 
 const L: EmuLauncher = EmuLauncher;
 
@@ -519,4 +520,278 @@ fn batchnorm_matches_cpu_for_batch_and_grouped_statistics() {
         },
         40,
     );
+}
+
+// ---- conv, linear, loss vs the CPU backend in f64 --------------------------------------
+
+/// The f64 CPU backend: the reference the f32 kernels are held to.
+fn cpu64() -> CpuBackend<f64> {
+    CpuBackend::new()
+}
+
+fn widen(v: &[f32]) -> Vec<f64> {
+    v.iter().map(|&x| f64::from(x)).collect()
+}
+
+/// The f32 kernel result against the f64 reference.
+fn assert_close_f64(got: &EmuBuf, want: &[f64], what: &str) {
+    assert_close(&widen(&down::<f32>(got)), want, 2e-5, what);
+}
+
+fn conv(
+    n: usize,
+    cin: usize,
+    cout: usize,
+    (h, w): (usize, usize),
+    k: usize,
+    stride: usize,
+    pad: usize,
+) -> (ConvGeom, usize) {
+    (
+        ConvGeom {
+            cin,
+            cout,
+            h,
+            w,
+            k,
+            stride,
+            pad,
+        },
+        n,
+    )
+}
+
+/// Ragged shapes: channels and pixel counts not multiples of the 32 x 64 x 16 tiles; every
+/// (k, stride, pad) of NB-201 and a few more; n = 1 and n > 1 (batched weight gradients split
+/// into ranges that cross image boundaries when n * oh * ow > 128).
+fn conv_cases() -> Vec<(ConvGeom, usize)> {
+    vec![
+        conv(1, 3, 5, (7, 9), 3, 1, 1),
+        conv(3, 3, 5, (7, 9), 3, 1, 1),
+        conv(3, 17, 33, (5, 6), 3, 1, 1),
+        conv(2, 17, 33, (7, 9), 1, 1, 0),
+        conv(3, 4, 6, (8, 9), 3, 2, 1),
+        conv(2, 5, 3, (7, 6), 1, 2, 0),
+        conv(1, 2, 3, (5, 4), 3, 1, 0),
+        conv(4, 1, 2, (1, 1), 1, 1, 0),
+    ]
+}
+
+#[test]
+fn conv_forward_and_backward_match_cpu() {
+    let be = cpu64();
+    for (case, (g, n)) in conv_cases().into_iter().enumerate() {
+        let what = |op: &str| format!("{op} {g:?} n {n}");
+        let seed = 100 + 10 * case as u64;
+        let (x, w) = (
+            values(n * g.in_len(), seed),
+            values(g.weight_len(), seed + 1),
+        );
+        let dy = values(n * g.out_len(), seed + 2);
+        let (xb, wb, dyb) = (up(&x), up(&w), up(&dy));
+        let (x64, w64, dy64) = (widen(&x), widen(&w), widen(&dy));
+
+        // Forward overwrites: start from garbage.
+        let mut y = up(&vec![7.0f32; n * g.out_len()]);
+        ops::conv_forward(&L, &g, n, &xb, &wb, &mut y).unwrap();
+        let mut want = vec![0.0; n * g.out_len()];
+        be.conv_forward(&g, n, &x64, &w64, &mut want);
+        assert_close_f64(&y, &want, &what("conv_forward"));
+
+        // Backward accumulates onto what is there.
+        let dx0 = values(n * g.in_len(), seed + 3);
+        let mut dx = up(&dx0);
+        ops::conv_backward_data(&L, &g, n, &dyb, &wb, &mut dx).unwrap();
+        let mut want = widen(&dx0);
+        be.conv_backward_data(&g, n, &dy64, &w64, &mut want);
+        assert_close_f64(&dx, &want, &what("conv_backward_data"));
+
+        let dw0 = values(g.weight_len(), seed + 4);
+        let mut dw = up(&dw0);
+        ops::conv_backward_weight(&L, &g, n, &xb, &dyb, &mut dw).unwrap();
+        let mut want = widen(&dw0);
+        be.conv_backward_weight(&g, n, &x64, &dy64, &mut want);
+        assert_close_f64(&dw, &want, &what("conv_backward_weight"));
+
+        // Per-sample gradients overwrite.
+        let mut per = up(&vec![-3.0f32; n * g.weight_len()]);
+        ops::conv_weight_grad_per_sample(&L, &g, n, &xb, &dyb, &mut per).unwrap();
+        let mut want = vec![0.0; n * g.weight_len()];
+        be.conv_weight_grad_per_sample(&g, n, &x64, &dy64, &mut want);
+        assert_close_f64(&per, &want, &what("conv_weight_grad_per_sample"));
+    }
+}
+
+#[test]
+fn conv_wrappers_check_lengths_and_geometry() {
+    let (g, n) = conv(2, 3, 4, (5, 5), 3, 1, 1);
+    let (x, w) = (
+        L.alloc::<f32>(n * g.in_len()).unwrap(),
+        L.alloc::<f32>(g.weight_len()).unwrap(),
+    );
+    let mut short = L.alloc::<f32>(n * g.out_len() - 1).unwrap();
+    assert!(matches!(
+        ops::conv_forward(&L, &g, n, &x, &w, &mut short),
+        Err(LaunchError::Length(_))
+    ));
+    let mut dw = L.alloc::<f32>(g.weight_len() + 1).unwrap();
+    let dy = L.alloc::<f32>(n * g.out_len()).unwrap();
+    assert!(matches!(
+        ops::conv_backward_weight(&L, &g, n, &x, &dy, &mut dw),
+        Err(LaunchError::Length(_))
+    ));
+    // A kernel larger than the padded image.
+    let bad = ConvGeom { k: 9, ..g };
+    let mut y = L.alloc::<f32>(0).unwrap();
+    assert!(ops::conv_forward(&L, &bad, n, &x, &w, &mut y).is_err());
+}
+
+#[test]
+fn linear_forward_and_backward_match_cpu() {
+    let be = cpu64();
+    // Rows past one 32-row tile, features past one 64-column tile, a depth not a multiple
+    // of 16, and the degenerate 1 x 1 x 1.
+    for (case, (n, fin, fout)) in [
+        (1usize, 1usize, 1usize),
+        (3, 17, 10),
+        (37, 70, 33),
+        (5, 64, 100),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let what = |op: &str| format!("{op} n {n} fin {fin} fout {fout}");
+        let seed = 200 + 10 * case as u64;
+        let (x, w, b) = (
+            values(n * fin, seed),
+            values(fout * fin, seed + 1),
+            values(fout, seed + 2),
+        );
+        let dy = values(n * fout, seed + 3);
+        let (xb, wb, dyb) = (up(&x), up(&w), up(&dy));
+        let (x64, w64, dy64) = (widen(&x), widen(&w), widen(&dy));
+
+        let mut y = up(&vec![5.0f32; n * fout]);
+        ops::linear_forward(&L, n, fin, fout, &xb, &wb, &up(&b), &mut y).unwrap();
+        let mut want = vec![0.0; n * fout];
+        be.linear_forward(n, fin, fout, &x64, &w64, &widen(&b), &mut want);
+        assert_close_f64(&y, &want, &what("linear_forward"));
+
+        let (dx0, dw0, db0) = (
+            values(n * fin, seed + 4),
+            values(fout * fin, seed + 5),
+            values(fout, seed + 6),
+        );
+        let (mut dx, mut dw, mut db) = (up(&dx0), up(&dw0), up(&db0));
+        ops::linear_backward(
+            &L,
+            n,
+            fin,
+            fout,
+            &xb,
+            &wb,
+            &dyb,
+            Some(&mut dx),
+            &mut dw,
+            &mut db,
+        )
+        .unwrap();
+        let (mut wdx, mut wdw, mut wdb) = (widen(&dx0), widen(&dw0), widen(&db0));
+        be.linear_backward(
+            n,
+            fin,
+            fout,
+            &x64,
+            &w64,
+            &dy64,
+            Some(&mut wdx),
+            &mut wdw,
+            &mut wdb,
+        );
+        assert_close_f64(&dx, &wdx, &what("linear_backward dx"));
+        assert_close_f64(&dw, &wdw, &what("linear_backward dw"));
+        assert_close_f64(&db, &wdb, &what("linear_backward db"));
+
+        // Without dx: the same parameter gradients.
+        let (mut dw, mut db) = (up(&dw0), up(&db0));
+        ops::linear_backward(&L, n, fin, fout, &xb, &wb, &dyb, None, &mut dw, &mut db).unwrap();
+        assert_close_f64(&dw, &wdw, &what("linear_backward dw (no dx)"));
+        assert_close_f64(&db, &wdb, &what("linear_backward db (no dx)"));
+
+        let (mut pdw, mut pdb) = (
+            up(&vec![9.0f32; n * fout * fin]),
+            up(&vec![9.0f32; n * fout]),
+        );
+        ops::linear_grad_per_sample(&L, n, fin, fout, &xb, &dyb, &mut pdw, &mut pdb).unwrap();
+        let (mut wpdw, mut wpdb) = (vec![0.0; n * fout * fin], vec![0.0; n * fout]);
+        be.linear_grad_per_sample(n, fin, fout, &x64, &dy64, &mut wpdw, &mut wpdb);
+        assert_close_f64(&pdw, &wpdw, &what("linear_grad_per_sample dw"));
+        assert_close_f64(&pdb, &wpdb, &what("linear_grad_per_sample db"));
+    }
+}
+
+#[test]
+fn softmax_cross_entropy_matches_cpu_for_both_reductions() {
+    let be = cpu64();
+    // Rows past one block of 4 warps, classes past one warp, and logits in the thousands
+    // (a naive exp overflows).
+    for (case, (n, classes, magnitude)) in [
+        (1usize, 1usize, 1.0f32),
+        (3, 10, 1.0),
+        (9, 100, 3.0),
+        (5, 33, 2000.0),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let logits: Vec<f32> = values(n * classes, 300 + case as u64)
+            .iter()
+            .map(|v| v * magnitude)
+            .collect();
+        let labels: Vec<usize> = (0..n).map(|i| (7 * i + case) % classes).collect();
+        for reduction in [Reduction::Mean, Reduction::Sum] {
+            let what = format!("n {n} classes {classes} x{magnitude} {reduction:?}");
+            let mut d = up(&vec![4.0f32; n * classes]);
+            let loss = ops::softmax_cross_entropy(
+                &L,
+                n,
+                classes,
+                &up(&logits),
+                &labels,
+                reduction,
+                &mut d,
+            )
+            .unwrap();
+            let mut want = vec![0.0; n * classes];
+            let want_loss = be.softmax_cross_entropy(
+                n,
+                classes,
+                &widen(&logits),
+                &labels,
+                reduction,
+                &mut want,
+            );
+            assert!(
+                (f64::from(loss) - want_loss).abs() <= 1e-6 * (1.0 + want_loss.abs()),
+                "loss {what}: got {loss}, want {want_loss}"
+            );
+            assert_close_f64(&d, &want, &format!("dlogits {what}"));
+        }
+    }
+}
+
+#[test]
+fn softmax_cross_entropy_rejects_bad_labels() {
+    let (n, classes) = (3, 4);
+    let logits = up(&values(n * classes, 5));
+    let mut d = L.alloc::<f32>(n * classes).unwrap();
+    let loss = |labels: &[usize], d: &mut EmuBuf| {
+        ops::softmax_cross_entropy(&L, n, classes, &logits, labels, Reduction::Mean, d)
+    };
+    assert!(matches!(
+        loss(&[0, 4, 1], &mut d),
+        Err(LaunchError::BadArgs { .. })
+    ));
+    assert!(matches!(loss(&[0, 1], &mut d), Err(LaunchError::Length(_))));
+    assert!(loss(&[0, 3, 1], &mut d).is_ok());
 }

@@ -6,7 +6,7 @@
 //! `unsafe` launches sound.
 
 use super::launch::{int, long, Arg, LaunchConfig, LaunchError, Launcher};
-use crate::backend::{BnGeom, BnGrad};
+use crate::backend::{BnGeom, BnGrad, ConvGeom, Reduction};
 
 type Result<T = ()> = std::result::Result<T, LaunchError>;
 
@@ -494,4 +494,376 @@ pub fn bn_param_grad_per_sample<L: Launcher>(
     args.extend(dims(g)?);
     // SAFETY: lengths checked.
     unsafe { l.launch("bn_param_grad_per_sample", per_block(g.n * g.c), &mut args) }
+}
+
+/// Output tile of the GEMM kernels of conv.cu and linear.cu (CONV_TILE_M x CONV_TILE_N,
+/// LINEAR_TILE_M x LINEAR_TILE_N), and their block of 16 x 16 threads.
+const GEMM_TILE_M: usize = 32;
+const GEMM_TILE_N: usize = 64;
+const GEMM_BLOCK: (u32, u32) = (16, 16);
+/// The reduction step of the GEMM kernels (CONV_TILE_K).
+const GEMM_TILE_K: usize = 16;
+/// The batched conv weight gradient is split over at most this many ranges of
+/// (image, pixel) columns, each at least `CONV_MIN_SPAN` long, so that a layer with few
+/// weight tiles still fills the device; the partial sums are added in order (deterministic).
+const CONV_MAX_SPLITS: usize = 64;
+const CONV_MIN_SPAN: usize = 8 * GEMM_TILE_K;
+
+/// The launch of a GEMM kernel with an `m x n` output, `ranges` deep in z.
+fn gemm_launch(m: usize, n: usize, ranges: usize) -> Result<LaunchConfig> {
+    let tiles = |len: usize, tile: usize| {
+        u32::try_from(len.div_ceil(tile)).map_err(|_| LaunchError::SizeOverflow(len))
+    };
+    let z = u32::try_from(ranges).map_err(|_| LaunchError::SizeOverflow(ranges))?;
+    Ok(LaunchConfig::new(
+        (tiles(n, GEMM_TILE_N)?, tiles(m, GEMM_TILE_M)?, z),
+        GEMM_BLOCK,
+    ))
+}
+
+fn conv_check(g: &ConvGeom) -> Result {
+    if g.k >= 1 && g.stride >= 1 && g.h + 2 * g.pad >= g.k && g.w + 2 * g.pad >= g.k {
+        Ok(())
+    } else {
+        Err(LaunchError::Length(format!("invalid conv geometry {g:?}")))
+    }
+}
+
+/// The trailing `n, cin, height, width, cout, k, stride, pad` arguments of conv.cu, after
+/// checking that every flat extent a kernel indexes with an `int` fits one.
+fn conv_dims<'a, B>(g: &ConvGeom, n: usize) -> Result<[Arg<'a, B>; 8]> {
+    int(n * g.out_h() * g.out_w())?;
+    int(n * g.h * g.w)?;
+    int(g.cout * g.cin * g.k * g.k)?;
+    Ok([
+        Arg::I32(int(n)?),
+        Arg::I32(int(g.cin)?),
+        Arg::I32(int(g.h)?),
+        Arg::I32(int(g.w)?),
+        Arg::I32(int(g.cout)?),
+        Arg::I32(int(g.k)?),
+        Arg::I32(int(g.stride)?),
+        Arg::I32(int(g.pad)?),
+    ])
+}
+
+/// `y = conv(x, w)`: `x` `[n][cin][h][w]`, `w` `[cout][cin][k][k]`, `y` `[n][cout][oh][ow]`
+/// (overwritten).
+pub fn conv_forward<L: Launcher>(
+    l: &L,
+    g: &ConvGeom,
+    n: usize,
+    x: &L::Buf,
+    w: &L::Buf,
+    y: &mut L::Buf,
+) -> Result {
+    conv_check(g)?;
+    check_len::<L, f32>(l, x, n * g.in_len(), "conv_forward x")?;
+    check_len::<L, f32>(l, w, g.weight_len(), "conv_forward w")?;
+    check_len::<L, f32>(l, y, n * g.out_len(), "conv_forward y")?;
+    if n * g.out_len() == 0 {
+        return Ok(());
+    }
+    let config = gemm_launch(g.cout, n * g.out_h() * g.out_w(), 1)?;
+    let mut args: Vec<Arg<'_, L::Buf>> = vec![Arg::Buf(x), Arg::Buf(w), Arg::BufMut(y)];
+    args.extend(conv_dims(g, n)?);
+    // SAFETY: lengths checked against the geometry; the kernel guards the ragged tiles.
+    unsafe { l.launch("conv_forward", config, &mut args) }
+}
+
+/// `dx += conv^T(dy, w)`: `dy` `[n][cout][oh][ow]`, `dx` `[n][cin][h][w]`.
+pub fn conv_backward_data<L: Launcher>(
+    l: &L,
+    g: &ConvGeom,
+    n: usize,
+    dy: &L::Buf,
+    w: &L::Buf,
+    dx: &mut L::Buf,
+) -> Result {
+    conv_check(g)?;
+    check_len::<L, f32>(l, dy, n * g.out_len(), "conv_backward_data dy")?;
+    check_len::<L, f32>(l, w, g.weight_len(), "conv_backward_data w")?;
+    check_len::<L, f32>(l, dx, n * g.in_len(), "conv_backward_data dx")?;
+    if n * g.in_len() == 0 {
+        return Ok(());
+    }
+    let config = gemm_launch(g.cin, n * g.h * g.w, 1)?;
+    let mut args: Vec<Arg<'_, L::Buf>> = vec![Arg::Buf(dy), Arg::Buf(w), Arg::BufMut(dx)];
+    args.extend(conv_dims(g, n)?);
+    // SAFETY: as in conv_forward.
+    unsafe { l.launch("conv_backward_data", config, &mut args) }
+}
+
+/// `out[z] = ` the weight gradient over (image, pixel) columns `[z*span, (z+1)*span)`, for
+/// `ranges` consecutive ranges; `out` holds `ranges * weight_len` f32.
+#[allow(clippy::too_many_arguments)]
+fn conv_weight_grad_ranges<L: Launcher>(
+    l: &L,
+    g: &ConvGeom,
+    n: usize,
+    x: &L::Buf,
+    dy: &L::Buf,
+    out: &mut L::Buf,
+    span: usize,
+    ranges: usize,
+) -> Result {
+    let config = gemm_launch(g.cout, g.cin * g.k * g.k, ranges)?;
+    let mut args: Vec<Arg<'_, L::Buf>> = vec![Arg::Buf(x), Arg::Buf(dy), Arg::BufMut(out)];
+    args.extend(conv_dims(g, n)?);
+    args.push(Arg::I64(long(span)?));
+    // SAFETY: x, dy checked by the callers against the geometry, out holds ranges *
+    // weight_len f32 and ranges * span covers n * oh * ow (the kernel clips the last range).
+    unsafe { l.launch("conv_weight_grad", config, &mut args) }
+}
+
+/// `dw += sum_n dy_n col(x_n)^T` (`dw` `[cout][cin*k*k]`): split-K partial sums in scratch,
+/// added to `dw` in order.
+pub fn conv_backward_weight<L: Launcher>(
+    l: &L,
+    g: &ConvGeom,
+    n: usize,
+    x: &L::Buf,
+    dy: &L::Buf,
+    dw: &mut L::Buf,
+) -> Result {
+    conv_check(g)?;
+    check_len::<L, f32>(l, x, n * g.in_len(), "conv_backward_weight x")?;
+    check_len::<L, f32>(l, dy, n * g.out_len(), "conv_backward_weight dy")?;
+    check_len::<L, f32>(l, dw, g.weight_len(), "conv_backward_weight dw")?;
+    let columns = n * g.out_h() * g.out_w();
+    if columns == 0 || g.weight_len() == 0 {
+        return Ok(());
+    }
+    let span = columns
+        .div_ceil(CONV_MAX_SPLITS)
+        .max(CONV_MIN_SPAN)
+        .next_multiple_of(GEMM_TILE_K);
+    let splits = columns.div_ceil(span);
+    let mut part = l.alloc::<f32>(splits * g.weight_len())?;
+    conv_weight_grad_ranges(l, g, n, x, dy, &mut part, span, splits)?;
+    let len = g.weight_len();
+    let args = &mut [
+        Arg::Buf(&part),
+        Arg::BufMut(dw),
+        Arg::I32(int(splits)?),
+        Arg::I64(long(len)?),
+    ];
+    // SAFETY: part holds splits * len f32, dw len (checked).
+    unsafe { l.launch("conv_sum_partials", elementwise(len), args) }
+}
+
+/// `out[i] = dy_i col(x_i)^T`, each image's weight gradient (`[n][weight_len]`, overwritten).
+pub fn conv_weight_grad_per_sample<L: Launcher>(
+    l: &L,
+    g: &ConvGeom,
+    n: usize,
+    x: &L::Buf,
+    dy: &L::Buf,
+    out: &mut L::Buf,
+) -> Result {
+    conv_check(g)?;
+    check_len::<L, f32>(l, x, n * g.in_len(), "conv_weight_grad_per_sample x")?;
+    check_len::<L, f32>(l, dy, n * g.out_len(), "conv_weight_grad_per_sample dy")?;
+    check_len::<L, f32>(
+        l,
+        out,
+        n * g.weight_len(),
+        "conv_weight_grad_per_sample out",
+    )?;
+    if n * g.weight_len() == 0 {
+        return Ok(());
+    }
+    // One range per image: span = the pixels of one image.
+    conv_weight_grad_ranges(l, g, n, x, dy, out, g.out_h() * g.out_w(), n)
+}
+
+/// Checks the `[n][fin]`, `[fout][fin]`, `[n][fout]` lengths of a linear layer.
+fn linear_check<L: Launcher>(
+    l: &L,
+    (n, fin, fout): (usize, usize, usize),
+    x: Option<&L::Buf>,
+    w: Option<&L::Buf>,
+    y: &L::Buf,
+    op: &str,
+) -> Result {
+    if let Some(x) = x {
+        check_len::<L, f32>(l, x, n * fin, &format!("{op} x"))?;
+    }
+    if let Some(w) = w {
+        check_len::<L, f32>(l, w, fout * fin, &format!("{op} w"))?;
+    }
+    check_len::<L, f32>(l, y, n * fout, &format!("{op} y/dy"))
+}
+
+fn linear_dims<'a, B>(n: usize, fin: usize, fout: usize) -> Result<[Arg<'a, B>; 3]> {
+    Ok([Arg::I32(int(n)?), Arg::I32(int(fin)?), Arg::I32(int(fout)?)])
+}
+
+/// `y = x w^T + b` (`x` `[n][fin]`, `w` `[fout][fin]`, `b` `[fout]`, `y` `[n][fout]`
+/// overwritten).
+#[allow(clippy::too_many_arguments)]
+pub fn linear_forward<L: Launcher>(
+    l: &L,
+    n: usize,
+    fin: usize,
+    fout: usize,
+    x: &L::Buf,
+    w: &L::Buf,
+    b: &L::Buf,
+    y: &mut L::Buf,
+) -> Result {
+    linear_check(l, (n, fin, fout), Some(x), Some(w), y, "linear_forward")?;
+    check_len::<L, f32>(l, b, fout, "linear_forward b")?;
+    if n * fout == 0 {
+        return Ok(());
+    }
+    let mut args: Vec<Arg<'_, L::Buf>> =
+        vec![Arg::Buf(x), Arg::Buf(w), Arg::Buf(b), Arg::BufMut(y)];
+    args.extend(linear_dims(n, fin, fout)?);
+    // SAFETY: lengths checked.
+    unsafe { l.launch("linear_forward", gemm_launch(n, fout, 1)?, &mut args) }
+}
+
+/// `dx += dy w` (if `dx` is given), `dw += dy^T x`, `db += sum_n dy`.
+#[allow(clippy::too_many_arguments)]
+pub fn linear_backward<L: Launcher>(
+    l: &L,
+    n: usize,
+    fin: usize,
+    fout: usize,
+    x: &L::Buf,
+    w: &L::Buf,
+    dy: &L::Buf,
+    dx: Option<&mut L::Buf>,
+    dw: &mut L::Buf,
+    db: &mut L::Buf,
+) -> Result {
+    linear_check(l, (n, fin, fout), Some(x), Some(w), dy, "linear_backward")?;
+    check_len::<L, f32>(l, dw, fout * fin, "linear_backward dw")?;
+    check_len::<L, f32>(l, db, fout, "linear_backward db")?;
+    if let Some(dx) = &dx {
+        check_len::<L, f32>(l, dx, n * fin, "linear_backward dx")?;
+    }
+    if n == 0 || fout == 0 {
+        return Ok(());
+    }
+    if let Some(dx) = dx {
+        if fin > 0 {
+            let mut args: Vec<Arg<'_, L::Buf>> = vec![Arg::Buf(dy), Arg::Buf(w), Arg::BufMut(dx)];
+            args.extend(linear_dims(n, fin, fout)?);
+            // SAFETY: lengths checked.
+            unsafe { l.launch("linear_backward_data", gemm_launch(n, fin, 1)?, &mut args)? };
+        }
+    }
+    if fin > 0 {
+        let mut args: Vec<Arg<'_, L::Buf>> = vec![Arg::Buf(x), Arg::Buf(dy), Arg::BufMut(dw)];
+        args.extend(linear_dims(n, fin, fout)?);
+        // SAFETY: lengths checked.
+        unsafe {
+            l.launch(
+                "linear_backward_weight",
+                gemm_launch(fout, fin, 1)?,
+                &mut args,
+            )?
+        };
+    }
+    let args = &mut [
+        Arg::Buf(dy),
+        Arg::BufMut(db),
+        Arg::I32(int(n)?),
+        Arg::I32(int(fout)?),
+    ];
+    // SAFETY: lengths checked.
+    unsafe { l.launch("linear_backward_bias", elementwise(fout), args) }
+}
+
+/// Per-image `dw[i] = dy_i x_i^T` (`[n][fout*fin]`) and `db[i] = dy_i` (`[n][fout]`),
+/// overwritten.
+#[allow(clippy::too_many_arguments)]
+pub fn linear_grad_per_sample<L: Launcher>(
+    l: &L,
+    n: usize,
+    fin: usize,
+    fout: usize,
+    x: &L::Buf,
+    dy: &L::Buf,
+    dw: &mut L::Buf,
+    db: &mut L::Buf,
+) -> Result {
+    linear_check(
+        l,
+        (n, fin, fout),
+        Some(x),
+        None,
+        dy,
+        "linear_grad_per_sample",
+    )?;
+    check_len::<L, f32>(l, dw, n * fout * fin, "linear_grad_per_sample dw")?;
+    check_len::<L, f32>(l, db, n * fout, "linear_grad_per_sample db")?;
+    if n * fout == 0 {
+        return Ok(());
+    }
+    long(n * fout * fin)?;
+    let mut args: Vec<Arg<'_, L::Buf>> =
+        vec![Arg::Buf(x), Arg::Buf(dy), Arg::BufMut(dw), Arg::BufMut(db)];
+    args.extend(linear_dims(n, fin, fout)?);
+    // SAFETY: lengths checked.
+    let config = elementwise(n * fout * fin.max(1));
+    unsafe { l.launch("linear_grad_per_sample", config, &mut args) }
+}
+
+/// Softmax cross-entropy of `logits` (`[n][classes]`) against `labels` (each `< classes`):
+/// overwrites `dlogits` with the gradient of the reduced loss and returns that loss.
+///
+/// The kernel writes each image's loss in f64; they are downloaded and summed here, in
+/// order, in f64: n values are a negligible transfer next to the synchronisation a returned
+/// scalar needs anyway, and the ordered sum is deterministic and is the CPU backend's.
+pub fn softmax_cross_entropy<L: Launcher>(
+    l: &L,
+    n: usize,
+    classes: usize,
+    logits: &L::Buf,
+    labels: &[usize],
+    reduction: Reduction,
+    dlogits: &mut L::Buf,
+) -> Result<f32> {
+    check_len::<L, f32>(l, logits, n * classes, "softmax_cross_entropy logits")?;
+    check_len::<L, f32>(l, dlogits, n * classes, "softmax_cross_entropy dlogits")?;
+    if labels.len() != n {
+        return Err(LaunchError::Length(format!(
+            "softmax_cross_entropy labels: {} for {n} images",
+            labels.len()
+        )));
+    }
+    if let Some((i, &label)) = labels.iter().enumerate().find(|(_, &y)| y >= classes) {
+        return Err(LaunchError::BadArgs {
+            kernel: "softmax_cross_entropy".into(),
+            detail: format!("label {label} of image {i} is not below {classes} classes"),
+        });
+    }
+    if n == 0 {
+        return Ok(0.0);
+    }
+    let scale = match reduction {
+        Reduction::Mean => 1.0 / n as f64,
+        Reduction::Sum => 1.0,
+    };
+    let labels: Vec<i32> = labels.iter().map(|&y| int(y)).collect::<Result<_>>()?;
+    let labels = l.upload(&labels)?;
+    let mut losses = l.alloc::<f64>(n)?;
+    const WARPS: u32 = 4;
+    let config = LaunchConfig::new(grid_for(n as u64, u64::from(WARPS)), 32 * WARPS);
+    let args = &mut [
+        Arg::Buf(logits),
+        Arg::Buf(&labels),
+        Arg::BufMut(dlogits),
+        Arg::BufMut(&mut losses),
+        Arg::I32(int(n)?),
+        Arg::I32(int(classes)?),
+        Arg::F64(scale),
+    ];
+    // SAFETY: logits, dlogits hold n*classes f32, labels n i32 below classes, losses n f64.
+    unsafe { l.launch("softmax_cross_entropy", config, args)? };
+    let total: f64 = l.download::<f64>(&losses)?.iter().sum();
+    Ok((total * scale) as f32)
 }
