@@ -8,6 +8,7 @@ mod merge;
 mod score;
 mod search;
 mod spec;
+mod threads;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -60,10 +61,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Arch(args) => arch::run(&args),
-        Command::Score(args) => score::run(&args),
+        Command::Score(args) => args.threads.install().and_then(|()| score::run(&args)),
         Command::Eval(args) => eval::run(&args),
         Command::Merge(args) => merge::run(&args),
-        Command::Search(args) => search::run(&args),
+        Command::Search(args) => args.threads.install().and_then(|()| search::run(&args)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

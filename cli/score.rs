@@ -1,6 +1,7 @@
 //! `nasrank score`: training-free scores for a set of archs, one row per arch.
 
 use crate::spec::parse_archs;
+use crate::threads::ThreadsArg;
 use crate::CliError;
 use anyhow::{anyhow, Context};
 use clap::{Args, ValueEnum};
@@ -77,6 +78,8 @@ pub struct ScoreArgs {
     /// copied to the others, marked by `scored_as`).
     #[arg(long)]
     no_dedup: bool,
+    #[command(flatten)]
+    pub(crate) threads: ThreadsArg,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

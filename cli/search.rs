@@ -24,6 +24,7 @@
 
 use crate::score::{load_batch, parse_data, Progress};
 use crate::spec::parse_archs;
+use crate::threads::ThreadsArg;
 use crate::CliError;
 use anyhow::{anyhow, Context};
 use clap::{Args, ValueEnum};
@@ -129,6 +130,8 @@ pub struct SearchArgs {
     /// prune: linear-region crops per forward pass (TE-NAS: 1000).
     #[arg(long)]
     lr_batch_size: Option<usize>,
+    #[command(flatten)]
+    pub(crate) threads: ThreadsArg,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

@@ -493,3 +493,66 @@ fn a_closed_output_pipe_ends_the_run_quietly() {
 fn libc_sigpipe() -> i32 {
     13
 }
+
+/// The score columns of a CSV written to standard output, by row (header row first).
+fn csv_cells(text: &str) -> Vec<Vec<String>> {
+    text.lines()
+        .map(|l| l.split(',').map(str::to_string).collect())
+        .collect()
+}
+
+#[test]
+fn threads_one_and_two_give_the_same_scores() {
+    let run = |threads: &str| {
+        let out = nasrank(&[
+            "score",
+            "--archs",
+            "1,6111,300",
+            "--scores",
+            "naswot,ntk,mgm,fisher,jacob_cov,zico,zen,synflow,snip,grad_norm",
+            "--channels",
+            "4",
+            "--cells",
+            "1",
+            "--batch",
+            "16",
+            "--threads",
+            threads,
+            "--quiet",
+        ]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        csv_cells(&stdout(&out))
+    };
+    let (one, two) = (run("1"), run("2"));
+    assert_eq!(one.len(), 4);
+    let header = &one[0];
+    for (a, b) in one[1..].iter().zip(&two[1..]) {
+        for (col, name) in header.iter().enumerate().take(header.len() - 2).skip(3) {
+            if name == "snip" || name == "grad_norm" {
+                // Batched weight gradients sum per-thread partials: the order of the sum,
+                // and so the last bits, follow the thread count (docs/USAGE.md).
+                let (x, y): (f64, f64) = (a[col].parse().unwrap(), b[col].parse().unwrap());
+                assert!((x - y).abs() <= 1e-6 * x.abs(), "{name}: {x} vs {y}");
+            } else {
+                assert_eq!(a[col], b[col], "{name} of arch {}", a[0]);
+            }
+        }
+    }
+}
+
+#[test]
+fn threads_zero_or_not_a_number_exit_2() {
+    for bad in ["--threads=0", "--threads=two", "--threads=-1"] {
+        for command in ["score", "search"] {
+            let args: Vec<&str> = if command == "search" {
+                vec!["search", "random", bad]
+            } else {
+                vec!["score", bad]
+            };
+            let out = nasrank(&args);
+            assert_eq!(out.status.code(), Some(2), "{args:?}");
+            assert!(stderr(&out).contains("--threads"), "{}", stderr(&out));
+            assert!(stdout(&out).is_empty());
+        }
+    }
+}
