@@ -7,10 +7,10 @@ use anyhow::{anyhow, Context};
 use clap::{Args, ValueEnum};
 use nasrank::backend::cpu::CpuBackend;
 use nasrank::data::{read_nb201_train_records, Batch, Dataset, ImageSet, Split};
-use nasrank::proxy::scorer::{score_arch, ScoreSettings};
+use nasrank::proxy::scorer::{score_arch_or_dead_values, ScoreSettings};
 use nasrank::proxy::Score;
 use nasrank::space::{codes_key, iso_key, Arch, MacroConfig};
-use nasrank::store::{self, ResultsWriter, Row};
+use nasrank::store::{self, ResultsWriter, Row, ScoredAs};
 use std::collections::{HashMap, HashSet};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -245,16 +245,18 @@ pub fn run(args: &ScoreArgs) -> Result<(), CliError> {
             None => {
                 let start = Instant::now();
                 let mut per_seed = Vec::with_capacity(seeds.len());
+                let mut all_dead = false;
                 for (&seed, batch) in seeds.iter().zip(&batches) {
                     let settings = ScoreSettings {
                         seed,
                         ..settings.clone()
                     };
-                    per_seed.push(
-                        score_arch(&be, arch, &scores, batch, &settings)
+                    let (values, dead) =
+                        score_arch_or_dead_values(&be, arch, &scores, batch, &settings)
                             .with_context(|| format!("scoring arch {index} with seed {seed}"))
-                            .map_err(CliError::Run)?,
-                    );
+                            .map_err(CliError::Run)?;
+                    per_seed.push(values);
+                    all_dead = dead;
                 }
                 let values = if args.seeds.is_empty() {
                     per_seed.remove(0)
@@ -267,7 +269,11 @@ pub fn run(args: &ScoreArgs) -> Result<(), CliError> {
                     unique: iso_key(arch),
                     values,
                     seconds: start.elapsed().as_secs_f64(),
-                    scored_as: *index,
+                    scored_as: if all_dead {
+                        ScoredAs::Dead
+                    } else {
+                        ScoredAs::Arch(*index)
+                    },
                 };
                 known.insert(key.clone(), row.clone());
                 row

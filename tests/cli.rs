@@ -556,3 +556,35 @@ fn threads_zero_or_not_a_number_exit_2() {
         }
     }
 }
+
+#[test]
+fn dead_archs_take_their_dead_values_and_are_marked() {
+    // Arch 10 is dead (no path from the cell input to its output); arch 1 is not.
+    let run = |scores: &str| {
+        let out = nasrank(&[
+            "score",
+            "--archs",
+            "10,1",
+            "--scores",
+            scores,
+            "--channels",
+            "2",
+            "--cells",
+            "1",
+            "--batch",
+            "4",
+            "--quiet",
+        ]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        csv_cells(&stdout(&out))
+    };
+    let rows = run("synflow,zen,ntk");
+    assert_eq!(rows[1][0], "10");
+    assert_eq!(rows[1][3..6], ["0", "-inf", "NaN"]);
+    assert_eq!(rows[1].last().unwrap(), "dead");
+    assert_eq!(rows[2].last().unwrap(), "1");
+    // naswot has no dead value: the dead arch is scored, and marked as itself.
+    let rows = run("synflow,naswot");
+    assert_eq!(rows[1][3], "0");
+    assert_eq!(rows[1].last().unwrap(), "10");
+}
