@@ -414,7 +414,7 @@ mod tests {
             unique: "u".into(),
             values: vec![v, f64::NEG_INFINITY],
             seconds: 0.5,
-            scored_as: if index % 2 == 0 {
+            scored_as: if index.is_multiple_of(2) {
                 ScoredAs::Arch(index)
             } else {
                 ScoredAs::Dead
