@@ -22,7 +22,8 @@
 //!   get identical weights for their common parameters, since initial values are keyed by
 //!   parameter name (the released code copies them).
 
-use crate::score::{load_batch, parse_data, Progress};
+use crate::progress::Progress;
+use crate::score::{load_batch, parse_data};
 use crate::spec::parse_archs;
 use crate::threads::ThreadsArg;
 use crate::CliError;

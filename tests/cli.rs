@@ -588,3 +588,32 @@ fn dead_archs_take_their_dead_values_and_are_marked() {
     assert_eq!(rows[1][3], "0");
     assert_eq!(rows[1].last().unwrap(), "10");
 }
+
+#[test]
+fn progress_is_plain_lines_off_a_terminal_and_quiet_silences_it() {
+    let args = [
+        "score",
+        "--archs",
+        "1,2,3",
+        "--scores",
+        "params",
+        "--channels",
+        "2",
+        "--cells",
+        "1",
+    ];
+    let out = nasrank(&args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    // Off a terminal: no bar or carriage returns, a plain line at the end with the rate.
+    assert!(!err.contains('\r'), "{err:?}");
+    let last = err.lines().last().unwrap();
+    assert!(
+        last.starts_with("3/3 archs, ") && last.contains("archs/s") && last.contains("eta 0 s"),
+        "{err}"
+    );
+    let quiet = nasrank(&[&args[..], &["--quiet"]].concat());
+    assert!(quiet.status.success());
+    assert!(!stderr(&quiet).contains("archs"), "{}", stderr(&quiet));
+    assert_eq!(stdout(&quiet), stdout(&out));
+}
