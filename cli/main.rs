@@ -5,6 +5,7 @@
 mod arch;
 mod eval;
 mod merge;
+mod plot;
 mod progress;
 mod score;
 mod search;

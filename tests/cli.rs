@@ -617,3 +617,92 @@ fn progress_is_plain_lines_off_a_terminal_and_quiet_silences_it() {
     assert!(!stderr(&quiet).contains("archs"), "{}", stderr(&quiet));
     assert_eq!(stdout(&quiet), stdout(&out));
 }
+
+/// A results file of three scores over 12 archs and an accuracy table for them.
+fn plot_inputs(tag: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+    let scores = temp_path(&format!("plot-{tag}.csv"));
+    let run = nasrank(&[
+        "score",
+        "--archs",
+        "1..13",
+        "--scores",
+        "params,flops,synflow",
+        "--channels",
+        "2",
+        "--cells",
+        "1",
+        "--quiet",
+        "--out",
+        scores.to_str().unwrap(),
+    ]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let truth = temp_path(&format!("plot-{tag}-acc.csv"));
+    let mut table = String::from("index,cifar10_test\n");
+    for i in 1..13 {
+        table.push_str(&format!("{i},{}\n", 80.0 + (i * 7 % 13) as f64));
+    }
+    std::fs::write(&truth, table).unwrap();
+    (scores, truth)
+}
+
+#[test]
+fn eval_plot_png_has_the_signature_and_one_panel_per_score_in_a_grid() {
+    let (scores, truth) = plot_inputs("png");
+    let png = temp_path("plot.png");
+    let _ = std::fs::remove_file(&png);
+    let out = nasrank(&[
+        "eval",
+        "--scores",
+        scores.to_str().unwrap(),
+        "--truth",
+        truth.to_str().unwrap(),
+        "--plot",
+        png.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let bytes = std::fs::read(&png).unwrap();
+    assert_eq!(bytes[..8], [0x89, b'P', b'N', b'G', 0x0d, 0x0a, 0x1a, 0x0a]);
+    assert_eq!(&bytes[12..16], b"IHDR");
+    let be32 = |b: &[u8]| u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
+    // docs/USAGE.md: 420 x 340 pixels per panel; three panels make a 2 x 2 grid.
+    assert_eq!((be32(&bytes[16..20]), be32(&bytes[20..24])), (840, 680));
+}
+
+#[test]
+fn eval_plot_svg_titles_every_panel_and_other_extensions_exit_2() {
+    let (scores, truth) = plot_inputs("svg");
+    let svg = temp_path("plot.svg");
+    let args = |plot: &str| {
+        nasrank(&[
+            "eval",
+            "--scores",
+            scores.to_str().unwrap(),
+            "--truth",
+            truth.to_str().unwrap(),
+            "--plot",
+            plot,
+        ])
+    };
+    let out = args(svg.to_str().unwrap());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = std::fs::read_to_string(&svg).unwrap();
+    assert!(text.trim_start().starts_with("<svg") || text.starts_with("<?xml"));
+    assert!(text.trim_end().ends_with("</svg>"));
+    assert_eq!(
+        text.matches("<text").count(),
+        text.matches("</text>").count()
+    );
+    for score in ["params", "flops", "synflow"] {
+        let title = format!("{score}: Spearman");
+        assert_eq!(text.matches(&title).count(), 1, "{score}");
+    }
+    assert_eq!(text.matches("cifar10_test").count(), 3, "metric axis labels");
+    for bad in ["plot.jpg", "plot", "plot.png.txt"] {
+        let path = temp_path(bad);
+        let _ = std::fs::remove_file(&path);
+        let out = args(path.to_str().unwrap());
+        assert_eq!(out.status.code(), Some(2), "{bad}");
+        assert!(stderr(&out).contains(".png or .svg"), "{}", stderr(&out));
+        assert!(stdout(&out).is_empty() && !path.exists(), "{bad}");
+    }
+}
