@@ -3,6 +3,7 @@
 //! Exit codes, for every command: 0 success, 2 bad usage or input, 1 failure during a run.
 
 mod arch;
+mod bench;
 mod eval;
 mod merge;
 mod plot;
@@ -30,6 +31,7 @@ enum Command {
     Eval(eval::EvalArgs),
     Merge(merge::MergeArgs),
     Search(search::SearchArgs),
+    Bench(bench::BenchArgs),
 }
 
 /// Dies quietly on a closed output pipe (`nasrank score ... | head`), as Unix tools do,
@@ -67,6 +69,7 @@ fn main() -> ExitCode {
         Command::Eval(args) => eval::run(&args),
         Command::Merge(args) => merge::run(&args),
         Command::Search(args) => args.threads.install().and_then(|()| search::run(&args)),
+        Command::Bench(args) => bench::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -696,7 +696,11 @@ fn eval_plot_svg_titles_every_panel_and_other_extensions_exit_2() {
         let title = format!("{score}: Spearman");
         assert_eq!(text.matches(&title).count(), 1, "{score}");
     }
-    assert_eq!(text.matches("cifar10_test").count(), 3, "metric axis labels");
+    assert_eq!(
+        text.matches("cifar10_test").count(),
+        3,
+        "metric axis labels"
+    );
     for bad in ["plot.jpg", "plot", "plot.png.txt"] {
         let path = temp_path(bad);
         let _ = std::fs::remove_file(&path);
@@ -705,4 +709,94 @@ fn eval_plot_svg_titles_every_panel_and_other_extensions_exit_2() {
         assert!(stderr(&out).contains(".png or .svg"), "{}", stderr(&out));
         assert!(stdout(&out).is_empty() && !path.exists(), "{bad}");
     }
+}
+
+#[test]
+fn bench_kernels_prints_one_json_object_per_primitive_and_shape() {
+    let out = nasrank(&[
+        "bench",
+        "kernels",
+        "--batch",
+        "2",
+        "--repeat",
+        "1",
+        "--threads",
+        "1",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let rows: Vec<serde_json::Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    for kernel in [
+        "conv3x3 forward",
+        "conv3x3 backward-data",
+        "conv3x3 backward-weight",
+        "conv1x1 forward",
+        "batch norm forward",
+        "avg pool 3x3 forward",
+        "relu + code packing",
+        "hamming gram",
+    ] {
+        let shapes: Vec<&str> = rows
+            .iter()
+            .filter(|r| r["kernel"] == kernel)
+            .map(|r| r["shape"].as_str().unwrap())
+            .collect();
+        assert_eq!(shapes.len(), 3, "{kernel}: one row per stage shape");
+    }
+    assert!(rows.iter().any(|r| r["kernel"] == "gradient gram"));
+    assert!(rows.iter().any(|r| r["shape"] == "2x64x8x8"));
+    for r in &rows {
+        assert!(r["seconds"].as_f64().unwrap() >= 0.0, "{r}");
+        assert!(r["gbytes_per_s"].is_number(), "{r}");
+    }
+}
+
+#[test]
+fn bench_scores_prints_a_row_per_arch_and_score_and_refuses_other_devices() {
+    let out = nasrank(&[
+        "bench",
+        "scores",
+        "--archs",
+        "1,2",
+        "--scores",
+        "naswot,synflow",
+        "--channels",
+        "2",
+        "--cells",
+        "1",
+        "--batch",
+        "4",
+        "--repeat",
+        "1",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines[0].split_whitespace().collect::<Vec<_>>()[..3],
+        ["index", "score", "seconds"]
+    );
+    assert_eq!(lines.len(), 1 + 4 + 2, "{text}");
+    for line in &lines[1..5] {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        assert!(
+            ["1", "2"].contains(&f[0]) && ["naswot", "synflow"].contains(&f[1]),
+            "{line}"
+        );
+        assert!(
+            f[2].parse::<f64>().unwrap() >= 0.0 && f[3].starts_with('|'),
+            "{line}"
+        );
+    }
+    assert!(lines[5].starts_with("mean naswot") && lines[6].starts_with("mean synflow"));
+    for device in ["cuda", "cuda:0", "tpu"] {
+        let out = nasrank(&["bench", "kernels", "--device", device, "--repeat", "1"]);
+        assert_eq!(out.status.code(), Some(2), "{device}");
+        assert!(stderr(&out).contains("cpu") && stdout(&out).is_empty());
+    }
+    let out = nasrank(&["bench", "scores", "--repeat", "0"]);
+    assert_eq!(out.status.code(), Some(2));
 }
