@@ -18,7 +18,20 @@ use std::process::ExitCode;
 
 /// Training-free scores for NAS-Bench-201 architectures.
 #[derive(Parser)]
-#[command(name = "nasrank", version, about, propagate_version = true)]
+#[command(
+    name = "nasrank",
+    version,
+    about,
+    propagate_version = true,
+    after_help = "Examples:\n  \
+    nasrank arch 6111\n  \
+    nasrank score --archs all --scores naswot --data cifar10:../shared/data/cifar10 --out naswot.csv\n  \
+    nasrank eval --scores naswot.csv --truth ../shared/data/nb201/accuracy_dev.csv --plot naswot.png\n  \
+    nasrank search random --samples 100 --runs 10\n  \
+    nasrank merge shard-*.csv --out all.csv\n  \
+    nasrank bench kernels\n\n\
+    Every command has --help with its own examples."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

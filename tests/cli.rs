@@ -800,3 +800,32 @@ fn bench_scores_prints_a_row_per_arch_and_score_and_refuses_other_devices() {
     let out = nasrank(&["bench", "scores", "--repeat", "0"]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn every_command_help_has_examples_of_itself() {
+    for command in [
+        vec!["arch"],
+        vec!["score"],
+        vec!["search"],
+        vec!["eval"],
+        vec!["merge"],
+        vec!["bench"],
+        vec!["bench", "kernels"],
+        vec!["bench", "scores"],
+    ] {
+        let out = nasrank(&[&command[..], &["--help"]].concat());
+        assert!(out.status.success(), "{command:?}");
+        let text = stdout(&out);
+        let examples = text
+            .split_once("Examples:")
+            .unwrap_or_else(|| panic!("{command:?} --help has no examples:\n{text}"))
+            .1;
+        let invocation = format!("nasrank {}", command.join(" "));
+        assert!(
+            examples
+                .lines()
+                .any(|l| l.trim_start().starts_with(&invocation)),
+            "{command:?}: no example starts with {invocation:?}"
+        );
+    }
+}
