@@ -1,15 +1,17 @@
 //! `nasrank eval`: how well each score of a results file ranks archs by accuracy.
 
+use crate::plot::{plot, plot_format};
 use crate::CliError;
 use clap::Args;
-use nasrank::eval::table::{evaluate, Table};
+use nasrank::eval::table::{evaluate, join, Table};
 use std::path::PathBuf;
 
 /// Spearman, Kendall tau-b and top-k accuracy of every score column against an accuracy table.
 #[derive(Args)]
 #[command(after_help = "Examples:\n  \
     nasrank eval --scores scores.csv --truth ../shared/data/nb201/accuracy_dev.csv\n  \
-    nasrank eval --scores scores.csv --truth acc.csv --metric cifar100_test --ensemble ntk,linear_regions")]
+    nasrank eval --scores scores.csv --truth acc.csv --metric cifar100_test --ensemble ntk,linear_regions\n  \
+    nasrank eval --scores scores.csv --truth acc.csv --plot scores-vs-accuracy.png")]
 pub struct EvalArgs {
     /// A results file of `nasrank score` (CSV).
     #[arg(long)]
@@ -23,16 +25,27 @@ pub struct EvalArgs {
     /// Also rank the archs by the sum of these scores' ranks (comma list).
     #[arg(long, value_delimiter = ',')]
     ensemble: Vec<String>,
+    /// Also draw one score-vs-accuracy scatter panel per score column into this file:
+    /// PNG or SVG, by its extension.
+    #[arg(long, value_name = "FILE")]
+    plot: Option<PathBuf>,
     /// Print one JSON object per score instead of a table.
     #[arg(long)]
     json: bool,
 }
 
 pub fn run(args: &EvalArgs) -> Result<(), CliError> {
+    if let Some(path) = &args.plot {
+        plot_format(path)?;
+    }
     let scores = Table::read(&args.scores).map_err(CliError::usage)?;
     let truth = Table::read(&args.truth).map_err(CliError::usage)?;
     let results =
         evaluate(&scores, &truth, &args.metric, &args.ensemble).map_err(CliError::usage)?;
+    if let Some(path) = &args.plot {
+        let joined = join(&scores, &truth, &args.metric).map_err(CliError::usage)?;
+        plot(path, &joined, &args.metric)?;
+    }
     if args.json {
         for q in &results {
             println!(

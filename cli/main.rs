@@ -3,18 +3,35 @@
 //! Exit codes, for every command: 0 success, 2 bad usage or input, 1 failure during a run.
 
 mod arch;
+mod bench;
 mod eval;
 mod merge;
+mod plot;
+mod progress;
 mod score;
 mod search;
 mod spec;
+mod threads;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 /// Training-free scores for NAS-Bench-201 architectures.
 #[derive(Parser)]
-#[command(name = "nasrank", version, about, propagate_version = true)]
+#[command(
+    name = "nasrank",
+    version,
+    about,
+    propagate_version = true,
+    after_help = "Examples:\n  \
+    nasrank arch 6111\n  \
+    nasrank score --archs all --scores naswot --data cifar10:../shared/data/cifar10 --out naswot.csv\n  \
+    nasrank eval --scores naswot.csv --truth ../shared/data/nb201/accuracy_dev.csv --plot naswot.png\n  \
+    nasrank search random --samples 100 --runs 10\n  \
+    nasrank merge shard-*.csv --out all.csv\n  \
+    nasrank bench kernels\n\n\
+    Every command has --help with its own examples."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -27,6 +44,7 @@ enum Command {
     Eval(eval::EvalArgs),
     Merge(merge::MergeArgs),
     Search(search::SearchArgs),
+    Bench(bench::BenchArgs),
 }
 
 /// Dies quietly on a closed output pipe (`nasrank score ... | head`), as Unix tools do,
@@ -60,10 +78,11 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Arch(args) => arch::run(&args),
-        Command::Score(args) => score::run(&args),
+        Command::Score(args) => args.threads.install().and_then(|()| score::run(&args)),
         Command::Eval(args) => eval::run(&args),
         Command::Merge(args) => merge::run(&args),
-        Command::Search(args) => search::run(&args),
+        Command::Search(args) => args.threads.install().and_then(|()| search::run(&args)),
+        Command::Bench(args) => bench::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,17 +1,18 @@
 //! `nasrank score`: training-free scores for a set of archs, one row per arch.
 
+use crate::progress::Progress;
 use crate::spec::parse_archs;
+use crate::threads::ThreadsArg;
 use crate::CliError;
 use anyhow::{anyhow, Context};
 use clap::{Args, ValueEnum};
 use nasrank::backend::cpu::CpuBackend;
 use nasrank::data::{read_nb201_train_records, Batch, Dataset, ImageSet, Split};
-use nasrank::proxy::scorer::{score_arch, ScoreSettings};
+use nasrank::proxy::scorer::{score_arch_or_dead_values, ScoreSettings};
 use nasrank::proxy::Score;
 use nasrank::space::{codes_key, iso_key, Arch, MacroConfig};
-use nasrank::store::{self, ResultsWriter, Row};
+use nasrank::store::{self, ResultsWriter, Row, ScoredAs};
 use std::collections::{HashMap, HashSet};
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -77,6 +78,8 @@ pub struct ScoreArgs {
     /// copied to the others, marked by `scored_as`).
     #[arg(long)]
     no_dedup: bool,
+    #[command(flatten)]
+    pub(crate) threads: ThreadsArg,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -242,16 +245,18 @@ pub fn run(args: &ScoreArgs) -> Result<(), CliError> {
             None => {
                 let start = Instant::now();
                 let mut per_seed = Vec::with_capacity(seeds.len());
+                let mut all_dead = false;
                 for (&seed, batch) in seeds.iter().zip(&batches) {
                     let settings = ScoreSettings {
                         seed,
                         ..settings.clone()
                     };
-                    per_seed.push(
-                        score_arch(&be, arch, &scores, batch, &settings)
+                    let (values, dead) =
+                        score_arch_or_dead_values(&be, arch, &scores, batch, &settings)
                             .with_context(|| format!("scoring arch {index} with seed {seed}"))
-                            .map_err(CliError::Run)?,
-                    );
+                            .map_err(CliError::Run)?;
+                    per_seed.push(values);
+                    all_dead = dead;
                 }
                 let values = if args.seeds.is_empty() {
                     per_seed.remove(0)
@@ -264,7 +269,11 @@ pub fn run(args: &ScoreArgs) -> Result<(), CliError> {
                     unique: iso_key(arch),
                     values,
                     seconds: start.elapsed().as_secs_f64(),
-                    scored_as: *index,
+                    scored_as: if all_dead {
+                        ScoredAs::Dead
+                    } else {
+                        ScoredAs::Arch(*index)
+                    },
                 };
                 known.insert(key.clone(), row.clone());
                 row
@@ -412,64 +421,4 @@ pub(crate) fn load_batch(
     images
         .sample(n, seed, subset.as_deref())
         .map_err(CliError::usage)
-}
-
-/// Progress on standard error: a line rewritten in place on a terminal, a plain line
-/// every 10 seconds otherwise.
-pub(crate) struct Progress {
-    total: usize,
-    /// What is counted ("archs" for `score`).
-    unit: &'static str,
-    done: usize,
-    start: Instant,
-    last: Instant,
-    quiet: bool,
-    terminal: bool,
-}
-
-impl Progress {
-    pub(crate) fn new(total: usize, quiet: bool) -> Progress {
-        Progress::with_unit(total, quiet, "archs")
-    }
-
-    pub(crate) fn with_unit(total: usize, quiet: bool, unit: &'static str) -> Progress {
-        Progress {
-            total,
-            unit,
-            done: 0,
-            start: Instant::now(),
-            last: Instant::now(),
-            quiet,
-            terminal: std::io::stderr().is_terminal(),
-        }
-    }
-
-    pub(crate) fn tick(&mut self) {
-        self.done += 1;
-        let every = if self.terminal { 0.2 } else { 10.0 };
-        if self.quiet || (self.last.elapsed().as_secs_f64() < every && self.done < self.total) {
-            return;
-        }
-        self.last = Instant::now();
-        let elapsed = self.start.elapsed().as_secs_f64();
-        let rate = self.done as f64 / elapsed.max(1e-9);
-        let eta = (self.total - self.done) as f64 / rate.max(1e-9);
-        let line = format!(
-            "{}/{} {unit}, {rate:.2} {unit}/s, elapsed {elapsed:.0} s, eta {eta:.0} s",
-            self.done,
-            self.total,
-            unit = self.unit
-        );
-        if self.terminal {
-            eprint!("\r{line}   ");
-        } else {
-            eprintln!("{line}");
-        }
-    }
-
-    pub(crate) fn finish(&self) {
-        if self.terminal && !self.quiet {
-            eprintln!();
-        }
-    }
 }

@@ -22,8 +22,10 @@
 //!   get identical weights for their common parameters, since initial values are keyed by
 //!   parameter name (the released code copies them).
 
-use crate::score::{load_batch, parse_data, Progress};
+use crate::progress::Progress;
+use crate::score::{load_batch, parse_data};
 use crate::spec::parse_archs;
+use crate::threads::ThreadsArg;
 use crate::CliError;
 use anyhow::{anyhow, Context};
 use clap::{Args, ValueEnum};
@@ -129,6 +131,8 @@ pub struct SearchArgs {
     /// prune: linear-region crops per forward pass (TE-NAS: 1000).
     #[arg(long)]
     lr_batch_size: Option<usize>,
+    #[command(flatten)]
+    pub(crate) threads: ThreadsArg,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

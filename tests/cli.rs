@@ -493,3 +493,339 @@ fn a_closed_output_pipe_ends_the_run_quietly() {
 fn libc_sigpipe() -> i32 {
     13
 }
+
+/// The score columns of a CSV written to standard output, by row (header row first).
+fn csv_cells(text: &str) -> Vec<Vec<String>> {
+    text.lines()
+        .map(|l| l.split(',').map(str::to_string).collect())
+        .collect()
+}
+
+#[test]
+fn threads_one_and_two_give_the_same_scores() {
+    let run = |threads: &str| {
+        let out = nasrank(&[
+            "score",
+            "--archs",
+            "1,6111,300",
+            "--scores",
+            "naswot,ntk,mgm,fisher,jacob_cov,zico,zen,synflow,snip,grad_norm",
+            "--channels",
+            "4",
+            "--cells",
+            "1",
+            "--batch",
+            "16",
+            "--threads",
+            threads,
+            "--quiet",
+        ]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        csv_cells(&stdout(&out))
+    };
+    let (one, two) = (run("1"), run("2"));
+    assert_eq!(one.len(), 4);
+    let header = &one[0];
+    for (a, b) in one[1..].iter().zip(&two[1..]) {
+        for (col, name) in header.iter().enumerate().take(header.len() - 2).skip(3) {
+            if name == "snip" || name == "grad_norm" {
+                // Batched weight gradients sum per-thread partials: the order of the sum,
+                // and so the last bits, follow the thread count (docs/USAGE.md).
+                let (x, y): (f64, f64) = (a[col].parse().unwrap(), b[col].parse().unwrap());
+                assert!((x - y).abs() <= 1e-6 * x.abs(), "{name}: {x} vs {y}");
+            } else {
+                assert_eq!(a[col], b[col], "{name} of arch {}", a[0]);
+            }
+        }
+    }
+}
+
+#[test]
+fn threads_zero_or_not_a_number_exit_2() {
+    for bad in ["--threads=0", "--threads=two", "--threads=-1"] {
+        for command in ["score", "search"] {
+            let args: Vec<&str> = if command == "search" {
+                vec!["search", "random", bad]
+            } else {
+                vec!["score", bad]
+            };
+            let out = nasrank(&args);
+            assert_eq!(out.status.code(), Some(2), "{args:?}");
+            assert!(stderr(&out).contains("--threads"), "{}", stderr(&out));
+            assert!(stdout(&out).is_empty());
+        }
+    }
+}
+
+#[test]
+fn dead_archs_take_their_dead_values_and_are_marked() {
+    // Arch 10 is dead (no path from the cell input to its output); arch 1 is not.
+    let run = |scores: &str| {
+        let out = nasrank(&[
+            "score",
+            "--archs",
+            "10,1",
+            "--scores",
+            scores,
+            "--channels",
+            "2",
+            "--cells",
+            "1",
+            "--batch",
+            "4",
+            "--quiet",
+        ]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        csv_cells(&stdout(&out))
+    };
+    let rows = run("synflow,zen,ntk");
+    assert_eq!(rows[1][0], "10");
+    assert_eq!(rows[1][3..6], ["0", "-inf", "NaN"]);
+    assert_eq!(rows[1].last().unwrap(), "dead");
+    assert_eq!(rows[2].last().unwrap(), "1");
+    // naswot has no dead value: the dead arch is scored, and marked as itself.
+    let rows = run("synflow,naswot");
+    assert_eq!(rows[1][3], "0");
+    assert_eq!(rows[1].last().unwrap(), "10");
+}
+
+#[test]
+fn progress_is_plain_lines_off_a_terminal_and_quiet_silences_it() {
+    let args = [
+        "score",
+        "--archs",
+        "1,2,3",
+        "--scores",
+        "params",
+        "--channels",
+        "2",
+        "--cells",
+        "1",
+    ];
+    let out = nasrank(&args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    // Off a terminal: no bar or carriage returns, a plain line at the end with the rate.
+    assert!(!err.contains('\r'), "{err:?}");
+    let last = err.lines().last().unwrap();
+    assert!(
+        last.starts_with("3/3 archs, ") && last.contains("archs/s") && last.contains("eta 0 s"),
+        "{err}"
+    );
+    let quiet = nasrank(&[&args[..], &["--quiet"]].concat());
+    assert!(quiet.status.success());
+    assert!(!stderr(&quiet).contains("archs"), "{}", stderr(&quiet));
+    assert_eq!(stdout(&quiet), stdout(&out));
+}
+
+/// A results file of three scores over 12 archs and an accuracy table for them.
+fn plot_inputs(tag: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+    let scores = temp_path(&format!("plot-{tag}.csv"));
+    let run = nasrank(&[
+        "score",
+        "--archs",
+        "1..13",
+        "--scores",
+        "params,flops,synflow",
+        "--channels",
+        "2",
+        "--cells",
+        "1",
+        "--quiet",
+        "--out",
+        scores.to_str().unwrap(),
+    ]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let truth = temp_path(&format!("plot-{tag}-acc.csv"));
+    let mut table = String::from("index,cifar10_test\n");
+    for i in 1..13 {
+        table.push_str(&format!("{i},{}\n", 80.0 + (i * 7 % 13) as f64));
+    }
+    std::fs::write(&truth, table).unwrap();
+    (scores, truth)
+}
+
+#[test]
+fn eval_plot_png_has_the_signature_and_one_panel_per_score_in_a_grid() {
+    let (scores, truth) = plot_inputs("png");
+    let png = temp_path("plot.png");
+    let _ = std::fs::remove_file(&png);
+    let out = nasrank(&[
+        "eval",
+        "--scores",
+        scores.to_str().unwrap(),
+        "--truth",
+        truth.to_str().unwrap(),
+        "--plot",
+        png.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let bytes = std::fs::read(&png).unwrap();
+    assert_eq!(bytes[..8], [0x89, b'P', b'N', b'G', 0x0d, 0x0a, 0x1a, 0x0a]);
+    assert_eq!(&bytes[12..16], b"IHDR");
+    let be32 = |b: &[u8]| u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
+    // docs/USAGE.md: 420 x 340 pixels per panel; three panels make a 2 x 2 grid.
+    assert_eq!((be32(&bytes[16..20]), be32(&bytes[20..24])), (840, 680));
+}
+
+#[test]
+fn eval_plot_svg_titles_every_panel_and_other_extensions_exit_2() {
+    let (scores, truth) = plot_inputs("svg");
+    let svg = temp_path("plot.svg");
+    let args = |plot: &str| {
+        nasrank(&[
+            "eval",
+            "--scores",
+            scores.to_str().unwrap(),
+            "--truth",
+            truth.to_str().unwrap(),
+            "--plot",
+            plot,
+        ])
+    };
+    let out = args(svg.to_str().unwrap());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = std::fs::read_to_string(&svg).unwrap();
+    assert!(text.trim_start().starts_with("<svg") || text.starts_with("<?xml"));
+    assert!(text.trim_end().ends_with("</svg>"));
+    assert_eq!(
+        text.matches("<text").count(),
+        text.matches("</text>").count()
+    );
+    for score in ["params", "flops", "synflow"] {
+        let title = format!("{score}: Spearman");
+        assert_eq!(text.matches(&title).count(), 1, "{score}");
+    }
+    assert_eq!(
+        text.matches("cifar10_test").count(),
+        3,
+        "metric axis labels"
+    );
+    for bad in ["plot.jpg", "plot", "plot.png.txt"] {
+        let path = temp_path(bad);
+        let _ = std::fs::remove_file(&path);
+        let out = args(path.to_str().unwrap());
+        assert_eq!(out.status.code(), Some(2), "{bad}");
+        assert!(stderr(&out).contains(".png or .svg"), "{}", stderr(&out));
+        assert!(stdout(&out).is_empty() && !path.exists(), "{bad}");
+    }
+}
+
+#[test]
+fn bench_kernels_prints_one_json_object_per_primitive_and_shape() {
+    let out = nasrank(&[
+        "bench",
+        "kernels",
+        "--batch",
+        "2",
+        "--repeat",
+        "1",
+        "--threads",
+        "1",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let rows: Vec<serde_json::Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    for kernel in [
+        "conv3x3 forward",
+        "conv3x3 backward-data",
+        "conv3x3 backward-weight",
+        "conv1x1 forward",
+        "batch norm forward",
+        "avg pool 3x3 forward",
+        "relu + code packing",
+        "hamming gram",
+    ] {
+        let shapes: Vec<&str> = rows
+            .iter()
+            .filter(|r| r["kernel"] == kernel)
+            .map(|r| r["shape"].as_str().unwrap())
+            .collect();
+        assert_eq!(shapes.len(), 3, "{kernel}: one row per stage shape");
+    }
+    assert!(rows.iter().any(|r| r["kernel"] == "gradient gram"));
+    assert!(rows.iter().any(|r| r["shape"] == "2x64x8x8"));
+    for r in &rows {
+        assert!(r["seconds"].as_f64().unwrap() >= 0.0, "{r}");
+        assert!(r["gbytes_per_s"].is_number(), "{r}");
+    }
+}
+
+#[test]
+fn bench_scores_prints_a_row_per_arch_and_score_and_refuses_other_devices() {
+    let out = nasrank(&[
+        "bench",
+        "scores",
+        "--archs",
+        "1,2",
+        "--scores",
+        "naswot,synflow",
+        "--channels",
+        "2",
+        "--cells",
+        "1",
+        "--batch",
+        "4",
+        "--repeat",
+        "1",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines[0].split_whitespace().collect::<Vec<_>>()[..3],
+        ["index", "score", "seconds"]
+    );
+    assert_eq!(lines.len(), 1 + 4 + 2, "{text}");
+    for line in &lines[1..5] {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        assert!(
+            ["1", "2"].contains(&f[0]) && ["naswot", "synflow"].contains(&f[1]),
+            "{line}"
+        );
+        assert!(
+            f[2].parse::<f64>().unwrap() >= 0.0 && f[3].starts_with('|'),
+            "{line}"
+        );
+    }
+    assert!(lines[5].starts_with("mean naswot") && lines[6].starts_with("mean synflow"));
+    for device in ["cuda", "cuda:0", "tpu"] {
+        let out = nasrank(&["bench", "kernels", "--device", device, "--repeat", "1"]);
+        assert_eq!(out.status.code(), Some(2), "{device}");
+        assert!(stderr(&out).contains("cpu") && stdout(&out).is_empty());
+    }
+    let out = nasrank(&["bench", "scores", "--repeat", "0"]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn every_command_help_has_examples_of_itself() {
+    for command in [
+        vec!["arch"],
+        vec!["score"],
+        vec!["search"],
+        vec!["eval"],
+        vec!["merge"],
+        vec!["bench"],
+        vec!["bench", "kernels"],
+        vec!["bench", "scores"],
+    ] {
+        let out = nasrank(&[&command[..], &["--help"]].concat());
+        assert!(out.status.success(), "{command:?}");
+        let text = stdout(&out);
+        let examples = text
+            .split_once("Examples:")
+            .unwrap_or_else(|| panic!("{command:?} --help has no examples:\n{text}"))
+            .1;
+        let invocation = format!("nasrank {}", command.join(" "));
+        assert!(
+            examples
+                .lines()
+                .any(|l| l.trim_start().starts_with(&invocation)),
+            "{command:?}: no example starts with {invocation:?}"
+        );
+    }
+}

@@ -82,14 +82,18 @@ pub fn quality(name: &str, values: &[f64], accuracy: &[f64]) -> ScoreQuality {
     }
 }
 
-/// The scores of `scores` joined with `truth`'s `metric` column (on `index`, else `arch`):
-/// the quality of every score column, then of the rank ensemble of `ensemble` (if any).
-pub fn evaluate(
-    scores: &Table,
-    truth: &Table,
-    metric: &str,
-    ensemble: &[String],
-) -> anyhow::Result<Vec<ScoreQuality>> {
+/// The score columns of a results file joined with an accuracy column: the archs found in
+/// both, in the scores file's order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Joined {
+    /// The metric of each joined arch.
+    pub accuracy: Vec<f64>,
+    /// Every score column (name, values of the joined archs).
+    pub columns: Vec<(String, Vec<f64>)>,
+}
+
+/// Joins `scores` with `truth`'s `metric` column on `index`, else `arch`.
+pub fn join(scores: &Table, truth: &Table, metric: &str) -> anyhow::Result<Joined> {
     let metric_col = truth.column(metric).ok_or_else(|| {
         anyhow::anyhow!(
             "the accuracy table has no column {metric:?}; it has {}",
@@ -140,21 +144,40 @@ pub fn evaluate(
             })
             .collect()
     };
-    let mut out = Vec::new();
-    for (col, name) in &score_columns {
-        out.push(quality(name, &parse(*col)?, &acc));
-    }
+    let columns = score_columns
+        .into_iter()
+        .map(|(col, name)| Ok((name.clone(), parse(col)?)))
+        .collect::<anyhow::Result<_>>()?;
+    Ok(Joined {
+        accuracy: acc,
+        columns,
+    })
+}
+
+/// The scores of `scores` joined with `truth`'s `metric` column (on `index`, else `arch`):
+/// the quality of every score column, then of the rank ensemble of `ensemble` (if any).
+pub fn evaluate(
+    scores: &Table,
+    truth: &Table,
+    metric: &str,
+    ensemble: &[String],
+) -> anyhow::Result<Vec<ScoreQuality>> {
+    let Joined { accuracy, columns } = join(scores, truth, metric)?;
+    let mut out: Vec<ScoreQuality> = columns
+        .iter()
+        .map(|(name, values)| quality(name, values, &accuracy))
+        .collect();
     if !ensemble.is_empty() {
-        let mut rank_sum = vec![0.0; acc.len()];
+        let mut rank_sum = vec![0.0; accuracy.len()];
         for name in ensemble {
-            let col = scores.column(name).ok_or_else(|| {
+            let (_, values) = columns.iter().find(|(c, _)| c == name).ok_or_else(|| {
                 anyhow::anyhow!(
-                    "--ensemble names {name:?}, which is not a column of the scores file"
+                    "--ensemble names {name:?}, which is not a score column of the scores file"
                 )
             })?;
             for (sum, r) in rank_sum
                 .iter_mut()
-                .zip(average_ranks(&oriented(name, &parse(col)?)))
+                .zip(average_ranks(&oriented(name, values)))
             {
                 *sum += r;
             }
@@ -162,7 +185,7 @@ pub fn evaluate(
         out.push(quality(
             &format!("ensemble({})", ensemble.join("+")),
             &rank_sum,
-            &acc,
+            &accuracy,
         ));
     }
     Ok(out)

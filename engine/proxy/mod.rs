@@ -108,6 +108,48 @@ impl Score {
         )
     }
 
+    /// The exact value of this score on every dead arch ([`crate::space::is_dead`]: no
+    /// path from the cell input to the cell output, so every cell outputs zero and the
+    /// logits are the classifier bias whatever the input and the other parameters), where
+    /// that value is one constant; `None` where it depends on the arch, the seed or the
+    /// data, and the score must be computed.
+    ///
+    /// Derivations (every gradient below is of quantities that depend on the input or the
+    /// weights only through the zero cell outputs, hence zero):
+    /// - `ntk`, `ntk_exact`: the rows of `J` (gradients w.r.t. conv weights, BN gammas and
+    ///   the classifier weight, never its bias) are zero, `Theta = 0`, `0 / 0` = NaN;
+    /// - `synflow`, `snip`, `grad_norm`: conv and linear weight gradients are zero, so the
+    ///   sums of `W * g`, `|W * g|` and `||g||` are 0;
+    /// - `grasp`: `g` = 0 on the weights, so `H g` = 0 and `-sum W * H g` = -0;
+    /// - `zico`: every weight tensor's gradients are zero (no entry with non-zero spread):
+    ///   each tensor is skipped and the sum of no logarithms is 0;
+    /// - `jacob_cov`: the input Jacobian is zero, its correlation undefined: NaN;
+    /// - `zen`: the last feature map is zero for both inputs, `ln 0` = -inf, and the BN
+    ///   terms are finite or -inf: -inf.
+    ///
+    /// No constant: `naswot`, `linear_regions`, `linear_regions_net` (ReLU codes inside
+    /// the first cell still see the stem's output); `params`, `flops` (counted from the
+    /// cell, no forward pass anyway); `mgm`, `mgm_trace`, `mgm_eig`, `fisher` (the
+    /// classifier bias still has the gradient `softmax(b) - onehot(y)`: the same for every
+    /// dead arch, but a function of the seed's bias draw and the labels).
+    pub fn dead_value(self) -> Option<f64> {
+        match self {
+            Score::Ntk | Score::NtkExact | Score::JacobCov => Some(f64::NAN),
+            Score::Synflow | Score::Snip | Score::GradNorm | Score::Zico => Some(0.0),
+            Score::Grasp => Some(-0.0),
+            Score::Zen => Some(f64::NEG_INFINITY),
+            Score::Naswot
+            | Score::LinearRegions
+            | Score::LinearRegionsNet
+            | Score::Params
+            | Score::Flops
+            | Score::Mgm
+            | Score::MgmTrace
+            | Score::MgmEig
+            | Score::Fisher => None,
+        }
+    }
+
     /// Whether a higher value predicts a better arch (the NTK condition number is the
     /// one score where lower is better).
     pub fn higher_is_better(self) -> bool {

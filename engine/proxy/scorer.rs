@@ -16,7 +16,7 @@ use super::Score;
 use crate::backend::{Backend, Executor};
 use crate::data::Batch;
 use crate::net::Plan;
-use crate::space::{Arch, Cell, MacroConfig};
+use crate::space::{is_dead, Arch, Cell, MacroConfig};
 
 /// Settings of a scoring run; [`ScoreSettings::paper_defaults`] follows the papers.
 #[derive(Clone, Debug, PartialEq)]
@@ -134,4 +134,38 @@ pub fn score_arch<B: Backend>(
         values.push(value);
     }
     Ok(values)
+}
+
+/// [`score_arch`], except that on a dead arch ([`is_dead`]) every score with an exact dead
+/// value ([`Score::dead_value`]) takes it without running the network; the others are
+/// computed as usual. The flag says whether every value was a dead value.
+pub fn score_arch_or_dead_values<B: Backend>(
+    be: &B,
+    arch: &Arch,
+    scores: &[Score],
+    data: &Batch,
+    settings: &ScoreSettings,
+) -> anyhow::Result<(Vec<f64>, bool)> {
+    if !is_dead(arch) {
+        return Ok((score_arch(be, arch, scores, data, settings)?, false));
+    }
+    let rest: Vec<Score> = scores
+        .iter()
+        .copied()
+        .filter(|s| s.dead_value().is_none())
+        .collect();
+    let mut computed = if rest.is_empty() {
+        Vec::new()
+    } else {
+        score_arch(be, arch, &rest, data, settings)?
+    }
+    .into_iter();
+    let values = scores
+        .iter()
+        .map(|s| {
+            s.dead_value()
+                .unwrap_or_else(|| computed.next().expect("one value per computed score"))
+        })
+        .collect();
+    Ok((values, rest.is_empty()))
 }

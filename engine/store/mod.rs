@@ -3,7 +3,9 @@
 //!
 //! Columns: `index,arch,unique`, one column per score, `seconds` (time spent scoring the
 //! arch; 0 for a row copied from its class representative), `scored_as` (the index of the
-//! arch whose scoring gave the values: itself, or its isomorphism-class representative).
+//! arch whose scoring gave the values: itself, or its isomorphism-class representative; or
+//! `dead` for a dead arch whose every value is its score's exact dead value, see
+//! `Score::dead_value`).
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
@@ -25,7 +27,52 @@ pub struct Row {
     pub unique: String,
     pub values: Vec<f64>,
     pub seconds: f64,
-    pub scored_as: usize,
+    pub scored_as: ScoredAs,
+}
+
+/// Where a row's values came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ScoredAs {
+    /// Scoring this benchmark index (the row's own, or its class representative's).
+    Arch(usize),
+    /// A dead arch: every value is its score's exact value on dead archs, no forward pass.
+    Dead,
+}
+
+impl std::fmt::Display for ScoredAs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ScoredAs::Arch(i) => write!(f, "{i}"),
+            ScoredAs::Dead => f.write_str("dead"),
+        }
+    }
+}
+
+impl std::str::FromStr for ScoredAs {
+    type Err = std::num::ParseIntError;
+
+    fn from_str(s: &str) -> Result<ScoredAs, Self::Err> {
+        match s {
+            "dead" => Ok(ScoredAs::Dead),
+            _ => s.parse().map(ScoredAs::Arch),
+        }
+    }
+}
+
+impl ScoredAs {
+    fn to_json(self) -> serde_json::Value {
+        match self {
+            ScoredAs::Arch(i) => i.into(),
+            ScoredAs::Dead => "dead".into(),
+        }
+    }
+
+    fn from_json(v: &serde_json::Value) -> Option<ScoredAs> {
+        match v.as_u64() {
+            Some(i) => Some(ScoredAs::Arch(i as usize)),
+            None => v.as_str()?.parse().ok(),
+        }
+    }
 }
 
 /// Problems with a results file.
@@ -93,7 +140,7 @@ impl Row {
                     row.insert(name.clone(), json_number(*v));
                 }
                 row.insert("seconds".into(), json_number(self.seconds));
-                row.insert("scored_as".into(), self.scored_as.into());
+                row.insert("scored_as".into(), self.scored_as.to_json());
                 serde_json::Value::Object(row).to_string()
             }
         }
@@ -130,7 +177,7 @@ impl Row {
                     unique: v["unique"].as_str()?.to_string(),
                     values: scores.iter().map(|s| value(&v[s])).collect::<Option<_>>()?,
                     seconds: value(&v["seconds"])?,
-                    scored_as: v["scored_as"].as_u64()? as usize,
+                    scored_as: ScoredAs::from_json(&v["scored_as"])?,
                 })
             }
         }
@@ -367,8 +414,22 @@ mod tests {
             unique: "u".into(),
             values: vec![v, f64::NEG_INFINITY],
             seconds: 0.5,
-            scored_as: index,
+            scored_as: if index.is_multiple_of(2) {
+                ScoredAs::Arch(index)
+            } else {
+                ScoredAs::Dead
+            },
         }
+    }
+
+    /// A row marked with its representative's index reads back as written.
+    fn w_round_trip(path: &Path, format: Format, scores: &[String]) {
+        let mut w = ResultsWriter::create(path, format, scores).unwrap();
+        w.write(&row(4, 0.25)).unwrap();
+        drop(w);
+        let (rows, _) = read_rows(path, format, scores).unwrap();
+        assert_eq!(rows, [row(4, 0.25)]);
+        assert_eq!(rows[0].scored_as, ScoredAs::Arch(4));
     }
 
     #[test]
@@ -393,6 +454,8 @@ mod tests {
             assert_eq!(rows.iter().map(|r| r.index).collect::<Vec<_>>(), [3, 7, 9]);
             assert!(rows[1].values[0].is_nan() && rows[0].values[1] == f64::NEG_INFINITY);
             assert_eq!(rows[2], row(9, 2.0));
+            assert_eq!(rows[0].scored_as, ScoredAs::Dead);
+            w_round_trip(&path, format, &scores);
         }
     }
 

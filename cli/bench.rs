@@ -1,0 +1,435 @@
+//! `nasrank bench`: time the backend's primitives at NAS-Bench-201's shapes, and the
+//! scores per arch. Generic over the backend, so that a GPU backend plugs in by name.
+
+use crate::score::{load_batch, parse_data, parse_scores};
+use crate::spec::parse_archs;
+use crate::threads::ThreadsArg;
+use crate::CliError;
+use anyhow::anyhow;
+use clap::{Args, Subcommand};
+use nasrank::backend::cpu::CpuBackend;
+use nasrank::backend::{Backend, BnGeom, BnGrad, ConvGeom, Real};
+use nasrank::proxy::scorer::{score_arch, ScoreSettings};
+use nasrank::space::MacroConfig;
+use serde_json::json;
+use std::time::Instant;
+
+/// Time the backend: its primitives at NAS-Bench-201's shapes (`kernels`), or each score
+/// per arch (`scores`).
+#[derive(Args)]
+#[command(after_help = "Examples:\n  \
+    nasrank bench kernels\n  \
+    nasrank bench kernels --batch 64 --threads 1 --json\n  \
+    nasrank bench scores --archs 0..10 --scores naswot,ntk\n  \
+    nasrank bench scores --archs 6111 --scores all --repeat 3 --data cifar10:../shared/data/cifar10")]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    what: BenchWhat,
+}
+
+#[derive(Subcommand)]
+enum BenchWhat {
+    /// Time, GFLOP/s and GB/s of every primitive at NB-201's stage shapes.
+    Kernels(KernelArgs),
+    /// Seconds per arch of each score, on the ordinary scoring path.
+    Scores(ScoresArgs),
+}
+
+/// Options of both benchmarks.
+#[derive(Args)]
+struct Common {
+    /// Backend to time: `cpu` (the only one until the CUDA backend lands).
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// Timed runs of each item, after one untimed warm-up run; the median is reported.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
+    repeat: u32,
+    /// One JSON object per line instead of a table.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    threads: ThreadsArg,
+}
+
+#[derive(Args)]
+#[command(after_help = "Examples:\n  \
+    nasrank bench kernels\n  \
+    nasrank bench kernels --batch 64 --repeat 10 --json")]
+struct KernelArgs {
+    /// Images per call (NASWOT's 128).
+    #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u32).range(1..))]
+    batch: u32,
+    #[command(flatten)]
+    common: Common,
+}
+
+#[derive(Args)]
+#[command(after_help = "Examples:\n  \
+    nasrank bench scores --archs 0..10 --scores naswot,ntk\n  \
+    nasrank bench scores --archs 1,6111 --scores all --channels 4 --cells 1 --json")]
+struct ScoresArgs {
+    /// Archs, as `nasrank score --archs`.
+    #[arg(long, default_value = "0..10")]
+    archs: String,
+    /// Comma list of scores, or `all`.
+    #[arg(long, default_value = "naswot")]
+    scores: String,
+    /// `synthetic`, `cifar10:PATH` or `cifar100:PATH`, as for `nasrank score`.
+    #[arg(long, default_value = "synthetic")]
+    data: String,
+    /// Minibatch of every score (default: each score's paper batch).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    batch: Option<u32>,
+    /// Channels of the first stage.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..))]
+    channels: u32,
+    /// Cells per stage.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
+    cells: u32,
+    /// Seed of the weights and the minibatch.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    #[command(flatten)]
+    common: Common,
+}
+
+pub fn run(args: &BenchArgs) -> Result<(), CliError> {
+    let common = match &args.what {
+        BenchWhat::Kernels(a) => &a.common,
+        BenchWhat::Scores(a) => &a.common,
+    };
+    if common.device != "cpu" {
+        return Err(CliError::usage(anyhow!(
+            "--device {}: bench times the CPU backend only until the CUDA backend scores whole \
+             networks; use --device cpu",
+            common.device
+        )));
+    }
+    common.threads.install()?;
+    let be = CpuBackend::<f32>::new();
+    match &args.what {
+        BenchWhat::Kernels(a) => {
+            print_kernels(
+                &kernel_timings(&be, a.batch as usize, common.repeat),
+                common.json,
+            );
+            Ok(())
+        }
+        BenchWhat::Scores(a) => bench_scores(&be, a),
+    }
+}
+
+/// The median of `repeat` timed runs of `f`, after one warm-up run.
+fn median_seconds(repeat: u32, mut f: impl FnMut()) -> f64 {
+    f();
+    let mut t: Vec<f64> = (0..repeat)
+        .map(|_| {
+            let start = Instant::now();
+            f();
+            start.elapsed().as_secs_f64()
+        })
+        .collect();
+    t.sort_by(f64::total_cmp);
+    t[t.len() / 2]
+}
+
+/// One primitive's timing.
+struct KernelTiming {
+    kernel: String,
+    shape: String,
+    seconds: f64,
+    /// Floating-point operations per call, where the kernel is arithmetic.
+    flops: Option<f64>,
+    /// Bytes read and written per call (each operand once).
+    bytes: f64,
+}
+
+fn random<B: Backend>(be: &B, len: usize, seed: u64) -> B::Buf {
+    let host: Vec<B::Real> = nasrank::net::init::uniform_stream(seed, 1, len)
+        .map(|u| B::Real::from_f64_rounded(2.0 * u - 1.0))
+        .collect();
+    be.upload(&host)
+}
+
+/// Every primitive at NB-201's three stage shapes (C=16@32x32, 32@16x16, 64@8x8), `n`
+/// images per call; each timed call ends with a download of its output.
+fn kernel_timings<B: Backend>(be: &B, n: usize, repeat: u32) -> Vec<KernelTiming> {
+    let size = std::mem::size_of::<B::Real>() as f64;
+    let mut out = Vec::new();
+    let mut push = |kernel: &str, shape: String, seconds: f64, flops: Option<f64>, elems: usize| {
+        out.push(KernelTiming {
+            kernel: kernel.to_string(),
+            shape,
+            seconds,
+            flops,
+            bytes: elems as f64 * size,
+        })
+    };
+    for (c, hw) in [(16, 32), (32, 16), (64, 8)] {
+        let shape = format!("{n}x{c}x{hw}x{hw}");
+        let len = n * c * hw * hw;
+        let x = random(be, len, 1);
+        let dy = random(be, len, 2);
+        let mut y = be.alloc(len);
+        let mut dx = be.alloc(len);
+        for k in [3, 1] {
+            let g = ConvGeom {
+                cin: c,
+                cout: c,
+                h: hw,
+                w: hw,
+                k,
+                stride: 1,
+                pad: k / 2,
+            };
+            let w = random(be, g.weight_len(), 3);
+            let mut dw = be.alloc(g.weight_len());
+            let flops = Some(2.0 * (g.macs() * n) as f64);
+            let elems = 2 * len + g.weight_len();
+            let name = format!("conv{k}x{k}");
+            let t = median_seconds(repeat, || {
+                be.conv_forward(&g, n, &x, &w, &mut y);
+                be.download(&y);
+            });
+            push(&format!("{name} forward"), shape.clone(), t, flops, elems);
+            let t = median_seconds(repeat, || {
+                be.conv_backward_data(&g, n, &dy, &w, &mut dx);
+                be.download(&dx);
+            });
+            push(
+                &format!("{name} backward-data"),
+                shape.clone(),
+                t,
+                flops,
+                elems,
+            );
+            let t = median_seconds(repeat, || {
+                be.conv_backward_weight(&g, n, &x, &dy, &mut dw);
+                be.download(&dw);
+            });
+            push(
+                &format!("{name} backward-weight"),
+                shape.clone(),
+                t,
+                flops,
+                elems,
+            );
+        }
+        let bn = BnGeom {
+            n,
+            c,
+            hw: hw * hw,
+            group: n,
+        };
+        let gamma = random(be, c, 4);
+        let beta = random(be, c, 5);
+        let (mut mean, mut inv_std) = (be.alloc(c), be.alloc(c));
+        let (mut dgamma, mut dbeta) = (be.alloc(c), be.alloc(c));
+        let t = median_seconds(repeat, || {
+            be.bn_forward(
+                &bn,
+                1e-5,
+                &x,
+                &gamma,
+                &beta,
+                &mut y,
+                &mut mean,
+                &mut inv_std,
+            );
+            be.download(&y);
+        });
+        push("batch norm forward", shape.clone(), t, None, 2 * len);
+        let t = median_seconds(repeat, || {
+            be.bn_backward(
+                &bn,
+                BnGrad::Full,
+                &x,
+                &gamma,
+                &mean,
+                &inv_std,
+                &dy,
+                Some(&mut dx),
+                &mut dgamma,
+                &mut dbeta,
+            );
+            be.download(&dx);
+        });
+        push("batch norm backward", shape.clone(), t, None, 3 * len);
+        let t = median_seconds(repeat, || {
+            be.avgpool3x3_forward(n, c, hw, hw, &x, &mut y);
+            be.download(&y);
+        });
+        push(
+            "avg pool 3x3 forward",
+            shape.clone(),
+            t,
+            Some(9.0 * len as f64),
+            2 * len,
+        );
+        let t = median_seconds(repeat, || {
+            be.avgpool3x3_backward(n, c, hw, hw, &dy, &mut dx);
+            be.download(&dx);
+        });
+        push(
+            "avg pool 3x3 backward",
+            shape.clone(),
+            t,
+            Some(9.0 * len as f64),
+            2 * len,
+        );
+        let mut half = be.alloc(len / 4);
+        let t = median_seconds(repeat, || {
+            be.avgpool2x2_forward(n, c, hw, hw, &x, &mut half);
+            be.download(&half);
+        });
+        push(
+            "avg pool 2x2 forward",
+            shape.clone(),
+            t,
+            Some(len as f64),
+            len + len / 4,
+        );
+        let units = c * hw * hw;
+        let words = units.div_ceil(64);
+        let mut codes = be.alloc_words(n * words);
+        let t = median_seconds(repeat, || {
+            be.relu_forward(&x, &mut y);
+            be.pack_signs(&y, n, units, &mut codes);
+            be.download_words(&codes);
+        });
+        // ReLU reads and writes the tensor, packing reads it and writes n * words words.
+        let code_elems = (n * words * 8) as f64 / size;
+        push(
+            "relu + code packing",
+            shape.clone(),
+            t,
+            None,
+            3 * len + code_elems as usize,
+        );
+        let mut k = be.alloc_words(n * n);
+        let t = median_seconds(repeat, || {
+            be.hamming_gram_accumulate(&codes, n, units, 1, &mut k);
+            be.download_words(&k);
+        });
+        // Counted as one operation per bit pair (XOR and popcount over the codes).
+        push(
+            "hamming gram",
+            format!("{n}x{units} bits"),
+            t,
+            Some((n * n * units) as f64),
+            code_elems as usize,
+        );
+    }
+    // Per-image gradients of a 16-channel NB-201 network's size (the gradient Gram matrix
+    // of NTK, MGM): n rows of 2^17 values.
+    let len = 1 << 17;
+    let grads = random(be, n * len, 6);
+    let mut g = be.alloc_acc(n * n);
+    let t = median_seconds(repeat, || {
+        be.gram_accumulate(&grads, n, len, &mut g);
+        be.download_acc(&g);
+    });
+    push(
+        "gradient gram",
+        format!("{n}x{len}"),
+        t,
+        Some(2.0 * (n * n * len) as f64),
+        n * len,
+    );
+    out
+}
+
+fn print_kernels(timings: &[KernelTiming], json: bool) {
+    if json {
+        for t in timings {
+            println!(
+                "{}",
+                json!({
+                    "kernel": t.kernel, "shape": t.shape, "seconds": t.seconds,
+                    "gflops": t.flops.map(|f| f / t.seconds / 1e9),
+                    "gbytes_per_s": t.bytes / t.seconds / 1e9,
+                })
+            );
+        }
+        return;
+    }
+    println!(
+        "{:<24} {:<18} {:>10} {:>9} {:>8}",
+        "kernel", "shape", "ms", "GFLOP/s", "GB/s"
+    );
+    for t in timings {
+        let gflops = t
+            .flops
+            .map_or("-".to_string(), |f| format!("{:.1}", f / t.seconds / 1e9));
+        println!(
+            "{:<24} {:<18} {:>10.3} {:>9} {:>8.1}",
+            t.kernel,
+            t.shape,
+            t.seconds * 1e3,
+            gflops,
+            t.bytes / t.seconds / 1e9
+        );
+    }
+}
+
+fn bench_scores<B: Backend>(be: &B, args: &ScoresArgs) -> Result<(), CliError> {
+    let archs = parse_archs(&args.archs)?;
+    let scores = parse_scores(&args.scores)?;
+    let (dataset, source) = parse_data(&args.data)?;
+    let mut settings = ScoreSettings::paper_defaults(MacroConfig {
+        channels: args.channels as usize,
+        cells_per_stage: args.cells as usize,
+        classes: dataset.classes(),
+        input_size: dataset.image_size(),
+        input_channels: 3,
+        stem: true,
+    });
+    settings.seed = args.seed;
+    if let Some(b) = args.batch {
+        settings.set_batch(b as usize);
+    }
+    let batch = load_batch(
+        dataset,
+        source.as_deref(),
+        settings.images_needed(&scores),
+        args.seed,
+    )?;
+    let json = args.common.json;
+    if !json {
+        println!("{:>6} {:<20} {:>12}  arch", "index", "score", "seconds");
+    }
+    let mut totals = vec![0.0; scores.len()];
+    for (index, arch) in &archs {
+        for (score, total) in scores.iter().zip(&mut totals) {
+            let mut failure = None;
+            let seconds = median_seconds(args.common.repeat, || {
+                if let Err(e) = score_arch(be, arch, &[*score], &batch, &settings) {
+                    failure = Some(e);
+                }
+            });
+            if let Some(e) = failure {
+                return Err(CliError::Run(e.context(format!("scoring arch {index}"))));
+            }
+            *total += seconds;
+            if json {
+                println!(
+                    "{}",
+                    json!({"index": index, "arch": arch.to_string(), "score": score.name(), "seconds": seconds})
+                );
+            } else {
+                println!("{index:>6} {:<20} {seconds:>12.5}  {arch}", score.name());
+            }
+        }
+    }
+    if !json {
+        for (score, total) in scores.iter().zip(&totals) {
+            println!(
+                "mean {:<20} {:>12.5} s per arch over {} archs",
+                score.name(),
+                total / archs.len() as f64,
+                archs.len()
+            );
+        }
+    }
+    Ok(())
+}
