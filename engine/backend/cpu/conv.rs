@@ -8,7 +8,7 @@
 //! transposed (`col dy_n^T`) for speed and transposed back once. A 1x1, stride-1,
 //! pad-0 convolution uses the image's `[cin][h*w]` matrix directly as `col`.
 //!
-//! 3x3 stride-1 convolutions with enough channels (forward, and backward data through the
+//! 3x3 stride-1 convolutions with at least 16 channels in and out (forward, and backward data through the
 //! flipped-kernel forward) use Winograd F(2x2, 3x3) instead (winograd.rs): 2.25x fewer
 //! multiplies. [`ConvAlgo`] can force either algorithm.
 //!
