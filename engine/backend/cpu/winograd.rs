@@ -30,7 +30,7 @@ use super::scratch::with_scratch;
 use crate::backend::{ConvGeom, Real};
 
 /// Elements of a transformed 4x4 tile.
-pub(super) const TILE_ELEMS: usize = 16;
+const TILE_ELEMS: usize = 16;
 
 /// Channel counts (in and out) from which Winograd beats im2col + GEMM: measured faster at
 /// 16, 32 and 64 channels, a tie or slower at 8 and slower at 4 (docs/PERF.md), where the
@@ -96,8 +96,8 @@ fn group_size<T>(g: &ConvGeom, n: usize) -> usize {
     (cols / (th * tw)).clamp(1, share)
 }
 
-/// Scratch lengths of the transforms: `[quads, row]` for the input, `[rows, cols]` for the
-/// inverse (see [`transform_image`], [`inverse_image`]).
+/// Scratch elements the transforms need: `q` and the padded plane for the input, `s` and
+/// `z` for the inverse (see [`transform_image`], [`inverse_image`]).
 fn transform_scratch(g: &ConvGeom) -> usize {
     let (th, tw) = tiles(g);
     let input = 8 * (th + 1) * tw + (2 * th + 2) * (2 * tw + 2);
@@ -130,8 +130,8 @@ pub(super) fn forward<T: Real>(
             for (b, xi) in xg.chunks_exact(g.in_len()).enumerate() {
                 transform_image(g, xi, b * th * tw, cols, v, work);
             }
-            // Multiplied as M^T = V^T U^T: the `gemm` crate then reads V and writes M with
-            // unit stride along its long dimension (the tiles) without packing them.
+            // Multiplied as M^T = V^T U^T, the tiles as the GEMM's rows (measured no slower
+            // than U V; the `gemm` crate's kernels run along rows).
             let (um, vm, mm) = (
                 Mat::rows(g.cout, g.cin).t(),
                 Mat::rows(g.cin, cols).t(),
