@@ -299,6 +299,204 @@ fn conv_per_sample_weight_grads_match_batched() {
     }
 }
 
+// ---------------------------------------------------------------- Winograd
+
+/// `conv^T(dy, w)` by direct loops: each output gradient scattered back through its taps.
+fn naive_conv_transpose(g: &ConvGeom, n: usize, dy: &[f64], w: &[f64]) -> Vec<f64> {
+    let (oh, ow) = (g.out_h(), g.out_w());
+    let mut dx = vec![0.0; n * g.in_len()];
+    for b in 0..n {
+        for co in 0..g.cout {
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    let d = dy[((b * g.cout + co) * oh + oy) * ow + ox];
+                    for ci in 0..g.cin {
+                        for ki in 0..g.k {
+                            for kj in 0..g.k {
+                                let iy = (oy * g.stride + ki) as isize - g.pad as isize;
+                                let ix = (ox * g.stride + kj) as isize - g.pad as isize;
+                                if iy < 0 || ix < 0 || iy >= g.h as isize || ix >= g.w as isize {
+                                    continue;
+                                }
+                                let (iy, ix) = (iy as usize, ix as usize);
+                                dx[((b * g.cin + ci) * g.h + iy) * g.w + ix] +=
+                                    w[((co * g.cin + ci) * g.k + ki) * g.k + kj] * d;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    dx
+}
+
+/// Per output element of `conv(x, w)` (`transpose`: of `conv^T(x, w)`): `max |x_b| *
+/// sum |w|` over the filters feeding it, a bound on the output's magnitude that also
+/// covers the neighbouring pixels a Winograd tile mixes in.
+fn conv_bound(g: &ConvGeom, n: usize, x: &[f64], w: &[f64], transpose: bool) -> Vec<f64> {
+    let kk = g.k * g.k;
+    let (fan, outs, spatial) = if transpose {
+        (g.cout, g.cin, g.h * g.w)
+    } else {
+        (g.cin, g.cout, g.out_h() * g.out_w())
+    };
+    let per_image = x.len() / n;
+    let mut bound = Vec::with_capacity(n * outs * spatial);
+    for xb in x.chunks_exact(per_image) {
+        let x_max = xb.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        for o in 0..outs {
+            let w_sum: f64 = (0..fan)
+                .map(|f| {
+                    let (co, ci) = if transpose { (f, o) } else { (o, f) };
+                    w[(co * g.cin + ci) * kk..][..kk]
+                        .iter()
+                        .map(|v| v.abs())
+                        .sum::<f64>()
+                })
+                .sum();
+            bound.extend(std::iter::repeat_n(x_max * w_sum, spatial));
+        }
+    }
+    bound
+}
+
+/// Largest `|got - want| / (eps * bound)` over the elements.
+fn max_rounding_ratio(got: &[f64], want: &[f64], bound: &[f64], eps: f64) -> f64 {
+    assert_eq!(got.len(), want.len());
+    got.iter()
+        .zip(want)
+        .zip(bound)
+        .map(|((g, w), b)| (g - w).abs() / (eps * b.max(f64::MIN_POSITIVE)))
+        .fold(0.0, f64::max)
+}
+
+/// Rounding bound for Winograd F(2x2, 3x3) in units of `eps * conv_bound`: the transforms
+/// grow values by at most 4x (input), 2.25x (filters) and 9x (output) around the summed
+/// products; observed ratios stay far below this (the tests print them).
+const WINOGRAD_ROUNDING: f64 = 16.0;
+
+/// Ragged 3x3 stride-1 shapes: sizes under one tile and not multiples of it, channel
+/// counts on both sides of the Winograd threshold, pads 0-2 (pad 2 is the backward data of
+/// a pad-0 conv).
+fn winograd_geoms() -> Vec<ConvGeom> {
+    let mut geoms = Vec::new();
+    for (h, w) in [(7, 9), (1, 1), (2, 3), (32, 32)] {
+        for cin in [1, 3, 16, 17] {
+            for cout in [1, 3, 16, 17] {
+                geoms.push(geom(cin, cout, h, w, 3, 1, 1));
+            }
+        }
+    }
+    geoms.extend([
+        geom(3, 4, 7, 9, 3, 1, 0),
+        geom(4, 3, 7, 9, 3, 1, 2),
+        geom(2, 5, 2, 3, 3, 1, 2),
+        geom(16, 16, 6, 5, 3, 1, 0),
+    ]);
+    geoms
+}
+
+#[test]
+fn winograd_forward_matches_naive_f64_conv() {
+    let mut rng = Rng(11);
+    let mut worst = [0.0f64; 2];
+    for g in winograd_geoms() {
+        for n in [1, 3] {
+            let (x, w) = (rng.vec(n * g.in_len()), rng.vec(g.weight_len()));
+            // References from the f32-rounded data, so only arithmetic rounding counts.
+            let (x, w) = (f64s(&f32s(&x)), f64s(&f32s(&w)));
+            let want = naive_conv(&g, n, &x, &w);
+            let bound = conv_bound(&g, n, &x, &w, false);
+            let mut y64 = vec![f64::NAN; want.len()];
+            conv2d_forward_with(ConvAlgo::Winograd, &g, n, &x, &w, &mut y64);
+            let mut y32 = vec![f32::NAN; want.len()];
+            conv2d_forward_with(ConvAlgo::Winograd, &g, n, &f32s(&x), &f32s(&w), &mut y32);
+            for (k, (got, eps)) in [(y64, f64::EPSILON), (f64s(&y32), f32::EPSILON as f64)]
+                .into_iter()
+                .enumerate()
+            {
+                let ratio = max_rounding_ratio(&got, &want, &bound, eps);
+                assert!(
+                    ratio <= WINOGRAD_ROUNDING,
+                    "{} {g:?} n={n}: error {ratio} x eps x bound",
+                    ["f64", "f32"][k]
+                );
+                worst[k] = worst[k].max(ratio);
+            }
+        }
+    }
+    eprintln!("winograd forward: worst error / (eps bound): {worst:?} (f64, f32)");
+}
+
+#[test]
+fn winograd_backward_data_matches_naive_transpose() {
+    let mut rng = Rng(12);
+    let mut worst = [0.0f64; 2];
+    for g in winograd_geoms() {
+        for n in [1, 3] {
+            let (dy, w) = (rng.vec(n * g.out_len()), rng.vec(g.weight_len()));
+            let (dy, w) = (f64s(&f32s(&dy)), f64s(&f32s(&w)));
+            let base = f64s(&f32s(&rng.vec(n * g.in_len())));
+            let want = naive_conv_transpose(&g, n, &dy, &w);
+            // The sum base + dx rounds once more, relative to |base|.
+            let bound: Vec<f64> = conv_bound(&g, n, &dy, &w, true)
+                .iter()
+                .zip(&base)
+                .map(|(s, b)| s + b.abs())
+                .collect();
+            let got64 = added(&base, |dx| {
+                conv2d_backward_data_with(ConvAlgo::Winograd, &g, n, &dy, &w, dx)
+            });
+            let mut dx32 = f32s(&base);
+            conv2d_backward_data_with(ConvAlgo::Winograd, &g, n, &f32s(&dy), &f32s(&w), &mut dx32);
+            let got32: Vec<f64> = f64s(&dx32).iter().zip(&base).map(|(a, b)| a - b).collect();
+            for (k, (got, eps)) in [(got64, f64::EPSILON), (got32, f32::EPSILON as f64)]
+                .into_iter()
+                .enumerate()
+            {
+                let ratio = max_rounding_ratio(&got, &want, &bound, eps);
+                assert!(
+                    ratio <= WINOGRAD_ROUNDING,
+                    "{} dx {g:?} n={n}: error {ratio} x eps x bound",
+                    ["f64", "f32"][k]
+                );
+                worst[k] = worst[k].max(ratio);
+            }
+        }
+    }
+    eprintln!("winograd backward data: worst error / (eps bound): {worst:?} (f64, f32)");
+}
+
+#[test]
+fn conv_auto_picks_winograd_only_where_it_pays() {
+    let mut rng = Rng(13);
+    let run = |algo, g: &ConvGeom, x: &[f32], w: &[f32]| {
+        let mut y = vec![f32::NAN; 2 * g.out_len()];
+        conv2d_forward_with(algo, g, 2, x, w, &mut y);
+        y
+    };
+    let wide = geom(16, 16, 9, 7, 3, 1, 1);
+    let narrow = geom(3, 16, 9, 7, 3, 1, 1);
+    for (g, auto_is_winograd) in [(wide, true), (narrow, false)] {
+        let (x, w) = (
+            f32s(&rng.vec(2 * g.in_len())),
+            f32s(&rng.vec(g.weight_len())),
+        );
+        let (wino, im2col) = (
+            run(ConvAlgo::Winograd, &g, &x, &w),
+            run(ConvAlgo::Im2col, &g, &x, &w),
+        );
+        // The two round differently, so bitwise equality tells which one ran.
+        assert_ne!(
+            wino, im2col,
+            "forced algorithms gave identical bits for {g:?}"
+        );
+        let auto = run(ConvAlgo::Auto, &g, &x, &w);
+        assert_eq!(auto, if auto_is_winograd { wino } else { im2col }, "{g:?}");
+    }
+}
+
 #[test]
 #[should_panic(expected = "length of x")]
 fn conv_rejects_wrong_input_length() {

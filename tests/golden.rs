@@ -9,7 +9,7 @@ mod common;
 
 use common::{config_of, golden_input, golden_labels, usize_of};
 
-use nasrank::backend::cpu::CpuBackend;
+use nasrank::backend::cpu::{ConvAlgo, CpuBackend};
 use nasrank::backend::{
     Backend, BackwardOptions, BnGrad, BnStatistics, Executor, ParamGrads, Reduction,
 };
@@ -133,11 +133,11 @@ fn grad_ratio(got: &[f64], want: &[f64], floor_scale: f64) -> (f64, usize) {
         .fold((0.0, 0), |best, r| if r.0 > best.0 { r } else { best })
 }
 
-fn check(name: &str) {
+fn check(name: &str, conv_algo: ConvAlgo) {
     let fx = load(name);
     let mut failures: Vec<String> = Vec::new();
     eprintln!(
-        "golden {name}: {} (torch {})",
+        "golden {name} ({conv_algo:?} convs): {} (torch {})",
         fx["arch"].as_str().unwrap(),
         fx["torch_version"].as_str().unwrap()
     );
@@ -218,7 +218,7 @@ fn check(name: &str) {
     assert_eq!(labels, want_labels, "{name}: labels");
 
     // Forward.
-    let be = CpuBackend::<f32>::new();
+    let be = CpuBackend::<f32>::with_conv_algo(conv_algo);
     let mut ex = Executor::with_init(&be, &plan, seed);
     ex.forward(be.upload(&input), n, BnStatistics::Batch);
     let logits: Vec<f64> = be
@@ -427,9 +427,20 @@ macro_rules! golden {
         $(
             #[test]
             fn $name() {
-                check(stringify!($name));
+                check(stringify!($name), ConvAlgo::Auto);
             }
         )*
+        /// The same fixtures with every 3x3 stride-1 conv (forward and backward data)
+        /// through Winograd: `Auto` uses it from 16 channels only, and the fixtures have 4-16.
+        mod winograd {
+            use super::*;
+            $(
+                #[test]
+                fn $name() {
+                    check(stringify!($name), ConvAlgo::Winograd);
+                }
+            )*
+        }
         const FIXTURES: &[&str] = &[$(stringify!($name)),*];
     };
 }

@@ -1,5 +1,6 @@
 //! [`CpuBackend`]: the [`Backend`] primitives on host vectors, in f32 or f64.
 
+use super::conv::ConvAlgo;
 use super::{act, codes, conv, elementwise, gram, linear, loss, norm, pool};
 use crate::backend::{Backend, BnGeom, BnGrad, ConvGeom, Real, Reduction};
 use std::collections::HashMap;
@@ -14,6 +15,7 @@ use std::sync::Mutex;
 #[derive(Debug, Default)]
 pub struct CpuBackend<T: Real> {
     pool: Mutex<HashMap<usize, Vec<Vec<T>>>>,
+    conv_algo: ConvAlgo,
     _scalar: PhantomData<T>,
 }
 
@@ -22,8 +24,14 @@ const POOL_BYTES: usize = 4 << 30;
 
 impl<T: Real> CpuBackend<T> {
     pub fn new() -> Self {
+        Self::with_conv_algo(ConvAlgo::Auto)
+    }
+
+    /// A backend whose convolutions use `algo` (to compare Winograd with im2col).
+    pub fn with_conv_algo(conv_algo: ConvAlgo) -> Self {
         CpuBackend {
             pool: Mutex::new(HashMap::new()),
+            conv_algo,
             _scalar: PhantomData,
         }
     }
@@ -121,10 +129,10 @@ impl<T: Real> Backend for CpuBackend<T> {
     }
 
     fn conv_forward(&self, g: &ConvGeom, n: usize, x: &Vec<T>, w: &Vec<T>, y: &mut Vec<T>) {
-        conv::conv2d_forward(g, n, x, w, y);
+        conv::conv2d_forward_with(self.conv_algo, g, n, x, w, y);
     }
     fn conv_backward_data(&self, g: &ConvGeom, n: usize, dy: &Vec<T>, w: &Vec<T>, dx: &mut Vec<T>) {
-        conv::conv2d_backward_data(g, n, dy, w, dx);
+        conv::conv2d_backward_data_with(self.conv_algo, g, n, dy, w, dx);
     }
     fn conv_backward_weight(
         &self,

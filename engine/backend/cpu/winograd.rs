@@ -1,0 +1,372 @@
+//! Winograd minimal filtering F(2x2, 3x3) for 3x3 stride-1 convolutions (Lavin & Gray,
+//! "Fast Algorithms for Convolutional Neural Networks", 2016).
+//!
+//! A 2x2 output tile is `A^T [(G g G^T) .* (B^T d B)] A` for a 3x3 filter `g` and the 4x4
+//! input tile `d` at `(2ty - pad, 2tx - pad)` (zeros outside the image), with
+//!
+//! ```text
+//! B^T = | 1  0 -1  0 |    G = |  1    0    0  |    A^T = | 1  1  1  0 |
+//!       | 0  1  1  0 |        | 1/2  1/2  1/2 |          | 0  1 -1 -1 |
+//!       | 0 -1  1  0 |        | 1/2 -1/2  1/2 |
+//!       | 0  1  0 -1 |        |  0    0    1  |
+//! ```
+//!
+//! Summed over input channels, element `e` of the transformed tile is a matrix product,
+//! `M_e[co][t] = sum_ci U_e[co][ci] V_e[ci][t]`: a convolution is 16 GEMMs of depth `cin`,
+//! 4 multiplies per output and input channel instead of 9, plus add-only transforms. The
+//! transforms are written out below as those adds.
+//!
+//! Layouts: `U` `[16][cout][cin]` (filters, once per call); `V` `[16][cin][cols]` and `M`
+//! `[16][cout][cols]` for a group of images whose tiles make up the `cols` columns (image
+//! `b`'s tile `(ty, tx)` is column `(b * th + ty) * tw + tx`), groups sized to stay in L2.
+//! Tiles past an odd edge are computed on zero padding and clipped.
+//!
+//! Rounding: the transforms only add (and halve, exactly), so the error stays within a
+//! small multiple of im2col's (tests/cpu_ops.rs bounds it against an f64 direct conv).
+
+use super::conv::for_each_image;
+use super::gemm::{matmul, Mat};
+use super::scratch::with_scratch;
+use crate::backend::{ConvGeom, Real};
+
+/// Elements of a transformed 4x4 tile.
+const TILE_ELEMS: usize = 16;
+
+/// Channel counts (in and out) from which Winograd beats im2col + GEMM: measured faster at
+/// 16, 32 and 64 channels, a tie or slower at 8 and slower at 4 (docs/PERF.md), where the
+/// add-only transforms cost as much as the multiplies they save.
+const MIN_CHANNELS: usize = 16;
+
+/// Bytes of `V` and `M` per image group: half of a Zen 4 core's 1 MiB L2.
+const GROUP_BYTES: usize = 512 << 10;
+
+/// Whether F(2x2, 3x3) computes this geometry (any padding).
+pub(super) fn applies(g: &ConvGeom) -> bool {
+    g.k == 3 && g.stride == 1
+}
+
+/// Whether it also pays over im2col here.
+pub(super) fn pays(g: &ConvGeom) -> bool {
+    applies(g) && g.cin >= MIN_CHANNELS && g.cout >= MIN_CHANNELS
+}
+
+/// Elements of the transformed filters `U`.
+pub(super) fn filters_len(g: &ConvGeom) -> usize {
+    TILE_ELEMS * g.cout * g.cin
+}
+
+/// Fills `u` (`[16][cout][cin]`) with `G f G^T` of each filter `f = filter(co, ci)`
+/// (3x3, row-major).
+pub(super) fn transform_filters<T: Real>(
+    g: &ConvGeom,
+    filter: impl Fn(usize, usize) -> [T; 9],
+    u: &mut [T],
+) {
+    assert_eq!(u.len(), filters_len(g), "winograd: length of u");
+    let half = T::from_f64_rounded(0.5);
+    // G applied to the three values of a filter column (or row): four values.
+    let g_times = |a: T, b: T, c: T| [a, (a + b + c) * half, (a - b + c) * half, c];
+    let plane = g.cout * g.cin;
+    for co in 0..g.cout {
+        for ci in 0..g.cin {
+            let f = filter(co, ci);
+            let cols: [[T; 4]; 3] = std::array::from_fn(|c| g_times(f[c], f[3 + c], f[6 + c]));
+            for r in 0..4 {
+                let row = g_times(cols[0][r], cols[1][r], cols[2][r]);
+                for (c, &v) in row.iter().enumerate() {
+                    u[(r * 4 + c) * plane + co * g.cin + ci] = v;
+                }
+            }
+        }
+    }
+}
+
+/// Tile rows and columns of the output.
+fn tiles(g: &ConvGeom) -> (usize, usize) {
+    (g.out_h().div_ceil(2), g.out_w().div_ceil(2))
+}
+
+/// Images per group: as many as keep `V` and `M` within `GROUP_BYTES`, at least one, and
+/// no more than an even share of the batch per thread.
+fn group_size<T>(g: &ConvGeom, n: usize) -> usize {
+    let (th, tw) = tiles(g);
+    let col_bytes = TILE_ELEMS * (g.cin + g.cout) * std::mem::size_of::<T>();
+    let cols = GROUP_BYTES / col_bytes.max(1);
+    let share = n.div_ceil(rayon::current_num_threads()).max(1);
+    (cols / (th * tw)).clamp(1, share)
+}
+
+/// Scratch elements the transforms need: `q` and the padded plane for the input, `s` and
+/// `z` for the inverse (see [`transform_image`], [`inverse_image`]).
+fn transform_scratch(g: &ConvGeom) -> usize {
+    let (th, tw) = tiles(g);
+    let input = 8 * (th + 1) * tw + (2 * th + 2) * (2 * tw + 2);
+    let inverse = 12 * th * tw;
+    input.max(inverse)
+}
+
+/// `y (=|+=) conv(x, w)` for `n` images, `u` the transformed filters; `applies(g)`.
+pub(super) fn forward<T: Real>(
+    g: &ConvGeom,
+    n: usize,
+    x: &[T],
+    u: &[T],
+    y: &mut [T],
+    accumulate: bool,
+) {
+    assert!(applies(g), "winograd: not a 3x3 stride-1 conv: {g:?}");
+    assert_eq!(u.len(), filters_len(g), "winograd: length of u");
+    let (th, tw) = tiles(g);
+    let group = group_size::<T>(g, n);
+    let work_len = transform_scratch(g);
+    for_each_image(y, group * g.out_len(), |i, yg, par| {
+        let images = yg.len() / g.out_len();
+        let xg = &x[i * group * g.in_len()..][..images * g.in_len()];
+        let cols = images * th * tw;
+        let (v_len, m_len) = (TILE_ELEMS * g.cin * cols, TILE_ELEMS * g.cout * cols);
+        with_scratch(v_len + m_len + work_len, |buf| {
+            let (v, rest) = buf.split_at_mut(v_len);
+            let (m, work) = rest.split_at_mut(m_len);
+            for (b, xi) in xg.chunks_exact(g.in_len()).enumerate() {
+                transform_image(g, xi, b * th * tw, cols, v, work);
+            }
+            // Multiplied as M^T = V^T U^T, the tiles as the GEMM's rows (measured no slower
+            // than U V; the `gemm` crate's kernels run along rows).
+            let (um, vm, mm) = (
+                Mat::rows(g.cout, g.cin).t(),
+                Mat::rows(g.cin, cols).t(),
+                Mat::rows(g.cout, cols).t(),
+            );
+            for e in 0..TILE_ELEMS {
+                matmul(
+                    &mut m[e * g.cout * cols..][..g.cout * cols],
+                    mm,
+                    false,
+                    &v[e * g.cin * cols..][..g.cin * cols],
+                    vm,
+                    &u[e * g.cout * g.cin..][..g.cout * g.cin],
+                    um,
+                    par,
+                );
+            }
+            for (b, yi) in yg.chunks_exact_mut(g.out_len()).enumerate() {
+                inverse_image(g, m, b * th * tw, cols, yi, work, accumulate);
+            }
+        });
+    });
+}
+
+/// Runs `$body` compiled for AVX-512 where the CPU has it (the crate is built for baseline
+/// x86-64, so plain code would get 128-bit vectors), else as is.
+macro_rules! wide_simd {
+    ($body:expr) => {{
+        #[cfg(target_arch = "x86_64")]
+        {
+            #[target_feature(enable = "avx512f")]
+            unsafe fn wide<R>(f: impl FnOnce() -> R) -> R {
+                f()
+            }
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                // SAFETY: the feature was detected at run time.
+                return unsafe {
+                    wide(
+                        #[inline(always)]
+                        || $body,
+                    )
+                };
+            }
+        }
+        $body
+    }};
+}
+
+/// `B^T` rows as `row_i = d[a] + sign * d[b]`: `(a, b, sign is +)`.
+const BT_ROWS: [(usize, usize, bool); 4] =
+    [(0, 2, false), (1, 2, true), (2, 1, false), (1, 3, false)];
+
+/// `out = (a0 ±i b0) ±j (a1 ±i b1)`, signs `+` where `I` / `J`.
+#[inline(always)]
+fn combine<T: Real, const I: bool, const J: bool>(
+    out: &mut [T],
+    a0: &[T],
+    b0: &[T],
+    a1: &[T],
+    b1: &[T],
+) {
+    let pm = |x: T, y: T, plus: bool| if plus { x + y } else { x - y };
+    let n = out.len();
+    let (a0, b0, a1, b1) = (&a0[..n], &b0[..n], &a1[..n], &b1[..n]);
+    for t in 0..n {
+        out[t] = pm(pm(a0[t], b0[t], I), pm(a1[t], b1[t], I), J);
+    }
+}
+
+/// Writes `B^T d B` of every tile of image `x` (`[cin][h][w]`) into `v` (`[16][cin][cols]`)
+/// at columns `col0..col0 + th tw`.
+///
+/// Per channel, the zero-padded plane is first split into `q[rp][l][Y][tx] = padded[2Y +
+/// rp][2tx + l]` (`rp` in 0..2, `l` in 0..4, `Y` in 0..=th), so that pixel `(k, l)` of
+/// every tile, `padded[2ty + k][2tx + l]`, is the contiguous run `q[k % 2][l]` from row
+/// `k / 2` on, and each of the 16 outputs is one loop over all tiles.
+fn transform_image<T: Real>(
+    g: &ConvGeom,
+    x: &[T],
+    col0: usize,
+    cols: usize,
+    v: &mut [T],
+    work: &mut [T],
+) {
+    wide_simd!(transform_image_body(g, x, col0, cols, v, work))
+}
+
+#[inline(always)]
+fn transform_image_body<T: Real>(
+    g: &ConvGeom,
+    x: &[T],
+    col0: usize,
+    cols: usize,
+    v: &mut [T],
+    work: &mut [T],
+) {
+    let (th, tw) = tiles(g);
+    let (tiles, q_plane) = (th * tw, (th + 1) * tw);
+    let (ph, pw) = (2 * th + 2, 2 * tw + 2);
+    let (q, rest) = work.split_at_mut(8 * q_plane);
+    let padded = &mut rest[..ph * pw];
+    for (ci, src) in x.chunks_exact(g.h * g.w).enumerate() {
+        // Zeros around the image (pw >= w + pad); rows first, then the gathers, so that
+        // the gathers do not read straight after the copies' stores.
+        for (r, row) in padded.chunks_exact_mut(pw).enumerate() {
+            match r.checked_sub(g.pad).filter(|&iy| iy < g.h) {
+                Some(iy) => {
+                    row[..g.pad].fill(T::zero());
+                    row[g.pad..g.pad + g.w].copy_from_slice(&src[iy * g.w..][..g.w]);
+                    row[g.pad + g.w..].fill(T::zero());
+                }
+                None => row.fill(T::zero()),
+            }
+        }
+        for (r, row) in padded.chunks_exact(pw).enumerate() {
+            // Rows q[r % 2][l][r / 2], l = 0..4, are q_plane apart.
+            let first = ((r % 2) * 4 * (th + 1) + r / 2) * tw;
+            let block = &mut q[first..][..3 * q_plane + tw];
+            let (q0, rest) = block.split_at_mut(q_plane);
+            let (q1, rest) = rest.split_at_mut(q_plane);
+            let (q2, q3) = rest.split_at_mut(q_plane);
+            let (q0, q1, q2, q3) = (&mut q0[..tw], &mut q1[..tw], &mut q2[..tw], &mut q3[..tw]);
+            deinterleave(&row[..2 * tw], q0, q1);
+            deinterleave(&row[2..], q2, q3);
+        }
+        let d = |k: usize, l: usize| &q[((k % 2) * 4 + l) * q_plane + (k / 2) * tw..][..tiles];
+        for (i, &(ai, bi, pi)) in BT_ROWS.iter().enumerate() {
+            for (j, &(aj, bj, pj)) in BT_ROWS.iter().enumerate() {
+                let out = &mut v[((i * 4 + j) * g.cin + ci) * cols + col0..][..tiles];
+                let args = (d(ai, aj), d(bi, aj), d(ai, bj), d(bi, bj));
+                match (pi, pj) {
+                    (false, false) => {
+                        combine::<T, false, false>(out, args.0, args.1, args.2, args.3)
+                    }
+                    (false, true) => combine::<T, false, true>(out, args.0, args.1, args.2, args.3),
+                    (true, false) => combine::<T, true, false>(out, args.0, args.1, args.2, args.3),
+                    (true, true) => combine::<T, true, true>(out, args.0, args.1, args.2, args.3),
+                }
+            }
+        }
+    }
+}
+
+/// `even[t] = src[2t]`, `odd[t] = src[2t + 1]`.
+#[inline(always)]
+fn deinterleave<T: Real>(src: &[T], even: &mut [T], odd: &mut [T]) {
+    for ((e, o), pair) in even.iter_mut().zip(odd.iter_mut()).zip(src.chunks_exact(2)) {
+        *e = pair[0];
+        *o = pair[1];
+    }
+}
+
+/// `y (=|+=) A^T m A` for the tiles of one image (`y` `[cout][oh][ow]`), read from `m`
+/// (`[16][cout][cols]`) at columns `col0..col0 + th tw`, clipped at odd edges. Each step
+/// is a loop over all tiles: `A^T` on tile rows into `s[a][j]`, `A` on its columns into
+/// `z[a][b]` (output pixel `(2ty + a, 2tx + b)`), then the interleaving store.
+fn inverse_image<T: Real>(
+    g: &ConvGeom,
+    m: &[T],
+    col0: usize,
+    cols: usize,
+    y: &mut [T],
+    work: &mut [T],
+    accumulate: bool,
+) {
+    wide_simd!(inverse_image_body(g, m, col0, cols, y, work, accumulate))
+}
+
+/// `out = x + y + z` (`A^T` row 0) or `x - y - z` (row 1, `x, y, z` = entries 1, 2, 3).
+#[inline(always)]
+fn a_row<T: Real, const FIRST: bool>(out: &mut [T], x: &[T], y: &[T], z: &[T]) {
+    let n = out.len();
+    let (x, y, z) = (&x[..n], &y[..n], &z[..n]);
+    for t in 0..n {
+        out[t] = if FIRST {
+            x[t] + y[t] + z[t]
+        } else {
+            x[t] - y[t] - z[t]
+        };
+    }
+}
+
+#[inline(always)]
+fn inverse_image_body<T: Real>(
+    g: &ConvGeom,
+    m: &[T],
+    col0: usize,
+    cols: usize,
+    y: &mut [T],
+    work: &mut [T],
+    accumulate: bool,
+) {
+    let (th, tw) = tiles(g);
+    let tiles = th * tw;
+    let (oh, ow) = (g.out_h(), g.out_w());
+    let pairs = ow / 2;
+    let (s, z) = work[..12 * tiles].split_at_mut(8 * tiles);
+    for (co, out) in y.chunks_exact_mut(oh * ow).enumerate() {
+        let src = |e: usize| &m[(e * g.cout + co) * cols + col0..][..tiles];
+        for j in 0..4 {
+            let (m0, m1, m2, m3) = (src(j), src(4 + j), src(8 + j), src(12 + j));
+            a_row::<T, true>(&mut s[j * tiles..][..tiles], m0, m1, m2);
+            a_row::<T, false>(&mut s[(4 + j) * tiles..][..tiles], m1, m2, m3);
+        }
+        for a in 0..2 {
+            let sa = |j: usize| &s[(a * 4 + j) * tiles..][..tiles];
+            let (s0, s1, s2, s3) = (sa(0), sa(1), sa(2), sa(3));
+            a_row::<T, true>(&mut z[(2 * a) * tiles..][..tiles], s0, s1, s2);
+            a_row::<T, false>(&mut z[(2 * a + 1) * tiles..][..tiles], s1, s2, s3);
+        }
+        for oy in 0..oh {
+            let (ty, a) = (oy / 2, oy % 2);
+            let left = &z[(2 * a) * tiles + ty * tw..][..tw];
+            let right = &z[(2 * a + 1) * tiles + ty * tw..][..tw];
+            let line = &mut out[oy * ow..][..ow];
+            let (full, rest) = line.split_at_mut(2 * pairs);
+            let lr = left.iter().zip(right);
+            if accumulate {
+                for (o, (&l, &r)) in full.chunks_exact_mut(2).zip(lr) {
+                    o[0] += l;
+                    o[1] += r;
+                }
+            } else {
+                for (o, (&l, &r)) in full.chunks_exact_mut(2).zip(lr) {
+                    o[0] = l;
+                    o[1] = r;
+                }
+            }
+            if let Some(o) = rest.first_mut() {
+                *o = if accumulate {
+                    *o + left[pairs]
+                } else {
+                    left[pairs]
+                };
+            }
+        }
+    }
+}
