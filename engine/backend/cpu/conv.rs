@@ -373,7 +373,12 @@ fn untranspose<T: Real>(g: &ConvGeom, t: &[T], dw: &mut [T], accumulate: bool) {
     }
 }
 
-/// `dw += sum_n dy_n col(x_n)^T`; per-thread partial sums, then one reduction.
+/// Images per partial sum of the batched weight gradient (a constant, not the thread
+/// count, so that the summation order is fixed).
+const WEIGHT_GRAD_CHUNK: usize = 8;
+
+/// `dw += sum_n dy_n col(x_n)^T`; partial sums over fixed chunks of images, then one
+/// reduction in chunk order.
 pub fn conv2d_backward_weight<T: Real>(g: &ConvGeom, n: usize, x: &[T], dy: &[T], dw: &mut [T]) {
     check(
         g,
@@ -388,27 +393,28 @@ pub fn conv2d_backward_weight<T: Real>(g: &ConvGeom, n: usize, x: &[T], dy: &[T]
         |i: usize| &x[i * g.in_len()..(i + 1) * g.in_len()],
         |i: usize| &dy[i * g.out_len()..(i + 1) * g.out_len()],
     );
-    let threads = rayon::current_num_threads();
-    if n >= threads && threads > 1 {
-        let total = (0..n)
+    if n > WEIGHT_GRAD_CHUNK {
+        // Fixed chunks of images, each summed in image order, then the chunk sums in chunk
+        // order: the same additions for any thread count, so scores do not depend on it.
+        let chunks = n.div_ceil(WEIGHT_GRAD_CHUNK);
+        let partials: Vec<Vec<T>> = (0..chunks)
             .into_par_iter()
-            .with_min_len(n.div_ceil(threads))
-            .fold(
-                || vec![T::zero(); g.weight_len()],
-                |mut t, i| {
-                    with_scratch(g.col_len(), |col| {
-                        weight_grad_t(g, xi(i), dyi(i), col, &mut t, true, Parallelism::None)
-                    });
-                    t
-                },
-            )
-            .reduce_with(|mut a, b| {
-                add_assign(&mut a, &b);
-                a
-            });
-        if let Some(t) = total {
-            untranspose(g, &t, dw, true);
+            .map(|c| {
+                let mut t = vec![T::zero(); g.weight_len()];
+                let images = c * WEIGHT_GRAD_CHUNK..((c + 1) * WEIGHT_GRAD_CHUNK).min(n);
+                with_scratch(g.col_len(), |col| {
+                    for i in images {
+                        weight_grad_t(g, xi(i), dyi(i), col, &mut t, true, Parallelism::None);
+                    }
+                });
+                t
+            })
+            .collect();
+        let mut total = vec![T::zero(); g.weight_len()];
+        for t in &partials {
+            add_assign(&mut total, t);
         }
+        untranspose(g, &total, dw, true);
     } else if n > 0 {
         with_scratch(g.col_len() + g.weight_len(), |buf| {
             let (col, t) = buf.split_at_mut(g.col_len());
