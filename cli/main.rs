@@ -3,6 +3,7 @@
 //! Exit codes, for every command: 0 success, 2 bad usage or input, 1 failure during a run.
 
 mod arch;
+mod device;
 mod eval;
 mod merge;
 mod score;
