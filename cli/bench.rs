@@ -1,13 +1,12 @@
 //! `nasrank bench`: time the backend's primitives at NAS-Bench-201's shapes, and the
 //! scores per arch. Generic over the backend, so that a GPU backend plugs in by name.
 
+use crate::device::{parse_device, with_backend, Device};
 use crate::score::{load_batch, parse_data, parse_scores};
 use crate::spec::parse_archs;
 use crate::threads::ThreadsArg;
 use crate::CliError;
-use anyhow::anyhow;
 use clap::{Args, Subcommand};
-use nasrank::backend::cpu::CpuBackend;
 use nasrank::backend::{Backend, BnGeom, BnGrad, ConvGeom, Real};
 use nasrank::proxy::scorer::{score_arch, ScoreSettings};
 use nasrank::space::MacroConfig;
@@ -38,9 +37,9 @@ enum BenchWhat {
 /// Options of both benchmarks.
 #[derive(Args)]
 struct Common {
-    /// Backend to time: `cpu` (the only one until the CUDA backend lands).
-    #[arg(long, default_value = "cpu")]
-    device: String,
+    /// Backend to time: cpu, cuda, cuda:K, emu or auto, as for `nasrank score`.
+    #[arg(long, default_value = "cpu", value_parser = parse_device)]
+    device: Device,
     /// Timed runs of each item, after one untimed warm-up run; the median is reported.
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
     repeat: u32,
@@ -98,25 +97,18 @@ pub fn run(args: &BenchArgs) -> Result<(), CliError> {
         BenchWhat::Kernels(a) => &a.common,
         BenchWhat::Scores(a) => &a.common,
     };
-    if common.device != "cpu" {
-        return Err(CliError::usage(anyhow!(
-            "--device {}: bench times the CPU backend only until the CUDA backend scores whole \
-             networks; use --device cpu",
-            common.device
-        )));
-    }
     common.threads.install()?;
-    let be = CpuBackend::<f32>::new();
-    match &args.what {
+    let be = common.device.backend()?;
+    with_backend!(&be, be => match &args.what {
         BenchWhat::Kernels(a) => {
             print_kernels(
-                &kernel_timings(&be, a.batch as usize, common.repeat),
+                &kernel_timings(be, a.batch as usize, common.repeat),
                 common.json,
             );
             Ok(())
         }
-        BenchWhat::Scores(a) => bench_scores(&be, a),
-    }
+        BenchWhat::Scores(a) => bench_scores(be, a),
+    })
 }
 
 /// The median of `repeat` timed runs of `f`, after one warm-up run.

@@ -4,6 +4,7 @@
 
 mod arch;
 mod bench;
+mod device;
 mod eval;
 mod merge;
 mod plot;

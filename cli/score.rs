@@ -1,12 +1,12 @@
 //! `nasrank score`: training-free scores for a set of archs, one row per arch.
 
+use crate::device::{parse_device, with_backend, Device};
 use crate::progress::Progress;
 use crate::spec::parse_archs;
 use crate::threads::ThreadsArg;
 use crate::CliError;
 use anyhow::{anyhow, Context};
 use clap::{Args, ValueEnum};
-use nasrank::backend::cpu::CpuBackend;
 use nasrank::data::{read_nb201_train_records, Batch, Dataset, ImageSet, Split};
 use nasrank::proxy::scorer::{score_arch_or_dead_values, ScoreSettings};
 use nasrank::proxy::Score;
@@ -82,35 +82,6 @@ pub struct ScoreArgs {
     pub(crate) threads: ThreadsArg,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Device {
-    Cpu,
-    Auto,
-}
-
-/// The device names scripts use; the CUDA ones are accepted by name and refused with the
-/// reason until the CUDA backend scores whole networks.
-fn parse_device(text: &str) -> Result<Device, String> {
-    match text {
-        "cpu" => Ok(Device::Cpu),
-        "auto" => Ok(Device::Auto),
-        "cuda" | "emu" => Err(format!(
-            "{text}: the CUDA backend does not score whole networks yet (its kernels are \
-             being built and checked under the emulator); use --device cpu, or auto, which \
-             falls back to the CPU"
-        )),
-        _ if text
-            .strip_prefix("cuda:")
-            .is_some_and(|k| k.parse::<usize>().is_ok()) =>
-        {
-            Err(format!(
-                "{text}: the CUDA backend does not score whole networks yet; use --device cpu"
-            ))
-        }
-        _ => Err(format!("{text:?} is not cpu, auto, cuda, cuda:K or emu")),
-    }
-}
-
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Format {
     Csv,
@@ -129,6 +100,7 @@ pub fn run(args: &ScoreArgs) -> Result<(), CliError> {
         return Err(CliError::usage(anyhow!("--batch must be at least 1")));
     }
     let (dataset, source) = parse_data(&args.data)?;
+    let be = args.device.backend()?;
     let mut settings = ScoreSettings::paper_defaults(MacroConfig {
         channels: args.channels,
         cells_per_stage: args.cells,
@@ -230,7 +202,6 @@ pub fn run(args: &ScoreArgs) -> Result<(), CliError> {
         );
     }
 
-    let be = CpuBackend::<f32>::new();
     let mut progress = Progress::new(todo.len(), args.quiet);
     for (index, arch, key) in todo {
         let row = match known.get(key) {
@@ -251,10 +222,11 @@ pub fn run(args: &ScoreArgs) -> Result<(), CliError> {
                         seed,
                         ..settings.clone()
                     };
-                    let (values, dead) =
-                        score_arch_or_dead_values(&be, arch, &scores, batch, &settings)
-                            .with_context(|| format!("scoring arch {index} with seed {seed}"))
-                            .map_err(CliError::Run)?;
+                    let (values, dead) = with_backend!(&be, be => score_arch_or_dead_values(
+                        be, arch, &scores, batch, &settings
+                    ))
+                    .with_context(|| format!("scoring arch {index} with seed {seed}"))
+                    .map_err(CliError::Run)?;
                     per_seed.push(values);
                     all_dead = dead;
                 }

@@ -22,6 +22,7 @@
 //!   get identical weights for their common parameters, since initial values are keyed by
 //!   parameter name (the released code copies them).
 
+use crate::device::{parse_device, with_backend, AnyBackend, Device};
 use crate::progress::Progress;
 use crate::score::{load_batch, parse_data};
 use crate::spec::parse_archs;
@@ -29,8 +30,8 @@ use crate::threads::ThreadsArg;
 use crate::CliError;
 use anyhow::{anyhow, Context};
 use clap::{Args, ValueEnum};
-use nasrank::backend::cpu::CpuBackend;
-use nasrank::backend::Executor;
+use nasrank::backend::executor::to_real;
+use nasrank::backend::{Backend, Executor};
 use nasrank::data::Batch;
 use nasrank::eval::table::Table;
 use nasrank::net::Plan;
@@ -77,6 +78,9 @@ pub struct SearchArgs {
     /// derived from it.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Where to compute: `cpu`, `auto`, `cuda`, `cuda:K` or `emu`, as for `nasrank score`.
+    #[arg(long, default_value = "cpu", value_parser = parse_device)]
+    device: Device,
     /// Channels of the first stage (default 16; 3 for prune, as TE-NAS's released code).
     #[arg(long)]
     channels: Option<usize>,
@@ -190,6 +194,7 @@ pub fn run(args: &SearchArgs) -> Result<(), CliError> {
     let channels = args.channels.unwrap_or(if prune { 3 } else { 16 });
     let cells = args.cells.unwrap_or(if prune { 1 } else { 5 });
     let (dataset, source) = parse_data(&args.data)?;
+    let be = args.device.backend()?;
     let mut settings = ScoreSettings::paper_defaults(MacroConfig {
         channels,
         cells_per_stage: cells,
@@ -219,6 +224,7 @@ pub fn run(args: &SearchArgs) -> Result<(), CliError> {
     };
     let ctx = Ctx {
         args,
+        be: &be,
         score,
         truth: truth.as_ref(),
         batch: &batch,
@@ -240,6 +246,7 @@ pub fn run(args: &SearchArgs) -> Result<(), CliError> {
 /// Everything a strategy needs.
 struct Ctx<'a> {
     args: &'a SearchArgs,
+    be: &'a AnyBackend,
     score: Score,
     truth: Option<&'a HashMap<usize, f64>>,
     batch: &'a Batch,
@@ -485,7 +492,6 @@ fn read_known_scores(path: &Path, score: Score) -> Result<HashMap<usize, f64>, C
 /// (later calls return NaN without scoring) and reported when the search ends.
 struct Fitness<'a> {
     ctx: &'a Ctx<'a>,
-    be: CpuBackend<f32>,
     cache: HashMap<usize, f64>,
     error: Option<anyhow::Error>,
     progress: Progress,
@@ -495,7 +501,6 @@ impl<'a> Fitness<'a> {
     fn new(ctx: &'a Ctx<'a>, calls: usize) -> Fitness<'a> {
         Fitness {
             ctx,
-            be: CpuBackend::<f32>::new(),
             cache: ctx.known.clone(),
             error: None,
             progress: Progress::with_unit(calls, ctx.args.quiet, "evaluations"),
@@ -508,13 +513,9 @@ impl<'a> Fitness<'a> {
             None if self.error.is_some() => f64::NAN,
             None => {
                 let arch = arch_of_index(index).expect("benchmark index");
-                match score_arch(
-                    &self.be,
-                    &arch,
-                    &[self.ctx.score],
-                    self.ctx.batch,
-                    self.ctx.settings,
-                ) {
+                let (score, batch, settings) = (self.ctx.score, self.ctx.batch, self.ctx.settings);
+                match with_backend!(self.ctx.be, be => score_arch(be, &arch, &[score], batch, settings))
+                {
                     Ok(v) => {
                         self.cache.insert(index, v[0]);
                         v[0]
@@ -759,7 +760,6 @@ fn run_prune(ctx: &Ctx) -> Result<Value, CliError> {
         NtkMode::FrozenStats
     };
     let start = Cell::full_supernet();
-    let be = CpuBackend::<f32>::new();
     // The released code reseeds its crop sampler identically for every measurement: one
     // set of crops serves the whole search; only the weights change between repeats.
     let crops = random_crops(
@@ -784,12 +784,18 @@ fn run_prune(ctx: &Ctx) -> Result<Value, CliError> {
         if errors.borrow().is_some() {
             return f64::NAN;
         }
-        let value = Plan::build(cell, &ctx.settings.config).map(|plan| {
-            let mut exec = Executor::with_init(&be, &plan, weight_seed(r));
-            ntk_condition(&mut exec, ctx.batch, ctx.settings.ntk_batch, mode)
-        });
+        let value = Plan::build(cell, &ctx.settings.config)
+            .map_err(|e| anyhow!(e).context("building the NTK supernet"))
+            .and_then(|plan| {
+                with_backend!(ctx.be, be => {
+                    let mut exec = Executor::with_init(be, &plan, weight_seed(r));
+                    let kappa = ntk_condition(&mut exec, ctx.batch, ctx.settings.ntk_batch, mode);
+                    be.status().context("the backend failed computing kappa")?;
+                    Ok(kappa)
+                })
+            });
         value.unwrap_or_else(|e| {
-            **errors.borrow_mut() = Some(anyhow!(e).context("building the NTK supernet"));
+            **errors.borrow_mut() = Some(e);
             f64::NAN
         })
     };
@@ -798,10 +804,10 @@ fn run_prune(ctx: &Ctx) -> Result<Value, CliError> {
         if errors.borrow().is_some() {
             return f64::NAN;
         }
-        match supernet_regions(&be, cell, &crops, &lr, weight_seed(r)) {
+        match with_backend!(ctx.be, be => supernet_regions(be, cell, &crops, &lr, weight_seed(r))) {
             Ok(v) => v,
             Err(e) => {
-                **errors.borrow_mut() = Some(e.context("building the linear-region supernet"));
+                **errors.borrow_mut() = Some(e.context("linear regions of a supernet"));
                 f64::NAN
             }
         }
@@ -864,8 +870,8 @@ fn round_json(round: &Round) -> Value {
 
 /// R of a supernet cell in the released linear-region setting (see
 /// `nasrank::proxy::linear_regions`), on fixed crops, with the weights of `weight_seed`.
-fn supernet_regions(
-    be: &CpuBackend<f32>,
+fn supernet_regions<B: Backend>(
+    be: &B,
     cell: &Cell,
     crops: &Batch,
     lr: &ReleasedSettings,
@@ -881,8 +887,14 @@ fn supernet_regions(
     let len = lr.batch_size * lr.channels * lr.crop * lr.crop;
     let mut patterns = Vec::with_capacity(crops.n);
     for b in 0..lr.batches {
-        let input = nasrank::backend::Backend::upload(be, &crops.images[b * len..(b + 1) * len]);
+        let host: Vec<f64> = crops.images[b * len..(b + 1) * len]
+            .iter()
+            .map(|&v| f64::from(v))
+            .collect();
+        let input = be.upload(&to_real::<B::Real>(&host));
         patterns.extend(sign_patterns(&mut exec, input, lr.batch_size));
     }
+    be.status()
+        .context("the backend failed computing linear regions")?;
     Ok(distinct_patterns(&patterns) as f64)
 }

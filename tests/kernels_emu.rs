@@ -795,3 +795,34 @@ fn softmax_cross_entropy_rejects_bad_labels() {
     assert!(matches!(loss(&[0, 1], &mut d), Err(LaunchError::Length(_))));
     assert!(loss(&[0, 3, 1], &mut d).is_ok());
 }
+
+#[test]
+fn add_assign_and_copy_into_match_cpu() {
+    for len in [1, 255, 1000, 2 * 256 + 3] {
+        let (a, b) = (values(len, 40), values(len, 41));
+        let mut dst = up(&a);
+        ops::add_assign(&L, len, &mut dst, &up(&b)).unwrap();
+        let mut want = a.clone();
+        cpu::add_assign(&mut want, &b);
+        assert_eq!(down::<f32>(&dst), want, "add_assign len {len}");
+
+        // Into the middle of a longer buffer: values before and after stay.
+        let (offset, total) = (7, len + 7 + 5);
+        let base = values(total, 42);
+        let mut dst = up(&base);
+        ops::copy_into(&L, len, &up(&b), &mut dst, offset).unwrap();
+        let mut want = base.clone();
+        want[offset..offset + len].copy_from_slice(&b);
+        assert_eq!(down::<f32>(&dst), want, "copy_into len {len}");
+    }
+    // A copy that would run past the end is refused before any launch.
+    let mut small = L.alloc::<f32>(4).unwrap();
+    assert!(matches!(
+        ops::copy_into(&L, 3, &up(&[1.0f32; 3]), &mut small, 2),
+        Err(LaunchError::Length(_))
+    ));
+    assert!(matches!(
+        ops::add_assign(&L, 4, &mut small, &up(&[1.0f32; 3])),
+        Err(LaunchError::Length(_))
+    ));
+}

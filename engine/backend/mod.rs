@@ -51,6 +51,17 @@ pub enum Reduction {
     Sum,
 }
 
+/// A failure a backend recorded while running primitives (a device allocation or kernel
+/// launch that failed): the primitives cannot return errors, so a backend keeps its first
+/// failure and reports it through [`Backend::status`].
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{op}: {message}")]
+pub struct BackendError {
+    /// The primitive that failed.
+    pub op: &'static str,
+    pub message: String,
+}
+
 /// The primitives a plan is executed with.
 pub trait Backend: Sync {
     /// The scalar the backend computes in.
@@ -61,6 +72,13 @@ pub trait Backend: Sync {
     type Words: Default + Send;
     /// A buffer of f64: Gram accumulators.
     type Acc: Default + Send;
+
+    /// The first failure of any primitive so far. After one, results are meaningless (a
+    /// CUDA backend skips later work, as a CUDA context does after a sticky error); callers
+    /// check this once per arch. Backends that cannot fail keep the default.
+    fn status(&self) -> Result<(), BackendError> {
+        Ok(())
+    }
 
     /// A zeroed buffer.
     fn alloc(&self, len: usize) -> Self::Buf;

@@ -17,6 +17,7 @@ use crate::backend::{Backend, Executor};
 use crate::data::Batch;
 use crate::net::Plan;
 use crate::space::{is_dead, Arch, Cell, MacroConfig};
+use anyhow::Context;
 
 /// Settings of a scoring run; [`ScoreSettings::paper_defaults`] follows the papers.
 #[derive(Clone, Debug, PartialEq)]
@@ -73,6 +74,8 @@ pub fn score_arch<B: Backend>(
     data: &Batch,
     settings: &ScoreSettings,
 ) -> anyhow::Result<Vec<f64>> {
+    // A backend that failed on an earlier arch stays failed (a sticky device error).
+    be.status().context("the backend failed")?;
     let cell = Cell::from(*arch);
     let plan = Plan::build(&cell, &settings.config)?;
     // Scores that run the network share one executor with the arch's initial weights.
@@ -132,6 +135,9 @@ pub fn score_arch<B: Backend>(
             Score::Flops => flops(&cell, &settings.config),
         };
         values.push(value);
+        // A failed primitive makes this value and every later one meaningless.
+        be.status()
+            .with_context(|| format!("the backend failed while computing {score}"))?;
     }
     Ok(values)
 }

@@ -16,6 +16,23 @@ fn device(e: impl std::fmt::Debug) -> LaunchError {
     LaunchError::Device(format!("{e:?}"))
 }
 
+/// How many CUDA devices this process can use (0 when the driver finds none), or why the
+/// driver cannot be asked (no driver library, or its initialisation failed).
+pub fn device_count() -> Result<usize, LaunchError> {
+    // SAFETY: only tries to dlopen the candidate library names.
+    if !unsafe { cudarc::driver::sys::is_culib_present() } {
+        return Err(LaunchError::Device(
+            "the CUDA driver library (libcuda.so) could not be loaded: no NVIDIA driver here"
+                .into(),
+        ));
+    }
+    match CudaContext::device_count() {
+        Ok(count) => Ok(usize::try_from(count).unwrap_or(0)),
+        Err(e) if e.0 == cudarc::driver::sys::CUresult::CUDA_ERROR_NO_DEVICE => Ok(0),
+        Err(e) => Err(device(e)),
+    }
+}
+
 /// Kernels loaded on one device, launched in order on one stream.
 pub struct DriverLauncher {
     stream: Arc<CudaStream>,

@@ -6,8 +6,10 @@
 //! - [`launch`]: the [`Launcher`] trait, written once for both launchers below;
 //! - `emu` (feature `emu`): the kernels compiled for the host with kernels/emu/cuda_emu.h,
 //!   "device memory" in host memory, for tests without a GPU;
-//! - `driver` (feature `cuda`): the real launcher over cudarc.
+//! - `driver` (feature `cuda`): the real launcher over cudarc;
+//! - [`backend`]: [`CudaBackend`], the `Backend` trait over `ops.rs` for either launcher.
 
+pub mod backend;
 pub mod launch;
 pub mod ops;
 
@@ -19,6 +21,7 @@ pub mod driver;
 #[cfg(feature = "cuda")]
 pub mod nvrtc;
 
+pub use backend::{CudaAcc, CudaBackend, CudaBuf, CudaWords};
 pub use launch::{Arg, Dim3, LaunchConfig, LaunchError, Launcher};
 
 include!(concat!(env!("OUT_DIR"), "/kernel_sources.rs"));

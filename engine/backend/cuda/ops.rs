@@ -50,6 +50,47 @@ fn tiles(n: usize) -> Result<u32> {
     u32::try_from(n.div_ceil(TILE as usize)).map_err(|_| LaunchError::SizeOverflow(n))
 }
 
+/// `dst += src` over `len` values.
+pub fn add_assign<L: Launcher>(l: &L, len: usize, dst: &mut L::Buf, src: &L::Buf) -> Result {
+    check_len::<L, f32>(l, dst, len, "add_assign dst")?;
+    check_len::<L, f32>(l, src, len, "add_assign src")?;
+    if len == 0 {
+        return Ok(());
+    }
+    let args = &mut [Arg::BufMut(dst), Arg::Buf(src), Arg::I64(long(len)?)];
+    // SAFETY: both buffers hold `len` f32 (checked).
+    unsafe { l.launch("add_assign", elementwise(len), args) }
+}
+
+/// `dst[offset..offset + len] = src` for `src` of `len` values (`dst` holds at least
+/// `offset + len`).
+pub fn copy_into<L: Launcher>(
+    l: &L,
+    len: usize,
+    src: &L::Buf,
+    dst: &mut L::Buf,
+    offset: usize,
+) -> Result {
+    check_len::<L, f32>(l, src, len, "copy_into src")?;
+    let dst_len = l.byte_len(dst) / std::mem::size_of::<f32>();
+    if offset.checked_add(len).is_none_or(|end| end > dst_len) {
+        return Err(LaunchError::Length(format!(
+            "copy_into: {len} values at offset {offset} do not fit {dst_len}"
+        )));
+    }
+    if len == 0 {
+        return Ok(());
+    }
+    let args = &mut [
+        Arg::Buf(src),
+        Arg::BufMut(dst),
+        Arg::I64(long(len)?),
+        Arg::I64(long(offset)?),
+    ];
+    // SAFETY: src holds `len` f32 and dst at least `offset + len` (checked).
+    unsafe { l.launch("copy_into", elementwise(len), args) }
+}
+
 /// `y = max(x, 0)` over `len` values.
 pub fn relu_forward<L: Launcher>(l: &L, len: usize, x: &L::Buf, y: &mut L::Buf) -> Result {
     check_len::<L, f32>(l, x, len, "relu_forward x")?;

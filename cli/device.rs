@@ -1,0 +1,135 @@
+//! `--device`: the names, and the one place a backend is built from them.
+//!
+//! `cpu` is the CPU backend; `cuda` / `cuda:K` the CUDA backend on GPU 0 / K (build feature
+//! `cuda`); `emu` the CUDA backend's host code on the kernels compiled for the host (build
+//! feature `emu`; slow, for checking); `auto` the GPU when the CUDA backend can run on one,
+//! else the CPU with a one-line notice. A device that cannot be had is bad usage (exit 2).
+
+use crate::CliError;
+use anyhow::anyhow;
+use nasrank::backend::cpu::CpuBackend;
+#[cfg(feature = "cuda")]
+use nasrank::backend::cuda::driver::DriverLauncher;
+#[cfg(feature = "emu")]
+use nasrank::backend::cuda::emu::EmuLauncher;
+#[cfg(any(feature = "cuda", feature = "emu"))]
+use nasrank::backend::cuda::CudaBackend;
+
+/// A `--device` value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Device {
+    Cpu,
+    Auto,
+    /// GPU K (`cuda` is GPU 0).
+    Cuda(usize),
+    Emu,
+}
+
+/// Parses a `--device` value (whether it can be had is decided by [`Device::backend`]).
+pub fn parse_device(text: &str) -> Result<Device, String> {
+    match text {
+        "cpu" => Ok(Device::Cpu),
+        "auto" => Ok(Device::Auto),
+        "cuda" => Ok(Device::Cuda(0)),
+        "emu" => Ok(Device::Emu),
+        _ => text
+            .strip_prefix("cuda:")
+            .and_then(|k| k.parse().ok())
+            .map(Device::Cuda)
+            .ok_or_else(|| format!("{text:?} is not cpu, auto, cuda, cuda:K or emu")),
+    }
+}
+
+/// A backend chosen at run time; [`with_backend!`] runs code on the one inside.
+pub enum AnyBackend {
+    Cpu(CpuBackend<f32>),
+    #[cfg(feature = "emu")]
+    Emu(CudaBackend<EmuLauncher>),
+    #[cfg(feature = "cuda")]
+    Cuda(CudaBackend<DriverLauncher>),
+}
+
+/// `with_backend!(any, be => expr)`: evaluates `expr` with `be` bound to the concrete
+/// backend of `any` (a `&AnyBackend`), so code generic over `B: Backend` runs on any of them.
+macro_rules! with_backend {
+    ($any:expr, $be:ident => $body:expr) => {
+        match $any {
+            $crate::device::AnyBackend::Cpu($be) => $body,
+            #[cfg(feature = "emu")]
+            $crate::device::AnyBackend::Emu($be) => $body,
+            #[cfg(feature = "cuda")]
+            $crate::device::AnyBackend::Cuda($be) => $body,
+        }
+    };
+}
+pub(crate) use with_backend;
+
+impl Device {
+    /// Builds the backend, or says why this device cannot be had.
+    pub fn backend(self) -> Result<AnyBackend, CliError> {
+        match self {
+            Device::Cpu => Ok(AnyBackend::Cpu(CpuBackend::new())),
+            Device::Emu => emu(),
+            Device::Cuda(k) => {
+                cuda(k).map_err(|e| CliError::usage(anyhow!("--device cuda:{k}: {e}")))
+            }
+            Device::Auto => Ok(cuda(0).unwrap_or_else(|e| {
+                eprintln!("notice: --device auto: using the CPU ({e})");
+                AnyBackend::Cpu(CpuBackend::new())
+            })),
+        }
+    }
+}
+
+#[cfg(feature = "emu")]
+fn emu() -> Result<AnyBackend, CliError> {
+    Ok(AnyBackend::Emu(CudaBackend::new(EmuLauncher::new())))
+}
+
+#[cfg(not(feature = "emu"))]
+fn emu() -> Result<AnyBackend, CliError> {
+    Err(CliError::usage(anyhow!(
+        "--device emu: this nasrank was built without the `emu` feature (cargo build --features emu)"
+    )))
+}
+
+/// The CUDA backend on GPU `k`, or why not (no driver, no GPU, `k` out of range, NVRTC
+/// missing or failing).
+#[cfg(feature = "cuda")]
+fn cuda(k: usize) -> Result<AnyBackend, String> {
+    use nasrank::backend::cuda::driver::device_count;
+    let count = device_count().map_err(|e| e.to_string())?;
+    if count == 0 {
+        return Err("the CUDA driver sees no GPU".into());
+    }
+    if k >= count {
+        return Err(format!(
+            "there is no GPU {k}: the CUDA driver sees {count} (cuda:0..cuda:{})",
+            count - 1
+        ));
+    }
+    let launcher = DriverLauncher::new(k).map_err(|e| e.to_string())?;
+    Ok(AnyBackend::Cuda(CudaBackend::new(launcher)))
+}
+
+#[cfg(not(feature = "cuda"))]
+fn cuda(_k: usize) -> Result<AnyBackend, String> {
+    Err("this nasrank was built without the `cuda` feature (cargo build --features cuda)".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn device_names_parse_and_others_are_refused() {
+        assert_eq!(parse_device("cpu"), Ok(Device::Cpu));
+        assert_eq!(parse_device("auto"), Ok(Device::Auto));
+        assert_eq!(parse_device("emu"), Ok(Device::Emu));
+        assert_eq!(parse_device("cuda"), Ok(Device::Cuda(0)));
+        assert_eq!(parse_device("cuda:3"), Ok(Device::Cuda(3)));
+        for bad in ["tpu", "cuda:", "cuda:-1", "cuda:x", "CPU"] {
+            assert!(parse_device(bad).unwrap_err().contains("cuda:K"), "{bad}");
+        }
+    }
+}

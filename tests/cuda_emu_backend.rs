@@ -1,0 +1,113 @@
+//! `CudaBackend` on the emulated launcher against `CpuBackend<f32>`: its own primitives
+//! (buffers, pool, sticky errors), then whole networks and every score
+//! (tests/common/parity.rs). Configurations are tiny: the emulator runs a host thread per
+//! CUDA thread.
+#![cfg(feature = "emu")]
+
+#[path = "common/parity.rs"]
+mod parity;
+
+use nasrank::backend::cpu::CpuBackend;
+use nasrank::backend::cuda::emu::EmuLauncher;
+use nasrank::backend::cuda::CudaBackend;
+use nasrank::backend::Backend;
+use nasrank::proxy::scorer::{score_arch, ScoreSettings};
+use nasrank::proxy::Score;
+use nasrank::space::{arch_of_index, Arch};
+
+fn emu() -> CudaBackend<EmuLauncher> {
+    CudaBackend::new(EmuLauncher::new())
+}
+
+fn values(len: usize, seed: u64) -> Vec<f32> {
+    nasrank::net::init::uniform_stream(seed, 1, len)
+        .map(|u| (2.0 * u - 1.0) as f32)
+        .collect()
+}
+
+#[test]
+fn buffer_primitives_match_cpu() {
+    let (be, cpu) = (emu(), CpuBackend::<f32>::new());
+    for len in [1, 5, 300, 1000] {
+        let (a, b) = (values(len, 1), values(len, 2));
+        assert_eq!(be.download(&be.upload(&a)), a, "round trip {len}");
+        assert_eq!(be.download(&be.alloc(len)), vec![0.0; len], "alloc {len}");
+
+        let (mut d, mut w) = (be.upload(&a), cpu.upload(&a));
+        be.add_assign(&mut d, &be.upload(&b));
+        cpu.add_assign(&mut w, &b);
+        assert_eq!(be.download(&d), w, "add_assign {len}");
+
+        be.copy(&be.upload(&b), &mut d);
+        assert_eq!(be.download(&d), b, "copy {len}");
+        be.fill_zero(&mut d);
+        assert_eq!(be.download(&d), vec![0.0; len], "fill_zero {len}");
+
+        let (mut d, mut w) = (be.upload(&values(len + 9, 3)), values(len + 9, 3));
+        be.copy_into(&be.upload(&b), &mut d, 4);
+        cpu.copy_into(&b, &mut w, 4);
+        assert_eq!(be.download(&d), w, "copy_into {len}");
+        assert_eq!(be.buf_len(&d), len + 9);
+    }
+    assert_eq!(be.download_words(&be.alloc_words(3)), vec![0; 3]);
+    assert_eq!(be.download_acc(&be.alloc_acc(2)), vec![0.0; 2]);
+    assert!(be.status().is_ok());
+}
+
+#[test]
+fn released_buffers_are_pooled_by_length_and_come_back_zeroed() {
+    let be = emu();
+    let buf = be.upload(&values(100, 4));
+    be.release(buf);
+    assert_eq!(be.pooled_bytes(), 400);
+    // Another length does not take it.
+    assert_eq!(be.download(&be.alloc(99)), vec![0.0; 99]);
+    assert_eq!(be.pooled_bytes(), 400);
+    let again = be.alloc(100);
+    assert_eq!(be.pooled_bytes(), 0, "the released buffer was not reused");
+    assert_eq!(be.download(&again), vec![0.0; 100]);
+}
+
+#[test]
+fn the_first_failure_is_kept_and_later_primitives_are_skipped() {
+    let be = emu();
+    let mut three = be.upload(&[1.0, 2.0, 3.0]);
+    // A length mismatch is an error of the launcher's copy.
+    be.copy(&be.upload(&[1.0; 4]), &mut three);
+    let first = be.status().unwrap_err();
+    assert_eq!(first.op, "copy");
+    // Later primitives do nothing and do not replace the first error; downloads give
+    // zeros of the right length.
+    be.add_assign(&mut three, &be.upload(&[1.0; 5]));
+    assert_eq!(be.status().unwrap_err(), first);
+    assert_eq!(be.download(&three), vec![0.0; 3]);
+    let fresh = be.alloc(6);
+    assert_eq!(be.buf_len(&fresh), 6);
+    assert_eq!(be.download(&fresh), vec![0.0; 6]);
+    // score_arch reports it as an error instead of returning values.
+    let mut settings = ScoreSettings::paper_defaults(parity::TINY);
+    settings.set_batch(2);
+    let data = parity::batch(&parity::TINY, 2, 1);
+    let arch = arch_of_index(1).unwrap();
+    let err = score_arch(&be, &arch, &[Score::Naswot], &data, &settings).unwrap_err();
+    assert!(format!("{err:#}").contains("copy"), "{err:#}");
+}
+
+#[test]
+fn whole_network_forward_matches_cpu() {
+    parity::check_forward(&emu());
+}
+
+#[test]
+fn whole_network_backward_matches_cpu_in_every_mode() {
+    parity::check_backward(&emu());
+}
+
+#[test]
+fn every_score_matches_cpu() {
+    let arch: Arch =
+        "|nor_conv_3x3~0|+|nor_conv_1x1~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|"
+            .parse()
+            .unwrap();
+    parity::check_scores(&emu(), &arch);
+}
