@@ -15,6 +15,10 @@ use nasrank::space::{arch_of_index, Arch};
 /// The backend on GPU 0, or `None` with a notice saying why not.
 fn gpu(what: &str) -> Option<CudaBackend<DriverLauncher>> {
     let skip = |why: String| {
+        // tools/gpu_run.sh sets this: there, a missing GPU is a failure, not a skip.
+        if std::env::var_os("NASRANK_REQUIRE_GPU").is_some() {
+            panic!("NASRANK_REQUIRE_GPU is set but {why}: {what}");
+        }
         // Straight to the stream: the harness captures only the print macros.
         let _ = writeln!(
             std::io::stderr(),
