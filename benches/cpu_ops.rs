@@ -125,5 +125,52 @@ fn batchnorm(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, conv, batchnorm);
+/// The three NAS-Bench-201 stage shapes (channels, side) at batch N.
+const STAGES: [(usize, usize); 3] = [(16, 32), (32, 16), (64, 8)];
+
+/// Memory-bound forward primitives at the stage shapes; throughput in elements of `x`.
+fn forward_primitives(c: &mut Criterion) {
+    let mut group = c.benchmark_group("fwd");
+    group.sample_size(20);
+    for (ch, side) in STAGES {
+        let (hw, len) = (side * side, N * ch * side * side);
+        let name = format!("{ch}@{side}x{side}");
+        let (x, x2) = (data(len, 1), data(len, 2));
+        let mut y = vec![0.0f32; len];
+        group.throughput(Throughput::Elements(len as u64));
+        group.bench_function(format!("avgpool3x3 {name}"), |b| {
+            b.iter(|| avgpool3x3_forward(N, ch, side, side, &x, &mut y))
+        });
+        let g = BnGeom {
+            n: N,
+            c: ch,
+            hw,
+            group: N,
+        };
+        let (gamma, beta) = (vec![1.0f32; ch], vec![0.0f32; ch]);
+        let (mut mean, mut inv) = (vec![0.0; ch], vec![0.0; ch]);
+        group.bench_function(format!("batchnorm {name}"), |b| {
+            b.iter(|| batchnorm_forward(&g, 1e-5, &x, &gamma, &beta, &mut y, &mut mean, &mut inv))
+        });
+        group.bench_function(format!("relu {name}"), |b| {
+            b.iter(|| relu_forward(&x, &mut y))
+        });
+        let mut acc = x2.clone();
+        group.bench_function(format!("add_assign {name}"), |b| {
+            b.iter(|| add_assign(&mut acc, &x))
+        });
+        let units = ch * hw;
+        let mut words = vec![0u64; N * codes::code_words(units)];
+        group.bench_function(format!("pack_signs {name}"), |b| {
+            b.iter(|| codes::pack_signs(&x, N, units, &mut words))
+        });
+        let mut k = vec![0u64; N * N];
+        group.bench_function(format!("hamming_gram {name}"), |b| {
+            b.iter(|| codes::hamming_gram_accumulate(&words, N, units, 1, &mut k))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, conv, batchnorm, forward_primitives);
 criterion_main!(benches);
