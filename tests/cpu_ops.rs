@@ -988,3 +988,69 @@ fn add_assign_adds_across_chunks() {
 fn add_assign_rejects_length_mismatch() {
     add_assign(&mut [0.0f32; 3], &[0.0; 4]);
 }
+
+// ---------------------------------------------------------------- memory-bound forwards
+
+/// The 3x3 average pool in f32 adding in the documented order: horizontal
+/// `(s[j] + s[j-1]) + s[j+1]`, then vertical `(R[i] + R[i-1]) + R[i+1]`, then
+/// `* (1 / cols(j)) * (1 / rows(i))`, in-bounds terms only.
+fn ordered_avg3_f32(n: usize, c: usize, h: usize, w: usize, x: &[f32]) -> Vec<f32> {
+    let inv =
+        |i: usize, len: usize| 1.0 / (1 + usize::from(i > 0) + usize::from(i + 1 < len)) as f32;
+    let mut y = vec![0.0f32; x.len()];
+    for p in 0..n * c {
+        let at = |i: usize, j: usize| x[(p * h + i) * w + j];
+        let hsum = |i: usize, j: usize| {
+            let mut s = at(i, j);
+            if j > 0 {
+                s += at(i, j - 1);
+            }
+            if j + 1 < w {
+                s += at(i, j + 1);
+            }
+            s
+        };
+        for i in 0..h {
+            for j in 0..w {
+                let mut s = hsum(i, j);
+                if i > 0 {
+                    s += hsum(i - 1, j);
+                }
+                if i + 1 < h {
+                    s += hsum(i + 1, j);
+                }
+                y[(p * h + i) * w + j] = s * inv(j, w) * inv(i, h);
+            }
+        }
+    }
+    y
+}
+
+#[test]
+fn avgpool3x3_forward_is_bit_identical_to_the_ordered_reference() {
+    let mut rng = Rng(21);
+    for (n, c, h, w) in [
+        (2, 16, 32, 32),
+        (3, 5, 8, 8),
+        (1, 3, 1, 1),
+        (1, 2, 1, 5),
+        (1, 2, 5, 1),
+        (2, 3, 2, 2),
+        (1, 1, 3, 7),
+        (1, 300, 9, 9),
+        (2, 4, 16, 16),
+        (1, 3, 17, 15),
+    ] {
+        let x = f32s(&rng.vec(n * c * h * w));
+        let mut y = vec![f32::NAN; x.len()];
+        avgpool3x3_forward(n, c, h, w, &x, &mut y);
+        let want = ordered_avg3_f32(n, c, h, w, &x);
+        for (e, (a, b)) in y.iter().zip(&want).enumerate() {
+            assert_eq!(
+                a.to_bits(),
+                b.to_bits(),
+                "{n}x{c}x{h}x{w} at {e}: {a} vs {b}"
+            );
+        }
+    }
+}

@@ -10,6 +10,43 @@ pub(crate) const PAR_CHUNK: usize = 1 << 14;
 
 const LANES: usize = 8;
 
+/// Runs `f` compiled for the widest vector unit this CPU has (AVX-512, else AVX2, else the
+/// baseline). The build targets baseline x86-64 (SSE2), so loops the compiler vectorises
+/// run 4 f32 lanes wide unless called through here. `f` must be `#[inline(always)]` (and
+/// the kernels it calls `#[inline]`) so it is compiled into the feature-enabled wrapper;
+/// results are the same on every path (no FMA contraction, same operation order).
+#[inline(always)]
+pub(crate) fn with_widest_simd<R>(f: impl FnOnce() -> R) -> R {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx512bw")
+            && std::arch::is_x86_feature_detected!("avx512vl")
+            && std::arch::is_x86_feature_detected!("avx512dq")
+        {
+            // SAFETY: the features were detected at run time.
+            return unsafe { run_avx512(f) };
+        }
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: as above.
+            return unsafe { run_avx2(f) };
+        }
+    }
+    f()
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2")]
+unsafe fn run_avx512<R>(f: impl FnOnce() -> R) -> R {
+    f()
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn run_avx2<R>(f: impl FnOnce() -> R) -> R {
+    f()
+}
+
 /// `dst += src`, in parallel chunks for large slices.
 pub fn add_assign<T: Real>(dst: &mut [T], src: &[T]) {
     assert_eq!(dst.len(), src.len(), "add_assign: length mismatch");
