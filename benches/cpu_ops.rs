@@ -1,6 +1,10 @@
 //! Micro-benchmarks of the CPU primitives at NAS-Bench-201 shapes (batch 128, f32).
-//! Throughput is reported in FLOP (2 per multiply-accumulate), so `Gelem/s` reads GFLOP/s.
+//! Convolution throughput is reported in FLOP (2 per multiply-accumulate), so `Gelem/s`
+//! reads GFLOP/s; the `fwd` groups count elements of the input tensor.
 
+use std::time::Duration;
+
+use criterion::measurement::{Measurement, ValueFormatter, WallTime};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use nasrank::backend::cpu::*;
 use nasrank::backend::{BnGeom, BnGrad, ConvGeom};
@@ -125,5 +129,99 @@ fn batchnorm(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, conv, batchnorm);
-criterion_main!(benches);
+/// The three NAS-Bench-201 stage shapes (channels, side) at batch N.
+const STAGES: [(usize, usize); 3] = [(16, 32), (32, 16), (64, 8)];
+
+/// Process CPU time (all threads), for figures on a shared machine where wall time mostly
+/// measures the other tenants: run with `RAYON_NUM_THREADS=1` for the single-core cost.
+struct CpuTime;
+
+impl Measurement for CpuTime {
+    type Intermediate = Duration;
+    type Value = Duration;
+    fn start(&self) -> Duration {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: a valid clock id and a pointer to a live timespec.
+        let rc = unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
+        assert_eq!(rc, 0, "clock_gettime");
+        Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+    }
+    fn end(&self, start: Duration) -> Duration {
+        self.start() - start
+    }
+    fn add(&self, a: &Duration, b: &Duration) -> Duration {
+        *a + *b
+    }
+    fn zero(&self) -> Duration {
+        Duration::ZERO
+    }
+    fn to_f64(&self, v: &Duration) -> f64 {
+        v.as_nanos() as f64
+    }
+    fn formatter(&self) -> &dyn ValueFormatter {
+        WallTime.formatter()
+    }
+}
+
+fn forward_primitives(c: &mut Criterion) {
+    forward_primitives_in("fwd", c);
+}
+
+fn forward_primitives_cpu(c: &mut Criterion<CpuTime>) {
+    forward_primitives_in("fwd-cpu", c);
+}
+
+/// Memory-bound forward primitives at the stage shapes; throughput in elements of `x`.
+fn forward_primitives_in<M: Measurement>(name: &str, c: &mut Criterion<M>) {
+    let mut group = c.benchmark_group(name);
+    group.sample_size(20);
+    for (ch, side) in STAGES {
+        let (hw, len) = (side * side, N * ch * side * side);
+        let name = format!("{ch}@{side}x{side}");
+        let (x, x2) = (data(len, 1), data(len, 2));
+        let mut y = vec![0.0f32; len];
+        group.throughput(Throughput::Elements(len as u64));
+        group.bench_function(format!("avgpool3x3 {name}"), |b| {
+            b.iter(|| avgpool3x3_forward(N, ch, side, side, &x, &mut y))
+        });
+        let g = BnGeom {
+            n: N,
+            c: ch,
+            hw,
+            group: N,
+        };
+        let (gamma, beta) = (vec![1.0f32; ch], vec![0.0f32; ch]);
+        let (mut mean, mut inv) = (vec![0.0; ch], vec![0.0; ch]);
+        group.bench_function(format!("batchnorm {name}"), |b| {
+            b.iter(|| batchnorm_forward(&g, 1e-5, &x, &gamma, &beta, &mut y, &mut mean, &mut inv))
+        });
+        group.bench_function(format!("relu {name}"), |b| {
+            b.iter(|| relu_forward(&x, &mut y))
+        });
+        let mut acc = x2.clone();
+        group.bench_function(format!("add_assign {name}"), |b| {
+            b.iter(|| add_assign(&mut acc, &x))
+        });
+        let units = ch * hw;
+        let mut words = vec![0u64; N * codes::code_words(units)];
+        group.bench_function(format!("pack_signs {name}"), |b| {
+            b.iter(|| codes::pack_signs(&x, N, units, &mut words))
+        });
+        let mut k = vec![0u64; N * N];
+        group.bench_function(format!("hamming_gram {name}"), |b| {
+            b.iter(|| codes::hamming_gram_accumulate(&words, N, units, 1, &mut k))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, conv, batchnorm, forward_primitives);
+criterion_group! {
+    name = cpu_time;
+    config = Criterion::default().with_measurement(CpuTime);
+    targets = forward_primitives_cpu
+}
+criterion_main!(benches, cpu_time);

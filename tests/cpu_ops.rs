@@ -1186,3 +1186,171 @@ fn add_assign_adds_across_chunks() {
 fn add_assign_rejects_length_mismatch() {
     add_assign(&mut [0.0f32; 3], &[0.0; 4]);
 }
+
+// ---------------------------------------------------------------- memory-bound forwards
+
+/// The 3x3 average pool in f32 adding in the documented order: horizontal
+/// `(s[j] + s[j-1]) + s[j+1]`, then vertical `(R[i] + R[i-1]) + R[i+1]`, then
+/// `* (1 / cols(j)) * (1 / rows(i))`, in-bounds terms only.
+fn ordered_avg3_f32(n: usize, c: usize, h: usize, w: usize, x: &[f32]) -> Vec<f32> {
+    let inv =
+        |i: usize, len: usize| 1.0 / (1 + usize::from(i > 0) + usize::from(i + 1 < len)) as f32;
+    let mut y = vec![0.0f32; x.len()];
+    for p in 0..n * c {
+        let at = |i: usize, j: usize| x[(p * h + i) * w + j];
+        let hsum = |i: usize, j: usize| {
+            let mut s = at(i, j);
+            if j > 0 {
+                s += at(i, j - 1);
+            }
+            if j + 1 < w {
+                s += at(i, j + 1);
+            }
+            s
+        };
+        for i in 0..h {
+            for j in 0..w {
+                let mut s = hsum(i, j);
+                if i > 0 {
+                    s += hsum(i - 1, j);
+                }
+                if i + 1 < h {
+                    s += hsum(i + 1, j);
+                }
+                y[(p * h + i) * w + j] = s * inv(j, w) * inv(i, h);
+            }
+        }
+    }
+    y
+}
+
+#[test]
+fn avgpool3x3_forward_is_bit_identical_to_the_ordered_reference() {
+    let mut rng = Rng(21);
+    for (n, c, h, w) in [
+        (2, 16, 32, 32),
+        (3, 5, 8, 8),
+        (1, 3, 1, 1),
+        (1, 2, 1, 5),
+        (1, 2, 5, 1),
+        (2, 3, 2, 2),
+        (1, 1, 3, 7),
+        (1, 300, 9, 9),
+        (2, 4, 16, 16),
+        (1, 3, 17, 15),
+    ] {
+        let x = f32s(&rng.vec(n * c * h * w));
+        let mut y = vec![f32::NAN; x.len()];
+        avgpool3x3_forward(n, c, h, w, &x, &mut y);
+        let want = ordered_avg3_f32(n, c, h, w, &x);
+        for (e, (a, b)) in y.iter().zip(&want).enumerate() {
+            assert_eq!(
+                a.to_bits(),
+                b.to_bits(),
+                "{n}x{c}x{h}x{w} at {e}: {a} vs {b}"
+            );
+        }
+    }
+}
+
+/// `|got - want| <= tol * |want|` elementwise.
+fn assert_rel(got: &[f64], want: &[f64], tol: f64, what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        assert!(
+            (g - w).abs() <= tol * w.abs(),
+            "{what}: index {i}: got {g}, want {w} (relative tol {tol})"
+        );
+    }
+}
+
+#[test]
+fn batchnorm_forward_statistics_hold_for_a_mean_far_above_the_spread() {
+    // Channel means 1e3 times their spread, and each group's first value (the one-pass
+    // shift) an outlier ten spreads out: the worst case for a shifted one-pass variance.
+    let mut rng = Rng(22);
+    for g in [
+        BnGeom {
+            n: 8,
+            c: 3,
+            hw: 1024,
+            group: 8,
+        },
+        BnGeom {
+            n: 8,
+            c: 5,
+            hw: 64,
+            group: 2,
+        },
+        BnGeom {
+            n: 4,
+            c: 2,
+            hw: 7,
+            group: 1,
+        },
+    ] {
+        let spread = |ch: usize| 0.25 * (1 + ch) as f64;
+        let mut x: Vec<f64> = rng
+            .vec(g.n * g.c * g.hw)
+            .iter()
+            .enumerate()
+            .map(|(e, v)| {
+                let ch = e / g.hw % g.c;
+                let sign = if ch % 2 == 0 { 1.0 } else { -1.0 };
+                spread(ch) * (sign * 1e3 + v)
+            })
+            .collect();
+        for gi in 0..g.groups() {
+            for ch in 0..g.c {
+                x[(gi * g.group * g.c + ch) * g.hw] += 10.0 * spread(ch);
+            }
+        }
+        let (want_mean, want_inv) = naive_stats(&g, &x);
+        let (gamma, beta) = (vec![1.0; g.c], vec![0.0; g.c]);
+        let stats = g.groups() * g.c;
+        let (mut mean, mut inv) = (vec![0.0; stats], vec![0.0; stats]);
+        let mut y = vec![0.0; x.len()];
+        batchnorm_forward(&g, EPS, &x, &gamma, &beta, &mut y, &mut mean, &mut inv);
+        // f64: the mean is shift + mean deviation, within a few ulps of |mean|. inv_std: the
+        // shifted sums lose log10(1 + (dev/std)^2) ~ 2.5 digits to cancellation at this
+        // outlier shift on top of the summation rounding; measured <= 4e-14 relative, while
+        // the same one-pass sums without the shift err by 2e-10 here. 2e-12 sits between.
+        assert_rel(&mean, &want_mean, 1e-13, &format!("mean {g:?}"));
+        assert_rel(&inv, &want_inv, 2e-12, &format!("inv_std {g:?}"));
+
+        // f32 input: statistics of the rounded values, each rounded once to f32, so within
+        // one f32 ulp (2^-23 relative) of the f64 two-pass statistics of the same values.
+        let x32 = f32s(&x);
+        let (want_mean, want_inv) = naive_stats(&g, &f64s(&x32));
+        let (mut m32, mut i32) = (vec![0.0f32; stats], vec![0.0f32; stats]);
+        let mut y32 = vec![0.0f32; x.len()];
+        let (g32, b32) = (f32s(&gamma), f32s(&beta));
+        batchnorm_forward(
+            &g, EPS as f32, &x32, &g32, &b32, &mut y32, &mut m32, &mut i32,
+        );
+        let ulp = f64::from(f32::EPSILON);
+        assert_rel(&f64s(&m32), &want_mean, ulp, &format!("f32 mean {g:?}"));
+        assert_rel(&f64s(&i32), &want_inv, ulp, &format!("f32 inv_std {g:?}"));
+    }
+}
+
+#[test]
+fn batchnorm_forward_matches_naive_at_a_stage_shape() {
+    // Many planes per task and several tasks: the parallel split and its reduction.
+    let mut rng = Rng(23);
+    let g = BnGeom {
+        n: 32,
+        c: 16,
+        hw: 32 * 32,
+        group: 32,
+    };
+    let c = bn_case(&mut rng, &g);
+    let (mean, inv) = naive_stats(&g, &c.x);
+    let want = bn_apply(&g, &c.x, &c.gamma, &c.beta, &mean, &inv);
+    let mut y = vec![f64::NAN; c.x.len()];
+    let (mut m, mut s) = (vec![0.0; g.c], vec![0.0; g.c]);
+    batchnorm_forward(&g, EPS, &c.x, &c.gamma, &c.beta, &mut y, &mut m, &mut s);
+    assert_close(&y, &want, 1e-12, "y");
+    assert_rel(&m, &mean, 1e-12, "mean");
+    assert_rel(&s, &inv, 1e-12, "inv_std");
+}

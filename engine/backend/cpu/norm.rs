@@ -11,12 +11,14 @@
 //! - `Full` (through the statistics): `dx += gamma*inv_std/m * (m*dy - Sdy - xhat*Sdx)`;
 //! - `FrozenStats` (mean, inv_std constant): `dx += gamma*inv_std*dy`.
 //!
-//! Sums are accumulated in f64; statistics are parallel over (group, channel) pairs and the
-//! elementwise passes parallel over `hw` planes.
+//! Sums are accumulated in f64. The forward statistics take one pass over `x` (both
+//! moments about a per-(group, channel) shift, see [`batchnorm_forward`]), so they differ
+//! from a two-pass computation by f64 rounding only; the backward sums are parallel over
+//! (group, channel) pairs; the elementwise passes are parallel over `hw` planes.
 
 use rayon::prelude::*;
 
-use super::elementwise::{sum_dy_dev, sum_f64, sum_sq_dev};
+use super::elementwise::{sum_dy_dev, with_widest_simd, Moments, PAR_CHUNK};
 use crate::backend::{BnGeom, BnGrad, Real};
 
 impl BnGeom {
@@ -67,33 +69,68 @@ pub fn batchnorm_forward<T: Real>(
         "batchnorm_forward",
     );
     assert_eq!(y.len(), x.len(), "batchnorm_forward: y length");
-    let m = (g.group * g.hw) as f64;
+    let (hw, c) = (g.hw, g.c);
+    let m = (g.group * hw) as f64;
     let eps = eps.to_f64_lossless();
-    mean.par_iter_mut()
-        .zip(inv_std.par_iter_mut())
+    // One pass for both moments, about a shift per (group, channel): the group's first
+    // value of the channel, so `S2/m - (S1/m)^2` does not cancel when the mean is large
+    // against the spread. Each (group, channel)'s images are split into runs of about
+    // PAR_CHUNK values, one task each, so both cores stay busy however few channels;
+    // the runs' sums are then added per (group, channel) in image order.
+    let shift: Vec<f64> = (0..g.groups() * c)
+        .map(|gc| x[((gc / c) * g.group * c + gc % c) * hw].to_f64_lossless())
+        .collect();
+    let run = (PAR_CHUNK / hw).clamp(1, g.group);
+    let runs = g.group.div_ceil(run);
+    let mut partial = vec![(0.0f64, 0.0f64); g.groups() * c * runs];
+    partial.par_iter_mut().enumerate().for_each(|(t, sums)| {
+        let (gc, r) = (t / runs, t % runs);
+        let (gi, ch) = (gc / c, gc % c);
+        let first = gi * g.group + r * run;
+        let images = first..(first + run).min((gi + 1) * g.group);
+        *sums = with_widest_simd(
+            #[inline(always)]
+            || {
+                let mut moments = Moments::new(shift[gc]);
+                for i in images {
+                    moments.add(&x[(i * c + ch) * hw..][..hw]);
+                }
+                moments.sums()
+            },
+        );
+    });
+    for (gc, ((mu, is), runs)) in mean
+        .iter_mut()
+        .zip(inv_std.iter_mut())
+        .zip(partial.chunks_exact(runs))
         .enumerate()
-        .for_each(|(gc, (mu, is))| {
-            let (gi, ch) = (gc / g.c, gc % g.c);
-            let mean = g.planes(x, gi, ch).map(sum_f64).sum::<f64>() / m;
-            let var = g
-                .planes(x, gi, ch)
-                .map(|p| sum_sq_dev(p, mean))
-                .sum::<f64>()
-                / m;
-            *mu = T::from_f64_rounded(mean);
-            *is = T::from_f64_rounded(1.0 / (var + eps).sqrt());
-        });
+    {
+        let (s1, s2) = runs.iter().fold((0.0, 0.0), |a, b| (a.0 + b.0, a.1 + b.1));
+        let dev = s1 / m;
+        let var = (s2 / m - dev * dev).max(0.0);
+        *mu = T::from_f64_rounded(shift[gc] + dev);
+        *is = T::from_f64_rounded(1.0 / (var + eps).sqrt());
+    }
+    let per_task = (PAR_CHUNK / hw).max(1);
     let (mean, inv_std) = (&*mean, &*inv_std);
-    y.par_chunks_mut(g.hw)
-        .zip(x.par_chunks(g.hw))
+    y.par_chunks_mut(per_task * hw)
+        .zip(x.par_chunks(per_task * hw))
         .enumerate()
-        .for_each(|(p, (y, x))| {
-            let s = g.stat_index(p);
-            let (mu, b) = (mean[s], beta[p % g.c]);
-            let a = gamma[p % g.c] * inv_std[s];
-            for (y, &x) in y.iter_mut().zip(x) {
-                *y = (x - mu) * a + b;
-            }
+        .for_each(|(t, (y, x))| {
+            with_widest_simd(
+                #[inline(always)]
+                || {
+                    for (k, (y, x)) in y.chunks_exact_mut(hw).zip(x.chunks_exact(hw)).enumerate() {
+                        let p = t * per_task + k;
+                        let s = g.stat_index(p);
+                        let (mu, b) = (mean[s], beta[p % c]);
+                        let a = gamma[p % c] * inv_std[s];
+                        for (y, &x) in y.iter_mut().zip(x) {
+                            *y = (x - mu) * a + b;
+                        }
+                    }
+                },
+            )
         });
 }
 
