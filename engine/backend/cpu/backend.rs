@@ -42,6 +42,13 @@ impl<T: Real> CpuBackend<T> {
     }
 }
 
+impl<T: Real> CpuBackend<T> {
+    /// A released buffer of `len`, with whatever it last held.
+    fn reuse(&self, len: usize) -> Option<Vec<T>> {
+        self.pool().get_mut(&len).and_then(Vec::pop)
+    }
+}
+
 impl<T: Real> Backend for CpuBackend<T> {
     type Real = T;
     type Buf = Vec<T>;
@@ -49,8 +56,7 @@ impl<T: Real> Backend for CpuBackend<T> {
     type Acc = Vec<f64>;
 
     fn alloc(&self, len: usize) -> Vec<T> {
-        let reused = self.pool().get_mut(&len).and_then(Vec::pop);
-        match reused {
+        match self.reuse(len) {
             Some(mut buf) => {
                 buf.fill(T::zero());
                 buf
@@ -60,8 +66,7 @@ impl<T: Real> Backend for CpuBackend<T> {
     }
     fn alloc_output(&self, len: usize) -> Vec<T> {
         // No zeroing: the caller overwrites every element.
-        let reused = self.pool().get_mut(&len).and_then(Vec::pop);
-        reused.unwrap_or_else(|| vec![T::zero(); len])
+        self.reuse(len).unwrap_or_else(|| vec![T::zero(); len])
     }
     fn release(&self, buf: Vec<T>) {
         if buf.is_empty() {
