@@ -111,13 +111,16 @@ pub fn run(args: &BenchArgs) -> Result<(), CliError> {
     })
 }
 
-/// The median of `repeat` timed runs of `f`, after one warm-up run.
-fn median_seconds(repeat: u32, mut f: impl FnMut()) -> f64 {
+/// The median of `repeat` timed runs of `f`, after one warm-up run; each run ends when the
+/// backend has finished its work (a GPU's queued kernels included).
+fn median_seconds<B: Backend>(be: &B, repeat: u32, mut f: impl FnMut()) -> f64 {
     f();
+    be.synchronize();
     let mut t: Vec<f64> = (0..repeat)
         .map(|_| {
             let start = Instant::now();
             f();
+            be.synchronize();
             start.elapsed().as_secs_f64()
         })
         .collect();
@@ -144,7 +147,7 @@ fn random<B: Backend>(be: &B, len: usize, seed: u64) -> B::Buf {
 }
 
 /// Every primitive at NB-201's three stage shapes (C=16@32x32, 32@16x16, 64@8x8), `n`
-/// images per call; each timed call ends with a download of its output.
+/// images per call.
 fn kernel_timings<B: Backend>(be: &B, n: usize, repeat: u32) -> Vec<KernelTiming> {
     let size = std::mem::size_of::<B::Real>() as f64;
     let mut out = Vec::new();
@@ -179,14 +182,12 @@ fn kernel_timings<B: Backend>(be: &B, n: usize, repeat: u32) -> Vec<KernelTiming
             let flops = Some(2.0 * (g.macs() * n) as f64);
             let elems = 2 * len + g.weight_len();
             let name = format!("conv{k}x{k}");
-            let t = median_seconds(repeat, || {
+            let t = median_seconds(be, repeat, || {
                 be.conv_forward(&g, n, &x, &w, &mut y);
-                be.download(&y);
             });
             push(&format!("{name} forward"), shape.clone(), t, flops, elems);
-            let t = median_seconds(repeat, || {
+            let t = median_seconds(be, repeat, || {
                 be.conv_backward_data(&g, n, &dy, &w, &mut dx);
-                be.download(&dx);
             });
             push(
                 &format!("{name} backward-data"),
@@ -195,9 +196,8 @@ fn kernel_timings<B: Backend>(be: &B, n: usize, repeat: u32) -> Vec<KernelTiming
                 flops,
                 elems,
             );
-            let t = median_seconds(repeat, || {
+            let t = median_seconds(be, repeat, || {
                 be.conv_backward_weight(&g, n, &x, &dy, &mut dw);
-                be.download(&dw);
             });
             push(
                 &format!("{name} backward-weight"),
@@ -217,7 +217,7 @@ fn kernel_timings<B: Backend>(be: &B, n: usize, repeat: u32) -> Vec<KernelTiming
         let beta = random(be, c, 5);
         let (mut mean, mut inv_std) = (be.alloc(c), be.alloc(c));
         let (mut dgamma, mut dbeta) = (be.alloc(c), be.alloc(c));
-        let t = median_seconds(repeat, || {
+        let t = median_seconds(be, repeat, || {
             be.bn_forward(
                 &bn,
                 1e-5,
@@ -228,10 +228,9 @@ fn kernel_timings<B: Backend>(be: &B, n: usize, repeat: u32) -> Vec<KernelTiming
                 &mut mean,
                 &mut inv_std,
             );
-            be.download(&y);
         });
         push("batch norm forward", shape.clone(), t, None, 2 * len);
-        let t = median_seconds(repeat, || {
+        let t = median_seconds(be, repeat, || {
             be.bn_backward(
                 &bn,
                 BnGrad::Full,
@@ -244,12 +243,10 @@ fn kernel_timings<B: Backend>(be: &B, n: usize, repeat: u32) -> Vec<KernelTiming
                 &mut dgamma,
                 &mut dbeta,
             );
-            be.download(&dx);
         });
         push("batch norm backward", shape.clone(), t, None, 3 * len);
-        let t = median_seconds(repeat, || {
+        let t = median_seconds(be, repeat, || {
             be.avgpool3x3_forward(n, c, hw, hw, &x, &mut y);
-            be.download(&y);
         });
         push(
             "avg pool 3x3 forward",
@@ -258,9 +255,8 @@ fn kernel_timings<B: Backend>(be: &B, n: usize, repeat: u32) -> Vec<KernelTiming
             Some(9.0 * len as f64),
             2 * len,
         );
-        let t = median_seconds(repeat, || {
+        let t = median_seconds(be, repeat, || {
             be.avgpool3x3_backward(n, c, hw, hw, &dy, &mut dx);
-            be.download(&dx);
         });
         push(
             "avg pool 3x3 backward",
@@ -270,9 +266,8 @@ fn kernel_timings<B: Backend>(be: &B, n: usize, repeat: u32) -> Vec<KernelTiming
             2 * len,
         );
         let mut half = be.alloc(len / 4);
-        let t = median_seconds(repeat, || {
+        let t = median_seconds(be, repeat, || {
             be.avgpool2x2_forward(n, c, hw, hw, &x, &mut half);
-            be.download(&half);
         });
         push(
             "avg pool 2x2 forward",
@@ -284,10 +279,9 @@ fn kernel_timings<B: Backend>(be: &B, n: usize, repeat: u32) -> Vec<KernelTiming
         let units = c * hw * hw;
         let words = units.div_ceil(64);
         let mut codes = be.alloc_words(n * words);
-        let t = median_seconds(repeat, || {
+        let t = median_seconds(be, repeat, || {
             be.relu_forward(&x, &mut y);
             be.pack_signs(&y, n, units, &mut codes);
-            be.download_words(&codes);
         });
         // ReLU reads and writes the tensor, packing reads it and writes n * words words.
         let code_elems = (n * words * 8) as f64 / size;
@@ -299,9 +293,8 @@ fn kernel_timings<B: Backend>(be: &B, n: usize, repeat: u32) -> Vec<KernelTiming
             3 * len + code_elems as usize,
         );
         let mut k = be.alloc_words(n * n);
-        let t = median_seconds(repeat, || {
+        let t = median_seconds(be, repeat, || {
             be.hamming_gram_accumulate(&codes, n, units, 1, &mut k);
-            be.download_words(&k);
         });
         // Counted as one operation per bit pair (XOR and popcount over the codes).
         push(
@@ -317,9 +310,8 @@ fn kernel_timings<B: Backend>(be: &B, n: usize, repeat: u32) -> Vec<KernelTiming
     let len = 1 << 17;
     let grads = random(be, n * len, 6);
     let mut g = be.alloc_acc(n * n);
-    let t = median_seconds(repeat, || {
+    let t = median_seconds(be, repeat, || {
         be.gram_accumulate(&grads, n, len, &mut g);
-        be.download_acc(&g);
     });
     push(
         "gradient gram",
@@ -394,7 +386,7 @@ fn bench_scores<B: Backend>(be: &B, args: &ScoresArgs) -> Result<(), CliError> {
     for (index, arch) in &archs {
         for (score, total) in scores.iter().zip(&mut totals) {
             let mut failure = None;
-            let seconds = median_seconds(args.common.repeat, || {
+            let seconds = median_seconds(be, args.common.repeat, || {
                 if let Err(e) = score_arch(be, arch, &[*score], &batch, &settings) {
                     failure = Some(e);
                 }

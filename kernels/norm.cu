@@ -1,18 +1,19 @@
 // Batch normalisation, training mode (affine, biased variance), on x laid out [n][c][hw].
 //
 // Statistics per (group g, channel ch) over the m = group*hw values of images
-// g*group..(g+1)*group: mean[g][c], inv_std[g][c] = 1/sqrt(var + eps) (two passes, sums in
-// double). xhat = (x - mean) * inv_std, y = gamma[ch] * xhat + beta[ch].
+// g*group..(g+1)*group: mean[g][c], inv_std[g][c] = 1/sqrt(var + eps) (one pass about a
+// shift, sums in double). xhat = (x - mean) * inv_std, y = gamma[ch] * xhat + beta[ch].
 // Backward, with Sdy = sum dy and Sdx = inv_std * sum dy*(x - mean) per (g, ch):
 //   dbeta[ch] += Sdy, dgamma[ch] += Sdx (groups added in order, in float);
 //   Full:        dx += k*dy - k*Sdy/m - (x - mean) * k*inv_std*Sdx/m,   k = gamma*inv_std;
 //   FrozenStats: dx += k*dy.
 // Per-sample (FrozenStats) parameter gradients, per plane p = image*c + ch (overwritten):
 //   dgamma[p] = inv_std * sum dy*(x - mean), dbeta[p] = sum dy.
-// `sums` is a double scratch [groups][c][2] = (Sdy, Sdx) written by bn_backward_sums.
+// `sums` is a double scratch [groups][c][2] = (Sdy, Sdx) written by bn_backward_sums_*.
 //
-// Launch: the reduction kernels run one block per (group, channel) or per plane (block-
-// stride), blockDim.x a multiple of 32, at most 1024; elementwise kernels take any 1-D grid.
+// Launch: the *_partial kernels run a (runs, pairs) grid; bn_param_grad_per_sample one block
+// per plane (block-stride); blockDim.x a multiple of 32, at most 1024; the elementwise and
+// finalize kernels take any 1-D grid.
 
 #define GRID_STRIDE(i, total)                                                                      \
     for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < (total);              \
@@ -42,28 +43,57 @@ __device__ __forceinline__ long long stat_index(long long p, int c, int group) {
     return (p / c / group) * c + p % c;
 }
 
-extern "C" __global__ void bn_stats(const float *__restrict__ x, float *__restrict__ mean,
-                                    float *__restrict__ inv_std, int n, int c, int hw, int group,
-                                    double eps) {
+// Statistics in two launches, so that a layer with few channels still fills the device:
+// bn_stats_partial sums runs of `run` images of each (group, channel) pair, one block per
+// (run, pair) = (blockIdx.x, blockIdx.y), both moments in one pass about the pair's shift
+// x[first image of the group][ch][0] (so S2/m - (S1/m)^2 does not cancel when the mean is
+// large against the spread); partial[pair][run] = (S1, S2) in double. bn_stats_finalize
+// adds the runs of each pair in order (one thread per pair): deterministic, and the same
+// arithmetic as the CPU backend's.
+__device__ __forceinline__ long long pair_first(long long pair, int c, int hw, int group) {
+    return ((pair / c) * group * (long long)c + pair % c) * hw;
+}
+
+extern "C" __global__ void bn_stats_partial(const float *__restrict__ x,
+                                            double *__restrict__ partial, int n, int c, int hw,
+                                            int group, int run) {
+    const long long pair = blockIdx.y;
+    const int r = blockIdx.x, runs = gridDim.x;
+    const double shift = (double)x[pair_first(pair, c, hw, group)];
+    const long long g = pair / c, ch = pair % c;
+    const int first = r * run, count = min(run, group - first);
+    double s1 = 0.0, s2 = 0.0;
+    for (int e = threadIdx.x; e < count * hw; e += blockDim.x) {
+        const int i = e / hw, pos = e - i * hw;
+        const double d = (double)x[((g * group + first + i) * c + ch) * hw + pos] - shift;
+        s1 += d;
+        s2 += d * d;
+    }
+    s1 = block_sum(s1);
+    s2 = block_sum(s2);
+    if (threadIdx.x == 0) {
+        partial[2 * (pair * runs + r)] = s1;
+        partial[2 * (pair * runs + r) + 1] = s2;
+    }
+}
+
+extern "C" __global__ void bn_stats_finalize(const float *__restrict__ x,
+                                             const double *__restrict__ partial,
+                                             float *__restrict__ mean, float *__restrict__ inv_std,
+                                             int n, int c, int hw, int group, int runs,
+                                             double eps) {
     const long long pairs = (long long)(n / group) * c;
-    const long long m = (long long)group * hw;
-    for (long long gc = blockIdx.x; gc < pairs; gc += gridDim.x) {
-        const long long g = gc / c, ch = gc % c;
-        // Element e of the pair: image g*group + e/hw, position e%hw.
-        double s = 0.0;
-        for (long long e = threadIdx.x; e < m; e += blockDim.x)
-            s += (double)x[((g * group + e / hw) * c + ch) * hw + e % hw];
-        const double mu = block_sum(s) / (double)m;
-        double sq = 0.0;
-        for (long long e = threadIdx.x; e < m; e += blockDim.x) {
-            const double d = (double)x[((g * group + e / hw) * c + ch) * hw + e % hw] - mu;
-            sq += d * d;
+    const double m = (double)group * hw;
+    GRID_STRIDE(pair, pairs) {
+        double s1 = 0.0, s2 = 0.0;
+        for (int r = 0; r < runs; ++r) {
+            s1 += partial[2 * (pair * runs + r)];
+            s2 += partial[2 * (pair * runs + r) + 1];
         }
-        const double var = block_sum(sq) / (double)m;
-        if (threadIdx.x == 0) {
-            mean[gc] = (float)mu;
-            inv_std[gc] = (float)(1.0 / sqrt(var + eps));
-        }
+        const double dev = s1 / m;
+        const double var = fmax(s2 / m - dev * dev, 0.0);
+        mean[pair] = (float)((double)x[pair_first(pair, c, hw, group)] + dev);
+        inv_std[pair] = (float)(1.0 / sqrt(var + eps));
     }
 }
 
@@ -80,29 +110,47 @@ extern "C" __global__ void bn_apply(const float *__restrict__ x, const float *__
     }
 }
 
-extern "C" __global__ void bn_backward_sums(const float *__restrict__ x, const float *__restrict__ dy,
-                                            const float *__restrict__ mean,
-                                            const float *__restrict__ inv_std,
-                                            double *__restrict__ sums, int n, int c, int hw,
-                                            int group) {
-    const long long pairs = (long long)(n / group) * c;
-    const long long m = (long long)group * hw;
-    for (long long gc = blockIdx.x; gc < pairs; gc += gridDim.x) {
-        const long long g = gc / c, ch = gc % c;
-        const double mu = (double)mean[gc];
+// Backward sums in two launches, split as the statistics are: partial[pair][run] =
+// (sum dy, sum dy*(x - mean)) over the run's images; bn_backward_sums_finalize adds the runs
+// in order into sums[pair] = (Sdy, Sdx).
+extern "C" __global__ void bn_backward_sums_partial(const float *__restrict__ x,
+                                                    const float *__restrict__ dy,
+                                                    const float *__restrict__ mean,
+                                                    double *__restrict__ partial, int n, int c,
+                                                    int hw, int group, int run) {
+    const long long pair = blockIdx.y;
+    const int r = blockIdx.x, runs = gridDim.x;
+    const long long g = pair / c, ch = pair % c;
+    const int first = r * run, count = min(run, group - first);
+    const double mu = (double)mean[pair];
+    double sdy = 0.0, sdev = 0.0;
+    for (int e = threadIdx.x; e < count * hw; e += blockDim.x) {
+        const int i = e / hw, pos = e - i * hw;
+        const long long at = ((g * group + first + i) * c + ch) * hw + pos;
+        const double d = (double)dy[at];
+        sdy += d;
+        sdev += d * ((double)x[at] - mu);
+    }
+    sdy = block_sum(sdy);
+    sdev = block_sum(sdev);
+    if (threadIdx.x == 0) {
+        partial[2 * (pair * runs + r)] = sdy;
+        partial[2 * (pair * runs + r) + 1] = sdev;
+    }
+}
+
+extern "C" __global__ void bn_backward_sums_finalize(const double *__restrict__ partial,
+                                                     const float *__restrict__ inv_std,
+                                                     double *__restrict__ sums, int pairs,
+                                                     int runs) {
+    GRID_STRIDE(pair, pairs) {
         double sdy = 0.0, sdev = 0.0;
-        for (long long e = threadIdx.x; e < m; e += blockDim.x) {
-            const long long at = ((g * group + e / hw) * c + ch) * hw + e % hw;
-            const double d = (double)dy[at];
-            sdy += d;
-            sdev += d * ((double)x[at] - mu);
+        for (int r = 0; r < runs; ++r) {
+            sdy += partial[2 * (pair * runs + r)];
+            sdev += partial[2 * (pair * runs + r) + 1];
         }
-        sdy = block_sum(sdy);
-        sdev = block_sum(sdev);
-        if (threadIdx.x == 0) {
-            sums[2 * gc] = sdy;
-            sums[2 * gc + 1] = sdev * (double)inv_std[gc];
-        }
+        sums[2 * pair] = sdy;
+        sums[2 * pair + 1] = sdev * (double)inv_std[pair];
     }
 }
 

@@ -492,7 +492,7 @@ fn bn_case(g: BnGeom, seed: u64) {
 
 #[test]
 fn batchnorm_matches_cpu_for_batch_and_grouped_statistics() {
-    // Batch statistics with m = 4*37 > one block; groups of 2; groups of 1 (per image).
+    // Batch statistics with m = 4*37 > one block's threads; groups of 2; groups of 1.
     bn_case(
         BnGeom {
             n: 4,
@@ -519,6 +519,16 @@ fn batchnorm_matches_cpu_for_batch_and_grouped_statistics() {
             group: 1,
         },
         40,
+    );
+    // Statistics split into runs of 2 images (2048 values per block), the last run ragged.
+    bn_case(
+        BnGeom {
+            n: 5,
+            c: 2,
+            hw: 700,
+            group: 5,
+        },
+        50,
     );
 }
 

@@ -2,7 +2,7 @@
 """PyTorch formulations of the training-free scores, timed per arch, for comparison with
 `nasrank score` (docs/PERF.md).
 
-    python tools/bench_scores_torch.py [--threads T] [--reps R] [--json FILE]
+    python tools/bench_scores_torch.py [--threads T] [--reps R] [--device cpu|cuda] [--json FILE]
 
 C=16, N=5, 10 classes, 32x32 inputs (standard normal, fixed seed), BN in train mode, f32,
 for the median and largest archs of tools/bench_torch.py. Each score as the papers'
@@ -43,7 +43,7 @@ def naswot(model, x):
     with torch.no_grad():
         model(x)
     n = x.shape[0]
-    k = torch.zeros(n, n)
+    k = torch.zeros(n, n, device=x.device)
     for _name, a in rec.inputs:
         c = (a.reshape(n, -1) > 0).float()
         k += c @ c.T + (1 - c) @ (1 - c).T
@@ -80,12 +80,14 @@ def mgm(model, x, labels):
     return (mean @ mean).item()
 
 
-def timed(fn, reps):
+def timed(fn, reps, sync):
     fn()  # warm-up
     times = []
     for _ in range(reps):
+        sync()
         t0 = time.perf_counter()
         fn()
+        sync()  # a GPU's queued work is part of the score's time
         times.append(time.perf_counter() - t0)
     return statistics.median(times), min(times)
 
@@ -95,29 +97,33 @@ def main():
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--json", default=None)
+    ap.add_argument("--device", default="cpu", help="cpu or cuda (PyTorch's device string)")
     args = ap.parse_args()
+    device = torch.device(args.device)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    x = torch.randn(128, 3, 32, 32)
-    labels = torch.randint(0, 10, (128,))
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; seconds per arch, "
+    x = torch.randn(128, 3, 32, 32).to(device)
+    labels = torch.randint(0, 10, (128,)).to(device)
+    print(f"torch {torch.__version__} on {device}, {torch.get_num_threads()} threads; seconds per arch, "
           f"median (min) of {args.reps} after 1 warm-up")
     rows = []
     for label, arch in ARCHS:
-        model = nb201_torch.TinyNetwork(arch, channels=16, cells_per_stage=5, classes=10)
+        model = nb201_torch.TinyNetwork(arch, channels=16, cells_per_stage=5, classes=10).to(device)
         model.train()
         for score, fn in [
             ("naswot", lambda: naswot(model, x[:128])),
             ("ntk_exact", lambda: ntk_exact(model, x[:32])),
             ("mgm", lambda: mgm(model, x[:64], labels[:64])),
         ]:
-            med, low = timed(fn, args.reps)
+            med, low = timed(fn, args.reps, sync)
             rows.append({"arch": label, "score": score, "median_s": med, "min_s": low})
             print(f"{label:8} {score:10} {med:8.3f} ({low:.3f})", flush=True)
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"torch": torch.__version__, "threads": torch.get_num_threads(),
+            json.dump({"torch": torch.__version__, "device": str(device),
+                       "threads": torch.get_num_threads(),
                        "rows": rows}, f, indent=1)
 
 

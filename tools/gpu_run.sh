@@ -1,37 +1,74 @@
 #!/usr/bin/env bash
-# The GPU run: on a machine with an NVIDIA GPU, its driver, a Rust toolchain and Python's
-# pip, runs the CUDA parity tests on the real device and the GPU benchmarks beside the
-# CPU's, and leaves every output in one folder for docs/PERF.md.
+# The GPU run: on a machine with an NVIDIA GPU and its driver, runs the CUDA parity tests on
+# the real device and the GPU benchmarks beside the CPU's, and leaves every output in one
+# folder for docs/PERF.md.
 #
-#   tools/gpu_run.sh [OUT_DIR]        (default: gpu-run-<date>)
+#   tools/gpu_run.sh [OUT_DIR]                    (default: gpu-run-<date>)
+#   PREBUILT=DIR tools/gpu_run.sh [OUT_DIR]       (no Rust toolchain on the GPU machine)
 #
-# Steps: NVRTC from the package registry (tools/ci_nvrtc.sh) unless libnvrtc is already
-# found; `cargo test --features cuda` for the kernels' NVRTC compile and the whole-network
-# and every-score parity of CudaBackend on GPU 0 (tests/cuda_gpu_backend.rs; it fails
-# here, instead of skipping, because NASRANK_REQUIRE_GPU is set); then
-# `nasrank bench kernels` and `nasrank bench scores` on the GPU and on the CPU.
+# Without PREBUILT it builds with cargo. GPU machines without a Rust toolchain take the
+# executables built elsewhere by `tools/gpu_bundle.sh DIR` (same CPU architecture).
+#
+# NVRTC: an installed libnvrtc (CUDA toolkit, or pip's nvidia-cuda-nvrtc) is used when one
+# is found, through a folder holding a `libnvrtc.so` link to it (cudarc's loader tries that
+# name); else tools/ci_nvrtc.sh installs NVRTC 12.9 from the package registry.
+#
+# Steps: the whole-network and every-score parity of CudaBackend on GPU 0 against the CPU
+# backend (tests/cuda_gpu_backend.rs; it fails, instead of skipping, because
+# NASRANK_REQUIRE_GPU is set); `nasrank bench kernels` and `nasrank bench scores` on the
+# GPU and on the CPU; whole-space throughput samples (`nasrank score` over ARCHS_SAMPLE
+# archs, default 0..300) on both; tools/bench_scores_torch.py on the GPU when PyTorch sees it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out="${1:-gpu-run-$(date +%Y%m%d-%H%M%S)}"
 mkdir -p "$out"
+sample="${ARCHS_SAMPLE:-0..300}"
 
-if ! ldconfig -p 2>/dev/null | grep -q libnvrtc.so.12; then
-    export LD_LIBRARY_PATH="$(tools/ci_nvrtc.sh)${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+if ! ldconfig -p 2>/dev/null | grep -q 'libnvrtc\.so'; then
+    found="$(find /usr/local/cuda*/ /usr/local/lib /usr/lib /opt -name 'libnvrtc.so.[0-9]*' \
+        -not -name '*alt*' 2>/dev/null | sort -V | tail -1 || true)"
+    if [[ -n "$found" ]]; then
+        link_dir="$(mktemp -d)"
+        ln -s "$found" "$link_dir/libnvrtc.so"
+        export LD_LIBRARY_PATH="$link_dir:$(dirname "$found")${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+        echo "gpu_run.sh: NVRTC from $found" >&2
+    else
+        export LD_LIBRARY_PATH="$(tools/ci_nvrtc.sh)${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+    fi
 fi
 nvidia-smi > "$out/nvidia-smi.txt" 2>&1 || echo "gpu_run.sh: nvidia-smi failed (see $out/nvidia-smi.txt)" >&2
+nproc > "$out/nproc.txt"
 
+# A parity failure is reported at the end: the benchmarks still run.
+parity=0
 export NASRANK_REQUIRE_GPU=1
-cargo test --release --features cuda --test kernels_nvrtc --test cuda_gpu_backend -- --nocapture \
-    2>&1 | tee "$out/parity.txt"
+if [[ -n "${PREBUILT:-}" ]]; then
+    bin="$PREBUILT/nasrank"
+    for t in "$PREBUILT"/cuda_gpu_backend-*; do
+        "$t" --nocapture 2>&1 | tee "$out/parity.txt" || parity=1
+    done
+else
+    cargo test --release --features cuda --test kernels_nvrtc --test cuda_gpu_backend -- --nocapture \
+        2>&1 | tee "$out/parity.txt" || parity=1
+    cargo build --release --features cuda
+    bin=target/release/nasrank
+fi
 
-cargo build --release --features cuda
-bin=target/release/nasrank
 data=synthetic
 [[ -d ../shared/data/cifar10 ]] && data=cifar10:../shared/data/cifar10
 for device in cuda cpu; do
-    "$bin" bench kernels --device "$device" --json > "$out/kernels-$device.jsonl"
     "$bin" bench kernels --device "$device" > "$out/kernels-$device.txt"
     "$bin" bench scores --device "$device" --archs 5256,1462 --data "$data" \
         --scores naswot,ntk,ntk_exact,mgm,snip,synflow > "$out/scores-$device.txt"
+    { time "$bin" score --device "$device" --archs "$sample" --scores naswot \
+        --data "$data" --no-dedup --quiet --out "$out/naswot-$device.csv"; } 2> "$out/naswot-$device.time"
 done
+# The PyTorch formulation of the same scores on the same GPU, where PyTorch sees one.
+if python3 -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
+    python3 tools/bench_scores_torch.py --device cuda --reps 3 > "$out/torch-cuda.txt" 2>&1 || true
+fi
 echo "gpu_run.sh: outputs in $out" >&2
+if [[ $parity != 0 ]]; then
+    echo "gpu_run.sh: the GPU parity tests FAILED (see $out/parity.txt)" >&2
+    exit 1
+fi

@@ -80,6 +80,11 @@ pub trait Backend: Sync {
         Ok(())
     }
 
+    /// Returns once every primitive issued so far has finished (for timing: a GPU backend
+    /// queues its work). Downloads wait by themselves; backends that compute before
+    /// returning keep the default.
+    fn synchronize(&self) {}
+
     /// A zeroed buffer.
     fn alloc(&self, len: usize) -> Self::Buf;
     /// A buffer of `len` for an operation that overwrites all of it: its contents are

@@ -6,6 +6,8 @@
 //! NAS-Bench-201: conv and linear weights and linear biases ~ U(-1/sqrt(fan_in),
 //! 1/sqrt(fan_in)), BN gamma = 1, beta = 0.
 
+use rayon::prelude::*;
+
 use super::plan::{ParamKind, ParamSpec, Plan};
 
 const PHILOX_M0: u32 = 0xD251_1F53;
@@ -42,22 +44,24 @@ pub fn name_hash(name: &str) -> u64 {
 }
 
 /// Uniform draws in [0, 1) with 24 random bits (exact in f32), for elements
-/// `0..len` of the stream `stream` under `seed`.
+/// `0..len` of the stream `stream` under `seed`: element e is word e % 4 of the Philox block
+/// e / 4 (each block computed once).
 pub fn uniform_stream(seed: u64, stream: u64, len: usize) -> impl Iterator<Item = f64> {
     let key = [seed as u32, (seed >> 32) as u32];
-    (0..len).map(move |e| {
-        let block = (e / 4) as u64;
-        let words = philox4x32(
-            [
-                block as u32,
-                (block >> 32) as u32,
-                stream as u32,
-                (stream >> 32) as u32,
-            ],
-            key,
-        );
-        f64::from(words[e % 4] >> 8) * (1.0 / (1u32 << 24) as f64)
-    })
+    (0..len.div_ceil(4) as u64)
+        .flat_map(move |block| {
+            philox4x32(
+                [
+                    block as u32,
+                    (block >> 32) as u32,
+                    stream as u32,
+                    (stream >> 32) as u32,
+                ],
+                key,
+            )
+        })
+        .take(len)
+        .map(|word| f64::from(word >> 8) * (1.0 / (1u32 << 24) as f64))
 }
 
 /// Initial values of one parameter, in f64 (backends round to their type).
@@ -74,9 +78,13 @@ pub fn init_param(seed: u64, spec: &ParamSpec) -> Vec<f64> {
     }
 }
 
-/// Initial values of every parameter of a plan, in plan order.
+/// Initial values of every parameter of a plan, in plan order (drawn in parallel: a GPU
+/// backend would otherwise wait on them).
 pub fn init_params(seed: u64, plan: &Plan) -> Vec<Vec<f64>> {
-    plan.params.iter().map(|p| init_param(seed, p)).collect()
+    plan.params
+        .par_iter()
+        .map(|p| init_param(seed, p))
+        .collect()
 }
 
 /// Standard normal draws (Box-Muller on pairs of [`uniform_stream`] draws) for elements
@@ -99,7 +107,7 @@ pub fn normal_stream(seed: u64, stream: u64, len: usize) -> Vec<f64> {
 /// beta 0 (its released `network_weight_gaussian_init`).
 pub fn gaussian_params(seed: u64, plan: &Plan) -> Vec<Vec<f64>> {
     plan.params
-        .iter()
+        .par_iter()
         .map(|spec| match spec.kind {
             ParamKind::ConvWeight | ParamKind::LinearWeight => {
                 normal_stream(seed, name_hash(&spec.name), spec.len())
@@ -132,6 +140,30 @@ mod tests {
             ),
             [0xd16c_fe09, 0x94fd_cceb, 0x5001_e420, 0x2412_6ea1]
         );
+    }
+
+    /// Element e is word e % 4 of Philox block e / 4, whatever the stream's length (the
+    /// layout every backend and the PyTorch fixtures rely on).
+    #[test]
+    fn uniform_stream_element_e_is_word_e_mod_4_of_block_e_div_4() {
+        let (seed, stream) = (0x1234_5678_9abc_def0u64, 0xfedc_ba98_7654_3210u64);
+        let key = [seed as u32, (seed >> 32) as u32];
+        for len in [0, 1, 3, 4, 5, 9, 13] {
+            let got: Vec<f64> = uniform_stream(seed, stream, len).collect();
+            let want: Vec<f64> = (0..len)
+                .map(|e| {
+                    let block = (e / 4) as u64;
+                    let counter = [
+                        block as u32,
+                        (block >> 32) as u32,
+                        stream as u32,
+                        (stream >> 32) as u32,
+                    ];
+                    f64::from(philox4x32(counter, key)[e % 4] >> 8) / f64::from(1u32 << 24)
+                })
+                .collect();
+            assert_eq!(got, want, "len {len}");
+        }
     }
 
     #[test]

@@ -205,6 +205,10 @@ impl<L: Launcher> Backend for CudaBackend<L> {
         }
     }
 
+    fn synchronize(&self) {
+        self.run("synchronize", |l| Ok(l.synchronize()?));
+    }
+
     fn alloc(&self, len: usize) -> CudaBuf<L> {
         let reused = {
             let mut pool = lock(&self.pool);

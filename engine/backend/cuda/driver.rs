@@ -94,6 +94,10 @@ impl Launcher for DriverLauncher {
         buf.len()
     }
 
+    fn synchronize(&self) -> Result<(), LaunchError> {
+        self.stream.synchronize().map_err(device)
+    }
+
     fn zero(&self, buf: &mut Self::Buf) -> Result<(), LaunchError> {
         self.stream.memset_zeros(buf).map_err(device)
     }

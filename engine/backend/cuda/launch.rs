@@ -209,6 +209,11 @@ pub trait Launcher: Sync {
     fn zero(&self, buf: &mut Self::Buf) -> Result<(), LaunchError>;
     /// Copies `src` into `dst` (same length).
     fn copy(&self, src: &Self::Buf, dst: &mut Self::Buf) -> Result<(), LaunchError>;
+    /// Waits for every launch and copy issued so far (the emulator runs them before
+    /// returning, so its default does nothing).
+    fn synchronize(&self) -> Result<(), LaunchError> {
+        Ok(())
+    }
 
     /// Launches `kernel` after [`check_launch`]; returns once the kernel's effects are
     /// visible to the next launch and download.

@@ -391,6 +391,27 @@ fn bn_check(g: &BnGeom) -> Result {
     }
 }
 
+/// Values summed by one block of the split batch-norm reductions (16 per thread).
+const BN_RUN_VALUES: usize = 16 * REDUCE_BLOCK as usize;
+
+/// Images per run and runs per (group, channel) pair of the split reductions: runs of about
+/// `BN_RUN_VALUES` values, so that a layer with few channels still fills the device.
+fn bn_runs(g: &BnGeom) -> (usize, usize) {
+    let run = (BN_RUN_VALUES / g.hw).clamp(1, g.group);
+    (run, g.group.div_ceil(run))
+}
+
+/// The (runs, pairs) grid of the `*_partial` kernels.
+fn bn_partial_launch(pairs: usize, runs: usize) -> Result<LaunchConfig> {
+    // A grid's y extent is at most 65535 (NB-201 needs at most 128 images x 64 channels).
+    let y = u32::try_from(pairs)
+        .ok()
+        .filter(|&p| p <= 65_535)
+        .ok_or(LaunchError::SizeOverflow(pairs))?;
+    let x = u32::try_from(runs).map_err(|_| LaunchError::SizeOverflow(runs))?;
+    Ok(LaunchConfig::new((x, y, 1), (REDUCE_BLOCK, 1, 1)))
+}
+
 /// The trailing `n, c, hw, group` arguments of the norm.cu kernels.
 fn dims<'a, B>(g: &BnGeom) -> Result<[Arg<'a, B>; 4]> {
     Ok([
@@ -423,11 +444,31 @@ pub fn bn_forward<L: Launcher>(
     check_len::<L, f32>(l, beta, g.c, "bn beta")?;
     check_len::<L, f32>(l, mean, g.groups() * g.c, "bn mean")?;
     check_len::<L, f32>(l, inv_std, g.groups() * g.c, "bn inv_std")?;
-    let mut args: Vec<Arg<'_, L::Buf>> = vec![Arg::Buf(x), Arg::BufMut(mean), Arg::BufMut(inv_std)];
+    let pairs = g.groups() * g.c;
+    let (run, runs) = bn_runs(g);
+    let mut partial = l.alloc::<f64>(2 * pairs * runs)?;
+    let mut args: Vec<Arg<'_, L::Buf>> = vec![Arg::Buf(x), Arg::BufMut(&mut partial)];
     args.extend(dims(g)?);
+    args.push(Arg::I32(int(run)?));
+    // SAFETY: lengths checked against the geometry; partial holds 2 * pairs * runs f64.
+    unsafe {
+        l.launch(
+            "bn_stats_partial",
+            bn_partial_launch(pairs, runs)?,
+            &mut args,
+        )?
+    };
+    let mut args: Vec<Arg<'_, L::Buf>> = vec![
+        Arg::Buf(x),
+        Arg::Buf(&partial),
+        Arg::BufMut(mean),
+        Arg::BufMut(inv_std),
+    ];
+    args.extend(dims(g)?);
+    args.push(Arg::I32(int(runs)?));
     args.push(Arg::F64(eps));
-    // SAFETY: lengths checked against the geometry.
-    unsafe { l.launch("bn_stats", per_block(g.groups() * g.c), &mut args)? };
+    // SAFETY: as above.
+    unsafe { l.launch("bn_stats_finalize", elementwise(pairs), &mut args)? };
     let mut args: Vec<Arg<'_, L::Buf>> = vec![
         Arg::Buf(x),
         Arg::Buf(gamma),
@@ -466,17 +507,34 @@ pub fn bn_backward<L: Launcher>(
     check_len::<L, f32>(l, dbeta, g.c, "bn dbeta")?;
     check_len::<L, f32>(l, mean, pairs, "bn mean")?;
     check_len::<L, f32>(l, inv_std, pairs, "bn inv_std")?;
-    let mut sums = l.alloc::<f64>(2 * pairs)?;
+    let (run, runs) = bn_runs(g);
+    let mut partial = l.alloc::<f64>(2 * pairs * runs)?;
     let mut args: Vec<Arg<'_, L::Buf>> = vec![
         Arg::Buf(x),
         Arg::Buf(dy),
         Arg::Buf(mean),
-        Arg::Buf(inv_std),
-        Arg::BufMut(&mut sums),
+        Arg::BufMut(&mut partial),
     ];
     args.extend(dims(g)?);
-    // SAFETY: lengths checked; sums holds 2 * pairs f64.
-    unsafe { l.launch("bn_backward_sums", per_block(pairs), &mut args)? };
+    args.push(Arg::I32(int(run)?));
+    // SAFETY: lengths checked; partial holds 2 * pairs * runs f64.
+    unsafe {
+        l.launch(
+            "bn_backward_sums_partial",
+            bn_partial_launch(pairs, runs)?,
+            &mut args,
+        )?
+    };
+    let mut sums = l.alloc::<f64>(2 * pairs)?;
+    let mut args: Vec<Arg<'_, L::Buf>> = vec![
+        Arg::Buf(&partial),
+        Arg::Buf(inv_std),
+        Arg::BufMut(&mut sums),
+        Arg::I32(int(pairs)?),
+        Arg::I32(int(runs)?),
+    ];
+    // SAFETY: partial holds 2 * pairs * runs f64, sums 2 * pairs, inv_std pairs (checked).
+    unsafe { l.launch("bn_backward_sums_finalize", elementwise(pairs), &mut args)? };
     let mut args: Vec<Arg<'_, L::Buf>> = vec![
         Arg::Buf(&sums),
         Arg::BufMut(dgamma),
