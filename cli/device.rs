@@ -65,6 +65,30 @@ macro_rules! with_backend {
 pub(crate) use with_backend;
 
 impl Device {
+    /// Archs in flight when `--workers` is not given: a GPU runs several archs' small
+    /// kernels side by side on separate streams; the CPU backend already uses every core.
+    pub fn default_workers(self) -> usize {
+        match self {
+            Device::Cuda(_) | Device::Auto => 4,
+            Device::Cpu | Device::Emu => 1,
+        }
+    }
+
+    /// `count` independent backends (on a GPU: one stream and buffer pool each), or why
+    /// this device cannot be had. `auto` decides once, for all of them.
+    pub fn backends(self, count: usize) -> Result<Vec<AnyBackend>, CliError> {
+        let first = self.backend()?;
+        let device = match (&first, self) {
+            (AnyBackend::Cpu(_), Device::Auto) => Device::Cpu,
+            _ => self,
+        };
+        let mut all = vec![first];
+        for _ in 1..count {
+            all.push(device.backend()?);
+        }
+        Ok(all)
+    }
+
     /// Builds the backend, or says why this device cannot be had.
     pub fn backend(self) -> Result<AnyBackend, CliError> {
         match self {

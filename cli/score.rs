@@ -1,6 +1,6 @@
 //! `nasrank score`: training-free scores for a set of archs, one row per arch.
 
-use crate::device::{parse_device, with_backend, Device};
+use crate::device::{parse_device, with_backend, AnyBackend, Device};
 use crate::progress::Progress;
 use crate::spec::parse_archs;
 use crate::threads::ThreadsArg;
@@ -14,6 +14,8 @@ use nasrank::space::{codes_key, iso_key, Arch, MacroConfig};
 use nasrank::store::{self, ResultsWriter, Row, ScoredAs};
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc;
 use std::time::Instant;
 
 /// Score archs without training; one row per arch (CSV or JSON lines).
@@ -50,6 +52,12 @@ pub struct ScoreArgs {
     /// `cuda`, `cuda:K` or `emu` (the CUDA backend's host code on emulated kernels).
     #[arg(long, default_value = "cpu", value_parser = parse_device)]
     device: Device,
+    /// Archs in flight at once, each on its own backend (on a GPU: its own stream and
+    /// buffers). Default: 4 on a GPU, 1 elsewhere (the CPU backend already uses every core).
+    /// Rows come out in input order whatever N; their `seconds` are per-arch wall times,
+    /// which overlap when N > 1.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    workers: Option<u16>,
     /// Channels of the first stage (NAS-Bench-201: 16).
     #[arg(long, default_value_t = 16)]
     channels: usize,
@@ -100,7 +108,10 @@ pub fn run(args: &ScoreArgs) -> Result<(), CliError> {
         return Err(CliError::usage(anyhow!("--batch must be at least 1")));
     }
     let (dataset, source) = parse_data(&args.data)?;
-    let be = args.device.backend()?;
+    let workers = args
+        .workers
+        .map_or_else(|| args.device.default_workers(), usize::from);
+    let backends = args.device.backends(workers)?;
     let mut settings = ScoreSettings::paper_defaults(MacroConfig {
         channels: args.channels,
         cells_per_stage: args.cells,
@@ -202,58 +213,112 @@ pub fn run(args: &ScoreArgs) -> Result<(), CliError> {
         );
     }
 
-    let mut progress = Progress::new(todo.len(), args.quiet);
-    for (index, arch, key) in todo {
-        let row = match known.get(key) {
-            Some(rep) => Row {
-                index: *index,
-                arch: arch.to_string(),
-                unique: iso_key(arch),
-                values: rep.values.clone(),
-                seconds: 0.0,
-                scored_as: rep.scored_as,
+    // Scored by a worker: the first arch of each class not known yet; every other row
+    // copies its class's row, written once that is.
+    let mut seen: HashSet<&str> = known.keys().map(String::as_str).collect();
+    let jobs: Vec<usize> = (0..todo.len())
+        .filter(|&p| seen.insert(todo[p].2.as_str()))
+        .collect();
+    let score_one = |be: &AnyBackend, index: usize, arch: &Arch| -> Result<Row, CliError> {
+        let start = Instant::now();
+        let mut per_seed = Vec::with_capacity(seeds.len());
+        let mut all_dead = false;
+        for (&seed, batch) in seeds.iter().zip(&batches) {
+            let settings = ScoreSettings {
+                seed,
+                ..settings.clone()
+            };
+            let (values, dead) = with_backend!(be, be => score_arch_or_dead_values(
+                be, arch, &scores, batch, &settings
+            ))
+            .with_context(|| format!("scoring arch {index} with seed {seed}"))
+            .map_err(CliError::Run)?;
+            per_seed.push(values);
+            all_dead = dead;
+        }
+        let values = if args.seeds.is_empty() {
+            per_seed.remove(0)
+        } else {
+            mean_and_std(&per_seed)
+        };
+        Ok(Row {
+            index,
+            arch: arch.to_string(),
+            unique: iso_key(arch),
+            values,
+            seconds: start.elapsed().as_secs_f64(),
+            scored_as: if all_dead {
+                ScoredAs::Dead
+            } else {
+                ScoredAs::Arch(index)
             },
-            None => {
-                let start = Instant::now();
-                let mut per_seed = Vec::with_capacity(seeds.len());
-                let mut all_dead = false;
-                for (&seed, batch) in seeds.iter().zip(&batches) {
-                    let settings = ScoreSettings {
-                        seed,
-                        ..settings.clone()
+        })
+    };
+
+    let mut progress = Progress::new(todo.len(), args.quiet);
+    let next_job = AtomicUsize::new(0);
+    let stop = AtomicBool::new(false);
+    let (sender, results) = mpsc::channel::<(usize, Result<Row, CliError>)>();
+    std::thread::scope(|scope| {
+        for be in &backends {
+            let sender = sender.clone();
+            let (jobs, todo, next_job, stop, score_one) =
+                (&jobs, &todo, &next_job, &stop, &score_one);
+            scope.spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let Some(&pos) = jobs.get(next_job.fetch_add(1, Ordering::Relaxed)) else {
+                        break;
                     };
-                    let (values, dead) = with_backend!(&be, be => score_arch_or_dead_values(
-                        be, arch, &scores, batch, &settings
-                    ))
-                    .with_context(|| format!("scoring arch {index} with seed {seed}"))
-                    .map_err(CliError::Run)?;
-                    per_seed.push(values);
-                    all_dead = dead;
+                    let (index, arch, _) = todo[pos];
+                    if sender.send((pos, score_one(be, *index, arch))).is_err() {
+                        break;
+                    }
                 }
-                let values = if args.seeds.is_empty() {
-                    per_seed.remove(0)
+            });
+        }
+        drop(sender);
+        // Rows in input order: each as soon as it and every row before it are known.
+        let mut ready: HashMap<usize, Row> = HashMap::new();
+        let mut written = 0;
+        let outcome = 'rows: loop {
+            while written < todo.len() {
+                let (index, arch, key) = todo[written];
+                let row = if let Some(row) = ready.remove(&written) {
+                    known.insert(key.clone(), row.clone());
+                    row
+                } else if let Some(rep) = known.get(key) {
+                    Row {
+                        index: *index,
+                        arch: arch.to_string(),
+                        unique: iso_key(arch),
+                        values: rep.values.clone(),
+                        seconds: 0.0,
+                        scored_as: rep.scored_as,
+                    }
                 } else {
-                    mean_and_std(&per_seed)
+                    break;
                 };
-                let row = Row {
-                    index: *index,
-                    arch: arch.to_string(),
-                    unique: iso_key(arch),
-                    values,
-                    seconds: start.elapsed().as_secs_f64(),
-                    scored_as: if all_dead {
-                        ScoredAs::Dead
-                    } else {
-                        ScoredAs::Arch(*index)
-                    },
-                };
-                known.insert(key.clone(), row.clone());
-                row
+                if let Err(e) = sink.write(&row) {
+                    break 'rows Err(e);
+                }
+                progress.tick();
+                written += 1;
+            }
+            if written == todo.len() {
+                break Ok(());
+            }
+            match results.recv() {
+                Ok((pos, Ok(row))) => {
+                    ready.insert(pos, row);
+                }
+                Ok((_, Err(e))) => break Err(e),
+                Err(_) => break Err(CliError::Run(anyhow!("every scoring worker stopped"))),
             }
         };
-        sink.write(&row)?;
-        progress.tick();
-    }
+        // Workers finish the arch they hold, then stop; the rows written so far stand.
+        stop.store(true, Ordering::Relaxed);
+        outcome
+    })?;
     progress.finish();
     Ok(())
 }

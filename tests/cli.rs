@@ -536,6 +536,42 @@ fn threads_one_and_two_give_the_same_scores() {
 }
 
 #[test]
+fn several_workers_write_the_rows_of_one_worker_in_input_order() {
+    // 0..40 holds isomorphic archs (rows copied from their class's first) and dead ones.
+    let run = |workers: &str| {
+        let out = temp_path(&format!("workers-{workers}.csv"));
+        let run = nasrank(&[
+            "score",
+            "--archs",
+            "0..40",
+            "--scores",
+            "naswot,synflow,params",
+            "--channels",
+            "4",
+            "--cells",
+            "1",
+            "--batch",
+            "8",
+            "--workers",
+            workers,
+            "--quiet",
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert!(run.status.success(), "{workers}: {}", stderr(&run));
+        rows_without_seconds(&out)
+    };
+    let one = run("1");
+    assert_eq!(one.len(), 41);
+    assert_eq!(run("3"), one);
+    for bad in ["--workers=0", "--workers=many"] {
+        let out = nasrank(&["score", bad]);
+        assert_eq!(out.status.code(), Some(2), "{bad}");
+        assert!(stderr(&out).contains("--workers"), "{}", stderr(&out));
+    }
+}
+
+#[test]
 fn threads_zero_or_not_a_number_exit_2() {
     for bad in ["--threads=0", "--threads=two", "--threads=-1"] {
         for command in ["score", "search"] {

@@ -16,8 +16,9 @@
 # Steps: the whole-network and every-score parity of CudaBackend on GPU 0 against the CPU
 # backend (tests/cuda_gpu_backend.rs; it fails, instead of skipping, because
 # NASRANK_REQUIRE_GPU is set); `nasrank bench kernels` and `nasrank bench scores` on the
-# GPU and on the CPU; whole-space throughput samples (`nasrank score` over ARCHS_SAMPLE
-# archs, default 0..300) on both; tools/bench_scores_torch.py on the GPU when PyTorch sees it.
+# GPU and on the CPU; throughput samples (`nasrank score` over ARCHS_SAMPLE archs, default
+# 0..300) on both and on the GPU with 1, 2, 4 and 8 archs in flight (--workers); the whole
+# space's NASWOT on the GPU; tools/bench_scores_torch.py on the GPU when PyTorch sees it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out="${1:-gpu-run-$(date +%Y%m%d-%H%M%S)}"
@@ -63,6 +64,14 @@ for device in cuda cpu; do
     { time "$bin" score --device "$device" --archs "$sample" --scores naswot \
         --data "$data" --no-dedup --quiet --out "$out/naswot-$device.csv"; } 2> "$out/naswot-$device.time"
 done
+# Archs in flight on the GPU (--workers), then the whole space at the default.
+for workers in 1 2 4 8; do
+    { time "$bin" score --device cuda --workers "$workers" --archs "$sample" --scores naswot \
+        --data "$data" --no-dedup --quiet --out "$out/naswot-cuda-w$workers.csv"; } \
+        2> "$out/naswot-cuda-w$workers.time"
+done
+{ time "$bin" score --device cuda --archs all --scores naswot --data "$data" --quiet \
+    --out "$out/naswot-all-cuda.csv"; } 2> "$out/naswot-all-cuda.time"
 # The PyTorch formulation of the same scores on the same GPU, where PyTorch sees one.
 if python3 -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
     python3 tools/bench_scores_torch.py --device cuda --reps 3 > "$out/torch-cuda.txt" 2>&1 || true

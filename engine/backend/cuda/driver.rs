@@ -33,7 +33,7 @@ pub fn device_count() -> Result<usize, LaunchError> {
     }
 }
 
-/// Kernels loaded on one device, launched in order on one stream.
+/// Kernels loaded on one device, launched in order on a stream of the launcher's own.
 pub struct DriverLauncher {
     stream: Arc<CudaStream>,
     functions: HashMap<&'static str, CudaFunction>,
@@ -56,10 +56,13 @@ impl DriverLauncher {
                 functions.insert(name, module.load_function(name).map_err(device)?);
             }
         }
-        Ok(DriverLauncher {
-            stream: ctx.default_stream(),
-            functions,
-        })
+        // A stream of its own, so that launchers on one device (one per worker) overlap;
+        // non-blocking: it does not wait on the legacy default stream.
+        // SAFETY: every buffer of this launcher is allocated, used and freed on its one
+        // stream, so cudarc's cross-stream event tracking is not needed.
+        unsafe { ctx.disable_event_tracking() };
+        let stream = ctx.new_stream().map_err(device)?;
+        Ok(DriverLauncher { stream, functions })
     }
 
     fn check_len(what: &str, a: usize, b: usize) -> Result<(), LaunchError> {
