@@ -16,7 +16,7 @@ use nasrank::net::init::init_params;
 use nasrank::net::{Layer, ParamKind, Plan};
 use nasrank::proxy::grasp::{grasp, grasp_with_step};
 use nasrank::proxy::jacob_cov::{input_jacobian, jacob_cov};
-use nasrank::proxy::saliency::saliency;
+use nasrank::proxy::saliency::{saliency, saliency_with};
 use nasrank::proxy::synflow::{synflow, synflow_with_params};
 use nasrank::proxy::zen::zen;
 use nasrank::proxy::{counts, upload_images};
@@ -539,6 +539,10 @@ fn scores_match_pytorch() {
         let be = Be::new();
         let mut exec = Executor::new(&be, &plan, params.clone());
         let s = saliency(&mut exec, &batch, n);
+        // Without fisher: the same snip and grad_norm, and no made-up fisher.
+        let lean = saliency_with(&mut exec, &batch, n, false);
+        assert_eq!((lean.snip, lean.grad_norm), (s.snip, s.grad_norm), "{name}");
+        assert!(lean.fisher.is_nan(), "{name}");
         let got = [
             ("synflow", synflow_with_params(&plan, params.clone()), 1e-10),
             ("snip", s.snip, 1e-10),

@@ -65,16 +65,29 @@ pub(crate) fn ce_gradients<B: Backend>(
 
 /// snip, grad_norm and fisher of the executor's network on the first `n` images of `batch`.
 pub fn saliency<B: Backend>(exec: &mut Executor<'_, B>, batch: &Batch, n: usize) -> Saliency {
+    saliency_with(exec, batch, n, true)
+}
+
+/// [`saliency`], with fisher only when `with_fisher` (else NaN): fisher reads every conv's
+/// activation and its gradient on the host, which dominates snip's time on a GPU.
+pub fn saliency_with<B: Backend>(
+    exec: &mut Executor<'_, B>,
+    batch: &Batch,
+    n: usize,
+    with_fisher: bool,
+) -> Saliency {
     let plan: &Plan = exec.plan();
     let dlogits = forward_loss_gradient(exec, batch, n, BnStatistics::Batch, Reduction::Mean);
     let be = exec.backend();
-    let mut fisher = 0.0;
+    let mut fisher = if with_fisher { 0.0 } else { f64::NAN };
     let mut observe = |index: usize, y: &B::Buf, dy: &B::Buf| {
         let out = plan.layers[index].output();
-        if matches!(
-            plan.layers[index],
-            Layer::Conv { .. } | Layer::Linear { .. }
-        ) {
+        if with_fisher
+            && matches!(
+                plan.layers[index],
+                Layer::Conv { .. } | Layer::Linear { .. }
+            )
+        {
             let shape = plan.slots[out];
             fisher += channel_fisher(&be.download(y), &be.download(dy), n, shape.c, shape.hw());
         }

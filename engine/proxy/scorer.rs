@@ -8,7 +8,7 @@ use super::knas::{knas, KnasStats};
 use super::linear_regions::{linear_regions_network, linear_regions_released, ReleasedSettings};
 use super::naswot::naswot;
 use super::ntk::{ntk_condition, NtkMode};
-use super::saliency::{saliency, Saliency};
+use super::saliency::{saliency_with, Saliency};
 use super::synflow::synflow;
 use super::zen::zen;
 use super::zico::zico;
@@ -118,8 +118,10 @@ pub fn score_arch<B: Backend>(
                 }
             }
             Score::Snip | Score::GradNorm | Score::Fisher => {
-                let s: &Saliency =
-                    saliency_scores.get_or_insert_with(|| saliency(exec!(), data, settings.batch));
+                let s: &Saliency = saliency_scores.get_or_insert_with(|| {
+                    let with_fisher = scores.contains(&Score::Fisher);
+                    saliency_with(exec!(), data, settings.batch, with_fisher)
+                });
                 match score {
                     Score::Snip => s.snip,
                     Score::GradNorm => s.grad_norm,
