@@ -14,6 +14,7 @@ use nasrank::backend::cuda::driver::DriverLauncher;
 use nasrank::backend::cuda::emu::EmuLauncher;
 #[cfg(any(feature = "cuda", feature = "emu"))]
 use nasrank::backend::cuda::CudaBackend;
+use nasrank::backend::cuda::Storage;
 
 /// A `--device` value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -74,17 +75,30 @@ impl Device {
         }
     }
 
-    /// `count` independent backends (on a GPU: one stream and buffer pool each), or why
-    /// this device cannot be had. `auto` decides once, for all of them.
-    pub fn backends(self, count: usize) -> Result<Vec<AnyBackend>, CliError> {
-        let first = self.backend()?;
+    /// `count` independent backends (on a GPU: one stream and buffer pool each) holding
+    /// activations to `storage`, or why this device cannot be had. `auto` decides once,
+    /// for all of them.
+    pub fn backends(self, count: usize, storage: Storage) -> Result<Vec<AnyBackend>, CliError> {
+        let with_storage = |be: AnyBackend| match be {
+            AnyBackend::Cpu(_) if storage != Storage::F32 => Err(CliError::usage(anyhow!(
+                "--storage {}: only the CUDA backend (--device cuda or emu) rounds stored \
+                 activations",
+                storage_name(storage)
+            ))),
+            AnyBackend::Cpu(be) => Ok(AnyBackend::Cpu(be)),
+            #[cfg(feature = "emu")]
+            AnyBackend::Emu(be) => Ok(AnyBackend::Emu(be.with_storage(storage))),
+            #[cfg(feature = "cuda")]
+            AnyBackend::Cuda(be) => Ok(AnyBackend::Cuda(be.with_storage(storage))),
+        };
+        let first = with_storage(self.backend()?)?;
         let device = match (&first, self) {
             (AnyBackend::Cpu(_), Device::Auto) => Device::Cpu,
             _ => self,
         };
         let mut all = vec![first];
         for _ in 1..count {
-            all.push(device.backend()?);
+            all.push(with_storage(device.backend()?)?);
         }
         Ok(all)
     }
@@ -102,6 +116,24 @@ impl Device {
                 AnyBackend::Cpu(CpuBackend::new())
             })),
         }
+    }
+}
+
+/// Parses a `--storage` value: `f32` (default), `f16` or `bf16` (see [`Storage`]).
+pub fn parse_storage(text: &str) -> Result<Storage, String> {
+    match text {
+        "f32" => Ok(Storage::F32),
+        "f16" => Ok(Storage::F16),
+        "bf16" => Ok(Storage::Bf16),
+        _ => Err(format!("{text:?} is not f32, f16 or bf16")),
+    }
+}
+
+fn storage_name(storage: Storage) -> &'static str {
+    match storage {
+        Storage::F32 => "f32",
+        Storage::F16 => "f16",
+        Storage::Bf16 => "bf16",
     }
 }
 

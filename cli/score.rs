@@ -1,12 +1,13 @@
 //! `nasrank score`: training-free scores for a set of archs, one row per arch.
 
-use crate::device::{parse_device, with_backend, AnyBackend, Device};
+use crate::device::{parse_device, parse_storage, with_backend, AnyBackend, Device};
 use crate::progress::Progress;
 use crate::spec::parse_archs;
 use crate::threads::ThreadsArg;
 use crate::CliError;
 use anyhow::{anyhow, Context};
 use clap::{Args, ValueEnum};
+use nasrank::backend::cuda::Storage;
 use nasrank::data::{read_nb201_train_records, Batch, Dataset, ImageSet, Split};
 use nasrank::proxy::scorer::{score_arch_or_dead_values, ScoreSettings};
 use nasrank::proxy::Score;
@@ -58,6 +59,10 @@ pub struct ScoreArgs {
     /// which overlap when N > 1.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     workers: Option<u16>,
+    /// Precision study: `f16` or `bf16` round every activation the CUDA backend stores to
+    /// that format (arithmetic stays f32), to see what 16-bit storage does to the scores.
+    #[arg(long, default_value = "f32", value_parser = parse_storage)]
+    storage: Storage,
     /// Channels of the first stage (NAS-Bench-201: 16).
     #[arg(long, default_value_t = 16)]
     channels: usize,
@@ -111,7 +116,7 @@ pub fn run(args: &ScoreArgs) -> Result<(), CliError> {
     let workers = args
         .workers
         .map_or_else(|| args.device.default_workers(), usize::from);
-    let backends = args.device.backends(workers)?;
+    let backends = args.device.backends(workers, args.storage)?;
     let mut settings = ScoreSettings::paper_defaults(MacroConfig {
         channels: args.channels,
         cells_per_stage: args.cells,

@@ -572,6 +572,20 @@ fn several_workers_write_the_rows_of_one_worker_in_input_order() {
 }
 
 #[test]
+fn storage_other_than_f32_needs_the_cuda_backend_and_bad_names_exit_2() {
+    for (args, needle) in [
+        (&["score", "--storage", "f16"][..], "only the CUDA backend"),
+        (&["score", "--storage", "bf16", "--device", "cpu"][..], "only the CUDA backend"),
+        (&["score", "--storage", "f8"][..], "f32, f16 or bf16"),
+    ] {
+        let out = nasrank(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(stderr(&out).contains(needle), "{args:?}: {}", stderr(&out));
+        assert!(stdout(&out).is_empty(), "{args:?}");
+    }
+}
+
+#[test]
 fn threads_zero_or_not_a_number_exit_2() {
     for bad in ["--threads=0", "--threads=two", "--threads=-1"] {
         for command in ["score", "search"] {

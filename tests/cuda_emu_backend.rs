@@ -9,7 +9,7 @@ mod parity;
 
 use nasrank::backend::cpu::CpuBackend;
 use nasrank::backend::cuda::emu::EmuLauncher;
-use nasrank::backend::cuda::CudaBackend;
+use nasrank::backend::cuda::{CudaBackend, Storage};
 use nasrank::backend::Backend;
 use nasrank::proxy::scorer::{score_arch, ScoreSettings};
 use nasrank::proxy::Score;
@@ -110,4 +110,25 @@ fn every_score_matches_cpu() {
             .parse()
             .unwrap();
     parity::check_scores(&emu(), &arch);
+}
+
+#[test]
+fn f16_and_bf16_storage_round_activations_and_stay_near_f32() {
+    let exact = emu();
+    let f16 = emu().with_storage(Storage::F16);
+    let bf16 = emu().with_storage(Storage::Bf16);
+    parity::check_storage(
+        &exact,
+        &f16,
+        |v| half::f16::from_f32(v).to_f32(),
+        1e-2,
+        "f16",
+    );
+    parity::check_storage(
+        &exact,
+        &bf16,
+        |v| half::bf16::from_f32(v).to_f32(),
+        5e-2,
+        "bf16",
+    );
 }

@@ -9,7 +9,7 @@ mod parity;
 use std::io::Write;
 
 use nasrank::backend::cuda::driver::{device_count, DriverLauncher};
-use nasrank::backend::cuda::CudaBackend;
+use nasrank::backend::cuda::{CudaBackend, Storage};
 use nasrank::space::{arch_of_index, Arch};
 
 /// The backend on GPU 0, or `None` with a notice saying why not.
@@ -62,4 +62,29 @@ fn gpu_every_score_matches_cpu() {
             parity::check_scores(&be, &arch);
         }
     }
+}
+
+#[test]
+fn gpu_f16_and_bf16_storage_round_activations_and_stay_near_f32() {
+    let (Some(exact), Some(f16), Some(bf16)) = (gpu("f32"), gpu("f16"), gpu("bf16")) else {
+        return;
+    };
+    let (f16, bf16) = (
+        f16.with_storage(Storage::F16),
+        bf16.with_storage(Storage::Bf16),
+    );
+    parity::check_storage(
+        &exact,
+        &f16,
+        |v| half::f16::from_f32(v).to_f32(),
+        1e-2,
+        "f16",
+    );
+    parity::check_storage(
+        &exact,
+        &bf16,
+        |v| half::bf16::from_f32(v).to_f32(),
+        5e-2,
+        "bf16",
+    );
 }

@@ -836,3 +836,58 @@ fn add_assign_and_copy_into_match_cpu() {
         Err(LaunchError::Length(_))
     ));
 }
+
+// ---- 16-bit storage rounding vs the `half` crate ----------------------------------------
+
+#[test]
+fn round_to_storage_matches_the_half_crate_bit_for_bit() {
+    // Ties, subnormals of both formats, the overflow edges, infinities, NaN, signed zero,
+    // and a sweep of ordinary values.
+    let mut values: Vec<f32> = vec![
+        0.0,
+        -0.0,
+        1.0,
+        -1.0,
+        1.0 + 2f32.powi(-11),       // tie in half: stays 1
+        1.0 + 3.0 * 2f32.powi(-11), // tie in half: rounds up to even
+        1.0 + 2f32.powi(-8),        // tie in bfloat16
+        65504.0,                    // half's largest
+        65519.99,                   // rounds to 65504
+        65520.0,                    // rounds to inf in half
+        -70000.0,
+        6.0e-5,               // half subnormal
+        2f32.powi(-25),       // half: tie between 0 and 2^-24
+        3.0 * 2f32.powi(-25), // half: tie, to even (2^-23)
+        1e-8,                 // below half's smallest subnormal
+        f32::MIN_POSITIVE,
+        1e-40, // f32 subnormal
+        f32::MAX,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        3.389_531_4e38, // bfloat16 rounds to inf
+    ];
+    let sweep = nasrank::net::init::uniform_stream(3, 7, 4000).enumerate();
+    values.extend(sweep.map(|(i, u)| ((u - 0.5) * 2f64.powi((i % 60) as i32 - 30)) as f32));
+    for (mode, name) in [(1, "f16"), (2, "bf16")] {
+        let mut buf = up(&values);
+        nasrank::backend::cuda::ops::round_to_storage(&L, values.len(), &mut buf, mode).unwrap();
+        let got: Vec<f32> = down(&buf);
+        for (&x, &g) in values.iter().zip(&got) {
+            let want = if mode == 1 {
+                half::f16::from_f32(x).to_f32()
+            } else {
+                half::bf16::from_f32(x).to_f32()
+            };
+            assert_eq!(
+                g.to_bits(),
+                want.to_bits(),
+                "{name} of {x:e}: {g:e} vs {want:e}"
+            );
+        }
+    }
+    let mut nan = up(&[f32::NAN]);
+    for mode in [1, 2] {
+        nasrank::backend::cuda::ops::round_to_storage(&L, 1, &mut nan, mode).unwrap();
+        assert!(down::<f32>(&nan)[0].is_nan());
+    }
+}

@@ -65,6 +65,16 @@ inline double rsqrt(double v) { return 1.0 / std::sqrt(v); }
 template <class T> inline T __ldg(const T *p) { return *p; }
 inline int __popc(unsigned v) { return __builtin_popcount(v); }
 inline int __popcll(unsigned long long v) { return __builtin_popcountll(v); }
+inline unsigned __float_as_uint(float v) {
+    unsigned u;
+    std::memcpy(&u, &v, sizeof u);
+    return u;
+}
+inline float __uint_as_float(unsigned u) {
+    float v;
+    std::memcpy(&v, &u, sizeof v);
+    return v;
+}
 
 namespace emu {
 

@@ -102,6 +102,33 @@ fn forward<B: Backend<Real = f32>>(
     Forward { logits, codes }
 }
 
+/// 16-bit activation storage (`rounded`, with `round` the format's rounding) against f32
+/// storage (`exact`) on one backend: the logits, themselves stored values, are all values
+/// of the format, and the whole network stays within `rtol` of f32 (relative to the
+/// largest logit) although every stored activation was rounded on the way.
+pub fn check_storage<B: Backend<Real = f32>>(
+    exact: &B,
+    rounded: &B,
+    round: fn(f32) -> f32,
+    rtol: f64,
+    what: &str,
+) {
+    let plan = supernet_plan();
+    let n = 4;
+    let data = batch(&TINY, n, 1);
+    let want = forward(exact, &plan, &data.images, n, BnStatistics::Batch).logits;
+    let got = forward(rounded, &plan, &data.images, n, BnStatistics::Batch).logits;
+    for &v in &got {
+        assert_eq!(
+            round(v).to_bits(),
+            v.to_bits(),
+            "{what}: logit {v} is not stored"
+        );
+    }
+    assert_ne!(got, want, "{what}: no rounding reached the logits");
+    assert_close(&got, &want, rtol, 0.0, what);
+}
+
 /// Forward in every batch-norm mode: logits close, codes equal; and K_H equal.
 pub fn check_forward<B: Backend<Real = f32>>(be: &B) {
     let cpu = CpuBackend::<f32>::new();

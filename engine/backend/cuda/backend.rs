@@ -103,9 +103,23 @@ impl<B> Default for Pool<B> {
     }
 }
 
+/// The values activations are held to. `F16` and `Bf16` round every activation and
+/// activation gradient a primitive writes (conv, batch norm, pools, sums, linear outputs)
+/// to IEEE half / bfloat16, ties to even, as 16-bit storage with f32 arithmetic would; the
+/// buffers stay f32, so this measures what such storage does to the scores, not its speed.
+/// Parameters, their gradients, batch-norm statistics and Gram accumulators are untouched.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Storage {
+    #[default]
+    F32,
+    F16,
+    Bf16,
+}
+
 /// The CUDA backend over launcher `L`.
 pub struct CudaBackend<L: Launcher> {
     launcher: L,
+    storage: Storage,
     pool: Mutex<Pool<L::Buf>>,
     failed: AtomicBool,
     first_error: Mutex<Option<BackendError>>,
@@ -120,10 +134,35 @@ impl<L: Launcher> CudaBackend<L> {
     pub fn new(launcher: L) -> Self {
         CudaBackend {
             launcher,
+            storage: Storage::F32,
             pool: Mutex::new(Pool::default()),
             failed: AtomicBool::new(false),
             first_error: Mutex::new(None),
         }
+    }
+
+    /// The backend with activations rounded to `storage`'s values (a precision study:
+    /// buffers stay f32; see [`Storage`]).
+    pub fn with_storage(mut self, storage: Storage) -> Self {
+        self.storage = storage;
+        self
+    }
+
+    pub fn storage(&self) -> Storage {
+        self.storage
+    }
+
+    /// Rounds a freshly written activation (or activation gradient) to the storage format.
+    fn stored(&self, buf: &mut CudaBuf<L>) {
+        let mode = match self.storage {
+            Storage::F32 => return,
+            Storage::F16 => 1,
+            Storage::Bf16 => 2,
+        };
+        let len = buf.len;
+        self.run("round_to_storage", |l| {
+            Ok(ops::round_to_storage(l, len, dev_mut(buf)?, mode)?)
+        });
     }
 
     pub fn launcher(&self) -> &L {
@@ -265,6 +304,7 @@ impl<L: Launcher> Backend for CudaBackend<L> {
         self.run("add_assign", |l| {
             Ok(ops::add_assign(l, len, dev_mut(dst)?, dev(src)?)?)
         });
+        self.stored(dst);
     }
     fn copy_into(&self, src: &CudaBuf<L>, dst: &mut CudaBuf<L>, offset: usize) {
         self.run("copy_into", |l| {
@@ -342,6 +382,7 @@ impl<L: Launcher> Backend for CudaBackend<L> {
         self.run("conv_forward", |l| {
             Ok(ops::conv_forward(l, g, n, dev(x)?, dev(w)?, dev_mut(y)?)?)
         });
+        self.stored(y);
     }
     fn conv_backward_data(
         &self,
@@ -361,6 +402,7 @@ impl<L: Launcher> Backend for CudaBackend<L> {
                 dev_mut(dx)?,
             )?)
         });
+        self.stored(dx);
     }
     fn conv_backward_weight(
         &self,
@@ -425,6 +467,7 @@ impl<L: Launcher> Backend for CudaBackend<L> {
                 dev_mut(inv_std)?,
             )?)
         });
+        self.stored(y);
     }
     fn bn_backward(
         &self,
@@ -439,6 +482,7 @@ impl<L: Launcher> Backend for CudaBackend<L> {
         dgamma: &mut CudaBuf<L>,
         dbeta: &mut CudaBuf<L>,
     ) {
+        let mut dx = dx;
         self.run("bn_backward", |l| {
             Ok(ops::bn_backward(
                 l,
@@ -449,11 +493,14 @@ impl<L: Launcher> Backend for CudaBackend<L> {
                 dev(mean)?,
                 dev(inv_std)?,
                 dev(dy)?,
-                dx.map(dev_mut).transpose()?,
+                dx.as_deref_mut().map(dev_mut).transpose()?,
                 dev_mut(dgamma)?,
                 dev_mut(dbeta)?,
             )?)
         });
+        if let Some(dx) = dx {
+            self.stored(dx);
+        }
     }
     fn bn_param_grad_per_sample(
         &self,
@@ -513,6 +560,7 @@ impl<L: Launcher> Backend for CudaBackend<L> {
                 dev_mut(y)?,
             )?)
         });
+        self.stored(y);
     }
     fn avgpool3x3_backward(
         &self,
@@ -531,6 +579,7 @@ impl<L: Launcher> Backend for CudaBackend<L> {
                 dev_mut(dx)?,
             )?)
         });
+        self.stored(dx);
     }
     fn avgpool2x2_forward(
         &self,
@@ -549,6 +598,7 @@ impl<L: Launcher> Backend for CudaBackend<L> {
                 dev_mut(y)?,
             )?)
         });
+        self.stored(y);
     }
     fn avgpool2x2_backward(
         &self,
@@ -567,6 +617,7 @@ impl<L: Launcher> Backend for CudaBackend<L> {
                 dev_mut(dx)?,
             )?)
         });
+        self.stored(dx);
     }
     fn global_avgpool_forward(
         &self,
@@ -584,6 +635,7 @@ impl<L: Launcher> Backend for CudaBackend<L> {
                 dev_mut(y)?,
             )?)
         });
+        self.stored(y);
     }
     fn global_avgpool_backward(
         &self,
@@ -601,6 +653,7 @@ impl<L: Launcher> Backend for CudaBackend<L> {
                 dev_mut(dx)?,
             )?)
         });
+        self.stored(dx);
     }
 
     fn linear_forward(
@@ -625,6 +678,7 @@ impl<L: Launcher> Backend for CudaBackend<L> {
                 dev_mut(y)?,
             )?)
         });
+        self.stored(y);
     }
     fn linear_backward(
         &self,
@@ -638,6 +692,7 @@ impl<L: Launcher> Backend for CudaBackend<L> {
         dw: &mut CudaBuf<L>,
         db: &mut CudaBuf<L>,
     ) {
+        let mut dx = dx;
         self.run("linear_backward", |l| {
             Ok(ops::linear_backward(
                 l,
@@ -647,11 +702,14 @@ impl<L: Launcher> Backend for CudaBackend<L> {
                 dev(x)?,
                 dev(w)?,
                 dev(dy)?,
-                dx.map(dev_mut).transpose()?,
+                dx.as_deref_mut().map(dev_mut).transpose()?,
                 dev_mut(dw)?,
                 dev_mut(db)?,
             )?)
         });
+        if let Some(dx) = dx {
+            self.stored(dx);
+        }
     }
     fn linear_grad_per_sample(
         &self,

@@ -21,7 +21,7 @@ pub mod driver;
 #[cfg(feature = "cuda")]
 pub mod nvrtc;
 
-pub use backend::{CudaAcc, CudaBackend, CudaBuf, CudaWords};
+pub use backend::{CudaAcc, CudaBackend, CudaBuf, CudaWords, Storage};
 pub use launch::{Arg, Dim3, LaunchConfig, LaunchError, Launcher};
 
 include!(concat!(env!("OUT_DIR"), "/kernel_sources.rs"));

@@ -64,6 +64,17 @@ pub fn add_assign<L: Launcher>(l: &L, len: usize, dst: &mut L::Buf, src: &L::Buf
 
 /// `dst[offset..offset + len] = src` for `src` of `len` values (`dst` holds at least
 /// `offset + len`).
+/// `x` rounded in place to a 16-bit storage format's values: `mode` 1 IEEE half, 2 bfloat16.
+pub fn round_to_storage<L: Launcher>(l: &L, len: usize, x: &mut L::Buf, mode: i32) -> Result {
+    check_len::<L, f32>(l, x, len, "round_to_storage x")?;
+    if len == 0 {
+        return Ok(());
+    }
+    let args = &mut [Arg::BufMut(x), Arg::I64(long(len)?), Arg::I32(mode)];
+    // SAFETY: x holds `len` f32 (checked).
+    unsafe { l.launch("round_to_storage", elementwise(len), args) }
+}
+
 pub fn copy_into<L: Launcher>(
     l: &L,
     len: usize,
