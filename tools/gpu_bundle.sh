@@ -17,5 +17,5 @@ for line in sys.stdin:
     m = json.loads(line)
     if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] == "cuda_gpu_backend":
         print(m["executable"])' | while read -r exe; do cp "$exe" "$dir/"; done
-strip "$dir"/*
+strip "$dir"/nasrank "$dir"/cuda_gpu_backend-*
 ls -l "$dir" >&2
