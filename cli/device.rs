@@ -1,7 +1,7 @@
 //! `--device`: the names, and the one place a backend is built from them.
 //!
 //! `cpu` is the CPU backend; `cuda` / `cuda:K` the CUDA backend on GPU 0 / K (build feature
-//! `cuda`); `emu` the CUDA backend's host code on the kernels compiled for the host (build
+//! `cuda`); `cuda:all` every GPU (score's workers on each, one backend: GPU 0); `emu` the CUDA backend's host code on the kernels compiled for the host (build
 //! feature `emu`; slow, for checking); `auto` the GPU when the CUDA backend can run on one,
 //! else the CPU with a one-line notice. A device that cannot be had is bad usage (exit 2).
 
@@ -23,6 +23,9 @@ pub enum Device {
     Auto,
     /// GPU K (`cuda` is GPU 0).
     Cuda(usize),
+    /// Every GPU the driver sees (`cuda:all`): `score` runs its workers on each; commands
+    /// with one backend use GPU 0.
+    CudaAll,
     Emu,
 }
 
@@ -33,11 +36,12 @@ pub fn parse_device(text: &str) -> Result<Device, String> {
         "auto" => Ok(Device::Auto),
         "cuda" => Ok(Device::Cuda(0)),
         "emu" => Ok(Device::Emu),
+        "cuda:all" => Ok(Device::CudaAll),
         _ => text
             .strip_prefix("cuda:")
             .and_then(|k| k.parse().ok())
             .map(Device::Cuda)
-            .ok_or_else(|| format!("{text:?} is not cpu, auto, cuda, cuda:K or emu")),
+            .ok_or_else(|| format!("{text:?} is not cpu, auto, cuda, cuda:K, cuda:all or emu")),
     }
 }
 
@@ -70,7 +74,7 @@ impl Device {
     /// kernels side by side on separate streams; the CPU backend already uses every core.
     pub fn default_workers(self) -> usize {
         match self {
-            Device::Cuda(_) | Device::Auto => 4,
+            Device::Cuda(_) | Device::CudaAll | Device::Auto => 4,
             Device::Cpu | Device::Emu => 1,
         }
     }
@@ -92,12 +96,16 @@ impl Device {
             AnyBackend::Cuda(be) => Ok(AnyBackend::Cuda(be.with_storage(storage))),
         };
         let first = with_storage(self.backend()?)?;
-        let device = match (&first, self) {
-            (AnyBackend::Cpu(_), Device::Auto) => Device::Cpu,
-            _ => self,
+        let devices = match (&first, self) {
+            (AnyBackend::Cpu(_), Device::Auto) => vec![Device::Cpu],
+            (_, Device::CudaAll) => (0..gpu_count().map_err(CliError::usage)?)
+                .map(Device::Cuda)
+                .collect(),
+            _ => vec![self],
         };
+        // `count` per device, dealt round-robin so the first workers cover every GPU.
         let mut all = vec![first];
-        for _ in 1..count {
+        for device in (0..count).flat_map(|_| devices.iter()).skip(1) {
             all.push(with_storage(device.backend()?)?);
         }
         Ok(all)
@@ -110,6 +118,9 @@ impl Device {
             Device::Emu => emu(),
             Device::Cuda(k) => {
                 cuda(k).map_err(|e| CliError::usage(anyhow!("--device cuda:{k}: {e}")))
+            }
+            Device::CudaAll => {
+                cuda(0).map_err(|e| CliError::usage(anyhow!("--device cuda:all: {e}")))
             }
             Device::Auto => Ok(cuda(0).unwrap_or_else(|e| {
                 eprintln!("notice: --device auto: using the CPU ({e})");
@@ -168,6 +179,19 @@ fn cuda(k: usize) -> Result<AnyBackend, String> {
     Ok(AnyBackend::Cuda(CudaBackend::new(launcher)))
 }
 
+/// How many GPUs the CUDA driver sees.
+#[cfg(feature = "cuda")]
+fn gpu_count() -> Result<usize, anyhow::Error> {
+    nasrank::backend::cuda::driver::device_count().map_err(|e| anyhow!("--device cuda:all: {e}"))
+}
+
+#[cfg(not(feature = "cuda"))]
+fn gpu_count() -> Result<usize, anyhow::Error> {
+    Err(anyhow!(
+        "--device cuda:all: this nasrank was built without the `cuda` feature"
+    ))
+}
+
 #[cfg(not(feature = "cuda"))]
 fn cuda(_k: usize) -> Result<AnyBackend, String> {
     Err("this nasrank was built without the `cuda` feature (cargo build --features cuda)".into())
@@ -184,6 +208,7 @@ mod tests {
         assert_eq!(parse_device("emu"), Ok(Device::Emu));
         assert_eq!(parse_device("cuda"), Ok(Device::Cuda(0)));
         assert_eq!(parse_device("cuda:3"), Ok(Device::Cuda(3)));
+        assert_eq!(parse_device("cuda:all"), Ok(Device::CudaAll));
         for bad in ["tpu", "cuda:", "cuda:-1", "cuda:x", "CPU"] {
             assert!(parse_device(bad).unwrap_err().contains("cuda:K"), "{bad}");
         }

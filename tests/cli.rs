@@ -575,7 +575,10 @@ fn several_workers_write_the_rows_of_one_worker_in_input_order() {
 fn storage_other_than_f32_needs_the_cuda_backend_and_bad_names_exit_2() {
     for (args, needle) in [
         (&["score", "--storage", "f16"][..], "only the CUDA backend"),
-        (&["score", "--storage", "bf16", "--device", "cpu"][..], "only the CUDA backend"),
+        (
+            &["score", "--storage", "bf16", "--device", "cpu"][..],
+            "only the CUDA backend",
+        ),
         (&["score", "--storage", "f8"][..], "f32, f16 or bf16"),
     ] {
         let out = nasrank(args);
@@ -905,17 +908,28 @@ fn a_cuda_device_that_is_not_there_exits_2_with_the_reason() {
         if command == "search" {
             args.extend(["random", "--samples", "2"]);
         }
-        args.extend(["--device", "cuda:7", "--quiet"]);
-        let run = nasrank(&args);
-        let err = stderr(&run);
-        if run.status.success() {
-            // A machine with eight GPUs and a CUDA build: nothing to refuse.
-            eprintln!("NOTICE: --device cuda:7 worked here: refusal not checked");
-            continue;
+        for device in ["cuda:7", "cuda:all"] {
+            let mut args = args.clone();
+            args.extend(["--device", device, "--quiet"]);
+            let run = nasrank(&args);
+            let err = stderr(&run);
+            if run.status.success() {
+                // A CUDA build on a machine with the GPUs: nothing to refuse.
+                eprintln!("NOTICE: --device {device} worked here: refusal not checked");
+                continue;
+            }
+            assert_eq!(run.status.code(), Some(2), "{command}: {err}");
+            assert!(
+                err.contains(&format!("--device {device}: ")),
+                "{command}: {err}"
+            );
+            let reasons = if device == "cuda:7" {
+                &reasons[..]
+            } else {
+                &reasons[..3]
+            };
+            assert!(reasons.iter().any(|r| err.contains(r)), "{command}: {err}");
         }
-        assert_eq!(run.status.code(), Some(2), "{command}: {err}");
-        assert!(err.contains("--device cuda:7: "), "{command}: {err}");
-        assert!(reasons.iter().any(|r| err.contains(r)), "{command}: {err}");
     }
 }
 
