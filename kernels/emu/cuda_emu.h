@@ -2,10 +2,13 @@
 // compiled by the host C++17 compiler and run in tests on machines without a GPU.
 //
 // Model
-// - A launch runs its blocks one after another. Each CUDA thread of the block is a host
-//   std::thread; the same blockDim.x*y*z host threads are reused for every block of the
-//   launch (they meet at a barrier between blocks).
-// - blockIdx, threadIdx, blockDim, gridDim are thread_local variables set per block.
+// - A launch runs its blocks one after another on the calling host thread. Each CUDA
+//   thread of a block is a fiber (ucontext) with a stack of its own; the fibers take turns
+//   cooperatively: one runs until it reaches a barrier (__syncthreads, a warp exchange) or
+//   returns, then the next. Context switches are function calls, not kernel-scheduled
+//   thread wake-ups, so a launch of a few hundred threads costs little.
+// - blockIdx, threadIdx, blockDim, gridDim are thread_local variables, set for each fiber
+//   as it is resumed.
 // - `__shared__` expands to `static`: a shared array is one object for the whole program.
 //   That is exactly per-block storage because (a) blocks of a launch run one at a time and
 //   (b) launches are serialised by a global mutex (the Rust test harness runs tests in
@@ -20,6 +23,8 @@
 //   between two warp barriers. They must be reached by every live thread of the warp (the
 //   full-warp, convergent use all kernels here make); the mask only filters the result.
 // - atomicAdd is a compare-and-swap loop on the host word (GCC/Clang __atomic builtins).
+// - A kernel that waits for another thread without a barrier (a spin on memory) would spin
+//   for ever here; none does (CUDA does not promise such progress either).
 //
 // Everything is header-only (inline functions and variables) so each kernel family is a
 // separate translation unit and they link together.
@@ -35,6 +40,7 @@
 #include <memory>
 #include <mutex>
 #include <thread>
+#include <ucontext.h>
 #include <vector>
 
 #define __global__
@@ -78,26 +84,26 @@ inline float __uint_as_float(unsigned u) {
 
 namespace emu {
 
+inline void yield_to_next_fiber();
+
 // A reusable barrier for a changing number of participants: `drop` removes the caller for
-// the rest of the current phase set (a thread that returned from the kernel).
+// the rest of the block (a thread that returned from the kernel). Waiting yields to the
+// other fibers of the block until the last participant arrives.
 class Barrier {
   public:
     void reset(unsigned count) {
-        std::lock_guard<std::mutex> lock(m_);
         expected_ = count;
         arrived_ = 0;
     }
     void arrive_and_wait() {
-        std::unique_lock<std::mutex> lock(m_);
         const unsigned long long gen = generation_;
         if (++arrived_ >= expected_) {
             release();
         } else {
-            cv_.wait(lock, [&] { return generation_ != gen; });
+            while (generation_ == gen) yield_to_next_fiber();
         }
     }
     void drop() {
-        std::lock_guard<std::mutex> lock(m_);
         --expected_;
         if (expected_ > 0 && arrived_ >= expected_) release();
     }
@@ -106,10 +112,7 @@ class Barrier {
     void release() {
         arrived_ = 0;
         ++generation_;
-        cv_.notify_all();
     }
-    std::mutex m_;
-    std::condition_variable cv_;
     unsigned expected_ = 0, arrived_ = 0;
     unsigned long long generation_ = 0;
 };
@@ -118,7 +121,7 @@ class Barrier {
 struct Warp {
     Barrier barrier;
     unsigned long long slot[32];
-    std::atomic<bool> live[32]; // lane has not returned from the kernel
+    bool live[32]; // lane has not returned from the kernel
 };
 
 // The state of the running block, shared by its threads.
@@ -168,7 +171,67 @@ inline std::mutex &launch_mutex() {
     return m;
 }
 
-// Runs `kernel` over the grid: host threads per CUDA thread, blocks in order.
+// The fibers of the running block and the context of the launch that runs them.
+struct Fibers {
+    ucontext_t launcher;
+    std::vector<ucontext_t> contexts;
+    std::vector<std::unique_ptr<char[]>> stacks; // kept across launches (reused)
+    std::vector<bool> done;
+    unsigned current = 0;
+    const std::function<void()> *kernel = nullptr;
+    dim3 block;
+};
+inline thread_local Fibers tl_fibers;
+
+// Per-fiber stack: kernels keep a few scalars and small register tiles.
+constexpr size_t kFiberStack = 256 * 1024;
+
+inline void enter_thread(unsigned t) {
+    const dim3 block = tl_fibers.block;
+    threadIdx = uint3(t % block.x, (t / block.x) % block.y, t / (block.x * block.y));
+    tl_lane = t % 32;
+    tl_warp = t / 32;
+}
+
+// Back to the launch loop, which resumes the next unfinished fiber.
+inline void yield_to_next_fiber() {
+    Fibers &f = tl_fibers;
+    swapcontext(&f.contexts[f.current], &f.launcher);
+}
+
+inline void fiber_main() {
+    Fibers &f = tl_fibers;
+    (*f.kernel)();
+    // Leaving the kernel: stop counting in this block's barriers.
+    Warp &w = my_warp();
+    // Lanes still exchanging read this lane's value as absent from now on.
+    w.live[tl_lane] = false;
+    w.barrier.drop();
+    tl_block->sync.drop();
+    f.done[f.current] = true;
+    // Returning resumes uc_link: the launch loop.
+}
+
+// The context calls live in functions of their own: getcontext and swapcontext return
+// twice, which would make the compiler distrust the launch loop's locals.
+__attribute__((noinline)) inline void start_fiber(unsigned t) {
+    Fibers &f = tl_fibers;
+    ucontext_t &c = f.contexts[t];
+    getcontext(&c);
+    c.uc_stack.ss_sp = f.stacks[t].get();
+    c.uc_stack.ss_size = kFiberStack;
+    c.uc_link = &f.launcher;
+    makecontext(&c, fiber_main, 0);
+}
+
+__attribute__((noinline)) inline void resume_fiber(unsigned t) {
+    Fibers &f = tl_fibers;
+    f.current = t;
+    enter_thread(t);
+    swapcontext(&f.launcher, &f.contexts[t]);
+}
+
+// Runs `kernel` over the grid: a fiber per CUDA thread, blocks in order.
 inline void launch(dim3 grid, dim3 block, unsigned shared_bytes, const std::function<void()> &kernel) {
     std::lock_guard<std::mutex> serial(launch_mutex());
     const unsigned nthreads = block.x * block.y * block.z;
@@ -178,45 +241,35 @@ inline void launch(dim3 grid, dim3 block, unsigned shared_bytes, const std::func
     Block state;
     state.warps = std::vector<Warp>(nwarps);
     state.dynamic_shared.assign(shared_bytes, 0);
-    Barrier between_blocks;
-    between_blocks.reset(nthreads);
-    auto reset_block = [&] {
+    Fibers &f = tl_fibers;
+    f.kernel = &kernel;
+    f.block = block;
+    f.contexts.resize(nthreads);
+    while (f.stacks.size() < nthreads) f.stacks.emplace_back(new char[kFiberStack]);
+    blockDim = block;
+    gridDim = grid;
+    tl_block = &state;
+    for (unsigned long long b = 0; b < nblocks; ++b) {
+        blockIdx = uint3(b % grid.x, (b / grid.x) % grid.y, b / (1ull * grid.x * grid.y));
         state.sync.reset(nthreads);
         for (unsigned w = 0; w < nwarps; ++w) {
             const unsigned lanes = std::min(32u, nthreads - 32 * w);
             state.warps[w].barrier.reset(lanes);
             for (unsigned l = 0; l < 32; ++l) state.warps[w].live[l] = l < lanes;
         }
-    };
-    reset_block();
-    auto body = [&](unsigned t) {
-        blockDim = block;
-        gridDim = grid;
-        threadIdx = uint3(t % block.x, (t / block.x) % block.y, t / (block.x * block.y));
-        tl_block = &state;
-        tl_lane = t % 32;
-        tl_warp = t / 32;
-        for (unsigned long long b = 0; b < nblocks; ++b) {
-            blockIdx = uint3(b % grid.x, (b / grid.x) % grid.y, b / (1ull * grid.x * grid.y));
-            kernel();
-            // Leaving the kernel: stop counting in this block's barriers.
-            {
-                Warp &w = my_warp();
-                // Lanes still exchanging read this lane's value as absent from now on.
-                w.live[tl_lane] = false;
-                w.barrier.drop();
+        f.done.assign(nthreads, false);
+        for (unsigned t = 0; t < nthreads; ++t) start_fiber(t);
+        // Round-robin until every fiber has returned; each runs to its next barrier.
+        for (unsigned left = nthreads; left > 0;) {
+            left = 0;
+            for (unsigned t = 0; t < nthreads; ++t) {
+                if (f.done[t]) continue;
+                resume_fiber(t);
+                left += !f.done[t];
             }
-            state.sync.drop();
-            between_blocks.arrive_and_wait();
-            // Thread 0 re-arms the block state while the others wait at the second barrier.
-            if (t == 0) reset_block();
-            between_blocks.arrive_and_wait();
         }
-    };
-    std::vector<std::thread> threads;
-    threads.reserve(nthreads);
-    for (unsigned t = 0; t < nthreads; ++t) threads.emplace_back(body, t);
-    for (auto &th : threads) th.join();
+    }
+    tl_block = nullptr;
 }
 
 } // namespace emu
