@@ -937,8 +937,8 @@ fn a_cuda_device_that_is_not_there_exits_2_with_the_reason() {
 #[cfg(feature = "emu")]
 #[test]
 fn device_emu_scores_like_the_cpu() {
-    // One arch and three scores: forward codes, a backward pass, a count (the emulator runs a
-    // host thread per CUDA thread; tests/cuda_emu_backend.rs covers every score).
+    // One arch and three scores: forward codes, a backward pass, a count (the emulator is
+    // slow; tests/cuda_emu_backend.rs covers every score).
     let scores = "naswot,snip,params";
     let run_on = |device: &str| {
         let out = temp_path(&format!("device-{device}.csv"));

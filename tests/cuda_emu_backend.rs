@@ -1,7 +1,7 @@
 //! `CudaBackend` on the emulated launcher against `CpuBackend<f32>`: its own primitives
 //! (buffers, pool, sticky errors), then whole networks and every score
-//! (tests/common/parity.rs). Configurations are tiny: the emulator runs a host thread per
-//! CUDA thread.
+//! (tests/common/parity.rs). Configurations are tiny: the emulator runs every CUDA thread
+//! as a fiber on one host thread.
 #![cfg(feature = "emu")]
 
 #[path = "common/parity.rs"]
