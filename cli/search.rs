@@ -39,14 +39,16 @@ use nasrank::proxy::linear_regions::{
     distinct_patterns, random_crops, sign_patterns, ReleasedSettings,
 };
 use nasrank::proxy::ntk::{ntk_condition, NtkMode};
-use nasrank::proxy::scorer::{score_arch, ScoreSettings};
+use nasrank::proxy::scorer::{score_arch_or_dead_values, ScoreSettings};
 use nasrank::proxy::Score;
 use nasrank::search::derive_seed;
 use nasrank::search::evolution::{regularized_evolution, EvolutionSettings};
 use nasrank::search::prune::{prune_search, Round};
 use nasrank::search::random::{mean_std, random_search};
 use nasrank::search::topk::{pick_by_accuracy, topk_search};
-use nasrank::space::{arch_of_index, index_of_arch, Arch, Cell, MacroConfig, EDGES, NUM_ARCHS};
+use nasrank::space::{
+    arch_of_index, codes_key, index_of_arch, iso_key, Arch, Cell, MacroConfig, EDGES, NUM_ARCHS,
+};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -488,11 +490,15 @@ fn read_known_scores(path: &Path, score: Score) -> Result<HashMap<usize, f64>, C
         .collect()
 }
 
-/// The score of benchmark archs, computed once per index; the first failure is kept
-/// (later calls return NaN without scoring) and reported when the search ends.
+/// The score of benchmark archs, computed once per class of archs known to score the same
+/// (the keys of `nasrank score`'s dedup), dead archs by their dead values without a pass;
+/// the first failure is kept (later calls return NaN without scoring) and reported when
+/// the search ends.
 struct Fitness<'a> {
     ctx: &'a Ctx<'a>,
     cache: HashMap<usize, f64>,
+    by_class: HashMap<String, f64>,
+    scored: usize,
     error: Option<anyhow::Error>,
     progress: Progress,
 }
@@ -502,6 +508,8 @@ impl<'a> Fitness<'a> {
         Fitness {
             ctx,
             cache: ctx.known.clone(),
+            by_class: HashMap::new(),
+            scored: 0,
             error: None,
             progress: Progress::with_unit(calls, ctx.args.quiet, "evaluations"),
         }
@@ -514,10 +522,22 @@ impl<'a> Fitness<'a> {
             None => {
                 let arch = arch_of_index(index).expect("benchmark index");
                 let (score, batch, settings) = (self.ctx.score, self.ctx.batch, self.ctx.settings);
-                match with_backend!(self.ctx.be, be => score_arch(be, &arch, &[score], batch, settings))
+                let class = if score.needs_codes_key() {
+                    codes_key(&arch)
+                } else {
+                    iso_key(&arch)
+                };
+                if let Some(&v) = self.by_class.get(&class) {
+                    self.cache.insert(index, v);
+                    self.progress.tick();
+                    return v;
+                }
+                match with_backend!(self.ctx.be, be => score_arch_or_dead_values(be, &arch, &[score], batch, settings))
                 {
-                    Ok(v) => {
+                    Ok((v, _dead)) => {
+                        self.scored += 1;
                         self.cache.insert(index, v[0]);
+                        self.by_class.insert(class, v[0]);
                         v[0]
                     }
                     Err(e) => {
@@ -531,13 +551,13 @@ impl<'a> Fitness<'a> {
         value
     }
 
-    /// Distinct archs scored by this search (not those read from `--scores-from`), or the
-    /// first failure.
+    /// Archs this search scored (one per class; not those read from `--scores-from` or
+    /// copied from an arch of their class), or the first failure.
     fn finish(self) -> Result<usize, CliError> {
         self.progress.finish();
         match self.error {
             Some(e) => Err(CliError::Run(e)),
-            None => Ok(self.cache.len() - self.ctx.known.len()),
+            None => Ok(self.scored),
         }
     }
 }

@@ -681,3 +681,44 @@ fn scores_from_a_results_file_are_not_recomputed() {
     assert_eq!(result["runs"][0]["index"], 7, "{result}");
     assert_eq!(result["runs"][0]["score"], 9.0, "{result}");
 }
+
+#[test]
+fn cli_search_scores_one_arch_per_class_of_equal_scores() {
+    // 3 and 25 share NASWOT's codes key; 10 is dead (no path from input to output).
+    let dir = fixtures("classes");
+    let pool = dir.join("pool-classes.csv");
+    std::fs::write(&pool, "index,cifar10_test\n3,0\n25,0\n10,0\n1,0\n").unwrap();
+    let mut args = vec!["search", "random", "-n", "4", "--quiet", "--json"];
+    args.extend(TINY);
+    args.extend(["--from", pool.to_str().unwrap()]);
+    let v = json_of(&nasrank(&args));
+    assert_eq!(v["scored"], 3, "{v}");
+    // The choice is the argmax of what `score` gives every arch alone.
+    let scores = nasrank(&[
+        "score",
+        "--archs",
+        "3,25,10,1",
+        "--scores",
+        "naswot",
+        "--channels",
+        "2",
+        "--cells",
+        "1",
+        "--batch",
+        "4",
+        "--no-dedup",
+        "--quiet",
+    ]);
+    assert!(scores.status.success(), "{}", stderr(&scores));
+    let best = String::from_utf8_lossy(&scores.stdout)
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            (f[0].parse::<usize>().unwrap(), f[3].parse::<f64>().unwrap())
+        })
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+        .unwrap();
+    let run = &v["runs"][0];
+    assert_eq!(run["score"].as_f64().unwrap(), best.1, "{v}");
+}
