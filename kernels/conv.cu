@@ -5,7 +5,8 @@
 // im2col matrix col_i[r][pix] = x[i][ci][oy*s-p+ki][ox*s-p+kj] (r = (ci*k+ki)*k+kj, zero
 // outside the image), every kernel is an implicit GEMM (col is never materialised):
 //   conv_forward:        y[i][co][pix]  = sum_r w[co][r] col_i[r][pix]             (overwrites)
-//                        M = cout, N = n*P (images side by side), depth R
+//                        M = cout, N = n*P (images side by side), depth R (conv_forward_m16:
+//                        the same for cout <= 16, with a 16 x 128 tile)
 //   conv_backward_data:  dx[i][ci][iy][ix] += sum_{co,ki,kj} w[co][ci][ki][kj] dy[i][co][oy][ox]
 //                        over the taps with oy*s-p+ki = iy, ox*s-p+kj = ix (a gather: no
 //                        atomics); M = cin, N = n*h*w, depth cout*k*k
@@ -25,7 +26,7 @@
 // the operand's contiguous axis (A_K_FAST / B_K_FAST).
 //
 // Launch: block (16, 16); grid (ceil(N / CONV_TILE_N), ceil(M / CONV_TILE_M), ranges), ranges
-// = 1 except conv_weight_grad (one per range z). conv_sum_partials: any 1-D grid.
+// = 1 except conv_weight_grad (one per range z); conv_forward_m16: (ceil(N / 128), 1, 1). conv_sum_partials: any 1-D grid.
 // The host mirrors CONV_TILE_M / CONV_TILE_N in engine/backend/cuda/ops.rs and checks that
 // n*oh*ow, n*h*w and the weight length fit an int (index arithmetic is 32-bit).
 
@@ -100,16 +101,87 @@ struct ConvShape {
     }
 };
 
+// The forward GEMM with the im2col addressing hoisted out of the depth loop: each thread
+// loads the B panel for one fixed column q (256 threads, TN | 256), so the column's image
+// and output pixel are decoded once; the rows r = (ci, ki, kj) of each depth step are
+// decoded once per block into shared tables. A TM x TN tile, TM/16 x TN/16 outputs per
+// thread; conv_forward is 32 x 64, conv_forward_m16 (cout <= 16) 16 x 128, so a 16-channel
+// layer wastes no rows of its tile.
+template <int TM, int TN>
+__device__ __forceinline__ void conv_forward_tiled(const float *__restrict__ x,
+                                                   const float *__restrict__ wt,
+                                                   float *__restrict__ y, int n, int cin,
+                                                   int height, int width, int cout, int k,
+                                                   int stride, int pad) {
+    constexpr int RM = TM / CONV_THREADS, RN = TN / CONV_THREADS;
+    constexpr int THREADS = CONV_THREADS * CONV_THREADS;
+    static_assert(THREADS % TN == 0, "each thread loads one column of the B panel");
+    __shared__ float as[CONV_TILE_K][TM + 1];
+    __shared__ float bs[CONV_TILE_K][TN + 1];
+    __shared__ int r_plane[CONV_TILE_K], r_ky[CONV_TILE_K], r_kx[CONV_TILE_K];
+    const ConvShape s(cin, height, width, cout, k, stride, pad);
+    const int M = cout, N = n * s.P, R = s.R;
+    const int tx = threadIdx.x, ty = threadIdx.y;
+    const int tid = ty * CONV_THREADS + tx;
+    const int m0 = blockIdx.y * TM, n0 = blockIdx.x * TN;
+    // This thread's B column.
+    const int nn = tid % TN, q = n0 + nn;
+    const bool q_in = q < N;
+    const int img = q_in ? q / s.P : 0, pix = q_in ? q % s.P : 0;
+    const int iy0 = (pix / s.ow) * stride - pad, ix0 = (pix % s.ow) * stride - pad;
+    const float *__restrict__ xi = x + (long long)img * cin * height * width;
+    float acc[RM][RN];
+    for (int i = 0; i < RM; ++i)
+        for (int j = 0; j < RN; ++j) acc[i][j] = 0.0f;
+    for (int kb = 0; kb < R; kb += CONV_TILE_K) {
+        if (tid < CONV_TILE_K) {
+            const int r = kb + tid;
+            const int t = r % s.kk;
+            r_plane[tid] = (r / s.kk) * height * width;
+            // Rows past R read as outside the image.
+            r_ky[tid] = r < R ? t / k : -(1 << 20);
+            r_kx[tid] = t % k;
+        }
+        for (int e = tid; e < CONV_TILE_K * TM; e += THREADS) {
+            const int kk = e % CONV_TILE_K, m = e / CONV_TILE_K;
+            const int r = kb + kk;
+            as[kk][m] = (r < R && m0 + m < M) ? wt[(long long)(m0 + m) * R + r] : 0.0f;
+        }
+        __syncthreads(); // the row tables
+        for (int kk = tid / TN; kk < CONV_TILE_K; kk += THREADS / TN) {
+            const int iy = iy0 + r_ky[kk], ix = ix0 + r_kx[kk];
+            const bool in = q_in && iy >= 0 && iy < height && ix >= 0 && ix < width;
+            bs[kk][nn] = in ? xi[r_plane[kk] + iy * width + ix] : 0.0f;
+        }
+        __syncthreads();
+        for (int kk = 0; kk < CONV_TILE_K; ++kk) {
+            float a[RM], b[RN];
+            for (int i = 0; i < RM; ++i) a[i] = as[kk][ty + CONV_THREADS * i];
+            for (int j = 0; j < RN; ++j) b[j] = bs[kk][tx + CONV_THREADS * j];
+            for (int i = 0; i < RM; ++i)
+                for (int j = 0; j < RN; ++j) acc[i][j] += a[i] * b[j];
+        }
+        __syncthreads(); // the panels and tables are overwritten by the next step
+    }
+    for (int i = 0; i < RM; ++i)
+        for (int j = 0; j < RN; ++j) {
+            const int co = m0 + ty + CONV_THREADS * i, qq = n0 + tx + CONV_THREADS * j;
+            if (co < M && qq < N) y[((long long)(qq / s.P) * cout + co) * s.P + qq % s.P] = acc[i][j];
+        }
+}
+
 extern "C" __global__ void conv_forward(const float *__restrict__ x, const float *__restrict__ wt,
                                         float *__restrict__ y, int n, int cin, int height,
                                         int width, int cout, int k, int stride, int pad) {
-    const ConvShape s(cin, height, width, cout, k, stride, pad);
-    tile_gemm<true, false>(
-        cout, n * s.P, 0, s.R, [&](int co, long long r) { return wt[(long long)co * s.R + r]; },
-        [&](long long r, int q) { return s.col(x, (int)r, q); },
-        [&](int co, int q, float v) {
-            y[((long long)(q / s.P) * cout + co) * s.P + q % s.P] = v;
-        });
+    conv_forward_tiled<CONV_TILE_M, CONV_TILE_N>(x, wt, y, n, cin, height, width, cout, k, stride,
+                                                 pad);
+}
+
+extern "C" __global__ void conv_forward_m16(const float *__restrict__ x,
+                                            const float *__restrict__ wt, float *__restrict__ y,
+                                            int n, int cin, int height, int width, int cout, int k,
+                                            int stride, int pad) {
+    conv_forward_tiled<16, 128>(x, wt, y, n, cin, height, width, cout, k, stride, pad);
 }
 
 extern "C" __global__ void conv_backward_data(const float *__restrict__ dy,

@@ -674,11 +674,22 @@ pub fn conv_forward<L: Launcher>(
     if n * g.out_len() == 0 {
         return Ok(());
     }
-    let config = gemm_launch(g.cout, n * g.out_h() * g.out_w(), 1)?;
+    let columns = n * g.out_h() * g.out_w();
+    // A layer of at most 16 output channels fills a 16-row tile (conv_forward_m16).
+    let (kernel, config) = if g.cout <= 16 {
+        let tiles = u32::try_from(columns.div_ceil(2 * GEMM_TILE_N))
+            .map_err(|_| LaunchError::SizeOverflow(columns))?;
+        (
+            "conv_forward_m16",
+            LaunchConfig::new((tiles, 1, 1), (GEMM_BLOCK.0, GEMM_BLOCK.1, 1)),
+        )
+    } else {
+        ("conv_forward", gemm_launch(g.cout, columns, 1)?)
+    };
     let mut args: Vec<Arg<'_, L::Buf>> = vec![Arg::Buf(x), Arg::Buf(w), Arg::BufMut(y)];
     args.extend(conv_dims(g, n)?);
     // SAFETY: lengths checked against the geometry; the kernel guards the ragged tiles.
-    unsafe { l.launch("conv_forward", config, &mut args) }
+    unsafe { l.launch(kernel, config, &mut args) }
 }
 
 /// `dx += conv^T(dy, w)`: `dy` `[n][cout][oh][ow]`, `dx` `[n][cin][h][w]`.
