@@ -54,6 +54,17 @@ __device__ __forceinline__ long long pair_first(long long pair, int c, int hw, i
     return ((pair / c) * group * (long long)c + pair % c) * hw;
 }
 
+// (a, b) = the sums over the runs of one pair's partial (a, b) pairs, in run order.
+__device__ __forceinline__ void sum_runs(const double *__restrict__ partial, long long pair,
+                                         int runs, double &a, double &b) {
+    a = 0.0;
+    b = 0.0;
+    for (int r = 0; r < runs; ++r) {
+        a += partial[2 * (pair * runs + r)];
+        b += partial[2 * (pair * runs + r) + 1];
+    }
+}
+
 extern "C" __global__ void bn_stats_partial(const float *__restrict__ x,
                                             double *__restrict__ partial, int n, int c, int hw,
                                             int group, int run) {
@@ -85,11 +96,8 @@ extern "C" __global__ void bn_stats_finalize(const float *__restrict__ x,
     const long long pairs = (long long)(n / group) * c;
     const double m = (double)group * hw;
     GRID_STRIDE(pair, pairs) {
-        double s1 = 0.0, s2 = 0.0;
-        for (int r = 0; r < runs; ++r) {
-            s1 += partial[2 * (pair * runs + r)];
-            s2 += partial[2 * (pair * runs + r) + 1];
-        }
+        double s1, s2;
+        sum_runs(partial, pair, runs, s1, s2);
         const double dev = s1 / m;
         const double var = fmax(s2 / m - dev * dev, 0.0);
         mean[pair] = (float)((double)x[pair_first(pair, c, hw, group)] + dev);
@@ -144,11 +152,8 @@ extern "C" __global__ void bn_backward_sums_finalize(const double *__restrict__ 
                                                      double *__restrict__ sums, int pairs,
                                                      int runs) {
     GRID_STRIDE(pair, pairs) {
-        double sdy = 0.0, sdev = 0.0;
-        for (int r = 0; r < runs; ++r) {
-            sdy += partial[2 * (pair * runs + r)];
-            sdev += partial[2 * (pair * runs + r) + 1];
-        }
+        double sdy, sdev;
+        sum_runs(partial, pair, runs, sdy, sdev);
         sums[2 * pair] = sdy;
         sums[2 * pair + 1] = sdev * (double)inv_std[pair];
     }

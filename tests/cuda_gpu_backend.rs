@@ -73,18 +73,5 @@ fn gpu_f16_and_bf16_storage_round_activations_and_stay_near_f32() {
         f16.with_storage(Storage::F16),
         bf16.with_storage(Storage::Bf16),
     );
-    parity::check_storage(
-        &exact,
-        &f16,
-        |v| half::f16::from_f32(v).to_f32(),
-        1e-2,
-        "f16",
-    );
-    parity::check_storage(
-        &exact,
-        &bf16,
-        |v| half::bf16::from_f32(v).to_f32(),
-        5e-2,
-        "bf16",
-    );
+    parity::check_storage_formats(&exact, &f16, &bf16);
 }

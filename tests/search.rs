@@ -400,6 +400,32 @@ fn json_of(out: &Output) -> serde_json::Value {
     serde_json::from_str(String::from_utf8_lossy(&out.stdout).trim()).expect("one JSON object")
 }
 
+/// The (index, value) of the highest NASWOT that `score` gives `archs` one by one, on
+/// the tests' tiny network (TINY).
+fn naswot_argmax(archs: &str) -> (usize, f64) {
+    let mut args = vec![
+        "score",
+        "--archs",
+        archs,
+        "--scores",
+        "naswot",
+        "--no-dedup",
+        "--quiet",
+    ];
+    args.extend(TINY);
+    let scores = nasrank(&args);
+    assert!(scores.status.success(), "{}", stderr(&scores));
+    String::from_utf8_lossy(&scores.stdout)
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            (f[0].parse::<usize>().unwrap(), f[3].parse::<f64>().unwrap())
+        })
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+        .unwrap()
+}
+
 /// A temp dir (one per test) holding `truth.csv` (every arch, accuracy = index / 1000, so any chosen
 /// arch's accuracy is known) and `pool.csv` (six archs with an `index` column).
 fn fixtures(test: &str) -> std::path::PathBuf {
@@ -441,31 +467,7 @@ fn cli_random_picks_the_best_score_of_the_pool_and_reports_accuracies() {
     // The pool's 6 archs, each scored once although both runs draw all of them.
     assert_eq!(v["scored"], 6);
     // Sampling the whole pool, both runs choose its NASWOT argmax, as `score` sees it.
-    let scores = nasrank(&[
-        "score",
-        "--archs",
-        "1,6111,123,9,5000,777",
-        "--scores",
-        "naswot",
-        "--channels",
-        "2",
-        "--cells",
-        "1",
-        "--batch",
-        "4",
-        "--no-dedup",
-        "--quiet",
-    ]);
-    assert!(scores.status.success(), "{}", stderr(&scores));
-    let best = String::from_utf8_lossy(&scores.stdout)
-        .lines()
-        .skip(1)
-        .map(|l| {
-            let f: Vec<&str> = l.split(',').collect();
-            (f[0].parse::<usize>().unwrap(), f[3].parse::<f64>().unwrap())
-        })
-        .max_by(|a, b| a.1.total_cmp(&b.1))
-        .unwrap();
+    let best = naswot_argmax("1,6111,123,9,5000,777");
     for run in runs {
         assert_eq!(run["index"], best.0);
         assert_eq!(run["score"].as_f64().unwrap(), best.1);
@@ -694,31 +696,7 @@ fn cli_search_scores_one_arch_per_class_of_equal_scores() {
     let v = json_of(&nasrank(&args));
     assert_eq!(v["scored"], 3, "{v}");
     // The choice is the argmax of what `score` gives every arch alone.
-    let scores = nasrank(&[
-        "score",
-        "--archs",
-        "3,25,10,1",
-        "--scores",
-        "naswot",
-        "--channels",
-        "2",
-        "--cells",
-        "1",
-        "--batch",
-        "4",
-        "--no-dedup",
-        "--quiet",
-    ]);
-    assert!(scores.status.success(), "{}", stderr(&scores));
-    let best = String::from_utf8_lossy(&scores.stdout)
-        .lines()
-        .skip(1)
-        .map(|l| {
-            let f: Vec<&str> = l.split(',').collect();
-            (f[0].parse::<usize>().unwrap(), f[3].parse::<f64>().unwrap())
-        })
-        .max_by(|a, b| a.1.total_cmp(&b.1))
-        .unwrap();
+    let best = naswot_argmax("3,25,10,1");
     let run = &v["runs"][0];
     assert_eq!(run["score"].as_f64().unwrap(), best.1, "{v}");
 }

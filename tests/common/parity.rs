@@ -106,7 +106,7 @@ fn forward<B: Backend<Real = f32>>(
 /// storage (`exact`) on one backend: the logits, themselves stored values, are all values
 /// of the format, and the whole network stays within `rtol` of f32 (relative to the
 /// largest logit) although every stored activation was rounded on the way.
-pub fn check_storage<B: Backend<Real = f32>>(
+fn check_storage<B: Backend<Real = f32>>(
     exact: &B,
     rounded: &B,
     round: fn(f32) -> f32,
@@ -127,6 +127,18 @@ pub fn check_storage<B: Backend<Real = f32>>(
     }
     assert_ne!(got, want, "{what}: no rounding reached the logits");
     assert_close(&got, &want, rtol, 0.0, what);
+}
+
+/// [`check_storage`] for IEEE half (`f16`) and bfloat16 (`bf16`) against f32 (`exact`).
+pub fn check_storage_formats<B: Backend<Real = f32>>(exact: &B, f16: &B, bf16: &B) {
+    check_storage(exact, f16, |v| half::f16::from_f32(v).to_f32(), 1e-2, "f16");
+    check_storage(
+        exact,
+        bf16,
+        |v| half::bf16::from_f32(v).to_f32(),
+        5e-2,
+        "bf16",
+    );
 }
 
 /// Forward in every batch-norm mode: logits close, codes equal; and K_H equal.
