@@ -70,19 +70,15 @@ macro_rules! with_backend {
 pub(crate) use with_backend;
 
 impl Device {
-    /// Archs in flight when `--workers` is not given: a GPU runs several archs' small
-    /// kernels side by side on separate streams; the CPU backend already uses every core.
-    pub fn default_workers(self) -> usize {
-        match self {
-            Device::Cuda(_) | Device::CudaAll | Device::Auto => 4,
-            Device::Cpu | Device::Emu => 1,
-        }
-    }
-
-    /// `count` independent backends (on a GPU: one stream and buffer pool each) holding
-    /// activations to `storage`, or why this device cannot be had. `auto` decides once,
-    /// for all of them.
-    pub fn backends(self, count: usize, storage: Storage) -> Result<Vec<AnyBackend>, CliError> {
+    /// `count` independent backends per device (on a GPU: one stream and buffer pool each)
+    /// holding activations to `storage`, or why this device cannot be had. `auto` decides
+    /// once, for all of them. Without `count`: 4 on a GPU, whose small kernels leave room
+    /// for several archs side by side; 1 on the CPU, whose backend already uses every core.
+    pub fn backends(
+        self,
+        count: Option<usize>,
+        storage: Storage,
+    ) -> Result<Vec<AnyBackend>, CliError> {
         let with_storage = |be: AnyBackend| match be {
             AnyBackend::Cpu(_) if storage != Storage::F32 => Err(CliError::usage(anyhow!(
                 "--storage {}: only the CUDA backend (--device cuda or emu) rounds stored \
@@ -96,6 +92,13 @@ impl Device {
             AnyBackend::Cuda(be) => Ok(AnyBackend::Cuda(be.with_storage(storage))),
         };
         let first = with_storage(self.backend()?)?;
+        let count = count.unwrap_or(match first {
+            AnyBackend::Cpu(_) => 1,
+            #[cfg(feature = "emu")]
+            AnyBackend::Emu(_) => 1,
+            #[cfg(feature = "cuda")]
+            AnyBackend::Cuda(_) => 4,
+        });
         let devices = match (&first, self) {
             (AnyBackend::Cpu(_), Device::Auto) => vec![Device::Cpu],
             (_, Device::CudaAll) => (0..gpu_count().map_err(CliError::usage)?)

@@ -50,11 +50,13 @@ pub struct ScoreArgs {
     #[arg(long, value_delimiter = ',')]
     seeds: Vec<u64>,
     /// Where to compute: `cpu`, `auto` (a GPU when the CUDA backend can run, else the CPU),
-    /// `cuda`, `cuda:K` or `emu` (the CUDA backend's host code on emulated kernels).
+    /// `cuda`, `cuda:K`, `cuda:all` (every GPU) or `emu` (the CUDA backend's host code on
+    /// emulated kernels).
     #[arg(long, default_value = "cpu", value_parser = parse_device)]
     device: Device,
     /// Archs in flight at once, each on its own backend (on a GPU: its own stream and
-    /// buffers). Default: 4 on a GPU, 1 elsewhere (the CPU backend already uses every core).
+    /// buffers). Default: 4 on a GPU (per GPU with `cuda:all`), 1 on the CPU, also when
+    /// `auto` falls back to it (the CPU backend already uses every core).
     /// Rows come out in input order whatever N; their `seconds` are per-arch wall times,
     /// which overlap when N > 1.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
@@ -113,10 +115,9 @@ pub fn run(args: &ScoreArgs) -> Result<(), CliError> {
         return Err(CliError::usage(anyhow!("--batch must be at least 1")));
     }
     let (dataset, source) = parse_data(&args.data)?;
-    let workers = args
-        .workers
-        .map_or_else(|| args.device.default_workers(), usize::from);
-    let backends = args.device.backends(workers, args.storage)?;
+    let backends = args
+        .device
+        .backends(args.workers.map(usize::from), args.storage)?;
     let mut settings = ScoreSettings::paper_defaults(MacroConfig {
         channels: args.channels,
         cells_per_stage: args.cells,

@@ -80,7 +80,8 @@ pub struct SearchArgs {
     /// derived from it.
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Where to compute: `cpu`, `auto`, `cuda`, `cuda:K` or `emu`, as for `nasrank score`.
+    /// Where to compute: `cpu`, `auto`, `cuda`, `cuda:K` or `emu`, as for `nasrank score`
+    /// (`cuda:all` is GPU 0 here: a search scores one arch at a time).
     #[arg(long, default_value = "cpu", value_parser = parse_device)]
     device: Device,
     /// Channels of the first stage (default 16; 3 for prune, as TE-NAS's released code).
