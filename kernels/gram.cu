@@ -1,5 +1,8 @@
 // Gram matrix of per-sample gradients: g += a a^T for a = [n][len] f32 row-major, g = [n][n]
 // f64 row-major. Products are exact in double (f32 x f32 fits a double) and summed in double.
+// column_moments: for each column j of a, out[j] = mean_i |a[i][j]| and out[len + j] =
+// mean_i (a[i][j] - mean_i a[i][j])^2, in double, two passes (one thread per column:
+// consecutive threads read consecutive addresses of each row); any 1-D grid.
 //
 // Launch: blockDim = (TILE, TILE), grid = (ceil(n/TILE), ceil(n/TILE), splits). Block
 // (bx, by, bz) owns the tile of rows by*TILE.., columns bx*TILE.. and the bz-th of `splits`
@@ -30,4 +33,25 @@ extern "C" __global__ void gram_accumulate(const float *__restrict__ a, double *
         __syncthreads();
     }
     if (i < n && j < n && first < last) atomicAdd(&g[(long long)i * n + j], acc);
+}
+
+extern "C" __global__ void column_moments(const float *__restrict__ a, double *__restrict__ out,
+                                          int n, long long len) {
+    for (long long j = blockIdx.x * (long long)blockDim.x + threadIdx.x; j < len;
+         j += (long long)gridDim.x * blockDim.x) {
+        double sum = 0.0, sum_abs = 0.0;
+        for (int i = 0; i < n; ++i) {
+            const double v = (double)a[i * len + j];
+            sum += v;
+            sum_abs += fabs(v);
+        }
+        const double mean = sum / n;
+        double sq = 0.0;
+        for (int i = 0; i < n; ++i) {
+            const double d = (double)a[i * len + j] - mean;
+            sq += d * d;
+        }
+        out[j] = sum_abs / n;
+        out[len + j] = sq / n;
+    }
 }

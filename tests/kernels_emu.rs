@@ -279,6 +279,36 @@ fn hamming_gram_matches_cpu_exactly() {
 }
 
 #[test]
+fn column_moments_match_cpu() {
+    // One row (variance 0), a grid-stride tail, rows with an offset against the spread.
+    for (n, len) in [(1usize, 7usize), (5, 1000), (64, 20_000)] {
+        let a: Vec<f32> = values(n * len, 9 + len as u64)
+            .iter()
+            .enumerate()
+            .map(|(i, v)| v + if i % 3 == 0 { 100.0 } else { 0.0 })
+            .collect();
+        let mut want = vec![0.0; 2 * len];
+        cpu::gram::column_moments(&a, n, len, &mut want);
+        let mut out = up(&vec![f64::NAN; 2 * len]);
+        ops::column_moments(&L, n, len, &up(&a), &mut out).unwrap();
+        let got = down::<f64>(&out);
+        let what = format!("n {n} len {len}");
+        assert_close(
+            &got[..len],
+            &want[..len],
+            1e-12,
+            &format!("mean |a| {what}"),
+        );
+        assert_close(
+            &got[len..],
+            &want[len..],
+            1e-12,
+            &format!("variance {what}"),
+        );
+    }
+}
+
+#[test]
 fn gram_matches_cpu() {
     // len spanning several split-K ranges and a ragged final tile.
     for (n, len) in [(1usize, 7usize), (3, 16), (18, 33), (9, 32 * 16 * 3 + 5)] {

@@ -129,6 +129,10 @@ pub trait Backend: Sync {
     );
     /// `g += a a^T` for `a = [n][len]` (`g` is `[n][n]`), products in `Real`, sums in f64.
     fn gram_accumulate(&self, a: &Self::Buf, n: usize, len: usize, g: &mut Self::Acc);
+    /// Statistics of each column j of `a = [n][len]` over its n rows, in f64 (two passes):
+    /// `out[j]` = mean |a[i][j]|, `out[len + j]` = the population variance of a[i][j]
+    /// (`out` holds 2 * len, overwritten).
+    fn column_moments(&self, a: &Self::Buf, n: usize, len: usize, out: &mut Self::Acc);
 
     fn conv_forward(&self, g: &ConvGeom, n: usize, x: &Self::Buf, w: &Self::Buf, y: &mut Self::Buf);
     fn conv_backward_data(

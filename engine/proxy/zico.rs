@@ -18,47 +18,28 @@
 //!   0 (all entries skipped: a conv on a path that never reaches the output) adds nothing,
 //!   as in the released code. Parameters pruned from the plan (identically zero input)
 //!   would be all-zero, hence skipped, in the reference model too.
-//! - The ratio is computed on the host in f64 from the downloaded `[n][len]` block of each
-//!   tensor, which is folded and dropped before the next tensor arrives.
+//! - Each tensor's `[n][len]` per-sample block is reduced on the backend to per-entry mean
+//!   |g| and variance in f64 (`Backend::column_moments`) as it arrives; the ratio is summed
+//!   on the host in f64.
 
 use super::forward_loss_gradient;
 use crate::backend::{
-    Backend, BackwardOptions, BnGrad, BnStatistics, Executor, ParamGrads, Real, Reduction,
+    Backend, BackwardOptions, BnGrad, BnStatistics, Executor, ParamGrads, Reduction,
 };
 use crate::data::Batch;
 use crate::net::ParamKind;
 
-/// `sum_e mean_i |g_i[e]| / std_i g_i[e]` over entries with nonzero std, for one tensor's
-/// per-sample gradients `grads` (`[n][len]`).
-pub fn zico_tensor_sum<T: Real>(grads: &[T], n: usize, len: usize) -> f64 {
-    assert_eq!(grads.len(), n * len);
-    let nf = n as f64;
-    // Row by row (contiguous), two passes: sums, then squared deviations.
-    let mut sum = vec![0.0f64; len];
-    let mut sum_abs = vec![0.0f64; len];
-    for row in grads.chunks_exact(len) {
-        for ((s, a), v) in sum.iter_mut().zip(&mut sum_abs).zip(row) {
-            let v = v.to_f64_lossless();
-            *s += v;
-            *a += v.abs();
-        }
-    }
-    let mean: Vec<f64> = sum.iter().map(|s| s / nf).collect();
-    let mut sq_dev = vec![0.0f64; len];
-    for row in grads.chunks_exact(len) {
-        for ((d, m), v) in sq_dev.iter_mut().zip(&mean).zip(row) {
-            let dev = v.to_f64_lossless() - m;
-            *d += dev * dev;
-        }
-    }
-    let mut total = 0.0;
-    for (a, d) in sum_abs.iter().zip(&sq_dev) {
-        let var = d / nf;
-        if var > 0.0 {
-            total += a / nf / var.sqrt();
-        }
-    }
-    total
+/// `sum_e mean_i |g_i[e]| / std_i g_i[e]` over entries with nonzero std, from one tensor's
+/// column moments (`[mean |g|; variance]`, [`Backend::column_moments`] of its `[n][len]`
+/// per-sample gradients).
+pub fn zico_tensor_sum(moments: &[f64]) -> f64 {
+    let (mean_abs, var) = moments.split_at(moments.len() / 2);
+    mean_abs
+        .iter()
+        .zip(var)
+        .filter(|(_, &v)| v > 0.0)
+        .map(|(a, v)| a / v.sqrt())
+        .sum()
 }
 
 /// The ZiCo score of the first `n` images of `batch` (`n >= 2`).
@@ -74,7 +55,10 @@ pub fn zico<B: Backend>(exec: &mut Executor<'_, B>, batch: &Batch, n: usize) -> 
     let mut fold = |p: usize, rows: &B::Buf| {
         let spec = &plan.params[p];
         if matches!(spec.kind, ParamKind::ConvWeight | ParamKind::LinearWeight) {
-            let sum = zico_tensor_sum(&be.download(rows), n, spec.len());
+            // Reduced on the backend: a GPU sends 2 x len doubles, not n x len floats.
+            let mut moments = be.alloc_acc(2 * spec.len());
+            be.column_moments(rows, n, spec.len(), &mut moments);
+            let sum = zico_tensor_sum(&be.download_acc(&moments));
             if sum != 0.0 {
                 score += sum.ln();
             }

@@ -132,6 +132,9 @@ impl<T: Real> Backend for CpuBackend<T> {
     fn gram_accumulate(&self, a: &Vec<T>, n: usize, len: usize, g: &mut Vec<f64>) {
         gram::gram_accumulate(a, n, len, g);
     }
+    fn column_moments(&self, a: &Vec<T>, n: usize, len: usize, out: &mut Vec<f64>) {
+        gram::column_moments(a, n, len, out);
+    }
 
     fn conv_forward(&self, g: &ConvGeom, n: usize, x: &Vec<T>, w: &Vec<T>, y: &mut Vec<T>) {
         conv::conv2d_forward_with(self.conv_algo, g, n, x, w, y);

@@ -42,6 +42,35 @@ pub fn gram_accumulate<T: Real>(a: &[T], n: usize, len: usize, g: &mut [f64]) {
     }
 }
 
+/// `out[j]` = mean_i |a[i][j]|, `out[len + j]` = the population variance of column j of
+/// `a` (`[n][len]`), in f64: sums row by row (contiguous), then squared deviations from the
+/// column means.
+pub fn column_moments<T: Real>(a: &[T], n: usize, len: usize, out: &mut [f64]) {
+    assert_eq!(a.len(), n * len, "column_moments: a is [n][len]");
+    assert_eq!(out.len(), 2 * len, "column_moments: out holds 2 * len");
+    let nf = n as f64;
+    let (mean_abs, var) = out.split_at_mut(len);
+    let mut mean = vec![0.0f64; len];
+    mean_abs.fill(0.0);
+    for row in a.chunks_exact(len) {
+        for ((s, m), v) in mean.iter_mut().zip(mean_abs.iter_mut()).zip(row) {
+            let v = v.to_f64_lossless();
+            *s += v;
+            *m += v.abs();
+        }
+    }
+    mean.iter_mut().for_each(|s| *s /= nf);
+    mean_abs.iter_mut().for_each(|m| *m /= nf);
+    var.fill(0.0);
+    for row in a.chunks_exact(len) {
+        for ((d, m), v) in var.iter_mut().zip(&mean).zip(row) {
+            let dev = v.to_f64_lossless() - m;
+            *d += dev * dev;
+        }
+    }
+    var.iter_mut().for_each(|d| *d /= nf);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -66,5 +95,21 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn column_moments_are_the_mean_absolute_value_and_the_variance_of_each_column() {
+        // Columns: constant (variance 0), symmetric (mean 0), a large offset against a
+        // small spread (the two-pass variance keeps it).
+        let a: Vec<f32> = vec![
+            2.0, -1.0, 1000.5, //
+            2.0, 1.0, 1000.0, //
+            2.0, -3.0, 1001.0, //
+            2.0, 3.0, 1000.5,
+        ];
+        let mut out = vec![f64::NAN; 6];
+        column_moments(&a, 4, 3, &mut out);
+        assert_eq!(out[..3], [2.0, 2.0, 1000.5]);
+        assert_eq!(out[3..], [0.0, 5.0, 0.125]);
     }
 }

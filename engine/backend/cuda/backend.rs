@@ -370,6 +370,11 @@ impl<L: Launcher> Backend for CudaBackend<L> {
             Ok(ops::gram_accumulate(l, n, len, dev(a)?, dev_mut(g)?)?)
         });
     }
+    fn column_moments(&self, a: &CudaBuf<L>, n: usize, len: usize, out: &mut CudaAcc<L>) {
+        self.run("column_moments", |l| {
+            Ok(ops::column_moments(l, n, len, dev(a)?, dev_mut(out)?)?)
+        });
+    }
 
     fn conv_forward(
         &self,

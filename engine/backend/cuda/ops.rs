@@ -245,6 +245,30 @@ pub fn gram_accumulate<L: Launcher>(
     unsafe { l.launch("gram_accumulate", config, args) }
 }
 
+/// `out[j]` = mean |a[i][j]|, `out[len + j]` = the population variance of column j of
+/// `a = [n][len]` (f64, overwritten).
+pub fn column_moments<L: Launcher>(
+    l: &L,
+    n: usize,
+    len: usize,
+    a: &L::Buf,
+    out: &mut L::Buf,
+) -> Result {
+    check_len::<L, f32>(l, a, n * len, "column_moments a")?;
+    check_len::<L, f64>(l, out, 2 * len, "column_moments out")?;
+    if len == 0 {
+        return Ok(());
+    }
+    let args = &mut [
+        Arg::Buf(a),
+        Arg::BufMut(out),
+        Arg::I32(int(n)?),
+        Arg::I64(long(len)?),
+    ];
+    // SAFETY: a holds n*len f32, out 2*len f64 (checked).
+    unsafe { l.launch("column_moments", elementwise(len), args) }
+}
+
 /// Shapes of the pooling kernels: `planes = n * c` planes of `h x w`.
 fn planes(n: usize, c: usize) -> usize {
     n * c
