@@ -5,6 +5,7 @@
 #
 #   tools/gpu_run.sh [OUT_DIR]                    (default: gpu-run-<date>)
 #   PREBUILT=DIR tools/gpu_run.sh [OUT_DIR]       (no Rust toolchain on the GPU machine)
+#   DATA=cifar10:PATH ...                         (inputs; default ../shared/data or synthetic)
 #
 # Without PREBUILT it builds with cargo. GPU machines without a Rust toolchain take the
 # executables built elsewhere by `tools/gpu_bundle.sh DIR` (same CPU architecture).
@@ -55,8 +56,10 @@ else
     bin=target/release/nasrank
 fi
 
-data=synthetic
-[[ -d ../shared/data/cifar10 ]] && data=cifar10:../shared/data/cifar10
+# DATA overrides the inputs (e.g. DATA=cifar10:PATH); default: ../shared/data's CIFAR-10
+# when present, else synthetic.
+data="${DATA:-synthetic}"
+[[ -z "${DATA:-}" && -d ../shared/data/cifar10 ]] && data=cifar10:../shared/data/cifar10
 for device in cuda cpu; do
     "$bin" bench kernels --device "$device" > "$out/kernels-$device.txt"
     "$bin" bench scores --device "$device" --archs 5256,1462 --data "$data" \
