@@ -7,13 +7,14 @@
 // Launch: blockDim = (TILE, TILE), grid = (ceil(n/TILE), ceil(n/TILE), splits). Block
 // (bx, by, bz) owns the tile of rows by*TILE.., columns bx*TILE.. and the bz-th of `splits`
 // contiguous ranges of TILE-column chunks of a (split-K, so a small n still fills the GPU);
-// the TILE x TILE panels of a are staged in shared memory, each value read once per tile;
-// partial sums meet in g through atomicAdd(double) (sm_60+).
+// the TILE x TILE panels of a are staged in shared memory, each value read once per tile.
+// gram_partial writes its split's sums to part[bz][i][j]; gram_sum_partials (any 1-D grid)
+// adds them to g in split order, so g is the same on every run (no float atomics).
 
 #define GRAM_TILE 16
 
-extern "C" __global__ void gram_accumulate(const float *__restrict__ a, double *__restrict__ g, int n,
-                                           long long len) {
+extern "C" __global__ void gram_partial(const float *__restrict__ a, double *__restrict__ part,
+                                        int n, long long len) {
     __shared__ float rows[GRAM_TILE][GRAM_TILE + 1];
     __shared__ float cols[GRAM_TILE][GRAM_TILE + 1];
     const int tx = threadIdx.x, ty = threadIdx.y;
@@ -32,7 +33,17 @@ extern "C" __global__ void gram_accumulate(const float *__restrict__ a, double *
         for (int t = 0; t < GRAM_TILE; ++t) acc += (double)rows[ty][t] * (double)cols[tx][t];
         __syncthreads();
     }
-    if (i < n && j < n && first < last) atomicAdd(&g[(long long)i * n + j], acc);
+    if (i < n && j < n) part[((long long)blockIdx.z * n + i) * n + j] = acc;
+}
+
+extern "C" __global__ void gram_sum_partials(const double *__restrict__ part,
+                                             double *__restrict__ g, int splits, long long nn) {
+    for (long long e = blockIdx.x * (long long)blockDim.x + threadIdx.x; e < nn;
+         e += (long long)gridDim.x * blockDim.x) {
+        double total = 0.0;
+        for (int z = 0; z < splits; ++z) total += part[z * nn + e];
+        g[e] += total;
+    }
 }
 
 extern "C" __global__ void column_moments(const float *__restrict__ a, double *__restrict__ out,

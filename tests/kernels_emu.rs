@@ -311,7 +311,14 @@ fn column_moments_match_cpu() {
 #[test]
 fn gram_matches_cpu() {
     // len spanning several split-K ranges and a ragged final tile.
-    for (n, len) in [(1usize, 7usize), (3, 16), (18, 33), (9, 32 * 16 * 3 + 5)] {
+    // The last: more chunks than 64 splits of 32 (the split count is capped).
+    for (n, len) in [
+        (1usize, 7usize),
+        (3, 16),
+        (18, 33),
+        (9, 32 * 16 * 3 + 5),
+        (2, 35_843),
+    ] {
         let a = values(n * len, 8 + len as u64);
         let g0: Vec<f64> = (0..n * n).map(|p| p as f64 * 0.25).collect();
         let mut want = g0.clone();

@@ -231,18 +231,28 @@ pub fn gram_accumulate<L: Launcher>(
     }
     let t = tiles(n)?;
     // Split the columns so that small n still gives enough blocks, each block keeping at
-    // least 32 chunks of work.
+    // least 32 chunks of work; at most 64 splits (n = 64: 1,024 blocks), which bounds the
+    // f64 partial sums to 64 n^2 (2 MiB at n = 64).
     let chunks = len.div_ceil(TILE as usize);
-    let splits = chunks.div_ceil(32).clamp(1, 256) as u32;
+    let splits = chunks.div_ceil(32).clamp(1, 64) as u32;
     let config = LaunchConfig::new((t, t, splits), (TILE, TILE));
+    let mut part = l.alloc::<f64>(splits as usize * n * n)?;
     let args = &mut [
         Arg::Buf(a),
-        Arg::BufMut(g),
+        Arg::BufMut(&mut part),
         Arg::I32(int(n)?),
         Arg::I64(long(len)?),
     ];
-    // SAFETY: a holds n*len f32, g n*n f64 (checked).
-    unsafe { l.launch("gram_accumulate", config, args) }
+    // SAFETY: a holds n*len f32 (checked), part splits*n*n f64.
+    unsafe { l.launch("gram_partial", config, args)? };
+    let args = &mut [
+        Arg::Buf(&part),
+        Arg::BufMut(g),
+        Arg::I32(i32::try_from(splits).map_err(|_| LaunchError::SizeOverflow(splits as usize))?),
+        Arg::I64(long(n * n)?),
+    ];
+    // SAFETY: part holds splits*n*n f64, g n*n (checked).
+    unsafe { l.launch("gram_sum_partials", elementwise(n * n), args) }
 }
 
 /// `out[j]` = mean |a[i][j]|, `out[len + j]` = the population variance of column j of
