@@ -4,6 +4,8 @@
 //! block's `n x n` result is added to G in f64, so f32 rounding stays within one block
 //! while the sum over hundreds of thousands of parameters is accumulated in f64.
 
+use rayon::prelude::*;
+
 use super::gemm::{matmul, Mat, Parallelism};
 use crate::backend::Real;
 
@@ -42,33 +44,48 @@ pub fn gram_accumulate<T: Real>(a: &[T], n: usize, len: usize, g: &mut [f64]) {
     }
 }
 
+/// Columns per task of [`column_moments`]: each task reads a 16 KiB run of every row.
+const MOMENT_COLUMNS: usize = 4096;
+
 /// `out[j]` = mean_i |a[i][j]|, `out[len + j]` = the population variance of column j of
 /// `a` (`[n][len]`), in f64: sums row by row (contiguous), then squared deviations from the
-/// column means.
+/// column means; runs of columns in parallel (each column's sums in row order, so the
+/// result does not depend on the thread count).
 pub fn column_moments<T: Real>(a: &[T], n: usize, len: usize, out: &mut [f64]) {
     assert_eq!(a.len(), n * len, "column_moments: a is [n][len]");
     assert_eq!(out.len(), 2 * len, "column_moments: out holds 2 * len");
     let nf = n as f64;
     let (mean_abs, var) = out.split_at_mut(len);
-    let mut mean = vec![0.0f64; len];
-    mean_abs.fill(0.0);
-    for row in a.chunks_exact(len) {
-        for ((s, m), v) in mean.iter_mut().zip(mean_abs.iter_mut()).zip(row) {
-            let v = v.to_f64_lossless();
-            *s += v;
-            *m += v.abs();
-        }
-    }
-    mean.iter_mut().for_each(|s| *s /= nf);
-    mean_abs.iter_mut().for_each(|m| *m /= nf);
-    var.fill(0.0);
-    for row in a.chunks_exact(len) {
-        for ((d, m), v) in var.iter_mut().zip(&mean).zip(row) {
-            let dev = v.to_f64_lossless() - m;
-            *d += dev * dev;
-        }
-    }
-    var.iter_mut().for_each(|d| *d /= nf);
+    mean_abs
+        .par_chunks_mut(MOMENT_COLUMNS)
+        .zip(var.par_chunks_mut(MOMENT_COLUMNS))
+        .enumerate()
+        .for_each(|(task, (mean_abs, var))| {
+            let (first, width) = (task * MOMENT_COLUMNS, mean_abs.len());
+            let rows = || {
+                a.chunks_exact(len)
+                    .map(move |row| &row[first..first + width])
+            };
+            let mut mean = vec![0.0f64; width];
+            mean_abs.fill(0.0);
+            for row in rows() {
+                for ((s, m), v) in mean.iter_mut().zip(mean_abs.iter_mut()).zip(row) {
+                    let v = v.to_f64_lossless();
+                    *s += v;
+                    *m += v.abs();
+                }
+            }
+            mean.iter_mut().for_each(|s| *s /= nf);
+            mean_abs.iter_mut().for_each(|m| *m /= nf);
+            var.fill(0.0);
+            for row in rows() {
+                for ((d, m), v) in var.iter_mut().zip(&mean).zip(row) {
+                    let dev = v.to_f64_lossless() - m;
+                    *d += dev * dev;
+                }
+            }
+            var.iter_mut().for_each(|d| *d /= nf);
+        });
 }
 
 #[cfg(test)]
@@ -111,5 +128,25 @@ mod tests {
         column_moments(&a, 4, 3, &mut out);
         assert_eq!(out[..3], [2.0, 2.0, 1000.5]);
         assert_eq!(out[3..], [0.0, 5.0, 0.125]);
+
+        // Several column tasks, the last one ragged: each column as computed alone.
+        let (n, len) = (3, 2 * MOMENT_COLUMNS + 5);
+        let a: Vec<f32> = (0..n * len)
+            .map(|i| ((i * 7919) % 101) as f32 - 50.0)
+            .collect();
+        let mut out = vec![f64::NAN; 2 * len];
+        column_moments(&a, n, len, &mut out);
+        for j in [
+            0,
+            MOMENT_COLUMNS - 1,
+            MOMENT_COLUMNS,
+            2 * MOMENT_COLUMNS + 4,
+        ] {
+            let col: Vec<f64> = (0..n).map(|i| f64::from(a[i * len + j])).collect();
+            let mean = col.iter().sum::<f64>() / n as f64;
+            let mean_abs = col.iter().map(|v| v.abs()).sum::<f64>() / n as f64;
+            let var = col.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n as f64;
+            assert_eq!((out[j], out[len + j]), (mean_abs, var), "column {j}");
+        }
     }
 }
