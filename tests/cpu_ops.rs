@@ -361,6 +361,30 @@ fn conv_bound(g: &ConvGeom, n: usize, x: &[f64], w: &[f64], transpose: bool) -> 
     bound
 }
 
+/// The f64 and f32 results (`got`, in that order) each within `WINOGRAD_ROUNDING` x eps of
+/// `want` relative to `bound`; `worst` keeps the largest ratio seen per precision.
+fn check_winograd_rounding(
+    got: [Vec<f64>; 2],
+    want: &[f64],
+    bound: &[f64],
+    what: &str,
+    worst: &mut [f64; 2],
+) {
+    for (k, (got, eps)) in got
+        .iter()
+        .zip([f64::EPSILON, f32::EPSILON as f64])
+        .enumerate()
+    {
+        let ratio = max_rounding_ratio(got, want, bound, eps);
+        assert!(
+            ratio <= WINOGRAD_ROUNDING,
+            "{} {what}: error {ratio} x eps x bound",
+            ["f64", "f32"][k]
+        );
+        worst[k] = worst[k].max(ratio);
+    }
+}
+
 /// Largest `|got - want| / (eps * bound)` over the elements.
 fn max_rounding_ratio(got: &[f64], want: &[f64], bound: &[f64], eps: f64) -> f64 {
     assert_eq!(got.len(), want.len());
@@ -412,18 +436,8 @@ fn winograd_forward_matches_naive_f64_conv() {
             conv2d_forward_with(ConvAlgo::Winograd, &g, n, &x, &w, &mut y64);
             let mut y32 = vec![f32::NAN; want.len()];
             conv2d_forward_with(ConvAlgo::Winograd, &g, n, &f32s(&x), &f32s(&w), &mut y32);
-            for (k, (got, eps)) in [(y64, f64::EPSILON), (f64s(&y32), f32::EPSILON as f64)]
-                .into_iter()
-                .enumerate()
-            {
-                let ratio = max_rounding_ratio(&got, &want, &bound, eps);
-                assert!(
-                    ratio <= WINOGRAD_ROUNDING,
-                    "{} {g:?} n={n}: error {ratio} x eps x bound",
-                    ["f64", "f32"][k]
-                );
-                worst[k] = worst[k].max(ratio);
-            }
+            let what = format!("{g:?} n={n}");
+            check_winograd_rounding([y64, f64s(&y32)], &want, &bound, &what, &mut worst);
         }
     }
     eprintln!("winograd forward: worst error / (eps bound): {worst:?} (f64, f32)");
@@ -451,18 +465,8 @@ fn winograd_backward_data_matches_naive_transpose() {
             let mut dx32 = f32s(&base);
             conv2d_backward_data_with(ConvAlgo::Winograd, &g, n, &f32s(&dy), &f32s(&w), &mut dx32);
             let got32: Vec<f64> = f64s(&dx32).iter().zip(&base).map(|(a, b)| a - b).collect();
-            for (k, (got, eps)) in [(got64, f64::EPSILON), (got32, f32::EPSILON as f64)]
-                .into_iter()
-                .enumerate()
-            {
-                let ratio = max_rounding_ratio(&got, &want, &bound, eps);
-                assert!(
-                    ratio <= WINOGRAD_ROUNDING,
-                    "{} dx {g:?} n={n}: error {ratio} x eps x bound",
-                    ["f64", "f32"][k]
-                );
-                worst[k] = worst[k].max(ratio);
-            }
+            let what = format!("dx {g:?} n={n}");
+            check_winograd_rounding([got64, got32], &want, &bound, &what, &mut worst);
         }
     }
     eprintln!("winograd backward data: worst error / (eps bound): {worst:?} (f64, f32)");
