@@ -11,7 +11,7 @@ use nasrank::backend::cuda::Storage;
 use nasrank::data::{read_nb201_train_records, Batch, Dataset, ImageSet, Split};
 use nasrank::proxy::scorer::{score_arch_or_dead_values, ScoreSettings};
 use nasrank::proxy::Score;
-use nasrank::space::{codes_key, iso_key, Arch, MacroConfig};
+use nasrank::space::{iso_key, Arch, ClassKey, MacroConfig};
 use nasrank::store::{self, ResultsWriter, Row, ScoredAs};
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -152,13 +152,16 @@ pub fn run(args: &ScoreArgs) -> Result<(), CliError> {
     };
 
     // Classes: archs whose scores are known equal (score-aware keys, see docs/USAGE.md).
+    let class_key = scores
+        .iter()
+        .map(|s| s.class_key())
+        .max()
+        .unwrap_or(ClassKey::Function);
     let key_of = |arch: &Arch| -> String {
         if args.no_dedup {
             arch.to_string()
-        } else if scores.iter().any(|s| s.needs_codes_key()) {
-            codes_key(arch)
         } else {
-            iso_key(arch)
+            class_key.of(arch)
         }
     };
     let mut class_of: HashMap<String, usize> = HashMap::new();

@@ -46,9 +46,7 @@ use nasrank::search::evolution::{regularized_evolution, EvolutionSettings};
 use nasrank::search::prune::{prune_search, Round};
 use nasrank::search::random::{mean_std, random_search};
 use nasrank::search::topk::{pick_by_accuracy, topk_search};
-use nasrank::space::{
-    arch_of_index, codes_key, index_of_arch, iso_key, Arch, Cell, MacroConfig, EDGES, NUM_ARCHS,
-};
+use nasrank::space::{arch_of_index, index_of_arch, Arch, Cell, MacroConfig, EDGES, NUM_ARCHS};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -523,11 +521,7 @@ impl<'a> Fitness<'a> {
             None => {
                 let arch = arch_of_index(index).expect("benchmark index");
                 let (score, batch, settings) = (self.ctx.score, self.ctx.batch, self.ctx.settings);
-                let class = if score.needs_codes_key() {
-                    codes_key(&arch)
-                } else {
-                    iso_key(&arch)
-                };
+                let class = score.class_key().of(&arch);
                 if let Some(&v) = self.by_class.get(&class) {
                     self.cache.insert(index, v);
                     self.progress.tick();

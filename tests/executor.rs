@@ -404,12 +404,21 @@ fn forward_only_pass_streams_the_codes_and_logits_of_a_full_forward() {
     let other: Arch = "|nor_conv_3x3~0|+|skip_connect~0|nor_conv_1x1~1|+|avg_pool_3x3~0|nor_conv_3x3~1|skip_connect~2|"
         .parse()
         .unwrap();
-    let arch: Arch =
-        "|nor_conv_1x1~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|none~1|nor_conv_3x3~2|"
-            .parse()
-            .unwrap();
-    let plan = Plan::build(&Cell::from(arch), &config).unwrap();
-    let other_plan = Plan::build(&Cell::from(other), &config).unwrap();
+    // Sums of two and three terms, and one whose terms repeat a slot (node 1 = node 0),
+    // since a sum may take over a term's buffer in place.
+    for arch in [
+        "|nor_conv_1x1~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|none~1|nor_conv_3x3~2|",
+        "|nor_conv_1x1~0|+|avg_pool_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|avg_pool_3x3~1|nor_conv_1x1~2|",
+        "|skip_connect~0|+|nor_conv_3x3~0|skip_connect~1|+|skip_connect~0|skip_connect~1|nor_conv_1x1~2|",
+    ] {
+        let arch: Arch = arch.parse().unwrap();
+        streamed_codes_and_logits_match_a_full_forward(&config, arch, other);
+    }
+}
+
+fn streamed_codes_and_logits_match_a_full_forward(config: &MacroConfig, arch: Arch, other: Arch) {
+    let plan = Plan::build(&Cell::from(arch), config).unwrap();
+    let other_plan = Plan::build(&Cell::from(other), config).unwrap();
     let n = 5;
     let x: Vec<f32> = uniform_stream(7, 99, n * plan.slots[0].len())
         .map(|u| (2.0 * u - 1.0) as f32)
@@ -434,8 +443,8 @@ fn forward_only_pass_streams_the_codes_and_logits_of_a_full_forward() {
     let _ = codes_and_logits(&used, &other_plan, &x, n);
     let _ = codes_and_logits(&used, &plan, &x, n);
     let (codes, logits) = codes_and_logits(&used, &plan, &x, n);
-    assert_eq!(logits, full_logits);
-    assert!(codes.starts_with(&full_codes), "layer codes differ");
+    assert_eq!(logits, full_logits, "{arch}");
+    assert!(codes.starts_with(&full_codes), "layer codes differ: {arch}");
     assert!(
         codes[full_codes.len()..].iter().all(|&w| w == 0),
         "constant codes are zero"

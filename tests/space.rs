@@ -7,8 +7,8 @@ use std::collections::HashSet;
 
 use nasrank::space::{
     arch_of_index, benchmark_archs, codes_classes, codes_key, count_flops, count_params,
-    index_of_arch, is_dead, iso_classes, iso_key, relu_modules, relu_units, Arch, ArchParseError,
-    Cell, MacroConfig, Op, NUM_ARCHS,
+    index_of_arch, is_dead, iso_classes, iso_key, relu_modules, relu_units, structure_classes,
+    structure_key, Arch, ArchParseError, Cell, MacroConfig, Op, NUM_ARCHS,
 };
 
 const INDEX_1: &str =
@@ -204,23 +204,81 @@ fn iso_classes_partition_the_benchmark() {
     }
 }
 
+/// Every class of `finer` lies inside one class of `coarser`.
+fn assert_refines(finer: &[nasrank::space::ArchClass], coarser: fn(&Arch) -> String) {
+    for class in finer {
+        let keys: HashSet<String> = class
+            .indices
+            .iter()
+            .map(|&i| coarser(&arch_of_index(i).unwrap()))
+            .collect();
+        assert_eq!(keys.len(), 1, "class {} spans coarser classes", class.key);
+    }
+}
+
 #[test]
 fn codes_classes_refine_iso_classes() {
     let classes = codes_classes();
-    assert_eq!(classes.len(), 8_252);
+    // Counted independently (a Python reimplementation of the rule, session 4).
+    assert_eq!(classes.len(), 7_425);
+    assert_refines(&classes, iso_key);
+    // Members see the same number of ReLU modules and units (the codes' shapes).
+    let cfg = MacroConfig::NB201_CIFAR10;
     for class in &classes {
-        let iso: HashSet<String> = class
+        let shapes: HashSet<(u64, u64)> = class
             .indices
             .iter()
-            .map(|&i| iso_key(&arch_of_index(i).unwrap()))
+            .map(|&i| {
+                let cell = Cell::from(arch_of_index(i).unwrap());
+                (relu_modules(&cell, &cfg), relu_units(&cell, &cfg))
+            })
             .collect();
-        assert_eq!(iso.len(), 1, "codes class {} spans iso classes", class.key);
+        assert_eq!(
+            shapes.len(),
+            1,
+            "codes class {} mixes ReLU shapes",
+            class.key
+        );
     }
-    // Equal outputs, different dead-end convs: the codes key tells them apart.
+    // Equal outputs, a dead-end conv of either kind: its ReLU sees node 0 either way.
     let a = parse("|nor_conv_3x3~0|+|skip_connect~0|none~1|+|skip_connect~0|none~1|none~2|");
     let b = parse("|nor_conv_1x1~0|+|skip_connect~0|none~1|+|skip_connect~0|none~1|none~2|");
-    assert_eq!(iso_key(&a), iso_key(&b));
-    assert_ne!(codes_key(&a), codes_key(&b));
+    assert_eq!(codes_key(&a), codes_key(&b));
+    // The same conv feeding a ReLU (edge 1->2 is a conv): its kind is seen.
+    let c =
+        parse("|nor_conv_3x3~0|+|skip_connect~0|nor_conv_1x1~1|+|skip_connect~0|none~1|none~2|");
+    let d =
+        parse("|nor_conv_1x1~0|+|skip_connect~0|nor_conv_1x1~1|+|skip_connect~0|none~1|none~2|");
+    assert_eq!(iso_key(&c), iso_key(&d));
+    assert_ne!(codes_key(&c), codes_key(&d));
+}
+
+#[test]
+fn structure_classes_refine_codes_classes() {
+    let classes = structure_classes();
+    assert_eq!(classes.len(), 8_252); // nb201.md
+    assert_refines(&classes, codes_key);
+    for class in &classes {
+        let counts: HashSet<(u64, u64)> = class
+            .indices
+            .iter()
+            .map(|&i| {
+                let cell = Cell::from(arch_of_index(i).unwrap());
+                let cfg = MacroConfig::NB201_CIFAR10;
+                (count_params(&cell, &cfg), count_flops(&cell, &cfg))
+            })
+            .collect();
+        assert_eq!(
+            counts.len(),
+            1,
+            "structure class {} mixes counts",
+            class.key
+        );
+    }
+    // Equal outputs, different dead-end convs: the structure key tells them apart.
+    let a = parse("|nor_conv_3x3~0|+|skip_connect~0|none~1|+|skip_connect~0|none~1|none~2|");
+    let b = parse("|nor_conv_1x1~0|+|skip_connect~0|none~1|+|skip_connect~0|none~1|none~2|");
+    assert_ne!(structure_key(&a), structure_key(&b));
 }
 
 #[test]

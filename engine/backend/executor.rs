@@ -337,9 +337,27 @@ impl<'a, B: Backend> Executor<'a, B> {
                     be.linear_forward(n, fin, fout, &slots[*x], &p[*w], &p[*b], &mut y)
                 }
                 Layer::Sum { xs, .. } => {
-                    be.copy(&slots[xs[0]], &mut y);
-                    for x in &xs[1..] {
-                        be.add_assign(&mut y, &slots[*x]);
+                    // Streaming, a term read last here (and once) becomes the sum in place:
+                    // no copy of a whole activation. Only one of the first two, so that the
+                    // additions stay `(x0 + x1) + x2 ...` bit for bit (a + b == b + a).
+                    let reused = xs.iter().take(2).position(|&x| {
+                        streaming
+                            && last_reader[x] == Some(index)
+                            && xs.iter().filter(|&&t| t == x).count() == 1
+                    });
+                    let first = match reused {
+                        Some(at) => {
+                            be.release(std::mem::take(&mut y));
+                            y = std::mem::take(&mut self.slots[xs[at]]);
+                            at
+                        }
+                        None => {
+                            be.copy(&self.slots[xs[0]], &mut y);
+                            0
+                        }
+                    };
+                    for (_, x) in xs.iter().enumerate().filter(|&(at, _)| at != first) {
+                        be.add_assign(&mut y, &self.slots[*x]);
                     }
                 }
                 Layer::Zero { .. } => be.fill_zero(&mut y),

@@ -22,6 +22,7 @@ pub mod zico;
 
 use crate::backend::{Backend, BnStatistics, Executor, Real, Reduction};
 use crate::data::Batch;
+use crate::space::ClassKey;
 use std::fmt;
 use std::str::FromStr;
 
@@ -94,18 +95,15 @@ impl Score {
         }
     }
 
-    /// Whether archs of one isomorphism class can still differ in this score: scores that
-    /// see ReLU codes or conv counts that never reach the output need the finer codes key
-    /// (nb201.md, "What the isomorphism key does NOT preserve").
-    pub fn needs_codes_key(self) -> bool {
-        matches!(
-            self,
-            Score::Naswot
-                | Score::LinearRegions
-                | Score::LinearRegionsNet
-                | Score::Params
-                | Score::Flops
-        )
+    /// The key under which archs have equal values of this score (nb201.md, "What the
+    /// isomorphism key does NOT preserve"): scores of ReLU codes see every ReLU's input,
+    /// even where it never reaches the output; counts see every conv edge and its kind.
+    pub fn class_key(self) -> ClassKey {
+        match self {
+            Score::Naswot | Score::LinearRegions | Score::LinearRegionsNet => ClassKey::Codes,
+            Score::Params | Score::Flops => ClassKey::Structure,
+            _ => ClassKey::Function,
+        }
     }
 
     /// The exact value of this score on every dead arch ([`crate::space::is_dead`]: no

@@ -1,4 +1,4 @@
-//! Isomorphism keys: which archs compute the same thing, at two levels of detail.
+//! Isomorphism keys: which archs compute the same thing, at three levels of detail.
 
 use std::collections::HashMap;
 
@@ -41,10 +41,28 @@ pub fn iso_key(arch: &Arch) -> String {
     output
 }
 
-/// A finer key for scores that also see computations not reaching the output (ReLU codes,
-/// params, FLOPs): [`iso_key`] followed by the sorted `(input)@op` of every conv edge,
-/// zero-input and dead-end convs included; 8,252 classes.
+/// A finer key for scores that see the ReLU codes (NASWOT, linear regions): [`iso_key`]
+/// followed by the sorted inputs `(x)` of every conv edge, one per ReLU module, zero inputs
+/// included; 7,425 classes. A conv's own op does not enter: its ReLU comes before it, and
+/// where its output matters the op is already in the expression that reads it (a node some
+/// ReLU or the output sees). So two archs differing only in the kind of a conv whose output
+/// reaches neither a ReLU nor the output have equal codes in distribution.
 pub fn codes_key(arch: &Arch) -> String {
+    let nodes = node_expressions(arch);
+    let mut inputs: Vec<String> = EDGES
+        .iter()
+        .zip(arch.ops)
+        .filter(|(_, op)| op.is_conv())
+        .map(|(&(from, _), _)| format!("({})", nodes[from]))
+        .collect();
+    inputs.sort_unstable();
+    format!("{};{}", nodes[NODES - 1], inputs.join(","))
+}
+
+/// The finest key, for counts of the cell's structure (params, FLOPs): [`iso_key`] followed
+/// by the sorted `(input)@op` of every conv edge, zero-input and dead-end convs included;
+/// 8,252 classes.
+pub fn structure_key(arch: &Arch) -> String {
     let nodes = node_expressions(arch);
     let mut convs: Vec<String> = EDGES
         .iter()
@@ -54,6 +72,28 @@ pub fn codes_key(arch: &Arch) -> String {
         .collect();
     convs.sort_unstable();
     format!("{};{}", nodes[NODES - 1], convs.join(","))
+}
+
+/// Which of the keys above a set of scores needs, coarsest first: archs with equal keys
+/// have equal scores (in distribution over the initialisation, nb201.md).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ClassKey {
+    /// [`iso_key`]: scores of the function from input to output.
+    Function,
+    /// [`codes_key`]: scores that see every ReLU's input.
+    Codes,
+    /// [`structure_key`]: counts over every conv edge.
+    Structure,
+}
+
+impl ClassKey {
+    pub fn of(self, arch: &Arch) -> String {
+        match self {
+            ClassKey::Function => iso_key(arch),
+            ClassKey::Codes => codes_key(arch),
+            ClassKey::Structure => structure_key(arch),
+        }
+    }
 }
 
 /// Whether the output is zero whatever the input: no path of non-`none` edges from the
@@ -83,6 +123,11 @@ pub fn iso_classes() -> Vec<ArchClass> {
 /// All benchmark archs grouped by [`codes_key`], classes ordered by their first index.
 pub fn codes_classes() -> Vec<ArchClass> {
     classes_by(codes_key)
+}
+
+/// All benchmark archs grouped by [`structure_key`], classes ordered by their first index.
+pub fn structure_classes() -> Vec<ArchClass> {
+    classes_by(structure_key)
 }
 
 fn classes_by(key_of: fn(&Arch) -> String) -> Vec<ArchClass> {
