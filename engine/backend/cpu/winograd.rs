@@ -96,11 +96,11 @@ fn group_size<T>(g: &ConvGeom, n: usize) -> usize {
     (cols / (th * tw)).clamp(1, share)
 }
 
-/// Scratch elements the transforms need: `q` and the padded plane for the input, `s` and
+/// Scratch elements the transforms need: `q` and a padded row for the input, `s` and
 /// `z` for the inverse (see [`transform_image`], [`inverse_image`]).
 fn transform_scratch(g: &ConvGeom) -> usize {
     let (th, tw) = tiles(g);
-    let input = 8 * (th + 1) * tw + (2 * th + 2) * (2 * tw + 2);
+    let input = 8 * (th + 1) * tw + 2 * tw + 2;
     let inverse = 12 * th * tw;
     input.max(inverse)
 }
@@ -204,7 +204,7 @@ fn combine<T: Real, const I: bool, const J: bool>(
 /// Writes `B^T d B` of every tile of image `x` (`[cin][h][w]`) into `v` (`[16][cin][cols]`)
 /// at columns `col0..col0 + th tw`.
 ///
-/// Per channel, the zero-padded plane is first split into `q[rp][l][Y][tx] = padded[2Y +
+/// Per channel, the zero-padded plane (never formed: row by row) is split into `q[rp][l][Y][tx] = padded[2Y +
 /// rp][2tx + l]` (`rp` in 0..2, `l` in 0..4, `Y` in 0..=th), so that pixel `(k, l)` of
 /// every tile, `padded[2ty + k][2tx + l]`, is the contiguous run `q[k % 2][l]` from row
 /// `k / 2` on, and each of the 16 outputs is one loop over all tiles.
@@ -232,21 +232,11 @@ fn transform_image_body<T: Real>(
     let (tiles, q_plane) = (th * tw, (th + 1) * tw);
     let (ph, pw) = (2 * th + 2, 2 * tw + 2);
     let (q, rest) = work.split_at_mut(8 * q_plane);
-    let padded = &mut rest[..ph * pw];
+    let padded_row = &mut rest[..pw];
+    // The common case, pad 1 and an even width, reads each row's pixels straight into q.
+    let direct = g.pad == 1 && g.w == 2 * tw;
     for (ci, src) in x.chunks_exact(g.h * g.w).enumerate() {
-        // Zeros around the image (pw >= w + pad); rows first, then the gathers, so that
-        // the gathers do not read straight after the copies' stores.
-        for (r, row) in padded.chunks_exact_mut(pw).enumerate() {
-            match r.checked_sub(g.pad).filter(|&iy| iy < g.h) {
-                Some(iy) => {
-                    row[..g.pad].fill(T::zero());
-                    row[g.pad..g.pad + g.w].copy_from_slice(&src[iy * g.w..][..g.w]);
-                    row[g.pad + g.w..].fill(T::zero());
-                }
-                None => row.fill(T::zero()),
-            }
-        }
-        for (r, row) in padded.chunks_exact(pw).enumerate() {
+        for r in 0..ph {
             // Rows q[r % 2][l][r / 2], l = 0..4, are q_plane apart.
             let first = ((r % 2) * 4 * (th + 1) + r / 2) * tw;
             let block = &mut q[first..][..3 * q_plane + tw];
@@ -254,8 +244,29 @@ fn transform_image_body<T: Real>(
             let (q1, rest) = rest.split_at_mut(q_plane);
             let (q2, q3) = rest.split_at_mut(q_plane);
             let (q0, q1, q2, q3) = (&mut q0[..tw], &mut q1[..tw], &mut q2[..tw], &mut q3[..tw]);
-            deinterleave(&row[..2 * tw], q0, q1);
-            deinterleave(&row[2..], q2, q3);
+            let Some(iy) = r.checked_sub(g.pad).filter(|&iy| iy < g.h) else {
+                for qi in [q0, q1, q2, q3] {
+                    qi.fill(T::zero());
+                }
+                continue;
+            };
+            let line = &src[iy * g.w..][..g.w];
+            if direct {
+                // padded[2t + l] = line[2t + l - 1]: l = 1, 2 are the even and odd pixels,
+                // l = 0 and 3 the same shifted by one tile, a zero at the edge.
+                deinterleave(line, q1, q2);
+                q0[0] = T::zero();
+                q0[1..].copy_from_slice(&q2[..tw - 1]);
+                q3[..tw - 1].copy_from_slice(&q1[1..]);
+                q3[tw - 1] = T::zero();
+            } else {
+                // Zeros around the row (pw >= w + pad).
+                padded_row[..g.pad].fill(T::zero());
+                padded_row[g.pad..g.pad + g.w].copy_from_slice(line);
+                padded_row[g.pad + g.w..].fill(T::zero());
+                deinterleave(&padded_row[..2 * tw], q0, q1);
+                deinterleave(&padded_row[2..], q2, q3);
+            }
         }
         let d = |k: usize, l: usize| &q[((k % 2) * 4 + l) * q_plane + (k / 2) * tw..][..tiles];
         for (i, &(ai, bi, pi)) in BT_ROWS.iter().enumerate() {
@@ -275,12 +286,14 @@ fn transform_image_body<T: Real>(
     }
 }
 
-/// `even[t] = src[2t]`, `odd[t] = src[2t + 1]`.
+/// `even[t] = src[2t]`, `odd[t] = src[2t + 1]` for `t < even.len()`.
 #[inline(always)]
 fn deinterleave<T: Real>(src: &[T], even: &mut [T], odd: &mut [T]) {
-    for ((e, o), pair) in even.iter_mut().zip(odd.iter_mut()).zip(src.chunks_exact(2)) {
-        *e = pair[0];
-        *o = pair[1];
+    let n = even.len();
+    let (src, odd) = (&src[..2 * n], &mut odd[..n]);
+    for t in 0..n {
+        even[t] = src[2 * t];
+        odd[t] = src[2 * t + 1];
     }
 }
 
