@@ -93,7 +93,9 @@ impl Device {
         };
         let first = with_storage(self.backend()?)?;
         let count = count.unwrap_or(match first {
-            AnyBackend::Cpu(_) => 1,
+            // Two archs side by side, each on half the cores (see `score`'s worker pools):
+            // 10-15 % faster than one arch on all cores, at twice one arch's memory.
+            AnyBackend::Cpu(_) => rayon::current_num_threads().min(2),
             #[cfg(feature = "emu")]
             AnyBackend::Emu(_) => 1,
             #[cfg(feature = "cuda")]

@@ -55,8 +55,8 @@ pub struct ScoreArgs {
     #[arg(long, default_value = "cpu", value_parser = parse_device)]
     device: Device,
     /// Archs in flight at once, each on its own backend (on a GPU: its own stream and
-    /// buffers). Default: 4 on a GPU (per GPU with `cuda:all`), 1 on the CPU, also when
-    /// `auto` falls back to it (the CPU backend already uses every core).
+    /// buffers; on the CPU: its share of the cores). Default: 4 on a GPU (per GPU with
+    /// `cuda:all`), 2 on the CPU (1 with `--threads 1`), also when `auto` falls back to it.
     /// Rows come out in input order whatever N; their `seconds` are per-arch wall times,
     /// which overlap when N > 1.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
@@ -268,20 +268,27 @@ pub fn run(args: &ScoreArgs) -> Result<(), CliError> {
     let next_job = AtomicUsize::new(0);
     let stop = AtomicBool::new(false);
     let (sender, results) = mpsc::channel::<(usize, Result<Row, CliError>)>();
+    let pools = cpu_worker_pools(&backends)?;
     std::thread::scope(|scope| {
-        for be in &backends {
+        for (be, pool) in backends.iter().zip(&pools) {
             let sender = sender.clone();
             let (jobs, todo, next_job, stop, score_one) =
                 (&jobs, &todo, &next_job, &stop, &score_one);
             scope.spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    let Some(&pos) = jobs.get(next_job.fetch_add(1, Ordering::Relaxed)) else {
-                        break;
-                    };
-                    let (index, arch, _) = todo[pos];
-                    if sender.send((pos, score_one(be, *index, arch))).is_err() {
-                        break;
+                let work = || {
+                    while !stop.load(Ordering::Relaxed) {
+                        let Some(&pos) = jobs.get(next_job.fetch_add(1, Ordering::Relaxed)) else {
+                            break;
+                        };
+                        let (index, arch, _) = todo[pos];
+                        if sender.send((pos, score_one(be, *index, arch))).is_err() {
+                            break;
+                        }
                     }
+                };
+                match pool {
+                    Some(pool) => pool.install(work),
+                    None => work(),
                 }
             });
         }
@@ -467,4 +474,27 @@ pub(crate) fn load_batch(
     images
         .sample(n, seed, subset.as_deref())
         .map_err(CliError::usage)
+}
+
+/// Several CPU workers split the cores: each runs its kernels on a rayon pool of its own
+/// share of the `--threads` pool, so that archs run side by side instead of every kernel
+/// forking over all cores (whose joins leave cores idle). GPU workers and a lone CPU worker
+/// use the global pool.
+fn cpu_worker_pools(backends: &[AnyBackend]) -> Result<Vec<Option<rayon::ThreadPool>>, CliError> {
+    let cpu_workers = backends
+        .iter()
+        .filter(|be| matches!(be, AnyBackend::Cpu(_)))
+        .count();
+    let share = (rayon::current_num_threads() / cpu_workers.max(1)).max(1);
+    backends
+        .iter()
+        .map(|be| match be {
+            AnyBackend::Cpu(_) if cpu_workers > 1 => rayon::ThreadPoolBuilder::new()
+                .num_threads(share)
+                .build()
+                .map(Some)
+                .map_err(|e| CliError::Run(anyhow!("a worker's thread pool: {e}"))),
+            _ => Ok(None),
+        })
+        .collect()
 }
