@@ -463,3 +463,23 @@ fn backward_after_a_forward_only_pass_is_refused() {
     let seed = be.alloc(n * 3);
     exec.backward(seed, &BackwardOptions::default(), ParamGrads::Skip);
 }
+
+#[test]
+fn executors_one_after_another_do_not_grow_the_pool() {
+    // Each executor returns its parameters, input and activations to the backend on drop;
+    // the next one of the same arch must take them back, not leave them to pile up.
+    let be = CpuBackend::<f32>::new();
+    let (plan, _) = tiny();
+    let n = 3;
+    let x = vec![0.25f32; n * plan.slots[0].len()];
+    let mut held = Vec::new();
+    for seed in 0..3 {
+        let mut exec = Executor::with_init(&be, &plan, seed);
+        exec.forward(be.upload(&x), n, BnStatistics::Batch);
+        drop(exec);
+        held.push(be.pooled_bytes());
+    }
+    assert!(held[0] > 0, "nothing was released");
+    assert_eq!(held[1], held[0], "the pool grew: {held:?}");
+    assert_eq!(held[2], held[0], "the pool grew: {held:?}");
+}

@@ -204,15 +204,19 @@ fn iso_classes_partition_the_benchmark() {
     }
 }
 
-/// Every class of `finer` lies inside one class of `coarser`.
-fn assert_refines(finer: &[nasrank::space::ArchClass], coarser: fn(&Arch) -> String) {
-    for class in finer {
-        let keys: HashSet<String> = class
+/// `f` takes one value on each class.
+fn assert_constant_on<K: Eq + std::hash::Hash>(
+    classes: &[nasrank::space::ArchClass],
+    what: &str,
+    f: impl Fn(&Arch) -> K,
+) {
+    for class in classes {
+        let values: HashSet<K> = class
             .indices
             .iter()
-            .map(|&i| coarser(&arch_of_index(i).unwrap()))
+            .map(|&i| f(&arch_of_index(i).unwrap()))
             .collect();
-        assert_eq!(keys.len(), 1, "class {} spans coarser classes", class.key);
+        assert_eq!(values.len(), 1, "class {} mixes {what}", class.key);
     }
 }
 
@@ -221,25 +225,13 @@ fn codes_classes_refine_iso_classes() {
     let classes = codes_classes();
     // Counted independently (a Python reimplementation of the rule, session 4).
     assert_eq!(classes.len(), 7_425);
-    assert_refines(&classes, iso_key);
+    assert_constant_on(&classes, "iso keys", iso_key);
     // Members see the same number of ReLU modules and units (the codes' shapes).
     let cfg = MacroConfig::NB201_CIFAR10;
-    for class in &classes {
-        let shapes: HashSet<(u64, u64)> = class
-            .indices
-            .iter()
-            .map(|&i| {
-                let cell = Cell::from(arch_of_index(i).unwrap());
-                (relu_modules(&cell, &cfg), relu_units(&cell, &cfg))
-            })
-            .collect();
-        assert_eq!(
-            shapes.len(),
-            1,
-            "codes class {} mixes ReLU shapes",
-            class.key
-        );
-    }
+    assert_constant_on(&classes, "ReLU shapes", |arch| {
+        let cell = Cell::from(*arch);
+        (relu_modules(&cell, &cfg), relu_units(&cell, &cfg))
+    });
     // Equal outputs, a dead-end conv of either kind: its ReLU sees node 0 either way.
     let a = parse("|nor_conv_3x3~0|+|skip_connect~0|none~1|+|skip_connect~0|none~1|none~2|");
     let b = parse("|nor_conv_1x1~0|+|skip_connect~0|none~1|+|skip_connect~0|none~1|none~2|");
@@ -257,24 +249,12 @@ fn codes_classes_refine_iso_classes() {
 fn structure_classes_refine_codes_classes() {
     let classes = structure_classes();
     assert_eq!(classes.len(), 8_252); // nb201.md
-    assert_refines(&classes, codes_key);
-    for class in &classes {
-        let counts: HashSet<(u64, u64)> = class
-            .indices
-            .iter()
-            .map(|&i| {
-                let cell = Cell::from(arch_of_index(i).unwrap());
-                let cfg = MacroConfig::NB201_CIFAR10;
-                (count_params(&cell, &cfg), count_flops(&cell, &cfg))
-            })
-            .collect();
-        assert_eq!(
-            counts.len(),
-            1,
-            "structure class {} mixes counts",
-            class.key
-        );
-    }
+    assert_constant_on(&classes, "codes keys", codes_key);
+    let cfg = MacroConfig::NB201_CIFAR10;
+    assert_constant_on(&classes, "params and FLOPs", |arch| {
+        let cell = Cell::from(*arch);
+        (count_params(&cell, &cfg), count_flops(&cell, &cfg))
+    });
     // Equal outputs, different dead-end convs: the structure key tells them apart.
     let a = parse("|nor_conv_3x3~0|+|skip_connect~0|none~1|+|skip_connect~0|none~1|none~2|");
     let b = parse("|nor_conv_1x1~0|+|skip_connect~0|none~1|+|skip_connect~0|none~1|none~2|");

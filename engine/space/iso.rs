@@ -48,27 +48,24 @@ pub fn iso_key(arch: &Arch) -> String {
 /// ReLU or the output sees). So two archs differing only in the kind of a conv whose output
 /// reaches neither a ReLU nor the output have equal codes in distribution.
 pub fn codes_key(arch: &Arch) -> String {
-    let nodes = node_expressions(arch);
-    let mut inputs: Vec<String> = EDGES
-        .iter()
-        .zip(arch.ops)
-        .filter(|(_, op)| op.is_conv())
-        .map(|(&(from, _), _)| format!("({})", nodes[from]))
-        .collect();
-    inputs.sort_unstable();
-    format!("{};{}", nodes[NODES - 1], inputs.join(","))
+    key_with_convs(arch, |input, _| format!("({input})"))
 }
 
 /// The finest key, for counts of the cell's structure (params, FLOPs): [`iso_key`] followed
 /// by the sorted `(input)@op` of every conv edge, zero-input and dead-end convs included;
 /// 8,252 classes.
 pub fn structure_key(arch: &Arch) -> String {
+    key_with_convs(arch, |input, op| format!("({input})@{op}"))
+}
+
+/// [`iso_key`], `;`, then the sorted `term(input expression, op)` of every conv edge.
+fn key_with_convs(arch: &Arch, term: impl Fn(&str, Op) -> String) -> String {
     let nodes = node_expressions(arch);
     let mut convs: Vec<String> = EDGES
         .iter()
         .zip(arch.ops)
         .filter(|(_, op)| op.is_conv())
-        .map(|(&(from, _), op)| format!("({})@{op}", nodes[from]))
+        .map(|(&(from, _), op)| term(&nodes[from], op))
         .collect();
     convs.sort_unstable();
     format!("{};{}", nodes[NODES - 1], convs.join(","))

@@ -36,6 +36,12 @@ impl<T: Real> CpuBackend<T> {
         }
     }
 
+    /// Bytes of released buffers the backend holds for reuse.
+    pub fn pooled_bytes(&self) -> usize {
+        let held: usize = self.pool().iter().map(|(len, bufs)| len * bufs.len()).sum();
+        held * std::mem::size_of::<T>()
+    }
+
     fn pool(&self) -> std::sync::MutexGuard<'_, HashMap<usize, Vec<Vec<T>>>> {
         // A panic elsewhere cannot leave the map itself inconsistent.
         self.pool.lock().unwrap_or_else(|e| e.into_inner())
@@ -72,14 +78,17 @@ impl<T: Real> Backend for CpuBackend<T> {
         if buf.is_empty() {
             return;
         }
-        let mut pool = self.pool();
-        let held: usize = pool.iter().map(|(len, bufs)| len * bufs.len()).sum();
-        if (held + buf.len()) * std::mem::size_of::<T>() <= POOL_BYTES {
-            pool.entry(buf.len()).or_default().push(buf);
+        let held = self.pooled_bytes();
+        if held + buf.len() * std::mem::size_of::<T>() <= POOL_BYTES {
+            self.pool().entry(buf.len()).or_default().push(buf);
         }
     }
     fn upload(&self, host: &[T]) -> Vec<T> {
-        host.to_vec()
+        // From the pool like any buffer: executors release their parameters and inputs on
+        // drop, so fresh vectors here would pile up in the pool arch after arch.
+        let mut buf = self.alloc_output(host.len());
+        buf.copy_from_slice(host);
+        buf
     }
     fn download(&self, buf: &Vec<T>) -> Vec<T> {
         buf.clone()
@@ -364,5 +373,17 @@ mod tests {
             "the released buffer was not reused"
         );
         assert_eq!(again, vec![0.0; 5]);
+    }
+
+    #[test]
+    fn uploads_take_released_buffers() {
+        let be = CpuBackend::<f32>::new();
+        let buf = be.alloc(3);
+        let address = buf.as_ptr();
+        be.release(buf);
+        let up = be.upload(&[1.0, 2.0, 3.0]);
+        assert_eq!(up.as_ptr(), address, "the upload allocated afresh");
+        assert_eq!(up, vec![1.0, 2.0, 3.0]);
+        assert_eq!(be.pooled_bytes(), 0);
     }
 }
