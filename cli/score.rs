@@ -265,6 +265,7 @@ pub fn run(args: &ScoreArgs) -> Result<(), CliError> {
     };
 
     let mut progress = Progress::new(todo.len(), args.quiet);
+    progress.set_work(jobs.len());
     let next_job = AtomicUsize::new(0);
     let stop = AtomicBool::new(false);
     let (sender, results) = mpsc::channel::<(usize, Result<Row, CliError>)>();
@@ -299,7 +300,9 @@ pub fn run(args: &ScoreArgs) -> Result<(), CliError> {
         let outcome = 'rows: loop {
             while written < todo.len() {
                 let (index, arch, key) = todo[written];
-                let row = if let Some(row) = ready.remove(&written) {
+                let scored = ready.remove(&written);
+                let costly = scored.is_some();
+                let row = if let Some(row) = scored {
                     known.insert(key.clone(), row.clone());
                     row
                 } else if let Some(rep) = known.get(key) {
@@ -317,7 +320,7 @@ pub fn run(args: &ScoreArgs) -> Result<(), CliError> {
                 if let Err(e) = sink.write(&row) {
                     break 'rows Err(e);
                 }
-                progress.tick();
+                progress.tick_item(costly);
                 written += 1;
             }
             if written == todo.len() {
@@ -481,20 +484,24 @@ pub(crate) fn load_batch(
 /// forking over all cores (whose joins leave cores idle). GPU workers and a lone CPU worker
 /// use the global pool.
 fn cpu_worker_pools(backends: &[AnyBackend]) -> Result<Vec<Option<rayon::ThreadPool>>, CliError> {
-    let cpu_workers = backends
-        .iter()
-        .filter(|be| matches!(be, AnyBackend::Cpu(_)))
-        .count();
-    let share = (rayon::current_num_threads() / cpu_workers.max(1)).max(1);
-    backends
-        .iter()
-        .map(|be| match be {
-            AnyBackend::Cpu(_) if cpu_workers > 1 => rayon::ThreadPoolBuilder::new()
-                .num_threads(share)
-                .build()
-                .map(Some)
-                .map_err(|e| CliError::Run(anyhow!("a worker's thread pool: {e}"))),
-            _ => Ok(None),
-        })
-        .collect()
+    let is_cpu = |be: &AnyBackend| matches!(be, AnyBackend::Cpu(_));
+    let workers = backends.iter().filter(|be| is_cpu(be)).count();
+    let threads = rayon::current_num_threads();
+    let mut pools = Vec::with_capacity(backends.len());
+    let mut k = 0;
+    for be in backends {
+        if !is_cpu(be) || workers < 2 {
+            pools.push(None);
+            continue;
+        }
+        // The first `threads % workers` workers take one thread more, so all are used.
+        let share = (threads / workers + usize::from(k < threads % workers)).max(1);
+        k += 1;
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(share)
+            .build()
+            .map_err(|e| CliError::Run(anyhow!("a worker's thread pool: {e}")))?;
+        pools.push(Some(pool));
+    }
+    Ok(pools)
 }
