@@ -271,7 +271,15 @@ fn conv_backward_matches_finite_differences() {
 #[test]
 fn conv_per_sample_weight_grads_match_batched() {
     let mut rng = Rng(4);
-    for g in GEOMS.iter().chain(&[geom(8, 8, 8, 8, 3, 1, 1)]) {
+    // Beyond GEOMS: stride-1 shapes with full 4 x 4 blocks and ragged ones, runs longer
+    // than the 16 lanes of the im2col-free path.
+    let more = [
+        geom(8, 8, 8, 8, 3, 1, 1),
+        geom(5, 17, 9, 11, 3, 1, 1),
+        geom(16, 16, 12, 12, 3, 1, 1),
+        geom(7, 9, 10, 13, 1, 1, 0),
+    ];
+    for g in GEOMS.iter().chain(&more) {
         let n = 5;
         let (x, dy) = (rng.vec(n * g.in_len()), rng.vec(n * g.out_len()));
         let wl = g.weight_len();
@@ -296,6 +304,9 @@ fn conv_per_sample_weight_grads_match_batched() {
             );
             assert_close(p, &one, 1e-12, &format!("image {i} {g:?}"));
         }
+        let mut per32 = vec![f32::NAN; n * wl];
+        conv2d_weight_grad_per_sample(g, n, &f32s(&x), &f32s(&dy), &mut per32);
+        assert_close(&f64s(&per32), &per, 1e-5, &format!("f32 {g:?}"));
     }
 }
 
