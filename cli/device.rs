@@ -73,7 +73,8 @@ impl Device {
     /// `count` independent backends per device (on a GPU: one stream and buffer pool each)
     /// holding activations to `storage`, or why this device cannot be had. `auto` decides
     /// once, for all of them. Without `count`: 4 on a GPU, whose small kernels leave room
-    /// for several archs side by side; 1 on the CPU, whose backend already uses every core.
+    /// for several archs side by side; 2 on the CPU (1 with one thread), each worker on its
+    /// share of the cores.
     pub fn backends(
         self,
         count: Option<usize>,
@@ -94,7 +95,7 @@ impl Device {
         let first = with_storage(self.backend()?)?;
         let count = count.unwrap_or(match first {
             // Two archs side by side, each on half the cores (see `score`'s worker pools):
-            // 10-15 % faster than one arch on all cores, at twice one arch's memory.
+            // ~11 % faster than one arch on all cores (docs/PERF.md), at twice the memory.
             AnyBackend::Cpu(_) => rayon::current_num_threads().min(2),
             #[cfg(feature = "emu")]
             AnyBackend::Emu(_) => 1,

@@ -220,6 +220,12 @@ fn assert_constant_on<K: Eq + std::hash::Hash>(
     }
 }
 
+/// Equal outputs, a conv of either kind into node 1, which feeds only `none` edges.
+const DEAD_END_CONVS: [&str; 2] = [
+    "|nor_conv_3x3~0|+|skip_connect~0|none~1|+|skip_connect~0|none~1|none~2|",
+    "|nor_conv_1x1~0|+|skip_connect~0|none~1|+|skip_connect~0|none~1|none~2|",
+];
+
 #[test]
 fn codes_classes_refine_iso_classes() {
     let classes = codes_classes();
@@ -232,9 +238,8 @@ fn codes_classes_refine_iso_classes() {
         let cell = Cell::from(*arch);
         (relu_modules(&cell, &cfg), relu_units(&cell, &cfg))
     });
-    // Equal outputs, a dead-end conv of either kind: its ReLU sees node 0 either way.
-    let a = parse("|nor_conv_3x3~0|+|skip_connect~0|none~1|+|skip_connect~0|none~1|none~2|");
-    let b = parse("|nor_conv_1x1~0|+|skip_connect~0|none~1|+|skip_connect~0|none~1|none~2|");
+    // A dead-end conv's ReLU sees node 0 whatever the conv's kind.
+    let [a, b] = DEAD_END_CONVS.map(parse);
     assert_eq!(codes_key(&a), codes_key(&b));
     // The same conv feeding a ReLU (edge 1->2 is a conv): its kind is seen.
     let c =
@@ -255,9 +260,8 @@ fn structure_classes_refine_codes_classes() {
         let cell = Cell::from(*arch);
         (count_params(&cell, &cfg), count_flops(&cell, &cfg))
     });
-    // Equal outputs, different dead-end convs: the structure key tells them apart.
-    let a = parse("|nor_conv_3x3~0|+|skip_connect~0|none~1|+|skip_connect~0|none~1|none~2|");
-    let b = parse("|nor_conv_1x1~0|+|skip_connect~0|none~1|+|skip_connect~0|none~1|none~2|");
+    // The structure key tells the dead-end convs' kinds apart.
+    let [a, b] = DEAD_END_CONVS.map(parse);
     assert_ne!(structure_key(&a), structure_key(&b));
 }
 

@@ -340,11 +340,14 @@ impl<'a, B: Backend> Executor<'a, B> {
                     // Streaming, a term read last here (and once) becomes the sum in place:
                     // no copy of a whole activation. Only one of the first two, so that the
                     // additions stay `(x0 + x1) + x2 ...` bit for bit (a + b == b + a).
-                    let reused = xs.iter().take(2).position(|&x| {
-                        streaming
-                            && last_reader[x] == Some(index)
-                            && xs.iter().filter(|&&t| t == x).count() == 1
-                    });
+                    let reused = streaming
+                        .then(|| {
+                            xs.iter().take(2).position(|&x| {
+                                last_reader[x] == Some(index)
+                                    && xs.iter().filter(|&&t| t == x).count() == 1
+                            })
+                        })
+                        .flatten();
                     let first = match reused {
                         Some(at) => {
                             be.release(std::mem::take(&mut y));
@@ -356,8 +359,10 @@ impl<'a, B: Backend> Executor<'a, B> {
                             0
                         }
                     };
-                    for (_, x) in xs.iter().enumerate().filter(|&(at, _)| at != first) {
-                        be.add_assign(&mut y, &self.slots[*x]);
+                    for (at, x) in xs.iter().enumerate() {
+                        if at != first {
+                            be.add_assign(&mut y, &self.slots[*x]);
+                        }
                     }
                 }
                 Layer::Zero { .. } => be.fill_zero(&mut y),

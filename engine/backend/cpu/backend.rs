@@ -38,14 +38,19 @@ impl<T: Real> CpuBackend<T> {
 
     /// Bytes of released buffers the backend holds for reuse.
     pub fn pooled_bytes(&self) -> usize {
-        let held: usize = self.pool().iter().map(|(len, bufs)| len * bufs.len()).sum();
-        held * std::mem::size_of::<T>()
+        held_bytes(&self.pool())
     }
 
     fn pool(&self) -> std::sync::MutexGuard<'_, HashMap<usize, Vec<Vec<T>>>> {
         // A panic elsewhere cannot leave the map itself inconsistent.
         self.pool.lock().unwrap_or_else(|e| e.into_inner())
     }
+}
+
+/// Bytes held by a pool of released buffers (keyed by length).
+fn held_bytes<T>(pool: &HashMap<usize, Vec<Vec<T>>>) -> usize {
+    let held: usize = pool.iter().map(|(len, bufs)| len * bufs.len()).sum();
+    held * std::mem::size_of::<T>()
 }
 
 impl<T: Real> CpuBackend<T> {
@@ -78,9 +83,9 @@ impl<T: Real> Backend for CpuBackend<T> {
         if buf.is_empty() {
             return;
         }
-        let held = self.pooled_bytes();
-        if held + buf.len() * std::mem::size_of::<T>() <= POOL_BYTES {
-            self.pool().entry(buf.len()).or_default().push(buf);
+        let mut pool = self.pool();
+        if held_bytes(&pool) + buf.len() * std::mem::size_of::<T>() <= POOL_BYTES {
+            pool.entry(buf.len()).or_default().push(buf);
         }
     }
     fn upload(&self, host: &[T]) -> Vec<T> {

@@ -204,10 +204,11 @@ fn combine<T: Real, const I: bool, const J: bool>(
 /// Writes `B^T d B` of every tile of image `x` (`[cin][h][w]`) into `v` (`[16][cin][cols]`)
 /// at columns `col0..col0 + th tw`.
 ///
-/// Per channel, the zero-padded plane (never formed: row by row) is split into `q[rp][l][Y][tx] = padded[2Y +
-/// rp][2tx + l]` (`rp` in 0..2, `l` in 0..4, `Y` in 0..=th), so that pixel `(k, l)` of
-/// every tile, `padded[2ty + k][2tx + l]`, is the contiguous run `q[k % 2][l]` from row
-/// `k / 2` on, and each of the 16 outputs is one loop over all tiles.
+/// Per channel, the zero-padded plane (never formed whole: row by row) is split into
+/// `q[rp][l][Y][tx] = padded[2Y + rp][2tx + l]` (`rp` in 0..2, `l` in 0..4, `Y` in
+/// 0..=th), so that pixel `(k, l)` of every tile, `padded[2ty + k][2tx + l]`, is the
+/// contiguous run `q[k % 2][l]` from row `k / 2` on, and each of the 16 outputs is one
+/// loop over all tiles.
 fn transform_image<T: Real>(
     g: &ConvGeom,
     x: &[T],

@@ -148,10 +148,6 @@ impl<L: Launcher> CudaBackend<L> {
         self
     }
 
-    pub fn storage(&self) -> Storage {
-        self.storage
-    }
-
     /// Rounds a freshly written activation (or activation gradient) to the storage format.
     fn stored(&self, buf: &mut CudaBuf<L>) {
         let mode = match self.storage {

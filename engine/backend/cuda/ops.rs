@@ -62,8 +62,6 @@ pub fn add_assign<L: Launcher>(l: &L, len: usize, dst: &mut L::Buf, src: &L::Buf
     unsafe { l.launch("add_assign", elementwise(len), args) }
 }
 
-/// `dst[offset..offset + len] = src` for `src` of `len` values (`dst` holds at least
-/// `offset + len`).
 /// `x` rounded in place to a 16-bit storage format's values: `mode` 1 IEEE half, 2 bfloat16.
 pub fn round_to_storage<L: Launcher>(l: &L, len: usize, x: &mut L::Buf, mode: i32) -> Result {
     check_len::<L, f32>(l, x, len, "round_to_storage x")?;
@@ -75,6 +73,8 @@ pub fn round_to_storage<L: Launcher>(l: &L, len: usize, x: &mut L::Buf, mode: i3
     unsafe { l.launch("round_to_storage", elementwise(len), args) }
 }
 
+/// `dst[offset..offset + len] = src` for `src` of `len` values (`dst` holds at least
+/// `offset + len`).
 pub fn copy_into<L: Launcher>(
     l: &L,
     len: usize,
