@@ -1,7 +1,7 @@
 //! Per-arch cost of the scores that issue targets compare with PyTorch: each iteration
 //! builds the arch's executor with its initial weights and computes the score, as a
 //! scoring run does arch after arch (the backend's buffer pool is warm after the first).
-//! C=16, N=5, 32x32, CPU f32; NASWOT batch 128, NTK 32, MGM 64. The PyTorch side is
+//! C=16, N=5, 32x32, CPU f32; NASWOT batch 128, NTK 32, MGM and the KNAS Gram 64. The PyTorch side is
 //! tools/bench_scores_torch.py (docs/PERF.md).
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
@@ -9,7 +9,7 @@ use nasrank::backend::cpu::CpuBackend;
 use nasrank::backend::Executor;
 use nasrank::data::Dataset;
 use nasrank::net::Plan;
-use nasrank::proxy::knas::knas;
+use nasrank::proxy::knas::{knas, mgm};
 use nasrank::proxy::naswot::naswot;
 use nasrank::proxy::ntk::{ntk_condition, NtkMode};
 use nasrank::space::{arch_of_index, Cell, MacroConfig};
@@ -35,7 +35,11 @@ fn bench_scores(c: &mut Criterion) {
             })
         });
         group.bench_function(BenchmarkId::new("mgm_64", name), |b| {
-            b.iter(|| knas(&mut Executor::with_init(&be, &plan, 0), &batch, 64).mgm)
+            b.iter(|| mgm(&mut Executor::with_init(&be, &plan, 0), &batch, 64))
+        });
+        // The Gram that mgm_trace and mgm_eig need (and MGM needed before it had its own pass).
+        group.bench_function(BenchmarkId::new("knas_gram_64", name), |b| {
+            b.iter(|| knas(&mut Executor::with_init(&be, &plan, 0), &batch, 64).trace)
         });
     }
     group.finish();

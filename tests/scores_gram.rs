@@ -14,7 +14,7 @@ use nasrank::backend::{
 use nasrank::data::Batch;
 use nasrank::net::init::{init_params, uniform_stream};
 use nasrank::net::{ParamKind, Plan};
-use nasrank::proxy::knas::{knas, knas_gram, KnasStats};
+use nasrank::proxy::knas::{knas, knas_gram, mgm, KnasStats};
 use nasrank::proxy::ntk::{condition_number, ntk_condition, ntk_gram, ntk_jacobian, NtkMode};
 use nasrank::proxy::upload_images;
 use nasrank::proxy::zico::zico;
@@ -227,6 +227,8 @@ fn knas_gram_equals_dot_products_of_per_image_gradients() {
         let g = knas_gram(&mut exec, &batch, n);
         let mut exec = Executor::with_init(&be, &plan, seed);
         let stats = knas(&mut exec, &batch, n);
+        let mut exec = Executor::with_init(&be, &plan, seed);
+        let mgm_batched = mgm(&mut exec, &batch, n);
 
         let grads: Vec<Vec<f64>> = (0..n)
             .map(|i| per_image_loss_gradient(&plan, seed, &batch, i).concat())
@@ -245,12 +247,16 @@ fn knas_gram_equals_dot_products_of_per_image_gradients() {
         let mean: Vec<f64> = (0..len)
             .map(|e| grads.iter().map(|g| g[e]).sum::<f64>() / n as f64)
             .collect();
-        let mgm = dot(&mean, &mean);
+        let mean_sq = dot(&mean, &mean);
         let trace = grads.iter().map(|g| dot(g, g)).sum::<f64>() / n as f64;
         let top = jacobi_eigenvalues(&want, n)[n - 1] / n as f64;
-        assert!(mgm > 0.0 && trace > mgm, "{arch}: mgm {mgm} trace {trace}");
+        assert!(
+            mean_sq > 0.0 && trace > mean_sq,
+            "{arch}: mgm {mean_sq} trace {trace}"
+        );
         for (got, want, what) in [
-            (stats.mgm, mgm, "mgm"),
+            (stats.mgm, mean_sq, "mgm"),
+            (mgm_batched, mean_sq, "mgm from the batched gradient"),
             (stats.trace, trace, "trace"),
             (stats.top_eigenvalue, top, "top eigenvalue"),
         ] {
@@ -659,6 +665,11 @@ fn scores_match_pytorch_in_f64() {
             rel(stats.mgm, want_mgm, want_mgm) <= 1e-9,
             "{arch}: MGM {} vs PyTorch {want_mgm}",
             stats.mgm
+        );
+        let batched = mgm(&mut fresh(), &batch, n);
+        assert!(
+            rel(batched, want_mgm, want_mgm) <= 1e-9,
+            "{arch}: MGM from the batched gradient {batched} vs PyTorch {want_mgm}"
         );
         // Not asserted: nasrank prunes the BN of a conv fed by an identically zero node,
         // whose shift still gets a gradient in the reference model (see knas.rs).

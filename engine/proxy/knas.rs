@@ -15,6 +15,12 @@
 //! - `top_eigenvalue = lambda_max(G) / n`, the largest eigenvalue of the uncentred
 //!   second-moment matrix `(1/n) sum_i g_i g_i^T`.
 //!
+//! `mgm` alone needs no Gram ([`mgm`]): with each image normalised by its own statistics,
+//! the images are independent, so `sum_i g_i` is the ordinary batched gradient of the
+//! summed losses, and `mean(G) = ||sum_i g_i||^2 / n^2` costs one backward pass with
+//! batched weight gradients instead of per-image ones and an `n x n` Gram. `G` is still
+//! built for `trace` and `top_eigenvalue`.
+//!
 //! Deviations from the released code (which uses 50 samples, the first 50 entries of the
 //! first 11 weight tensors, and a cross-covariance of two halves of the samples): none from
 //! the paper's definition; the batch size is the caller's.
@@ -76,6 +82,29 @@ pub fn knas_gram<B: Backend>(exec: &mut Executor<'_, B>, batch: &Batch, n: usize
     };
     exec.backward(dlogits, &options, ParamGrads::PerSample(&mut fold));
     be.download_acc(&acc)
+}
+
+/// MGM of the first `n` images without the Gram: `||sum_i g_i||^2 / n^2` from the
+/// batched gradient of `sum_i loss_i` (each image normalised alone), squares summed in f64.
+/// Equal to [`KnasStats::mgm`] of [`knas_gram`] up to f32 rounding of the batch sums.
+pub fn mgm<B: Backend>(exec: &mut Executor<'_, B>, batch: &Batch, n: usize) -> f64 {
+    let be = exec.backend();
+    let dlogits = forward_loss_gradient(exec, batch, n, BnStatistics::PerSample, Reduction::Sum);
+    let options = BackwardOptions {
+        bn_grad: BnGrad::Full,
+        input_grad: false,
+    };
+    let grads = exec
+        .backward(dlogits, &options, ParamGrads::Batched)
+        .params
+        .expect("batched gradients");
+    // `||g||^2` of each tensor as a 1 x 1 Gram, on the backend, in f64.
+    let mut norm2 = be.alloc_acc(1);
+    for g in &grads {
+        be.gram_accumulate(g, 1, be.buf_len(g), &mut norm2);
+    }
+    let nf = n as f64;
+    be.download_acc(&norm2)[0] / (nf * nf)
 }
 
 /// MGM, trace and top eigenvalue of the first `n` images' gradient Gram.

@@ -4,7 +4,7 @@
 use super::counts::{flops, params};
 use super::grasp::grasp;
 use super::jacob_cov::jacob_cov;
-use super::knas::{knas, KnasStats};
+use super::knas::{knas, mgm, KnasStats};
 use super::linear_regions::{linear_regions_network, linear_regions_released, ReleasedSettings};
 use super::naswot::naswot;
 use super::ntk::{ntk_condition, NtkMode};
@@ -108,11 +108,13 @@ pub fn score_arch<B: Backend>(
             Score::LinearRegionsNet => linear_regions_network(exec!(), data, settings.naswot_batch),
             Score::Ntk => ntk_condition(exec!(), data, settings.ntk_batch, NtkMode::FrozenStats),
             Score::NtkExact => ntk_condition(exec!(), data, settings.ntk_batch, NtkMode::Exact),
-            Score::Mgm | Score::MgmTrace | Score::MgmEig => {
+            // One definition of each value whatever else is asked: MGM always from the
+            // batched gradient, the others from the Gram.
+            Score::Mgm => mgm(exec!(), data, settings.batch),
+            Score::MgmTrace | Score::MgmEig => {
                 let stats: &KnasStats =
                     knas_stats.get_or_insert_with(|| knas(exec!(), data, settings.batch));
                 match score {
-                    Score::Mgm => stats.mgm,
                     Score::MgmTrace => stats.trace,
                     _ => stats.top_eigenvalue,
                 }
