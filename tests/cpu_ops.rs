@@ -159,8 +159,9 @@ const fn geom(
     }
 }
 
-/// Ragged shapes covering k 1/3, stride 1/2, pad 0/1 and the direct 1x1 path.
-const GEOMS: [ConvGeom; 7] = [
+/// Ragged shapes covering k 1/3/5, stride 1/2, pad 0/1/2, the direct 1x1 path and the
+/// shifted-plane im2col of "same" stride-1 convs (also narrower than the kernel).
+const GEOMS: [ConvGeom; 9] = [
     geom(3, 5, 5, 7, 3, 1, 1),
     geom(4, 3, 5, 7, 3, 2, 1),
     geom(2, 3, 5, 5, 3, 1, 0),
@@ -168,6 +169,8 @@ const GEOMS: [ConvGeom; 7] = [
     geom(5, 6, 6, 5, 1, 1, 0),
     geom(3, 2, 7, 5, 1, 2, 0),
     geom(3, 2, 4, 3, 1, 1, 1),
+    geom(2, 3, 6, 5, 5, 1, 2),
+    geom(2, 2, 3, 2, 5, 1, 2),
 ];
 
 fn naive_conv(g: &ConvGeom, n: usize, x: &[f64], w: &[f64]) -> Vec<f64> {

@@ -111,6 +111,9 @@ impl ConvGeom {
 /// Fills `col` (`[cin*k*k][oh*ow]`) from one image `x` (`[cin][h][w]`).
 fn im2col<T: Real>(g: &ConvGeom, x: &[T], col: &mut [T]) {
     let (ow, s) = (g.out_w(), g.stride);
+    if s == 1 && ow == g.w && g.out_h() == g.h {
+        return im2col_same(g, x, col);
+    }
     let mut rows = col.chunks_exact_mut(g.out_hw());
     for plane in x.chunks_exact(g.h * g.w) {
         for ki in 0..g.k {
@@ -135,6 +138,48 @@ fn im2col<T: Real>(g: &ConvGeom, x: &[T], col: &mut [T]) {
                             *o = v;
                         }
                     }
+                }
+            }
+        }
+    }
+}
+
+/// [`im2col`] of a stride-1 conv whose output has the input's size: each `col` row is the
+/// plane shifted by `(ki - pad) * w + (kj - pad)`, so it is one copy of the valid rows
+/// (instead of one short copy per output row), then the out-of-image rows and columns
+/// zeroed, which also covers the wrapped-around and clamped ends of that copy.
+fn im2col_same<T: Real>(g: &ConvGeom, x: &[T], col: &mut [T]) {
+    let (w, hw) = (g.w, g.h * g.w);
+    let mut rows = col.chunks_exact_mut(hw);
+    for plane in x.chunks_exact(hw) {
+        for ki in 0..g.k {
+            // Output rows whose input row `oy + ki - pad` is inside the image.
+            let row_lo = g.pad.saturating_sub(ki);
+            let row_hi = (g.h + g.pad).saturating_sub(ki).min(g.h).max(row_lo);
+            for kj in 0..g.k {
+                let out = rows.next().expect("col has cin*k*k rows");
+                let (lo, hi) = g.valid_cols(kj);
+                out[..row_lo * w].fill(T::zero());
+                out[row_hi * w..].fill(T::zero());
+                if row_hi == row_lo {
+                    continue;
+                }
+                // Source index of out[i] is i + shift; clamp the copy to the plane.
+                let shift = (ki * w + kj) as isize - (g.pad * w + g.pad) as isize;
+                let start = (row_lo * w).max((-shift).max(0) as usize);
+                let end = (row_hi * w).min((hw as isize - shift) as usize);
+                if start < end {
+                    let src = (start as isize + shift) as usize;
+                    out[start..end].copy_from_slice(&plane[src..src + end - start]);
+                }
+                // Column by column (at most `pad` of each): a fill per line would be a
+                // memset call per line.
+                let valid = &mut out[row_lo * w..row_hi * w];
+                for c in (0..lo).chain(hi..w) {
+                    valid[c..]
+                        .iter_mut()
+                        .step_by(w)
+                        .for_each(|v| *v = T::zero());
                 }
             }
         }
