@@ -83,6 +83,10 @@ fn conv(c: &mut Criterion) {
         group.bench_function(format!("backward weight {name}"), |b| {
             b.iter(|| conv2d_backward_weight(&g, N, &x, &dy, &mut dw))
         });
+        // The im2col path, to compare where Auto picks Winograd.
+        group.bench_function(format!("backward weight im2col {name}"), |b| {
+            b.iter(|| conv2d_backward_weight_with(ConvAlgo::Im2col, &g, N, &x, &dy, &mut dw))
+        });
     }
     group.finish();
 }

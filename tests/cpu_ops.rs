@@ -486,6 +486,77 @@ fn winograd_backward_data_matches_naive_transpose() {
     eprintln!("winograd backward data: worst error / (eps bound): {worst:?} (f64, f32)");
 }
 
+/// `dw[co][ci][ki][kj] = sum_{b,oy,ox} dy * x` in f64, and the same sum of absolute
+/// values (the scale the rounding error is measured against).
+fn naive_weight_grad(g: &ConvGeom, n: usize, x: &[f64], dy: &[f64]) -> (Vec<f64>, Vec<f64>) {
+    let (oh, ow) = (g.out_h(), g.out_w());
+    let (mut dw, mut abs) = (vec![0.0; g.weight_len()], vec![0.0; g.weight_len()]);
+    for b in 0..n {
+        for co in 0..g.cout {
+            for ci in 0..g.cin {
+                for ki in 0..g.k {
+                    for kj in 0..g.k {
+                        let at = ((co * g.cin + ci) * g.k + ki) * g.k + kj;
+                        for oy in 0..oh {
+                            for ox in 0..ow {
+                                let iy = (oy * g.stride + ki) as isize - g.pad as isize;
+                                let ix = (ox * g.stride + kj) as isize - g.pad as isize;
+                                if iy < 0 || ix < 0 || iy >= g.h as isize || ix >= g.w as isize {
+                                    continue;
+                                }
+                                let p = dy[((b * g.cout + co) * oh + oy) * ow + ox]
+                                    * x[((b * g.cin + ci) * g.h + iy as usize) * g.w + ix as usize];
+                                dw[at] += p;
+                                abs[at] += p.abs();
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    (dw, abs)
+}
+
+#[test]
+fn winograd_backward_weight_matches_naive_f64() {
+    let mut rng = Rng(14);
+    let mut worst = [0.0f64; 2];
+    for g in winograd_geoms() {
+        // One chunk, several chunks with a ragged last one.
+        for n in [1, 3, 11] {
+            let (x, dy) = (rng.vec(n * g.in_len()), rng.vec(n * g.out_len()));
+            let (x, dy) = (f64s(&f32s(&x)), f64s(&f32s(&dy)));
+            let base = f64s(&f32s(&rng.vec(g.weight_len())));
+            let (want, abs) = naive_weight_grad(&g, n, &x, &dy);
+            // Each transformed product mixes up to the 4x4 tile around a tap: the scale is
+            // the sum of |dy| |x| over the whole tile, bounded by 16 x the tap's own sum
+            // plus |base| for the final += .
+            let bound: Vec<f64> = abs
+                .iter()
+                .zip(&base)
+                .map(|(a, b)| 16.0 * a + b.abs())
+                .collect();
+            let got64 = added(&base, |dw| {
+                conv2d_backward_weight_with(ConvAlgo::Winograd, &g, n, &x, &dy, dw)
+            });
+            let mut dw32 = f32s(&base);
+            conv2d_backward_weight_with(
+                ConvAlgo::Winograd,
+                &g,
+                n,
+                &f32s(&x),
+                &f32s(&dy),
+                &mut dw32,
+            );
+            let got32: Vec<f64> = f64s(&dw32).iter().zip(&base).map(|(a, b)| a - b).collect();
+            let what = format!("dw {g:?} n={n}");
+            check_winograd_rounding([got64, got32], &want, &bound, &what, &mut worst);
+        }
+    }
+    eprintln!("winograd backward weight: worst error / (eps bound): {worst:?} (f64, f32)");
+}
+
 #[test]
 fn conv_auto_picks_winograd_only_where_it_pays() {
     let mut rng = Rng(13);

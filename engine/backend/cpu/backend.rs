@@ -164,7 +164,7 @@ impl<T: Real> Backend for CpuBackend<T> {
         dy: &Vec<T>,
         dw: &mut Vec<T>,
     ) {
-        conv::conv2d_backward_weight(g, n, x, dy, dw);
+        conv::conv2d_backward_weight_with(self.conv_algo, g, n, x, dy, dw);
     }
     fn conv_weight_grad_per_sample(
         &self,

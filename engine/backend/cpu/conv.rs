@@ -23,7 +23,8 @@ use super::scratch::{with_call_scratch, with_scratch};
 use super::winograd;
 use crate::backend::{ConvGeom, Real};
 
-/// How a convolution's forward (and stride-1 backward data) is computed.
+/// How a convolution's forward, stride-1 backward data and batched weight gradient are
+/// computed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum ConvAlgo {
     /// Winograd where it applies and pays (3x3, stride 1, enough channels), else im2col.
@@ -425,6 +426,19 @@ const WEIGHT_GRAD_CHUNK: usize = 8;
 /// `dw += sum_n dy_n col(x_n)^T`; partial sums over fixed chunks of images, then one
 /// reduction in chunk order.
 pub fn conv2d_backward_weight<T: Real>(g: &ConvGeom, n: usize, x: &[T], dy: &[T], dw: &mut [T]) {
+    conv2d_backward_weight_with(ConvAlgo::Auto, g, n, x, dy, dw);
+}
+
+/// [`conv2d_backward_weight`] with the algorithm chosen by `algo` (Winograd: the same
+/// fixed chunks of images).
+pub fn conv2d_backward_weight_with<T: Real>(
+    algo: ConvAlgo,
+    g: &ConvGeom,
+    n: usize,
+    x: &[T],
+    dy: &[T],
+    dw: &mut [T],
+) {
     check(
         g,
         "conv2d_backward_weight",
@@ -434,6 +448,9 @@ pub fn conv2d_backward_weight<T: Real>(g: &ConvGeom, n: usize, x: &[T], dy: &[T]
             ("dw", dw.len(), g.weight_len()),
         ],
     );
+    if algo.uses_winograd(g) {
+        return winograd::backward_weight(g, n, x, dy, WEIGHT_GRAD_CHUNK, dw);
+    }
     let (xi, dyi) = (
         |i: usize| &x[i * g.in_len()..(i + 1) * g.in_len()],
         |i: usize| &dy[i * g.out_len()..(i + 1) * g.out_len()],

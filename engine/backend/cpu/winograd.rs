@@ -21,11 +21,17 @@
 //! `b`'s tile `(ty, tx)` is column `(b * th + ty) * tw + tx`), groups sized to stay in L2.
 //! Tiles past an odd edge are computed on zero padding and clipped.
 //!
+//! The weight gradient runs the same algebra backwards: with `D = A dY A^T` of each 2x2
+//! output-gradient tile (4x4) and `V` of the matching input tile, `dU_e[co][ci] = sum over
+//! tiles of D_e[co][t] V_e[ci][t]` (16 GEMMs of depth "tiles") and `dw = G^T dU G`.
+//!
 //! Rounding: the transforms only add (and halve, exactly), so the error stays within a
 //! small multiple of im2col's (tests/cpu_ops.rs bounds it against an f64 direct conv).
 
+use rayon::prelude::*;
+
 use super::conv::for_each_image;
-use super::gemm::{matmul, Mat};
+use super::gemm::{matmul, Mat, Parallelism};
 use super::scratch::with_scratch;
 use crate::backend::{ConvGeom, Real};
 
@@ -295,6 +301,190 @@ fn deinterleave<T: Real>(src: &[T], even: &mut [T], odd: &mut [T]) {
     for ((e, o), pair) in even.iter_mut().zip(odd.iter_mut()).zip(src.chunks_exact(2)) {
         *e = pair[0];
         *o = pair[1];
+    }
+}
+
+/// `dw += sum_i dw_i` (`dw` `[cout][cin][3][3]`), the weight gradient of `n` images by
+/// Winograd (module docs). Images go in fixed chunks of `chunk`, each chunk's `dU` summed
+/// in image order and the chunks in chunk order, and the groups inside a chunk do not
+/// depend on the thread count: the same additions for any number of threads.
+pub(super) fn backward_weight<T: Real>(
+    g: &ConvGeom,
+    n: usize,
+    x: &[T],
+    dy: &[T],
+    chunk: usize,
+    dw: &mut [T],
+) {
+    assert!(applies(g), "winograd: not a 3x3 stride-1 conv: {g:?}");
+    let (th, tw) = tiles(g);
+    let per_image = th * tw;
+    let col_bytes = TILE_ELEMS * (g.cin + g.cout) * std::mem::size_of::<T>();
+    let group = (GROUP_BYTES / col_bytes.max(1) / per_image).clamp(1, chunk);
+    let work_len = transform_scratch(g);
+    let (cin, cout) = (g.cin, g.cout);
+    let partials: Vec<Vec<T>> = (0..n.div_ceil(chunk))
+        .into_par_iter()
+        .map(|c| {
+            let mut du = vec![T::zero(); filters_len(g)];
+            let images = c * chunk..((c + 1) * chunk).min(n);
+            for first in images.clone().step_by(group) {
+                let count = group.min(images.end - first);
+                let cols = count * per_image;
+                let (v_len, d_len) = (TILE_ELEMS * cin * cols, TILE_ELEMS * cout * cols);
+                with_scratch(v_len + d_len + work_len, |buf| {
+                    let (v, rest) = buf.split_at_mut(v_len);
+                    let (d, work) = rest.split_at_mut(d_len);
+                    for b in 0..count {
+                        let i = first + b;
+                        let (xi, dyi) = (
+                            &x[i * g.in_len()..][..g.in_len()],
+                            &dy[i * g.out_len()..][..g.out_len()],
+                        );
+                        transform_image(g, xi, b * per_image, cols, v, work);
+                        transform_gradient(g, dyi, b * per_image, cols, d, work);
+                    }
+                    for e in 0..TILE_ELEMS {
+                        matmul(
+                            &mut du[e * cout * cin..][..cout * cin],
+                            Mat::rows(cout, cin),
+                            true,
+                            &d[e * cout * cols..][..cout * cols],
+                            Mat::rows(cout, cols),
+                            &v[e * cin * cols..][..cin * cols],
+                            Mat::rows(cin, cols).t(),
+                            Parallelism::None,
+                        );
+                    }
+                });
+            }
+            du
+        })
+        .collect();
+    let mut du = vec![T::zero(); filters_len(g)];
+    for p in &partials {
+        for (a, &b) in du.iter_mut().zip(p) {
+            *a += b;
+        }
+    }
+    // dw += G^T dU G for each filter.
+    let half = T::from_f64_rounded(0.5);
+    let gt_times = |d0: T, d1: T, d2: T, d3: T| {
+        let (sum, diff) = ((d1 + d2) * half, (d1 - d2) * half);
+        [d0 + sum, diff, sum + d3]
+    };
+    let plane = cout * cin;
+    for co in 0..cout {
+        for ci in 0..cin {
+            let at = |e: usize| du[e * plane + co * cin + ci];
+            // G^T on the columns of each row of dU (4 rows of 3), then on those columns.
+            let rows: [[T; 3]; 4] = std::array::from_fn(|i| {
+                gt_times(at(i * 4), at(i * 4 + 1), at(i * 4 + 2), at(i * 4 + 3))
+            });
+            let f = &mut dw[(co * cin + ci) * 9..][..9];
+            for c in 0..3 {
+                let col = gt_times(rows[0][c], rows[1][c], rows[2][c], rows[3][c]);
+                for r in 0..3 {
+                    f[r * 3 + c] += col[r];
+                }
+            }
+        }
+    }
+}
+
+/// Writes `A dY A^T` of every 2x2 tile of the output gradient `dy` (`[cout][oh][ow]`, zero
+/// past odd edges) into `d` (`[16][cout][cols]`) at columns `col0..col0 + th tw`: the
+/// tiles' four pixels gathered into planes `y[a][b]`, `A` applied down (`r[i][b]`), then
+/// across (element `(i, j)`), each step one loop over all tiles.
+fn transform_gradient<T: Real>(
+    g: &ConvGeom,
+    dy: &[T],
+    col0: usize,
+    cols: usize,
+    d: &mut [T],
+    work: &mut [T],
+) {
+    wide_simd!(transform_gradient_body(g, dy, col0, cols, d, work))
+}
+
+/// `out = x`, `x + y`, `x - y` or `-y` (`OP` 0..4): the rows of `A`.
+#[inline(always)]
+fn a_combine<T: Real, const OP: u8>(out: &mut [T], x: &[T], y: &[T]) {
+    let n = out.len();
+    let (x, y) = (&x[..n], &y[..n]);
+    for t in 0..n {
+        out[t] = match OP {
+            0 => x[t],
+            1 => x[t] + y[t],
+            2 => x[t] - y[t],
+            _ => -y[t],
+        };
+    }
+}
+
+/// `a_combine` with the operation picked at run time (each arm compiled on its own).
+#[inline(always)]
+fn a_row_op<T: Real>(op: usize, out: &mut [T], x: &[T], y: &[T]) {
+    match op {
+        0 => a_combine::<T, 0>(out, x, y),
+        1 => a_combine::<T, 1>(out, x, y),
+        2 => a_combine::<T, 2>(out, x, y),
+        _ => a_combine::<T, 3>(out, x, y),
+    }
+}
+
+#[inline(always)]
+fn transform_gradient_body<T: Real>(
+    g: &ConvGeom,
+    dy: &[T],
+    col0: usize,
+    cols: usize,
+    d: &mut [T],
+    work: &mut [T],
+) {
+    let (th, tw) = tiles(g);
+    let tiles = th * tw;
+    let (oh, ow) = (g.out_h(), g.out_w());
+    let pairs = ow / 2;
+    let (y, r) = work[..12 * tiles].split_at_mut(4 * tiles);
+    for (co, plane) in dy.chunks_exact(oh * ow).enumerate() {
+        // y[a][b][ty tw + tx] = dy[2ty + a][2tx + b].
+        for a in 0..2 {
+            let (even, odd) = y[2 * a * tiles..][..2 * tiles].split_at_mut(tiles);
+            for ty in 0..th {
+                let (e, o) = (&mut even[ty * tw..][..tw], &mut odd[ty * tw..][..tw]);
+                let oy = 2 * ty + a;
+                if oy >= oh {
+                    e.fill(T::zero());
+                    o.fill(T::zero());
+                    continue;
+                }
+                let line = &plane[oy * ow..][..ow];
+                deinterleave(&line[..2 * pairs], &mut e[..pairs], &mut o[..pairs]);
+                if ow % 2 == 1 {
+                    e[pairs] = line[ow - 1];
+                    o[pairs] = T::zero();
+                }
+            }
+        }
+        // r[i][b] = (A y)[i][b] from y[0][b] and y[1][b].
+        for i in 0..4 {
+            for b in 0..2 {
+                let (y0, y1) = (&y[b * tiles..][..tiles], &y[(2 + b) * tiles..][..tiles]);
+                a_row_op(i, &mut r[(i * 2 + b) * tiles..][..tiles], y0, y1);
+            }
+        }
+        // d[(i, j)] = (r A^T)[i][j] from r[i][0] and r[i][1].
+        for i in 0..4 {
+            let (r0, r1) = (
+                &r[(i * 2) * tiles..][..tiles],
+                &r[(i * 2 + 1) * tiles..][..tiles],
+            );
+            for j in 0..4 {
+                let out = &mut d[((i * 4 + j) * g.cout + co) * cols + col0..][..tiles];
+                a_row_op(j, out, r0, r1);
+            }
+        }
     }
 }
 
