@@ -31,6 +31,7 @@
 use rayon::prelude::*;
 
 use super::conv::for_each_image;
+use super::elementwise::add_assign;
 use super::gemm::{matmul, Mat, Parallelism};
 use super::scratch::with_scratch;
 use crate::backend::{ConvGeom, Real};
@@ -363,9 +364,7 @@ pub(super) fn backward_weight<T: Real>(
         .collect();
     let mut du = vec![T::zero(); filters_len(g)];
     for p in &partials {
-        for (a, &b) in du.iter_mut().zip(p) {
-            *a += b;
-        }
+        add_assign(&mut du, p);
     }
     // dw += G^T dU G for each filter.
     let half = T::from_f64_rounded(0.5);
