@@ -34,7 +34,7 @@
 
 use super::{forward_loss_gradient, linalg};
 use crate::backend::{
-    Backend, BackwardOptions, BnGrad, BnStatistics, Executor, ParamGrads, Reduction,
+    Backend, BackwardOptions, BnGrad, BnStatistics, Executor, Gradients, ParamGrads, Reduction,
 };
 use crate::data::Batch;
 
@@ -67,20 +67,32 @@ impl KnasStats {
     }
 }
 
-/// `G` (`[n][n]`, f64) of the per-image cross-entropy gradients of the first `n` images.
-pub fn knas_gram<B: Backend>(exec: &mut Executor<'_, B>, batch: &Batch, n: usize) -> Vec<f64> {
-    let be = exec.backend();
-    let plan = exec.plan();
+/// The KNAS setting, in one place: the first `n` images forwarded each normalised alone,
+/// the summed cross-entropy, the full batch-norm gradient within each image; the
+/// parameter gradients go where `param_grads` says.
+fn knas_backward<B: Backend>(
+    exec: &mut Executor<'_, B>,
+    batch: &Batch,
+    n: usize,
+    param_grads: ParamGrads<'_, B>,
+) -> Gradients<B> {
     let dlogits = forward_loss_gradient(exec, batch, n, BnStatistics::PerSample, Reduction::Sum);
-    let mut acc = be.alloc_acc(n * n);
-    let mut fold = |p: usize, rows: &B::Buf| {
-        be.gram_accumulate(rows, n, plan.params[p].len(), &mut acc);
-    };
     let options = BackwardOptions {
         bn_grad: BnGrad::Full,
         input_grad: false,
     };
-    exec.backward(dlogits, &options, ParamGrads::PerSample(&mut fold));
+    exec.backward(dlogits, &options, param_grads)
+}
+
+/// `G` (`[n][n]`, f64) of the per-image cross-entropy gradients of the first `n` images.
+pub fn knas_gram<B: Backend>(exec: &mut Executor<'_, B>, batch: &Batch, n: usize) -> Vec<f64> {
+    let be = exec.backend();
+    let plan = exec.plan();
+    let mut acc = be.alloc_acc(n * n);
+    let mut fold = |p: usize, rows: &B::Buf| {
+        be.gram_accumulate(rows, n, plan.params[p].len(), &mut acc);
+    };
+    knas_backward(exec, batch, n, ParamGrads::PerSample(&mut fold));
     be.download_acc(&acc)
 }
 
@@ -89,13 +101,7 @@ pub fn knas_gram<B: Backend>(exec: &mut Executor<'_, B>, batch: &Batch, n: usize
 /// Equal to [`KnasStats::mgm`] of [`knas_gram`] up to f32 rounding of the batch sums.
 pub fn mgm<B: Backend>(exec: &mut Executor<'_, B>, batch: &Batch, n: usize) -> f64 {
     let be = exec.backend();
-    let dlogits = forward_loss_gradient(exec, batch, n, BnStatistics::PerSample, Reduction::Sum);
-    let options = BackwardOptions {
-        bn_grad: BnGrad::Full,
-        input_grad: false,
-    };
-    let grads = exec
-        .backward(dlogits, &options, ParamGrads::Batched)
+    let grads = knas_backward(exec, batch, n, ParamGrads::Batched)
         .params
         .expect("batched gradients");
     // `||g||^2` of each tensor as a 1 x 1 Gram, on the backend, in f64.

@@ -93,14 +93,18 @@ fn tiles(g: &ConvGeom) -> (usize, usize) {
     (g.out_h().div_ceil(2), g.out_w().div_ceil(2))
 }
 
-/// Images per group: as many as keep `V` and `M` within `GROUP_BYTES`, at least one, and
-/// no more than an even share of the batch per thread.
-fn group_size<T>(g: &ConvGeom, n: usize) -> usize {
+/// Images whose `V` and `M` (or `D`) fit in `GROUP_BYTES`, at least one.
+fn images_in_group<T>(g: &ConvGeom) -> usize {
     let (th, tw) = tiles(g);
     let col_bytes = TILE_ELEMS * (g.cin + g.cout) * std::mem::size_of::<T>();
-    let cols = GROUP_BYTES / col_bytes.max(1);
+    (GROUP_BYTES / col_bytes.max(1) / (th * tw)).max(1)
+}
+
+/// Images per group of the forward: [`images_in_group`], and no more than an even share
+/// of the batch per thread.
+fn group_size<T>(g: &ConvGeom, n: usize) -> usize {
     let share = n.div_ceil(rayon::current_num_threads()).max(1);
-    (cols / (th * tw)).clamp(1, share)
+    images_in_group::<T>(g).min(share)
 }
 
 /// Scratch elements the transforms need: `q` and a padded row for the input, `s` and
@@ -320,8 +324,7 @@ pub(super) fn backward_weight<T: Real>(
     assert!(applies(g), "winograd: not a 3x3 stride-1 conv: {g:?}");
     let (th, tw) = tiles(g);
     let per_image = th * tw;
-    let col_bytes = TILE_ELEMS * (g.cin + g.cout) * std::mem::size_of::<T>();
-    let group = (GROUP_BYTES / col_bytes.max(1) / per_image).clamp(1, chunk);
+    let group = images_in_group::<T>(g).min(chunk);
     let work_len = transform_scratch(g);
     let (cin, cout) = (g.cin, g.cout);
     let partials: Vec<Vec<T>> = (0..n.div_ceil(chunk))
