@@ -222,7 +222,25 @@ fn forward_primitives_in<M: Measurement>(name: &str, c: &mut Criterion<M>) {
     group.finish();
 }
 
-criterion_group!(benches, conv, batchnorm, forward_primitives);
+/// `G += A A^T` of per-sample gradients, 32 images (the NTK batch), over the weight
+/// counts of one 3x3 conv of each stage.
+fn gradient_gram(c: &mut Criterion) {
+    let n = 32;
+    let mut group = c.benchmark_group("gram");
+    group.sample_size(20);
+    for (ch, _) in STAGES {
+        let len = ch * ch * 9;
+        let a = data(n * len, 1);
+        let mut g = vec![0.0f64; n * n];
+        group.throughput(Throughput::Elements((n * len) as u64));
+        group.bench_function(format!("gram_accumulate 32x{len}"), |b| {
+            b.iter(|| gram::gram_accumulate(&a, n, len, &mut g))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, conv, batchnorm, forward_primitives, gradient_gram);
 criterion_group! {
     name = cpu_time;
     config = Criterion::default().with_measurement(CpuTime);
