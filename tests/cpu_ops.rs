@@ -761,6 +761,10 @@ fn bn_grads(rng: &mut Rng, g: &BnGeom, mode: BnGrad, c: &BnCase, r: &[f64]) -> [
         &mut dg,
         &mut db,
     );
+    // The data-only entry point (no parameter gradients) adds the same dx.
+    let mut dx_only = bx.clone();
+    batchnorm_backward_data(g, mode, &c.x, &c.gamma, &c.mean, &c.inv, r, &mut dx_only);
+    assert_eq!(dx_only, dx, "batchnorm_backward_data {mode:?} {g:?}");
     let sub = |a: Vec<f64>, b: Vec<f64>| a.iter().zip(&b).map(|(a, b)| a - b).collect();
     [sub(dx, bx), sub(dg, bg), sub(db, bb)]
 }

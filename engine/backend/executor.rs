@@ -510,10 +510,7 @@ impl<'a, B: Backend> Executor<'a, B> {
                         }
                         ParamGrads::Skip | ParamGrads::PerSample(_) => {
                             if let Some(dx) = dx {
-                                // Parameter gradients land in throw-away scratch here.
-                                let mut dgamma = be.alloc(s.c);
-                                let mut dbeta = be.alloc(s.c);
-                                be.bn_backward(
+                                be.bn_backward_data(
                                     &g,
                                     options.bn_grad,
                                     &slots[*x],
@@ -521,9 +518,7 @@ impl<'a, B: Backend> Executor<'a, B> {
                                     mean,
                                     inv_std,
                                     &dy,
-                                    Some(dx),
-                                    &mut dgamma,
-                                    &mut dbeta,
+                                    dx,
                                 );
                             }
                             if let ParamGrads::PerSample(visit) = &mut param_grads {

@@ -187,6 +187,37 @@ pub trait Backend: Sync {
         dgamma: &mut Self::Buf,
         dbeta: &mut Self::Buf,
     );
+    /// The `dx` of [`Backend::bn_backward`] alone (accumulated), for backward passes that
+    /// take the parameter gradients elsewhere or not at all. The default runs
+    /// `bn_backward` into throw-away parameter gradients; a backend overrides it where
+    /// `FrozenStats` then needs no reduction over `dy`.
+    #[allow(clippy::too_many_arguments)]
+    fn bn_backward_data(
+        &self,
+        g: &BnGeom,
+        mode: BnGrad,
+        x: &Self::Buf,
+        gamma: &Self::Buf,
+        mean: &Self::Buf,
+        inv_std: &Self::Buf,
+        dy: &Self::Buf,
+        dx: &mut Self::Buf,
+    ) {
+        let mut dgamma = self.alloc(g.c);
+        let mut dbeta = self.alloc(g.c);
+        self.bn_backward(
+            g,
+            mode,
+            x,
+            gamma,
+            mean,
+            inv_std,
+            dy,
+            Some(dx),
+            &mut dgamma,
+            &mut dbeta,
+        );
+    }
     #[allow(clippy::too_many_arguments)]
     fn bn_param_grad_per_sample(
         &self,

@@ -225,6 +225,19 @@ impl<T: Real> Backend for CpuBackend<T> {
             dbeta,
         );
     }
+    fn bn_backward_data(
+        &self,
+        g: &BnGeom,
+        mode: BnGrad,
+        x: &Vec<T>,
+        gamma: &Vec<T>,
+        mean: &Vec<T>,
+        inv_std: &Vec<T>,
+        dy: &Vec<T>,
+        dx: &mut Vec<T>,
+    ) {
+        norm::batchnorm_backward_data(g, mode, x, gamma, mean, inv_std, dy, dx);
+    }
     fn bn_param_grad_per_sample(
         &self,
         g: &BnGeom,

@@ -28,7 +28,9 @@ pub use conv::{
 pub use elementwise::add_assign;
 pub use linear::{linear_backward, linear_forward, linear_grad_per_sample};
 pub use loss::softmax_cross_entropy;
-pub use norm::{batchnorm_backward, batchnorm_forward, batchnorm_param_grad_per_sample};
+pub use norm::{
+    batchnorm_backward, batchnorm_backward_data, batchnorm_forward, batchnorm_param_grad_per_sample,
+};
 pub use pool::{
     avgpool2x2_backward, avgpool2x2_forward, avgpool3x3_backward, avgpool3x3_forward,
     global_avgpool_backward, global_avgpool_forward,

@@ -155,8 +155,52 @@ pub fn batchnorm_backward<T: Real>(
         "batchnorm_backward",
     );
     assert_eq!(dy.len(), x.len(), "batchnorm_backward: dy length");
-    // (Sdy, Sdx) per (group, channel).
-    let sums: Vec<(f64, f64)> = (0..g.groups() * g.c)
+    let sums = backward_sums(g, x, mean, inv_std, dy);
+    for (gc, &(sdy, sdx)) in sums.iter().enumerate() {
+        dbeta[gc % g.c] += T::from_f64_rounded(sdy);
+        dgamma[gc % g.c] += T::from_f64_rounded(sdx);
+    }
+    if let Some(dx) = dx {
+        backward_dx(g, mode, x, gamma, mean, inv_std, dy, &sums, dx);
+    }
+}
+
+/// `dx +=` the input gradient of [`batchnorm_backward`] alone: in `FrozenStats` mode
+/// without the reductions over `dy` that only the parameter gradients need.
+#[allow(clippy::too_many_arguments)]
+pub fn batchnorm_backward_data<T: Real>(
+    g: &BnGeom,
+    mode: BnGrad,
+    x: &[T],
+    gamma: &[T],
+    mean: &[T],
+    inv_std: &[T],
+    dy: &[T],
+    dx: &mut [T],
+) {
+    g.check(
+        x.len(),
+        &[mean.len(), inv_std.len()],
+        &[gamma.len()],
+        "batchnorm_backward_data",
+    );
+    assert_eq!(dy.len(), x.len(), "batchnorm_backward_data: dy length");
+    let sums = match mode {
+        BnGrad::Full => backward_sums(g, x, mean, inv_std, dy),
+        BnGrad::FrozenStats => Vec::new(),
+    };
+    backward_dx(g, mode, x, gamma, mean, inv_std, dy, &sums, dx);
+}
+
+/// `(Sdy, Sdx)` per (group, channel), in f64.
+fn backward_sums<T: Real>(
+    g: &BnGeom,
+    x: &[T],
+    mean: &[T],
+    inv_std: &[T],
+    dy: &[T],
+) -> Vec<(f64, f64)> {
+    (0..g.groups() * g.c)
         .into_par_iter()
         .map(|gc| {
             let (gi, ch) = (gc / g.c, gc % g.c);
@@ -168,12 +212,22 @@ pub fn batchnorm_backward<T: Real>(
                 .fold((0.0, 0.0), |a, b| (a.0 + b.0, a.1 + b.1));
             (sdy, sdev * inv_std[gc].to_f64_lossless())
         })
-        .collect();
-    for (gc, &(sdy, sdx)) in sums.iter().enumerate() {
-        dbeta[gc % g.c] += T::from_f64_rounded(sdy);
-        dgamma[gc % g.c] += T::from_f64_rounded(sdx);
-    }
-    let Some(dx) = dx else { return };
+        .collect()
+}
+
+/// `dx +=` the input gradient; `sums` from [`backward_sums`] (read in `Full` mode only).
+#[allow(clippy::too_many_arguments)]
+fn backward_dx<T: Real>(
+    g: &BnGeom,
+    mode: BnGrad,
+    x: &[T],
+    gamma: &[T],
+    mean: &[T],
+    inv_std: &[T],
+    dy: &[T],
+    sums: &[(f64, f64)],
+    dx: &mut [T],
+) {
     assert_eq!(dx.len(), x.len(), "batchnorm_backward: dx length");
     let m = (g.group * g.hw) as f64;
     dx.par_chunks_mut(g.hw)
