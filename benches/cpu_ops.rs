@@ -83,6 +83,10 @@ fn conv(c: &mut Criterion) {
         group.bench_function(format!("backward weight {name}"), |b| {
             b.iter(|| conv2d_backward_weight(&g, N, &x, &dy, &mut dw))
         });
+        let mut per_sample = vec![0.0; N * g.weight_len()];
+        group.bench_function(format!("per-sample weight {name}"), |b| {
+            b.iter(|| conv2d_weight_grad_per_sample(&g, N, &x, &dy, &mut per_sample))
+        });
         // The im2col path, to compare where Auto picks Winograd.
         group.bench_function(format!("backward weight im2col {name}"), |b| {
             b.iter(|| conv2d_backward_weight_with(ConvAlgo::Im2col, &g, N, &x, &dy, &mut dw))
@@ -190,6 +194,10 @@ fn forward_primitives_in<M: Measurement>(name: &str, c: &mut Criterion<M>) {
         group.throughput(Throughput::Elements(len as u64));
         group.bench_function(format!("avgpool3x3 {name}"), |b| {
             b.iter(|| avgpool3x3_forward(N, ch, side, side, &x, &mut y))
+        });
+        let mut dx = x2.clone();
+        group.bench_function(format!("avgpool3x3 backward {name}"), |b| {
+            b.iter(|| avgpool3x3_backward(N, ch, side, side, &x, &mut dx))
         });
         let g = BnGeom {
             n: N,

@@ -1346,6 +1346,76 @@ fn avgpool3x3_forward_is_bit_identical_to_the_ordered_reference() {
     }
 }
 
+/// The 3x3 average pool's backward in f32 adding in the documented order: `dy` scaled by
+/// `(1 / rows(i)) * (1 / cols(j))`, horizontal `(s[j] + s[j-1]) + s[j+1]`, vertical
+/// `(R[i] + R[i-1]) + R[i+1]`, in-bounds terms only, then added to `dx`.
+fn ordered_avg3_backward_f32(
+    n: usize,
+    c: usize,
+    h: usize,
+    w: usize,
+    dy: &[f32],
+    dx: &[f32],
+) -> Vec<f32> {
+    let inv =
+        |i: usize, len: usize| 1.0 / (1 + usize::from(i > 0) + usize::from(i + 1 < len)) as f32;
+    let mut out = dx.to_vec();
+    for p in 0..n * c {
+        let at = |i: usize, j: usize| dy[(p * h + i) * w + j] * inv(i, h) * inv(j, w);
+        let hsum = |i: usize, j: usize| {
+            let mut s = at(i, j);
+            if j > 0 {
+                s += at(i, j - 1);
+            }
+            if j + 1 < w {
+                s += at(i, j + 1);
+            }
+            s
+        };
+        for i in 0..h {
+            for j in 0..w {
+                let mut s = hsum(i, j);
+                if i > 0 {
+                    s += hsum(i - 1, j);
+                }
+                if i + 1 < h {
+                    s += hsum(i + 1, j);
+                }
+                out[(p * h + i) * w + j] += s;
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn avgpool3x3_backward_is_bit_identical_to_the_ordered_reference() {
+    let mut rng = Rng(22);
+    for (n, c, h, w) in [
+        (2, 16, 32, 32),
+        (3, 5, 8, 8),
+        (1, 3, 1, 1),
+        (1, 2, 1, 5),
+        (1, 2, 5, 1),
+        (2, 3, 2, 2),
+        (1, 1, 3, 7),
+        (1, 300, 9, 9),
+        (1, 3, 17, 15),
+    ] {
+        let (dy, base) = (f32s(&rng.vec(n * c * h * w)), f32s(&rng.vec(n * c * h * w)));
+        let mut dx = base.clone();
+        avgpool3x3_backward(n, c, h, w, &dy, &mut dx);
+        let want = ordered_avg3_backward_f32(n, c, h, w, &dy, &base);
+        for (e, (a, b)) in dx.iter().zip(&want).enumerate() {
+            assert_eq!(
+                a.to_bits(),
+                b.to_bits(),
+                "{n}x{c}x{h}x{w} at {e}: {a} vs {b}"
+            );
+        }
+    }
+}
+
 /// `|got - want| <= tol * |want|` elementwise.
 fn assert_rel(got: &[f64], want: &[f64], tol: f64, what: &str) {
     assert_eq!(got.len(), want.len(), "{what}: length");

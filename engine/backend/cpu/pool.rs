@@ -30,45 +30,12 @@ fn inv_taps<T: Real>(i: usize, len: usize) -> T {
     T::one() / T::from_usize(taps).expect("small count")
 }
 
-/// `rows[i][j] = src[i][j-1] + src[i][j] + src[i][j+1]` (in-bounds terms only).
-fn hsum3<T: Real>(w: usize, src: &[T], rows: &mut [T]) {
-    for (s, r) in src.chunks_exact(w).zip(rows.chunks_exact_mut(w)) {
-        r.copy_from_slice(s);
-        for j in 1..w {
-            r[j] += s[j - 1];
-            r[j - 1] += s[j];
-        }
-    }
-}
-
-/// Calls `emit(i, row_sum)` with the vertical 3-sum of `rows` around each row `i`.
-fn vsum3<T: Real>(
-    h: usize,
-    w: usize,
-    rows: &[T],
-    acc: &mut [T],
-    mut emit: impl FnMut(usize, &[T]),
-) {
-    for i in 0..h {
-        acc.copy_from_slice(&rows[i * w..(i + 1) * w]);
-        for r in [i.checked_sub(1), Some(i + 1).filter(|&r| r < h)]
-            .into_iter()
-            .flatten()
-        {
-            acc.iter_mut()
-                .zip(&rows[r * w..(r + 1) * w])
-                .for_each(|(a, &v)| *a += v);
-        }
-        emit(i, acc);
-    }
-}
-
 /// 3x3 average pool, stride 1, pad 1, divisor = in-bounds taps; `y` overwritten.
 ///
-/// Per plane, the same additions in the same order as [`hsum3`] then [`vsum3`] (results
-/// unchanged bit for bit), but as long flat loops over the plane so they vectorise even
-/// for 8-wide rows: the horizontal sums `R` of the whole plane in one shifted-slice loop
-/// (row ends patched after), then `y = ((R[i] + R[i-1]) + R[i+1]) * inv_c(j) * inv_r(i)`
+/// Per plane, the additions in a fixed order, horizontal `R[j] = (s[j] + s[j-1]) + s[j+1]`
+/// then vertical `(R[i] + R[i-1]) + R[i+1]` (in-bounds terms only), as long flat loops
+/// over the plane so they vectorise even for 8-wide rows: the horizontal sums `R` of the
+/// whole plane in one shifted-slice loop (row ends patched after), then `y = ((R[i] + R[i-1]) + R[i+1]) * inv_c(j) * inv_r(i)`
 /// with the interior rows (all `inv_r = 1/3`) in one flat loop. `R` is one plane
 /// (L1-resident); several planes per rayon task.
 pub fn avgpool3x3_forward<T: Real>(n: usize, c: usize, h: usize, w: usize, x: &[T], y: &mut [T]) {
@@ -111,7 +78,7 @@ pub fn avgpool3x3_forward<T: Real>(n: usize, c: usize, h: usize, w: usize, x: &[
         });
 }
 
-/// [`hsum3`] of one plane: `r[k] = (s[k] + s[k-1]) + s[k+1]` over the flat plane, then
+/// Horizontal 3-tap sums of one plane: `r[k] = (s[k] + s[k-1]) + s[k+1]` over the flat plane, then
 /// each row's first and last entry recomputed without the neighbour across the row end.
 #[inline(always)]
 fn hsum3_plane<T: Real>(w: usize, s: &[T], r: &mut [T]) {
@@ -224,7 +191,9 @@ fn vsum3_scale_plane<T: Real>(h: usize, w: usize, r: &[T], y: &mut [T]) {
     }
 }
 
-/// Backward of [`avgpool3x3_forward`]: `dx += B(dy / cnt)`.
+/// `dx +=` the gradient of [`avgpool3x3_forward`]: `B (dy / cnt)`, per plane `dy` scaled
+/// by `inv_r(i) * inv_c(j)`, then the same horizontal and vertical sums as the forward
+/// (same order), added to `dx`; flat loops, several planes per rayon task.
 pub fn avgpool3x3_backward<T: Real>(
     n: usize,
     c: usize,
@@ -235,34 +204,68 @@ pub fn avgpool3x3_backward<T: Real>(
 ) {
     check(dy.len(), n * c * h * w, "dy", "avgpool3x3_backward");
     check(dx.len(), n * c * h * w, "dx", "avgpool3x3_backward");
-    if h * w == 0 {
+    let hw = h * w;
+    if hw == 0 {
         return;
     }
-    dx.par_chunks_mut(h * w)
-        .zip(dy.par_chunks(h * w))
+    let task = hw * (PAR_CHUNK / hw).max(1);
+    dx.par_chunks_mut(task)
+        .zip(dy.par_chunks(task))
         .for_each(|(dx, dy)| {
-            with_scratch(2 * h * w + w, |buf: &mut [T]| {
-                let (scaled, rest) = buf.split_at_mut(h * w);
-                let (rows, acc) = rest.split_at_mut(h * w);
-                for (i, (s, d)) in scaled
-                    .chunks_exact_mut(w)
-                    .zip(dy.chunks_exact(w))
-                    .enumerate()
-                {
-                    let inv_r: T = inv_taps(i, h);
-                    for (j, (s, &d)) in s.iter_mut().zip(d).enumerate() {
-                        *s = d * inv_r * inv_taps(j, w);
-                    }
+            with_scratch(2 * hw + SKEW + w, |buf: &mut [T]| {
+                let (scaled, rest) = buf.split_at_mut(hw);
+                let (rows, inv_c) = rest[SKEW..].split_at_mut(hw);
+                for (j, v) in inv_c.iter_mut().enumerate() {
+                    *v = inv_taps(j, w);
                 }
-                hsum3(w, scaled, rows);
-                vsum3(h, w, rows, acc, |i, sum| {
-                    dx[i * w..(i + 1) * w]
-                        .iter_mut()
-                        .zip(sum)
-                        .for_each(|(d, &s)| *d += s);
-                });
+                with_widest_simd(
+                    #[inline(always)]
+                    || {
+                        for (dx, dy) in dx.chunks_exact_mut(hw).zip(dy.chunks_exact(hw)) {
+                            for (i, (s, d)) in scaled
+                                .chunks_exact_mut(w)
+                                .zip(dy.chunks_exact(w))
+                                .enumerate()
+                            {
+                                let inv_r: T = inv_taps(i, h);
+                                for ((s, &d), &ic) in s.iter_mut().zip(d).zip(&*inv_c) {
+                                    *s = d * inv_r * ic;
+                                }
+                            }
+                            hsum3_plane(w, scaled, rows);
+                            vsum3_add_plane(h, w, rows, dx);
+                        }
+                    },
+                )
             });
         });
+}
+
+/// `dx[i] += (r[i] + r[i-1]) + r[i+1]` for each row `i` of one plane (in-bounds rows only):
+/// the two end rows, then the interior as one flat loop.
+#[inline(always)]
+fn vsum3_add_plane<T: Real>(h: usize, w: usize, r: &[T], dx: &mut [T]) {
+    if h == 1 {
+        for (d, &c) in dx.iter_mut().zip(r) {
+            *d += c;
+        }
+        return;
+    }
+    let lo = h * w - w;
+    for ((d, &c), &down) in dx[..w].iter_mut().zip(&r[..w]).zip(&r[w..2 * w]) {
+        *d += c + down;
+    }
+    for ((d, &c), &up) in dx[lo..].iter_mut().zip(&r[lo..]).zip(&r[lo - w..lo]) {
+        *d += c + up;
+    }
+    for (((d, &c), &up), &down) in dx[w..lo]
+        .iter_mut()
+        .zip(&r[w..lo])
+        .zip(&r[..lo - w])
+        .zip(&r[2 * w..])
+    {
+        *d += (c + up) + down;
+    }
 }
 
 /// 2x2 average pool, stride 2, output `floor(h/2) x floor(w/2)`; `y` overwritten.
