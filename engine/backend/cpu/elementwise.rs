@@ -125,7 +125,9 @@ impl Moments {
     }
 }
 
-/// `(sum dy, sum dy * (x - mean))` accumulated in f64.
+/// `(sum dy, sum dy * (x - mean))` accumulated in f64 (inlined, so that a caller under
+/// [`with_widest_simd`] gets its vectors).
+#[inline(always)]
 pub(crate) fn sum_dy_dev<T: Real>(x: &[T], dy: &[T], mean: f64) -> (f64, f64) {
     assert_eq!(x.len(), dy.len());
     let (mut s, mut sx) = ([0.0f64; LANES], [0.0f64; LANES]);
@@ -137,6 +139,12 @@ pub(crate) fn sum_dy_dev<T: Real>(x: &[T], dy: &[T], mean: f64) -> (f64, f64) {
         tsx += d * (xv.to_f64_lossless() - mean);
     }
     for (xs, ds) in xc.zip(dc) {
+        // As arrays, whose fixed length lets LLVM turn the lane loop into vectors (over
+        // slices it stayed scalar).
+        let (xs, ds): (&[T; LANES], &[T; LANES]) = (
+            xs.try_into().expect("LANES elements"),
+            ds.try_into().expect("LANES elements"),
+        );
         for l in 0..LANES {
             let d = ds[l].to_f64_lossless();
             s[l] += d;

@@ -205,11 +205,19 @@ fn backward_sums<T: Real>(
         .map(|gc| {
             let (gi, ch) = (gc / g.c, gc % g.c);
             let mu = mean[gc].to_f64_lossless();
-            let (sdy, sdev) = g
-                .planes(x, gi, ch)
-                .zip(g.planes(dy, gi, ch))
-                .map(|(x, dy)| sum_dy_dev(x, dy, mu))
-                .fold((0.0, 0.0), |a, b| (a.0 + b.0, a.1 + b.1));
+            // Compiled for the widest vectors: f64 lanes, 2 per SSE register otherwise.
+            let (sdy, sdev) = with_widest_simd(
+                #[inline(always)]
+                || {
+                    // A plain loop: an iterator `fold` is outlined, out of the wrapper.
+                    let mut sums = (0.0, 0.0);
+                    for (x, dy) in g.planes(x, gi, ch).zip(g.planes(dy, gi, ch)) {
+                        let (sdy, sdev) = sum_dy_dev(x, dy, mu);
+                        sums = (sums.0 + sdy, sums.1 + sdev);
+                    }
+                    sums
+                },
+            );
             (sdy, sdev * inv_std[gc].to_f64_lossless())
         })
         .collect()
@@ -290,7 +298,11 @@ pub fn batchnorm_param_grad_per_sample<T: Real>(
         .enumerate()
         .for_each(|(p, ((dg, db), (x, dy)))| {
             let s = g.stat_index(p);
-            let (sdy, sdev) = sum_dy_dev(x, dy, mean[s].to_f64_lossless());
+            let mu = mean[s].to_f64_lossless();
+            let (sdy, sdev) = with_widest_simd(
+                #[inline(always)]
+                || sum_dy_dev(x, dy, mu),
+            );
             *dg = T::from_f64_rounded(sdev * inv_std[s].to_f64_lossless());
             *db = T::from_f64_rounded(sdy);
         });
