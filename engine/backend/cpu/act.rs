@@ -1,9 +1,9 @@
 //! ReLU: `y = max(x, 0)`; backward `dx += dy * [x > 0]` with `x` the ReLU input.
-//! Flat slices (any layout), parallel in chunks.
+//! Flat slices (any layout), parallel in chunks, each compiled for the widest vectors.
 
 use rayon::prelude::*;
 
-use super::elementwise::PAR_CHUNK;
+use super::elementwise::{with_widest_simd, PAR_CHUNK};
 use crate::backend::Real;
 
 /// `y = max(x, 0)`.
@@ -12,9 +12,14 @@ pub fn relu_forward<T: Real>(x: &[T], y: &mut [T]) {
     y.par_chunks_mut(PAR_CHUNK)
         .zip(x.par_chunks(PAR_CHUNK))
         .for_each(|(y, x)| {
-            for (y, &x) in y.iter_mut().zip(x) {
-                *y = if x > T::zero() { x } else { T::zero() };
-            }
+            with_widest_simd(
+                #[inline(always)]
+                || {
+                    for (y, &x) in y.iter_mut().zip(x) {
+                        *y = if x > T::zero() { x } else { T::zero() };
+                    }
+                },
+            )
         });
 }
 
@@ -27,8 +32,13 @@ pub fn relu_backward<T: Real>(x: &[T], dy: &[T], dx: &mut [T]) {
     dx.par_chunks_mut(PAR_CHUNK)
         .zip(x.par_chunks(PAR_CHUNK).zip(dy.par_chunks(PAR_CHUNK)))
         .for_each(|(dx, (x, dy))| {
-            for ((dx, &x), &dy) in dx.iter_mut().zip(x).zip(dy) {
-                *dx += if x > T::zero() { dy } else { T::zero() };
-            }
+            with_widest_simd(
+                #[inline(always)]
+                || {
+                    for ((dx, &x), &dy) in dx.iter_mut().zip(x).zip(dy) {
+                        *dx += if x > T::zero() { dy } else { T::zero() };
+                    }
+                },
+            )
         });
 }

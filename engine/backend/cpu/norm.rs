@@ -244,24 +244,27 @@ fn backward_dx<T: Real>(
         .for_each(|(p, (dx, (x, dy)))| {
             let s = g.stat_index(p);
             let k = gamma[p % g.c] * inv_std[s];
-            match mode {
-                BnGrad::FrozenStats => {
-                    for (dx, &dy) in dx.iter_mut().zip(dy) {
-                        *dx += k * dy;
+            with_widest_simd(
+                #[inline(always)]
+                || match mode {
+                    BnGrad::FrozenStats => {
+                        for (dx, &dy) in dx.iter_mut().zip(dy) {
+                            *dx += k * dy;
+                        }
                     }
-                }
-                BnGrad::Full => {
-                    // dx += k*dy - k*Sdy/m - (x - mean) * k*inv_std*Sdx/m
-                    let (sdy, sdx) = sums[s];
-                    let k64 = k.to_f64_lossless();
-                    let c0 = T::from_f64_rounded(k64 * sdy / m);
-                    let c1 = T::from_f64_rounded(k64 * inv_std[s].to_f64_lossless() * sdx / m);
-                    let mu = mean[s];
-                    for ((dx, &dy), &x) in dx.iter_mut().zip(dy).zip(x) {
-                        *dx += k * dy - c0 - (x - mu) * c1;
+                    BnGrad::Full => {
+                        // dx += k*dy - k*Sdy/m - (x - mean) * k*inv_std*Sdx/m
+                        let (sdy, sdx) = sums[s];
+                        let k64 = k.to_f64_lossless();
+                        let c0 = T::from_f64_rounded(k64 * sdy / m);
+                        let c1 = T::from_f64_rounded(k64 * inv_std[s].to_f64_lossless() * sdx / m);
+                        let mu = mean[s];
+                        for ((dx, &dy), &x) in dx.iter_mut().zip(dy).zip(x) {
+                            *dx += k * dy - c0 - (x - mu) * c1;
+                        }
                     }
-                }
-            }
+                },
+            )
         });
 }
 
