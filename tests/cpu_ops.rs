@@ -1282,22 +1282,29 @@ fn add_assign_rejects_length_mismatch() {
 
 // ---------------------------------------------------------------- memory-bound forwards
 
-/// The 3x3 average pool in f32 adding in the documented order: horizontal
-/// `(s[j] + s[j-1]) + s[j+1]`, then vertical `(R[i] + R[i-1]) + R[i+1]`, then
-/// `* (1 / cols(j)) * (1 / rows(i))`, in-bounds terms only.
-fn ordered_avg3_f32(n: usize, c: usize, h: usize, w: usize, x: &[f32]) -> Vec<f32> {
-    let inv =
-        |i: usize, len: usize| 1.0 / (1 + usize::from(i > 0) + usize::from(i + 1 < len)) as f32;
-    let mut y = vec![0.0f32; x.len()];
-    for p in 0..n * c {
-        let at = |i: usize, j: usize| x[(p * h + i) * w + j];
+/// `1 / (in-bounds taps)` at position `i` of `len`, in f32.
+fn inv_taps_f32(i: usize, len: usize) -> f32 {
+    1.0 / (1 + usize::from(i > 0) + usize::from(i + 1 < len)) as f32
+}
+
+/// The 3x3 box sum over each `h x w` plane of `v(p, i, j)` in f32, adding in the pools'
+/// documented order: horizontal `(s[j] + s[j-1]) + s[j+1]`, then vertical
+/// `(R[i] + R[i-1]) + R[i+1]`, in-bounds terms only.
+fn ordered_box3_f32(
+    planes: usize,
+    h: usize,
+    w: usize,
+    v: impl Fn(usize, usize, usize) -> f32,
+) -> Vec<f32> {
+    let mut out = vec![0.0f32; planes * h * w];
+    for p in 0..planes {
         let hsum = |i: usize, j: usize| {
-            let mut s = at(i, j);
+            let mut s = v(p, i, j);
             if j > 0 {
-                s += at(i, j - 1);
+                s += v(p, i, j - 1);
             }
             if j + 1 < w {
-                s += at(i, j + 1);
+                s += v(p, i, j + 1);
             }
             s
         };
@@ -1310,9 +1317,20 @@ fn ordered_avg3_f32(n: usize, c: usize, h: usize, w: usize, x: &[f32]) -> Vec<f3
                 if i + 1 < h {
                     s += hsum(i + 1, j);
                 }
-                y[(p * h + i) * w + j] = s * inv(j, w) * inv(i, h);
+                out[(p * h + i) * w + j] = s;
             }
         }
+    }
+    out
+}
+
+/// The 3x3 average pool in f32 in the documented order: the box sum, then
+/// `* (1 / cols(j)) * (1 / rows(i))`.
+fn ordered_avg3_f32(n: usize, c: usize, h: usize, w: usize, x: &[f32]) -> Vec<f32> {
+    let mut y = ordered_box3_f32(n * c, h, w, |p, i, j| x[(p * h + i) * w + j]);
+    for (e, y) in y.iter_mut().enumerate() {
+        let (i, j) = (e / w % h, e % w);
+        *y = *y * inv_taps_f32(j, w) * inv_taps_f32(i, h);
     }
     y
 }
@@ -1346,9 +1364,8 @@ fn avgpool3x3_forward_is_bit_identical_to_the_ordered_reference() {
     }
 }
 
-/// The 3x3 average pool's backward in f32 adding in the documented order: `dy` scaled by
-/// `(1 / rows(i)) * (1 / cols(j))`, horizontal `(s[j] + s[j-1]) + s[j+1]`, vertical
-/// `(R[i] + R[i-1]) + R[i+1]`, in-bounds terms only, then added to `dx`.
+/// The 3x3 average pool's backward in f32 in the documented order: `dy` scaled by
+/// `(1 / rows(i)) * (1 / cols(j))`, the box sum, then added to `dx`.
 fn ordered_avg3_backward_f32(
     n: usize,
     c: usize,
@@ -1357,35 +1374,11 @@ fn ordered_avg3_backward_f32(
     dy: &[f32],
     dx: &[f32],
 ) -> Vec<f32> {
-    let inv =
-        |i: usize, len: usize| 1.0 / (1 + usize::from(i > 0) + usize::from(i + 1 < len)) as f32;
-    let mut out = dx.to_vec();
-    for p in 0..n * c {
-        let at = |i: usize, j: usize| dy[(p * h + i) * w + j] * inv(i, h) * inv(j, w);
-        let hsum = |i: usize, j: usize| {
-            let mut s = at(i, j);
-            if j > 0 {
-                s += at(i, j - 1);
-            }
-            if j + 1 < w {
-                s += at(i, j + 1);
-            }
-            s
-        };
-        for i in 0..h {
-            for j in 0..w {
-                let mut s = hsum(i, j);
-                if i > 0 {
-                    s += hsum(i - 1, j);
-                }
-                if i + 1 < h {
-                    s += hsum(i + 1, j);
-                }
-                out[(p * h + i) * w + j] += s;
-            }
-        }
-    }
-    out
+    let scaled = |p: usize, i: usize, j: usize| {
+        dy[(p * h + i) * w + j] * inv_taps_f32(i, h) * inv_taps_f32(j, w)
+    };
+    let sums = ordered_box3_f32(n * c, h, w, scaled);
+    dx.iter().zip(&sums).map(|(d, s)| d + s).collect()
 }
 
 #[test]
