@@ -1282,6 +1282,29 @@ fn add_assign_rejects_length_mismatch() {
 
 // ---------------------------------------------------------------- memory-bound forwards
 
+/// `(n, c, h, w)` of the pools' bit-exactness tests: stage shapes, single rows and columns,
+/// odd sides, many planes per task.
+const POOL3_SHAPES: [(usize, usize, usize, usize); 10] = [
+    (2, 16, 32, 32),
+    (3, 5, 8, 8),
+    (1, 3, 1, 1),
+    (1, 2, 1, 5),
+    (1, 2, 5, 1),
+    (2, 3, 2, 2),
+    (1, 1, 3, 7),
+    (1, 300, 9, 9),
+    (2, 4, 16, 16),
+    (1, 3, 17, 15),
+];
+
+/// `got` and `want` equal bit for bit.
+fn assert_same_bits(got: &[f32], want: &[f32], what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    for (e, (a, b)) in got.iter().zip(want).enumerate() {
+        assert_eq!(a.to_bits(), b.to_bits(), "{what} at {e}: {a} vs {b}");
+    }
+}
+
 /// `1 / (in-bounds taps)` at position `i` of `len`, in f32.
 fn inv_taps_f32(i: usize, len: usize) -> f32 {
     1.0 / (1 + usize::from(i > 0) + usize::from(i + 1 < len)) as f32
@@ -1338,29 +1361,12 @@ fn ordered_avg3_f32(n: usize, c: usize, h: usize, w: usize, x: &[f32]) -> Vec<f3
 #[test]
 fn avgpool3x3_forward_is_bit_identical_to_the_ordered_reference() {
     let mut rng = Rng(21);
-    for (n, c, h, w) in [
-        (2, 16, 32, 32),
-        (3, 5, 8, 8),
-        (1, 3, 1, 1),
-        (1, 2, 1, 5),
-        (1, 2, 5, 1),
-        (2, 3, 2, 2),
-        (1, 1, 3, 7),
-        (1, 300, 9, 9),
-        (2, 4, 16, 16),
-        (1, 3, 17, 15),
-    ] {
+    for (n, c, h, w) in POOL3_SHAPES {
         let x = f32s(&rng.vec(n * c * h * w));
         let mut y = vec![f32::NAN; x.len()];
         avgpool3x3_forward(n, c, h, w, &x, &mut y);
         let want = ordered_avg3_f32(n, c, h, w, &x);
-        for (e, (a, b)) in y.iter().zip(&want).enumerate() {
-            assert_eq!(
-                a.to_bits(),
-                b.to_bits(),
-                "{n}x{c}x{h}x{w} at {e}: {a} vs {b}"
-            );
-        }
+        assert_same_bits(&y, &want, &format!("{n}x{c}x{h}x{w}"));
     }
 }
 
@@ -1384,28 +1390,12 @@ fn ordered_avg3_backward_f32(
 #[test]
 fn avgpool3x3_backward_is_bit_identical_to_the_ordered_reference() {
     let mut rng = Rng(22);
-    for (n, c, h, w) in [
-        (2, 16, 32, 32),
-        (3, 5, 8, 8),
-        (1, 3, 1, 1),
-        (1, 2, 1, 5),
-        (1, 2, 5, 1),
-        (2, 3, 2, 2),
-        (1, 1, 3, 7),
-        (1, 300, 9, 9),
-        (1, 3, 17, 15),
-    ] {
+    for (n, c, h, w) in POOL3_SHAPES {
         let (dy, base) = (f32s(&rng.vec(n * c * h * w)), f32s(&rng.vec(n * c * h * w)));
         let mut dx = base.clone();
         avgpool3x3_backward(n, c, h, w, &dy, &mut dx);
         let want = ordered_avg3_backward_f32(n, c, h, w, &dy, &base);
-        for (e, (a, b)) in dx.iter().zip(&want).enumerate() {
-            assert_eq!(
-                a.to_bits(),
-                b.to_bits(),
-                "{n}x{c}x{h}x{w} at {e}: {a} vs {b}"
-            );
-        }
+        assert_same_bits(&dx, &want, &format!("{n}x{c}x{h}x{w}"));
     }
 }
 
