@@ -9,7 +9,9 @@
 //!
 //! Rounding: products and per-lane sums in the backend's scalar over one block (a lane
 //! adds `BLOCK / LANES` terms), lanes and blocks summed in f64 in a fixed order, so f32
-//! rounding stays within a block and the result does not depend on the thread count.
+//! rounding stays within a block and the result does not depend on the thread count (it
+//! does, in the last bits, on whether the CPU has AVX-512: fused against separate
+//! multiply-adds).
 
 use std::any::TypeId;
 
@@ -133,7 +135,8 @@ fn as_f32<T: Real>(row: &[T]) -> &[f32] {
 }
 
 /// The 4x4 dot products of rows `x` with rows `y` (all the same length), in f64 from
-/// per-lane partial sums in `T`, as the AVX-512 kernel forms them.
+/// per-lane partial sums in `T`, as the AVX-512 kernel forms them (which fuses each
+/// multiply-add, so the two differ in the last bits).
 fn tile_dots_portable<T: Real>(x: [&[T]; TILE], y: [&[T]; TILE]) -> [[f64; TILE]; TILE] {
     let width = x[0].len();
     std::array::from_fn(|r| {
