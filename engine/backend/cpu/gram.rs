@@ -13,6 +13,7 @@
 //! does, in the last bits, on whether the CPU has AVX-512: fused against separate
 //! multiply-adds).
 
+#[cfg(target_arch = "x86_64")]
 use std::any::TypeId;
 
 use rayon::prelude::*;
