@@ -484,6 +484,18 @@ fn bn_case(g: BnGeom, seed: u64) {
             &format!("bn dgamma {mode:?}"),
         );
         assert_close(&down::<f32>(&db), &wdb, 1e-5, &format!("bn dbeta {mode:?}"));
+
+        // The data-only entry point adds the same dx (FrozenStats without the sums).
+        let mut dx_only = up(&dx0);
+        ops::bn_backward_data(&L, &g, mode, &xb, &gb, &mb, &ib, &up(&dy), &mut dx_only).unwrap();
+        let mut wdx_only = dx0.clone();
+        cpu::batchnorm_backward_data(&g, mode, &x, &gamma, &wmean, &wis, &dy, &mut wdx_only);
+        assert_close(
+            &down::<f32>(&dx_only),
+            &wdx_only,
+            1e-5,
+            &format!("bn dx only {mode:?}"),
+        );
     }
     // Without dx only the parameter gradients change.
     let (mut dg, mut db) = (up(&dg0), up(&db0));

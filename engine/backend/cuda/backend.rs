@@ -503,6 +503,32 @@ impl<L: Launcher> Backend for CudaBackend<L> {
             self.stored(dx);
         }
     }
+    fn bn_backward_data(
+        &self,
+        g: &BnGeom,
+        mode: BnGrad,
+        x: &CudaBuf<L>,
+        gamma: &CudaBuf<L>,
+        mean: &CudaBuf<L>,
+        inv_std: &CudaBuf<L>,
+        dy: &CudaBuf<L>,
+        dx: &mut CudaBuf<L>,
+    ) {
+        self.run("bn_backward_data", |l| {
+            Ok(ops::bn_backward_data(
+                l,
+                g,
+                mode,
+                dev(x)?,
+                dev(gamma)?,
+                dev(mean)?,
+                dev(inv_std)?,
+                dev(dy)?,
+                dev_mut(dx)?,
+            )?)
+        });
+        self.stored(dx);
+    }
     fn bn_param_grad_per_sample(
         &self,
         g: &BnGeom,

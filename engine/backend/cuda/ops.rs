@@ -543,13 +543,61 @@ pub fn bn_backward<L: Launcher>(
     dbeta: &mut L::Buf,
 ) -> Result {
     bn_check(g)?;
+    check_len::<L, f32>(l, dgamma, g.c, "bn dgamma")?;
+    check_len::<L, f32>(l, dbeta, g.c, "bn dbeta")?;
+    let sums = bn_backward_sums(l, g, x, mean, inv_std, dy)?;
+    let mut args: Vec<Arg<'_, L::Buf>> = vec![
+        Arg::Buf(&sums),
+        Arg::BufMut(dgamma),
+        Arg::BufMut(dbeta),
+        Arg::I32(int(g.groups())?),
+        Arg::I32(int(g.c)?),
+    ];
+    // SAFETY: sums holds 2 * groups * c f64, dgamma and dbeta c f32 (checked).
+    unsafe { l.launch("bn_param_accumulate", elementwise(g.c), &mut args)? };
+    match dx {
+        Some(dx) => bn_backward_dx(l, g, mode, x, gamma, mean, inv_std, dy, &sums, dx),
+        None => Ok(()),
+    }
+}
+
+/// `dx +=` the input gradient of [`bn_backward`] alone: in `FrozenStats` mode without the
+/// reduction kernels, which only the parameter gradients need.
+#[allow(clippy::too_many_arguments)]
+pub fn bn_backward_data<L: Launcher>(
+    l: &L,
+    g: &BnGeom,
+    mode: BnGrad,
+    x: &L::Buf,
+    gamma: &L::Buf,
+    mean: &L::Buf,
+    inv_std: &L::Buf,
+    dy: &L::Buf,
+    dx: &mut L::Buf,
+) -> Result {
+    bn_check(g)?;
+    let sums = match mode {
+        BnGrad::Full => bn_backward_sums(l, g, x, mean, inv_std, dy)?,
+        // Not read by the kernel in this mode; one element for a valid pointer.
+        BnGrad::FrozenStats => l.alloc::<f64>(1)?,
+    };
+    bn_backward_dx(l, g, mode, x, gamma, mean, inv_std, dy, &sums, dx)
+}
+
+/// `(Sdy, Sdx)` per (group, channel) (`[2 * groups * c]` f64): partial sums over runs of
+/// images, then one finalising pass.
+fn bn_backward_sums<L: Launcher>(
+    l: &L,
+    g: &BnGeom,
+    x: &L::Buf,
+    mean: &L::Buf,
+    inv_std: &L::Buf,
+    dy: &L::Buf,
+) -> Result<L::Buf> {
     let len = g.n * g.c * g.hw;
     let pairs = g.groups() * g.c;
     check_len::<L, f32>(l, x, len, "bn x")?;
     check_len::<L, f32>(l, dy, len, "bn dy")?;
-    check_len::<L, f32>(l, gamma, g.c, "bn gamma")?;
-    check_len::<L, f32>(l, dgamma, g.c, "bn dgamma")?;
-    check_len::<L, f32>(l, dbeta, g.c, "bn dbeta")?;
     check_len::<L, f32>(l, mean, pairs, "bn mean")?;
     check_len::<L, f32>(l, inv_std, pairs, "bn inv_std")?;
     let (run, runs) = bn_runs(g);
@@ -580,29 +628,46 @@ pub fn bn_backward<L: Launcher>(
     ];
     // SAFETY: partial holds 2 * pairs * runs f64, sums 2 * pairs, inv_std pairs (checked).
     unsafe { l.launch("bn_backward_sums_finalize", elementwise(pairs), &mut args)? };
-    let mut args: Vec<Arg<'_, L::Buf>> = vec![
-        Arg::Buf(&sums),
-        Arg::BufMut(dgamma),
-        Arg::BufMut(dbeta),
-        Arg::I32(int(g.groups())?),
-        Arg::I32(int(g.c)?),
-    ];
-    // SAFETY: as above.
-    unsafe { l.launch("bn_param_accumulate", elementwise(g.c), &mut args)? };
-    let Some(dx) = dx else { return Ok(()) };
+    Ok(sums)
+}
+
+/// `dx +=` the input gradient; `sums` from [`bn_backward_sums`] (read in `Full` mode only).
+#[allow(clippy::too_many_arguments)]
+fn bn_backward_dx<L: Launcher>(
+    l: &L,
+    g: &BnGeom,
+    mode: BnGrad,
+    x: &L::Buf,
+    gamma: &L::Buf,
+    mean: &L::Buf,
+    inv_std: &L::Buf,
+    dy: &L::Buf,
+    sums: &L::Buf,
+    dx: &mut L::Buf,
+) -> Result {
+    let len = g.n * g.c * g.hw;
+    let pairs = g.groups() * g.c;
+    check_len::<L, f32>(l, x, len, "bn x")?;
+    check_len::<L, f32>(l, dy, len, "bn dy")?;
     check_len::<L, f32>(l, dx, len, "bn dx")?;
+    check_len::<L, f32>(l, gamma, g.c, "bn gamma")?;
+    check_len::<L, f32>(l, mean, pairs, "bn mean")?;
+    check_len::<L, f32>(l, inv_std, pairs, "bn inv_std")?;
+    if mode == BnGrad::Full {
+        check_len::<L, f64>(l, sums, 2 * pairs, "bn sums")?;
+    }
     let mut args: Vec<Arg<'_, L::Buf>> = vec![
         Arg::Buf(x),
         Arg::Buf(dy),
         Arg::Buf(gamma),
         Arg::Buf(mean),
         Arg::Buf(inv_std),
-        Arg::Buf(&sums),
+        Arg::Buf(sums),
         Arg::BufMut(dx),
     ];
     args.extend(dims(g)?);
     args.push(Arg::I32(i32::from(mode == BnGrad::Full)));
-    // SAFETY: as above.
+    // SAFETY: lengths checked; the kernel reads sums only in Full mode.
     unsafe { l.launch("bn_backward_dx", elementwise(len), &mut args) }
 }
 
