@@ -436,6 +436,24 @@ fn bn_check(g: &BnGeom) -> Result {
     }
 }
 
+/// [`bn_check`] and the lengths of the backward's inputs: `x`, `dy` `[n][c][hw]`, `mean`,
+/// `inv_std` one per (group, channel).
+fn bn_check_backward<L: Launcher>(
+    l: &L,
+    g: &BnGeom,
+    x: &L::Buf,
+    mean: &L::Buf,
+    inv_std: &L::Buf,
+    dy: &L::Buf,
+) -> Result {
+    bn_check(g)?;
+    let (len, pairs) = (g.n * g.c * g.hw, g.groups() * g.c);
+    check_len::<L, f32>(l, x, len, "bn x")?;
+    check_len::<L, f32>(l, dy, len, "bn dy")?;
+    check_len::<L, f32>(l, mean, pairs, "bn mean")?;
+    check_len::<L, f32>(l, inv_std, pairs, "bn inv_std")
+}
+
 /// Values summed by one block of the split batch-norm reductions (16 per thread).
 const BN_RUN_VALUES: usize = 16 * REDUCE_BLOCK as usize;
 
@@ -542,7 +560,7 @@ pub fn bn_backward<L: Launcher>(
     dgamma: &mut L::Buf,
     dbeta: &mut L::Buf,
 ) -> Result {
-    bn_check(g)?;
+    bn_check_backward(l, g, x, mean, inv_std, dy)?;
     check_len::<L, f32>(l, dgamma, g.c, "bn dgamma")?;
     check_len::<L, f32>(l, dbeta, g.c, "bn dbeta")?;
     let sums = bn_backward_sums(l, g, x, mean, inv_std, dy)?;
@@ -575,7 +593,7 @@ pub fn bn_backward_data<L: Launcher>(
     dy: &L::Buf,
     dx: &mut L::Buf,
 ) -> Result {
-    bn_check(g)?;
+    bn_check_backward(l, g, x, mean, inv_std, dy)?;
     let sums = match mode {
         BnGrad::Full => bn_backward_sums(l, g, x, mean, inv_std, dy)?,
         // Not read by the kernel in this mode; one element for a valid pointer.
@@ -585,7 +603,7 @@ pub fn bn_backward_data<L: Launcher>(
 }
 
 /// `(Sdy, Sdx)` per (group, channel) (`[2 * groups * c]` f64): partial sums over runs of
-/// images, then one finalising pass.
+/// images, then one finalising pass. Inputs checked by [`bn_check_backward`].
 fn bn_backward_sums<L: Launcher>(
     l: &L,
     g: &BnGeom,
@@ -594,12 +612,7 @@ fn bn_backward_sums<L: Launcher>(
     inv_std: &L::Buf,
     dy: &L::Buf,
 ) -> Result<L::Buf> {
-    let len = g.n * g.c * g.hw;
     let pairs = g.groups() * g.c;
-    check_len::<L, f32>(l, x, len, "bn x")?;
-    check_len::<L, f32>(l, dy, len, "bn dy")?;
-    check_len::<L, f32>(l, mean, pairs, "bn mean")?;
-    check_len::<L, f32>(l, inv_std, pairs, "bn inv_std")?;
     let (run, runs) = bn_runs(g);
     let mut partial = l.alloc::<f64>(2 * pairs * runs)?;
     let mut args: Vec<Arg<'_, L::Buf>> = vec![
@@ -631,7 +644,8 @@ fn bn_backward_sums<L: Launcher>(
     Ok(sums)
 }
 
-/// `dx +=` the input gradient; `sums` from [`bn_backward_sums`] (read in `Full` mode only).
+/// `dx +=` the input gradient; `sums` from [`bn_backward_sums`] (read in `Full` mode
+/// only). Inputs checked by [`bn_check_backward`].
 #[allow(clippy::too_many_arguments)]
 fn bn_backward_dx<L: Launcher>(
     l: &L,
@@ -647,12 +661,8 @@ fn bn_backward_dx<L: Launcher>(
 ) -> Result {
     let len = g.n * g.c * g.hw;
     let pairs = g.groups() * g.c;
-    check_len::<L, f32>(l, x, len, "bn x")?;
-    check_len::<L, f32>(l, dy, len, "bn dy")?;
     check_len::<L, f32>(l, dx, len, "bn dx")?;
     check_len::<L, f32>(l, gamma, g.c, "bn gamma")?;
-    check_len::<L, f32>(l, mean, pairs, "bn mean")?;
-    check_len::<L, f32>(l, inv_std, pairs, "bn inv_std")?;
     if mode == BnGrad::Full {
         check_len::<L, f64>(l, sums, 2 * pairs, "bn sums")?;
     }
@@ -683,13 +693,7 @@ pub fn bn_param_grad_per_sample<L: Launcher>(
     dgamma: &mut L::Buf,
     dbeta: &mut L::Buf,
 ) -> Result {
-    bn_check(g)?;
-    let len = g.n * g.c * g.hw;
-    let pairs = g.groups() * g.c;
-    check_len::<L, f32>(l, x, len, "bn x")?;
-    check_len::<L, f32>(l, dy, len, "bn dy")?;
-    check_len::<L, f32>(l, mean, pairs, "bn mean")?;
-    check_len::<L, f32>(l, inv_std, pairs, "bn inv_std")?;
+    bn_check_backward(l, g, x, mean, inv_std, dy)?;
     check_len::<L, f32>(l, dgamma, g.n * g.c, "bn dgamma")?;
     check_len::<L, f32>(l, dbeta, g.n * g.c, "bn dbeta")?;
     let mut args: Vec<Arg<'_, L::Buf>> = vec![
