@@ -416,7 +416,7 @@ const WINOGRAD_ROUNDING: f64 = 16.0;
 
 /// Ragged 3x3 stride-1 shapes: sizes under one tile and not multiples of it, channel
 /// counts on both sides of the Winograd threshold, pads 0-2 (pad 2 is the backward data of
-/// a pad-0 conv).
+/// a pad-0 conv), and the shapes of the fused f32 kernel.
 fn winograd_geoms() -> Vec<ConvGeom> {
     let mut geoms = Vec::new();
     for (h, w) in [(7, 9), (1, 1), (2, 3), (32, 32)] {
@@ -431,6 +431,10 @@ fn winograd_geoms() -> Vec<ConvGeom> {
         geom(4, 3, 7, 9, 3, 1, 2),
         geom(2, 5, 2, 3, 3, 1, 2),
         geom(16, 16, 6, 5, 3, 1, 0),
+        // Shapes the fused f32 kernel takes (whole blocks of 16 tiles, channels in
+        // vectors of 16), at each NB-201 resolution.
+        geom(32, 16, 16, 16, 3, 1, 1),
+        geom(16, 64, 8, 8, 3, 1, 1),
     ]);
     geoms
 }

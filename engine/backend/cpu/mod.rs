@@ -17,6 +17,8 @@ pub mod norm;
 pub mod pool;
 mod scratch;
 mod winograd;
+#[cfg(target_arch = "x86_64")]
+mod winograd_fused;
 
 pub use act::{relu_backward, relu_forward};
 pub use backend::CpuBackend;

@@ -19,7 +19,10 @@
 //! Layouts: `U` `[16][cout][cin]` (filters, once per call); `V` `[16][cin][cols]` and `M`
 //! `[16][cout][cols]` for a group of images whose tiles make up the `cols` columns (image
 //! `b`'s tile `(ty, tx)` is column `(b * th + ty) * tw + tx`), groups sized to stay in L2.
-//! Tiles past an odd edge are computed on zero padding and clipped.
+//! Tiles past an odd edge are computed on zero padding and clipped. In f32 on AVX-512 the
+//! forward takes `winograd_fused.rs` where the shape allows (pad 1, whole blocks of 16
+//! tiles, channels in multiples of 16: every NB-201 3x3 conv): the same arithmetic run
+//! one block of 16 tiles at a time, so that `V` and `M` never leave L1.
 //!
 //! The weight gradient runs the same algebra backwards: with `D = A dY A^T` of each 2x2
 //! output-gradient tile (4x4) and `V` of the matching input tile, `dU_e[co][ci] = sum over
@@ -27,6 +30,9 @@
 //!
 //! Rounding: the transforms only add (and halve, exactly), so the error stays within a
 //! small multiple of im2col's (tests/cpu_ops.rs bounds it against an f64 direct conv).
+
+#[cfg(target_arch = "x86_64")]
+use std::any::TypeId;
 
 use rayon::prelude::*;
 
@@ -116,8 +122,48 @@ fn transform_scratch(g: &ConvGeom) -> usize {
     input.max(inverse)
 }
 
-/// `y (=|+=) conv(x, w)` for `n` images, `u` the transformed filters; `applies(g)`.
+/// `y (=|+=) conv(x, w)` for `n` images, `u` the transformed filters; `applies(g)`. f32
+/// on AVX-512 takes the fused kernel of `winograd_fused.rs` where it applies (the same
+/// arithmetic in the same order, one block of tiles at a time), else [`forward_grouped`].
 pub(super) fn forward<T: Real>(
+    g: &ConvGeom,
+    n: usize,
+    x: &[T],
+    u: &[T],
+    y: &mut [T],
+    accumulate: bool,
+) {
+    assert!(applies(g), "winograd: not a 3x3 stride-1 conv: {g:?}");
+    assert_eq!(u.len(), filters_len(g), "winograd: length of u");
+    #[cfg(target_arch = "x86_64")]
+    if let (Some(x), Some(u), Some(y)) = (as_f32(x), as_f32(u), as_f32_mut(y)) {
+        if super::winograd_fused::applies(g) {
+            super::winograd_fused::forward(g, n, x, u, y, accumulate);
+            return;
+        }
+    }
+    forward_grouped(g, n, x, u, y, accumulate);
+}
+
+/// `slice` as f32 when `T` is f32.
+#[cfg(target_arch = "x86_64")]
+fn as_f32<T: Real>(slice: &[T]) -> Option<&[f32]> {
+    (TypeId::of::<T>() == TypeId::of::<f32>())
+        // SAFETY: T is f32.
+        .then(|| unsafe { std::slice::from_raw_parts(slice.as_ptr().cast(), slice.len()) })
+}
+
+/// `slice` as f32 when `T` is f32.
+#[cfg(target_arch = "x86_64")]
+fn as_f32_mut<T: Real>(slice: &mut [T]) -> Option<&mut [f32]> {
+    (TypeId::of::<T>() == TypeId::of::<f32>())
+        // SAFETY: T is f32.
+        .then(|| unsafe { std::slice::from_raw_parts_mut(slice.as_mut_ptr().cast(), slice.len()) })
+}
+
+/// [`forward`] for any `Real` and geometry: groups of images sized for L2, each
+/// transformed whole, multiplied by 16 GEMMs and transformed back.
+pub(super) fn forward_grouped<T: Real>(
     g: &ConvGeom,
     n: usize,
     x: &[T],
@@ -192,7 +238,7 @@ macro_rules! wide_simd {
 }
 
 /// `B^T` rows as `row_i = d[a] + sign * d[b]`: `(a, b, sign is +)`.
-const BT_ROWS: [(usize, usize, bool); 4] =
+pub(super) const BT_ROWS: [(usize, usize, bool); 4] =
     [(0, 2, false), (1, 2, true), (2, 1, false), (1, 3, false)];
 
 /// `out = (a0 ±i b0) ±j (a1 ±i b1)`, signs `+` where `I` / `J`.
@@ -215,11 +261,8 @@ fn combine<T: Real, const I: bool, const J: bool>(
 /// Writes `B^T d B` of every tile of image `x` (`[cin][h][w]`) into `v` (`[16][cin][cols]`)
 /// at columns `col0..col0 + th tw`.
 ///
-/// Per channel, the zero-padded plane (never formed whole: row by row) is split into
-/// `q[rp][l][Y][tx] = padded[2Y + rp][2tx + l]` (`rp` in 0..2, `l` in 0..4, `Y` in
-/// 0..=th), so that pixel `(k, l)` of every tile, `padded[2ty + k][2tx + l]`, is the
-/// contiguous run `q[k % 2][l]` from row `k / 2` on, and each of the 16 outputs is one
-/// loop over all tiles.
+/// Per channel, the plane is split by [`split_tile_pixels`], so that each of the 16
+/// outputs is one loop over all tiles.
 fn transform_image<T: Real>(
     g: &ConvGeom,
     x: &[T],
@@ -242,44 +285,9 @@ fn transform_image_body<T: Real>(
 ) {
     let (th, tw) = tiles(g);
     let (tiles, q_plane) = (th * tw, (th + 1) * tw);
-    let (ph, pw) = (2 * th + 2, 2 * tw + 2);
-    let (q, rest) = work.split_at_mut(8 * q_plane);
-    let padded_row = &mut rest[..pw];
-    // The common case, pad 1 and an even width, reads each row's pixels straight into q.
-    let direct = g.pad == 1 && g.w == 2 * tw;
+    let (q, padded_row) = work.split_at_mut(8 * q_plane);
     for (ci, src) in x.chunks_exact(g.h * g.w).enumerate() {
-        for r in 0..ph {
-            // Rows q[r % 2][l][r / 2], l = 0..4, are q_plane apart.
-            let first = ((r % 2) * 4 * (th + 1) + r / 2) * tw;
-            let block = &mut q[first..][..3 * q_plane + tw];
-            let (q0, rest) = block.split_at_mut(q_plane);
-            let (q1, rest) = rest.split_at_mut(q_plane);
-            let (q2, q3) = rest.split_at_mut(q_plane);
-            let (q0, q1, q2, q3) = (&mut q0[..tw], &mut q1[..tw], &mut q2[..tw], &mut q3[..tw]);
-            let Some(iy) = r.checked_sub(g.pad).filter(|&iy| iy < g.h) else {
-                for qi in [q0, q1, q2, q3] {
-                    qi.fill(T::zero());
-                }
-                continue;
-            };
-            let line = &src[iy * g.w..][..g.w];
-            if direct {
-                // padded[2t + l] = line[2t + l - 1]: l = 1, 2 are the even and odd pixels,
-                // l = 0 and 3 the same shifted by one tile, a zero at the edge.
-                deinterleave(line, q1, q2);
-                q0[0] = T::zero();
-                q0[1..].copy_from_slice(&q2[..tw - 1]);
-                q3[..tw - 1].copy_from_slice(&q1[1..]);
-                q3[tw - 1] = T::zero();
-            } else {
-                // Zeros around the row (pw >= w + pad).
-                padded_row[..g.pad].fill(T::zero());
-                padded_row[g.pad..g.pad + g.w].copy_from_slice(line);
-                padded_row[g.pad + g.w..].fill(T::zero());
-                deinterleave(&padded_row[..2 * tw], q0, q1);
-                deinterleave(&padded_row[2..], q2, q3);
-            }
-        }
+        split_tile_pixels(g, src, q, padded_row);
         let d = |k: usize, l: usize| &q[((k % 2) * 4 + l) * q_plane + (k / 2) * tw..][..tiles];
         for (i, &(ai, bi, pi)) in BT_ROWS.iter().enumerate() {
             for (j, &(aj, bj, pj)) in BT_ROWS.iter().enumerate() {
@@ -294,6 +302,58 @@ fn transform_image_body<T: Real>(
                     (true, true) => combine::<T, true, true>(out, args.0, args.1, args.2, args.3),
                 }
             }
+        }
+    }
+}
+
+/// Splits one zero-padded input plane `src` (`[h][w]`, never formed whole: row by row)
+/// into `q[rp][l][Y][tx] = padded[2Y + rp][2tx + l]` (`rp` in 0..2, `l` in 0..4, `Y` in
+/// 0..=th; `q` holds `8 (th + 1) tw`), so that pixel `(k, l)` of every tile,
+/// `padded[2ty + k][2tx + l]`, is the contiguous run `q[k % 2][l]` from row `k / 2` on.
+/// `padded_row` holds `2 tw + 2`.
+#[inline(always)]
+pub(super) fn split_tile_pixels<T: Real>(
+    g: &ConvGeom,
+    src: &[T],
+    q: &mut [T],
+    padded_row: &mut [T],
+) {
+    let (th, tw) = tiles(g);
+    let q_plane = (th + 1) * tw;
+    let (ph, pw) = (2 * th + 2, 2 * tw + 2);
+    let padded_row = &mut padded_row[..pw];
+    // The common case, pad 1 and an even width, reads each row's pixels straight into q.
+    let direct = g.pad == 1 && g.w == 2 * tw;
+    for r in 0..ph {
+        // Rows q[r % 2][l][r / 2], l = 0..4, are q_plane apart.
+        let first = ((r % 2) * 4 * (th + 1) + r / 2) * tw;
+        let block = &mut q[first..][..3 * q_plane + tw];
+        let (q0, rest) = block.split_at_mut(q_plane);
+        let (q1, rest) = rest.split_at_mut(q_plane);
+        let (q2, q3) = rest.split_at_mut(q_plane);
+        let (q0, q1, q2, q3) = (&mut q0[..tw], &mut q1[..tw], &mut q2[..tw], &mut q3[..tw]);
+        let Some(iy) = r.checked_sub(g.pad).filter(|&iy| iy < g.h) else {
+            for qi in [q0, q1, q2, q3] {
+                qi.fill(T::zero());
+            }
+            continue;
+        };
+        let line = &src[iy * g.w..][..g.w];
+        if direct {
+            // padded[2t + l] = line[2t + l - 1]: l = 1, 2 are the even and odd pixels,
+            // l = 0 and 3 the same shifted by one tile, a zero at the edge.
+            deinterleave(line, q1, q2);
+            q0[0] = T::zero();
+            q0[1..].copy_from_slice(&q2[..tw - 1]);
+            q3[..tw - 1].copy_from_slice(&q1[1..]);
+            q3[tw - 1] = T::zero();
+        } else {
+            // Zeros around the row (pw >= w + pad).
+            padded_row[..g.pad].fill(T::zero());
+            padded_row[g.pad..g.pad + g.w].copy_from_slice(line);
+            padded_row[g.pad + g.w..].fill(T::zero());
+            deinterleave(&padded_row[..2 * tw], q0, q1);
+            deinterleave(&padded_row[2..], q2, q3);
         }
     }
 }
