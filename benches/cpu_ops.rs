@@ -48,6 +48,18 @@ fn conv(c: &mut Criterion) {
             },
         ),
         (
+            "3x3 32ch 16x16",
+            ConvGeom {
+                cin: 32,
+                cout: 32,
+                h: 16,
+                w: 16,
+                k: 3,
+                stride: 1,
+                pad: 1,
+            },
+        ),
+        (
             "1x1 16ch 32x32",
             ConvGeom {
                 cin: 16,

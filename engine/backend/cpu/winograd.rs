@@ -392,6 +392,17 @@ pub(super) fn backward_weight<T: Real>(
         .map(|c| {
             let mut du = vec![T::zero(); filters_len(g)];
             let images = c * chunk..((c + 1) * chunk).min(n);
+            #[cfg(target_arch = "x86_64")]
+            if let (Some(xc), Some(dyc), Some(duc)) = (
+                as_f32(&x[images.start * g.in_len()..images.end * g.in_len()]),
+                as_f32(&dy[images.start * g.out_len()..images.end * g.out_len()]),
+                as_f32_mut(&mut du),
+            ) {
+                if super::winograd_fused::applies_weight_grad(g) {
+                    super::winograd_fused::accumulate_weight_grad(g, xc, dyc, duc);
+                    return du;
+                }
+            }
             for first in images.clone().step_by(group) {
                 let count = group.min(images.end - first);
                 let cols = count * per_image;

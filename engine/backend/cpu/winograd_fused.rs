@@ -128,6 +128,47 @@ unsafe fn split_planes(g: &ConvGeom, x: &[f32], q: &mut [f32]) {
     }
 }
 
+/// `B^T d B` of tiles `t..t + 16` of every input channel, from the split planes `q`
+/// (`[cin][8 (th + 1) tw]`) into `vb[e][ci]` (one vector each): `B^T` on the rows first
+/// (`r[l] = d[a][l] ± d[b][l]`), then on the columns of `r`.
+///
+/// # Safety
+/// AVX-512F must be present; `q` and `vb` hold what the callers assert.
+#[inline]
+#[target_feature(enable = "avx512f")]
+unsafe fn input_transform(g: &ConvGeom, q: *const f32, t: usize, vb: *mut f32) {
+    let (th, tw) = (g.h / 2, g.w / 2);
+    let q_plane = (th + 1) * tw;
+    let at: [[usize; 4]; 4] = std::array::from_fn(|k| {
+        std::array::from_fn(|l| ((k % 2) * 4 + l) * q_plane + (k / 2) * tw)
+    });
+    for ci in 0..g.cin {
+        let qc = q.add(ci * 8 * q_plane + t);
+        let d = |k: usize, l: usize| _mm512_loadu_ps(qc.add(at[k][l]));
+        for (i, &(ai, bi, pi)) in BT_ROWS.iter().enumerate() {
+            let r = [0, 1, 2, 3].map(|l| plus_minus(d(ai, l), d(bi, l), pi));
+            for (j, &(aj, bj, pj)) in BT_ROWS.iter().enumerate() {
+                let e = i * 4 + j;
+                _mm512_storeu_ps(
+                    vb.add((e * g.cin + ci) * LANES),
+                    plus_minus(r[aj], r[bj], pj),
+                );
+            }
+        }
+    }
+}
+
+/// `a + b` or `a - b`.
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn plus_minus(a: __m512, b: __m512, plus: bool) -> __m512 {
+    if plus {
+        _mm512_add_ps(a, b)
+    } else {
+        _mm512_sub_ps(a, b)
+    }
+}
+
 /// One image: `q` its split input planes (`[cin][8 (th + 1) tw]`), `y` its output.
 ///
 /// # Safety
@@ -149,31 +190,10 @@ unsafe fn image(
     assert!(vb.len() >= 16 * cin * LANES && mb.len() >= 16 * cout * LANES);
     assert_eq!(y.len(), cout * g.h * g.w);
     let (q, ut, vb, mb) = (q.as_ptr(), ut.as_ptr(), vb.as_mut_ptr(), mb.as_mut_ptr());
-    let at: [[usize; 4]; 4] = std::array::from_fn(|k| {
-        std::array::from_fn(|l| ((k % 2) * 4 + l) * q_plane + (k / 2) * tw)
-    });
-    let pm = |a: __m512, b: __m512, plus: bool| {
-        if plus {
-            _mm512_add_ps(a, b)
-        } else {
-            _mm512_sub_ps(a, b)
-        }
-    };
     let lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
     let hi = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
     for t in (0..th * tw).step_by(LANES) {
-        // Input transform, channel by channel.
-        for ci in 0..cin {
-            let qc = q.add(ci * 8 * q_plane + t);
-            let d = |k: usize, l: usize| _mm512_loadu_ps(qc.add(at[k][l]));
-            for (i, &(ai, bi, pi)) in BT_ROWS.iter().enumerate() {
-                let r = [0, 1, 2, 3].map(|l| pm(d(ai, l), d(bi, l), pi));
-                for (j, &(aj, bj, pj)) in BT_ROWS.iter().enumerate() {
-                    let e = i * 4 + j;
-                    _mm512_storeu_ps(vb.add((e * cin + ci) * LANES), pm(r[aj], r[bj], pj));
-                }
-            }
-        }
+        input_transform(g, q, t, vb);
         // M_e = U_e V_e, 16 output channels at a time.
         for e in 0..16 {
             for c0 in (0..cout).step_by(LANES) {
@@ -229,6 +249,295 @@ unsafe fn image(
     }
 }
 
+/// Whether [`accumulate_weight_grad`] takes this geometry: [`applies`], with 16, 32 or 64
+/// input channels (one to four vectors per tile row of `V^T`).
+pub(super) fn applies_weight_grad(g: &ConvGeom) -> bool {
+    applies(g) && matches!(g.cin, 16 | 32 | 64)
+}
+
+/// `du += sum over the images of D_e V_e^T` (`du` `[16][cout][cin]`), the Winograd-domain
+/// weight gradient of the images `x` (`[n][cin][h][w]`) with output gradients `dy`, one
+/// block of 16 tiles at a time: `V` as in the forward, `D = A dY A^T` from the block's
+/// rows of `dy`, `V` transposed per element (tiles to rows) and 16 tiles of products
+/// summed into `du` by broadcast FMAs, tile by tile in order. Images in order, so the
+/// sums do not depend on threads.
+pub(super) fn accumulate_weight_grad(g: &ConvGeom, x: &[f32], dy: &[f32], du: &mut [f32]) {
+    assert!(
+        applies_weight_grad(g),
+        "fused winograd: unsupported geometry {g:?}"
+    );
+    let n = x.len() / g.in_len();
+    assert_eq!(x.len(), n * g.in_len(), "fused winograd: length of x");
+    assert_eq!(dy.len(), n * g.out_len(), "fused winograd: length of dy");
+    assert_eq!(
+        du.len(),
+        16 * g.cin * g.cout,
+        "fused winograd: length of du"
+    );
+    let (cin, cout) = (g.cin, g.cout);
+    let q_len = cin * 8 * (g.h / 2 + 1) * (g.w / 2);
+    let (v_len, vt_len, d_len) = (16 * cin * LANES, LANES * cin, 16 * cout * LANES);
+    let y_len = g.out_len();
+    with_scratch(
+        q_len + y_len + v_len + vt_len + d_len,
+        |buf: &mut [f32]| {
+            let (q, rest) = buf.split_at_mut(q_len);
+            let (yq, rest) = rest.split_at_mut(y_len);
+            let (vb, rest) = rest.split_at_mut(v_len);
+            let (vt, db) = rest.split_at_mut(vt_len);
+            for (xi, dyi) in x.chunks_exact(g.in_len()).zip(dy.chunks_exact(g.out_len())) {
+                // SAFETY: `applies` checked AVX-512F; the buffers have the lengths the
+                // kernels assert.
+                unsafe {
+                    split_planes(g, xi, q);
+                    split_gradient(g, dyi, yq);
+                    match cin / LANES {
+                        1 => weight_grad_image::<1>(g, q, yq, vb, vt, db, du),
+                        2 => weight_grad_image::<2>(g, q, yq, vb, vt, db, du),
+                        _ => weight_grad_image::<4>(g, q, yq, vb, vt, db, du),
+                    }
+                }
+            }
+        },
+    )
+}
+
+/// One image of [`accumulate_weight_grad`], `CIV = cin / 16` vectors per row of `V^T`.
+///
+/// # Safety
+/// AVX-512F must be present.
+#[target_feature(enable = "avx512f")]
+unsafe fn weight_grad_image<const CIV: usize>(
+    g: &ConvGeom,
+    q: &[f32],
+    yq: &[f32],
+    vb: &mut [f32],
+    vt: &mut [f32],
+    db: &mut [f32],
+    du: &mut [f32],
+) {
+    let (th, tw) = (g.h / 2, g.w / 2);
+    let (cin, cout) = (g.cin, g.cout);
+    assert_eq!(cin, CIV * LANES);
+    assert!(q.len() >= cin * 8 * (th + 1) * tw);
+    assert!(vb.len() >= 16 * cin * LANES && vt.len() >= LANES * cin);
+    assert!(db.len() >= 16 * cout * LANES && du.len() >= 16 * cin * cout);
+    assert_eq!(yq.len(), cout * g.h * g.w);
+    let (q, yq, vb, vt, db, du) = (
+        q.as_ptr(),
+        yq.as_ptr(),
+        vb.as_mut_ptr(),
+        vt.as_mut_ptr(),
+        db.as_mut_ptr(),
+        du.as_mut_ptr(),
+    );
+    // Output channels per block of accumulators: 16 accumulators in all.
+    let co_block = LANES / CIV;
+    let tiles = th * tw;
+    for t in (0..tiles).step_by(LANES) {
+        input_transform(g, q, t, vb);
+        // D = A dY A^T: the block's 2x2 output-gradient tiles, A down then across.
+        for co in 0..cout {
+            let y: [[__m512; 2]; 2] = std::array::from_fn(|a| {
+                std::array::from_fn(|b| _mm512_loadu_ps(yq.add(((co * 2 + a) * 2 + b) * tiles + t)))
+            });
+            let r: [[__m512; 2]; 4] =
+                std::array::from_fn(|i| std::array::from_fn(|b| a_row(i, y[0][b], y[1][b])));
+            for (i, ri) in r.iter().enumerate() {
+                for j in 0..4 {
+                    let e = i * 4 + j;
+                    _mm512_storeu_ps(db.add((e * cout + co) * LANES), a_row(j, ri[0], ri[1]));
+                }
+            }
+        }
+        for e in 0..16 {
+            // V_e^T: row t holds tile t's input channels.
+            for c in 0..CIV {
+                transpose(
+                    vb.add((e * cin + c * LANES) * LANES),
+                    vt.add(c * LANES),
+                    cin,
+                );
+            }
+            for co0 in (0..cout).step_by(co_block) {
+                let du_at = |k: usize, c: usize| du.add((e * cout + co0 + k) * cin + c * LANES);
+                let mut acc = [[_mm512_setzero_ps(); CIV]; LANES];
+                for (k, a) in acc.iter_mut().enumerate().take(co_block) {
+                    for (c, v) in a.iter_mut().enumerate() {
+                        *v = _mm512_loadu_ps(du_at(k, c));
+                    }
+                }
+                for tile in 0..LANES {
+                    let v: [__m512; CIV] =
+                        std::array::from_fn(|c| _mm512_loadu_ps(vt.add(tile * cin + c * LANES)));
+                    for (k, a) in acc.iter_mut().enumerate().take(co_block) {
+                        let d = _mm512_set1_ps(*db.add((e * cout + co0 + k) * LANES + tile));
+                        for (c, v) in a.iter_mut().zip(&v) {
+                            *c = _mm512_fmadd_ps(d, *v, *c);
+                        }
+                    }
+                }
+                for (k, a) in acc.iter().enumerate().take(co_block) {
+                    for (c, v) in a.iter().enumerate() {
+                        _mm512_storeu_ps(du_at(k, c), *v);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Row `op` of `A` (4x2) applied to `(x, y)`: `x`, `x + y`, `x - y`, `-y`.
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn a_row(op: usize, x: __m512, y: __m512) -> __m512 {
+    match op {
+        0 => x,
+        1 => _mm512_add_ps(x, y),
+        2 => _mm512_sub_ps(x, y),
+        // Exact negation (a sign flip, as `-y` is on the grouped path).
+        _ => _mm512_castsi512_ps(_mm512_xor_si512(
+            _mm512_castps_si512(y),
+            _mm512_set1_epi32(i32::MIN),
+        )),
+    }
+}
+
+/// Splits the output gradient `dy` (`[cout][h][w]`, pad 1 so `h = 2 th`, `w = 2 tw`)
+/// into `yq[co][a][b][ty tw + tx] = dy[co][2ty + a][2tx + b]`: each tile's four pixels as
+/// four runs over the tiles, read plane by plane (the block loop then loads them from
+/// cache instead of striding across every channel's rows).
+///
+/// # Safety
+/// AVX-512F must be present.
+#[target_feature(enable = "avx512f")]
+unsafe fn split_gradient(g: &ConvGeom, dy: &[f32], yq: &mut [f32]) {
+    let (th, tw) = (g.h / 2, g.w / 2);
+    assert!(g.w == 2 * tw && g.h == 2 * th && tw <= LANES);
+    assert_eq!(dy.len(), g.cout * g.h * g.w);
+    assert_eq!(yq.len(), dy.len());
+    let tiles = th * tw;
+    let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    let odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+    let row_mask: __mmask16 = ((1u32 << tw) - 1) as __mmask16;
+    let in_mask = |from: usize| -> __mmask16 {
+        let n = g.w.saturating_sub(from).min(LANES);
+        ((1u32 << n) - 1) as __mmask16
+    };
+    let (mask0, mask1) = (in_mask(0), in_mask(LANES));
+    let (dy, yq) = (dy.as_ptr(), yq.as_mut_ptr());
+    for co in 0..g.cout {
+        for oy in 0..g.h {
+            let (ty, a) = (oy / 2, oy % 2);
+            let line = dy.add((co * g.h + oy) * g.w);
+            let lo = _mm512_maskz_loadu_ps(mask0, line);
+            let hi = _mm512_maskz_loadu_ps(mask1, line.wrapping_add(LANES));
+            let out = |b: usize| yq.add(((co * 2 + a) * 2 + b) * tiles + ty * tw);
+            _mm512_mask_storeu_ps(out(0), row_mask, _mm512_permutex2var_ps(lo, even, hi));
+            _mm512_mask_storeu_ps(out(1), row_mask, _mm512_permutex2var_ps(lo, odd, hi));
+        }
+    }
+}
+
+/// Lane indices of the transpose's rounds: for round `r` (bit `b = 8 >> r`), row `i`
+/// (bit `b` clear) keeps its lanes with bit `b` clear and takes row `i + b`'s lanes
+/// `l - b` where `l` has it (`[r][0]`); row `i + b` the other way round (`[r][1]`).
+const TRANSPOSE_LANES: [[[i32; LANES]; 2]; 4] = {
+    let mut idx = [[[0i32; LANES]; 2]; 4];
+    let mut r = 0;
+    while r < 4 {
+        let b = 8 >> r;
+        let mut l = 0;
+        while l < LANES {
+            let (low, high) = if l & b == 0 {
+                (l, l + b)
+            } else {
+                (LANES + l - b, LANES + l)
+            };
+            idx[r][0][l] = low as i32;
+            idx[r][1][l] = high as i32;
+            l += 1;
+        }
+        r += 1;
+    }
+    idx
+};
+
+/// Writes the transpose of the 16x16 block at `src` (16 contiguous rows of 16) as 16
+/// rows `stride` apart from `dst`: four rounds in registers, each swapping bit `b` of the
+/// row index with bit `b` of the lane index (`b` = 8, 4, 2, 1).
+///
+/// # Safety
+/// AVX-512F must be present; `src` holds 256 values, `dst` 16 rows of 16 at `stride`.
+#[inline]
+#[target_feature(enable = "avx512f")]
+unsafe fn transpose(src: *const f32, dst: *mut f32, stride: usize) {
+    let r: [__m512; LANES] = std::array::from_fn(|k| _mm512_loadu_ps(src.add(k * LANES)));
+    let [mut r0, mut r1, mut r2, mut r3, mut r4, mut r5, mut r6, mut r7] =
+        [r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7]];
+    let [mut r8, mut r9, mut r10, mut r11, mut r12, mut r13, mut r14, mut r15] =
+        [r[8], r[9], r[10], r[11], r[12], r[13], r[14], r[15]];
+    for (round, [low, high]) in TRANSPOSE_LANES.iter().enumerate() {
+        let (low, high) = (
+            _mm512_loadu_si512(low.as_ptr().cast()),
+            _mm512_loadu_si512(high.as_ptr().cast()),
+        );
+        let swap = |x: &mut __m512, y: &mut __m512| {
+            let (a, b) = (*x, *y);
+            *x = _mm512_permutex2var_ps(a, low, b);
+            *y = _mm512_permutex2var_ps(a, high, b);
+        };
+        match 8 >> round {
+            8 => {
+                swap(&mut r0, &mut r8);
+                swap(&mut r1, &mut r9);
+                swap(&mut r2, &mut r10);
+                swap(&mut r3, &mut r11);
+                swap(&mut r4, &mut r12);
+                swap(&mut r5, &mut r13);
+                swap(&mut r6, &mut r14);
+                swap(&mut r7, &mut r15);
+            }
+            4 => {
+                swap(&mut r0, &mut r4);
+                swap(&mut r1, &mut r5);
+                swap(&mut r2, &mut r6);
+                swap(&mut r3, &mut r7);
+                swap(&mut r8, &mut r12);
+                swap(&mut r9, &mut r13);
+                swap(&mut r10, &mut r14);
+                swap(&mut r11, &mut r15);
+            }
+            2 => {
+                swap(&mut r0, &mut r2);
+                swap(&mut r1, &mut r3);
+                swap(&mut r4, &mut r6);
+                swap(&mut r5, &mut r7);
+                swap(&mut r8, &mut r10);
+                swap(&mut r9, &mut r11);
+                swap(&mut r12, &mut r14);
+                swap(&mut r13, &mut r15);
+            }
+            _ => {
+                swap(&mut r0, &mut r1);
+                swap(&mut r2, &mut r3);
+                swap(&mut r4, &mut r5);
+                swap(&mut r6, &mut r7);
+                swap(&mut r8, &mut r9);
+                swap(&mut r10, &mut r11);
+                swap(&mut r12, &mut r13);
+                swap(&mut r14, &mut r15);
+            }
+        }
+    }
+    let rows = [
+        r0, r1, r2, r3, r4, r5, r6, r7, r8, r9, r10, r11, r12, r13, r14, r15,
+    ];
+    for (k, row) in rows.iter().enumerate() {
+        _mm512_storeu_ps(dst.add(k * stride), *row);
+    }
+}
+
 /// `p[i] (=|+=) v[i]` for the lanes `i` set in `mask` (the others are not touched).
 ///
 /// # Safety
@@ -272,6 +581,122 @@ mod tests {
                 (s >> 40) as f32 / (1u64 << 23) as f32 - 1.0
             })
             .collect()
+    }
+
+    #[test]
+    fn transpose_moves_each_element_to_its_mirror() {
+        if !std::arch::is_x86_feature_detected!("avx512f") {
+            eprintln!("skipped: no AVX-512F");
+            return;
+        }
+        let src: Vec<f32> = (0..256).map(|i| i as f32).collect();
+        // Rows 20 apart, with a guard value between them that must survive.
+        let mut dst = vec![-1.0f32; 16 * 20];
+        unsafe { transpose(src.as_ptr(), dst.as_mut_ptr(), 20) };
+        for r in 0..16 {
+            for c in 0..16 {
+                assert_eq!(dst[r * 20 + c], src[c * 16 + r], "({r}, {c})");
+            }
+            assert!(dst[r * 20 + 16..r * 20 + 20].iter().all(|&v| v == -1.0));
+        }
+    }
+
+    /// `du[e][co][ci] = sum over images and tiles of D_e[co] V_e[ci]`, each tile's
+    /// transforms written out as the matrix products `B^T d B` and `A^T`-side `A dy A^T`
+    /// in f64 (no splitting, no blocking).
+    #[allow(clippy::needless_range_loop)] // matrix indices read as the formulas do
+    fn naive_weight_grad(g: &ConvGeom, x: &[f32], dy: &[f32]) -> Vec<f64> {
+        const BT: [[f64; 4]; 4] = [
+            [1.0, 0.0, -1.0, 0.0],
+            [0.0, 1.0, 1.0, 0.0],
+            [0.0, -1.0, 1.0, 0.0],
+            [0.0, 1.0, 0.0, -1.0],
+        ];
+        const A: [[f64; 2]; 4] = [[1.0, 0.0], [1.0, 1.0], [1.0, -1.0], [0.0, -1.0]];
+        let (cin, cout, h, w) = (g.cin, g.cout, g.h, g.w);
+        let mut du = vec![0.0; 16 * cout * cin];
+        for (xi, dyi) in x.chunks_exact(g.in_len()).zip(dy.chunks_exact(g.out_len())) {
+            for ty in 0..h / 2 {
+                for tx in 0..w / 2 {
+                    let v: Vec<[f64; 16]> = (0..cin)
+                        .map(|ci| {
+                            let d = |k: usize, l: usize| {
+                                let (iy, ix) =
+                                    ((2 * ty + k) as isize - 1, (2 * tx + l) as isize - 1);
+                                if iy < 0 || ix < 0 || iy >= h as isize || ix >= w as isize {
+                                    0.0
+                                } else {
+                                    xi[(ci * h + iy as usize) * w + ix as usize] as f64
+                                }
+                            };
+                            std::array::from_fn(|e| {
+                                let (i, j) = (e / 4, e % 4);
+                                let mut sum = 0.0;
+                                for k in 0..4 {
+                                    for l in 0..4 {
+                                        sum += BT[i][k] * d(k, l) * BT[j][l];
+                                    }
+                                }
+                                sum
+                            })
+                        })
+                        .collect();
+                    for co in 0..cout {
+                        let p =
+                            |a: usize, b: usize| dyi[(co * h + 2 * ty + a) * w + 2 * tx + b] as f64;
+                        for e in 0..16 {
+                            let (i, j) = (e / 4, e % 4);
+                            let mut dd = 0.0;
+                            for a in 0..2 {
+                                for b in 0..2 {
+                                    dd += A[i][a] * p(a, b) * A[j][b];
+                                }
+                            }
+                            for ci in 0..cin {
+                                du[(e * cout + co) * cin + ci] += dd * v[ci][e];
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        du
+    }
+
+    #[test]
+    fn fused_weight_grad_matches_the_tile_by_tile_definition() {
+        if !std::arch::is_x86_feature_detected!("avx512f") {
+            eprintln!("skipped: no AVX-512F");
+            return;
+        }
+        let n = 2;
+        for (i, g) in [
+            geom((16, 16), 32, 32),
+            geom((32, 16), 16, 16),
+            geom((64, 32), 8, 8),
+            geom((16, 48), 16, 8),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            assert!(applies_weight_grad(&g));
+            let seed = 100 + 10 * i as u64;
+            let (x, dy) = (
+                values(n * g.in_len(), seed),
+                values(n * g.out_len(), seed + 1),
+            );
+            let start = values(16 * g.cin * g.cout, seed + 2);
+            let mut got = start.clone();
+            accumulate_weight_grad(&g, &x, &dy, &mut got);
+            let want = naive_weight_grad(&g, &x, &dy);
+            // Each entry sums n * tiles products of values below 4 * 4 = 16 (V) and 4 (D).
+            let bound = 1e-5 * (n * g.h * g.w / 4) as f64 * 64.0;
+            for (j, ((&s, &v), &w)) in start.iter().zip(&got).zip(&want).enumerate() {
+                let err = (v as f64 - s as f64 - w).abs();
+                assert!(err <= bound, "{g:?}: entry {j}: {v} - {s} against {w}");
+            }
+        }
+        assert!(!applies_weight_grad(&geom((48, 16), 16, 16)));
     }
 
     #[test]
