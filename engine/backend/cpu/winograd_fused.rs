@@ -45,6 +45,7 @@ pub(super) fn forward(
 ) {
     assert!(applies(g), "fused winograd: unsupported geometry {g:?}");
     let (cin, cout) = (g.cin, g.cout);
+    assert_eq!(u.len(), 16 * cin * cout, "fused winograd: length of u");
     let mut ut = vec![0.0f32; 16 * cin * cout];
     for e in 0..16 {
         for co in 0..cout {
@@ -73,6 +74,30 @@ pub(super) fn forward(
         });
 }
 
+/// The even and odd pixels of a row of `w <= 32` values at `line` (lanes `0..w / 2`; the
+/// rest zero).
+///
+/// # Safety
+/// AVX-512F must be present; `line` holds `w` values.
+#[inline]
+#[target_feature(enable = "avx512f")]
+unsafe fn even_odd(line: *const f32, w: usize) -> [__m512; 2] {
+    let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    let odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+    let mask = |from: usize| lanes(w.saturating_sub(from).min(LANES));
+    let lo = _mm512_maskz_loadu_ps(mask(0), line);
+    let hi = _mm512_maskz_loadu_ps(mask(LANES), line.wrapping_add(LANES));
+    [
+        _mm512_permutex2var_ps(lo, even, hi),
+        _mm512_permutex2var_ps(lo, odd, hi),
+    ]
+}
+
+/// The mask of the first `n <= 16` lanes.
+fn lanes(n: usize) -> __mmask16 {
+    ((1u32 << n) - 1) as __mmask16
+}
+
 /// `split_tile_pixels` of every channel of `x` into `q` (`[cin][8 (th + 1) tw]`), for
 /// pad 1 and `w = 2 tw <= 32`: each padded row's four runs from two vector permutes of
 /// the input row (`l = 1, 2` its even and odd pixels, `l = 0, 3` those shifted by a tile).
@@ -86,18 +111,11 @@ unsafe fn split_planes(g: &ConvGeom, x: &[f32], q: &mut [f32]) {
     assert!(g.pad == 1 && g.w == 2 * tw && tw <= LANES);
     assert_eq!(x.len(), g.cin * g.h * g.w);
     assert!(q.len() >= g.cin * 8 * q_plane);
-    let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-    let odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
     let back = _mm512_setr_epi32(0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14);
     let ahead = _mm512_setr_epi32(1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 15);
-    let row_mask: __mmask16 = ((1u32 << tw) - 1) as __mmask16;
+    let row_mask = lanes(tw);
     // Lane 0 of the shifted-back run and lane tw - 1 of the shifted-ahead run are the pad.
     let (back_mask, ahead_mask) = (row_mask & !1, row_mask >> 1);
-    let in_mask = |from: usize| -> __mmask16 {
-        let n = g.w.saturating_sub(from).min(LANES);
-        ((1u32 << n) - 1) as __mmask16
-    };
-    let (mask0, mask1) = (in_mask(0), in_mask(LANES));
     let (x, q) = (x.as_ptr(), q.as_mut_ptr());
     for ci in 0..g.cin {
         let (src, qc) = (x.add(ci * g.h * g.w), q.add(ci * 8 * q_plane));
@@ -106,13 +124,7 @@ unsafe fn split_planes(g: &ConvGeom, x: &[f32], q: &mut [f32]) {
             let runs = match r.checked_sub(1).filter(|&iy| iy < g.h) {
                 None => [_mm512_setzero_ps(); 4],
                 Some(iy) => {
-                    let line = src.add(iy * g.w);
-                    let a = _mm512_maskz_loadu_ps(mask0, line);
-                    let b = _mm512_maskz_loadu_ps(mask1, line.wrapping_add(LANES));
-                    let (e, o) = (
-                        _mm512_permutex2var_ps(a, even, b),
-                        _mm512_permutex2var_ps(a, odd, b),
-                    );
+                    let [e, o] = even_odd(src.add(iy * g.w), g.w);
                     [
                         _mm512_maskz_permutexvar_ps(back_mask, back, o),
                         e,
@@ -417,24 +429,15 @@ unsafe fn split_gradient(g: &ConvGeom, dy: &[f32], yq: &mut [f32]) {
     assert_eq!(dy.len(), g.cout * g.h * g.w);
     assert_eq!(yq.len(), dy.len());
     let tiles = th * tw;
-    let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-    let odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
-    let row_mask: __mmask16 = ((1u32 << tw) - 1) as __mmask16;
-    let in_mask = |from: usize| -> __mmask16 {
-        let n = g.w.saturating_sub(from).min(LANES);
-        ((1u32 << n) - 1) as __mmask16
-    };
-    let (mask0, mask1) = (in_mask(0), in_mask(LANES));
     let (dy, yq) = (dy.as_ptr(), yq.as_mut_ptr());
     for co in 0..g.cout {
         for oy in 0..g.h {
             let (ty, a) = (oy / 2, oy % 2);
-            let line = dy.add((co * g.h + oy) * g.w);
-            let lo = _mm512_maskz_loadu_ps(mask0, line);
-            let hi = _mm512_maskz_loadu_ps(mask1, line.wrapping_add(LANES));
-            let out = |b: usize| yq.add(((co * 2 + a) * 2 + b) * tiles + ty * tw);
-            _mm512_mask_storeu_ps(out(0), row_mask, _mm512_permutex2var_ps(lo, even, hi));
-            _mm512_mask_storeu_ps(out(1), row_mask, _mm512_permutex2var_ps(lo, odd, hi));
+            let pixels = even_odd(dy.add((co * g.h + oy) * g.w), g.w);
+            for (b, v) in pixels.into_iter().enumerate() {
+                let out = yq.add(((co * 2 + a) * 2 + b) * tiles + ty * tw);
+                _mm512_mask_storeu_ps(out, lanes(tw), v);
+            }
         }
     }
 }
@@ -572,14 +575,8 @@ mod tests {
 
     /// Deterministic values in [-1, 1).
     fn values(len: usize, seed: u64) -> Vec<f32> {
-        let mut s = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-        (0..len)
-            .map(|_| {
-                s ^= s << 13;
-                s ^= s >> 7;
-                s ^= s << 17;
-                (s >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-            })
+        crate::net::init::uniform_stream(seed, 1, len)
+            .map(|u| (2.0 * u - 1.0) as f32)
             .collect()
     }
 
