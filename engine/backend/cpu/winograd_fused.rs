@@ -573,6 +573,15 @@ mod tests {
         }
     }
 
+    /// Whether this CPU runs the fused kernels; says so when a test is skipped.
+    fn has_avx512() -> bool {
+        let has = std::arch::is_x86_feature_detected!("avx512f");
+        if !has {
+            eprintln!("skipped: no AVX-512F");
+        }
+        has
+    }
+
     /// Deterministic values in [-1, 1).
     fn values(len: usize, seed: u64) -> Vec<f32> {
         crate::net::init::uniform_stream(seed, 1, len)
@@ -582,8 +591,7 @@ mod tests {
 
     #[test]
     fn transpose_moves_each_element_to_its_mirror() {
-        if !std::arch::is_x86_feature_detected!("avx512f") {
-            eprintln!("skipped: no AVX-512F");
+        if !has_avx512() {
             return;
         }
         let src: Vec<f32> = (0..256).map(|i| i as f32).collect();
@@ -662,8 +670,7 @@ mod tests {
 
     #[test]
     fn fused_weight_grad_matches_the_tile_by_tile_definition() {
-        if !std::arch::is_x86_feature_detected!("avx512f") {
-            eprintln!("skipped: no AVX-512F");
+        if !has_avx512() {
             return;
         }
         let n = 2;
@@ -730,8 +737,7 @@ mod tests {
     /// products' order at most; in both modes (overwrite, accumulate).
     #[test]
     fn fused_forward_matches_the_grouped_path() {
-        if !std::arch::is_x86_feature_detected!("avx512f") {
-            eprintln!("skipped: no AVX-512F");
+        if !has_avx512() {
             return;
         }
         let n = 3;
