@@ -1,11 +1,13 @@
-//! F(2x2, 3x3) forward fused per block of 16 tiles, f32 on AVX-512 (the algebra of
-//! `winograd.rs`): for each block, the input transform of every input channel, the 16
-//! products `M_e = U_e V_e` and the inverse run back to back on one vector of 16 tiles,
-//! so `V` and `M` stay in L1 instead of going through L2 a whole image at a time.
+//! F(2x2, 3x3) fused per block of 16 tiles, f32 on AVX-512 (the algebra of `winograd.rs`).
+//! Forward (and so backward data): for each block, the input transform of every input
+//! channel, the 16 products `M_e = U_e V_e` and the inverse run back to back on one vector
+//! of 16 tiles, so `V` and `M` stay in L1 instead of going through L2 a whole image at a
+//! time. Weight gradient: per block, `V`, `D = A dY A^T` and `dU_e += D_e V_e^T` the same
+//! way (see [`accumulate_weight_grad`]).
 //!
-//! Layout of the block buffers: `vb[e][ci]` and `mb[e][co]`, each one vector (16 tiles).
-//! The filters come transposed, `ut[e][ci][co]`, so that the 16 output channels of one
-//! block of accumulators are consecutive scalars to broadcast.
+//! Layout of the block buffers: `vb[e][ci]`, `mb[e][co]` and `db[e][co]`, each one vector
+//! (16 tiles). The filters come transposed, `ut[e][ci][co]`, so that the 16 output
+//! channels of one block of accumulators are consecutive scalars to broadcast.
 
 use std::arch::x86_64::*;
 
@@ -475,6 +477,8 @@ const TRANSPOSE_LANES: [[[i32; LANES]; 2]; 4] = {
 #[inline]
 #[target_feature(enable = "avx512f")]
 unsafe fn transpose(src: *const f32, dst: *mut f32, stride: usize) {
+    // Sixteen named vectors, not an array: with an array LLVM turned the row loads into a
+    // memcpy through the stack (the weight-gradient bench 20-30 % slower).
     let r: [__m512; LANES] = std::array::from_fn(|k| _mm512_loadu_ps(src.add(k * LANES)));
     let [mut r0, mut r1, mut r2, mut r3, mut r4, mut r5, mut r6, mut r7] =
         [r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7]];
