@@ -10,7 +10,8 @@
 //!
 //! 3x3 stride-1 convolutions with at least 16 channels in and out (forward, and backward data through the
 //! flipped-kernel forward) use Winograd F(2x2, 3x3) instead (winograd.rs): 2.25x fewer
-//! multiplies. [`ConvAlgo`] can force either algorithm.
+//! multiplies (in f32 with AVX-512, the fused kernels of winograd_fused.rs, also for the
+//! batched weight gradient). [`ConvAlgo`] can force either algorithm.
 //!
 //! Images are processed in parallel with single-threaded GEMMs when there are at least as
 //! many images as threads; otherwise images run in turn and each GEMM is parallel.
