@@ -310,7 +310,7 @@ fn transform_image_body<T: Real>(
 /// `padded[2ty + k][2tx + l]`, is the contiguous run `q[k % 2][l]` from row `k / 2` on.
 /// `padded_row` holds `2 tw + 2`.
 #[inline(always)]
-pub(super) fn split_tile_pixels<T: Real>(
+fn split_tile_pixels<T: Real>(
     g: &ConvGeom,
     src: &[T],
     q: &mut [T],

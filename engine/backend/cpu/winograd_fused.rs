@@ -100,7 +100,7 @@ fn lanes(n: usize) -> __mmask16 {
     ((1u32 << n) - 1) as __mmask16
 }
 
-/// `split_tile_pixels` of every channel of `x` into `q` (`[cin][8 (th + 1) tw]`), for
+/// `winograd.rs`'s `split_tile_pixels` of every channel of `x` into `q` (`[cin][8 (th + 1) tw]`), for
 /// pad 1 and `w = 2 tw <= 32`: each padded row's four runs from two vector permutes of
 /// the input row (`l = 1, 2` its even and odd pixels, `l = 0, 3` those shifted by a tile).
 ///
