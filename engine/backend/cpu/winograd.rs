@@ -310,12 +310,7 @@ fn transform_image_body<T: Real>(
 /// `padded[2ty + k][2tx + l]`, is the contiguous run `q[k % 2][l]` from row `k / 2` on.
 /// `padded_row` holds `2 tw + 2`.
 #[inline(always)]
-fn split_tile_pixels<T: Real>(
-    g: &ConvGeom,
-    src: &[T],
-    q: &mut [T],
-    padded_row: &mut [T],
-) {
+fn split_tile_pixels<T: Real>(g: &ConvGeom, src: &[T], q: &mut [T], padded_row: &mut [T]) {
     let (th, tw) = tiles(g);
     let q_plane = (th + 1) * tw;
     let (ph, pw) = (2 * th + 2, 2 * tw + 2);
