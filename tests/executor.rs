@@ -483,3 +483,45 @@ fn executors_one_after_another_do_not_grow_the_pool() {
     assert_eq!(held[1], held[0], "the pool grew: {held:?}");
     assert_eq!(held[2], held[0], "the pool grew: {held:?}");
 }
+
+#[test]
+fn backward_each_gives_every_seed_its_own_backward_pass() {
+    // Lanes side by side (three threads: three lanes for five seeds, unevenly) and one
+    // lane: each seed's gradients must be those of a lone backward pass, bit for bit.
+    let (plan, _) = tiny();
+    let n = 4;
+    let x = input(&plan, n, 7);
+    let seeds: Vec<Vec<f64>> = (0..5)
+        .map(|s| input(&plan, 1, 20 + s)[..n * 3].to_vec())
+        .collect();
+    for threads in [3, 1] {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        pool.install(|| {
+            let be = Be::new();
+            assert_eq!(be.parallel_passes(), threads);
+            let mut exec = Executor::with_init(&be, &plan, 3);
+            exec.forward(x.clone(), n, BnStatistics::Batch);
+            let seen = std::sync::Mutex::new(vec![None; seeds.len()]);
+            exec.backward_each(seeds.clone(), &BackwardOptions::default(), &|k, grads| {
+                let mut seen = seen.lock().unwrap();
+                assert!(seen[k].is_none(), "seed {k} twice");
+                seen[k] = Some(grads.to_vec());
+            });
+            for (k, seed) in seeds.iter().enumerate() {
+                let alone = exec
+                    .backward(
+                        seed.clone(),
+                        &BackwardOptions::default(),
+                        ParamGrads::Batched,
+                    )
+                    .params
+                    .unwrap();
+                let each = seen.lock().unwrap()[k].take().expect("every seed");
+                assert_eq!(each, alone, "seed {k}, {threads} threads");
+            }
+        });
+    }
+}

@@ -85,10 +85,8 @@ pub struct Executor<'a, B: Backend> {
     bn_stats: Vec<Option<(B::Buf, B::Buf)>>,
     n: usize,
     bn: BnStatistics,
-    scratch: HashMap<usize, B::Buf>,
-    /// Gradient buffers of earlier backward passes, by length: reusing them avoids fresh
-    /// allocations (and their page faults) for hundreds of slot gradients per pass.
-    pool: HashMap<usize, Vec<B::Buf>>,
+    /// The buffers of the backward passes (one per lane of [`Executor::backward_each`]).
+    workspaces: Vec<Workspace<B>>,
     /// Frozen ReLU inputs by layer index (see [`Executor::freeze_relu_masks`]).
     relu_masks: Option<Vec<Option<B::Buf>>>,
     /// Whether every slot of the last forward pass is still held (false after a
@@ -111,8 +109,7 @@ impl<'a, B: Backend> Executor<'a, B> {
             bn_stats: (0..plan.layers.len()).map(|_| None).collect(),
             n: 0,
             bn: BnStatistics::Batch,
-            scratch: HashMap::new(),
-            pool: HashMap::new(),
+            workspaces: vec![Workspace::default()],
             relu_masks: None,
             slots_complete: false,
         }
@@ -417,6 +414,22 @@ impl<'a, B: Backend> Executor<'a, B> {
         &mut self,
         dlogits: B::Buf,
         options: &BackwardOptions,
+        param_grads: ParamGrads<'_, B>,
+        observer: Option<GradObserver<'_, B>>,
+    ) -> Gradients<B> {
+        let mut ws = std::mem::take(&mut self.workspaces[0]);
+        let grads = self.backward_in(&mut ws, dlogits, options, param_grads, observer);
+        self.workspaces[0] = ws;
+        grads
+    }
+
+    /// One backward pass with the buffers of `ws`: reads the forward state only, so
+    /// passes with separate workspaces can run side by side.
+    fn backward_in(
+        &self,
+        ws: &mut Workspace<B>,
+        dlogits: B::Buf,
+        options: &BackwardOptions,
         mut param_grads: ParamGrads<'_, B>,
         mut observer: Option<GradObserver<'_, B>>,
     ) -> Gradients<B> {
@@ -436,8 +449,18 @@ impl<'a, B: Backend> Executor<'a, B> {
             );
         }
         let needs = self.needs_grad(options.input_grad);
-        let mut batched: Option<Vec<B::Buf>> = matches!(param_grads, ParamGrads::Batched)
-            .then(|| plan.params.iter().map(|p| be.alloc(p.len())).collect());
+        let mut batched: Option<Vec<B::Buf>> =
+            matches!(param_grads, ParamGrads::Batched).then(|| {
+                let pool = &mut ws.pool;
+                plan.params
+                    .iter()
+                    .map(|p| {
+                        let mut buf = take_pooled(be, pool, p.len());
+                        be.fill_zero(&mut buf);
+                        buf
+                    })
+                    .collect()
+            });
         let mut grads: Vec<Option<B::Buf>> = (0..plan.slots.len()).map(|_| None).collect();
         grads[plan.output] = Some(dlogits);
         let group = bn_group(self.bn, n);
@@ -456,12 +479,12 @@ impl<'a, B: Backend> Executor<'a, B> {
                 Layer::BatchNorm { x, .. } if bypass => {
                     if needs[*x] {
                         let len = n * plan.slots[*x].len();
-                        be.add_assign(grad_slot(be, &mut self.pool, &mut grads, *x, len), &dy);
+                        be.add_assign(grad_slot(be, &mut ws.pool, &mut grads, *x, len), &dy);
                     }
                 }
                 Layer::Conv { x, w, geom, .. } => {
                     if needs[*x] {
-                        let dx = grad_slot(be, &mut self.pool, &mut grads, *x, n * geom.in_len());
+                        let dx = grad_slot(be, &mut ws.pool, &mut grads, *x, n * geom.in_len());
                         be.conv_backward_data(geom, n, &dy, &p[*w], dx);
                     }
                     match &mut param_grads {
@@ -471,7 +494,7 @@ impl<'a, B: Backend> Executor<'a, B> {
                             be.conv_backward_weight(geom, n, &slots[*x], &dy, dw);
                         }
                         ParamGrads::PerSample(visit) => {
-                            let out = scratch(be, &mut self.scratch, n * geom.weight_len(), 0);
+                            let out = scratch(be, &mut ws.scratch, n * geom.weight_len(), 0);
                             be.conv_weight_grad_per_sample(geom, n, &slots[*x], &dy, out);
                             visit(*w, out);
                         }
@@ -487,7 +510,7 @@ impl<'a, B: Backend> Executor<'a, B> {
                     };
                     let (mean, inv_std) = self.bn_stats[index].as_ref().expect("forward stats");
                     let dx = if needs[*x] {
-                        Some(grad_slot(be, &mut self.pool, &mut grads, *x, n * s.len()))
+                        Some(grad_slot(be, &mut ws.pool, &mut grads, *x, n * s.len()))
                     } else {
                         None
                     };
@@ -523,8 +546,8 @@ impl<'a, B: Backend> Executor<'a, B> {
                             }
                             if let ParamGrads::PerSample(visit) = &mut param_grads {
                                 let mut dgamma =
-                                    std::mem::take(scratch(be, &mut self.scratch, n * s.c, 0));
-                                let dbeta = scratch(be, &mut self.scratch, n * s.c, 1);
+                                    std::mem::take(scratch(be, &mut ws.scratch, n * s.c, 0));
+                                let dbeta = scratch(be, &mut ws.scratch, n * s.c, 1);
                                 be.bn_param_grad_per_sample(
                                     &g,
                                     &slots[*x],
@@ -536,7 +559,7 @@ impl<'a, B: Backend> Executor<'a, B> {
                                 );
                                 visit(*gamma, &dgamma);
                                 visit(*beta, dbeta);
-                                self.scratch.insert(scratch_key(n * s.c, 0), dgamma);
+                                ws.scratch.insert(scratch_key(n * s.c, 0), dgamma);
                             }
                         }
                     }
@@ -548,35 +571,35 @@ impl<'a, B: Backend> Executor<'a, B> {
                         be.relu_backward(
                             mask.unwrap_or(&slots[*x]),
                             &dy,
-                            grad_slot(be, &mut self.pool, &mut grads, *x, len),
+                            grad_slot(be, &mut ws.pool, &mut grads, *x, len),
                         );
                     }
                 }
                 Layer::AvgPool3x3 { x, .. } => {
                     if needs[*x] {
                         let s = plan.slots[*x];
-                        let dx = grad_slot(be, &mut self.pool, &mut grads, *x, n * s.len());
+                        let dx = grad_slot(be, &mut ws.pool, &mut grads, *x, n * s.len());
                         be.avgpool3x3_backward(n, s.c, s.h, s.w, &dy, dx);
                     }
                 }
                 Layer::AvgPool2x2 { x, .. } => {
                     if needs[*x] {
                         let s = plan.slots[*x];
-                        let dx = grad_slot(be, &mut self.pool, &mut grads, *x, n * s.len());
+                        let dx = grad_slot(be, &mut ws.pool, &mut grads, *x, n * s.len());
                         be.avgpool2x2_backward(n, s.c, s.h, s.w, &dy, dx);
                     }
                 }
                 Layer::GlobalAvgPool { x, .. } => {
                     if needs[*x] {
                         let s = plan.slots[*x];
-                        let dx = grad_slot(be, &mut self.pool, &mut grads, *x, n * s.len());
+                        let dx = grad_slot(be, &mut ws.pool, &mut grads, *x, n * s.len());
                         be.global_avgpool_backward(n, s.c, s.hw(), &dy, dx);
                     }
                 }
                 Layer::Linear { x, y, w, b } => {
                     let (fin, fout) = (plan.slots[*x].len(), plan.slots[*y].len());
                     let dx = if needs[*x] {
-                        Some(grad_slot(be, &mut self.pool, &mut grads, *x, n * fin))
+                        Some(grad_slot(be, &mut ws.pool, &mut grads, *x, n * fin))
                     } else {
                         None
                     };
@@ -603,19 +626,15 @@ impl<'a, B: Backend> Executor<'a, B> {
                                 );
                             }
                             if let ParamGrads::PerSample(visit) = &mut param_grads {
-                                let mut dw = std::mem::take(scratch(
-                                    be,
-                                    &mut self.scratch,
-                                    n * fin * fout,
-                                    0,
-                                ));
-                                let db = scratch(be, &mut self.scratch, n * fout, 1);
+                                let mut dw =
+                                    std::mem::take(scratch(be, &mut ws.scratch, n * fin * fout, 0));
+                                let db = scratch(be, &mut ws.scratch, n * fout, 1);
                                 be.linear_grad_per_sample(
                                     n, fin, fout, &slots[*x], &dy, &mut dw, db,
                                 );
                                 visit(*w, &dw);
                                 visit(*b, db);
-                                self.scratch.insert(scratch_key(n * fin * fout, 0), dw);
+                                ws.scratch.insert(scratch_key(n * fin * fout, 0), dw);
                             }
                         }
                     }
@@ -633,19 +652,19 @@ impl<'a, B: Backend> Executor<'a, B> {
                         } else if k + 1 == targets.len() {
                             grads[*x] = dy.take();
                         } else {
-                            let mut copy = take_pooled(be, &mut self.pool, len);
+                            let mut copy = take_pooled(be, &mut ws.pool, len);
                             be.copy(d, &mut copy);
                             grads[*x] = Some(copy);
                         }
                     }
                     if let Some(dy) = dy {
-                        recycle(be, &mut self.pool, dy);
+                        recycle(be, &mut ws.pool, dy);
                     }
                     continue;
                 }
                 Layer::Zero { .. } => {}
             }
-            recycle(be, &mut self.pool, dy);
+            recycle(be, &mut ws.pool, dy);
         }
         Gradients {
             params: batched,
@@ -659,6 +678,60 @@ impl<'a, B: Backend> Executor<'a, B> {
                 None
             },
         }
+    }
+
+    /// Batched parameter gradients for each of `seeds` (`dlogits` of the last forward pass,
+    /// as in [`Executor::backward`] with [`ParamGrads::Batched`]): `take(k, grads)` sees
+    /// seed `k`'s, one buffer per plan parameter, in no particular order and from any
+    /// thread. The passes run side by side, up to [`Backend::parallel_passes`] at a time,
+    /// each with its own workspace; each pass computes what it would alone.
+    pub fn backward_each(
+        &mut self,
+        seeds: Vec<B::Buf>,
+        options: &BackwardOptions,
+        take: &(dyn Fn(usize, &[B::Buf]) + Sync),
+    ) {
+        let lanes = self.backend.parallel_passes().clamp(1, seeds.len().max(1));
+        if self.workspaces.len() < lanes {
+            self.workspaces.resize_with(lanes, Workspace::default);
+        }
+        // Seed k to lane k % lanes: the passes cost the same, so the lanes stay even.
+        let mut queues: Vec<Vec<(usize, B::Buf)>> = (0..lanes).map(|_| Vec::new()).collect();
+        for (k, seed) in seeds.into_iter().enumerate() {
+            queues[k % lanes].push((k, seed));
+        }
+        let mut workspaces = std::mem::take(&mut self.workspaces);
+        let this = &*self;
+        let run_lane = |ws: &mut Workspace<B>, queue: Vec<(usize, B::Buf)>| {
+            for (k, seed) in queue {
+                let grads = this.backward_in(ws, seed, options, ParamGrads::Batched, None);
+                let params = grads.params.expect("batched gradients");
+                take(k, &params);
+                for buf in params {
+                    recycle(this.backend, &mut ws.pool, buf);
+                }
+            }
+        };
+        if lanes == 1 {
+            let queue = queues.pop().expect("one lane");
+            run_lane(&mut workspaces[0], queue);
+        } else {
+            // One thread per lane, each the whole of its own rayon pool, so a lane's kernels
+            // run on its thread: in one shared pool, a thread waiting on its kernel's tasks
+            // would take up the other lane's and hold both up.
+            std::thread::scope(|scope| {
+                for (ws, queue) in workspaces[..lanes].iter_mut().zip(queues) {
+                    let run_lane = &run_lane;
+                    scope.spawn(move || {
+                        match rayon::ThreadPoolBuilder::new().num_threads(1).build() {
+                            Ok(pool) => pool.install(|| run_lane(ws, queue)),
+                            Err(_) => run_lane(ws, queue),
+                        }
+                    });
+                }
+            });
+        }
+        self.workspaces = workspaces;
     }
 
     /// Which slots a backward pass must carry a gradient into: those with a parameter or
@@ -687,11 +760,34 @@ impl<B: Backend> Drop for Executor<'_, B> {
             .drain(..)
             .chain(self.params.drain(..))
             .chain(self.bn_stats.drain(..).flatten().flat_map(|(m, v)| [m, v]))
-            .chain(self.scratch.drain().map(|(_, b)| b))
-            .chain(self.pool.drain().flat_map(|(_, bufs)| bufs));
+            .chain(self.workspaces.drain(..).flat_map(Workspace::into_bufs));
         for buf in bufs {
             be.release(buf);
         }
+    }
+}
+
+/// The buffers one backward pass reuses: gradient buffers of earlier passes by length
+/// (reusing them avoids fresh allocations, and their page faults, for hundreds of slot
+/// gradients per pass) and per-sample scratch.
+struct Workspace<B: Backend> {
+    scratch: HashMap<usize, B::Buf>,
+    pool: HashMap<usize, Vec<B::Buf>>,
+}
+
+impl<B: Backend> Default for Workspace<B> {
+    fn default() -> Self {
+        Workspace {
+            scratch: HashMap::new(),
+            pool: HashMap::new(),
+        }
+    }
+}
+
+impl<B: Backend> Workspace<B> {
+    fn into_bufs(self) -> impl Iterator<Item = B::Buf> {
+        let scratch = self.scratch.into_values();
+        scratch.chain(self.pool.into_values().flatten())
     }
 }
 

@@ -67,7 +67,7 @@ pub trait Backend: Sync {
     /// The scalar the backend computes in.
     type Real: Real;
     /// A buffer of `Real`s in the backend's memory.
-    type Buf: Default + Send;
+    type Buf: Default + Send + Sync;
     /// A buffer of u64 words: packed sign codes, exact counts.
     type Words: Default + Send;
     /// A buffer of f64: Gram accumulators.
@@ -84,6 +84,13 @@ pub trait Backend: Sync {
     /// queues its work). Downloads wait by themselves; backends that compute before
     /// returning keep the default.
     fn synchronize(&self) {}
+
+    /// How many passes through one forward (see [`Executor::backward_each`]) run faster side
+    /// by side than one after another: 1 (the default) where they would queue on one device
+    /// stream.
+    fn parallel_passes(&self) -> usize {
+        1
+    }
 
     /// A zeroed buffer.
     fn alloc(&self, len: usize) -> Self::Buf;

@@ -12,7 +12,8 @@
 //! - `Exact`: the true Jacobian of the batched forward, BN coupling included: `B`
 //!   backward passes (the released code's `B` separate `backward` calls), each seeding
 //!   ones on row `b` of the logits only. Holds `J` (`B` times the weight count) on the
-//!   backend while it is assembled, and costs `B` batched backward passes.
+//!   backend while it is assembled, and costs `B` batched backward passes, run side by
+//!   side where the backend gains by it ([`Executor::backward_each`]).
 //! - `FrozenStats`: batch statistics in the forward, held constant in the backward, so the
 //!   rows decouple and one backward pass with all-ones seeds yields every row; each weight
 //!   tensor's `[B][len]` block is folded into `Theta` as it arrives.
@@ -25,6 +26,8 @@
 //! plan; their rows are zero in the reference model, so `Theta` is unchanged.
 
 use super::{linalg, upload_images};
+use std::sync::Mutex;
+
 use crate::backend::{Backend, BackwardOptions, BnGrad, BnStatistics, Executor, ParamGrads, Real};
 use crate::data::Batch;
 use crate::net::ParamId;
@@ -74,26 +77,25 @@ pub fn ntk_jacobian<B: Backend>(
             let weights: Vec<ParamId> = (0..plan.params.len())
                 .filter(|&p| plan.params[p].kind.is_weight())
                 .collect();
-            let mut rows: Vec<B::Buf> = weights
+            let rows: Vec<B::Buf> = weights
                 .iter()
                 .map(|&p| be.alloc(n * plan.params[p].len()))
                 .collect();
-            let mut seed = vec![zero; n * classes];
-            for b in 0..n {
-                seed.fill(zero);
-                seed[b * classes..(b + 1) * classes].fill(one);
-                let grads = exec
-                    .backward(
-                        be.upload(&seed),
-                        &BackwardOptions::default(),
-                        ParamGrads::Batched,
-                    )
-                    .params
-                    .expect("batched gradients");
+            let seeds = (0..n)
+                .map(|b| {
+                    let mut seed = vec![zero; n * classes];
+                    seed[b * classes..(b + 1) * classes].fill(one);
+                    be.upload(&seed)
+                })
+                .collect();
+            let rows = Mutex::new(rows);
+            exec.backward_each(seeds, &BackwardOptions::default(), &|b, grads| {
+                let mut rows = rows.lock().unwrap_or_else(|e| e.into_inner());
                 for (buf, &p) in rows.iter_mut().zip(&weights) {
                     be.copy_into(&grads[p], buf, b * plan.params[p].len());
                 }
-            }
+            });
+            let rows = rows.into_inner().unwrap_or_else(|e| e.into_inner());
             for (buf, &p) in rows.iter().zip(&weights) {
                 visit(p, buf);
             }

@@ -66,6 +66,11 @@ impl<T: Real> Backend for CpuBackend<T> {
     type Words = Vec<u64>;
     type Acc = Vec<f64>;
 
+    fn parallel_passes(&self) -> usize {
+        // Each pass's kernels mostly stay on the thread that runs it, so the cores do not
+        // wait at the end of every small kernel for one another.
+        rayon::current_num_threads()
+    }
     fn alloc(&self, len: usize) -> Vec<T> {
         match self.reuse(len) {
             Some(mut buf) => {
