@@ -39,7 +39,7 @@ pub struct ScoreArgs {
     #[arg(long, default_value = "synthetic")]
     data: String,
     /// Minibatch size of every score (default: each score's paper batch, 128 for NASWOT and
-    /// 64 for the others).
+    /// linear_regions_net, 32 for ntk and ntk_exact, 64 for the others).
     #[arg(long)]
     batch: Option<usize>,
     /// Seed of the weights and of the minibatch (every arch sees the same batch).
