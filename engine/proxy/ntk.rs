@@ -25,9 +25,9 @@
 //! ratio. Parameters whose module only ever sees an identically zero input are not in the
 //! plan; their rows are zero in the reference model, so `Theta` is unchanged.
 
-use super::{linalg, upload_images};
 use std::sync::Mutex;
 
+use super::{linalg, upload_images};
 use crate::backend::{Backend, BackwardOptions, BnGrad, BnStatistics, Executor, ParamGrads, Real};
 use crate::data::Batch;
 use crate::net::ParamId;
@@ -77,10 +77,12 @@ pub fn ntk_jacobian<B: Backend>(
             let weights: Vec<ParamId> = (0..plan.params.len())
                 .filter(|&p| plan.params[p].kind.is_weight())
                 .collect();
-            let rows: Vec<B::Buf> = weights
-                .iter()
-                .map(|&p| be.alloc(n * plan.params[p].len()))
-                .collect();
+            let rows: Mutex<Vec<B::Buf>> = Mutex::new(
+                weights
+                    .iter()
+                    .map(|&p| be.alloc(n * plan.params[p].len()))
+                    .collect(),
+            );
             let seeds = (0..n)
                 .map(|b| {
                     let mut seed = vec![zero; n * classes];
@@ -88,7 +90,6 @@ pub fn ntk_jacobian<B: Backend>(
                     be.upload(&seed)
                 })
                 .collect();
-            let rows = Mutex::new(rows);
             exec.backward_each(seeds, &BackwardOptions::default(), &|b, grads| {
                 let mut rows = rows.lock().unwrap_or_else(|e| e.into_inner());
                 for (buf, &p) in rows.iter_mut().zip(&weights) {

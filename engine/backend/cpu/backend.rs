@@ -67,8 +67,8 @@ impl<T: Real> Backend for CpuBackend<T> {
     type Acc = Vec<f64>;
 
     fn parallel_passes(&self) -> usize {
-        // Each pass's kernels mostly stay on the thread that runs it, so the cores do not
-        // wait at the end of every small kernel for one another.
+        // One pass per thread, its kernels on that thread alone: the cores no longer meet
+        // at the end of every small kernel (docs/PERF.md, "Session 8").
         rayon::current_num_threads()
     }
     fn alloc(&self, len: usize) -> Vec<T> {
