@@ -14,6 +14,8 @@
 
 use std::any::TypeId;
 
+#[cfg(target_arch = "x86_64")]
+use super::as_f32;
 use crate::backend::Real;
 use rayon::prelude::*;
 
@@ -65,13 +67,9 @@ impl SignPath {
             SignPath::Portable => pack_portable(values, code),
             #[cfg(target_arch = "x86_64")]
             SignPath::Avx512F32 => {
-                assert_eq!(TypeId::of::<T>(), TypeId::of::<f32>());
-                // SAFETY: T is f32 (asserted), so the slice is the same memory as [f32];
-                // the path is only chosen where avx512f was detected at run time.
-                unsafe {
-                    let values = std::slice::from_raw_parts(values.as_ptr().cast(), values.len());
-                    pack_f32_avx512(values, code)
-                }
+                let values = as_f32(values).expect("T is f32");
+                // SAFETY: the path is only chosen where avx512f was detected at run time.
+                unsafe { pack_f32_avx512(values, code) }
             }
         }
     }

@@ -18,6 +18,8 @@ use std::any::TypeId;
 
 use rayon::prelude::*;
 
+#[cfg(target_arch = "x86_64")]
+use super::as_f32;
 use crate::backend::Real;
 
 /// Columns of A per block (a parallel task): 32 rows of it (512 KiB) stay in L2; measured
@@ -104,10 +106,14 @@ fn block_gram<T: Real>(
             let y: [&[T]; TILE] = std::array::from_fn(|r| row(tj * TILE + r));
             let dots = match kernel {
                 TileKernel::Portable => tile_dots_portable(x, y),
-                // SAFETY: chosen only for f32 (so the casts are identities) where AVX-512F
-                // was detected.
+                // SAFETY: chosen only where AVX-512F was detected (and only for f32).
                 #[cfg(target_arch = "x86_64")]
-                TileKernel::Avx512 => unsafe { tile_dots_avx512(x.map(as_f32), y.map(as_f32)) },
+                TileKernel::Avx512 => unsafe {
+                    tile_dots_avx512(
+                        x.map(|r| as_f32(r).expect("T is f32")),
+                        y.map(|r| as_f32(r).expect("T is f32")),
+                    )
+                },
             };
             for (r, dots) in dots.iter().enumerate() {
                 let i = ti * TILE + r;
@@ -121,18 +127,6 @@ fn block_gram<T: Real>(
             }
         }
     }
-}
-
-/// `row` as f32; the caller has checked that `T` is f32.
-#[cfg(target_arch = "x86_64")]
-fn as_f32<T: Real>(row: &[T]) -> &[f32] {
-    assert_eq!(
-        TypeId::of::<T>(),
-        TypeId::of::<f32>(),
-        "as_f32 of another type"
-    );
-    // SAFETY: T is f32 (asserted), so the slice is reinterpreted as itself.
-    unsafe { std::slice::from_raw_parts(row.as_ptr().cast::<f32>(), row.len()) }
 }
 
 /// The 4x4 dot products of rows `x` with rows `y` (all the same length), in f64 from

@@ -37,3 +37,19 @@ pub use pool::{
     avgpool2x2_backward, avgpool2x2_forward, avgpool3x3_backward, avgpool3x3_forward,
     global_avgpool_backward, global_avgpool_forward,
 };
+
+/// `slice` as f32 when `T` is f32 (for the f32-only SIMD kernels), else `None`.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+fn as_f32<T: crate::backend::Real>(slice: &[T]) -> Option<&[f32]> {
+    (std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>())
+        // SAFETY: T is f32, so the slice is reinterpreted as itself.
+        .then(|| unsafe { std::slice::from_raw_parts(slice.as_ptr().cast(), slice.len()) })
+}
+
+/// [`as_f32`] of a mutable slice.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+fn as_f32_mut<T: crate::backend::Real>(slice: &mut [T]) -> Option<&mut [f32]> {
+    (std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>())
+        // SAFETY: as in `as_f32`.
+        .then(|| unsafe { std::slice::from_raw_parts_mut(slice.as_mut_ptr().cast(), slice.len()) })
+}

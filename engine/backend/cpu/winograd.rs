@@ -32,14 +32,14 @@
 //! small multiple of im2col's (tests/cpu_ops.rs bounds it against an f64 direct conv).
 
 #[cfg(target_arch = "x86_64")]
-use std::any::TypeId;
-
 use rayon::prelude::*;
 
 use super::conv::for_each_image;
 use super::elementwise::add_assign;
 use super::gemm::{matmul, Mat, Parallelism};
 use super::scratch::with_scratch;
+#[cfg(target_arch = "x86_64")]
+use super::{as_f32, as_f32_mut};
 use crate::backend::{ConvGeom, Real};
 
 /// Elements of a transformed 4x4 tile.
@@ -141,22 +141,6 @@ pub(super) fn forward<T: Real>(
         }
     }
     forward_grouped(g, n, x, u, y, accumulate);
-}
-
-/// `slice` as f32 when `T` is f32.
-#[cfg(target_arch = "x86_64")]
-fn as_f32<T: Real>(slice: &[T]) -> Option<&[f32]> {
-    (TypeId::of::<T>() == TypeId::of::<f32>())
-        // SAFETY: T is f32.
-        .then(|| unsafe { std::slice::from_raw_parts(slice.as_ptr().cast(), slice.len()) })
-}
-
-/// `slice` as f32 when `T` is f32.
-#[cfg(target_arch = "x86_64")]
-fn as_f32_mut<T: Real>(slice: &mut [T]) -> Option<&mut [f32]> {
-    (TypeId::of::<T>() == TypeId::of::<f32>())
-        // SAFETY: T is f32.
-        .then(|| unsafe { std::slice::from_raw_parts_mut(slice.as_mut_ptr().cast(), slice.len()) })
 }
 
 /// [`forward`] for any `Real` and geometry: groups of images sized for L2, each
