@@ -283,6 +283,13 @@ fn winograd_images<T: Real>(
     y: &mut [T],
     accumulate: bool,
 ) {
+    #[cfg(target_arch = "x86_64")]
+    if let (Some(xf), Some(yf)) = (super::as_f32(x), super::as_f32_mut(y)) {
+        if super::winograd4_fused::applies(g) {
+            let filter64 = |co: usize, ci: usize| filter(co, ci).map(T::to_f64_lossless);
+            return super::winograd4_fused::forward(g, n, xf, filter64, yf, accumulate);
+        }
+    }
     with_call_scratch(winograd::filters_len(g), |u| {
         winograd::transform_filters(g, filter, u);
         winograd::forward(g, n, x, u, y, accumulate);
@@ -450,6 +457,21 @@ pub fn conv2d_backward_weight_with<T: Real>(
         ],
     );
     if algo.uses_winograd(g) {
+        #[cfg(target_arch = "x86_64")]
+        if let (Some(xf), Some(dyf), Some(dwf)) =
+            (super::as_f32(x), super::as_f32(dy), super::as_f32_mut(dw))
+        {
+            if super::winograd4_fused::applies_weight_grad(g) {
+                return super::winograd4_fused::backward_weight(
+                    g,
+                    n,
+                    xf,
+                    dyf,
+                    WEIGHT_GRAD_CHUNK,
+                    dwf,
+                );
+            }
+        }
         return winograd::backward_weight(g, n, x, dy, WEIGHT_GRAD_CHUNK, dw);
     }
     let (xi, dyi) = (

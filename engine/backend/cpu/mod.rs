@@ -18,6 +18,8 @@ pub mod pool;
 mod scratch;
 mod winograd;
 #[cfg(target_arch = "x86_64")]
+mod winograd4_fused;
+#[cfg(target_arch = "x86_64")]
 mod winograd_fused;
 
 pub use act::{relu_backward, relu_forward};

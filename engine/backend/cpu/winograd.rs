@@ -22,7 +22,9 @@
 //! Tiles past an odd edge are computed on zero padding and clipped. In f32 on AVX-512 the
 //! forward takes `winograd_fused.rs` where the shape allows (pad 1, whole blocks of 16
 //! tiles, channels in multiples of 16: every NB-201 3x3 conv): the same arithmetic run
-//! one block of 16 tiles at a time, so that `V` and `M` never leave L1.
+//! one block of 16 tiles at a time, so that `V` and `M` never leave L1. Images 16 or 32
+//! pixels wide go one step further in f32, to F(4x4, 3x3) (`winograd4_fused.rs`, chosen
+//! in `conv.rs`): 2.25 multiplies per output instead of 4, for a few times the rounding.
 //!
 //! The weight gradient runs the same algebra backwards: with `D = A dY A^T` of each 2x2
 //! output-gradient tile (4x4) and `V` of the matching input tile, `dU_e[co][ci] = sum over

@@ -96,7 +96,7 @@ unsafe fn even_odd(line: *const f32, w: usize) -> [__m512; 2] {
 }
 
 /// The mask of the first `n <= 16` lanes.
-fn lanes(n: usize) -> __mmask16 {
+pub(super) fn lanes(n: usize) -> __mmask16 {
     ((1u32 << n) - 1) as __mmask16
 }
 
@@ -476,7 +476,7 @@ const TRANSPOSE_LANES: [[[i32; LANES]; 2]; 4] = {
 /// AVX-512F must be present; `src` holds 256 values, `dst` 16 rows of 16 at `stride`.
 #[inline]
 #[target_feature(enable = "avx512f")]
-unsafe fn transpose(src: *const f32, dst: *mut f32, stride: usize) {
+pub(super) unsafe fn transpose(src: *const f32, dst: *mut f32, stride: usize) {
     // Sixteen named vectors, not an array: with an array LLVM turned the row loads into a
     // memcpy through the stack (the weight-gradient bench 20-30 % slower).
     let r: [__m512; LANES] = std::array::from_fn(|k| _mm512_loadu_ps(src.add(k * LANES)));
@@ -551,7 +551,7 @@ unsafe fn transpose(src: *const f32, dst: *mut f32, stride: usize) {
 /// AVX-512F must be present; `p` valid for the lanes in `mask`.
 #[inline]
 #[target_feature(enable = "avx512f")]
-unsafe fn store(p: *mut f32, v: __m512, mask: __mmask16, accumulate: bool) {
+pub(super) unsafe fn store(p: *mut f32, v: __m512, mask: __mmask16, accumulate: bool) {
     let v = if accumulate {
         _mm512_add_ps(_mm512_maskz_loadu_ps(mask, p), v)
     } else {
