@@ -29,7 +29,7 @@ use std::arch::x86_64::*;
 use rayon::prelude::*;
 
 use super::scratch::{with_call_scratch, with_scratch};
-use super::winograd_fused::{lanes, store, transpose};
+use super::winograd_fused::{lanes, products, store, weight_grad_products};
 use crate::backend::ConvGeom;
 
 /// Tiles per vector.
@@ -279,22 +279,7 @@ unsafe fn image(
     let (q, ut, vb, mb) = (q.as_ptr(), ut.as_ptr(), vb.as_mut_ptr(), mb.as_mut_ptr());
     for t in (0..tiles).step_by(LANES) {
         input_transform(g, q, t, vb);
-        // M_e = U_e V_e, 16 output channels at a time.
-        for e in 0..ELEMS {
-            for c0 in (0..cout).step_by(LANES) {
-                let mut acc = [_mm512_setzero_ps(); LANES];
-                for ci in 0..cin {
-                    let v = _mm512_loadu_ps(vb.add((e * cin + ci) * LANES));
-                    let w = ut.add((e * cin + ci) * cout + c0);
-                    for (c, a) in acc.iter_mut().enumerate() {
-                        *a = _mm512_fmadd_ps(_mm512_set1_ps(*w.add(c)), v, *a);
-                    }
-                }
-                for (c, a) in acc.iter().enumerate() {
-                    _mm512_storeu_ps(mb.add((e * cout + c0 + c) * LANES), *a);
-                }
-            }
-        }
+        products(ELEMS, cin, cout, ut, vb, mb);
         // Inverse per output channel: A^T down the columns, then along the rows; each
         // output row's 4 vectors Y[a][b] interleaved into whole rows of pixels.
         let ty0 = t / tw;
@@ -516,8 +501,6 @@ unsafe fn weight_grad_image<const CIV: usize>(
         db.as_mut_ptr(),
         du.as_mut_ptr(),
     );
-    // Output channels per block of accumulators: 16 accumulators in all.
-    let co_block = LANES / CIV;
     for t in (0..tiles).step_by(LANES) {
         input_transform(g, q, t, vb);
         // D = A dY A^T: A down the tile's columns, then along the rows.
@@ -533,39 +516,6 @@ unsafe fn weight_grad_image<const CIV: usize>(
                 }
             }
         }
-        for e in 0..ELEMS {
-            // V_e^T: row t holds tile t's input channels.
-            for c in 0..CIV {
-                transpose(
-                    vb.add((e * cin + c * LANES) * LANES),
-                    vt.add(c * LANES),
-                    cin,
-                );
-            }
-            for co0 in (0..cout).step_by(co_block) {
-                let du_at = |k: usize, c: usize| du.add((e * cout + co0 + k) * cin + c * LANES);
-                let mut acc = [[_mm512_setzero_ps(); CIV]; LANES];
-                for (k, a) in acc.iter_mut().enumerate().take(co_block) {
-                    for (c, v) in a.iter_mut().enumerate() {
-                        *v = _mm512_loadu_ps(du_at(k, c));
-                    }
-                }
-                for tile in 0..LANES {
-                    let v: [__m512; CIV] =
-                        std::array::from_fn(|c| _mm512_loadu_ps(vt.add(tile * cin + c * LANES)));
-                    for (k, a) in acc.iter_mut().enumerate().take(co_block) {
-                        let d = _mm512_set1_ps(*db.add((e * cout + co0 + k) * LANES + tile));
-                        for (c, v) in a.iter_mut().zip(&v) {
-                            *c = _mm512_fmadd_ps(d, *v, *c);
-                        }
-                    }
-                }
-                for (k, a) in acc.iter().enumerate().take(co_block) {
-                    for (c, v) in a.iter().enumerate() {
-                        _mm512_storeu_ps(du_at(k, c), *v);
-                    }
-                }
-            }
-        }
+        weight_grad_products::<CIV>(ELEMS, cin, cout, vb, vt, db, du);
     }
 }

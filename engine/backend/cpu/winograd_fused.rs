@@ -208,22 +208,7 @@ unsafe fn image(
     let hi = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
     for t in (0..th * tw).step_by(LANES) {
         input_transform(g, q, t, vb);
-        // M_e = U_e V_e, 16 output channels at a time.
-        for e in 0..16 {
-            for c0 in (0..cout).step_by(LANES) {
-                let mut acc = [_mm512_setzero_ps(); LANES];
-                for ci in 0..cin {
-                    let v = _mm512_loadu_ps(vb.add((e * cin + ci) * LANES));
-                    let w = ut.add((e * cin + ci) * cout + c0);
-                    for (c, a) in acc.iter_mut().enumerate() {
-                        *a = _mm512_fmadd_ps(_mm512_set1_ps(*w.add(c)), v, *a);
-                    }
-                }
-                for (c, a) in acc.iter().enumerate() {
-                    _mm512_storeu_ps(mb.add((e * cout + c0 + c) * LANES), *a);
-                }
-            }
-        }
+        products(16, cin, cout, ut, vb, mb);
         // Inverse per output channel; the two columns of each tile row interleaved into
         // 32 consecutive pixels: whole output rows of consecutive tile rows.
         let ty0 = t / tw;
@@ -345,8 +330,6 @@ unsafe fn weight_grad_image<const CIV: usize>(
         db.as_mut_ptr(),
         du.as_mut_ptr(),
     );
-    // Output channels per block of accumulators: 16 accumulators in all.
-    let co_block = LANES / CIV;
     let tiles = th * tw;
     for t in (0..tiles).step_by(LANES) {
         input_transform(g, q, t, vb);
@@ -364,37 +347,94 @@ unsafe fn weight_grad_image<const CIV: usize>(
                 }
             }
         }
-        for e in 0..16 {
-            // V_e^T: row t holds tile t's input channels.
-            for c in 0..CIV {
-                transpose(
-                    vb.add((e * cin + c * LANES) * LANES),
-                    vt.add(c * LANES),
-                    cin,
-                );
+        weight_grad_products::<CIV>(16, cin, cout, vb, vt, db, du);
+    }
+}
+
+/// `M_e = U_e V_e` for the `elems` elements of a block (`ut[e][ci][co]`, `vb[e][ci]`,
+/// `mb[e][co]`), 16 output channels at a time: the products of the F(2x2) and F(4x4)
+/// forward kernels.
+///
+/// # Safety
+/// AVX-512F must be present; the buffers hold `elems cin cout` values and `elems cin`,
+/// `elems cout` vectors.
+#[inline]
+#[target_feature(enable = "avx512f")]
+pub(super) unsafe fn products(
+    elems: usize,
+    cin: usize,
+    cout: usize,
+    ut: *const f32,
+    vb: *const f32,
+    mb: *mut f32,
+) {
+    for e in 0..elems {
+        for c0 in (0..cout).step_by(LANES) {
+            let mut acc = [_mm512_setzero_ps(); LANES];
+            for ci in 0..cin {
+                let v = _mm512_loadu_ps(vb.add((e * cin + ci) * LANES));
+                let w = ut.add((e * cin + ci) * cout + c0);
+                for (c, a) in acc.iter_mut().enumerate() {
+                    *a = _mm512_fmadd_ps(_mm512_set1_ps(*w.add(c)), v, *a);
+                }
             }
-            for co0 in (0..cout).step_by(co_block) {
-                let du_at = |k: usize, c: usize| du.add((e * cout + co0 + k) * cin + c * LANES);
-                let mut acc = [[_mm512_setzero_ps(); CIV]; LANES];
+            for (c, a) in acc.iter().enumerate() {
+                _mm512_storeu_ps(mb.add((e * cout + c0 + c) * LANES), *a);
+            }
+        }
+    }
+}
+
+/// `du[e] += D_e V_e^T` for the `elems` elements of a block (`vb[e][ci]`, `db[e][co]`,
+/// one vector of 16 tiles each; `du` `[elems][cout][cin]`): `V_e` transposed into `vt`
+/// (row t: tile t's input channels), then the 16 tiles' products summed in order by
+/// broadcast FMAs, `CIV = cin / 16` vectors per row. The weight gradient of the F(2x2)
+/// and F(4x4) kernels.
+///
+/// # Safety
+/// AVX-512F must be present; the buffers hold what those kernels assert.
+#[inline]
+#[target_feature(enable = "avx512f")]
+pub(super) unsafe fn weight_grad_products<const CIV: usize>(
+    elems: usize,
+    cin: usize,
+    cout: usize,
+    vb: *const f32,
+    vt: *mut f32,
+    db: *const f32,
+    du: *mut f32,
+) {
+    // Output channels per block of accumulators: 16 accumulators in all.
+    let co_block = LANES / CIV;
+    for e in 0..elems {
+        for c in 0..CIV {
+            transpose(
+                vb.add((e * cin + c * LANES) * LANES),
+                vt.add(c * LANES),
+                cin,
+            );
+        }
+        for co0 in (0..cout).step_by(co_block) {
+            let du_at = |k: usize, c: usize| du.add((e * cout + co0 + k) * cin + c * LANES);
+            let mut acc = [[_mm512_setzero_ps(); CIV]; LANES];
+            for (k, a) in acc.iter_mut().enumerate().take(co_block) {
+                for (c, v) in a.iter_mut().enumerate() {
+                    *v = _mm512_loadu_ps(du_at(k, c));
+                }
+            }
+            for tile in 0..LANES {
+                let v: [__m512; CIV] =
+                    std::array::from_fn(|c| _mm512_loadu_ps(vt.add(tile * cin + c * LANES)));
                 for (k, a) in acc.iter_mut().enumerate().take(co_block) {
-                    for (c, v) in a.iter_mut().enumerate() {
-                        *v = _mm512_loadu_ps(du_at(k, c));
+                    let d = _mm512_set1_ps(*db.add((e * cout + co0 + k) * LANES + tile));
+                    for (c, v) in a.iter_mut().zip(&v) {
+                        *c = _mm512_fmadd_ps(d, *v, *c);
                     }
                 }
-                for tile in 0..LANES {
-                    let v: [__m512; CIV] =
-                        std::array::from_fn(|c| _mm512_loadu_ps(vt.add(tile * cin + c * LANES)));
-                    for (k, a) in acc.iter_mut().enumerate().take(co_block) {
-                        let d = _mm512_set1_ps(*db.add((e * cout + co0 + k) * LANES + tile));
-                        for (c, v) in a.iter_mut().zip(&v) {
-                            *c = _mm512_fmadd_ps(d, *v, *c);
-                        }
-                    }
-                }
-                for (k, a) in acc.iter().enumerate().take(co_block) {
-                    for (c, v) in a.iter().enumerate() {
-                        _mm512_storeu_ps(du_at(k, c), *v);
-                    }
+            }
+            for (k, a) in acc.iter().enumerate().take(co_block) {
+                for (c, v) in a.iter().enumerate() {
+                    _mm512_storeu_ps(du_at(k, c), *v);
                 }
             }
         }
@@ -476,7 +516,7 @@ const TRANSPOSE_LANES: [[[i32; LANES]; 2]; 4] = {
 /// AVX-512F must be present; `src` holds 256 values, `dst` 16 rows of 16 at `stride`.
 #[inline]
 #[target_feature(enable = "avx512f")]
-pub(super) unsafe fn transpose(src: *const f32, dst: *mut f32, stride: usize) {
+unsafe fn transpose(src: *const f32, dst: *mut f32, stride: usize) {
     // Sixteen named vectors, not an array: with an array LLVM turned the row loads into a
     // memcpy through the stack (the weight-gradient bench 20-30 % slower).
     let r: [__m512; LANES] = std::array::from_fn(|k| _mm512_loadu_ps(src.add(k * LANES)));
