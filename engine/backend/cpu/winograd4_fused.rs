@@ -19,10 +19,11 @@
 //! by up to 8 and by 1/24, so the error is a few times F(2x2)'s (tests/cpu_ops.rs bounds
 //! both against an f64 direct convolution). The filters are transformed in f64.
 //!
-//! Per image: the 36 shifted, stride-4 samplings of every input row (`split_tiles`), then
+//! Per image: every padded input row split into its 6 stride-4 runs (`split_tiles`), then
 //! per block of 16 tiles the input transform of every channel (`vb[e][ci]`), the 36
 //! products `M_e = U_e V_e` (`mb[e][co]`) and the inverse, written straight into the
-//! output rows.
+//! output rows. The weight gradient takes `D = A dY A^T` of each 4x4 output-gradient tile
+//! and sums `D_e V_e^T` per block (`winograd_fused.rs` has the product loops both use).
 
 use std::arch::x86_64::*;
 
