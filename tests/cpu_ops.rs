@@ -565,6 +565,66 @@ fn winograd_backward_weight_matches_naive_f64() {
     eprintln!("winograd backward weight: worst error / (eps bound): {worst:?} (f64, f32)");
 }
 
+/// The `_many` forms (several output gradients of one input, as the lockstep passes of
+/// the executor call them) against one call per gradient, bit for bit, in f32 (where the
+/// fused kernels share the input's transforms) and f64, for each algorithm.
+#[test]
+fn conv_backward_many_equals_one_call_per_gradient() {
+    fn run<T: nasrank::backend::Real>(
+        rng: &mut Rng,
+        algo: ConvAlgo,
+        g: &ConvGeom,
+        to: fn(&[f64]) -> Vec<T>,
+    ) {
+        let (n, seeds) = (11, 3);
+        let x = to(&rng.vec(n * g.in_len()));
+        let w = to(&rng.vec(g.weight_len()));
+        let dys: Vec<Vec<T>> = (0..seeds).map(|_| to(&rng.vec(n * g.out_len()))).collect();
+        let base_w: Vec<Vec<T>> = (0..seeds).map(|_| to(&rng.vec(g.weight_len()))).collect();
+        let base_x: Vec<Vec<T>> = (0..seeds).map(|_| to(&rng.vec(n * g.in_len()))).collect();
+        let dy_refs: Vec<&[T]> = dys.iter().map(|d| d.as_slice()).collect();
+
+        let mut many = base_w.clone();
+        let mut refs: Vec<&mut [T]> = many.iter_mut().map(|d| d.as_mut_slice()).collect();
+        conv2d_backward_weight_many_with(algo, g, n, &x, &dy_refs, &mut refs);
+        let mut many_dx = base_x.clone();
+        let mut refs: Vec<&mut [T]> = many_dx.iter_mut().map(|d| d.as_mut_slice()).collect();
+        conv2d_backward_data_many_with(algo, g, n, &dy_refs, &w, &mut refs);
+        for s in 0..seeds {
+            let mut one = base_w[s].clone();
+            conv2d_backward_weight_with(algo, g, n, &x, &dys[s], &mut one);
+            assert!(
+                many[s] == one,
+                "dw of gradient {s}, {algo:?} {g:?} {}",
+                std::any::type_name::<T>()
+            );
+            let mut one = base_x[s].clone();
+            conv2d_backward_data_with(algo, g, n, &dys[s], &w, &mut one);
+            assert!(
+                many_dx[s] == one,
+                "dx of gradient {s}, {algo:?} {g:?} {}",
+                std::any::type_name::<T>()
+            );
+        }
+    }
+    let mut rng = Rng(21);
+    let geoms = [
+        // F(4x4) fused (one and four vectors of input channels), F(2x2) fused, grouped
+        // Winograd (channels not in vectors), and a strided conv (im2col only).
+        geom(16, 32, 32, 32, 3, 1, 1),
+        geom(64, 16, 16, 16, 3, 1, 1),
+        geom(16, 64, 8, 8, 3, 1, 1),
+        geom(3, 5, 7, 9, 3, 1, 1),
+        geom(4, 6, 9, 8, 3, 2, 1),
+    ];
+    for g in &geoms {
+        for algo in [ConvAlgo::Auto, ConvAlgo::Winograd, ConvAlgo::Im2col] {
+            run::<f32>(&mut rng, algo, g, f32s);
+            run::<f64>(&mut rng, algo, g, |v| v.to_vec());
+        }
+    }
+}
+
 #[test]
 fn conv_auto_picks_winograd_only_where_it_pays() {
     let mut rng = Rng(13);

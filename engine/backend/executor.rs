@@ -430,9 +430,39 @@ impl<'a, B: Backend> Executor<'a, B> {
         ws: &mut Workspace<B>,
         dlogits: B::Buf,
         options: &BackwardOptions,
+        param_grads: ParamGrads<'_, B>,
+        observer: Option<GradObserver<'_, B>>,
+    ) -> Gradients<B> {
+        let mut passes = self.backward_lockstep(ws, vec![dlogits], options, param_grads, observer);
+        let pass = passes.pop().expect("one pass");
+        let mut grads = pass.grads;
+        let n = self.n;
+        Gradients {
+            params: pass.batched,
+            input: if options.input_grad {
+                Some(
+                    grads[INPUT]
+                        .take()
+                        .unwrap_or_else(|| self.backend.alloc(n * self.plan.slots[INPUT].len())),
+                )
+            } else {
+                None
+            },
+        }
+    }
+
+    /// Backward passes for each of `seeds` in lockstep, layer by layer, with the buffers of
+    /// `ws`: each computes what it would alone, and the convolutions see all of them in
+    /// one call ([`Backend::conv_backward_weight_many`]), which shares the work on their
+    /// common input. Per-sample gradients and observers take a single seed.
+    fn backward_lockstep(
+        &self,
+        ws: &mut Workspace<B>,
+        seeds: Vec<B::Buf>,
+        options: &BackwardOptions,
         mut param_grads: ParamGrads<'_, B>,
         mut observer: Option<GradObserver<'_, B>>,
-    ) -> Gradients<B> {
+    ) -> Vec<PassGrads<B>> {
         let be = self.backend;
         let plan = self.plan;
         let n = self.n;
@@ -441,7 +471,13 @@ impl<'a, B: Backend> Executor<'a, B> {
             self.slots_complete,
             "backward after a forward-only pass (forward_with_codes)"
         );
-        assert_eq!(be.buf_len(&dlogits), n * plan.slots[plan.output].len());
+        for dlogits in &seeds {
+            assert_eq!(be.buf_len(dlogits), n * plan.slots[plan.output].len());
+        }
+        assert!(
+            seeds.len() == 1 || (matches!(param_grads, ParamGrads::Batched) && observer.is_none()),
+            "several seeds in lockstep take batched gradients and no observer"
+        );
         if matches!(param_grads, ParamGrads::PerSample(_)) {
             assert!(
                 options.bn_grad == BnGrad::FrozenStats || self.bn != BnStatistics::Batch,
@@ -449,91 +485,105 @@ impl<'a, B: Backend> Executor<'a, B> {
             );
         }
         let needs = self.needs_grad(options.input_grad);
-        let mut batched: Option<Vec<B::Buf>> =
-            matches!(param_grads, ParamGrads::Batched).then(|| {
-                let pool = &mut ws.pool;
-                plan.params
-                    .iter()
-                    .map(|p| {
-                        let mut buf = take_pooled(be, pool, p.len());
-                        be.fill_zero(&mut buf);
-                        buf
-                    })
-                    .collect()
-            });
-        let mut grads: Vec<Option<B::Buf>> = (0..plan.slots.len()).map(|_| None).collect();
-        grads[plan.output] = Some(dlogits);
+        let mut passes: Vec<PassGrads<B>> = seeds
+            .into_iter()
+            .map(|dlogits| {
+                let batched = matches!(param_grads, ParamGrads::Batched).then(|| {
+                    let pool = &mut ws.pool;
+                    plan.params
+                        .iter()
+                        .map(|p| {
+                            let mut buf = take_pooled(be, pool, p.len());
+                            be.fill_zero(&mut buf);
+                            buf
+                        })
+                        .collect()
+                });
+                let mut grads: Vec<Option<B::Buf>> = (0..plan.slots.len()).map(|_| None).collect();
+                grads[plan.output] = Some(dlogits);
+                PassGrads { grads, batched }
+            })
+            .collect();
         let group = bn_group(self.bn, n);
         let bypass = self.bn == BnStatistics::Bypass;
+        let slots = &self.slots;
+        let p = &self.params;
 
         for (index, layer) in plan.layers.iter().enumerate().rev() {
-            let Some(dy) = grads[layer.output()].take() else {
+            // The passes share the plan, so they hold gradients for the same slots.
+            if passes[0].grads[layer.output()].is_none() {
                 continue;
-            };
-            let slots = &self.slots;
-            let p = &self.params;
-            if let Some(observe) = observer.as_mut() {
-                observe(index, &slots[layer.output()], &dy);
             }
-            match layer {
-                Layer::BatchNorm { x, .. } if bypass => {
-                    if needs[*x] {
-                        let len = n * plan.slots[*x].len();
-                        be.add_assign(grad_slot(be, &mut ws.pool, &mut grads, *x, len), &dy);
+            let dys: Vec<B::Buf> = passes
+                .iter_mut()
+                .map(|pass| {
+                    pass.grads[layer.output()]
+                        .take()
+                        .expect("passes in lockstep")
+                })
+                .collect();
+            if let Some(observe) = observer.as_mut() {
+                observe(index, &slots[layer.output()], &dys[0]);
+            }
+            if let Layer::Conv { x, w, geom, .. } = layer {
+                let dy_refs: Vec<&B::Buf> = dys.iter().collect();
+                if needs[*x] {
+                    let len = n * geom.in_len();
+                    let mut dxs: Vec<&mut B::Buf> = passes
+                        .iter_mut()
+                        .map(|pass| grad_slot(be, &mut ws.pool, &mut pass.grads, *x, len))
+                        .collect();
+                    be.conv_backward_data_many(geom, n, &dy_refs, &p[*w], &mut dxs);
+                }
+                match &mut param_grads {
+                    ParamGrads::Skip => {}
+                    ParamGrads::Batched => {
+                        let mut dws: Vec<&mut B::Buf> = passes
+                            .iter_mut()
+                            .map(|pass| &mut pass.batched.as_mut().expect("batched grads")[*w])
+                            .collect();
+                        be.conv_backward_weight_many(geom, n, &slots[*x], &dy_refs, &mut dws);
+                    }
+                    ParamGrads::PerSample(visit) => {
+                        let out = scratch(be, &mut ws.scratch, n * geom.weight_len(), 0);
+                        be.conv_weight_grad_per_sample(geom, n, &slots[*x], &dys[0], out);
+                        visit(*w, out);
                     }
                 }
-                Layer::Conv { x, w, geom, .. } => {
-                    if needs[*x] {
-                        let dx = grad_slot(be, &mut ws.pool, &mut grads, *x, n * geom.in_len());
-                        be.conv_backward_data(geom, n, &dy, &p[*w], dx);
-                    }
-                    match &mut param_grads {
-                        ParamGrads::Skip => {}
-                        ParamGrads::Batched => {
-                            let dw = &mut batched.as_mut().expect("batched grads")[*w];
-                            be.conv_backward_weight(geom, n, &slots[*x], &dy, dw);
-                        }
-                        ParamGrads::PerSample(visit) => {
-                            let out = scratch(be, &mut ws.scratch, n * geom.weight_len(), 0);
-                            be.conv_weight_grad_per_sample(geom, n, &slots[*x], &dy, out);
-                            visit(*w, out);
-                        }
-                    }
+                for dy in dys {
+                    recycle(be, &mut ws.pool, dy);
                 }
-                Layer::BatchNorm { x, gamma, beta, .. } => {
-                    let s = plan.slots[*x];
-                    let g = BnGeom {
-                        n,
-                        c: s.c,
-                        hw: s.hw(),
-                        group,
-                    };
-                    let (mean, inv_std) = self.bn_stats[index].as_ref().expect("forward stats");
-                    let dx = if needs[*x] {
-                        Some(grad_slot(be, &mut ws.pool, &mut grads, *x, n * s.len()))
-                    } else {
-                        None
-                    };
-                    match &mut param_grads {
-                        ParamGrads::Batched => {
-                            let all = batched.as_mut().expect("batched grads");
-                            let (dgamma, dbeta) = pair_mut(all, *gamma, *beta);
-                            be.bn_backward(
-                                &g,
-                                options.bn_grad,
-                                &slots[*x],
-                                &p[*gamma],
-                                mean,
-                                inv_std,
-                                &dy,
-                                dx,
-                                dgamma,
-                                dbeta,
-                            );
+                continue;
+            }
+            for (pass, dy) in passes.iter_mut().zip(dys) {
+                let PassGrads { grads, batched } = pass;
+                match layer {
+                    Layer::BatchNorm { x, .. } if bypass => {
+                        if needs[*x] {
+                            let len = n * plan.slots[*x].len();
+                            be.add_assign(grad_slot(be, &mut ws.pool, grads, *x, len), &dy);
                         }
-                        ParamGrads::Skip | ParamGrads::PerSample(_) => {
-                            if let Some(dx) = dx {
-                                be.bn_backward_data(
+                    }
+                    Layer::Conv { .. } => unreachable!("convolutions are handled above"),
+                    Layer::BatchNorm { x, gamma, beta, .. } => {
+                        let s = plan.slots[*x];
+                        let g = BnGeom {
+                            n,
+                            c: s.c,
+                            hw: s.hw(),
+                            group,
+                        };
+                        let (mean, inv_std) = self.bn_stats[index].as_ref().expect("forward stats");
+                        let dx = if needs[*x] {
+                            Some(grad_slot(be, &mut ws.pool, grads, *x, n * s.len()))
+                        } else {
+                            None
+                        };
+                        match &mut param_grads {
+                            ParamGrads::Batched => {
+                                let all = batched.as_mut().expect("batched grads");
+                                let (dgamma, dbeta) = pair_mut(all, *gamma, *beta);
+                                be.bn_backward(
                                     &g,
                                     options.bn_grad,
                                     &slots[*x],
@@ -542,142 +592,154 @@ impl<'a, B: Backend> Executor<'a, B> {
                                     inv_std,
                                     &dy,
                                     dx,
-                                );
-                            }
-                            if let ParamGrads::PerSample(visit) = &mut param_grads {
-                                let mut dgamma =
-                                    std::mem::take(scratch(be, &mut ws.scratch, n * s.c, 0));
-                                let dbeta = scratch(be, &mut ws.scratch, n * s.c, 1);
-                                be.bn_param_grad_per_sample(
-                                    &g,
-                                    &slots[*x],
-                                    mean,
-                                    inv_std,
-                                    &dy,
-                                    &mut dgamma,
+                                    dgamma,
                                     dbeta,
                                 );
-                                visit(*gamma, &dgamma);
-                                visit(*beta, dbeta);
-                                ws.scratch.insert(scratch_key(n * s.c, 0), dgamma);
+                            }
+                            ParamGrads::Skip | ParamGrads::PerSample(_) => {
+                                if let Some(dx) = dx {
+                                    be.bn_backward_data(
+                                        &g,
+                                        options.bn_grad,
+                                        &slots[*x],
+                                        &p[*gamma],
+                                        mean,
+                                        inv_std,
+                                        &dy,
+                                        dx,
+                                    );
+                                }
+                                if let ParamGrads::PerSample(visit) = &mut param_grads {
+                                    let mut dgamma =
+                                        std::mem::take(scratch(be, &mut ws.scratch, n * s.c, 0));
+                                    let dbeta = scratch(be, &mut ws.scratch, n * s.c, 1);
+                                    be.bn_param_grad_per_sample(
+                                        &g,
+                                        &slots[*x],
+                                        mean,
+                                        inv_std,
+                                        &dy,
+                                        &mut dgamma,
+                                        dbeta,
+                                    );
+                                    visit(*gamma, &dgamma);
+                                    visit(*beta, dbeta);
+                                    ws.scratch.insert(scratch_key(n * s.c, 0), dgamma);
+                                }
                             }
                         }
                     }
-                }
-                Layer::Relu { x, .. } => {
-                    if needs[*x] {
-                        let len = n * plan.slots[*x].len();
-                        let mask = self.relu_masks.as_ref().and_then(|m| m[index].as_ref());
-                        be.relu_backward(
-                            mask.unwrap_or(&slots[*x]),
-                            &dy,
-                            grad_slot(be, &mut ws.pool, &mut grads, *x, len),
-                        );
-                    }
-                }
-                Layer::AvgPool3x3 { x, .. } => {
-                    if needs[*x] {
-                        let s = plan.slots[*x];
-                        let dx = grad_slot(be, &mut ws.pool, &mut grads, *x, n * s.len());
-                        be.avgpool3x3_backward(n, s.c, s.h, s.w, &dy, dx);
-                    }
-                }
-                Layer::AvgPool2x2 { x, .. } => {
-                    if needs[*x] {
-                        let s = plan.slots[*x];
-                        let dx = grad_slot(be, &mut ws.pool, &mut grads, *x, n * s.len());
-                        be.avgpool2x2_backward(n, s.c, s.h, s.w, &dy, dx);
-                    }
-                }
-                Layer::GlobalAvgPool { x, .. } => {
-                    if needs[*x] {
-                        let s = plan.slots[*x];
-                        let dx = grad_slot(be, &mut ws.pool, &mut grads, *x, n * s.len());
-                        be.global_avgpool_backward(n, s.c, s.hw(), &dy, dx);
-                    }
-                }
-                Layer::Linear { x, y, w, b } => {
-                    let (fin, fout) = (plan.slots[*x].len(), plan.slots[*y].len());
-                    let dx = if needs[*x] {
-                        Some(grad_slot(be, &mut ws.pool, &mut grads, *x, n * fin))
-                    } else {
-                        None
-                    };
-                    match &mut param_grads {
-                        ParamGrads::Batched => {
-                            let all = batched.as_mut().expect("batched grads");
-                            let (dw, db) = pair_mut(all, *w, *b);
-                            be.linear_backward(n, fin, fout, &slots[*x], &p[*w], &dy, dx, dw, db);
-                        }
-                        ParamGrads::Skip | ParamGrads::PerSample(_) => {
-                            if let Some(dx) = dx {
-                                let mut dw = be.alloc(fin * fout);
-                                let mut db = be.alloc(fout);
-                                be.linear_backward(
-                                    n,
-                                    fin,
-                                    fout,
-                                    &slots[*x],
-                                    &p[*w],
-                                    &dy,
-                                    Some(dx),
-                                    &mut dw,
-                                    &mut db,
-                                );
-                            }
-                            if let ParamGrads::PerSample(visit) = &mut param_grads {
-                                let mut dw =
-                                    std::mem::take(scratch(be, &mut ws.scratch, n * fin * fout, 0));
-                                let db = scratch(be, &mut ws.scratch, n * fout, 1);
-                                be.linear_grad_per_sample(
-                                    n, fin, fout, &slots[*x], &dy, &mut dw, db,
-                                );
-                                visit(*w, &dw);
-                                visit(*b, db);
-                                ws.scratch.insert(scratch_key(n * fin * fout, 0), dw);
-                            }
+                    Layer::Relu { x, .. } => {
+                        if needs[*x] {
+                            let len = n * plan.slots[*x].len();
+                            let mask = self.relu_masks.as_ref().and_then(|m| m[index].as_ref());
+                            be.relu_backward(
+                                mask.unwrap_or(&slots[*x]),
+                                &dy,
+                                grad_slot(be, &mut ws.pool, grads, *x, len),
+                            );
                         }
                     }
-                }
-                Layer::Sum { xs, .. } => {
-                    // Inputs with a gradient add dy; those without get a copy, except the
-                    // last, which takes dy itself. Inputs may repeat (skip of a skip).
-                    let targets: Vec<usize> = xs.iter().copied().filter(|x| needs[*x]).collect();
-                    let len = be.buf_len(&dy);
-                    let mut dy = Some(dy);
-                    for (k, x) in targets.iter().enumerate() {
-                        let d = dy.as_ref().expect("dy kept until the last input");
-                        if let Some(g) = grads[*x].as_mut() {
-                            be.add_assign(g, d);
-                        } else if k + 1 == targets.len() {
-                            grads[*x] = dy.take();
+                    Layer::AvgPool3x3 { x, .. } => {
+                        if needs[*x] {
+                            let s = plan.slots[*x];
+                            let dx = grad_slot(be, &mut ws.pool, grads, *x, n * s.len());
+                            be.avgpool3x3_backward(n, s.c, s.h, s.w, &dy, dx);
+                        }
+                    }
+                    Layer::AvgPool2x2 { x, .. } => {
+                        if needs[*x] {
+                            let s = plan.slots[*x];
+                            let dx = grad_slot(be, &mut ws.pool, grads, *x, n * s.len());
+                            be.avgpool2x2_backward(n, s.c, s.h, s.w, &dy, dx);
+                        }
+                    }
+                    Layer::GlobalAvgPool { x, .. } => {
+                        if needs[*x] {
+                            let s = plan.slots[*x];
+                            let dx = grad_slot(be, &mut ws.pool, grads, *x, n * s.len());
+                            be.global_avgpool_backward(n, s.c, s.hw(), &dy, dx);
+                        }
+                    }
+                    Layer::Linear { x, y, w, b } => {
+                        let (fin, fout) = (plan.slots[*x].len(), plan.slots[*y].len());
+                        let dx = if needs[*x] {
+                            Some(grad_slot(be, &mut ws.pool, grads, *x, n * fin))
                         } else {
-                            let mut copy = take_pooled(be, &mut ws.pool, len);
-                            be.copy(d, &mut copy);
-                            grads[*x] = Some(copy);
+                            None
+                        };
+                        match &mut param_grads {
+                            ParamGrads::Batched => {
+                                let all = batched.as_mut().expect("batched grads");
+                                let (dw, db) = pair_mut(all, *w, *b);
+                                be.linear_backward(
+                                    n, fin, fout, &slots[*x], &p[*w], &dy, dx, dw, db,
+                                );
+                            }
+                            ParamGrads::Skip | ParamGrads::PerSample(_) => {
+                                if let Some(dx) = dx {
+                                    let mut dw = be.alloc(fin * fout);
+                                    let mut db = be.alloc(fout);
+                                    be.linear_backward(
+                                        n,
+                                        fin,
+                                        fout,
+                                        &slots[*x],
+                                        &p[*w],
+                                        &dy,
+                                        Some(dx),
+                                        &mut dw,
+                                        &mut db,
+                                    );
+                                }
+                                if let ParamGrads::PerSample(visit) = &mut param_grads {
+                                    let mut dw = std::mem::take(scratch(
+                                        be,
+                                        &mut ws.scratch,
+                                        n * fin * fout,
+                                        0,
+                                    ));
+                                    let db = scratch(be, &mut ws.scratch, n * fout, 1);
+                                    be.linear_grad_per_sample(
+                                        n, fin, fout, &slots[*x], &dy, &mut dw, db,
+                                    );
+                                    visit(*w, &dw);
+                                    visit(*b, db);
+                                    ws.scratch.insert(scratch_key(n * fin * fout, 0), dw);
+                                }
+                            }
                         }
                     }
-                    if let Some(dy) = dy {
-                        recycle(be, &mut ws.pool, dy);
+                    Layer::Sum { xs, .. } => {
+                        // Inputs with a gradient add dy; those without get a copy, except the
+                        // last, which takes dy itself. Inputs may repeat (skip of a skip).
+                        let targets: Vec<usize> =
+                            xs.iter().copied().filter(|x| needs[*x]).collect();
+                        let len = be.buf_len(&dy);
+                        let mut dy = Some(dy);
+                        for (k, x) in targets.iter().enumerate() {
+                            let d = dy.as_ref().expect("dy kept until the last input");
+                            if let Some(g) = grads[*x].as_mut() {
+                                be.add_assign(g, d);
+                            } else if k + 1 == targets.len() {
+                                grads[*x] = dy.take();
+                            } else {
+                                let mut copy = take_pooled(be, &mut ws.pool, len);
+                                be.copy(d, &mut copy);
+                                grads[*x] = Some(copy);
+                            }
+                        }
+                        if let Some(dy) = dy {
+                            recycle(be, &mut ws.pool, dy);
+                        }
+                        continue;
                     }
-                    continue;
+                    Layer::Zero { .. } => {}
                 }
-                Layer::Zero { .. } => {}
+                recycle(be, &mut ws.pool, dy);
             }
-            recycle(be, &mut ws.pool, dy);
         }
-        Gradients {
-            params: batched,
-            input: if options.input_grad {
-                Some(
-                    grads[INPUT]
-                        .take()
-                        .unwrap_or_else(|| be.alloc(n * plan.slots[INPUT].len())),
-                )
-            } else {
-                None
-            },
-        }
+        passes
     }
 
     /// Batched parameter gradients for each of `seeds` (`dlogits` of the last forward pass,
@@ -702,13 +764,20 @@ impl<'a, B: Backend> Executor<'a, B> {
         }
         let mut workspaces = std::mem::take(&mut self.workspaces);
         let this = &*self;
-        let run_lane = |ws: &mut Workspace<B>, queue: Vec<(usize, B::Buf)>| {
-            for (k, seed) in queue {
-                let grads = this.backward_in(ws, seed, options, ParamGrads::Batched, None);
-                let params = grads.params.expect("batched gradients");
-                take(k, &params);
-                for buf in params {
-                    recycle(this.backend, &mut ws.pool, buf);
+        let group = self.backend.lockstep_passes().max(1);
+        let run_lane = |ws: &mut Workspace<B>, mut queue: Vec<(usize, B::Buf)>| {
+            while !queue.is_empty() {
+                let rest = queue.split_off(group.min(queue.len()));
+                let (ks, seeds): (Vec<usize>, Vec<B::Buf>) = queue.into_iter().unzip();
+                queue = rest;
+                let passes = this.backward_lockstep(ws, seeds, options, ParamGrads::Batched, None);
+                for (k, pass) in ks.into_iter().zip(passes) {
+                    let params = pass.batched.expect("batched gradients");
+                    take(k, &params);
+                    let left = pass.grads.into_iter().flatten();
+                    for buf in params.into_iter().chain(left) {
+                        recycle(this.backend, &mut ws.pool, buf);
+                    }
                 }
             }
         };
@@ -789,6 +858,13 @@ impl<B: Backend> Workspace<B> {
         let scratch = self.scratch.into_values();
         scratch.chain(self.pool.into_values().flatten())
     }
+}
+
+/// What one backward pass holds: the gradient of each slot still to be propagated, and
+/// its batched parameter gradients.
+struct PassGrads<B: Backend> {
+    grads: Vec<Option<B::Buf>>,
+    batched: Option<Vec<B::Buf>>,
 }
 
 /// Images per batch-norm statistics group.

@@ -92,6 +92,13 @@ pub trait Backend: Sync {
         1
     }
 
+    /// How many of those passes one lane runs in lockstep, layer by layer, so that
+    /// [`Backend::conv_backward_weight_many`] can share work between them: 1 (the
+    /// default) where nothing is shared.
+    fn lockstep_passes(&self) -> usize {
+        1
+    }
+
     /// A zeroed buffer.
     fn alloc(&self, len: usize) -> Self::Buf;
     /// A buffer of `len` for an operation that overwrites all of it: its contents are
@@ -158,6 +165,45 @@ pub trait Backend: Sync {
         dy: &Self::Buf,
         dw: &mut Self::Buf,
     );
+    /// [`Backend::conv_backward_data`] for several output gradients through the same
+    /// filters (the passes of one lockstep group, [`Executor::backward_each`]); a backend
+    /// may share work between them (the default does them one by one).
+    fn conv_backward_data_many(
+        &self,
+        g: &ConvGeom,
+        n: usize,
+        dys: &[&Self::Buf],
+        w: &Self::Buf,
+        dxs: &mut [&mut Self::Buf],
+    ) {
+        assert_eq!(
+            dys.len(),
+            dxs.len(),
+            "conv_backward_data_many: one dx per dy"
+        );
+        for (dy, dx) in dys.iter().zip(dxs.iter_mut()) {
+            self.conv_backward_data(g, n, dy, w, dx);
+        }
+    }
+    /// [`Backend::conv_backward_weight`] for several output gradients of the same input;
+    /// a backend may share the work on `x` between them (the default does them one by one).
+    fn conv_backward_weight_many(
+        &self,
+        g: &ConvGeom,
+        n: usize,
+        x: &Self::Buf,
+        dys: &[&Self::Buf],
+        dws: &mut [&mut Self::Buf],
+    ) {
+        assert_eq!(
+            dys.len(),
+            dws.len(),
+            "conv_backward_weight_many: one dw per dy"
+        );
+        for (dy, dw) in dys.iter().zip(dws.iter_mut()) {
+            self.conv_backward_weight(g, n, x, dy, dw);
+        }
+    }
     fn conv_weight_grad_per_sample(
         &self,
         g: &ConvGeom,

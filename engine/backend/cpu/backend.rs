@@ -71,6 +71,12 @@ impl<T: Real> Backend for CpuBackend<T> {
         // at the end of every small kernel (docs/PERF.md, "Session 8").
         rayon::current_num_threads()
     }
+    fn lockstep_passes(&self) -> usize {
+        std::env::var("NASRANK_LOCKSTEP")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(4)
+    }
     fn alloc(&self, len: usize) -> Vec<T> {
         match self.reuse(len) {
             Some(mut buf) => {
@@ -170,6 +176,30 @@ impl<T: Real> Backend for CpuBackend<T> {
         dw: &mut Vec<T>,
     ) {
         conv::conv2d_backward_weight_with(self.conv_algo, g, n, x, dy, dw);
+    }
+    fn conv_backward_data_many(
+        &self,
+        g: &ConvGeom,
+        n: usize,
+        dys: &[&Vec<T>],
+        w: &Vec<T>,
+        dxs: &mut [&mut Vec<T>],
+    ) {
+        let dys: Vec<&[T]> = dys.iter().map(|dy| dy.as_slice()).collect();
+        let mut dxs: Vec<&mut [T]> = dxs.iter_mut().map(|dx| dx.as_mut_slice()).collect();
+        conv::conv2d_backward_data_many_with(self.conv_algo, g, n, &dys, w, &mut dxs);
+    }
+    fn conv_backward_weight_many(
+        &self,
+        g: &ConvGeom,
+        n: usize,
+        x: &Vec<T>,
+        dys: &[&Vec<T>],
+        dws: &mut [&mut Vec<T>],
+    ) {
+        let dys: Vec<&[T]> = dys.iter().map(|dy| dy.as_slice()).collect();
+        let mut dws: Vec<&mut [T]> = dws.iter_mut().map(|dw| dw.as_mut_slice()).collect();
+        conv::conv2d_backward_weight_many_with(self.conv_algo, g, n, x, &dys, &mut dws);
     }
     fn conv_weight_grad_per_sample(
         &self,

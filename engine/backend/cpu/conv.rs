@@ -268,31 +268,41 @@ pub fn conv2d_forward_with<T: Real>(
             let f = &w[(co * g.cin + ci) * kk..][..kk];
             std::array::from_fn(|t| f[t])
         };
-        winograd_images(g, n, x, filter, y, false);
+        winograd_images(g, n, &[x], filter, &mut [y], false);
     } else {
         forward_images(g, x, w, y, false);
     }
 }
 
-/// `y (=|+=) conv(x, w)` by Winograd, the 3x3 filters given as `filter(co, ci)`.
+/// `ys[s] (=|+=) conv(xs[s], w)` by Winograd, the 3x3 filters given as `filter(co, ci)`
+/// and transformed once for all the inputs.
 fn winograd_images<T: Real>(
     g: &ConvGeom,
     n: usize,
-    x: &[T],
+    xs: &[&[T]],
     filter: impl Fn(usize, usize) -> [T; 9],
-    y: &mut [T],
+    ys: &mut [&mut [T]],
     accumulate: bool,
 ) {
     #[cfg(target_arch = "x86_64")]
-    if let (Some(xf), Some(yf)) = (super::as_f32(x), super::as_f32_mut(y)) {
+    if let (Some(xf), Some(mut yf)) = (
+        xs.iter()
+            .map(|x| super::as_f32(x))
+            .collect::<Option<Vec<_>>>(),
+        ys.iter_mut()
+            .map(|y| super::as_f32_mut(y))
+            .collect::<Option<Vec<_>>>(),
+    ) {
         if super::winograd4_fused::applies(g) {
             let filter64 = |co: usize, ci: usize| filter(co, ci).map(T::to_f64_lossless);
-            return super::winograd4_fused::forward(g, n, xf, filter64, yf, accumulate);
+            return super::winograd4_fused::forward(g, n, &xf, filter64, &mut yf, accumulate);
         }
     }
     with_call_scratch(winograd::filters_len(g), |u| {
         winograd::transform_filters(g, filter, u);
-        winograd::forward(g, n, x, u, y, accumulate);
+        for (x, y) in xs.iter().zip(ys.iter_mut()) {
+            winograd::forward(g, n, x, u, y, accumulate);
+        }
     });
 }
 
@@ -331,15 +341,36 @@ pub fn conv2d_backward_data_with<T: Real>(
     w: &[T],
     dx: &mut [T],
 ) {
-    check(
-        g,
-        "conv2d_backward_data",
-        [
-            ("dy", dy.len(), n * g.out_len()),
-            ("w", w.len(), g.weight_len()),
-            ("dx", dx.len(), n * g.in_len()),
-        ],
+    conv2d_backward_data_many_with(algo, g, n, &[dy], w, &mut [dx]);
+}
+
+/// `dxs[s] += conv^T(dys[s], w)` for several output gradients through the same filters
+/// (the passes of a multi-seed backward): what [`conv2d_backward_data_with`] computes for
+/// each, with the Winograd filters transformed once for all of them.
+pub fn conv2d_backward_data_many_with<T: Real>(
+    algo: ConvAlgo,
+    g: &ConvGeom,
+    n: usize,
+    dys: &[&[T]],
+    w: &[T],
+    dxs: &mut [&mut [T]],
+) {
+    assert_eq!(
+        dys.len(),
+        dxs.len(),
+        "conv2d_backward_data: gradients and outputs"
     );
+    for (dy, dx) in dys.iter().zip(dxs.iter()) {
+        check(
+            g,
+            "conv2d_backward_data",
+            [
+                ("dy", dy.len(), n * g.out_len()),
+                ("w", w.len(), g.weight_len()),
+                ("dx", dx.len(), n * g.in_len()),
+            ],
+        );
+    }
     if g.stride == 1 && !g.pointwise() && g.pad < g.k {
         // Stride 1: dx is dy correlated with the spatially flipped, transposed kernel at
         // pad k-1-p, a forward convolution whose GEMM has depth cout*k*k, much faster than
@@ -360,7 +391,7 @@ pub fn conv2d_backward_data_with<T: Real>(
                 let f = &w[(co * g.cin + ci) * kk..][..kk];
                 std::array::from_fn(|t| f[kk - 1 - t])
             };
-            winograd_images(&transposed, n, dy, filter, dx, true);
+            winograd_images(&transposed, n, dys, filter, dxs, true);
             return;
         }
         let mut flipped = vec![T::zero(); w.len()];
@@ -373,9 +404,18 @@ pub fn conv2d_backward_data_with<T: Real>(
                 }
             }
         }
-        forward_images(&transposed, dy, &flipped, dx, true);
+        for (dy, dx) in dys.iter().zip(dxs.iter_mut()) {
+            forward_images(&transposed, dy, &flipped, dx, true);
+        }
         return;
     }
+    for (dy, dx) in dys.iter().zip(dxs.iter_mut()) {
+        backward_data_scattered(g, dy, w, dx);
+    }
+}
+
+/// `dx += W^T dy` then col2im, image by image: the strided and pointwise convs.
+fn backward_data_scattered<T: Real>(g: &ConvGeom, dy: &[T], w: &[T], dx: &mut [T]) {
     let wt = Mat::rows(g.cout, g.col_rows()).t();
     let dym = Mat::rows(g.cout, g.out_hw());
     for_each_image(dx, g.in_len(), |i, dxi, par| {
@@ -447,33 +487,67 @@ pub fn conv2d_backward_weight_with<T: Real>(
     dy: &[T],
     dw: &mut [T],
 ) {
-    check(
-        g,
-        "conv2d_backward_weight",
-        [
-            ("x", x.len(), n * g.in_len()),
-            ("dy", dy.len(), n * g.out_len()),
-            ("dw", dw.len(), g.weight_len()),
-        ],
+    conv2d_backward_weight_many_with(algo, g, n, x, &[dy], &mut [dw]);
+}
+
+/// `dws[s] += sum_n dys[s]_n col(x_n)^T` for several output gradients of the same input
+/// (the passes of a multi-seed backward): what [`conv2d_backward_weight_with`] computes
+/// for each, bit for bit, with the Winograd transforms of `x` done once for all of them.
+pub fn conv2d_backward_weight_many_with<T: Real>(
+    algo: ConvAlgo,
+    g: &ConvGeom,
+    n: usize,
+    x: &[T],
+    dys: &[&[T]],
+    dws: &mut [&mut [T]],
+) {
+    assert_eq!(
+        dys.len(),
+        dws.len(),
+        "conv2d_backward_weight: gradients and outputs"
     );
+    for (dy, dw) in dys.iter().zip(dws.iter()) {
+        check(
+            g,
+            "conv2d_backward_weight",
+            [
+                ("x", x.len(), n * g.in_len()),
+                ("dy", dy.len(), n * g.out_len()),
+                ("dw", dw.len(), g.weight_len()),
+            ],
+        );
+    }
     if algo.uses_winograd(g) {
         #[cfg(target_arch = "x86_64")]
-        if let (Some(xf), Some(dyf), Some(dwf)) =
-            (super::as_f32(x), super::as_f32(dy), super::as_f32_mut(dw))
-        {
+        if let (Some(xf), Some(dyf), Some(mut dwf)) = (
+            super::as_f32(x),
+            dys.iter()
+                .map(|dy| super::as_f32(dy))
+                .collect::<Option<Vec<_>>>(),
+            dws.iter_mut()
+                .map(|dw| super::as_f32_mut(dw))
+                .collect::<Option<Vec<_>>>(),
+        ) {
             if super::winograd4_fused::applies_weight_grad(g) {
                 return super::winograd4_fused::backward_weight(
                     g,
                     n,
                     xf,
-                    dyf,
+                    &dyf,
                     WEIGHT_GRAD_CHUNK,
-                    dwf,
+                    &mut dwf,
                 );
             }
         }
-        return winograd::backward_weight(g, n, x, dy, WEIGHT_GRAD_CHUNK, dw);
+        return winograd::backward_weight(g, n, x, dys, WEIGHT_GRAD_CHUNK, dws);
     }
+    for (dy, dw) in dys.iter().zip(dws.iter_mut()) {
+        backward_weight_im2col(g, n, x, dy, dw);
+    }
+}
+
+/// [`conv2d_backward_weight`] by im2col and GEMM, lengths already checked.
+fn backward_weight_im2col<T: Real>(g: &ConvGeom, n: usize, x: &[T], dy: &[T], dw: &mut [T]) {
     let (xi, dyi) = (
         |i: usize| &x[i * g.in_len()..(i + 1) * g.in_len()],
         |i: usize| &dy[i * g.out_len()..(i + 1) * g.out_len()],

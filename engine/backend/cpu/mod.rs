@@ -25,9 +25,9 @@ mod winograd_fused;
 pub use act::{relu_backward, relu_forward};
 pub use backend::CpuBackend;
 pub use conv::{
-    conv2d_backward_data, conv2d_backward_data_with, conv2d_backward_weight,
-    conv2d_backward_weight_with, conv2d_forward, conv2d_forward_with,
-    conv2d_weight_grad_per_sample, ConvAlgo,
+    conv2d_backward_data, conv2d_backward_data_many_with, conv2d_backward_data_with,
+    conv2d_backward_weight, conv2d_backward_weight_many_with, conv2d_backward_weight_with,
+    conv2d_forward, conv2d_forward_with, conv2d_weight_grad_per_sample, ConvAlgo,
 };
 pub use elementwise::add_assign;
 pub use linear::{linear_backward, linear_forward, linear_grad_per_sample};

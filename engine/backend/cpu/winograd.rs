@@ -39,7 +39,7 @@ use rayon::prelude::*;
 use super::conv::for_each_image;
 use super::elementwise::add_assign;
 use super::gemm::{matmul, Mat, Parallelism};
-use super::scratch::with_scratch;
+use super::scratch::{with_call_scratch, with_scratch};
 #[cfg(target_arch = "x86_64")]
 use super::{as_f32, as_f32_mut};
 use crate::backend::{ConvGeom, Real};
@@ -348,78 +348,99 @@ fn deinterleave<T: Real>(src: &[T], even: &mut [T], odd: &mut [T]) {
     }
 }
 
-/// `dw += sum_i dw_i` (`dw` `[cout][cin][3][3]`), the weight gradient of `n` images by
-/// Winograd (module docs). Images go in fixed chunks of `chunk`, each chunk's `dU` summed
-/// in image order and the chunks in chunk order, and the groups inside a chunk do not
-/// depend on the thread count: the same additions for any number of threads.
+/// `dws[s] += sum_i dw_i` (`[cout][cin][3][3]`) for each output gradient `dys[s]` of the
+/// same `n` images `x`, the weight gradient by Winograd (module docs). Images go in fixed
+/// chunks of `chunk`, each chunk's `dU` summed in image order and the chunks in chunk
+/// order, and the groups inside a chunk do not depend on the thread count: the same
+/// additions for any number of threads or gradients. The fused f32 kernel transforms `x`
+/// once for all the gradients.
 pub(super) fn backward_weight<T: Real>(
     g: &ConvGeom,
     n: usize,
     x: &[T],
-    dy: &[T],
+    dys: &[&[T]],
     chunk: usize,
-    dw: &mut [T],
+    dws: &mut [&mut [T]],
 ) {
     assert!(applies(g), "winograd: not a 3x3 stride-1 conv: {g:?}");
+    assert_eq!(dys.len(), dws.len(), "winograd: gradients and outputs");
     let (th, tw) = tiles(g);
     let per_image = th * tw;
     let group = images_in_group::<T>(g).min(chunk);
     let work_len = transform_scratch(g);
     let (cin, cout) = (g.cin, g.cout);
-    let partials: Vec<Vec<T>> = (0..n.div_ceil(chunk))
-        .into_par_iter()
-        .map(|c| {
-            let mut du = vec![T::zero(); filters_len(g)];
-            let images = c * chunk..((c + 1) * chunk).min(n);
-            #[cfg(target_arch = "x86_64")]
-            if let (Some(xc), Some(dyc), Some(duc)) = (
-                as_f32(&x[images.start * g.in_len()..images.end * g.in_len()]),
-                as_f32(&dy[images.start * g.out_len()..images.end * g.out_len()]),
-                as_f32_mut(&mut du),
-            ) {
-                if super::winograd_fused::applies_weight_grad(g) {
-                    super::winograd_fused::accumulate_weight_grad(g, xc, dyc, duc);
-                    return du;
+    let du_len = filters_len(g);
+    // One partial dU per chunk and gradient, in call scratch (fresh allocations of this
+    // size cost page faults on every call).
+    let part_len = dys.len() * du_len;
+    with_call_scratch(n.div_ceil(chunk) * part_len, |partials: &mut [T]| {
+        partials.fill(T::zero());
+        partials
+            .par_chunks_mut(part_len)
+            .enumerate()
+            .for_each(|(c, du)| {
+                let images = c * chunk..((c + 1) * chunk).min(n);
+                #[cfg(target_arch = "x86_64")]
+                if let (Some(xc), Some(dyc), Some(duc)) = (
+                    as_f32(&x[images.start * g.in_len()..images.end * g.in_len()]),
+                    dys.iter()
+                        .map(|dy| as_f32(&dy[images.start * g.out_len()..images.end * g.out_len()]))
+                        .collect::<Option<Vec<&[f32]>>>(),
+                    as_f32_mut(du),
+                ) {
+                    if super::winograd_fused::applies_weight_grad(g) {
+                        super::winograd_fused::accumulate_weight_grad(g, xc, &dyc, duc);
+                        return;
+                    }
                 }
-            }
-            for first in images.clone().step_by(group) {
-                let count = group.min(images.end - first);
-                let cols = count * per_image;
-                let (v_len, d_len) = (TILE_ELEMS * cin * cols, TILE_ELEMS * cout * cols);
-                with_scratch(v_len + d_len + work_len, |buf| {
-                    let (v, rest) = buf.split_at_mut(v_len);
-                    let (d, work) = rest.split_at_mut(d_len);
-                    for b in 0..count {
-                        let i = first + b;
-                        let (xi, dyi) = (
-                            &x[i * g.in_len()..][..g.in_len()],
-                            &dy[i * g.out_len()..][..g.out_len()],
-                        );
-                        transform_image(g, xi, b * per_image, cols, v, work);
-                        transform_gradient(g, dyi, b * per_image, cols, d, work);
+                for (dy, du) in dys.iter().zip(du.chunks_exact_mut(du_len)) {
+                    for first in images.clone().step_by(group) {
+                        let count = group.min(images.end - first);
+                        let cols = count * per_image;
+                        let (v_len, d_len) = (TILE_ELEMS * cin * cols, TILE_ELEMS * cout * cols);
+                        with_scratch(v_len + d_len + work_len, |buf| {
+                            let (v, rest) = buf.split_at_mut(v_len);
+                            let (d, work) = rest.split_at_mut(d_len);
+                            for b in 0..count {
+                                let i = first + b;
+                                let (xi, dyi) = (
+                                    &x[i * g.in_len()..][..g.in_len()],
+                                    &dy[i * g.out_len()..][..g.out_len()],
+                                );
+                                transform_image(g, xi, b * per_image, cols, v, work);
+                                transform_gradient(g, dyi, b * per_image, cols, d, work);
+                            }
+                            for e in 0..TILE_ELEMS {
+                                matmul(
+                                    &mut du[e * cout * cin..][..cout * cin],
+                                    Mat::rows(cout, cin),
+                                    true,
+                                    &d[e * cout * cols..][..cout * cols],
+                                    Mat::rows(cout, cols),
+                                    &v[e * cin * cols..][..cin * cols],
+                                    Mat::rows(cin, cols).t(),
+                                    Parallelism::None,
+                                );
+                            }
+                        });
                     }
-                    for e in 0..TILE_ELEMS {
-                        matmul(
-                            &mut du[e * cout * cin..][..cout * cin],
-                            Mat::rows(cout, cin),
-                            true,
-                            &d[e * cout * cols..][..cout * cols],
-                            Mat::rows(cout, cols),
-                            &v[e * cin * cols..][..cin * cols],
-                            Mat::rows(cin, cols).t(),
-                            Parallelism::None,
-                        );
-                    }
-                });
+                }
+            });
+        with_scratch(du_len, |du: &mut [T]| {
+            for (s, dw) in dws.iter_mut().enumerate() {
+                du.fill(T::zero());
+                for p in partials.chunks_exact(part_len) {
+                    add_assign(du, &p[s * du_len..][..du_len]);
+                }
+                untransform_weight_grad(g, du, dw);
             }
-            du
-        })
-        .collect();
-    let mut du = vec![T::zero(); filters_len(g)];
-    for p in &partials {
-        add_assign(&mut du, p);
-    }
-    // dw += G^T dU G for each filter.
+        });
+    });
+}
+
+/// `dw += G^T dU G` for each filter.
+fn untransform_weight_grad<T: Real>(g: &ConvGeom, du: &[T], dw: &mut [T]) {
+    let (cin, cout) = (g.cin, g.cout);
     let half = T::from_f64_rounded(0.5);
     let gt_times = |d0: T, d1: T, d2: T, d3: T| {
         let (sum, diff) = ((d1 + d2) * half, (d1 - d2) * half);

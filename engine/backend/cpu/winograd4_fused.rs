@@ -30,7 +30,7 @@ use std::arch::x86_64::*;
 use rayon::prelude::*;
 
 use super::scratch::{with_call_scratch, with_scratch};
-use super::winograd_fused::{lanes, products, store, weight_grad_products};
+use super::winograd_fused::{lanes, products, store, transpose_block, weight_grad_products};
 use crate::backend::ConvGeom;
 
 /// Tiles per vector.
@@ -52,38 +52,41 @@ pub(super) fn applies(g: &ConvGeom) -> bool {
         && std::arch::is_x86_feature_detected!("avx512f")
 }
 
-/// `y (=|+=) conv(x, w)` for `n` images, the filters given as `filter(co, ci)` (3x3,
-/// row-major, in f64).
+/// `ys[s] (=|+=) conv(xs[s], w)` for `n` images of each input, the filters given as
+/// `filter(co, ci)` (3x3, row-major, in f64) and transformed once for all the inputs.
 pub(super) fn forward(
     g: &ConvGeom,
     n: usize,
-    x: &[f32],
+    xs: &[&[f32]],
     filter: impl Fn(usize, usize) -> [f64; 9],
-    y: &mut [f32],
+    ys: &mut [&mut [f32]],
     accumulate: bool,
 ) {
     assert!(applies(g), "winograd F(4x4): unsupported geometry {g:?}");
+    assert_eq!(xs.len(), ys.len(), "winograd F(4x4): inputs and outputs");
     let (cin, cout) = (g.cin, g.cout);
     let q_len = q_len(g);
     let work = q_len + ELEMS * (cin + cout) * LANES;
     with_call_scratch(ELEMS * cin * cout, |ut: &mut [f32]| {
         transform_filters(g, filter, ut);
         let ut = &*ut;
-        y[..n * g.out_len()]
-            .par_chunks_mut(g.out_len())
-            .zip(x[..n * g.in_len()].par_chunks(g.in_len()))
-            .for_each(|(yi, xi)| {
-                with_scratch(work, |buf: &mut [f32]| {
-                    let (q, rest) = buf.split_at_mut(q_len);
-                    let (vb, mb) = rest.split_at_mut(ELEMS * cin * LANES);
-                    // SAFETY: `applies` checked AVX-512F; the lengths are the ones
-                    // `split_tiles` and `image` assert.
-                    unsafe {
-                        split_tiles(g, xi, q);
-                        image(g, q, ut, vb, mb, yi, accumulate)
-                    };
+        ys.par_iter_mut().zip(xs).for_each(|(y, x)| {
+            y[..n * g.out_len()]
+                .par_chunks_mut(g.out_len())
+                .zip(x[..n * g.in_len()].par_chunks(g.in_len()))
+                .for_each(|(yi, xi)| {
+                    with_scratch(work, |buf: &mut [f32]| {
+                        let (q, rest) = buf.split_at_mut(q_len);
+                        let (vb, mb) = rest.split_at_mut(ELEMS * cin * LANES);
+                        // SAFETY: `applies` checked AVX-512F; the lengths are the ones
+                        // `split_tiles` and `image` assert.
+                        unsafe {
+                            split_tiles(g, xi, q);
+                            image(g, q, ut, vb, mb, yi, accumulate)
+                        };
+                    })
                 })
-            });
+        });
     });
 }
 
@@ -310,44 +313,61 @@ pub(super) fn applies_weight_grad(g: &ConvGeom) -> bool {
     applies(g) && matches!(g.cin, 16 | 32 | 64)
 }
 
-/// `dw += sum_i dw_i` (`dw` `[cout][cin][3][3]`) for `n` images: `dU_e = sum over tiles
-/// of D_e V_e^T` with `D = A dY A^T` of each 4x4 output-gradient tile, then `dw = G^T dU
-/// G` in f64. Images in fixed chunks of `chunk`, each chunk's `dU` summed in image order
-/// and the chunks in chunk order: the same sums for any number of threads.
+/// `dws[s] += sum_i dw_i` (`[cout][cin][3][3]`) for `n` images and each output gradient
+/// `dys[s]` of the same input `x`: `dU_e = sum over tiles of D_e V_e^T` with `D = A dY
+/// A^T` of each 4x4 output-gradient tile, then `dw = G^T dU G` in f64. The work on `x`
+/// (split, input transform, transposes) is done once for all the gradients. Images in
+/// fixed chunks of `chunk`, each chunk's `dU` summed in image order and the chunks in
+/// chunk order: the same sums for any number of threads or gradients.
 pub(super) fn backward_weight(
     g: &ConvGeom,
     n: usize,
     x: &[f32],
-    dy: &[f32],
+    dys: &[&[f32]],
     chunk: usize,
-    dw: &mut [f32],
+    dws: &mut [&mut [f32]],
 ) {
     assert!(
         applies_weight_grad(g),
         "winograd F(4x4): unsupported geometry {g:?}"
     );
-    assert_eq!(dw.len(), g.weight_len(), "winograd F(4x4): length of dw");
+    assert_eq!(
+        dys.len(),
+        dws.len(),
+        "winograd F(4x4): gradients and outputs"
+    );
+    let seeds = dys.len();
     let du_len = ELEMS * g.cin * g.cout;
-    let partials: Vec<Vec<f32>> = (0..n.div_ceil(chunk))
-        .into_par_iter()
-        .map(|c| {
-            let mut du = vec![0.0f32; du_len];
-            let images = c * chunk..((c + 1) * chunk).min(n);
-            accumulate_weight_grad(
-                g,
-                &x[images.start * g.in_len()..images.end * g.in_len()],
-                &dy[images.start * g.out_len()..images.end * g.out_len()],
-                &mut du,
-            );
-            du
-        })
-        .collect();
-    let mut du = vec![0.0f32; du_len];
-    for p in &partials {
-        for (d, v) in du.iter_mut().zip(p) {
-            *d += v;
-        }
-    }
+    // One partial dU per chunk and gradient, in call scratch (fresh allocations of this
+    // size cost page faults on every call).
+    let part_len = seeds * du_len;
+    with_call_scratch(n.div_ceil(chunk) * part_len, |partials: &mut [f32]| {
+        partials.fill(0.0);
+        partials
+            .par_chunks_mut(part_len)
+            .enumerate()
+            .for_each(|(c, du)| {
+                let images = c * chunk..((c + 1) * chunk).min(n);
+                let dys: Vec<&[f32]> = dys
+                    .iter()
+                    .map(|dy| &dy[images.start * g.out_len()..images.end * g.out_len()])
+                    .collect();
+                let x = &x[images.start * g.in_len()..images.end * g.in_len()];
+                accumulate_weight_grad(g, x, &dys, du);
+            });
+        untransform_weight_grad(g, partials, part_len, dws);
+    });
+}
+
+/// `dws[s] += G^T dU_s G` in f64, `dU_s` the sum in chunk order of gradient `s`'s
+/// partials (`partials` `[chunks][seeds][36][cout][cin]`, `part_len` per chunk).
+fn untransform_weight_grad(
+    g: &ConvGeom,
+    partials: &[f32],
+    part_len: usize,
+    dws: &mut [&mut [f32]],
+) {
+    let du_len = ELEMS * g.cin * g.cout;
     // G^T applied to six values: three.
     let gt_times = |u: [f64; 6]| {
         let (s12, d12, s34, d34) = (u[1] + u[2], u[1] - u[2], u[3] + u[4], u[3] - u[4]);
@@ -358,52 +378,73 @@ pub(super) fn backward_weight(
         ]
     };
     let (cin, cout) = (g.cin, g.cout);
-    for co in 0..cout {
-        for ci in 0..cin {
-            let at = |e: usize| f64::from(du[(e * cout + co) * cin + ci]);
-            let rows: [[f64; 3]; 6] =
-                std::array::from_fn(|i| gt_times(std::array::from_fn(|j| at(i * 6 + j))));
-            let f = &mut dw[(co * cin + ci) * 9..][..9];
-            for c in 0..3 {
-                let col = gt_times(std::array::from_fn(|i| rows[i][c]));
-                for r in 0..3 {
-                    f[r * 3 + c] = (f64::from(f[r * 3 + c]) + col[r]) as f32;
+    with_scratch(du_len, |du: &mut [f32]| {
+        for (s, dw) in dws.iter_mut().enumerate() {
+            assert_eq!(dw.len(), g.weight_len(), "winograd F(4x4): length of dw");
+            du.fill(0.0);
+            for p in partials.chunks_exact(part_len) {
+                for (d, v) in du.iter_mut().zip(&p[s * du_len..][..du_len]) {
+                    *d += v;
+                }
+            }
+            for co in 0..cout {
+                for ci in 0..cin {
+                    let at = |e: usize| f64::from(du[(e * cout + co) * cin + ci]);
+                    let rows: [[f64; 3]; 6] =
+                        std::array::from_fn(|i| gt_times(std::array::from_fn(|j| at(i * 6 + j))));
+                    let f = &mut dw[(co * cin + ci) * 9..][..9];
+                    for c in 0..3 {
+                        let col = gt_times(std::array::from_fn(|i| rows[i][c]));
+                        for r in 0..3 {
+                            f[r * 3 + c] = (f64::from(f[r * 3 + c]) + col[r]) as f32;
+                        }
+                    }
                 }
             }
         }
-    }
+    });
 }
 
-/// `du += sum over the images of D_e V_e^T` (`du` `[36][cout][cin]`), one block of 16
-/// tiles at a time: `V` as in the forward, `D = A dY A^T` from the block's 4x4 tiles of
-/// `dy`, `V_e` transposed (tiles to rows) and 16 tiles of products summed into `du` by
-/// broadcast FMAs, tile by tile in order.
-fn accumulate_weight_grad(g: &ConvGeom, x: &[f32], dy: &[f32], du: &mut [f32]) {
+/// `du_s += sum over the images of D_e V_e^T` for each output gradient `dys[s]` (`du`
+/// `[seeds][36][cout][cin]`), one block of 16 tiles at a time: `V` as in the forward and
+/// transposed (tiles to rows) once for all the gradients, then per gradient `D = A dY A^T`
+/// from the block's 4x4 tiles of its `dy` and 16 tiles of products summed into its `du`
+/// by broadcast FMAs, tile by tile in order.
+fn accumulate_weight_grad(g: &ConvGeom, x: &[f32], dys: &[&[f32]], du: &mut [f32]) {
     let n = x.len() / g.in_len();
+    let seeds = dys.len();
     assert_eq!(x.len(), n * g.in_len(), "winograd F(4x4): length of x");
-    assert_eq!(dy.len(), n * g.out_len(), "winograd F(4x4): length of dy");
+    for dy in dys {
+        assert_eq!(dy.len(), n * g.out_len(), "winograd F(4x4): length of dy");
+    }
     assert_eq!(
         du.len(),
-        ELEMS * g.cin * g.cout,
+        seeds * ELEMS * g.cin * g.cout,
         "winograd F(4x4): length of du"
     );
     let (cin, cout) = (g.cin, g.cout);
     let q_len = q_len(g);
-    let (v_len, vt_len, d_len) = (ELEMS * cin * LANES, LANES * cin, ELEMS * cout * LANES);
+    let (v_len, vt_len, d_len) = (
+        ELEMS * cin * LANES,
+        ELEMS * LANES * cin,
+        ELEMS * cout * LANES,
+    );
     let y_len = g.out_len();
     with_scratch(
-        q_len + y_len + v_len + vt_len + d_len,
+        q_len + seeds * y_len + v_len + vt_len + d_len,
         |buf: &mut [f32]| {
             let (q, rest) = buf.split_at_mut(q_len);
-            let (yq, rest) = rest.split_at_mut(y_len);
+            let (yq, rest) = rest.split_at_mut(seeds * y_len);
             let (vb, rest) = rest.split_at_mut(v_len);
             let (vt, db) = rest.split_at_mut(vt_len);
-            for (xi, dyi) in x.chunks_exact(g.in_len()).zip(dy.chunks_exact(g.out_len())) {
+            for (i, xi) in x.chunks_exact(g.in_len()).enumerate() {
                 // SAFETY: `applies` checked AVX-512F; the buffers have the lengths the
                 // kernels assert.
                 unsafe {
                     split_tiles(g, xi, q);
-                    split_gradient(g, dyi, yq);
+                    for (dy, yq) in dys.iter().zip(yq.chunks_exact_mut(y_len)) {
+                        split_gradient(g, &dy[i * y_len..][..y_len], yq);
+                    }
                     match cin / LANES {
                         1 => weight_grad_image::<1>(g, q, yq, vb, vt, db, du),
                         2 => weight_grad_image::<2>(g, q, yq, vb, vt, db, du),
@@ -472,7 +513,8 @@ fn a_times(y: [__m512; 4]) -> [__m512; 6] {
     ]
 }
 
-/// One image of [`accumulate_weight_grad`], `CIV = cin / 16` vectors per row of `V^T`.
+/// One image of [`accumulate_weight_grad`], `CIV = cin / 16` vectors per row of `V^T`;
+/// `yq` and `du` hold one split gradient and one `dU` per output gradient.
 ///
 /// # Safety
 /// AVX-512F must be present.
@@ -489,34 +531,40 @@ unsafe fn weight_grad_image<const CIV: usize>(
 ) {
     let tiles = (g.h / 4) * (g.w / 4);
     let (cin, cout) = (g.cin, g.cout);
+    let (y_len, du_len) = (cout * g.h * g.w, ELEMS * cin * cout);
+    let seeds = yq.len() / y_len;
     assert_eq!(cin, CIV * LANES);
     assert!(q.len() >= q_len(g));
-    assert!(vb.len() >= ELEMS * cin * LANES && vt.len() >= LANES * cin);
-    assert!(db.len() >= ELEMS * cout * LANES && du.len() >= ELEMS * cin * cout);
-    assert_eq!(yq.len(), cout * g.h * g.w);
-    let (q, yq, vb, vt, db, du) = (
+    assert!(vb.len() >= ELEMS * cin * LANES && vt.len() >= ELEMS * LANES * cin);
+    assert!(db.len() >= ELEMS * cout * LANES);
+    assert_eq!(yq.len(), seeds * y_len);
+    assert_eq!(du.len(), seeds * du_len);
+    let (q, vb, vt, db) = (
         q.as_ptr(),
-        yq.as_ptr(),
         vb.as_mut_ptr(),
         vt.as_mut_ptr(),
         db.as_mut_ptr(),
-        du.as_mut_ptr(),
     );
     for t in (0..tiles).step_by(LANES) {
         input_transform(g, q, t, vb);
-        // D = A dY A^T: A down the tile's columns, then along the rows.
-        for co in 0..cout {
-            let y =
-                |a: usize, b: usize| _mm512_loadu_ps(yq.add(((co * 4 + a) * 4 + b) * tiles + t));
-            let cols: [[__m512; 6]; 4] =
-                std::array::from_fn(|b| a_times(std::array::from_fn(|a| y(a, b))));
-            for i in 0..6 {
-                let d = a_times(std::array::from_fn(|b| cols[b][i]));
-                for (j, dj) in d.iter().enumerate() {
-                    _mm512_storeu_ps(db.add(((i * 6 + j) * cout + co) * LANES), *dj);
+        transpose_block(ELEMS, cin, vb, vt);
+        for (yq, du) in yq.chunks_exact(y_len).zip(du.chunks_exact_mut(du_len)) {
+            // D = A dY A^T: A down the tile's columns, then along the rows.
+            let yq = yq.as_ptr();
+            for co in 0..cout {
+                let y = |a: usize, b: usize| {
+                    _mm512_loadu_ps(yq.add(((co * 4 + a) * 4 + b) * tiles + t))
+                };
+                let cols: [[__m512; 6]; 4] =
+                    std::array::from_fn(|b| a_times(std::array::from_fn(|a| y(a, b))));
+                for i in 0..6 {
+                    let d = a_times(std::array::from_fn(|b| cols[b][i]));
+                    for (j, dj) in d.iter().enumerate() {
+                        _mm512_storeu_ps(db.add(((i * 6 + j) * cout + co) * LANES), *dj);
+                    }
                 }
             }
+            weight_grad_products::<CIV>(ELEMS, cin, cout, vt, db, du.as_mut_ptr());
         }
-        weight_grad_products::<CIV>(ELEMS, cin, cout, vb, vt, db, du);
     }
 }

@@ -254,42 +254,45 @@ pub(super) fn applies_weight_grad(g: &ConvGeom) -> bool {
     applies(g) && matches!(g.cin, 16 | 32 | 64)
 }
 
-/// `du += sum over the images of D_e V_e^T` (`du` `[16][cout][cin]`), the Winograd-domain
-/// weight gradient of the images `x` (`[n][cin][h][w]`) with output gradients `dy`, one
-/// block of 16 tiles at a time: `V` as in the forward, `D = A dY A^T` from the block's
-/// rows of `dy`, `V` transposed per element (tiles to rows) and 16 tiles of products
-/// summed into `du` by broadcast FMAs, tile by tile in order. Images in order, so the
-/// sums do not depend on threads.
-pub(super) fn accumulate_weight_grad(g: &ConvGeom, x: &[f32], dy: &[f32], du: &mut [f32]) {
+/// `du_s += sum over the images of D_e V_e^T` for each output gradient `dys[s]` of the
+/// images `x` (`[n][cin][h][w]`; `du` `[seeds][16][cout][cin]`), the Winograd-domain weight
+/// gradient, one block of 16 tiles at a time: `V` as in the forward and transposed per
+/// element (tiles to rows) once for all the gradients, then per gradient `D = A dY A^T`
+/// from the block's rows of `dy` and 16 tiles of products summed into its `du` by
+/// broadcast FMAs, tile by tile in order. Images in order, so the sums do not depend on
+/// threads, nor on how many gradients share the call.
+pub(super) fn accumulate_weight_grad(g: &ConvGeom, x: &[f32], dys: &[&[f32]], du: &mut [f32]) {
     assert!(
         applies_weight_grad(g),
         "fused winograd: unsupported geometry {g:?}"
     );
     let n = x.len() / g.in_len();
+    let seeds = dys.len();
     assert_eq!(x.len(), n * g.in_len(), "fused winograd: length of x");
-    assert_eq!(dy.len(), n * g.out_len(), "fused winograd: length of dy");
-    assert_eq!(
-        du.len(),
-        16 * g.cin * g.cout,
-        "fused winograd: length of du"
-    );
+    for dy in dys {
+        assert_eq!(dy.len(), n * g.out_len(), "fused winograd: length of dy");
+    }
+    let du_len = 16 * g.cin * g.cout;
+    assert_eq!(du.len(), seeds * du_len, "fused winograd: length of du");
     let (cin, cout) = (g.cin, g.cout);
     let q_len = cin * 8 * (g.h / 2 + 1) * (g.w / 2);
-    let (v_len, vt_len, d_len) = (16 * cin * LANES, LANES * cin, 16 * cout * LANES);
+    let (v_len, vt_len, d_len) = (16 * cin * LANES, 16 * LANES * cin, 16 * cout * LANES);
     let y_len = g.out_len();
     with_scratch(
-        q_len + y_len + v_len + vt_len + d_len,
+        q_len + seeds * y_len + v_len + vt_len + d_len,
         |buf: &mut [f32]| {
             let (q, rest) = buf.split_at_mut(q_len);
-            let (yq, rest) = rest.split_at_mut(y_len);
+            let (yq, rest) = rest.split_at_mut(seeds * y_len);
             let (vb, rest) = rest.split_at_mut(v_len);
             let (vt, db) = rest.split_at_mut(vt_len);
-            for (xi, dyi) in x.chunks_exact(g.in_len()).zip(dy.chunks_exact(g.out_len())) {
+            for (i, xi) in x.chunks_exact(g.in_len()).enumerate() {
                 // SAFETY: `applies` checked AVX-512F; the buffers have the lengths the
                 // kernels assert.
                 unsafe {
                     split_planes(g, xi, q);
-                    split_gradient(g, dyi, yq);
+                    for (dy, yq) in dys.iter().zip(yq.chunks_exact_mut(y_len)) {
+                        split_gradient(g, &dy[i * y_len..][..y_len], yq);
+                    }
                     match cin / LANES {
                         1 => weight_grad_image::<1>(g, q, yq, vb, vt, db, du),
                         2 => weight_grad_image::<2>(g, q, yq, vb, vt, db, du),
@@ -301,7 +304,8 @@ pub(super) fn accumulate_weight_grad(g: &ConvGeom, x: &[f32], dy: &[f32], du: &m
     )
 }
 
-/// One image of [`accumulate_weight_grad`], `CIV = cin / 16` vectors per row of `V^T`.
+/// One image of [`accumulate_weight_grad`], `CIV = cin / 16` vectors per row of `V^T`;
+/// `yq` and `du` hold one split gradient and one `dU` per output gradient.
 ///
 /// # Safety
 /// AVX-512F must be present.
@@ -317,37 +321,44 @@ unsafe fn weight_grad_image<const CIV: usize>(
 ) {
     let (th, tw) = (g.h / 2, g.w / 2);
     let (cin, cout) = (g.cin, g.cout);
+    let (y_len, du_len) = (cout * g.h * g.w, 16 * cin * cout);
+    let seeds = yq.len() / y_len;
     assert_eq!(cin, CIV * LANES);
     assert!(q.len() >= cin * 8 * (th + 1) * tw);
-    assert!(vb.len() >= 16 * cin * LANES && vt.len() >= LANES * cin);
-    assert!(db.len() >= 16 * cout * LANES && du.len() >= 16 * cin * cout);
-    assert_eq!(yq.len(), cout * g.h * g.w);
-    let (q, yq, vb, vt, db, du) = (
+    assert!(vb.len() >= 16 * cin * LANES && vt.len() >= 16 * LANES * cin);
+    assert!(db.len() >= 16 * cout * LANES);
+    assert_eq!(yq.len(), seeds * y_len);
+    assert_eq!(du.len(), seeds * du_len);
+    let (q, vb, vt, db) = (
         q.as_ptr(),
-        yq.as_ptr(),
         vb.as_mut_ptr(),
         vt.as_mut_ptr(),
         db.as_mut_ptr(),
-        du.as_mut_ptr(),
     );
     let tiles = th * tw;
     for t in (0..tiles).step_by(LANES) {
         input_transform(g, q, t, vb);
-        // D = A dY A^T: the block's 2x2 output-gradient tiles, A down then across.
-        for co in 0..cout {
-            let y: [[__m512; 2]; 2] = std::array::from_fn(|a| {
-                std::array::from_fn(|b| _mm512_loadu_ps(yq.add(((co * 2 + a) * 2 + b) * tiles + t)))
-            });
-            let r: [[__m512; 2]; 4] =
-                std::array::from_fn(|i| std::array::from_fn(|b| a_row(i, y[0][b], y[1][b])));
-            for (i, ri) in r.iter().enumerate() {
-                for j in 0..4 {
-                    let e = i * 4 + j;
-                    _mm512_storeu_ps(db.add((e * cout + co) * LANES), a_row(j, ri[0], ri[1]));
+        transpose_block(16, cin, vb, vt);
+        for (yq, du) in yq.chunks_exact(y_len).zip(du.chunks_exact_mut(du_len)) {
+            // D = A dY A^T: the block's 2x2 output-gradient tiles, A down then across.
+            let yq = yq.as_ptr();
+            for co in 0..cout {
+                let y: [[__m512; 2]; 2] = std::array::from_fn(|a| {
+                    std::array::from_fn(|b| {
+                        _mm512_loadu_ps(yq.add(((co * 2 + a) * 2 + b) * tiles + t))
+                    })
+                });
+                let r: [[__m512; 2]; 4] =
+                    std::array::from_fn(|i| std::array::from_fn(|b| a_row(i, y[0][b], y[1][b])));
+                for (i, ri) in r.iter().enumerate() {
+                    for j in 0..4 {
+                        let e = i * 4 + j;
+                        _mm512_storeu_ps(db.add((e * cout + co) * LANES), a_row(j, ri[0], ri[1]));
+                    }
                 }
             }
+            weight_grad_products::<CIV>(16, cin, cout, vt, db, du.as_mut_ptr());
         }
-        weight_grad_products::<CIV>(16, cin, cout, vb, vt, db, du);
     }
 }
 
@@ -385,11 +396,31 @@ pub(super) unsafe fn products(
     }
 }
 
-/// `du[e] += D_e V_e^T` for the `elems` elements of a block (`vb[e][ci]`, `db[e][co]`,
-/// one vector of 16 tiles each; `du` `[elems][cout][cin]`): `V_e` transposed into `vt`
-/// (row t: tile t's input channels), then the 16 tiles' products summed in order by
-/// broadcast FMAs, `CIV = cin / 16` vectors per row. The weight gradient of the F(2x2)
-/// and F(4x4) kernels.
+/// `vt[e]` = `V_e` transposed (row t: tile t's input channels) for the `elems` elements
+/// of a block (`vb[e][ci]`, one vector of 16 tiles each; `vt` `[elems][16][cin]`): the
+/// right-hand operands of [`weight_grad_products`], formed once per block and shared by
+/// every output gradient of the same input.
+///
+/// # Safety
+/// AVX-512F must be present; `vb` holds `elems cin` vectors and `vt` `elems 16 cin` values.
+#[inline]
+#[target_feature(enable = "avx512f")]
+pub(super) unsafe fn transpose_block(elems: usize, cin: usize, vb: *const f32, vt: *mut f32) {
+    for e in 0..elems {
+        for c in 0..cin / LANES {
+            transpose(
+                vb.add((e * cin + c * LANES) * LANES),
+                vt.add(e * LANES * cin + c * LANES),
+                cin,
+            );
+        }
+    }
+}
+
+/// `du[e] += D_e V_e^T` for the `elems` elements of a block (`vt` from
+/// [`transpose_block`], `db[e][co]` one vector of 16 tiles each; `du` `[elems][cout][cin]`):
+/// the 16 tiles' products summed in order by broadcast FMAs, `CIV = cin / 16` vectors per
+/// row. The weight gradient of the F(2x2) and F(4x4) kernels.
 ///
 /// # Safety
 /// AVX-512F must be present; the buffers hold what those kernels assert.
@@ -399,21 +430,14 @@ pub(super) unsafe fn weight_grad_products<const CIV: usize>(
     elems: usize,
     cin: usize,
     cout: usize,
-    vb: *const f32,
-    vt: *mut f32,
+    vt: *const f32,
     db: *const f32,
     du: *mut f32,
 ) {
     // Output channels per block of accumulators: 16 accumulators in all.
     let co_block = LANES / CIV;
     for e in 0..elems {
-        for c in 0..CIV {
-            transpose(
-                vb.add((e * cin + c * LANES) * LANES),
-                vt.add(c * LANES),
-                cin,
-            );
-        }
+        let vt = vt.add(e * LANES * cin);
         for co0 in (0..cout).step_by(co_block) {
             let du_at = |k: usize, c: usize| du.add((e * cout + co0 + k) * cin + c * LANES);
             let mut acc = [[_mm512_setzero_ps(); CIV]; LANES];
@@ -735,7 +759,7 @@ mod tests {
             );
             let start = values(16 * g.cin * g.cout, seed + 2);
             let mut got = start.clone();
-            accumulate_weight_grad(&g, &x, &dy, &mut got);
+            accumulate_weight_grad(&g, &x, &[&dy], &mut got);
             let want = naive_weight_grad(&g, &x, &dy);
             // Each entry sums n * tiles products of values below 4 * 4 = 16 (V) and 4 (D).
             let bound = 1e-5 * (n * g.h * g.w / 4) as f64 * 64.0;
