@@ -11,10 +11,12 @@
 //! - `Full` (through the statistics): `dx += gamma*inv_std/m * (m*dy - Sdy - xhat*Sdx)`;
 //! - `FrozenStats` (mean, inv_std constant): `dx += gamma*inv_std*dy`.
 //!
-//! Sums are accumulated in f64. The forward statistics take one pass over `x` (both
-//! moments about a per-(group, channel) shift, see [`batchnorm_forward`]), so they differ
-//! from a two-pass computation by f64 rounding only; the backward sums are parallel over
-//! (group, channel) pairs; the elementwise passes are parallel over `hw` planes.
+//! The forward statistics are accumulated in f64 in one pass over `x` (both moments about
+//! a per-(group, channel) shift, see [`batchnorm_forward`]), so they differ from a
+//! two-pass computation by f64 rounding only. The backward sums are accumulated in `T`
+//! within each `hw` plane (32 lanes per sum: at most 32 terms per lane at 32x32) and in
+//! f64 across planes, parallel over (group, channel) pairs; the elementwise passes are
+//! parallel over `hw` planes.
 
 use rayon::prelude::*;
 
@@ -192,7 +194,7 @@ pub fn batchnorm_backward_data<T: Real>(
     backward_dx(g, mode, x, gamma, mean, inv_std, dy, &sums, dx);
 }
 
-/// `(Sdy, Sdx)` per (group, channel), in f64.
+/// `(Sdy, Sdx)` per (group, channel): per plane in `T` lanes, across planes in f64.
 fn backward_sums<T: Real>(
     g: &BnGeom,
     x: &[T],
@@ -204,8 +206,8 @@ fn backward_sums<T: Real>(
         .into_par_iter()
         .map(|gc| {
             let (gi, ch) = (gc / g.c, gc % g.c);
-            let mu = mean[gc].to_f64_lossless();
-            // Compiled for the widest vectors: f64 lanes, 2 per SSE register otherwise.
+            let mu = mean[gc];
+            // Compiled for the widest vectors: 4 f32 lanes per SSE register otherwise.
             let (sdy, sdev) = with_widest_simd(
                 #[inline(always)]
                 || {
@@ -301,7 +303,7 @@ pub fn batchnorm_param_grad_per_sample<T: Real>(
         .enumerate()
         .for_each(|(p, ((dg, db), (x, dy)))| {
             let s = g.stat_index(p);
-            let mu = mean[s].to_f64_lossless();
+            let mu = mean[s];
             let (sdy, sdev) = with_widest_simd(
                 #[inline(always)]
                 || sum_dy_dev(x, dy, mu),
