@@ -128,14 +128,22 @@ impl Moments {
 /// `(sum dy, sum dy * (x - mean))` of one plane, accumulated in `T` across 32 lanes per
 /// sum and folded into f64 (inlined, so that a caller under [`with_widest_simd`] gets its
 /// vectors). A plane holds at most 1,024 values (NB-201's 32x32), so each f32 lane adds at
-/// most 32 terms; callers sum the planes in f64. f32 lanes cut the work to a quarter of
-/// f64 lanes (no conversions, twice the lanes per vector): 5 % of an exact NTK. Laid out
-/// as [`Moments`]: both sums in one lane array, folded out of line; with two arrays LLVM
-/// paired the sums up lane by lane and the loop ran scalar (11 % of an exact NTK in perf).
+/// most 32 terms; callers sum the planes in f64. f32 on AVX-512 takes
+/// [`sum_dy_dev_avx512`]. The generic loop is laid out as [`Moments`]: both sums in one
+/// lane array, folded out of line; with two arrays LLVM paired the sums up lane by lane
+/// and the loop ran scalar (11 % of an exact NTK in perf).
 #[inline(always)]
 pub(crate) fn sum_dy_dev<T: Real>(x: &[T], dy: &[T], mean: T) -> (f64, f64) {
     const WIDE: usize = 4 * LANES;
     assert_eq!(x.len(), dy.len());
+    #[cfg(target_arch = "x86_64")]
+    if let (Some(xf), Some(dyf)) = (super::as_f32(x), super::as_f32(dy)) {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            let mean = mean.to_f64_lossless() as f32;
+            // SAFETY: AVX-512F was detected; the lengths are equal (asserted).
+            return unsafe { sum_dy_dev_avx512(xf, dyf, mean) };
+        }
+    }
     let mut lanes = [T::zero(); 2 * WIDE];
     let (xc, dc) = (x.chunks_exact(WIDE), dy.chunks_exact(WIDE));
     let (mut ts, mut tsx) = (0.0, 0.0);
@@ -165,4 +173,48 @@ fn fold_halves<T: Real>(lanes: &[T; 8 * LANES]) -> (f64, f64) {
     let (a, b) = lanes.split_at(4 * LANES);
     let sum = |h: &[T]| h.iter().map(|v| v.to_f64_lossless()).sum();
     (sum(a), sum(b))
+}
+
+/// [`sum_dy_dev`] of f32 on AVX-512: two vectors per sum, `dy (x - mean)` by FMA, the tail
+/// by masked loads (zero `dy` adds nothing); the 32 lanes added in f32, then in f64. The
+/// generic loop kept its 64 lanes in a stack array here and ran on 256-bit halves.
+///
+/// # Safety
+/// AVX-512F must be present; `x` and `dy` have equal lengths.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn sum_dy_dev_avx512(x: &[f32], dy: &[f32], mean: f32) -> (f64, f64) {
+    use std::arch::x86_64::*;
+    let n = x.len();
+    let (x, dy) = (x.as_ptr(), dy.as_ptr());
+    let m = _mm512_set1_ps(mean);
+    let (mut s0, mut s1) = (_mm512_setzero_ps(), _mm512_setzero_ps());
+    let (mut t0, mut t1) = (_mm512_setzero_ps(), _mm512_setzero_ps());
+    let mut i = 0;
+    while i + 32 <= n {
+        let (x0, x1) = (_mm512_loadu_ps(x.add(i)), _mm512_loadu_ps(x.add(i + 16)));
+        let (d0, d1) = (_mm512_loadu_ps(dy.add(i)), _mm512_loadu_ps(dy.add(i + 16)));
+        s0 = _mm512_add_ps(s0, d0);
+        s1 = _mm512_add_ps(s1, d1);
+        t0 = _mm512_fmadd_ps(d0, _mm512_sub_ps(x0, m), t0);
+        t1 = _mm512_fmadd_ps(d1, _mm512_sub_ps(x1, m), t1);
+        i += 32;
+    }
+    while i < n {
+        let mask: __mmask16 = (((1u32 << (n - i).min(16)) - 1) & 0xffff) as u16;
+        let x0 = _mm512_maskz_loadu_ps(mask, x.add(i));
+        let d0 = _mm512_maskz_loadu_ps(mask, dy.add(i));
+        s0 = _mm512_add_ps(s0, d0);
+        t0 = _mm512_fmadd_ps(d0, _mm512_sub_ps(x0, m), t0);
+        i += 16;
+    }
+    let to_f64 = |v: __m512| {
+        let lo = _mm512_cvtps_pd(_mm512_castps512_ps256(v));
+        let hi = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(
+            _mm512_castps_pd(v),
+            1,
+        )));
+        _mm512_reduce_add_pd(_mm512_add_pd(lo, hi))
+    };
+    (to_f64(_mm512_add_ps(s0, s1)), to_f64(_mm512_add_ps(t0, t1)))
 }
