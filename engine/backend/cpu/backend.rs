@@ -72,10 +72,10 @@ impl<T: Real> Backend for CpuBackend<T> {
         rayon::current_num_threads()
     }
     fn lockstep_passes(&self) -> usize {
-        std::env::var("NASRANK_LOCKSTEP")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(4)
+        // Four passes share each weight gradient's input transforms: the exact NTK of arch
+        // 1462 took 8 % less CPU time than one at a time; 8 and 16 were slower (their
+        // Winograd-domain partials outgrow L2), 2 and 6 the same (docs/PERF.md, "Session 10").
+        4
     }
     fn alloc(&self, len: usize) -> Vec<T> {
         match self.reuse(len) {
