@@ -589,7 +589,11 @@ fn conv_backward_many_equals_one_call_per_gradient() {
         conv2d_backward_weight_many_with(algo, g, n, &x, &dy_refs, &mut refs);
         let mut many_dx = base_x.clone();
         let mut refs: Vec<&mut [T]> = many_dx.iter_mut().map(|d| d.as_mut_slice()).collect();
-        conv2d_backward_data_many_with(algo, g, n, &dy_refs, &w, &mut refs);
+        conv2d_backward_data_many_with(algo, g, n, &dy_refs, &w, &mut refs, true);
+        // Overwriting (whatever the buffers held) equals adding to zeros.
+        let mut written: Vec<Vec<T>> = (0..seeds).map(|_| to(&rng.vec(n * g.in_len()))).collect();
+        let mut refs: Vec<&mut [T]> = written.iter_mut().map(|d| d.as_mut_slice()).collect();
+        conv2d_backward_data_many_with(algo, g, n, &dy_refs, &w, &mut refs, false);
         for s in 0..seeds {
             let mut one = base_w[s].clone();
             conv2d_backward_weight_with(algo, g, n, &x, &dys[s], &mut one);
@@ -603,6 +607,13 @@ fn conv_backward_many_equals_one_call_per_gradient() {
             assert!(
                 many_dx[s] == one,
                 "dx of gradient {s}, {algo:?} {g:?} {}",
+                std::any::type_name::<T>()
+            );
+            let mut added = vec![T::zero(); n * g.in_len()];
+            conv2d_backward_data_with(algo, g, n, &dys[s], &w, &mut added);
+            assert!(
+                written[s] == added,
+                "dx written, gradient {s}, {algo:?} {g:?} {}",
                 std::any::type_name::<T>()
             );
         }

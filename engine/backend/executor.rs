@@ -529,11 +529,16 @@ impl<'a, B: Backend> Executor<'a, B> {
                 let dy_refs: Vec<&B::Buf> = dys.iter().collect();
                 if needs[*x] {
                     let len = n * geom.in_len();
+                    // The first gradient into x is written, not added: no zero fill.
+                    let accumulate = passes[0].grads[*x].is_some();
+                    let pool = &mut ws.pool;
                     let mut dxs: Vec<&mut B::Buf> = passes
                         .iter_mut()
-                        .map(|pass| grad_slot(be, &mut ws.pool, &mut pass.grads, *x, len))
+                        .map(|pass| {
+                            pass.grads[*x].get_or_insert_with(|| take_pooled(be, pool, len))
+                        })
                         .collect();
-                    be.conv_backward_data_many(geom, n, &dy_refs, &p[*w], &mut dxs);
+                    be.conv_backward_data_many(geom, n, &dy_refs, &p[*w], &mut dxs, accumulate);
                 }
                 match &mut param_grads {
                     ParamGrads::Skip => {}

@@ -166,8 +166,10 @@ pub trait Backend: Sync {
         dw: &mut Self::Buf,
     );
     /// [`Backend::conv_backward_data`] for several output gradients through the same
-    /// filters (the passes of one lockstep group, [`Executor::backward_each`]); a backend
-    /// may share work between them (the default does them one by one).
+    /// filters (the passes of one lockstep group, [`Executor::backward_each`]), adding to
+    /// `dxs` or, without `accumulate`, overwriting them (their contents unspecified: the
+    /// first gradient into a slot needs no zero fill). A backend may share work between
+    /// the gradients (the default does them one by one).
     fn conv_backward_data_many(
         &self,
         g: &ConvGeom,
@@ -175,6 +177,7 @@ pub trait Backend: Sync {
         dys: &[&Self::Buf],
         w: &Self::Buf,
         dxs: &mut [&mut Self::Buf],
+        accumulate: bool,
     ) {
         assert_eq!(
             dys.len(),
@@ -182,6 +185,9 @@ pub trait Backend: Sync {
             "conv_backward_data_many: one dx per dy"
         );
         for (dy, dx) in dys.iter().zip(dxs.iter_mut()) {
+            if !accumulate {
+                self.fill_zero(dx);
+            }
             self.conv_backward_data(g, n, dy, w, dx);
         }
     }

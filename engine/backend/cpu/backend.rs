@@ -184,10 +184,12 @@ impl<T: Real> Backend for CpuBackend<T> {
         dys: &[&Vec<T>],
         w: &Vec<T>,
         dxs: &mut [&mut Vec<T>],
+        accumulate: bool,
     ) {
         let dys: Vec<&[T]> = dys.iter().map(|dy| dy.as_slice()).collect();
         let mut dxs: Vec<&mut [T]> = dxs.iter_mut().map(|dx| dx.as_mut_slice()).collect();
-        conv::conv2d_backward_data_many_with(self.conv_algo, g, n, &dys, w, &mut dxs);
+        let algo = self.conv_algo;
+        conv::conv2d_backward_data_many_with(algo, g, n, &dys, w, &mut dxs, accumulate);
     }
     fn conv_backward_weight_many(
         &self,

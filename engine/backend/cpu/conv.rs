@@ -341,12 +341,13 @@ pub fn conv2d_backward_data_with<T: Real>(
     w: &[T],
     dx: &mut [T],
 ) {
-    conv2d_backward_data_many_with(algo, g, n, &[dy], w, &mut [dx]);
+    conv2d_backward_data_many_with(algo, g, n, &[dy], w, &mut [dx], true);
 }
 
-/// `dxs[s] += conv^T(dys[s], w)` for several output gradients through the same filters
+/// `dxs[s] (+)= conv^T(dys[s], w)` for several output gradients through the same filters
 /// (the passes of a multi-seed backward): what [`conv2d_backward_data_with`] computes for
-/// each, with the Winograd filters transformed once for all of them.
+/// each, with the Winograd filters transformed once for all of them. Without
+/// `accumulate`, `dxs` are overwritten (their contents may be anything).
 pub fn conv2d_backward_data_many_with<T: Real>(
     algo: ConvAlgo,
     g: &ConvGeom,
@@ -354,6 +355,7 @@ pub fn conv2d_backward_data_many_with<T: Real>(
     dys: &[&[T]],
     w: &[T],
     dxs: &mut [&mut [T]],
+    accumulate: bool,
 ) {
     assert_eq!(
         dys.len(),
@@ -391,7 +393,7 @@ pub fn conv2d_backward_data_many_with<T: Real>(
                 let f = &w[(co * g.cin + ci) * kk..][..kk];
                 std::array::from_fn(|t| f[kk - 1 - t])
             };
-            winograd_images(&transposed, n, dys, filter, dxs, true);
+            winograd_images(&transposed, n, dys, filter, dxs, accumulate);
             return;
         }
         let mut flipped = vec![T::zero(); w.len()];
@@ -405,11 +407,14 @@ pub fn conv2d_backward_data_many_with<T: Real>(
             }
         }
         for (dy, dx) in dys.iter().zip(dxs.iter_mut()) {
-            forward_images(&transposed, dy, &flipped, dx, true);
+            forward_images(&transposed, dy, &flipped, dx, accumulate);
         }
         return;
     }
     for (dy, dx) in dys.iter().zip(dxs.iter_mut()) {
+        if !accumulate {
+            dx.fill(T::zero());
+        }
         backward_data_scattered(g, dy, w, dx);
     }
 }
