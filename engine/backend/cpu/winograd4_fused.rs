@@ -30,7 +30,10 @@ use std::arch::x86_64::*;
 use rayon::prelude::*;
 
 use super::scratch::{with_call_scratch, with_scratch};
-use super::winograd_fused::{lanes, products, store, transpose_block, weight_grad_products};
+use super::winograd_fused::{
+    accumulate_weight_grad_with, lanes, products, store, transpose_block, weight_grad_products,
+    ImageWeightGrad, WeightGradKernels,
+};
 use crate::backend::ConvGeom;
 
 /// Tiles per vector.
@@ -411,49 +414,19 @@ fn untransform_weight_grad(
 /// from the block's 4x4 tiles of its `dy` and 16 tiles of products summed into its `du`
 /// by broadcast FMAs, tile by tile in order.
 fn accumulate_weight_grad(g: &ConvGeom, x: &[f32], dys: &[&[f32]], du: &mut [f32]) {
-    let n = x.len() / g.in_len();
-    let seeds = dys.len();
-    assert_eq!(x.len(), n * g.in_len(), "winograd F(4x4): length of x");
-    for dy in dys {
-        assert_eq!(dy.len(), n * g.out_len(), "winograd F(4x4): length of dy");
-    }
-    assert_eq!(
-        du.len(),
-        seeds * ELEMS * g.cin * g.cout,
-        "winograd F(4x4): length of du"
-    );
-    let (cin, cout) = (g.cin, g.cout);
-    let q_len = q_len(g);
-    let (v_len, vt_len, d_len) = (
-        ELEMS * cin * LANES,
-        ELEMS * LANES * cin,
-        ELEMS * cout * LANES,
-    );
-    let y_len = g.out_len();
-    with_scratch(
-        q_len + seeds * y_len + v_len + vt_len + d_len,
-        |buf: &mut [f32]| {
-            let (q, rest) = buf.split_at_mut(q_len);
-            let (yq, rest) = rest.split_at_mut(seeds * y_len);
-            let (vb, rest) = rest.split_at_mut(v_len);
-            let (vt, db) = rest.split_at_mut(vt_len);
-            for (i, xi) in x.chunks_exact(g.in_len()).enumerate() {
-                // SAFETY: `applies` checked AVX-512F; the buffers have the lengths the
-                // kernels assert.
-                unsafe {
-                    split_tiles(g, xi, q);
-                    for (dy, yq) in dys.iter().zip(yq.chunks_exact_mut(y_len)) {
-                        split_gradient(g, &dy[i * y_len..][..y_len], yq);
-                    }
-                    match cin / LANES {
-                        1 => weight_grad_image::<1>(g, q, yq, vb, vt, db, du),
-                        2 => weight_grad_image::<2>(g, q, yq, vb, vt, db, du),
-                        _ => weight_grad_image::<4>(g, q, yq, vb, vt, db, du),
-                    }
-                }
-            }
-        },
-    )
+    let image: ImageWeightGrad = match g.cin / LANES {
+        1 => weight_grad_image::<1>,
+        2 => weight_grad_image::<2>,
+        _ => weight_grad_image::<4>,
+    };
+    let kernels = WeightGradKernels {
+        elems: ELEMS,
+        q_len: q_len(g),
+        split_input: split_tiles,
+        split_gradient,
+        image,
+    };
+    accumulate_weight_grad_with(g, x, dys, du, &kernels);
 }
 
 /// `yq[co][a][b][tile] = dy[co][4 ty + a][4 tx + b]`: each tile's 16 pixels as 16 runs

@@ -266,17 +266,69 @@ pub(super) fn accumulate_weight_grad(g: &ConvGeom, x: &[f32], dys: &[&[f32]], du
         applies_weight_grad(g),
         "fused winograd: unsupported geometry {g:?}"
     );
+    let image: ImageWeightGrad = match g.cin / LANES {
+        1 => weight_grad_image::<1>,
+        2 => weight_grad_image::<2>,
+        _ => weight_grad_image::<4>,
+    };
+    let kernels = WeightGradKernels {
+        elems: 16,
+        q_len: g.cin * 8 * (g.h / 2 + 1) * (g.w / 2),
+        split_input: split_planes,
+        split_gradient,
+        image,
+    };
+    accumulate_weight_grad_with(g, x, dys, du, &kernels);
+}
+
+/// One image's weight gradient: `(g, q, yq, vb, vt, db, du)` as
+/// [`accumulate_weight_grad_with`] hands them over.
+pub(super) type ImageWeightGrad =
+    unsafe fn(&ConvGeom, &[f32], &[f32], &mut [f32], &mut [f32], &mut [f32], &mut [f32]);
+
+/// The kernels of one fused Winograd weight gradient (F(2x2) here, F(4x4) in
+/// `winograd4_fused.rs`), for [`accumulate_weight_grad_with`].
+pub(super) struct WeightGradKernels {
+    /// Elements of a transformed input tile (16 or 36).
+    pub elems: usize,
+    /// Length of one image's split input.
+    pub q_len: usize,
+    /// Splits one image of `x` into `q`.
+    pub split_input: unsafe fn(&ConvGeom, &[f32], &mut [f32]),
+    /// Splits one image of an output gradient into `yq` (`out_len` values).
+    pub split_gradient: unsafe fn(&ConvGeom, &[f32], &mut [f32]),
+    /// One image (for this geometry's input channels).
+    pub image: ImageWeightGrad,
+}
+
+/// The driver both fused weight gradients share: `du` (`[seeds][elems][cout][cin]`) +=
+/// each output gradient's Winograd-domain weight gradient, image by image in order, each
+/// image's input split once and each gradient's image split beside it.
+pub(super) fn accumulate_weight_grad_with(
+    g: &ConvGeom,
+    x: &[f32],
+    dys: &[&[f32]],
+    du: &mut [f32],
+    kernels: &WeightGradKernels,
+) {
     let n = x.len() / g.in_len();
     let seeds = dys.len();
     assert_eq!(x.len(), n * g.in_len(), "fused winograd: length of x");
     for dy in dys {
         assert_eq!(dy.len(), n * g.out_len(), "fused winograd: length of dy");
     }
-    let du_len = 16 * g.cin * g.cout;
-    assert_eq!(du.len(), seeds * du_len, "fused winograd: length of du");
-    let (cin, cout) = (g.cin, g.cout);
-    let q_len = cin * 8 * (g.h / 2 + 1) * (g.w / 2);
-    let (v_len, vt_len, d_len) = (16 * cin * LANES, 16 * LANES * cin, 16 * cout * LANES);
+    let (cin, cout, elems) = (g.cin, g.cout, kernels.elems);
+    assert_eq!(
+        du.len(),
+        seeds * elems * cin * cout,
+        "fused winograd: length of du"
+    );
+    let q_len = kernels.q_len;
+    let (v_len, vt_len, d_len) = (
+        elems * cin * LANES,
+        elems * LANES * cin,
+        elems * cout * LANES,
+    );
     let y_len = g.out_len();
     with_scratch(
         q_len + seeds * y_len + v_len + vt_len + d_len,
@@ -286,18 +338,14 @@ pub(super) fn accumulate_weight_grad(g: &ConvGeom, x: &[f32], dys: &[&[f32]], du
             let (vb, rest) = rest.split_at_mut(v_len);
             let (vt, db) = rest.split_at_mut(vt_len);
             for (i, xi) in x.chunks_exact(g.in_len()).enumerate() {
-                // SAFETY: `applies` checked AVX-512F; the buffers have the lengths the
-                // kernels assert.
+                // SAFETY: the callers checked AVX-512F (`applies`); the buffers have the
+                // lengths the kernels assert.
                 unsafe {
-                    split_planes(g, xi, q);
+                    (kernels.split_input)(g, xi, q);
                     for (dy, yq) in dys.iter().zip(yq.chunks_exact_mut(y_len)) {
-                        split_gradient(g, &dy[i * y_len..][..y_len], yq);
+                        (kernels.split_gradient)(g, &dy[i * y_len..][..y_len], yq);
                     }
-                    match cin / LANES {
-                        1 => weight_grad_image::<1>(g, q, yq, vb, vt, db, du),
-                        2 => weight_grad_image::<2>(g, q, yq, vb, vt, db, du),
-                        _ => weight_grad_image::<4>(g, q, yq, vb, vt, db, du),
-                    }
+                    (kernels.image)(g, q, yq, vb, vt, db, du);
                 }
             }
         },
