@@ -751,7 +751,9 @@ impl<'a, B: Backend> Executor<'a, B> {
     /// as in [`Executor::backward`] with [`ParamGrads::Batched`]): `take(k, grads)` sees
     /// seed `k`'s, one buffer per plan parameter, in no particular order and from any
     /// thread. The passes run side by side, up to [`Backend::parallel_passes`] at a time,
-    /// each with its own workspace; each pass computes what it would alone.
+    /// each lane with its own workspace taking its seeds in lockstep groups of
+    /// [`Backend::lockstep_passes`] (`backward_lockstep`); each pass computes what it would
+    /// alone.
     pub fn backward_each(
         &mut self,
         seeds: Vec<B::Buf>,
