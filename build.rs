@@ -2,7 +2,12 @@
 //! content hash (the key of the on-disk compile cache), and the table of their
 //! `extern "C" __global__` entry points with parameter types.
 //!
-//! With the `emu` feature, also compiles every kernel family for the host with
+//! A family that holds activations says `#include "storage.cuh"`; the embedded source has
+//! that line replaced by kernels/storage.cuh itself (NVRTC is given no include files), and
+//! the family is listed in `STORAGE_FAMILIES`: it is compiled once per activation storage
+//! (`-DACT_STORAGE=0|1|2`), its 16-bit variants' kernels named `NAME__f16` / `NAME__bf16`.
+//!
+//! With the `emu` feature, also compiles every kernel family (and variant) for the host with
 //! kernels/emu/cuda_emu.h and generates one launch shim per entry point
 //! (`emu_launch_NAME(grid, block, shared_bytes, void** params)`, params as for
 //! cuLaunchKernel) plus the Rust table `EMU_KERNELS` of those shims.
@@ -92,8 +97,38 @@ fn parse_entries(family: &str, src: &str) -> Vec<Entry> {
     entries
 }
 
+/// The line a family includes the activation-storage prelude with.
+const STORAGE_INCLUDE: &str = "#include \"storage.cuh\"";
+
+/// The 16-bit storage variants: (ACT_STORAGE, kernel-name suffix); variant 0 (f32) keeps the
+/// plain names.
+#[cfg_attr(not(feature = "emu"), allow(dead_code))]
+const STORAGE_VARIANTS: [(u32, &str); 2] = [(1, "__f16"), (2, "__bf16")];
+
+/// `src` with its storage include replaced by the prelude (with `#line` markers, so compile
+/// errors still name the family's own lines), or `None` if it has none.
+fn expand_storage(family: &str, src: &str, prelude: &str) -> Option<String> {
+    let at = src.lines().position(|l| l.trim() == STORAGE_INCLUDE)?;
+    let mut out = String::new();
+    for (i, line) in src.lines().enumerate() {
+        if i == at {
+            writeln!(
+                out,
+                "#line 1 \"storage.cuh\"\n{prelude}#line {} \"{family}.cu\"",
+                i + 2
+            )
+            .unwrap();
+        } else {
+            writeln!(out, "{line}").unwrap();
+        }
+    }
+    Some(out)
+}
+
 fn main() {
     println!("cargo:rerun-if-changed=kernels");
+    println!("cargo:rerun-if-changed=kernels/storage.cuh");
+    let prelude = fs::read_to_string("kernels/storage.cuh").expect("kernels/storage.cuh");
     let out_dir = PathBuf::from(env::var("OUT_DIR").unwrap());
     let mut families: Vec<(String, PathBuf)> = fs::read_dir("kernels")
         .map(|dir| {
@@ -118,9 +153,24 @@ fn main() {
         "/// Entry points: (family, kernel, parameter types as written in the source).\n\
          pub const KERNEL_ENTRIES: &[(&str, &str, &[&str])] = &[\n",
     );
+    let mut storage_families = String::from(
+        "/// The families holding activations: compiled once per activation storage.\n\
+         pub const STORAGE_FAMILIES: &[&str] = &[",
+    );
     let mut parsed = Vec::new();
     for (family, path) in &families {
         let src = fs::read_to_string(path).unwrap();
+        let expanded = expand_storage(family, &src, &prelude);
+        let path = match &expanded {
+            Some(text) => {
+                write!(storage_families, "{family:?}, ").unwrap();
+                let out = out_dir.join(format!("{family}.cu"));
+                fs::write(&out, text).unwrap();
+                out
+            }
+            None => path.clone(),
+        };
+        let src = expanded.unwrap_or(src);
         let hash = fnv1a(src.as_bytes());
         writeln!(
             code,
@@ -131,11 +181,13 @@ fn main() {
         for e in &entries {
             writeln!(table, "    ({family:?}, {:?}, &{:?}),", e.name, e.params).unwrap();
         }
-        parsed.push((family.clone(), path.clone(), entries));
+        parsed.push((family.clone(), path, src.contains("act_t"), entries));
     }
     code.push_str("];\n");
     table.push_str("];\n");
+    storage_families.push_str("];\n");
     code.push_str(&table);
+    code.push_str(&storage_families);
     fs::write(out_dir.join("kernel_sources.rs"), code).unwrap();
 
     #[cfg(feature = "emu")]
@@ -146,7 +198,7 @@ fn main() {
 
 /// Compiles the families for the host and writes `emu_kernels.rs`.
 #[cfg(feature = "emu")]
-fn build_emulated(out_dir: &std::path::Path, families: &[(String, PathBuf, Vec<Entry>)]) {
+fn build_emulated(out_dir: &std::path::Path, families: &[(String, PathBuf, bool, Vec<Entry>)]) {
     {
         let header = fs::canonicalize("kernels/emu/cuda_emu.h").expect("kernels/emu/cuda_emu.h");
         println!("cargo:rerun-if-changed={}", header.display());
@@ -164,53 +216,67 @@ fn build_emulated(out_dir: &std::path::Path, families: &[(String, PathBuf, Vec<E
             .flag(header.to_str().unwrap())
             .flag("-Wno-unused-parameter")
             .define("NASRANK_EMU", None);
-        for (family, path, entries) in families {
-            // One translation unit per family: the .cu itself, then its shims, inside a
-            // namespace of the family so that helpers (`__device__` functions) of the same
-            // name in two families do not clash at link time; extern "C" names keep C linkage.
-            let mut unit = format!(
-                "namespace nasrank_emu_{family} {{\n#include {:?}\n\n",
+        for (family, path, storage, entries) in families {
+            // One translation unit per family and variant: the .cu itself, then its shims,
+            // inside a namespace of the family so that helpers (`__device__` functions) of
+            // the same name in two families do not clash at link time; extern "C" names keep
+            // C linkage. The 16-bit variants of a storage family are copies of the source
+            // without `extern "C"`, so their kernels stay inside their own namespace.
+            let mut variants = vec![(0, String::new(), path.clone())];
+            if *storage {
+                let text = fs::read_to_string(path)
+                    .unwrap()
+                    .replace("extern \"C\" __global__", "__global__");
+                for (value, suffix) in STORAGE_VARIANTS {
+                    let copy = out_dir.join(format!("{family}{suffix}.cu"));
+                    fs::write(&copy, &text).unwrap();
+                    variants.push((value, suffix.to_string(), copy));
+                }
+            }
+            for (value, suffix, path) in variants {
+                let mut unit = format!(
+                "#define ACT_STORAGE {value}\nnamespace nasrank_emu_{family}{suffix} {{\n#include {:?}\n\n",
                 path.to_str().unwrap()
             );
-            for e in entries {
-                // Kernel names are global in the emulated link (one namespace for all).
-                assert!(
-                    seen.insert(e.name.clone()),
-                    "kernel {} defined twice",
-                    e.name
-                );
-                writeln!(
+                for e in entries {
+                    let launch_name = format!("{}{suffix}", e.name);
+                    // Kernel names are global in the emulated link (one namespace for all).
+                    assert!(
+                        seen.insert(launch_name.clone()),
+                        "kernel {launch_name} defined twice"
+                    );
+                    writeln!(
                     unit,
-                    "extern \"C\" void emu_launch_{name}(unsigned gx, unsigned gy, unsigned gz, \
-                     unsigned bx, unsigned by, unsigned bz, unsigned shared_bytes, void **params) {{",
-                    name = e.name
+                    "extern \"C\" void emu_launch_{launch_name}(unsigned gx, unsigned gy, unsigned gz, \
+                     unsigned bx, unsigned by, unsigned bz, unsigned shared_bytes, void **params) {{"
                 )
                 .unwrap();
-                let mut args = Vec::new();
-                for (i, ty) in e.params.iter().enumerate() {
-                    writeln!(unit, "    {ty} a{i} = *static_cast<{ty} *>(params[{i}]);").unwrap();
-                    args.push(format!("a{i}"));
-                }
-                writeln!(
+                    let mut args = Vec::new();
+                    for (i, ty) in e.params.iter().enumerate() {
+                        writeln!(unit, "    {ty} a{i} = *static_cast<{ty} *>(params[{i}]);")
+                            .unwrap();
+                        args.push(format!("a{i}"));
+                    }
+                    writeln!(
                     unit,
                     "    emu::launch(dim3(gx, gy, gz), dim3(bx, by, bz), shared_bytes, [&] {{ {}({}); }});\n}}\n",
                     e.name,
                     args.join(", ")
                 )
                 .unwrap();
-                writeln!(
+                    writeln!(
                     externs,
-                    "    fn emu_launch_{}(gx: u32, gy: u32, gz: u32, bx: u32, by: u32, bz: u32, \
-                     shared_bytes: u32, params: *mut *mut core::ffi::c_void);",
-                    e.name
+                    "    fn emu_launch_{launch_name}(gx: u32, gy: u32, gz: u32, bx: u32, by: u32, bz: u32, \
+                     shared_bytes: u32, params: *mut *mut core::ffi::c_void);"
                 )
                 .unwrap();
-                writeln!(rust, "    ({:?}, emu_launch_{}),", e.name, e.name).unwrap();
+                    writeln!(rust, "    ({launch_name:?}, emu_launch_{launch_name}),").unwrap();
+                }
+                unit.push_str("}\n");
+                let unit_path = out_dir.join(format!("emu_{family}{suffix}.cpp"));
+                fs::write(&unit_path, unit).unwrap();
+                build.file(unit_path);
             }
-            unit.push_str("}\n");
-            let unit_path = out_dir.join(format!("emu_{family}.cpp"));
-            fs::write(&unit_path, unit).unwrap();
-            build.file(unit_path);
         }
         build.compile("nasrank_emu");
         externs.push_str("}\n");

@@ -9,28 +9,32 @@
 //
 // Launch: elementwise kernels take any 1-D grid (grid-stride loops). The code kernels need
 // blockDim.x a multiple of 32 (whole warps) and any 1-D grid; each warp strides over words.
+//
+// x, y, dy and dx are activations (act_t, see storage.cuh).
+
+#include "storage.cuh"
 
 typedef unsigned long long u64;
 
-extern "C" __global__ void relu_forward(const float *__restrict__ x, float *__restrict__ y,
+extern "C" __global__ void relu_forward(const act_t *__restrict__ x, act_t *__restrict__ y,
                                         long long len) {
     for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < len;
          i += (long long)gridDim.x * blockDim.x) {
-        const float v = x[i];
-        y[i] = v > 0.0f ? v : 0.0f;
+        const float v = act_load(x[i]);
+        y[i] = act_store(v > 0.0f ? v : 0.0f);
     }
 }
 
-extern "C" __global__ void relu_backward(const float *__restrict__ x, const float *__restrict__ dy,
-                                         float *__restrict__ dx, long long len) {
+extern "C" __global__ void relu_backward(const act_t *__restrict__ x, const act_t *__restrict__ dy,
+                                         act_t *__restrict__ dx, long long len) {
     for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < len;
          i += (long long)gridDim.x * blockDim.x) {
-        dx[i] += x[i] > 0.0f ? dy[i] : 0.0f;
+        dx[i] = act_store(act_load(dx[i]) + (act_load(x[i]) > 0.0f ? act_load(dy[i]) : 0.0f));
     }
 }
 
 // The word loop shared by both code kernels; `y` may be null (codes only).
-__device__ __forceinline__ void pack_words(const float *__restrict__ x, float *__restrict__ y,
+__device__ __forceinline__ void pack_words(const act_t *__restrict__ x, act_t *__restrict__ y,
                                            u64 *__restrict__ codes, int n, int units) {
     const int words = (units + 63) / 64;
     const long long total = (long long)n * words;
@@ -41,12 +45,12 @@ __device__ __forceinline__ void pack_words(const float *__restrict__ x, float *_
          wi += gridDim.x * warps_per_block) {
         const long long image = wi / words;
         const int word = (int)(wi % words);
-        const float *row = x + image * units;
+        const act_t *row = x + image * units;
         u64 bits = 0;
         for (int half = 0; half < 2; ++half) {
             const int unit = 64 * word + 32 * half + (int)lane;
-            const float v = unit < units ? row[unit] : 0.0f;
-            if (y != 0 && unit < units) y[image * units + unit] = v > 0.0f ? v : 0.0f;
+            const float v = unit < units ? act_load(row[unit]) : 0.0f;
+            if (y != 0 && unit < units) y[image * units + unit] = act_store(v > 0.0f ? v : 0.0f);
             const unsigned ballot = __ballot_sync(0xffffffffu, v > 0.0f);
             bits |= (u64)ballot << (32 * half);
         }
@@ -54,12 +58,12 @@ __device__ __forceinline__ void pack_words(const float *__restrict__ x, float *_
     }
 }
 
-extern "C" __global__ void pack_signs(const float *__restrict__ x, u64 *__restrict__ codes, int n,
+extern "C" __global__ void pack_signs(const act_t *__restrict__ x, u64 *__restrict__ codes, int n,
                                       int units) {
     pack_words(x, 0, codes, n, units);
 }
 
-extern "C" __global__ void relu_forward_pack(const float *__restrict__ x, float *__restrict__ y,
+extern "C" __global__ void relu_forward_pack(const act_t *__restrict__ x, act_t *__restrict__ y,
                                              u64 *__restrict__ codes, int n, int units) {
     pack_words(x, y, codes, n, units);
 }

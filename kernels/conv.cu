@@ -31,6 +31,11 @@
 // conv_sum_partials: any 1-D grid.
 // The host mirrors CONV_TILE_M / CONV_TILE_N in engine/backend/cuda/ops.rs and checks that
 // n*oh*ow, n*h*w and the weight length fit an int (index arithmetic is 32-bit).
+//
+// x, y, dy and dx are activations (act_t, see storage.cuh), converted to f32 as they are
+// staged; weights, weight gradients and partial sums are f32.
+
+#include "storage.cuh"
 
 #define CONV_TILE_M 32
 #define CONV_TILE_N 64
@@ -69,9 +74,9 @@ struct ConvShape {
 // thread; conv_forward is 32 x 64, conv_forward_m16 (cout <= 16) 16 x 128, so a 16-channel
 // layer wastes no rows of its tile.
 template <int TM, int TN>
-__device__ __forceinline__ void conv_forward_tiled(const float *__restrict__ x,
+__device__ __forceinline__ void conv_forward_tiled(const act_t *__restrict__ x,
                                                    const float *__restrict__ wt,
-                                                   float *__restrict__ y, int n, int cin,
+                                                   act_t *__restrict__ y, int n, int cin,
                                                    int height, int width, int cout, int k,
                                                    int stride, int pad) {
     constexpr int RM = TM / CONV_THREADS, RN = TN / CONV_THREADS;
@@ -90,7 +95,7 @@ __device__ __forceinline__ void conv_forward_tiled(const float *__restrict__ x,
     const bool q_in = q < N;
     const int img = q_in ? q / s.P : 0, pix = q_in ? q % s.P : 0;
     const int iy0 = (pix / s.ow) * stride - pad, ix0 = (pix % s.ow) * stride - pad;
-    const float *__restrict__ xi = x + (long long)img * cin * height * width;
+    const act_t *__restrict__ xi = x + (long long)img * cin * height * width;
     float acc[RM][RN];
     for (int i = 0; i < RM; ++i)
         for (int j = 0; j < RN; ++j) acc[i][j] = 0.0f;
@@ -112,7 +117,7 @@ __device__ __forceinline__ void conv_forward_tiled(const float *__restrict__ x,
         for (int kk = tid / TN; kk < CONV_TILE_K; kk += THREADS / TN) {
             const int iy = iy0 + r_ky[kk], ix = ix0 + r_kx[kk];
             const bool in = q_in && iy >= 0 && iy < height && ix >= 0 && ix < width;
-            bs[kk][nn] = in ? xi[r_plane[kk] + iy * width + ix] : 0.0f;
+            bs[kk][nn] = in ? act_load(xi[r_plane[kk] + iy * width + ix]) : 0.0f;
         }
         __syncthreads();
         accumulate_panels<TM, TN>(as, bs, acc, tx, ty);
@@ -121,19 +126,20 @@ __device__ __forceinline__ void conv_forward_tiled(const float *__restrict__ x,
     for (int i = 0; i < RM; ++i)
         for (int j = 0; j < RN; ++j) {
             const int co = m0 + ty + CONV_THREADS * i, qq = n0 + tx + CONV_THREADS * j;
-            if (co < M && qq < N) y[((long long)(qq / s.P) * cout + co) * s.P + qq % s.P] = acc[i][j];
+            if (co < M && qq < N)
+                y[((long long)(qq / s.P) * cout + co) * s.P + qq % s.P] = act_store(acc[i][j]);
         }
 }
 
-extern "C" __global__ void conv_forward(const float *__restrict__ x, const float *__restrict__ wt,
-                                        float *__restrict__ y, int n, int cin, int height,
+extern "C" __global__ void conv_forward(const act_t *__restrict__ x, const float *__restrict__ wt,
+                                        act_t *__restrict__ y, int n, int cin, int height,
                                         int width, int cout, int k, int stride, int pad) {
     conv_forward_tiled<CONV_TILE_M, CONV_TILE_N>(x, wt, y, n, cin, height, width, cout, k, stride,
                                                  pad);
 }
 
-extern "C" __global__ void conv_forward_m16(const float *__restrict__ x,
-                                            const float *__restrict__ wt, float *__restrict__ y,
+extern "C" __global__ void conv_forward_m16(const act_t *__restrict__ x,
+                                            const float *__restrict__ wt, act_t *__restrict__ y,
                                             int n, int cin, int height, int width, int cout, int k,
                                             int stride, int pad) {
     conv_forward_tiled<16, 128>(x, wt, y, n, cin, height, width, cout, k, stride, pad);
@@ -141,8 +147,8 @@ extern "C" __global__ void conv_forward_m16(const float *__restrict__ x,
 
 // Backward-data with the same hoisting as the forward: the thread's B column q (an input
 // pixel) is decoded once, the depth rows r = (co, ki, kj) once per step into shared tables.
-extern "C" __global__ void conv_backward_data(const float *__restrict__ dy,
-                                              const float *__restrict__ wt, float *__restrict__ dx,
+extern "C" __global__ void conv_backward_data(const act_t *__restrict__ dy,
+                                              const float *__restrict__ wt, act_t *__restrict__ dx,
                                               int n, int cin, int height, int width, int cout,
                                               int k, int stride, int pad) {
     constexpr int TM = CONV_TILE_M, TN = CONV_TILE_N;
@@ -162,7 +168,7 @@ extern "C" __global__ void conv_backward_data(const float *__restrict__ dy,
     const bool q_in = q < N;
     const int img = q_in ? q / hw : 0, pix = q_in ? q % hw : 0;
     const int py = pix / width + pad, px = pix % width + pad;
-    const float *__restrict__ dyi = dy + (long long)img * cout * s.P;
+    const act_t *__restrict__ dyi = dy + (long long)img * cout * s.P;
     float acc[RM][RN];
     for (int i = 0; i < RM; ++i)
         for (int j = 0; j < RN; ++j) acc[i][j] = 0.0f;
@@ -190,10 +196,10 @@ extern "C" __global__ void conv_backward_data(const float *__restrict__ dy,
             float v = 0.0f;
             if (q_in && ty_ >= 0 && tx_ >= 0) {
                 if (stride == 1) {
-                    if (ty_ < s.oh && tx_ < s.ow) v = dyi[r_plane[kk] + ty_ * s.ow + tx_];
+                    if (ty_ < s.oh && tx_ < s.ow) v = act_load(dyi[r_plane[kk] + ty_ * s.ow + tx_]);
                 } else if (ty_ % stride == 0 && tx_ % stride == 0) {
                     const int oy = ty_ / stride, ox = tx_ / stride;
-                    if (oy < s.oh && ox < s.ow) v = dyi[r_plane[kk] + oy * s.ow + ox];
+                    if (oy < s.oh && ox < s.ow) v = act_load(dyi[r_plane[kk] + oy * s.ow + ox]);
                 }
             }
             bs[kk][nn] = v;
@@ -205,7 +211,10 @@ extern "C" __global__ void conv_backward_data(const float *__restrict__ dy,
     for (int i = 0; i < RM; ++i)
         for (int j = 0; j < RN; ++j) {
             const int ci = m0 + ty + CONV_THREADS * i, qq = n0 + tx + CONV_THREADS * j;
-            if (ci < M && qq < N) dx[((long long)(qq / hw) * cin + ci) * hw + qq % hw] += acc[i][j];
+            if (ci < M && qq < N) {
+                act_t &d = dx[((long long)(qq / hw) * cin + ci) * hw + qq % hw];
+                d = act_store(act_load(d) + acc[i][j]);
+            }
         }
 }
 
@@ -213,7 +222,7 @@ extern "C" __global__ void conv_backward_data(const float *__restrict__ dy,
 // of every panel (consecutive threads, consecutive (image, pixel) columns q: coalesced), so
 // it decodes q once per step for both operands, and its B columns r = (ci, ki, kj), the
 // same at every step, once.
-extern "C" __global__ void conv_weight_grad(const float *__restrict__ x, const float *__restrict__ dy,
+extern "C" __global__ void conv_weight_grad(const act_t *__restrict__ x, const act_t *__restrict__ dy,
                                             float *__restrict__ out, int n, int cin, int height,
                                             int width, int cout, int k, int stride, int pad,
                                             long long span) {
@@ -249,16 +258,16 @@ extern "C" __global__ void conv_weight_grad(const float *__restrict__ x, const f
         const bool q_in = q < q1;
         const int img = q_in ? q / s.P : 0, pix = q_in ? q % s.P : 0;
         const int iy0 = (pix / s.ow) * stride - pad, ix0 = (pix % s.ow) * stride - pad;
-        const float *__restrict__ xi = x + (long long)img * cin * height * width;
-        const float *__restrict__ dyi = dy + (long long)img * cout * s.P + pix;
+        const act_t *__restrict__ xi = x + (long long)img * cin * height * width;
+        const act_t *__restrict__ dyi = dy + (long long)img * cout * s.P + pix;
         for (int i = 0; i < LA; ++i) {
             const int m = first + STEP * i;
-            as[kk][m] = (q_in && m0 + m < M) ? dyi[(long long)(m0 + m) * s.P] : 0.0f;
+            as[kk][m] = (q_in && m0 + m < M) ? act_load(dyi[(long long)(m0 + m) * s.P]) : 0.0f;
         }
         for (int j = 0; j < LB; ++j) {
             const int iy = iy0 + b_ky[j], ix = ix0 + b_kx[j];
             const bool in = q_in && iy >= 0 && iy < height && ix >= 0 && ix < width;
-            bs[kk][first + STEP * j] = in ? xi[b_plane[j] + iy * width + ix] : 0.0f;
+            bs[kk][first + STEP * j] = in ? act_load(xi[b_plane[j] + iy * width + ix]) : 0.0f;
         }
         __syncthreads();
         accumulate_panels<TM, TN>(as, bs, acc, tx, ty);

@@ -7,19 +7,25 @@
 //             mode 2: bfloat16), ties to even, overflow to +-inf, NaN kept; for studying
 //             the rankings of f16/bf16 activation storage (values stay f32 in memory).
 //
+// to_storage:   dst[i] = act_store(src[i])   f32 -> the activation storage (see storage.cuh)
+// from_storage: dst[i] = act_load(src[i])    the activation storage -> f32
+//
+// add_assign and copy_into work on activations (act_t); round_to_storage on f32.
 // Zero fills and whole-buffer copies are the launcher's memset / memcpy, not kernels.
 //
 // Launch: any 1-D grid (grid-stride loops).
 
-extern "C" __global__ void add_assign(float *__restrict__ dst, const float *__restrict__ src,
+#include "storage.cuh"
+
+extern "C" __global__ void add_assign(act_t *__restrict__ dst, const act_t *__restrict__ src,
                                       long long len) {
     for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < len;
          i += (long long)gridDim.x * blockDim.x) {
-        dst[i] += src[i];
+        dst[i] = act_store(act_load(dst[i]) + act_load(src[i]));
     }
 }
 
-extern "C" __global__ void copy_into(const float *__restrict__ src, float *__restrict__ dst,
+extern "C" __global__ void copy_into(const act_t *__restrict__ src, act_t *__restrict__ dst,
                                      long long len, long long offset) {
     for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < len;
          i += (long long)gridDim.x * blockDim.x) {
@@ -51,5 +57,21 @@ extern "C" __global__ void round_to_storage(float *__restrict__ x, long long len
     for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < len;
          i += (long long)gridDim.x * blockDim.x) {
         x[i] = mode == 1 ? round_to_half(x[i]) : round_to_bf16(x[i]);
+    }
+}
+
+extern "C" __global__ void to_storage(const float *__restrict__ src, act_t *__restrict__ dst,
+                                      long long len) {
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < len;
+         i += (long long)gridDim.x * blockDim.x) {
+        dst[i] = act_store(src[i]);
+    }
+}
+
+extern "C" __global__ void from_storage(const act_t *__restrict__ src, float *__restrict__ dst,
+                                        long long len) {
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < len;
+         i += (long long)gridDim.x * blockDim.x) {
+        dst[i] = act_load(src[i]);
     }
 }

@@ -15,6 +15,10 @@
 // Launch: GEMM kernels: block (16, 16), grid (ceil(N / LINEAR_TILE_N), ceil(M / LINEAR_TILE_M))
 // with (M, N) = (n, fout) forward, (n, fin) backward data, (fout, fin) backward weight; the
 // host mirrors the tile sizes in engine/backend/cuda/ops.rs. The others: any 1-D grid.
+//
+// x, y, dy and dx are activations (act_t, see storage.cuh); w, b and their gradients f32.
+
+#include "storage.cuh"
 
 #define LINEAR_TILE_M 32
 #define LINEAR_TILE_N 64
@@ -70,52 +74,55 @@ __device__ __forceinline__ void tile_gemm(int M, int N, int K, LoadA load_a, Loa
         }
 }
 
-extern "C" __global__ void linear_forward(const float *__restrict__ x, const float *__restrict__ w,
-                                          const float *__restrict__ b, float *__restrict__ y, int n,
+extern "C" __global__ void linear_forward(const act_t *__restrict__ x, const float *__restrict__ w,
+                                          const float *__restrict__ b, act_t *__restrict__ y, int n,
                                           int fin, int fout) {
     tile_gemm<true, true>(
-        n, fout, fin, [&](int i, int f) { return x[(long long)i * fin + f]; },
+        n, fout, fin, [&](int i, int f) { return act_load(x[(long long)i * fin + f]); },
         [&](int f, int o) { return w[(long long)o * fin + f]; },
-        [&](int i, int o, float v) { y[(long long)i * fout + o] = v + b[o]; });
+        [&](int i, int o, float v) { y[(long long)i * fout + o] = act_store(v + b[o]); });
 }
 
-extern "C" __global__ void linear_backward_data(const float *__restrict__ dy,
-                                                const float *__restrict__ w, float *__restrict__ dx,
+extern "C" __global__ void linear_backward_data(const act_t *__restrict__ dy,
+                                                const float *__restrict__ w, act_t *__restrict__ dx,
                                                 int n, int fin, int fout) {
     tile_gemm<true, false>(
-        n, fin, fout, [&](int i, int o) { return dy[(long long)i * fout + o]; },
+        n, fin, fout, [&](int i, int o) { return act_load(dy[(long long)i * fout + o]); },
         [&](int o, int f) { return w[(long long)o * fin + f]; },
-        [&](int i, int f, float v) { dx[(long long)i * fin + f] += v; });
+        [&](int i, int f, float v) {
+            act_t &d = dx[(long long)i * fin + f];
+            d = act_store(act_load(d) + v);
+        });
 }
 
-extern "C" __global__ void linear_backward_weight(const float *__restrict__ x,
-                                                  const float *__restrict__ dy,
+extern "C" __global__ void linear_backward_weight(const act_t *__restrict__ x,
+                                                  const act_t *__restrict__ dy,
                                                   float *__restrict__ dw, int n, int fin,
                                                   int fout) {
     tile_gemm<false, false>(
-        fout, fin, n, [&](int o, int i) { return dy[(long long)i * fout + o]; },
-        [&](int i, int f) { return x[(long long)i * fin + f]; },
+        fout, fin, n, [&](int o, int i) { return act_load(dy[(long long)i * fout + o]); },
+        [&](int i, int f) { return act_load(x[(long long)i * fin + f]); },
         [&](int o, int f, float v) { dw[(long long)o * fin + f] += v; });
 }
 
-extern "C" __global__ void linear_backward_bias(const float *__restrict__ dy,
+extern "C" __global__ void linear_backward_bias(const act_t *__restrict__ dy,
                                                 float *__restrict__ db, int n, int fout) {
     // One thread per output: the threads of a warp read consecutive dy values of a row.
     GRID_STRIDE(o, fout) {
         float sum = db[o];
-        for (int i = 0; i < n; ++i) sum += dy[(long long)i * fout + o];
+        for (int i = 0; i < n; ++i) sum += act_load(dy[(long long)i * fout + o]);
         db[o] = sum;
     }
 }
 
-extern "C" __global__ void linear_grad_per_sample(const float *__restrict__ x,
-                                                  const float *__restrict__ dy,
+extern "C" __global__ void linear_grad_per_sample(const act_t *__restrict__ x,
+                                                  const act_t *__restrict__ dy,
                                                   float *__restrict__ dw, float *__restrict__ db,
                                                   int n, int fin, int fout) {
     const long long per_image = (long long)fout * fin;
     GRID_STRIDE(idx, n * per_image) {
         const long long i = idx / per_image, o = idx % per_image / fin, f = idx % fin;
-        dw[idx] = dy[i * fout + o] * x[i * fin + f];
+        dw[idx] = act_load(dy[i * fout + o]) * act_load(x[i * fin + f]);
     }
-    GRID_STRIDE(idx, (long long)n * fout) { db[idx] = dy[idx]; }
+    GRID_STRIDE(idx, (long long)n * fout) { db[idx] = act_load(dy[idx]); }
 }

@@ -14,6 +14,11 @@
 // Launch: the *_partial kernels run a (runs, pairs) grid; bn_param_grad_per_sample one block
 // per plane (block-stride); blockDim.x a multiple of 32, at most 1024; the elementwise and
 // finalize kernels take any 1-D grid.
+//
+// x, y, dy and dx are activations (act_t, see storage.cuh); gamma, beta, the statistics and
+// the parameter gradients f32.
+
+#include "storage.cuh"
 
 #define GRID_STRIDE(i, total)                                                                      \
     for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < (total);              \
@@ -65,18 +70,18 @@ __device__ __forceinline__ void sum_runs(const double *__restrict__ partial, lon
     }
 }
 
-extern "C" __global__ void bn_stats_partial(const float *__restrict__ x,
+extern "C" __global__ void bn_stats_partial(const act_t *__restrict__ x,
                                             double *__restrict__ partial, int n, int c, int hw,
                                             int group, int run) {
     const long long pair = blockIdx.y;
     const int r = blockIdx.x, runs = gridDim.x;
-    const double shift = (double)x[pair_first(pair, c, hw, group)];
+    const double shift = (double)act_load(x[pair_first(pair, c, hw, group)]);
     const long long g = pair / c, ch = pair % c;
     const int first = r * run, count = min(run, group - first);
     double s1 = 0.0, s2 = 0.0;
     for (int e = threadIdx.x; e < count * hw; e += blockDim.x) {
         const int i = e / hw, pos = e - i * hw;
-        const double d = (double)x[((g * group + first + i) * c + ch) * hw + pos] - shift;
+        const double d = (double)act_load(x[((g * group + first + i) * c + ch) * hw + pos]) - shift;
         s1 += d;
         s2 += d * d;
     }
@@ -88,7 +93,7 @@ extern "C" __global__ void bn_stats_partial(const float *__restrict__ x,
     }
 }
 
-extern "C" __global__ void bn_stats_finalize(const float *__restrict__ x,
+extern "C" __global__ void bn_stats_finalize(const act_t *__restrict__ x,
                                              const double *__restrict__ partial,
                                              float *__restrict__ mean, float *__restrict__ inv_std,
                                              int n, int c, int hw, int group, int runs,
@@ -100,29 +105,29 @@ extern "C" __global__ void bn_stats_finalize(const float *__restrict__ x,
         sum_runs(partial, pair, runs, s1, s2);
         const double dev = s1 / m;
         const double var = fmax(s2 / m - dev * dev, 0.0);
-        mean[pair] = (float)((double)x[pair_first(pair, c, hw, group)] + dev);
+        mean[pair] = (float)((double)act_load(x[pair_first(pair, c, hw, group)]) + dev);
         inv_std[pair] = (float)(1.0 / sqrt(var + eps));
     }
 }
 
-extern "C" __global__ void bn_apply(const float *__restrict__ x, const float *__restrict__ gamma,
+extern "C" __global__ void bn_apply(const act_t *__restrict__ x, const float *__restrict__ gamma,
                                     const float *__restrict__ beta, const float *__restrict__ mean,
-                                    const float *__restrict__ inv_std, float *__restrict__ y, int n,
+                                    const float *__restrict__ inv_std, act_t *__restrict__ y, int n,
                                     int c, int hw, int group) {
     GRID_STRIDE(idx, (long long)n * c * hw) {
         const long long p = idx / hw;
         const long long s = stat_index(p, c, group);
         const int ch = (int)(p % c);
         const float a = gamma[ch] * inv_std[s];
-        y[idx] = (x[idx] - mean[s]) * a + beta[ch];
+        y[idx] = act_store((act_load(x[idx]) - mean[s]) * a + beta[ch]);
     }
 }
 
 // Backward sums in two launches, split as the statistics are: partial[pair][run] =
 // (sum dy, sum dy*(x - mean)) over the run's images; bn_backward_sums_finalize adds the runs
 // in order into sums[pair] = (Sdy, Sdx).
-extern "C" __global__ void bn_backward_sums_partial(const float *__restrict__ x,
-                                                    const float *__restrict__ dy,
+extern "C" __global__ void bn_backward_sums_partial(const act_t *__restrict__ x,
+                                                    const act_t *__restrict__ dy,
                                                     const float *__restrict__ mean,
                                                     double *__restrict__ partial, int n, int c,
                                                     int hw, int group, int run) {
@@ -135,9 +140,9 @@ extern "C" __global__ void bn_backward_sums_partial(const float *__restrict__ x,
     for (int e = threadIdx.x; e < count * hw; e += blockDim.x) {
         const int i = e / hw, pos = e - i * hw;
         const long long at = ((g * group + first + i) * c + ch) * hw + pos;
-        const double d = (double)dy[at];
+        const double d = (double)act_load(dy[at]);
         sdy += d;
-        sdev += d * ((double)x[at] - mu);
+        sdev += d * ((double)act_load(x[at]) - mu);
     }
     sdy = block_sum(sdy);
     sdev = block_sum(sdev);
@@ -173,11 +178,11 @@ extern "C" __global__ void bn_param_accumulate(const double *__restrict__ sums,
 }
 
 // full != 0: gradient through the statistics (BnGrad::Full); else FrozenStats.
-extern "C" __global__ void bn_backward_dx(const float *__restrict__ x, const float *__restrict__ dy,
+extern "C" __global__ void bn_backward_dx(const act_t *__restrict__ x, const act_t *__restrict__ dy,
                                           const float *__restrict__ gamma,
                                           const float *__restrict__ mean,
                                           const float *__restrict__ inv_std,
-                                          const double *__restrict__ sums, float *__restrict__ dx,
+                                          const double *__restrict__ sums, act_t *__restrict__ dx,
                                           int n, int c, int hw, int group, int full) {
     const double m = (double)group * hw;
     GRID_STRIDE(idx, (long long)n * c * hw) {
@@ -188,15 +193,16 @@ extern "C" __global__ void bn_backward_dx(const float *__restrict__ x, const flo
             const double k64 = (double)k;
             const float c0 = (float)(k64 * sums[2 * s] / m);
             const float c1 = (float)(k64 * (double)inv_std[s] * sums[2 * s + 1] / m);
-            dx[idx] += k * dy[idx] - c0 - (x[idx] - mean[s]) * c1;
+            dx[idx] = act_store(act_load(dx[idx]) +
+                                (k * act_load(dy[idx]) - c0 - (act_load(x[idx]) - mean[s]) * c1));
         } else {
-            dx[idx] += k * dy[idx];
+            dx[idx] = act_store(act_load(dx[idx]) + k * act_load(dy[idx]));
         }
     }
 }
 
-extern "C" __global__ void bn_param_grad_per_sample(const float *__restrict__ x,
-                                                    const float *__restrict__ dy,
+extern "C" __global__ void bn_param_grad_per_sample(const act_t *__restrict__ x,
+                                                    const act_t *__restrict__ dy,
                                                     const float *__restrict__ mean,
                                                     const float *__restrict__ inv_std,
                                                     float *__restrict__ dgamma,
@@ -208,9 +214,9 @@ extern "C" __global__ void bn_param_grad_per_sample(const float *__restrict__ x,
         const double mu = (double)mean[s];
         double sdy = 0.0, sdev = 0.0;
         for (int e = threadIdx.x; e < hw; e += blockDim.x) {
-            const double d = (double)dy[p * hw + e];
+            const double d = (double)act_load(dy[p * hw + e]);
             sdy += d;
-            sdev += d * ((double)x[p * hw + e] - mu);
+            sdev += d * ((double)act_load(x[p * hw + e]) - mu);
         }
         sdy = block_sum(sdy);
         sdev = block_sum(sdev);

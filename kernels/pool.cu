@@ -11,6 +11,10 @@
 // Launch: elementwise kernels (one thread per output element, backward: per input element,
 // gathering, so no atomics) take any 1-D grid. global_avgpool_forward: one block per plane
 // (block-stride over planes), blockDim.x a multiple of 32 and at most 1024.
+//
+// Every x, y, dy and dx is an activation (act_t, see storage.cuh).
+
+#include "storage.cuh"
 
 __device__ __forceinline__ float inv_taps(int i, int len) {
     return 1.0f / (float)(1 + (i > 0) + (i + 1 < len));
@@ -20,53 +24,56 @@ __device__ __forceinline__ float inv_taps(int i, int len) {
     for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < (total);              \
          i += (long long)gridDim.x * blockDim.x)
 
-extern "C" __global__ void avgpool3x3_forward(const float *__restrict__ x, float *__restrict__ y,
+extern "C" __global__ void avgpool3x3_forward(const act_t *__restrict__ x, act_t *__restrict__ y,
                                               long long planes, int h, int w) {
     const long long plane_len = (long long)h * w;
     GRID_STRIDE(idx, planes * plane_len) {
-        const float *p = x + (idx / plane_len) * plane_len;
+        const act_t *p = x + (idx / plane_len) * plane_len;
         const int i = (int)(idx % plane_len) / w, j = (int)(idx % plane_len) % w;
         float sum = 0.0f;
         for (int r = max(i - 1, 0); r <= min(i + 1, h - 1); ++r)
-            for (int c = max(j - 1, 0); c <= min(j + 1, w - 1); ++c) sum += p[r * w + c];
-        y[idx] = sum * inv_taps(j, w) * inv_taps(i, h);
+            for (int c = max(j - 1, 0); c <= min(j + 1, w - 1); ++c) sum += act_load(p[r * w + c]);
+        y[idx] = act_store(sum * inv_taps(j, w) * inv_taps(i, h));
     }
 }
 
-extern "C" __global__ void avgpool3x3_backward(const float *__restrict__ dy, float *__restrict__ dx,
+extern "C" __global__ void avgpool3x3_backward(const act_t *__restrict__ dy, act_t *__restrict__ dx,
                                                long long planes, int h, int w) {
     const long long plane_len = (long long)h * w;
     GRID_STRIDE(idx, planes * plane_len) {
-        const float *p = dy + (idx / plane_len) * plane_len;
+        const act_t *p = dy + (idx / plane_len) * plane_len;
         const int i = (int)(idx % plane_len) / w, j = (int)(idx % plane_len) % w;
         float sum = 0.0f;
         for (int r = max(i - 1, 0); r <= min(i + 1, h - 1); ++r)
             for (int c = max(j - 1, 0); c <= min(j + 1, w - 1); ++c)
-                sum += p[r * w + c] * inv_taps(r, h) * inv_taps(c, w);
-        dx[idx] += sum;
+                sum += act_load(p[r * w + c]) * inv_taps(r, h) * inv_taps(c, w);
+        dx[idx] = act_store(act_load(dx[idx]) + sum);
     }
 }
 
-extern "C" __global__ void avgpool2x2_forward(const float *__restrict__ x, float *__restrict__ y,
+extern "C" __global__ void avgpool2x2_forward(const act_t *__restrict__ x, act_t *__restrict__ y,
                                               long long planes, int h, int w) {
     const int oh = h / 2, ow = w / 2;
     const long long out_len = (long long)oh * ow;
     GRID_STRIDE(idx, planes * out_len) {
-        const float *p = x + (idx / out_len) * h * w;
+        const act_t *p = x + (idx / out_len) * h * w;
         const int i = (int)(idx % out_len) / ow, j = (int)(idx % out_len) % ow;
-        const float *r0 = p + 2 * i * w + 2 * j, *r1 = r0 + w;
-        y[idx] = (r0[0] + r0[1] + r1[0] + r1[1]) * 0.25f;
+        const act_t *r0 = p + 2 * i * w + 2 * j, *r1 = r0 + w;
+        y[idx] = act_store((act_load(r0[0]) + act_load(r0[1]) + act_load(r1[0]) + act_load(r1[1])) *
+                           0.25f);
     }
 }
 
-extern "C" __global__ void avgpool2x2_backward(const float *__restrict__ dy, float *__restrict__ dx,
+extern "C" __global__ void avgpool2x2_backward(const act_t *__restrict__ dy, act_t *__restrict__ dx,
                                                long long planes, int h, int w) {
     const int oh = h / 2, ow = w / 2;
     const long long plane_len = (long long)h * w;
     GRID_STRIDE(idx, planes * plane_len) {
         const long long plane = idx / plane_len;
         const int i = (int)(idx % plane_len) / w, j = (int)(idx % plane_len) % w;
-        if (i < 2 * oh && j < 2 * ow) dx[idx] += dy[plane * oh * ow + (i / 2) * ow + j / 2] * 0.25f;
+        if (i < 2 * oh && j < 2 * ow)
+            dx[idx] = act_store(act_load(dx[idx]) +
+                                act_load(dy[plane * oh * ow + (i / 2) * ow + j / 2]) * 0.25f);
     }
 }
 
@@ -88,19 +95,19 @@ __device__ double block_sum(double v) {
     return total;
 }
 
-extern "C" __global__ void global_avgpool_forward(const float *__restrict__ x, float *__restrict__ y,
+extern "C" __global__ void global_avgpool_forward(const act_t *__restrict__ x, act_t *__restrict__ y,
                                                   long long planes, int hw) {
     for (long long p = blockIdx.x; p < planes; p += gridDim.x) {
         double s = 0.0;
-        for (int k = threadIdx.x; k < hw; k += blockDim.x) s += (double)x[p * hw + k];
+        for (int k = threadIdx.x; k < hw; k += blockDim.x) s += (double)act_load(x[p * hw + k]);
         s = block_sum(s);
-        if (threadIdx.x == 0) y[p] = (float)(s / hw);
+        if (threadIdx.x == 0) y[p] = act_store((float)(s / hw));
     }
 }
 
-extern "C" __global__ void global_avgpool_backward(const float *__restrict__ dy,
-                                                   float *__restrict__ dx, long long planes,
+extern "C" __global__ void global_avgpool_backward(const act_t *__restrict__ dy,
+                                                   act_t *__restrict__ dx, long long planes,
                                                    int hw) {
     const float inv = 1.0f / (float)hw;
-    GRID_STRIDE(idx, planes * hw) { dx[idx] += dy[idx / hw] * inv; }
+    GRID_STRIDE(idx, planes * hw) { dx[idx] = act_store(act_load(dx[idx]) + act_load(dy[idx / hw]) * inv); }
 }

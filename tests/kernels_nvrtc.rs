@@ -1,4 +1,5 @@
-//! Every kernel family compiles with NVRTC to PTX that exports each declared entry point.
+//! Every kernel family compiles with NVRTC to PTX that exports each declared entry point, a
+//! family holding activations once per activation storage.
 //!
 //! Needs the NVRTC library (no GPU): `tools/ci_nvrtc.sh` installs it and prints the directory
 //! to put on `LD_LIBRARY_PATH`. Without it the test fails when `CI` is set and is skipped
@@ -6,7 +7,7 @@
 #![cfg(feature = "cuda")]
 
 use nasrank::backend::cuda::nvrtc::{self, NvrtcError};
-use nasrank::backend::cuda::{family_entries, KERNEL_SOURCES};
+use nasrank::backend::cuda::{family_entries, Storage, KERNEL_SOURCES, STORAGE_FAMILIES};
 
 /// Hopper (the H200 of the project's GPU runs) and the oldest architecture with the double
 /// atomicAdd the kernels use.
@@ -38,10 +39,19 @@ fn every_family_compiles_to_ptx_with_its_entry_points() {
         "NVRTC {major}.{minor}: the bindings are for CUDA 12.9"
     );
     assert!(!KERNEL_SOURCES.is_empty());
+    assert!(STORAGE_FAMILIES.contains(&"conv"), "{STORAGE_FAMILIES:?}");
     for arch in ARCHS {
-        for (family, _, _) in KERNEL_SOURCES {
-            let ptx = nvrtc::compile_ptx(family, arch)
-                .unwrap_or_else(|e| panic!("{family} for {arch}: {e}"));
+        for (family, storage) in KERNEL_SOURCES
+            .iter()
+            .flat_map(|(f, _, _)| nvrtc::family_storages(f).iter().map(move |s| (*f, *s)))
+        {
+            let ptx = nvrtc::compile_ptx(family, storage, arch)
+                .unwrap_or_else(|e| panic!("{family} ({storage:?}) for {arch}: {e}"));
+            if storage != Storage::F32 {
+                // The variant is compiled with its own storage, not f32's.
+                let f32_ptx = nvrtc::compile_ptx(family, Storage::F32, arch).unwrap();
+                assert_ne!(ptx, f32_ptx, "{family} ({storage:?}): the f32 PTX");
+            }
             let target = format!(".target sm_{}", &arch["compute_".len()..]);
             assert!(ptx.contains(&target), "{family}: no `{target}` in the PTX");
             let entries = nvrtc::ptx_entries(&ptx);
@@ -67,12 +77,12 @@ fn compile_errors_carry_the_nvrtc_log() {
     if !nvrtc_or_skip() {
         return;
     }
-    match nvrtc::compile_ptx("no_such_family", "compute_90") {
+    match nvrtc::compile_ptx("no_such_family", Storage::F32, "compute_90") {
         Err(NvrtcError::UnknownFamily(f)) => assert_eq!(f, "no_such_family"),
         other => panic!("expected UnknownFamily, got {other:?}"),
     }
     // An architecture NVRTC rejects: the error names the family and keeps NVRTC's message.
-    match nvrtc::compile_ptx("act", "compute_1") {
+    match nvrtc::compile_ptx("act", Storage::Bf16, "compute_1") {
         Err(e @ NvrtcError::Compile { .. }) => {
             let text = e.to_string();
             assert!(text.contains("kernels/act.cu"), "{text}");
@@ -89,7 +99,7 @@ fn the_ptx_cache_returns_what_was_compiled() {
     let dir = std::env::temp_dir().join(format!("nasrank-ptx-cache-{}", std::process::id()));
     // The variable is read on each call; this is the only test in this binary that sets it.
     std::env::set_var("NASRANK_CACHE", &dir);
-    let first = nvrtc::compile_ptx_cached("hamming", "compute_90").unwrap();
+    let first = nvrtc::compile_ptx_cached("hamming", Storage::F32, "compute_90").unwrap();
     let files: Vec<_> = std::fs::read_dir(dir.join("ptx"))
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -99,11 +109,15 @@ fn the_ptx_cache_returns_what_was_compiled() {
     let marked = format!("// cached\n{first}");
     std::fs::write(&files[0], &marked).unwrap();
     assert_eq!(
-        nvrtc::compile_ptx_cached("hamming", "compute_90").unwrap(),
+        nvrtc::compile_ptx_cached("hamming", Storage::F32, "compute_90").unwrap(),
         marked
     );
     // Another architecture is another key.
-    let other = nvrtc::compile_ptx_cached("hamming", "compute_60").unwrap();
+    let other = nvrtc::compile_ptx_cached("hamming", Storage::F32, "compute_60").unwrap();
     assert!(!other.contains("// cached") && other.contains(".target sm_60"));
+    // And so is another activation storage.
+    let bf16 = nvrtc::compile_ptx_cached("act", Storage::Bf16, "compute_90").unwrap();
+    let f32 = nvrtc::compile_ptx_cached("act", Storage::F32, "compute_90").unwrap();
+    assert_ne!(bf16, f32);
     std::fs::remove_dir_all(&dir).unwrap();
 }

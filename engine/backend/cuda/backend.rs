@@ -116,6 +116,47 @@ pub enum Storage {
     Bf16,
 }
 
+impl Storage {
+    pub const ALL: [Storage; 3] = [Storage::F32, Storage::F16, Storage::Bf16];
+
+    /// The `ACT_STORAGE` value of the kernels compiled for this storage (kernels/storage.cuh).
+    pub fn act_storage(self) -> u32 {
+        match self {
+            Storage::F32 => 0,
+            Storage::F16 => 1,
+            Storage::Bf16 => 2,
+        }
+    }
+
+    /// What the kernels of a storage family compiled for this storage are named after:
+    /// `conv_forward` + `__bf16`.
+    pub fn kernel_suffix(self) -> &'static str {
+        match self {
+            Storage::F32 => "",
+            Storage::F16 => "__f16",
+            Storage::Bf16 => "__bf16",
+        }
+    }
+
+    /// Bytes per stored activation.
+    pub fn value_bytes(self) -> usize {
+        match self {
+            Storage::F32 => 4,
+            Storage::F16 | Storage::Bf16 => 2,
+        }
+    }
+
+    /// A launch name split into the kernel's plain name and the storage it was compiled for.
+    pub fn split_kernel_name(name: &str) -> (&str, Storage) {
+        for storage in [Storage::F16, Storage::Bf16] {
+            if let Some(base) = name.strip_suffix(storage.kernel_suffix()) {
+                return (base, storage);
+            }
+        }
+        (name, Storage::F32)
+    }
+}
+
 /// The CUDA backend over launcher `L`.
 pub struct CudaBackend<L: Launcher> {
     launcher: L,

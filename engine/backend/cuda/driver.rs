@@ -36,7 +36,8 @@ pub fn device_count() -> Result<usize, LaunchError> {
 /// Kernels loaded on one device, launched in order on a stream of the launcher's own.
 pub struct DriverLauncher {
     stream: Arc<CudaStream>,
-    functions: HashMap<&'static str, CudaFunction>,
+    /// By launch name (`conv_forward`, `conv_forward__bf16`, ...).
+    functions: HashMap<String, CudaFunction>,
 }
 
 impl DriverLauncher {
@@ -47,13 +48,18 @@ impl DriverLauncher {
         let arch = nvrtc::arch_for(major, minor);
         let mut functions = HashMap::new();
         for (family, _, _) in KERNEL_SOURCES {
-            let ptx = nvrtc::compile_ptx_cached(family, &arch)
-                .map_err(|e| LaunchError::Compile(e.to_string()))?;
-            let module = ctx
-                .load_module(cudarc::nvrtc::Ptx::from_src(ptx))
-                .map_err(device)?;
-            for name in family_entries(family) {
-                functions.insert(name, module.load_function(name).map_err(device)?);
+            for &storage in nvrtc::family_storages(family) {
+                let ptx = nvrtc::compile_ptx_cached(family, storage, &arch)
+                    .map_err(|e| LaunchError::Compile(e.to_string()))?;
+                let module = ctx
+                    .load_module(cudarc::nvrtc::Ptx::from_src(ptx))
+                    .map_err(device)?;
+                for name in family_entries(family) {
+                    functions.insert(
+                        format!("{name}{}", storage.kernel_suffix()),
+                        module.load_function(name).map_err(device)?,
+                    );
+                }
             }
         }
         // A stream of its own, so that launchers on one device (one per worker) overlap;

@@ -8,7 +8,7 @@
 
 use thiserror::Error;
 
-use super::kernel_params;
+use super::{has_storage_variants, kernel_params, Storage};
 
 /// Grid or block extent.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -174,6 +174,7 @@ impl Pod for f64 {}
 impl Pod for u64 {}
 impl Pod for u32 {}
 impl Pod for i32 {}
+impl Pod for u16 {}
 
 mod private {
     pub trait Sealed {}
@@ -182,6 +183,7 @@ mod private {
     impl Sealed for u64 {}
     impl Sealed for u32 {}
     impl Sealed for i32 {}
+    impl Sealed for u16 {}
 }
 
 /// The bytes of a slice of plain old data.
@@ -213,6 +215,12 @@ pub trait Launcher: Sync {
     /// returning, so its default does nothing).
     fn synchronize(&self) -> Result<(), LaunchError> {
         Ok(())
+    }
+
+    /// The storage of the activations the launched kernels read and write (f32 unless this
+    /// is a [`StorageLauncher`]); the host code sizes activation buffers by it.
+    fn storage(&self) -> Storage {
+        Storage::F32
     }
 
     /// Launches `kernel` after [`check_launch`]; returns once the kernel's effects are
@@ -255,4 +263,63 @@ pub fn int(value: usize) -> Result<i32, LaunchError> {
 /// `value` as a `long long` kernel argument.
 pub fn long(value: usize) -> Result<i64, LaunchError> {
     i64::try_from(value).map_err(|_| LaunchError::SizeOverflow(value))
+}
+
+/// `L` launching the kernels compiled for activation storage `storage`: a kernel of a family
+/// that holds activations (kernels/storage.cuh) is launched as that storage's variant
+/// (`conv_forward__bf16`), any other kernel as it is. Everything else is `L`'s.
+pub struct StorageLauncher<'a, L> {
+    inner: &'a L,
+    storage: Storage,
+}
+
+impl<'a, L: Launcher> StorageLauncher<'a, L> {
+    pub fn new(inner: &'a L, storage: Storage) -> Self {
+        StorageLauncher { inner, storage }
+    }
+}
+
+impl<L: Launcher> Launcher for StorageLauncher<'_, L> {
+    type Buf = L::Buf;
+
+    fn alloc_zeroed(&self, bytes: usize) -> Result<L::Buf, LaunchError> {
+        self.inner.alloc_zeroed(bytes)
+    }
+    fn upload_bytes(&self, host: &[u8]) -> Result<L::Buf, LaunchError> {
+        self.inner.upload_bytes(host)
+    }
+    fn download_bytes(&self, buf: &L::Buf, out: &mut [u8]) -> Result<(), LaunchError> {
+        self.inner.download_bytes(buf, out)
+    }
+    fn byte_len(&self, buf: &L::Buf) -> usize {
+        self.inner.byte_len(buf)
+    }
+    fn zero(&self, buf: &mut L::Buf) -> Result<(), LaunchError> {
+        self.inner.zero(buf)
+    }
+    fn copy(&self, src: &L::Buf, dst: &mut L::Buf) -> Result<(), LaunchError> {
+        self.inner.copy(src, dst)
+    }
+    fn synchronize(&self) -> Result<(), LaunchError> {
+        self.inner.synchronize()
+    }
+    fn storage(&self) -> Storage {
+        self.storage
+    }
+
+    unsafe fn launch(
+        &self,
+        kernel: &str,
+        config: LaunchConfig,
+        args: &mut [Arg<'_, L::Buf>],
+    ) -> Result<(), LaunchError> {
+        if self.storage == Storage::F32 || !has_storage_variants(kernel) {
+            // SAFETY: the caller's guarantee, passed on.
+            return unsafe { self.inner.launch(kernel, config, args) };
+        }
+        let name = format!("{kernel}{}", self.storage.kernel_suffix());
+        // SAFETY: as above; the variant has the kernel's parameters, its activation buffers
+        // sized for this storage by the caller (ops.rs sizes them by `storage()`).
+        unsafe { self.inner.launch(&name, config, args) }
+    }
 }

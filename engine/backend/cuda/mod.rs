@@ -22,7 +22,7 @@ pub mod driver;
 pub mod nvrtc;
 
 pub use backend::{CudaAcc, CudaBackend, CudaBuf, CudaWords, Storage};
-pub use launch::{Arg, Dim3, LaunchConfig, LaunchError, Launcher};
+pub use launch::{Arg, Dim3, LaunchConfig, LaunchError, Launcher, StorageLauncher};
 
 include!(concat!(env!("OUT_DIR"), "/kernel_sources.rs"));
 
@@ -34,10 +34,21 @@ pub fn family_entries(family: &str) -> impl Iterator<Item = &'static str> + '_ {
         .map(|(_, name, _)| *name)
 }
 
-/// The declared parameter types of kernel `name`.
+/// The declared parameter types of kernel `name`; a 16-bit storage variant (`NAME__bf16`) has
+/// its kernel's declaration, if its family is a storage family.
 pub fn kernel_params(name: &str) -> Option<&'static [&'static str]> {
+    let (base, storage) = Storage::split_kernel_name(name);
     KERNEL_ENTRIES
         .iter()
-        .find(|(_, n, _)| *n == name)
+        .find(|(family, n, _)| {
+            *n == base && (storage == Storage::F32 || STORAGE_FAMILIES.contains(family))
+        })
         .map(|(_, _, params)| *params)
+}
+
+/// Whether kernel `name` (a plain name) belongs to a storage family, i.e. has 16-bit variants.
+pub fn has_storage_variants(name: &str) -> bool {
+    KERNEL_ENTRIES
+        .iter()
+        .any(|(family, n, _)| *n == name && STORAGE_FAMILIES.contains(family))
 }

@@ -7,7 +7,7 @@
 //! returns [`NvrtcError::NotFound`] when it is missing.
 //!
 //! Cache: `$NASRANK_CACHE/ptx` or `~/.cache/nasrank/ptx`, one file per (family, source
-//! hash, architecture, NVRTC version). A cache that cannot be read or written is skipped:
+//! hash, activation storage, architecture, NVRTC version). A cache that cannot be read or written is skipped:
 //! it only saves time.
 
 use std::ffi::{c_int, CString};
@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use cudarc::nvrtc::{result, sys};
 use thiserror::Error;
 
-use super::KERNEL_SOURCES;
+use super::{Storage, KERNEL_SOURCES, STORAGE_FAMILIES};
 
 #[derive(Debug, Error)]
 pub enum NvrtcError {
@@ -86,8 +86,19 @@ fn c_chars_to_string(chars: &[std::ffi::c_char]) -> String {
     String::from_utf8_lossy(&bytes).into_owned()
 }
 
-/// Compiles kernel family `family` to PTX for `arch` (e.g. `compute_90`), without the cache.
-pub fn compile_ptx(family: &str, arch: &str) -> Result<String, NvrtcError> {
+/// The activation storages `family` is compiled for: all of them for a storage family
+/// (kernels/storage.cuh), else f32 alone.
+pub fn family_storages(family: &str) -> &'static [Storage] {
+    if STORAGE_FAMILIES.contains(&family) {
+        &Storage::ALL
+    } else {
+        &Storage::ALL[..1]
+    }
+}
+
+/// Compiles kernel family `family` to PTX for `arch` (e.g. `compute_90`) with its activations
+/// stored as `storage` (f32 for a family that holds none), without the cache.
+pub fn compile_ptx(family: &str, storage: Storage, arch: &str) -> Result<String, NvrtcError> {
     let (src, _) = source(family)?;
     require()?;
     let api = |what: &str, e: result::NvrtcError| NvrtcError::Api(format!("{what}: {e:?}"));
@@ -97,6 +108,7 @@ pub fn compile_ptx(family: &str, arch: &str) -> Result<String, NvrtcError> {
     let options = [
         format!("--gpu-architecture={arch}"),
         "--std=c++17".to_string(),
+        format!("-DACT_STORAGE={}", storage.act_storage()),
     ];
     // SAFETY: `prog` is a live program until destroyed below.
     let compiled = unsafe { result::compile_program(prog, &options) };
@@ -106,7 +118,7 @@ pub fn compile_ptx(family: &str, arch: &str) -> Result<String, NvrtcError> {
             .map_err(|e| api("get PTX", e)),
         Err(status) => Err(NvrtcError::Compile {
             family: family.into(),
-            arch: arch.into(),
+            arch: format!("{arch}, activations {storage:?}"),
             status: format!("{status:?}"),
             log: unsafe { result::get_program_log(prog) }
                 .map(|log| c_chars_to_string(&log))
@@ -126,14 +138,19 @@ pub fn cache_dir() -> Option<PathBuf> {
     Some(base.join("ptx"))
 }
 
-/// [`compile_ptx`] through the disk cache, keyed by source hash, architecture and NVRTC
-/// version.
-pub fn compile_ptx_cached(family: &str, arch: &str) -> Result<String, NvrtcError> {
+/// [`compile_ptx`] through the disk cache, keyed by source hash, storage, architecture and
+/// NVRTC version.
+pub fn compile_ptx_cached(
+    family: &str,
+    storage: Storage,
+    arch: &str,
+) -> Result<String, NvrtcError> {
     let (_, hash) = source(family)?;
     let (major, minor) = version()?;
+    let variant = storage.act_storage();
     let file = cache_dir().map(|d| {
         d.join(format!(
-            "{family}-{hash:016x}-{arch}-nvrtc{major}.{minor}.ptx"
+            "{family}-{hash:016x}-s{variant}-{arch}-nvrtc{major}.{minor}.ptx"
         ))
     });
     if let Some(ptx) = file.as_ref().and_then(|f| std::fs::read_to_string(f).ok()) {
@@ -141,7 +158,7 @@ pub fn compile_ptx_cached(family: &str, arch: &str) -> Result<String, NvrtcError
             return Ok(ptx);
         }
     }
-    let ptx = compile_ptx(family, arch)?;
+    let ptx = compile_ptx(family, storage, arch)?;
     if let Some(file) = file {
         // Write then rename, so concurrent processes never read a partial file.
         let tmp = file.with_extension(format!("tmp{}", std::process::id()));

@@ -1,9 +1,11 @@
 //! Host side of each kernel: buffer length checks, launch configuration, argument order.
 //! Generic over the [`Launcher`], so the emulator tests exactly what the GPU runs.
 //!
-//! Buffers hold f32 (`Buf`), u64 (codes, counts) or f64 (Gram accumulators); every function
-//! checks their lengths against the geometry before launching, which is what makes the
-//! `unsafe` launches sound.
+//! Buffers hold f32 (`Buf`), u64 (codes, counts) or f64 (Gram accumulators); activations
+//! (and their gradients) are in the launcher's activation storage ([`Launcher::storage`]:
+//! f32, or 16 bits through a [`StorageLauncher`](super::launch::StorageLauncher)). Every
+//! function checks its buffers' lengths against the geometry before launching, which is what
+//! makes the `unsafe` launches sound.
 
 use super::launch::{int, long, Arg, LaunchConfig, LaunchError, Launcher};
 use crate::backend::{BnGeom, BnGrad, ConvGeom, Reduction};
@@ -31,6 +33,21 @@ fn check_len<L: Launcher, T>(l: &L, buf: &L::Buf, want: usize, what: &str) -> Re
     }
 }
 
+/// [`check_len`] for an activation buffer: `want` values of the launcher's activation
+/// storage.
+fn check_act<L: Launcher>(l: &L, buf: &L::Buf, want: usize, what: &str) -> Result {
+    let got = l.byte_len(buf);
+    let storage = l.storage();
+    let want_bytes = want * storage.value_bytes();
+    if got == want_bytes {
+        Ok(())
+    } else {
+        Err(LaunchError::Length(format!(
+            "{what}: {got} bytes, the geometry needs {want_bytes} ({storage:?} activations)"
+        )))
+    }
+}
+
 fn grid_for(items: u64, per_block: u64) -> u32 {
     items.div_ceil(per_block).clamp(1, MAX_GRID) as u32
 }
@@ -52,8 +69,8 @@ fn tiles(n: usize) -> Result<u32> {
 
 /// `dst += src` over `len` values.
 pub fn add_assign<L: Launcher>(l: &L, len: usize, dst: &mut L::Buf, src: &L::Buf) -> Result {
-    check_len::<L, f32>(l, dst, len, "add_assign dst")?;
-    check_len::<L, f32>(l, src, len, "add_assign src")?;
+    check_act(l, dst, len, "add_assign dst")?;
+    check_act(l, src, len, "add_assign src")?;
     if len == 0 {
         return Ok(());
     }
@@ -82,8 +99,8 @@ pub fn copy_into<L: Launcher>(
     dst: &mut L::Buf,
     offset: usize,
 ) -> Result {
-    check_len::<L, f32>(l, src, len, "copy_into src")?;
-    let dst_len = l.byte_len(dst) / std::mem::size_of::<f32>();
+    check_act(l, src, len, "copy_into src")?;
+    let dst_len = l.byte_len(dst) / l.storage().value_bytes();
     if offset.checked_add(len).is_none_or(|end| end > dst_len) {
         return Err(LaunchError::Length(format!(
             "copy_into: {len} values at offset {offset} do not fit {dst_len}"
@@ -104,8 +121,8 @@ pub fn copy_into<L: Launcher>(
 
 /// `y = max(x, 0)` over `len` values.
 pub fn relu_forward<L: Launcher>(l: &L, len: usize, x: &L::Buf, y: &mut L::Buf) -> Result {
-    check_len::<L, f32>(l, x, len, "relu_forward x")?;
-    check_len::<L, f32>(l, y, len, "relu_forward y")?;
+    check_act(l, x, len, "relu_forward x")?;
+    check_act(l, y, len, "relu_forward y")?;
     if len == 0 {
         return Ok(());
     }
@@ -122,9 +139,9 @@ pub fn relu_backward<L: Launcher>(
     dy: &L::Buf,
     dx: &mut L::Buf,
 ) -> Result {
-    check_len::<L, f32>(l, x, len, "relu_backward x")?;
-    check_len::<L, f32>(l, dy, len, "relu_backward dy")?;
-    check_len::<L, f32>(l, dx, len, "relu_backward dx")?;
+    check_act(l, x, len, "relu_backward x")?;
+    check_act(l, dy, len, "relu_backward dy")?;
+    check_act(l, dx, len, "relu_backward dx")?;
     if len == 0 {
         return Ok(());
     }
@@ -154,7 +171,7 @@ pub fn pack_signs<L: Launcher>(
     y: Option<&mut L::Buf>,
     codes: &mut L::Buf,
 ) -> Result {
-    check_len::<L, f32>(l, x, n * units, "pack_signs x")?;
+    check_act(l, x, n * units, "pack_signs x")?;
     check_len::<L, u64>(l, codes, n * units.div_ceil(64), "pack_signs codes")?;
     if n * units == 0 {
         return Ok(());
@@ -163,7 +180,7 @@ pub fn pack_signs<L: Launcher>(
     let config = code_launch(n, units);
     match y {
         Some(y) => {
-            check_len::<L, f32>(l, y, n * units, "relu_forward_pack y")?;
+            check_act(l, y, n * units, "relu_forward_pack y")?;
             let args = &mut [
                 Arg::Buf(x),
                 Arg::BufMut(y),
@@ -292,8 +309,8 @@ fn pool<L: Launcher>(
     (dst, dst_len): (&mut L::Buf, usize),
     threads: usize,
 ) -> Result {
-    check_len::<L, f32>(l, src, src_len, kernel)?;
-    check_len::<L, f32>(l, dst, dst_len, kernel)?;
+    check_act(l, src, src_len, kernel)?;
+    check_act(l, dst, dst_len, kernel)?;
     if threads == 0 {
         return Ok(());
     }
@@ -389,8 +406,8 @@ pub fn global_avgpool_forward<L: Launcher>(
     x: &L::Buf,
     y: &mut L::Buf,
 ) -> Result {
-    check_len::<L, f32>(l, x, n * c * hw, "global_avgpool_forward x")?;
-    check_len::<L, f32>(l, y, n * c, "global_avgpool_forward y")?;
+    check_act(l, x, n * c * hw, "global_avgpool_forward x")?;
+    check_act(l, y, n * c, "global_avgpool_forward y")?;
     if n * c * hw == 0 {
         return Ok(());
     }
@@ -411,8 +428,8 @@ pub fn global_avgpool_backward<L: Launcher>(
     dy: &L::Buf,
     dx: &mut L::Buf,
 ) -> Result {
-    check_len::<L, f32>(l, dy, n * c, "global_avgpool_backward dy")?;
-    check_len::<L, f32>(l, dx, n * c * hw, "global_avgpool_backward dx")?;
+    check_act(l, dy, n * c, "global_avgpool_backward dy")?;
+    check_act(l, dx, n * c * hw, "global_avgpool_backward dx")?;
     if n * c * hw == 0 {
         return Ok(());
     }
@@ -448,8 +465,8 @@ fn bn_check_backward<L: Launcher>(
 ) -> Result {
     bn_check(g)?;
     let (len, pairs) = (g.n * g.c * g.hw, g.groups() * g.c);
-    check_len::<L, f32>(l, x, len, "bn x")?;
-    check_len::<L, f32>(l, dy, len, "bn dy")?;
+    check_act(l, x, len, "bn x")?;
+    check_act(l, dy, len, "bn dy")?;
     check_len::<L, f32>(l, mean, pairs, "bn mean")?;
     check_len::<L, f32>(l, inv_std, pairs, "bn inv_std")
 }
@@ -501,8 +518,8 @@ pub fn bn_forward<L: Launcher>(
 ) -> Result {
     bn_check(g)?;
     let len = g.n * g.c * g.hw;
-    check_len::<L, f32>(l, x, len, "bn x")?;
-    check_len::<L, f32>(l, y, len, "bn y")?;
+    check_act(l, x, len, "bn x")?;
+    check_act(l, y, len, "bn y")?;
     check_len::<L, f32>(l, gamma, g.c, "bn gamma")?;
     check_len::<L, f32>(l, beta, g.c, "bn beta")?;
     check_len::<L, f32>(l, mean, g.groups() * g.c, "bn mean")?;
@@ -661,7 +678,7 @@ fn bn_backward_dx<L: Launcher>(
 ) -> Result {
     let len = g.n * g.c * g.hw;
     let pairs = g.groups() * g.c;
-    check_len::<L, f32>(l, dx, len, "bn dx")?;
+    check_act(l, dx, len, "bn dx")?;
     check_len::<L, f32>(l, gamma, g.c, "bn gamma")?;
     if mode == BnGrad::Full {
         check_len::<L, f64>(l, sums, 2 * pairs, "bn sums")?;
@@ -771,9 +788,9 @@ pub fn conv_forward<L: Launcher>(
     y: &mut L::Buf,
 ) -> Result {
     conv_check(g)?;
-    check_len::<L, f32>(l, x, n * g.in_len(), "conv_forward x")?;
+    check_act(l, x, n * g.in_len(), "conv_forward x")?;
     check_len::<L, f32>(l, w, g.weight_len(), "conv_forward w")?;
-    check_len::<L, f32>(l, y, n * g.out_len(), "conv_forward y")?;
+    check_act(l, y, n * g.out_len(), "conv_forward y")?;
     if n * g.out_len() == 0 {
         return Ok(());
     }
@@ -805,9 +822,9 @@ pub fn conv_backward_data<L: Launcher>(
     dx: &mut L::Buf,
 ) -> Result {
     conv_check(g)?;
-    check_len::<L, f32>(l, dy, n * g.out_len(), "conv_backward_data dy")?;
+    check_act(l, dy, n * g.out_len(), "conv_backward_data dy")?;
     check_len::<L, f32>(l, w, g.weight_len(), "conv_backward_data w")?;
-    check_len::<L, f32>(l, dx, n * g.in_len(), "conv_backward_data dx")?;
+    check_act(l, dx, n * g.in_len(), "conv_backward_data dx")?;
     if n * g.in_len() == 0 {
         return Ok(());
     }
@@ -851,8 +868,8 @@ pub fn conv_backward_weight<L: Launcher>(
     dw: &mut L::Buf,
 ) -> Result {
     conv_check(g)?;
-    check_len::<L, f32>(l, x, n * g.in_len(), "conv_backward_weight x")?;
-    check_len::<L, f32>(l, dy, n * g.out_len(), "conv_backward_weight dy")?;
+    check_act(l, x, n * g.in_len(), "conv_backward_weight x")?;
+    check_act(l, dy, n * g.out_len(), "conv_backward_weight dy")?;
     check_len::<L, f32>(l, dw, g.weight_len(), "conv_backward_weight dw")?;
     let columns = n * g.out_h() * g.out_w();
     if columns == 0 || g.weight_len() == 0 {
@@ -886,8 +903,8 @@ pub fn conv_weight_grad_per_sample<L: Launcher>(
     out: &mut L::Buf,
 ) -> Result {
     conv_check(g)?;
-    check_len::<L, f32>(l, x, n * g.in_len(), "conv_weight_grad_per_sample x")?;
-    check_len::<L, f32>(l, dy, n * g.out_len(), "conv_weight_grad_per_sample dy")?;
+    check_act(l, x, n * g.in_len(), "conv_weight_grad_per_sample x")?;
+    check_act(l, dy, n * g.out_len(), "conv_weight_grad_per_sample dy")?;
     check_len::<L, f32>(
         l,
         out,
@@ -911,12 +928,12 @@ fn linear_check<L: Launcher>(
     op: &str,
 ) -> Result {
     if let Some(x) = x {
-        check_len::<L, f32>(l, x, n * fin, &format!("{op} x"))?;
+        check_act(l, x, n * fin, &format!("{op} x"))?;
     }
     if let Some(w) = w {
         check_len::<L, f32>(l, w, fout * fin, &format!("{op} w"))?;
     }
-    check_len::<L, f32>(l, y, n * fout, &format!("{op} y/dy"))
+    check_act(l, y, n * fout, &format!("{op} y/dy"))
 }
 
 fn linear_dims<'a, B>(n: usize, fin: usize, fout: usize) -> Result<[Arg<'a, B>; 3]> {
@@ -966,7 +983,7 @@ pub fn linear_backward<L: Launcher>(
     check_len::<L, f32>(l, dw, fout * fin, "linear_backward dw")?;
     check_len::<L, f32>(l, db, fout, "linear_backward db")?;
     if let Some(dx) = &dx {
-        check_len::<L, f32>(l, dx, n * fin, "linear_backward dx")?;
+        check_act(l, dx, n * fin, "linear_backward dx")?;
     }
     if n == 0 || fout == 0 {
         return Ok(());
@@ -1051,8 +1068,8 @@ pub fn softmax_cross_entropy<L: Launcher>(
     reduction: Reduction,
     dlogits: &mut L::Buf,
 ) -> Result<f32> {
-    check_len::<L, f32>(l, logits, n * classes, "softmax_cross_entropy logits")?;
-    check_len::<L, f32>(l, dlogits, n * classes, "softmax_cross_entropy dlogits")?;
+    check_act(l, logits, n * classes, "softmax_cross_entropy logits")?;
+    check_act(l, dlogits, n * classes, "softmax_cross_entropy dlogits")?;
     if labels.len() != n {
         return Err(LaunchError::Length(format!(
             "softmax_cross_entropy labels: {} for {n} images",
