@@ -1,12 +1,13 @@
 //! `nasrank bench`: time the backend's primitives at NAS-Bench-201's shapes, and the
 //! scores per arch. Generic over the backend, so that a GPU backend plugs in by name.
 
-use crate::device::{parse_device, with_backend, Device};
+use crate::device::{parse_device, parse_storage, with_backend, Device};
 use crate::score::{load_batch, parse_data, parse_scores};
 use crate::spec::parse_archs;
 use crate::threads::ThreadsArg;
 use crate::CliError;
 use clap::{Args, Subcommand};
+use nasrank::backend::cuda::Storage;
 use nasrank::backend::{Backend, BnGeom, BnGrad, ConvGeom, Real};
 use nasrank::proxy::scorer::{score_arch, ScoreSettings};
 use nasrank::space::MacroConfig;
@@ -88,6 +89,9 @@ struct ScoresArgs {
     /// Seed of the weights and the minibatch.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Activation storage of the CUDA backend (`f16`, `bf16`), as for `nasrank score`.
+    #[arg(long, default_value = "f32", value_parser = parse_storage)]
+    storage: Storage,
     #[command(flatten)]
     common: Common,
 }
@@ -98,7 +102,10 @@ pub fn run(args: &BenchArgs) -> Result<(), CliError> {
         BenchWhat::Scores(a) => &a.common,
     };
     common.threads.install()?;
-    let be = common.device.backend()?;
+    let be = match &args.what {
+        BenchWhat::Kernels(_) => common.device.backend()?,
+        BenchWhat::Scores(a) => common.device.backends(Some(1), a.storage)?.remove(0),
+    };
     with_backend!(&be, be => match &args.what {
         BenchWhat::Kernels(a) => {
             print_kernels(

@@ -82,8 +82,8 @@ impl Device {
     ) -> Result<Vec<AnyBackend>, CliError> {
         let with_storage = |be: AnyBackend| match be {
             AnyBackend::Cpu(_) if storage != Storage::F32 => Err(CliError::usage(anyhow!(
-                "--storage {}: only the CUDA backend (--device cuda or emu) rounds stored \
-                 activations",
+                "--storage {}: only the CUDA backend (--device cuda or emu) stores activations \
+                 in 16 bits",
                 storage_name(storage)
             ))),
             AnyBackend::Cpu(be) => Ok(AnyBackend::Cpu(be)),

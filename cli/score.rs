@@ -61,8 +61,8 @@ pub struct ScoreArgs {
     /// which overlap when N > 1.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     workers: Option<u16>,
-    /// Precision study: `f16` or `bf16` round every activation the CUDA backend stores to
-    /// that format (arithmetic stays f32), to see what 16-bit storage does to the scores.
+    /// `f16` or `bf16`: the CUDA backend holds activations and their gradients in 16-bit
+    /// buffers of that format (arithmetic stays f32; parameters and gradients f32).
     #[arg(long, default_value = "f32", value_parser = parse_storage)]
     storage: Storage,
     /// Channels of the first stage (NAS-Bench-201: 16).

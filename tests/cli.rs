@@ -580,6 +580,10 @@ fn storage_other_than_f32_needs_the_cuda_backend_and_bad_names_exit_2() {
             "only the CUDA backend",
         ),
         (&["score", "--storage", "f8"][..], "f32, f16 or bf16"),
+        (
+            &["bench", "scores", "--storage", "bf16"][..],
+            "only the CUDA backend",
+        ),
     ] {
         let out = nasrank(args);
         assert_eq!(out.status.code(), Some(2), "{args:?}");

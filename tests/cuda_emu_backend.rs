@@ -10,7 +10,7 @@ mod parity;
 use nasrank::backend::cpu::CpuBackend;
 use nasrank::backend::cuda::emu::EmuLauncher;
 use nasrank::backend::cuda::{CudaBackend, Storage};
-use nasrank::backend::Backend;
+use nasrank::backend::{Backend, ConvGeom};
 use nasrank::proxy::scorer::{score_arch, ScoreSettings};
 use nasrank::proxy::Score;
 use nasrank::space::{arch_of_index, Arch};
@@ -55,17 +55,86 @@ fn buffer_primitives_match_cpu() {
 }
 
 #[test]
-fn released_buffers_are_pooled_by_length_and_come_back_zeroed() {
+fn released_buffers_are_pooled_by_size_and_come_back_zeroed() {
     let be = emu();
     let buf = be.upload(&values(100, 4));
     be.release(buf);
     assert_eq!(be.pooled_bytes(), 400);
-    // Another length does not take it.
-    assert_eq!(be.download(&be.alloc(99)), vec![0.0; 99]);
+    // Another size does not take it.
+    let mut other = be.alloc(99);
+    be.add_assign(&mut other, &be.upload(&values(99, 5)));
     assert_eq!(be.pooled_bytes(), 400);
-    let again = be.alloc(100);
-    assert_eq!(be.pooled_bytes(), 0, "the released buffer was not reused");
+    // A fresh buffer reads as zeros and takes memory only when first written.
+    let mut again = be.alloc(100);
     assert_eq!(be.download(&again), vec![0.0; 100]);
+    assert_eq!(
+        be.pooled_bytes(),
+        400,
+        "memory taken before the first write"
+    );
+    let x = values(100, 6);
+    be.add_assign(&mut again, &be.upload(&x));
+    assert_eq!(be.pooled_bytes(), 0, "the released buffer was not reused");
+    assert_eq!(be.download(&again), x, "the reused memory was not zeroed");
+    assert!(be.status().is_ok());
+}
+
+#[test]
+fn sixteen_bit_storage_holds_activations_in_half_the_bytes_and_parameters_in_f32() {
+    let cpu = CpuBackend::<f32>::new();
+    let bf16 = |v: f32| half::bf16::from_f32(v).to_f32();
+    let be = emu().with_storage(Storage::Bf16);
+    let (g, n) = (
+        ConvGeom {
+            cin: 3,
+            cout: 5,
+            h: 6,
+            w: 7,
+            k: 3,
+            stride: 1,
+            pad: 1,
+        },
+        2,
+    );
+    let xs = values(n * g.in_len(), 7);
+    let ws = values(g.weight_len(), 8);
+    // Uploads are f32; the convolution reads x as an activation, i.e. rounded to bf16.
+    let (x, w) = (be.upload(&xs), be.upload(&ws));
+    let mut y = be.alloc(n * g.out_len());
+    be.conv_forward(&g, n, &x, &w, &mut y);
+    assert_eq!(y.storage(), Storage::Bf16);
+    assert_eq!(y.device_bytes(), 2 * n * g.out_len());
+    let rounded: Vec<f32> = xs.iter().map(|&v| bf16(v)).collect();
+    let mut want = vec![0.0; n * g.out_len()];
+    cpu.conv_forward(&g, n, &rounded, &ws, &mut want);
+    let got = be.download(&y);
+    for (i, (&g, &w)) in got.iter().zip(&want).enumerate() {
+        assert_eq!(g, bf16(g), "y[{i}] = {g} is not a bfloat16 value");
+        assert!((g - w).abs() <= 1e-2 * w.abs() + 1e-6, "y[{i}]: {g} vs {w}");
+    }
+    // The weight gradient is a parameter gradient: f32, from the bf16 activations.
+    let mut dw = be.alloc(g.weight_len());
+    be.conv_backward_weight(&g, n, &x, &y, &mut dw);
+    assert_eq!(dw.storage(), Storage::F32);
+    assert_eq!(dw.device_bytes(), 4 * g.weight_len());
+    let mut want = vec![0.0; g.weight_len()];
+    cpu.conv_backward_weight(&g, n, &rounded, &got, &mut want);
+    let got = be.download(&dw);
+    assert!(got.iter().any(|&v| v != bf16(v)), "dw was rounded to bf16");
+    parity::assert_close(&got, &want, 1e-5, 0.0, "bf16-storage dw");
+    // A buffer written as an activation and then as a parameter gradient changes storage,
+    // keeping its values when the write adds to them.
+    let mut reused = be.alloc(g.weight_len());
+    be.copy(&be.upload(&vec![0.5; g.weight_len()]), &mut reused);
+    be.relu_forward(&be.upload(&ws), &mut reused);
+    assert_eq!(reused.storage(), Storage::Bf16);
+    let relu: Vec<f32> = ws.iter().map(|&v| bf16(v.max(0.0))).collect();
+    assert_eq!(be.download(&reused), relu);
+    be.conv_backward_weight(&g, n, &x, &y, &mut reused);
+    assert_eq!(reused.storage(), Storage::F32);
+    let summed: Vec<f32> = relu.iter().zip(&got).map(|(r, d)| r + d).collect();
+    parity::assert_close(&be.download(&reused), &summed, 1e-6, 0.0, "kept values");
+    assert!(be.status().is_ok());
 }
 
 #[test]

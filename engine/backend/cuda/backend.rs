@@ -1,5 +1,5 @@
 //! [`CudaBackend`]: the [`Backend`] primitives as the kernels of kernels/*.cu, launched
-//! through a [`Launcher`] (the GPU through cudarc, or the host emulator in tests), in f32.
+//! through a [`Launcher`] (the GPU through cudarc, or the host emulator in tests).
 //!
 //! Errors. The primitives cannot return errors, so the backend does what a CUDA context
 //! does: the first failed allocation, transfer or launch is kept (sticky), every later
@@ -8,25 +8,43 @@
 //! executor's shape checks still hold and downloads give zeros of the right length until
 //! the caller looks at the status.
 //!
-//! Memory. Released buffers are kept by length (up to [`POOL_BYTES`]) and handed out again
-//! after a memset, so scoring arch after arch does not allocate and free every layer's
-//! buffers; an allocation that fails first empties the pool and tries once more.
+//! Storage. Arithmetic is f32. Activations and activation gradients are held in the
+//! backend's [`Storage`] (f32, or 16-bit buffers of half the bytes); parameters, their
+//! gradients, per-sample gradients and batch-norm statistics in f32. `Backend` has one buffer
+//! type for all of these, so a buffer's storage is decided by what writes it first:
+//! [`Backend::alloc`] hands out a *fresh* buffer (no memory yet, reads as zeros), and a
+//! primitive writing it gives it its role's storage (`y` of a convolution: the activation
+//! storage; `dw`: f32). A buffer read in the other storage than its role's (uploaded f32
+//! images read as activations) goes through a converted temporary, and one written in the
+//! other storage (a buffer the executor reuses for another role) is converted in place;
+//! copies and sums take their destination's storage, or their source's for a fresh one.
+//!
+//! Memory. Released buffers are kept by size in bytes (up to [`POOL_BYTES`]) and handed out
+//! again, so scoring arch after arch does not allocate and free every layer's buffers; an
+//! allocation that fails first empties the pool and tries once more.
 //! Zero-length buffers own no device memory; a primitive given one does nothing.
 
 use std::collections::HashMap;
 use std::marker::PhantomData;
+use std::ops::Deref;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
-use super::launch::{LaunchError, Launcher, Pod};
+use super::launch::{LaunchError, Launcher, Pod, StorageLauncher};
 use super::ops;
 use crate::backend::{Backend, BackendError, BnGeom, BnGrad, ConvGeom, Reduction};
 
-/// A device buffer of `len` values of `T`.
+/// A device buffer of `len` values of `T` (for `T = f32`: held in `storage`).
 pub struct DeviceBuf<L: Launcher, T> {
-    /// `None` when empty, or when its allocation failed (the backend then holds the error).
+    /// `None` when empty, fresh, or when its allocation failed (the backend then holds the
+    /// error).
     raw: Option<L::Buf>,
     len: usize,
+    /// How `raw` holds the values (f32 for every buffer but activations).
+    storage: Storage,
+    /// Allocated, never written: no memory yet, reads as zeros, and takes the storage of the
+    /// first primitive that writes it.
+    fresh: bool,
     _values: PhantomData<T>,
 }
 
@@ -41,6 +59,18 @@ impl<L: Launcher, T> DeviceBuf<L, T> {
         DeviceBuf {
             raw: None,
             len,
+            storage: Storage::F32,
+            fresh: false,
+            _values: PhantomData,
+        }
+    }
+
+    fn holding(raw: L::Buf, len: usize, storage: Storage) -> Self {
+        DeviceBuf {
+            raw: Some(raw),
+            len,
+            storage,
+            fresh: false,
             _values: PhantomData,
         }
     }
@@ -53,9 +83,24 @@ impl<L: Launcher, T> DeviceBuf<L, T> {
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
+
+    /// How the values are held: the backend's activation storage for a buffer an activation
+    /// was written to, else f32.
+    pub fn storage(&self) -> Storage {
+        self.storage
+    }
+
+    /// Bytes of device memory held (0 while fresh).
+    pub fn device_bytes(&self) -> usize {
+        if self.raw.is_some() {
+            self.len * self.storage.value_bytes()
+        } else {
+            0
+        }
+    }
 }
 
-/// f32 activations, weights and gradients.
+/// f32 values: activations (in the backend's storage), weights and gradients.
 pub type CudaBuf<L> = DeviceBuf<L, f32>;
 /// u64 words: packed sign codes, exact counts.
 pub type CudaWords<L> = DeviceBuf<L, u64>;
@@ -88,8 +133,35 @@ fn dev_mut<L: Launcher, T>(b: &mut DeviceBuf<L, T>) -> Result<&mut L::Buf, Fault
     b.raw.as_mut().ok_or(Fault::Empty)
 }
 
+/// A buffer's device memory in the storage a kernel reads it in: the buffer's own, or a
+/// converted temporary that goes back to the pool when dropped.
+struct Input<'b, L: Launcher> {
+    backend: &'b CudaBackend<L>,
+    borrowed: Option<&'b L::Buf>,
+    temporary: Option<L::Buf>,
+}
+
+impl<L: Launcher> Deref for Input<'_, L> {
+    type Target = L::Buf;
+    fn deref(&self) -> &L::Buf {
+        match (self.borrowed, &self.temporary) {
+            (Some(b), _) => b,
+            (None, Some(t)) => t,
+            (None, None) => unreachable!("an Input holds a buffer"),
+        }
+    }
+}
+
+impl<L: Launcher> Drop for Input<'_, L> {
+    fn drop(&mut self) {
+        if let Some(t) = self.temporary.take() {
+            self.backend.give_back(t);
+        }
+    }
+}
+
 struct Pool<B> {
-    /// f32 buffers by length.
+    /// Released device buffers by size in bytes.
     free: HashMap<usize, Vec<B>>,
     bytes: usize,
 }
@@ -103,11 +175,11 @@ impl<B> Default for Pool<B> {
     }
 }
 
-/// The values activations are held to. `F16` and `Bf16` round every activation and
-/// activation gradient a primitive writes (conv, batch norm, pools, sums, linear outputs)
-/// to IEEE half / bfloat16, ties to even, as 16-bit storage with f32 arithmetic would; the
-/// buffers stay f32, so this measures what such storage does to the scores, not its speed.
-/// Parameters, their gradients, batch-norm statistics and Gram accumulators are untouched.
+/// How activations are held. `F16` and `Bf16` keep every activation and activation gradient
+/// (conv, batch-norm, pool, ReLU, sum, linear and loss outputs) in 16-bit buffers of IEEE
+/// half / bfloat16 values, written rounded to nearest, ties to even, read into f32
+/// arithmetic (kernels/storage.cuh); half the bytes of f32. Parameters, their gradients,
+/// per-sample gradients, batch-norm statistics and Gram accumulators stay f32.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Storage {
     #[default]
@@ -182,28 +254,23 @@ impl<L: Launcher> CudaBackend<L> {
         }
     }
 
-    /// The backend with activations rounded to `storage`'s values (a precision study:
-    /// buffers stay f32; see [`Storage`]).
+    /// The backend holding activations in `storage` (see [`Storage`]).
     pub fn with_storage(mut self, storage: Storage) -> Self {
         self.storage = storage;
         self
     }
 
-    /// Rounds a freshly written activation (or activation gradient) to the storage format.
-    fn stored(&self, buf: &mut CudaBuf<L>) {
-        let mode = match self.storage {
-            Storage::F32 => return,
-            Storage::F16 => 1,
-            Storage::Bf16 => 2,
-        };
-        let len = buf.len;
-        self.run("round_to_storage", |l| {
-            Ok(ops::round_to_storage(l, len, dev_mut(buf)?, mode)?)
-        });
+    pub fn storage(&self) -> Storage {
+        self.storage
     }
 
     pub fn launcher(&self) -> &L {
         &self.launcher
+    }
+
+    /// The launcher of the kernels compiled for the activation storage.
+    fn act_launcher(&self) -> StorageLauncher<'_, L> {
+        StorageLauncher::new(&self.launcher, self.storage)
     }
 
     /// Bytes held by the pool of released buffers.
@@ -238,33 +305,134 @@ impl<L: Launcher> CudaBackend<L> {
         }
     }
 
-    /// A zeroed buffer of `len` values straight from the launcher; on failure the pool is
-    /// emptied (its memory may be what is missing) and the allocation tried once more.
-    fn alloc_fresh<T: Pod>(&self, op: &'static str, len: usize) -> DeviceBuf<L, T> {
-        let mut buf = DeviceBuf::missing(len);
-        if len == 0 || self.failed() {
-            return buf;
+    /// Device memory of `bytes`: a released buffer of that size (zeroed if `zero`), else a
+    /// new zeroed one; on failure the pool is emptied (its memory may be what is missing)
+    /// and the allocation tried once more.
+    fn take(&self, bytes: usize, zero: bool) -> Result<L::Buf, LaunchError> {
+        let reused = {
+            let mut pool = lock(&self.pool);
+            let raw = pool.free.get_mut(&bytes).and_then(Vec::pop);
+            if raw.is_some() {
+                pool.bytes -= bytes;
+            }
+            raw
+        };
+        if let Some(mut raw) = reused {
+            if zero {
+                self.launcher.zero(&mut raw)?;
+            }
+            return Ok(raw);
         }
-        let raw = self.launcher.alloc::<T>(len).or_else(|_| {
+        self.launcher.alloc_zeroed(bytes).or_else(|_| {
             let freed = std::mem::take(&mut *lock(&self.pool));
             drop(freed);
-            self.launcher.alloc::<T>(len)
-        });
-        match raw {
-            Ok(raw) => buf.raw = Some(raw),
-            Err(e) => self.fail(op, e),
+            self.launcher.alloc_zeroed(bytes)
+        })
+    }
+
+    /// Keeps released device memory for a later [`take`](Self::take), up to [`POOL_BYTES`].
+    fn give_back(&self, raw: L::Buf) {
+        if self.failed() {
+            return;
         }
-        buf
+        let bytes = self.launcher.byte_len(&raw);
+        let mut pool = lock(&self.pool);
+        if pool.bytes + bytes <= POOL_BYTES {
+            pool.bytes += bytes;
+            pool.free.entry(bytes).or_default().push(raw);
+        }
+    }
+
+    /// A zeroed buffer of `len` values of `T` with its memory (words, accumulators).
+    fn alloc_now<T: Pod>(&self, op: &'static str, len: usize) -> DeviceBuf<L, T> {
+        if len == 0 || self.failed() {
+            return DeviceBuf::missing(len);
+        }
+        match self.take(len * std::mem::size_of::<T>(), true) {
+            Ok(raw) => DeviceBuf::holding(raw, len, Storage::F32),
+            Err(e) => {
+                self.fail(op, e);
+                DeviceBuf::missing(len)
+            }
+        }
     }
 
     fn download_as<T: Pod>(&self, op: &'static str, buf: &DeviceBuf<L, T>) -> Vec<T> {
-        if let (Some(raw), false) = (&buf.raw, self.failed()) {
+        self.download_raw(op, buf.raw.as_ref(), buf.len)
+    }
+
+    /// `len` values of `T` from `raw`; zeros when there is none or the backend has failed.
+    fn download_raw<T: Pod>(&self, op: &'static str, raw: Option<&L::Buf>, len: usize) -> Vec<T> {
+        if let (Some(raw), false) = (raw, self.failed()) {
             match self.launcher.download::<T>(raw) {
                 Ok(values) => return values,
                 Err(e) => self.fail(op, e),
             }
         }
-        vec![T::default(); buf.len]
+        vec![T::default(); len]
+    }
+
+    /// `buf`'s memory as `storage` for reading: its own, a converted copy, or zeros for a
+    /// fresh buffer.
+    fn read<'b>(&'b self, buf: &'b CudaBuf<L>, storage: Storage) -> Result<Input<'b, L>, Fault> {
+        let input = |borrowed, temporary| Input {
+            backend: self,
+            borrowed,
+            temporary,
+        };
+        match &buf.raw {
+            Some(raw) if buf.storage == storage => Ok(input(Some(raw), None)),
+            Some(raw) => {
+                let mut converted = self.take(buf.len * storage.value_bytes(), false)?;
+                ops::convert_storage(
+                    &self.launcher,
+                    buf.len,
+                    (raw, buf.storage),
+                    (&mut converted, storage),
+                )?;
+                Ok(input(None, Some(converted)))
+            }
+            None if buf.fresh => Ok(input(
+                None,
+                Some(self.take(buf.len * storage.value_bytes(), true)?),
+            )),
+            None => Err(Fault::Empty),
+        }
+    }
+
+    /// `buf`'s memory as `storage` for writing, its values kept (`keep`: the primitive adds to
+    /// them) or not. A fresh buffer gets memory (zeroed if kept); one in another storage is
+    /// converted (kept) or replaced.
+    fn place<'b>(
+        &self,
+        buf: &'b mut CudaBuf<L>,
+        storage: Storage,
+        keep: bool,
+    ) -> Result<&'b mut L::Buf, Fault> {
+        if buf.len == 0 || (buf.raw.is_none() && !buf.fresh) {
+            return Err(Fault::Empty);
+        }
+        if buf.raw.is_none() || buf.storage != storage {
+            let mut raw = self.take(buf.len * storage.value_bytes(), keep && buf.fresh)?;
+            if let Some(old) = buf.raw.take() {
+                if keep {
+                    let converted = ops::convert_storage(
+                        &self.launcher,
+                        buf.len,
+                        (&old, buf.storage),
+                        (&mut raw, storage),
+                    );
+                    self.give_back(old);
+                    converted?;
+                } else {
+                    self.give_back(old);
+                }
+            }
+            buf.raw = Some(raw);
+            buf.storage = storage;
+            buf.fresh = false;
+        }
+        dev_mut(buf)
     }
 }
 
@@ -285,78 +453,97 @@ impl<L: Launcher> Backend for CudaBackend<L> {
         self.run("synchronize", |l| Ok(l.synchronize()?));
     }
 
+    /// A fresh buffer: device memory comes with its first write (see the module docs).
     fn alloc(&self, len: usize) -> CudaBuf<L> {
-        let reused = {
-            let mut pool = lock(&self.pool);
-            let raw = pool.free.get_mut(&len).and_then(Vec::pop);
-            if raw.is_some() {
-                pool.bytes -= len * std::mem::size_of::<f32>();
-            }
-            raw
-        };
-        let Some(raw) = reused else {
-            return self.alloc_fresh("alloc", len);
-        };
         let mut buf = DeviceBuf::missing(len);
-        buf.raw = Some(raw);
-        self.fill_zero(&mut buf);
+        buf.fresh = len > 0 && !self.failed();
         buf
     }
     fn release(&self, buf: CudaBuf<L>) {
-        let (Some(raw), false) = (buf.raw, self.failed()) else {
-            return;
-        };
-        let bytes = buf.len * std::mem::size_of::<f32>();
-        let mut pool = lock(&self.pool);
-        if pool.bytes + bytes <= POOL_BYTES {
-            pool.bytes += bytes;
-            pool.free.entry(buf.len).or_default().push(raw);
+        if let Some(raw) = buf.raw {
+            self.give_back(raw);
         }
     }
     fn upload(&self, host: &[f32]) -> CudaBuf<L> {
-        let mut buf = DeviceBuf::missing(host.len());
         if host.is_empty() || self.failed() {
-            return buf;
+            return DeviceBuf::missing(host.len());
         }
         match self.launcher.upload(host) {
-            Ok(raw) => buf.raw = Some(raw),
-            Err(e) => self.fail("upload", e),
+            Ok(raw) => DeviceBuf::holding(raw, host.len(), Storage::F32),
+            Err(e) => {
+                self.fail("upload", e);
+                DeviceBuf::missing(host.len())
+            }
         }
-        buf
     }
+    /// The values as f32 (16-bit ones widened on the host, exactly).
     fn download(&self, buf: &CudaBuf<L>) -> Vec<f32> {
-        self.download_as("download", buf)
+        let widen = |f: fn(u16) -> f32| -> Vec<f32> {
+            let bits: Vec<u16> = self.download_raw("download", buf.raw.as_ref(), buf.len);
+            bits.into_iter().map(f).collect()
+        };
+        match buf.storage {
+            Storage::F32 => self.download_as("download", buf),
+            Storage::F16 => widen(|b| half::f16::from_bits(b).to_f32()),
+            Storage::Bf16 => widen(|b| half::bf16::from_bits(b).to_f32()),
+        }
     }
     fn buf_len(&self, buf: &CudaBuf<L>) -> usize {
         buf.len
     }
     fn fill_zero(&self, buf: &mut CudaBuf<L>) {
+        // A fresh buffer already reads as zeros.
         self.run("fill_zero", |l| Ok(l.zero(dev_mut(buf)?)?));
     }
     fn copy(&self, src: &CudaBuf<L>, dst: &mut CudaBuf<L>) {
-        self.run("copy", |l| Ok(l.copy(dev(src)?, dev_mut(dst)?)?));
+        if src.fresh {
+            // dst becomes zeros: fresh again, its memory back to the pool.
+            if let Some(raw) = dst.raw.take() {
+                self.give_back(raw);
+            }
+            dst.fresh = dst.len > 0 && !self.failed();
+            return;
+        }
+        self.run("copy", |l| {
+            let dst = self.place(dst, src.storage, false)?;
+            Ok(l.copy(dev(src)?, dst)?)
+        });
     }
     fn add_assign(&self, dst: &mut CudaBuf<L>, src: &CudaBuf<L>) {
+        if src.fresh {
+            return; // adding zeros
+        }
+        let storage = if dst.fresh { src.storage } else { dst.storage };
         let len = dst.len;
         self.run("add_assign", |l| {
-            Ok(ops::add_assign(l, len, dev_mut(dst)?, dev(src)?)?)
+            let src = self.read(src, storage)?;
+            let dst = self.place(dst, storage, true)?;
+            Ok(ops::add_assign(
+                &StorageLauncher::new(l, storage),
+                len,
+                dst,
+                &src,
+            )?)
         });
-        self.stored(dst);
     }
     fn copy_into(&self, src: &CudaBuf<L>, dst: &mut CudaBuf<L>, offset: usize) {
+        let storage = if dst.fresh { src.storage } else { dst.storage };
+        let len = src.len;
         self.run("copy_into", |l| {
+            let src = self.read(src, storage)?;
+            let dst = self.place(dst, storage, true)?;
             Ok(ops::copy_into(
-                l,
-                src.len,
-                dev(src)?,
-                dev_mut(dst)?,
+                &StorageLauncher::new(l, storage),
+                len,
+                &src,
+                dst,
                 offset,
             )?)
         });
     }
 
     fn alloc_words(&self, len: usize) -> CudaWords<L> {
-        self.alloc_fresh("alloc_words", len)
+        self.alloc_now("alloc_words", len)
     }
     fn download_words(&self, words: &CudaWords<L>) -> Vec<u64> {
         self.download_as("download_words", words)
@@ -365,19 +552,21 @@ impl<L: Launcher> Backend for CudaBackend<L> {
         words.len
     }
     fn alloc_acc(&self, len: usize) -> CudaAcc<L> {
-        self.alloc_fresh("alloc_acc", len)
+        self.alloc_now("alloc_acc", len)
     }
     fn download_acc(&self, acc: &CudaAcc<L>) -> Vec<f64> {
         self.download_as("download_acc", acc)
     }
 
     fn pack_signs(&self, x: &CudaBuf<L>, n: usize, units: usize, codes: &mut CudaWords<L>) {
-        self.run("pack_signs", |l| {
+        let act = self.storage;
+        self.run("pack_signs", |_| {
+            let x = self.read(x, act)?;
             Ok(ops::pack_signs(
-                l,
+                &self.act_launcher(),
                 n,
                 units,
-                dev(x)?,
+                &x,
                 None,
                 dev_mut(codes)?,
             )?)
@@ -404,12 +593,14 @@ impl<L: Launcher> Backend for CudaBackend<L> {
     }
     fn gram_accumulate(&self, a: &CudaBuf<L>, n: usize, len: usize, g: &mut CudaAcc<L>) {
         self.run("gram_accumulate", |l| {
-            Ok(ops::gram_accumulate(l, n, len, dev(a)?, dev_mut(g)?)?)
+            let a = self.read(a, Storage::F32)?;
+            Ok(ops::gram_accumulate(l, n, len, &a, dev_mut(g)?)?)
         });
     }
     fn column_moments(&self, a: &CudaBuf<L>, n: usize, len: usize, out: &mut CudaAcc<L>) {
         self.run("column_moments", |l| {
-            Ok(ops::column_moments(l, n, len, dev(a)?, dev_mut(out)?)?)
+            let a = self.read(a, Storage::F32)?;
+            Ok(ops::column_moments(l, n, len, &a, dev_mut(out)?)?)
         });
     }
 
@@ -421,10 +612,12 @@ impl<L: Launcher> Backend for CudaBackend<L> {
         w: &CudaBuf<L>,
         y: &mut CudaBuf<L>,
     ) {
-        self.run("conv_forward", |l| {
-            Ok(ops::conv_forward(l, g, n, dev(x)?, dev(w)?, dev_mut(y)?)?)
+        let act = self.storage;
+        self.run("conv_forward", |_| {
+            let (x, w) = (self.read(x, act)?, self.read(w, Storage::F32)?);
+            let y = self.place(y, act, false)?;
+            Ok(ops::conv_forward(&self.act_launcher(), g, n, &x, &w, y)?)
         });
-        self.stored(y);
     }
     fn conv_backward_data(
         &self,
@@ -434,17 +627,19 @@ impl<L: Launcher> Backend for CudaBackend<L> {
         w: &CudaBuf<L>,
         dx: &mut CudaBuf<L>,
     ) {
-        self.run("conv_backward_data", |l| {
+        let act = self.storage;
+        self.run("conv_backward_data", |_| {
+            let (dy, w) = (self.read(dy, act)?, self.read(w, Storage::F32)?);
+            let dx = self.place(dx, act, true)?;
             Ok(ops::conv_backward_data(
-                l,
+                &self.act_launcher(),
                 g,
                 n,
-                dev(dy)?,
-                dev(w)?,
-                dev_mut(dx)?,
+                &dy,
+                &w,
+                dx,
             )?)
         });
-        self.stored(dx);
     }
     fn conv_backward_weight(
         &self,
@@ -454,14 +649,17 @@ impl<L: Launcher> Backend for CudaBackend<L> {
         dy: &CudaBuf<L>,
         dw: &mut CudaBuf<L>,
     ) {
-        self.run("conv_backward_weight", |l| {
+        let act = self.storage;
+        self.run("conv_backward_weight", |_| {
+            let (x, dy) = (self.read(x, act)?, self.read(dy, act)?);
+            let dw = self.place(dw, Storage::F32, true)?;
             Ok(ops::conv_backward_weight(
-                l,
+                &self.act_launcher(),
                 g,
                 n,
-                dev(x)?,
-                dev(dy)?,
-                dev_mut(dw)?,
+                &x,
+                &dy,
+                dw,
             )?)
         });
     }
@@ -473,14 +671,17 @@ impl<L: Launcher> Backend for CudaBackend<L> {
         dy: &CudaBuf<L>,
         out: &mut CudaBuf<L>,
     ) {
-        self.run("conv_weight_grad_per_sample", |l| {
+        let act = self.storage;
+        self.run("conv_weight_grad_per_sample", |_| {
+            let (x, dy) = (self.read(x, act)?, self.read(dy, act)?);
+            let out = self.place(out, Storage::F32, false)?;
             Ok(ops::conv_weight_grad_per_sample(
-                l,
+                &self.act_launcher(),
                 g,
                 n,
-                dev(x)?,
-                dev(dy)?,
-                dev_mut(out)?,
+                &x,
+                &dy,
+                out,
             )?)
         });
     }
@@ -496,20 +697,23 @@ impl<L: Launcher> Backend for CudaBackend<L> {
         mean: &mut CudaBuf<L>,
         inv_std: &mut CudaBuf<L>,
     ) {
-        self.run("bn_forward", |l| {
+        let act = self.storage;
+        self.run("bn_forward", |_| {
+            let x = self.read(x, act)?;
+            let gamma = self.read(gamma, Storage::F32)?;
+            let beta = self.read(beta, Storage::F32)?;
             Ok(ops::bn_forward(
-                l,
+                &self.act_launcher(),
                 g,
                 eps,
-                dev(x)?,
-                dev(gamma)?,
-                dev(beta)?,
-                dev_mut(y)?,
-                dev_mut(mean)?,
-                dev_mut(inv_std)?,
+                &x,
+                &gamma,
+                &beta,
+                self.place(y, act, false)?,
+                self.place(mean, Storage::F32, false)?,
+                self.place(inv_std, Storage::F32, false)?,
             )?)
         });
-        self.stored(y);
     }
     fn bn_backward(
         &self,
@@ -524,25 +728,27 @@ impl<L: Launcher> Backend for CudaBackend<L> {
         dgamma: &mut CudaBuf<L>,
         dbeta: &mut CudaBuf<L>,
     ) {
-        let mut dx = dx;
-        self.run("bn_backward", |l| {
+        let act = self.storage;
+        self.run("bn_backward", |_| {
+            let (x, dy) = (self.read(x, act)?, self.read(dy, act)?);
+            let gamma = self.read(gamma, Storage::F32)?;
+            let mean = self.read(mean, Storage::F32)?;
+            let inv_std = self.read(inv_std, Storage::F32)?;
+            let dx = dx.map(|dx| self.place(dx, act, true)).transpose()?;
             Ok(ops::bn_backward(
-                l,
+                &self.act_launcher(),
                 g,
                 mode,
-                dev(x)?,
-                dev(gamma)?,
-                dev(mean)?,
-                dev(inv_std)?,
-                dev(dy)?,
-                dx.as_deref_mut().map(dev_mut).transpose()?,
-                dev_mut(dgamma)?,
-                dev_mut(dbeta)?,
+                &x,
+                &gamma,
+                &mean,
+                &inv_std,
+                &dy,
+                dx,
+                self.place(dgamma, Storage::F32, true)?,
+                self.place(dbeta, Storage::F32, true)?,
             )?)
         });
-        if let Some(dx) = dx {
-            self.stored(dx);
-        }
     }
     fn bn_backward_data(
         &self,
@@ -555,20 +761,24 @@ impl<L: Launcher> Backend for CudaBackend<L> {
         dy: &CudaBuf<L>,
         dx: &mut CudaBuf<L>,
     ) {
-        self.run("bn_backward_data", |l| {
+        let act = self.storage;
+        self.run("bn_backward_data", |_| {
+            let (x, dy) = (self.read(x, act)?, self.read(dy, act)?);
+            let gamma = self.read(gamma, Storage::F32)?;
+            let mean = self.read(mean, Storage::F32)?;
+            let inv_std = self.read(inv_std, Storage::F32)?;
             Ok(ops::bn_backward_data(
-                l,
+                &self.act_launcher(),
                 g,
                 mode,
-                dev(x)?,
-                dev(gamma)?,
-                dev(mean)?,
-                dev(inv_std)?,
-                dev(dy)?,
-                dev_mut(dx)?,
+                &x,
+                &gamma,
+                &mean,
+                &inv_std,
+                &dy,
+                self.place(dx, act, true)?,
             )?)
         });
-        self.stored(dx);
     }
     fn bn_param_grad_per_sample(
         &self,
@@ -580,34 +790,40 @@ impl<L: Launcher> Backend for CudaBackend<L> {
         dgamma: &mut CudaBuf<L>,
         dbeta: &mut CudaBuf<L>,
     ) {
-        self.run("bn_param_grad_per_sample", |l| {
+        let act = self.storage;
+        self.run("bn_param_grad_per_sample", |_| {
+            let (x, dy) = (self.read(x, act)?, self.read(dy, act)?);
+            let mean = self.read(mean, Storage::F32)?;
+            let inv_std = self.read(inv_std, Storage::F32)?;
             Ok(ops::bn_param_grad_per_sample(
-                l,
+                &self.act_launcher(),
                 g,
-                dev(x)?,
-                dev(mean)?,
-                dev(inv_std)?,
-                dev(dy)?,
-                dev_mut(dgamma)?,
-                dev_mut(dbeta)?,
+                &x,
+                &mean,
+                &inv_std,
+                &dy,
+                self.place(dgamma, Storage::F32, false)?,
+                self.place(dbeta, Storage::F32, false)?,
             )?)
         });
     }
 
     fn relu_forward(&self, x: &CudaBuf<L>, y: &mut CudaBuf<L>) {
-        self.run("relu_forward", |l| {
-            Ok(ops::relu_forward(l, x.len, dev(x)?, dev_mut(y)?)?)
+        let act = self.storage;
+        self.run("relu_forward", |_| {
+            let x = self.read(x, act)?;
+            let len = y.len;
+            let y = self.place(y, act, false)?;
+            Ok(ops::relu_forward(&self.act_launcher(), len, &x, y)?)
         });
     }
     fn relu_backward(&self, x: &CudaBuf<L>, dy: &CudaBuf<L>, dx: &mut CudaBuf<L>) {
-        self.run("relu_backward", |l| {
-            Ok(ops::relu_backward(
-                l,
-                x.len,
-                dev(x)?,
-                dev(dy)?,
-                dev_mut(dx)?,
-            )?)
+        let act = self.storage;
+        self.run("relu_backward", |_| {
+            let (x, dy) = (self.read(x, act)?, self.read(dy, act)?);
+            let len = dx.len;
+            let dx = self.place(dx, act, true)?;
+            Ok(ops::relu_backward(&self.act_launcher(), len, &x, &dy, dx)?)
         });
     }
 
@@ -620,15 +836,9 @@ impl<L: Launcher> Backend for CudaBackend<L> {
         x: &CudaBuf<L>,
         y: &mut CudaBuf<L>,
     ) {
-        self.run("avgpool3x3_forward", |l| {
-            Ok(ops::avgpool3x3_forward(
-                l,
-                (n, c, h, w),
-                dev(x)?,
-                dev_mut(y)?,
-            )?)
+        self.pool_op("avgpool3x3_forward", x, y, false, |l, x, y| {
+            ops::avgpool3x3_forward(l, (n, c, h, w), x, y)
         });
-        self.stored(y);
     }
     fn avgpool3x3_backward(
         &self,
@@ -639,15 +849,9 @@ impl<L: Launcher> Backend for CudaBackend<L> {
         dy: &CudaBuf<L>,
         dx: &mut CudaBuf<L>,
     ) {
-        self.run("avgpool3x3_backward", |l| {
-            Ok(ops::avgpool3x3_backward(
-                l,
-                (n, c, h, w),
-                dev(dy)?,
-                dev_mut(dx)?,
-            )?)
+        self.pool_op("avgpool3x3_backward", dy, dx, true, |l, dy, dx| {
+            ops::avgpool3x3_backward(l, (n, c, h, w), dy, dx)
         });
-        self.stored(dx);
     }
     fn avgpool2x2_forward(
         &self,
@@ -658,15 +862,9 @@ impl<L: Launcher> Backend for CudaBackend<L> {
         x: &CudaBuf<L>,
         y: &mut CudaBuf<L>,
     ) {
-        self.run("avgpool2x2_forward", |l| {
-            Ok(ops::avgpool2x2_forward(
-                l,
-                (n, c, h, w),
-                dev(x)?,
-                dev_mut(y)?,
-            )?)
+        self.pool_op("avgpool2x2_forward", x, y, false, |l, x, y| {
+            ops::avgpool2x2_forward(l, (n, c, h, w), x, y)
         });
-        self.stored(y);
     }
     fn avgpool2x2_backward(
         &self,
@@ -677,15 +875,9 @@ impl<L: Launcher> Backend for CudaBackend<L> {
         dy: &CudaBuf<L>,
         dx: &mut CudaBuf<L>,
     ) {
-        self.run("avgpool2x2_backward", |l| {
-            Ok(ops::avgpool2x2_backward(
-                l,
-                (n, c, h, w),
-                dev(dy)?,
-                dev_mut(dx)?,
-            )?)
+        self.pool_op("avgpool2x2_backward", dy, dx, true, |l, dy, dx| {
+            ops::avgpool2x2_backward(l, (n, c, h, w), dy, dx)
         });
-        self.stored(dx);
     }
     fn global_avgpool_forward(
         &self,
@@ -695,15 +887,9 @@ impl<L: Launcher> Backend for CudaBackend<L> {
         x: &CudaBuf<L>,
         y: &mut CudaBuf<L>,
     ) {
-        self.run("global_avgpool_forward", |l| {
-            Ok(ops::global_avgpool_forward(
-                l,
-                (n, c, hw),
-                dev(x)?,
-                dev_mut(y)?,
-            )?)
+        self.pool_op("global_avgpool_forward", x, y, false, |l, x, y| {
+            ops::global_avgpool_forward(l, (n, c, hw), x, y)
         });
-        self.stored(y);
     }
     fn global_avgpool_backward(
         &self,
@@ -713,15 +899,9 @@ impl<L: Launcher> Backend for CudaBackend<L> {
         dy: &CudaBuf<L>,
         dx: &mut CudaBuf<L>,
     ) {
-        self.run("global_avgpool_backward", |l| {
-            Ok(ops::global_avgpool_backward(
-                l,
-                (n, c, hw),
-                dev(dy)?,
-                dev_mut(dx)?,
-            )?)
+        self.pool_op("global_avgpool_backward", dy, dx, true, |l, dy, dx| {
+            ops::global_avgpool_backward(l, (n, c, hw), dy, dx)
         });
-        self.stored(dx);
     }
 
     fn linear_forward(
@@ -734,19 +914,21 @@ impl<L: Launcher> Backend for CudaBackend<L> {
         b: &CudaBuf<L>,
         y: &mut CudaBuf<L>,
     ) {
-        self.run("linear_forward", |l| {
+        let act = self.storage;
+        self.run("linear_forward", |_| {
+            let x = self.read(x, act)?;
+            let (w, b) = (self.read(w, Storage::F32)?, self.read(b, Storage::F32)?);
             Ok(ops::linear_forward(
-                l,
+                &self.act_launcher(),
                 n,
                 fin,
                 fout,
-                dev(x)?,
-                dev(w)?,
-                dev(b)?,
-                dev_mut(y)?,
+                &x,
+                &w,
+                &b,
+                self.place(y, act, false)?,
             )?)
         });
-        self.stored(y);
     }
     fn linear_backward(
         &self,
@@ -760,24 +942,24 @@ impl<L: Launcher> Backend for CudaBackend<L> {
         dw: &mut CudaBuf<L>,
         db: &mut CudaBuf<L>,
     ) {
-        let mut dx = dx;
-        self.run("linear_backward", |l| {
+        let act = self.storage;
+        self.run("linear_backward", |_| {
+            let (x, dy) = (self.read(x, act)?, self.read(dy, act)?);
+            let w = self.read(w, Storage::F32)?;
+            let dx = dx.map(|dx| self.place(dx, act, true)).transpose()?;
             Ok(ops::linear_backward(
-                l,
+                &self.act_launcher(),
                 n,
                 fin,
                 fout,
-                dev(x)?,
-                dev(w)?,
-                dev(dy)?,
-                dx.as_deref_mut().map(dev_mut).transpose()?,
-                dev_mut(dw)?,
-                dev_mut(db)?,
+                &x,
+                &w,
+                &dy,
+                dx,
+                self.place(dw, Storage::F32, true)?,
+                self.place(db, Storage::F32, true)?,
             )?)
         });
-        if let Some(dx) = dx {
-            self.stored(dx);
-        }
     }
     fn linear_grad_per_sample(
         &self,
@@ -789,16 +971,18 @@ impl<L: Launcher> Backend for CudaBackend<L> {
         dw: &mut CudaBuf<L>,
         db: &mut CudaBuf<L>,
     ) {
-        self.run("linear_grad_per_sample", |l| {
+        let act = self.storage;
+        self.run("linear_grad_per_sample", |_| {
+            let (x, dy) = (self.read(x, act)?, self.read(dy, act)?);
             Ok(ops::linear_grad_per_sample(
-                l,
+                &self.act_launcher(),
                 n,
                 fin,
                 fout,
-                dev(x)?,
-                dev(dy)?,
-                dev_mut(dw)?,
-                dev_mut(db)?,
+                &x,
+                &dy,
+                self.place(dw, Storage::F32, false)?,
+                self.place(db, Storage::F32, false)?,
             )?)
         });
     }
@@ -813,19 +997,40 @@ impl<L: Launcher> Backend for CudaBackend<L> {
         reduction: Reduction,
         dlogits: &mut CudaBuf<L>,
     ) -> f32 {
+        let act = self.storage;
         let mut loss = f32::NAN;
-        self.run("softmax_cross_entropy", |l| {
+        self.run("softmax_cross_entropy", |_| {
+            let logits = self.read(logits, act)?;
             loss = ops::softmax_cross_entropy(
-                l,
+                &self.act_launcher(),
                 n,
                 classes,
-                dev(logits)?,
+                &logits,
                 labels,
                 reduction,
-                dev_mut(dlogits)?,
+                self.place(dlogits, act, false)?,
             )?;
             Ok(())
         });
         loss
+    }
+}
+
+impl<L: Launcher> CudaBackend<L> {
+    /// A pool primitive: activation `src` read, activation `dst` written (`keep`: added to).
+    fn pool_op(
+        &self,
+        op: &'static str,
+        src: &CudaBuf<L>,
+        dst: &mut CudaBuf<L>,
+        keep: bool,
+        f: impl FnOnce(&StorageLauncher<'_, L>, &L::Buf, &mut L::Buf) -> Result<(), LaunchError>,
+    ) {
+        let act = self.storage;
+        self.run(op, |_| {
+            let src = self.read(src, act)?;
+            let dst = self.place(dst, act, keep)?;
+            Ok(f(&self.act_launcher(), &src, dst)?)
+        });
     }
 }

@@ -7,7 +7,8 @@
 //! function checks its buffers' lengths against the geometry before launching, which is what
 //! makes the `unsafe` launches sound.
 
-use super::launch::{int, long, Arg, LaunchConfig, LaunchError, Launcher};
+use super::launch::{int, long, Arg, LaunchConfig, LaunchError, Launcher, StorageLauncher};
+use super::Storage;
 use crate::backend::{BnGeom, BnGrad, ConvGeom, Reduction};
 
 type Result<T = ()> = std::result::Result<T, LaunchError>;
@@ -22,8 +23,11 @@ const MAX_GRID: u64 = 8192;
 const TILE: u32 = 16;
 
 fn check_len<L: Launcher, T>(l: &L, buf: &L::Buf, want: usize, what: &str) -> Result {
+    check_len_bytes(l, buf, want * std::mem::size_of::<T>(), what)
+}
+
+fn check_len_bytes<L: Launcher>(l: &L, buf: &L::Buf, want_bytes: usize, what: &str) -> Result {
     let got = l.byte_len(buf);
-    let want_bytes = want * std::mem::size_of::<T>();
     if got == want_bytes {
         Ok(())
     } else {
@@ -79,15 +83,32 @@ pub fn add_assign<L: Launcher>(l: &L, len: usize, dst: &mut L::Buf, src: &L::Buf
     unsafe { l.launch("add_assign", elementwise(len), args) }
 }
 
-/// `x` rounded in place to a 16-bit storage format's values: `mode` 1 IEEE half, 2 bfloat16.
-pub fn round_to_storage<L: Launcher>(l: &L, len: usize, x: &mut L::Buf, mode: i32) -> Result {
-    check_len::<L, f32>(l, x, len, "round_to_storage x")?;
+/// `dst = src` over `len` values held as `from` in `src` and as `to` in `dst` (one of them f32:
+/// a 16-bit value is converted through f32 anyway).
+pub fn convert_storage<L: Launcher>(
+    l: &L,
+    len: usize,
+    (src, from): (&L::Buf, Storage),
+    (dst, to): (&mut L::Buf, Storage),
+) -> Result {
+    let (kernel, variant) = match (from, to) {
+        (Storage::F32, Storage::F32) => return l.copy(src, dst),
+        (Storage::F32, _) => ("to_storage", to),
+        (_, Storage::F32) => ("from_storage", from),
+        _ => {
+            return Err(LaunchError::Length(format!(
+                "convert_storage: {from:?} to {to:?} (one side must be f32)"
+            )))
+        }
+    };
+    check_len_bytes(l, src, len * from.value_bytes(), "convert_storage src")?;
+    check_len_bytes(l, dst, len * to.value_bytes(), "convert_storage dst")?;
     if len == 0 {
         return Ok(());
     }
-    let args = &mut [Arg::BufMut(x), Arg::I64(long(len)?), Arg::I32(mode)];
-    // SAFETY: x holds `len` f32 (checked).
-    unsafe { l.launch("round_to_storage", elementwise(len), args) }
+    let args = &mut [Arg::Buf(src), Arg::BufMut(dst), Arg::I64(long(len)?)];
+    // SAFETY: src and dst hold `len` values of their storages (checked).
+    unsafe { StorageLauncher::new(l, variant).launch(kernel, elementwise(len), args) }
 }
 
 /// `dst[offset..offset + len] = src` for `src` of `len` values (`dst` holds at least
