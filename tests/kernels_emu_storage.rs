@@ -15,18 +15,16 @@ use nasrank::backend::{BnGeom, BnGrad, ConvGeom, Reduction};
 
 const L: EmuLauncher = EmuLauncher;
 
-/// Deterministic values in [-scale, scale) with some exact zeros (the ReLU boundary).
+/// Values in [-scale, scale) from the engine's counter-based stream, every 11th an exact
+/// zero (the ReLU boundary).
 fn values(len: usize, seed: u64, scale: f32) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    (0..len)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            if s.is_multiple_of(11) {
+    nasrank::net::init::uniform_stream(seed, 2, len)
+        .enumerate()
+        .map(|(i, u)| {
+            if i % 11 == 3 {
                 0.0
             } else {
-                scale * ((s >> 40) as f32 / (1u64 << 23) as f32 - 1.0)
+                scale * (2.0 * u - 1.0) as f32
             }
         })
         .collect()
