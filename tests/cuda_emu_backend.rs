@@ -138,6 +138,20 @@ fn sixteen_bit_storage_holds_activations_in_half_the_bytes_and_parameters_in_f32
 }
 
 #[test]
+fn copying_or_adding_a_fresh_buffer_of_another_length_fails() {
+    for op in ["copy", "add_assign"] {
+        let be = emu();
+        let mut three = be.upload(&[1.0, 2.0, 3.0]);
+        let fresh = be.alloc(4);
+        match op {
+            "copy" => be.copy(&fresh, &mut three),
+            _ => be.add_assign(&mut three, &fresh),
+        }
+        assert_eq!(be.status().unwrap_err().op, op);
+    }
+}
+
+#[test]
 fn the_first_failure_is_kept_and_later_primitives_are_skipped() {
     let be = emu();
     let mut three = be.upload(&[1.0, 2.0, 3.0]);

@@ -260,10 +260,6 @@ impl<L: Launcher> CudaBackend<L> {
         self
     }
 
-    pub fn storage(&self) -> Storage {
-        self.storage
-    }
-
     pub fn launcher(&self) -> &L {
         &self.launcher
     }
@@ -496,6 +492,9 @@ impl<L: Launcher> Backend for CudaBackend<L> {
         self.run("fill_zero", |l| Ok(l.zero(dev_mut(buf)?)?));
     }
     fn copy(&self, src: &CudaBuf<L>, dst: &mut CudaBuf<L>) {
+        if !self.same_len("copy", src, dst) {
+            return;
+        }
         if src.fresh {
             // dst becomes zeros: fresh again, its memory back to the pool.
             if let Some(raw) = dst.raw.take() {
@@ -510,6 +509,9 @@ impl<L: Launcher> Backend for CudaBackend<L> {
         });
     }
     fn add_assign(&self, dst: &mut CudaBuf<L>, src: &CudaBuf<L>) {
+        if !self.same_len("add_assign", src, dst) {
+            return;
+        }
         if src.fresh {
             return; // adding zeros
         }
@@ -1017,6 +1019,19 @@ impl<L: Launcher> Backend for CudaBackend<L> {
 }
 
 impl<L: Launcher> CudaBackend<L> {
+    /// Whether `a` and `b` hold as many values; if not, the backend fails with `op` (the
+    /// shortcuts for fresh buffers launch nothing that would check it).
+    fn same_len(&self, op: &'static str, a: &CudaBuf<L>, b: &CudaBuf<L>) -> bool {
+        if a.len == b.len {
+            return true;
+        }
+        if !self.failed() {
+            let detail = format!("{op}: {} values vs {}", a.len, b.len);
+            self.fail(op, LaunchError::Length(detail));
+        }
+        false
+    }
+
     /// A pool primitive: activation `src` read, activation `dst` written (`keep`: added to).
     fn pool_op(
         &self,

@@ -40,16 +40,7 @@ fn check_len_bytes<L: Launcher>(l: &L, buf: &L::Buf, want_bytes: usize, what: &s
 /// [`check_len`] for an activation buffer: `want` values of the launcher's activation
 /// storage.
 fn check_act<L: Launcher>(l: &L, buf: &L::Buf, want: usize, what: &str) -> Result {
-    let got = l.byte_len(buf);
-    let storage = l.storage();
-    let want_bytes = want * storage.value_bytes();
-    if got == want_bytes {
-        Ok(())
-    } else {
-        Err(LaunchError::Length(format!(
-            "{what}: {got} bytes, the geometry needs {want_bytes} ({storage:?} activations)"
-        )))
-    }
+    check_len_bytes(l, buf, want * l.storage().value_bytes(), what)
 }
 
 fn grid_for(items: u64, per_block: u64) -> u32 {
@@ -96,9 +87,10 @@ pub fn convert_storage<L: Launcher>(
         (Storage::F32, _) => ("to_storage", to),
         (_, Storage::F32) => ("from_storage", from),
         _ => {
-            return Err(LaunchError::Length(format!(
-                "convert_storage: {from:?} to {to:?} (one side must be f32)"
-            )))
+            return Err(LaunchError::BadArgs {
+                kernel: "convert_storage".into(),
+                detail: format!("{from:?} to {to:?}: one side must be f32"),
+            })
         }
     };
     check_len_bytes(l, src, len * from.value_bytes(), "convert_storage src")?;
