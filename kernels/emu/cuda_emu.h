@@ -7,6 +7,9 @@
 //   cooperatively: one runs until it reaches a barrier (__syncthreads, a warp exchange) or
 //   returns, then the next. Context switches are function calls, not kernel-scheduled
 //   thread wake-ups, so a launch of a few hundred threads costs little.
+// - A fiber is made once per stack (makecontext) and then parked between kernel threads;
+//   switches are _setjmp/_longjmp, which unlike swapcontext leave the signal mask alone
+//   and so make no system call (swapcontext's sigprocmask was ~90 % of emulated time).
 // - blockIdx, threadIdx, blockDim, gridDim are thread_local variables, set for each fiber
 //   as it is resumed.
 // - `__shared__` expands to `static`: a shared array is one object for the whole program.
@@ -30,9 +33,15 @@
 // separate translation unit and they link together.
 #pragma once
 
+// Fortified longjmp refuses to jump to another stack, which is what a fiber switch is.
+#ifdef _FORTIFY_SOURCE
+#undef _FORTIFY_SOURCE
+#endif
+
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <csetjmp>
 #include <condition_variable>
 #include <cstdint>
 #include <cstring>
@@ -171,11 +180,16 @@ inline std::mutex &launch_mutex() {
     return m;
 }
 
+// One fiber: its stack and, while it is parked or waiting at a barrier, where it resumes.
+struct Fiber {
+    jmp_buf resume;
+    std::unique_ptr<char[]> stack;
+};
+
 // The fibers of the running block and the context of the launch that runs them.
 struct Fibers {
-    ucontext_t launcher;
-    std::vector<ucontext_t> contexts;
-    std::vector<std::unique_ptr<char[]>> stacks; // kept across launches (reused)
+    jmp_buf launcher;
+    std::vector<std::unique_ptr<Fiber>> fibers; // kept across launches (reused)
     std::vector<bool> done;
     unsigned current = 0;
     const std::function<void()> *kernel = nullptr;
@@ -193,13 +207,15 @@ inline void enter_thread(unsigned t) {
     tl_warp = t / 32;
 }
 
-// Back to the launch loop, which resumes the next unfinished fiber.
+// Saves where the running fiber is and returns to the launch loop, which resumes the next
+// unfinished fiber.
 inline void yield_to_next_fiber() {
     Fibers &f = tl_fibers;
-    swapcontext(&f.contexts[f.current], &f.launcher);
+    if (_setjmp(f.fibers[f.current]->resume) == 0) _longjmp(f.launcher, 1);
 }
 
-inline void fiber_main() {
+// Runs one CUDA thread of the block to its end.
+inline void run_thread() {
     Fibers &f = tl_fibers;
     (*f.kernel)();
     // Leaving the kernel: stop counting in this block's barriers.
@@ -209,26 +225,42 @@ inline void fiber_main() {
     w.barrier.drop();
     tl_block->sync.drop();
     f.done[f.current] = true;
-    // Returning resumes uc_link: the launch loop.
 }
 
-// The context calls live in functions of their own: getcontext and swapcontext return
-// twice, which would make the compiler distrust the launch loop's locals.
-__attribute__((noinline)) inline void start_fiber(unsigned t) {
+// The body of fiber t for the rest of the program: park, run the thread it is resumed
+// for, park again.
+inline void fiber_main() {
     Fibers &f = tl_fibers;
-    ucontext_t &c = f.contexts[t];
+    const unsigned t = f.current;
+    for (;;) {
+        if (_setjmp(f.fibers[t]->resume) == 0) _longjmp(f.launcher, 1);
+        run_thread();
+    }
+}
+
+// The context calls live in functions of their own: they return twice, which would make
+// the compiler distrust the launch loop's locals.
+__attribute__((noinline)) inline void make_fiber(unsigned t) {
+    Fibers &f = tl_fibers;
+    f.fibers.push_back(std::make_unique<Fiber>());
+    Fiber &fiber = *f.fibers.back();
+    fiber.stack.reset(new char[kFiberStack]);
+    ucontext_t c;
     getcontext(&c);
-    c.uc_stack.ss_sp = f.stacks[t].get();
+    c.uc_stack.ss_sp = fiber.stack.get();
     c.uc_stack.ss_size = kFiberStack;
-    c.uc_link = &f.launcher;
+    c.uc_link = nullptr; // fiber_main never returns
     makecontext(&c, fiber_main, 0);
+    f.current = t;
+    // The new fiber parks at once and jumps back here.
+    if (_setjmp(f.launcher) == 0) setcontext(&c);
 }
 
 __attribute__((noinline)) inline void resume_fiber(unsigned t) {
     Fibers &f = tl_fibers;
     f.current = t;
     enter_thread(t);
-    swapcontext(&f.launcher, &f.contexts[t]);
+    if (_setjmp(f.launcher) == 0) _longjmp(f.fibers[t]->resume, 1);
 }
 
 // Runs `kernel` over the grid: a fiber per CUDA thread, blocks in order.
@@ -244,8 +276,7 @@ inline void launch(dim3 grid, dim3 block, unsigned shared_bytes, const std::func
     Fibers &f = tl_fibers;
     f.kernel = &kernel;
     f.block = block;
-    f.contexts.resize(nthreads);
-    while (f.stacks.size() < nthreads) f.stacks.emplace_back(new char[kFiberStack]);
+    while (f.fibers.size() < nthreads) make_fiber(unsigned(f.fibers.size()));
     blockDim = block;
     gridDim = grid;
     tl_block = &state;
@@ -258,7 +289,6 @@ inline void launch(dim3 grid, dim3 block, unsigned shared_bytes, const std::func
             for (unsigned l = 0; l < 32; ++l) state.warps[w].live[l] = l < lanes;
         }
         f.done.assign(nthreads, false);
-        for (unsigned t = 0; t < nthreads; ++t) start_fiber(t);
         // Round-robin until every fiber has returned; each runs to its next barrier.
         for (unsigned left = nthreads; left > 0;) {
             left = 0;
