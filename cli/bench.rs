@@ -54,11 +54,16 @@ struct Common {
 #[derive(Args)]
 #[command(after_help = "Examples:\n  \
     nasrank bench kernels\n  \
-    nasrank bench kernels --batch 64 --repeat 10 --json")]
+    nasrank bench kernels --batch 64 --repeat 10 --json\n  \
+    nasrank bench kernels --device cuda --storage bf16")]
 struct KernelArgs {
     /// Images per call (NASWOT's 128).
     #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u32).range(1..))]
     batch: u32,
+    /// Activation storage of the CUDA backend (`f16`, `bf16`): the primitives read and
+    /// write activations in that format, and GB/s counts its bytes.
+    #[arg(long, default_value = "f32", value_parser = parse_storage)]
+    storage: Storage,
     #[command(flatten)]
     common: Common,
 }
@@ -103,13 +108,13 @@ pub fn run(args: &BenchArgs) -> Result<(), CliError> {
     };
     common.threads.install()?;
     let be = match &args.what {
-        BenchWhat::Kernels(_) => common.device.backend()?,
+        BenchWhat::Kernels(a) => common.device.backends(Some(1), a.storage)?.remove(0),
         BenchWhat::Scores(a) => common.device.backends(Some(1), a.storage)?.remove(0),
     };
     with_backend!(&be, be => match &args.what {
         BenchWhat::Kernels(a) => {
             print_kernels(
-                &kernel_timings(be, a.batch as usize, common.repeat),
+                &kernel_timings(be, a.batch as usize, common.repeat, a.storage),
                 common.json,
             );
             Ok(())
@@ -146,6 +151,7 @@ struct KernelTiming {
     bytes: f64,
 }
 
+/// Uniform values in [-1, 1], uploaded as they are (parameters, per-sample gradients).
 fn random<B: Backend>(be: &B, len: usize, seed: u64) -> B::Buf {
     let host: Vec<B::Real> = nasrank::net::init::uniform_stream(seed, 1, len)
         .map(|u| B::Real::from_f64_rounded(2.0 * u - 1.0))
@@ -153,25 +159,48 @@ fn random<B: Backend>(be: &B, len: usize, seed: u64) -> B::Buf {
     be.upload(&host)
 }
 
+/// [`random`] values `[n][c][hw][hw]` smoothed by a 3x3 average pool: a primitive's
+/// output, so held in the backend's activation storage (an upload is read as an
+/// activation through a converted copy, which the timings must not include).
+fn random_activation<B: Backend>(be: &B, n: usize, c: usize, hw: usize, seed: u64) -> B::Buf {
+    let uploaded = random(be, n * c * hw * hw, seed);
+    let mut x = be.alloc(n * c * hw * hw);
+    be.avgpool3x3_forward(n, c, hw, hw, &uploaded, &mut x);
+    be.release(uploaded);
+    x
+}
+
 /// Every primitive at NB-201's three stage shapes (C=16@32x32, 32@16x16, 64@8x8), `n`
-/// images per call.
-fn kernel_timings<B: Backend>(be: &B, n: usize, repeat: u32) -> Vec<KernelTiming> {
-    let size = std::mem::size_of::<B::Real>() as f64;
+/// images per call, activations held in `storage` (parameters, statistics and gradient
+/// Gram inputs in the backend's scalar).
+fn kernel_timings<B: Backend>(
+    be: &B,
+    n: usize,
+    repeat: u32,
+    storage: Storage,
+) -> Vec<KernelTiming> {
+    let size = std::mem::size_of::<B::Real>();
+    // Bytes of an activation, and of a parameter (or per-sample gradient).
+    let act = if storage == Storage::F32 {
+        size
+    } else {
+        storage.value_bytes()
+    };
     let mut out = Vec::new();
-    let mut push = |kernel: &str, shape: String, seconds: f64, flops: Option<f64>, elems: usize| {
+    let mut push = |kernel: &str, shape: String, seconds: f64, flops: Option<f64>, bytes: usize| {
         out.push(KernelTiming {
             kernel: kernel.to_string(),
             shape,
             seconds,
             flops,
-            bytes: elems as f64 * size,
+            bytes: bytes as f64,
         })
     };
     for (c, hw) in [(16, 32), (32, 16), (64, 8)] {
         let shape = format!("{n}x{c}x{hw}x{hw}");
         let len = n * c * hw * hw;
-        let x = random(be, len, 1);
-        let dy = random(be, len, 2);
+        let x = random_activation(be, n, c, hw, 1);
+        let dy = random_activation(be, n, c, hw, 2);
         let mut y = be.alloc(len);
         let mut dx = be.alloc(len);
         for k in [3, 1] {
@@ -187,12 +216,12 @@ fn kernel_timings<B: Backend>(be: &B, n: usize, repeat: u32) -> Vec<KernelTiming
             let w = random(be, g.weight_len(), 3);
             let mut dw = be.alloc(g.weight_len());
             let flops = Some(2.0 * (g.macs() * n) as f64);
-            let elems = 2 * len + g.weight_len();
+            let bytes = 2 * len * act + g.weight_len() * size;
             let name = format!("conv{k}x{k}");
             let t = median_seconds(be, repeat, || {
                 be.conv_forward(&g, n, &x, &w, &mut y);
             });
-            push(&format!("{name} forward"), shape.clone(), t, flops, elems);
+            push(&format!("{name} forward"), shape.clone(), t, flops, bytes);
             let t = median_seconds(be, repeat, || {
                 be.conv_backward_data(&g, n, &dy, &w, &mut dx);
             });
@@ -201,7 +230,7 @@ fn kernel_timings<B: Backend>(be: &B, n: usize, repeat: u32) -> Vec<KernelTiming
                 shape.clone(),
                 t,
                 flops,
-                elems,
+                bytes,
             );
             let t = median_seconds(be, repeat, || {
                 be.conv_backward_weight(&g, n, &x, &dy, &mut dw);
@@ -211,7 +240,7 @@ fn kernel_timings<B: Backend>(be: &B, n: usize, repeat: u32) -> Vec<KernelTiming
                 shape.clone(),
                 t,
                 flops,
-                elems,
+                bytes,
             );
         }
         let bn = BnGeom {
@@ -236,7 +265,7 @@ fn kernel_timings<B: Backend>(be: &B, n: usize, repeat: u32) -> Vec<KernelTiming
                 &mut inv_std,
             );
         });
-        push("batch norm forward", shape.clone(), t, None, 2 * len);
+        push("batch norm forward", shape.clone(), t, None, 2 * len * act);
         let t = median_seconds(be, repeat, || {
             be.bn_backward(
                 &bn,
@@ -251,7 +280,7 @@ fn kernel_timings<B: Backend>(be: &B, n: usize, repeat: u32) -> Vec<KernelTiming
                 &mut dbeta,
             );
         });
-        push("batch norm backward", shape.clone(), t, None, 3 * len);
+        push("batch norm backward", shape.clone(), t, None, 3 * len * act);
         let t = median_seconds(be, repeat, || {
             be.avgpool3x3_forward(n, c, hw, hw, &x, &mut y);
         });
@@ -260,7 +289,7 @@ fn kernel_timings<B: Backend>(be: &B, n: usize, repeat: u32) -> Vec<KernelTiming
             shape.clone(),
             t,
             Some(9.0 * len as f64),
-            2 * len,
+            2 * len * act,
         );
         let t = median_seconds(be, repeat, || {
             be.avgpool3x3_backward(n, c, hw, hw, &dy, &mut dx);
@@ -270,7 +299,7 @@ fn kernel_timings<B: Backend>(be: &B, n: usize, repeat: u32) -> Vec<KernelTiming
             shape.clone(),
             t,
             Some(9.0 * len as f64),
-            2 * len,
+            2 * len * act,
         );
         let mut half = be.alloc(len / 4);
         let t = median_seconds(be, repeat, || {
@@ -281,7 +310,7 @@ fn kernel_timings<B: Backend>(be: &B, n: usize, repeat: u32) -> Vec<KernelTiming
             shape.clone(),
             t,
             Some(len as f64),
-            len + len / 4,
+            (len + len / 4) * act,
         );
         let units = c * hw * hw;
         let words = units.div_ceil(64);
@@ -291,13 +320,13 @@ fn kernel_timings<B: Backend>(be: &B, n: usize, repeat: u32) -> Vec<KernelTiming
             be.pack_signs(&y, n, units, &mut codes);
         });
         // ReLU reads and writes the tensor, packing reads it and writes n * words words.
-        let code_elems = (n * words * 8) as f64 / size;
+        let code_bytes = n * words * 8;
         push(
             "relu + code packing",
             shape.clone(),
             t,
             None,
-            3 * len + code_elems as usize,
+            3 * len * act + code_bytes,
         );
         let mut k = be.alloc_words(n * n);
         let t = median_seconds(be, repeat, || {
@@ -309,7 +338,7 @@ fn kernel_timings<B: Backend>(be: &B, n: usize, repeat: u32) -> Vec<KernelTiming
             format!("{n}x{units} bits"),
             t,
             Some((n * n * units) as f64),
-            code_elems as usize,
+            code_bytes,
         );
     }
     // Per-image gradients of a 16-channel NB-201 network's size (the gradient Gram matrix
@@ -325,7 +354,7 @@ fn kernel_timings<B: Backend>(be: &B, n: usize, repeat: u32) -> Vec<KernelTiming
         format!("{n}x{len}"),
         t,
         Some(2.0 * (n * n * len) as f64),
-        n * len,
+        n * len * size,
     );
     out
 }
@@ -423,4 +452,54 @@ fn bench_scores<B: Backend>(be: &B, args: &ScoresArgs) -> Result<(), CliError> {
         }
     }
     Ok(())
+}
+
+#[cfg(all(test, feature = "emu"))]
+mod tests {
+    use super::*;
+    use nasrank::backend::cuda::emu::EmuLauncher;
+    use nasrank::backend::cuda::CudaBackend;
+
+    /// GB/s counts an activation at its storage's bytes and a parameter at 4: the rows'
+    /// bytes in bf16 against those in f32, operand by operand.
+    #[test]
+    fn kernel_bytes_count_activations_in_their_storage() {
+        let n = 1;
+        let f32s = kernel_timings(&CudaBackend::new(EmuLauncher::new()), n, 1, Storage::F32);
+        let bf16 = CudaBackend::new(EmuLauncher::new()).with_storage(Storage::Bf16);
+        let halves = kernel_timings(&bf16, n, 1, Storage::Bf16);
+        assert_eq!(f32s.len(), halves.len());
+        let bytes = |rows: &[KernelTiming], kernel: &str, shape: &str| {
+            rows.iter()
+                .find(|t| t.kernel == kernel && t.shape == shape)
+                .unwrap_or_else(|| panic!("no row {kernel} {shape}"))
+                .bytes
+        };
+        let len = (16 * 32 * 32) as f64;
+        let shape = "1x16x32x32";
+        let weights = (16 * 16 * 9) as f64;
+        assert_eq!(
+            bytes(&f32s, "conv3x3 forward", shape),
+            4.0 * (2.0 * len + weights)
+        );
+        assert_eq!(
+            bytes(&halves, "conv3x3 forward", shape),
+            2.0 * 2.0 * len + 4.0 * weights
+        );
+        assert_eq!(
+            bytes(&halves, "batch norm backward", shape),
+            2.0 * 3.0 * len
+        );
+        // Codes are words whatever the storage; per-sample gradients stay f32.
+        let codes = 8.0 * (len / 64.0);
+        assert_eq!(
+            bytes(&halves, "relu + code packing", shape),
+            6.0 * len + codes
+        );
+        assert_eq!(
+            bytes(&halves, "hamming gram", "1x16384 bits"),
+            bytes(&f32s, "hamming gram", "1x16384 bits")
+        );
+        assert_eq!(bytes(&halves, "gradient gram", "1x131072"), 4.0 * 131072.0);
+    }
 }

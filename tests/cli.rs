@@ -584,6 +584,10 @@ fn storage_other_than_f32_needs_the_cuda_backend_and_bad_names_exit_2() {
             &["bench", "scores", "--storage", "bf16"][..],
             "only the CUDA backend",
         ),
+        (
+            &["bench", "kernels", "--storage", "f16"][..],
+            "only the CUDA backend",
+        ),
     ] {
         let out = nasrank(args);
         assert_eq!(out.status.code(), Some(2), "{args:?}");

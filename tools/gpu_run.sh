@@ -20,8 +20,8 @@
 # GPU and on the CPU; throughput samples (`nasrank score` over ARCHS_SAMPLE archs, default
 # 0..300) on both and on the GPU with 1, 2, 4 and 8 archs in flight (--workers); the whole
 # space's NASWOT on the GPU; 16-bit activation storage (--storage f32|bf16|f16): `bench
-# scores` and the scores of the sample, with each score's Spearman between f32 and 16 bits
-# (storage-agreement.txt); tools/bench_scores_torch.py on the GPU when PyTorch sees it.
+# kernels`, `bench scores` and the scores of the sample, with each score's Spearman between
+# f32 and 16 bits (tools/storage_agreement.py: storage-agreement.txt); tools/bench_scores_torch.py on the GPU when PyTorch sees it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out="${1:-gpu-run-$(date +%Y%m%d-%H%M%S)}"
@@ -79,47 +79,15 @@ done
     --out "$out/naswot-all-cuda.csv"; } 2> "$out/naswot-all-cuda.time"
 # 16-bit activation storage: speed, and agreement of the rankings with f32.
 for storage in f32 bf16 f16; do
+    "$bin" bench kernels --device cuda --storage "$storage" > "$out/kernels-cuda-$storage.txt"
     "$bin" bench scores --device cuda --storage "$storage" --archs 5256,1462 --data "$data" \
         --scores naswot,ntk,ntk_exact,mgm,snip > "$out/scores-cuda-$storage.txt"
     "$bin" score --device cuda --storage "$storage" --archs "$sample" --no-dedup --quiet \
         --scores naswot,ntk,mgm,snip,grad_norm,fisher,jacob_cov,zico,grasp --data "$data" \
         --out "$out/storage-$storage.csv"
 done
-python3 - "$out" > "$out/storage-agreement.txt" <<'PY' || true
-import csv, math, sys
-def load(path):
-    with open(path) as f:
-        return list(csv.DictReader(f))
-def ranks(v):
-    order = sorted(range(len(v)), key=lambda i: v[i])
-    r = [0.0] * len(v)
-    i = 0
-    while i < len(order):
-        j = i
-        while j + 1 < len(order) and v[order[j + 1]] == v[order[i]]:
-            j += 1
-        for k in range(i, j + 1):
-            r[order[k]] = (i + j) / 2
-        i = j + 1
-    return r
-def spearman(a, b):
-    ra, rb = ranks(a), ranks(b)
-    ma, mb = sum(ra) / len(ra), sum(rb) / len(rb)
-    cov = sum((x - ma) * (y - mb) for x, y in zip(ra, rb))
-    return cov / math.sqrt(sum((x - ma) ** 2 for x in ra) * sum((y - mb) ** 2 for y in rb))
-out = sys.argv[1]
-base = load(f"{out}/storage-f32.csv")
-scores = [c for c in base[0] if c not in ("index", "arch", "unique", "seconds", "scored_as")]
-print("score", "f16", "bf16", sep="\t")
-for s in scores:
-    row = [s]
-    for storage in ("f16", "bf16"):
-        other = load(f"{out}/storage-{storage}.csv")
-        pairs = [(float(x[s]), float(y[s])) for x, y in zip(base, other)]
-        pairs = [(x, y) for x, y in pairs if math.isfinite(x) and math.isfinite(y)]
-        row.append(f"{spearman(*zip(*pairs)):.4f} ({len(pairs)} finite)")
-    print(*row, sep="\t")
-PY
+python3 tools/storage_agreement.py "$out/storage-f32.csv" f16="$out/storage-f16.csv" \
+    bf16="$out/storage-bf16.csv" > "$out/storage-agreement.txt" || true
 # The PyTorch formulation of the same scores on the same GPU, where PyTorch sees one.
 if python3 -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
     python3 tools/bench_scores_torch.py --device cuda --reps 3 > "$out/torch-cuda.txt" 2>&1 || true
