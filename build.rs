@@ -2,10 +2,12 @@
 //! content hash (the key of the on-disk compile cache), and the table of their
 //! `extern "C" __global__` entry points with parameter types.
 //!
-//! A family that holds activations says `#include "storage.cuh"`; the embedded source has
-//! that line replaced by kernels/storage.cuh itself (NVRTC is given no include files), and
-//! the family is listed in `STORAGE_FAMILIES`: it is compiled once per activation storage
-//! (`-DACT_STORAGE=0|1|2`), its 16-bit variants' kernels named `NAME__f16` / `NAME__bf16`.
+//! A family may say `#include "NAME.cuh"` for a header of kernels/ (common.cuh: grid-stride
+//! loops and block sums; storage.cuh: the activation storage); the embedded source has that
+//! line replaced by the header itself (NVRTC is given no include files). A family that
+//! includes storage.cuh holds activations and is listed in `STORAGE_FAMILIES`: it is
+//! compiled once per activation storage (`-DACT_STORAGE=0|1|2`), its 16-bit variants'
+//! kernels named `NAME__f16` / `NAME__bf16`.
 //!
 //! With the `emu` feature, also compiles every kernel family (and variant) for the host with
 //! kernels/emu/cuda_emu.h and generates one launch shim per entry point
@@ -97,38 +99,49 @@ fn parse_entries(family: &str, src: &str) -> Vec<Entry> {
     entries
 }
 
-/// The line a family includes the activation-storage prelude with.
-const STORAGE_INCLUDE: &str = "#include \"storage.cuh\"";
+/// The header whose families hold activations (compiled once per storage).
+const STORAGE_HEADER: &str = "storage.cuh";
 
 /// The 16-bit storage variants: (ACT_STORAGE, kernel-name suffix); variant 0 (f32) keeps the
 /// plain names.
 #[cfg_attr(not(feature = "emu"), allow(dead_code))]
 const STORAGE_VARIANTS: [(u32, &str); 2] = [(1, "__f16"), (2, "__bf16")];
 
-/// `src` with its storage include replaced by the prelude (with `#line` markers, so compile
-/// errors still name the family's own lines), or `None` if it has none.
-fn expand_storage(family: &str, src: &str, prelude: &str) -> Option<String> {
-    let at = src.lines().position(|l| l.trim() == STORAGE_INCLUDE)?;
+/// The header a line `#include "NAME.cuh"` names, if that is what the line is.
+fn included_header(line: &str) -> Option<&str> {
+    let name = line.trim().strip_prefix("#include \"")?.strip_suffix('"')?;
+    name.ends_with(".cuh").then_some(name)
+}
+
+/// `src` with each `#include "NAME.cuh"` line replaced by kernels/NAME.cuh (with `#line`
+/// markers, so compile errors still name the header's or the family's own lines), and the
+/// headers it included; panics (failing the build) on a header that kernels/ lacks.
+fn expand_includes(family: &str, src: &str) -> (String, Vec<String>) {
     let mut out = String::new();
+    let mut included = Vec::new();
     for (i, line) in src.lines().enumerate() {
-        if i == at {
-            writeln!(
-                out,
-                "#line 1 \"storage.cuh\"\n{prelude}#line {} \"{family}.cu\"",
-                i + 2
-            )
-            .unwrap();
-        } else {
-            writeln!(out, "{line}").unwrap();
+        match included_header(line) {
+            Some(name) => {
+                let path = format!("kernels/{name}");
+                println!("cargo:rerun-if-changed={path}");
+                let text = fs::read_to_string(&path)
+                    .unwrap_or_else(|e| panic!("{family}.cu includes {path}: {e}"));
+                writeln!(
+                    out,
+                    "#line 1 \"{name}\"\n{text}#line {} \"{family}.cu\"",
+                    i + 2
+                )
+                .unwrap();
+                included.push(name.to_string());
+            }
+            None => writeln!(out, "{line}").unwrap(),
         }
     }
-    Some(out)
+    (out, included)
 }
 
 fn main() {
     println!("cargo:rerun-if-changed=kernels");
-    println!("cargo:rerun-if-changed=kernels/storage.cuh");
-    let prelude = fs::read_to_string("kernels/storage.cuh").expect("kernels/storage.cuh");
     let out_dir = PathBuf::from(env::var("OUT_DIR").unwrap());
     let mut families: Vec<(String, PathBuf)> = fs::read_dir("kernels")
         .map(|dir| {
@@ -159,18 +172,18 @@ fn main() {
     );
     let mut parsed = Vec::new();
     for (family, path) in &families {
-        let src = fs::read_to_string(path).unwrap();
-        let expanded = expand_storage(family, &src, &prelude);
-        let path = match &expanded {
-            Some(text) => {
-                write!(storage_families, "{family:?}, ").unwrap();
-                let out = out_dir.join(format!("{family}.cu"));
-                fs::write(&out, text).unwrap();
-                out
-            }
-            None => path.clone(),
+        let (src, included) = expand_includes(family, &fs::read_to_string(path).unwrap());
+        let storage = included.iter().any(|h| h == STORAGE_HEADER);
+        if storage {
+            write!(storage_families, "{family:?}, ").unwrap();
+        }
+        let path = if included.is_empty() {
+            path.clone()
+        } else {
+            let out = out_dir.join(format!("{family}.cu"));
+            fs::write(&out, &src).unwrap();
+            out
         };
-        let src = expanded.unwrap_or(src);
         let hash = fnv1a(src.as_bytes());
         writeln!(
             code,
@@ -181,7 +194,7 @@ fn main() {
         for e in &entries {
             writeln!(table, "    ({family:?}, {:?}, &{:?}),", e.name, e.params).unwrap();
         }
-        parsed.push((family.clone(), path, src.contains("act_t"), entries));
+        parsed.push((family.clone(), path, storage, entries));
     }
     code.push_str("];\n");
     table.push_str("];\n");

@@ -7,8 +7,7 @@
 //   linear_backward_bias:     db[o] += sum_i dy[i][o]            (images in order)
 //   linear_grad_per_sample:   dw[i][o][f] = dy[i][o] x[i][f], db[i][o] = dy[i][o] (overwrite)
 //
-// The three products are tiled GEMMs: tile_gemm below is the one of kernels/conv.cu (NVRTC
-// compiles each family alone, without includes): 16 x 16 threads own a LINEAR_TILE_M x
+// The three products are tiled GEMMs (tile_gemm below): 16 x 16 threads own a LINEAR_TILE_M x
 // LINEAR_TILE_N output tile, the operand panels of depth LINEAR_TILE_K are staged in shared
 // memory, each thread keeps a 2 x 4 register block.
 //
@@ -18,6 +17,7 @@
 //
 // x, y, dy and dx are activations (act_t, see storage.cuh); w, b and their gradients f32.
 
+#include "common.cuh"
 #include "storage.cuh"
 
 #define LINEAR_TILE_M 32
@@ -26,10 +26,6 @@
 #define LINEAR_THREADS 16 // per block edge
 #define LINEAR_RM (LINEAR_TILE_M / LINEAR_THREADS)
 #define LINEAR_RN (LINEAR_TILE_N / LINEAR_THREADS)
-
-#define GRID_STRIDE(i, total)                                                                      \
-    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < (total);              \
-         i += (long long)gridDim.x * blockDim.x)
 
 // C[m][n] over the block's tile = sum_{k < K} A(m, k) B(k, n), handed to store(m, n, value)
 // for m < M, n < N; load_a / load_b are called only in range. *_K_FAST: whether consecutive

@@ -18,30 +18,8 @@
 // x, y, dy and dx are activations (act_t, see storage.cuh); gamma, beta, the statistics and
 // the parameter gradients f32.
 
+#include "common.cuh"
 #include "storage.cuh"
-
-#define GRID_STRIDE(i, total)                                                                      \
-    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < (total);              \
-         i += (long long)gridDim.x * blockDim.x)
-
-// Sum of `v` over the block, returned to every thread (the same helper as in pool.cu:
-// NVRTC compiles each family alone, without includes).
-__device__ double block_sum(double v) {
-    __shared__ double partial[32];
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_down_sync(0xffffffffu, v, o);
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    if (lane == 0) partial[warp] = v;
-    __syncthreads();
-    if (warp == 0) {
-        v = lane < (int)(blockDim.x >> 5) ? partial[lane] : 0.0;
-        for (int o = 16; o > 0; o >>= 1) v += __shfl_down_sync(0xffffffffu, v, o);
-        if (lane == 0) partial[0] = v;
-    }
-    __syncthreads();
-    const double total = partial[0];
-    __syncthreads();
-    return total;
-}
 
 // Index of the statistics of plane p (= image * c + channel) in a [groups][c] array.
 __device__ __forceinline__ long long stat_index(long long p, int c, int group) {

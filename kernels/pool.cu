@@ -14,15 +14,12 @@
 //
 // Every x, y, dy and dx is an activation (act_t, see storage.cuh).
 
+#include "common.cuh"
 #include "storage.cuh"
 
 __device__ __forceinline__ float inv_taps(int i, int len) {
     return 1.0f / (float)(1 + (i > 0) + (i + 1 < len));
 }
-
-#define GRID_STRIDE(i, total)                                                                      \
-    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < (total);              \
-         i += (long long)gridDim.x * blockDim.x)
 
 extern "C" __global__ void avgpool3x3_forward(const act_t *__restrict__ x, act_t *__restrict__ y,
                                               long long planes, int h, int w) {
@@ -75,24 +72,6 @@ extern "C" __global__ void avgpool2x2_backward(const act_t *__restrict__ dy, act
             dx[idx] = act_store(act_load(dx[idx]) +
                                 act_load(dy[plane * oh * ow + (i / 2) * ow + j / 2]) * 0.25f);
     }
-}
-
-// Sum of `v` over the block, returned to every thread (blockDim.x a multiple of 32).
-__device__ double block_sum(double v) {
-    __shared__ double partial[32];
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_down_sync(0xffffffffu, v, o);
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    if (lane == 0) partial[warp] = v;
-    __syncthreads();
-    if (warp == 0) {
-        v = lane < (int)(blockDim.x >> 5) ? partial[lane] : 0.0;
-        for (int o = 16; o > 0; o >>= 1) v += __shfl_down_sync(0xffffffffu, v, o);
-        if (lane == 0) partial[0] = v;
-    }
-    __syncthreads();
-    const double total = partial[0];
-    __syncthreads(); // `partial` is free for the next call
-    return total;
 }
 
 extern "C" __global__ void global_avgpool_forward(const act_t *__restrict__ x, act_t *__restrict__ y,
