@@ -9,8 +9,12 @@ mod parity;
 
 use nasrank::backend::cpu::CpuBackend;
 use nasrank::backend::cuda::emu::EmuLauncher;
-use nasrank::backend::cuda::{CudaBackend, Storage};
-use nasrank::backend::{Backend, ConvGeom};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use nasrank::backend::cuda::{
+    Arg, CudaBackend, CudaBuf, LaunchConfig, LaunchError, Launcher, Storage,
+};
+use nasrank::backend::{Backend, BackwardOptions, BnStatistics, ConvGeom, Executor, ParamGrads};
 use nasrank::proxy::scorer::{score_arch, ScoreSettings};
 use nasrank::proxy::Score;
 use nasrank::space::{arch_of_index, Arch};
@@ -201,4 +205,134 @@ fn f16_and_bf16_storage_round_activations_and_stay_near_f32() {
     let f16 = emu().with_storage(Storage::F16);
     let bf16 = emu().with_storage(Storage::Bf16);
     parity::check_storage_formats(&exact, &f16, &bf16);
+}
+
+/// The emulated launcher, counting what would make the host wait on a GPU (downloads and
+/// synchronisations) and what crosses from the host (uploads), besides launches.
+struct CountingLauncher {
+    inner: EmuLauncher,
+    waits: AtomicUsize,
+    uploads: AtomicUsize,
+    launches: AtomicUsize,
+}
+
+impl CountingLauncher {
+    fn new() -> Self {
+        CountingLauncher {
+            inner: EmuLauncher::new(),
+            waits: AtomicUsize::new(0),
+            uploads: AtomicUsize::new(0),
+            launches: AtomicUsize::new(0),
+        }
+    }
+
+    /// (waits, uploads, launches) so far.
+    fn counts(&self) -> (usize, usize, usize) {
+        (
+            self.waits.load(Ordering::SeqCst),
+            self.uploads.load(Ordering::SeqCst),
+            self.launches.load(Ordering::SeqCst),
+        )
+    }
+}
+
+impl Launcher for CountingLauncher {
+    type Buf = <EmuLauncher as Launcher>::Buf;
+
+    fn alloc_zeroed(&self, bytes: usize) -> Result<Self::Buf, LaunchError> {
+        self.inner.alloc_zeroed(bytes)
+    }
+    fn upload_bytes(&self, host: &[u8]) -> Result<Self::Buf, LaunchError> {
+        self.uploads.fetch_add(1, Ordering::SeqCst);
+        self.inner.upload_bytes(host)
+    }
+    fn download_bytes(&self, buf: &Self::Buf, out: &mut [u8]) -> Result<(), LaunchError> {
+        self.waits.fetch_add(1, Ordering::SeqCst);
+        self.inner.download_bytes(buf, out)
+    }
+    fn byte_len(&self, buf: &Self::Buf) -> usize {
+        self.inner.byte_len(buf)
+    }
+    fn zero(&self, buf: &mut Self::Buf) -> Result<(), LaunchError> {
+        self.inner.zero(buf)
+    }
+    fn copy(&self, src: &Self::Buf, dst: &mut Self::Buf) -> Result<(), LaunchError> {
+        self.inner.copy(src, dst)
+    }
+    fn synchronize(&self) -> Result<(), LaunchError> {
+        self.waits.fetch_add(1, Ordering::SeqCst);
+        self.inner.synchronize()
+    }
+    unsafe fn launch(
+        &self,
+        kernel: &str,
+        config: LaunchConfig,
+        args: &mut [Arg<'_, Self::Buf>],
+    ) -> Result<(), LaunchError> {
+        self.launches.fetch_add(1, Ordering::SeqCst);
+        // SAFETY: the caller's guarantee, passed on.
+        unsafe { self.inner.launch(kernel, config, args) }
+    }
+}
+
+/// Issue 4's throughput design: once the input and the weights are on the device, a
+/// forward or backward pass (each batch-norm and gradient mode, 16-bit storage included)
+/// and a lockstep group of backward passes queue kernels only: no download, no
+/// synchronisation, no upload that would make the host wait on the stream.
+#[test]
+fn forward_and_backward_never_wait_on_the_device() {
+    let plan = parity::supernet_plan();
+    let data = parity::batch(&parity::TINY, 3, 2);
+    let n = data.n;
+    let classes = plan.config.classes;
+    for storage in [Storage::F32, Storage::Bf16] {
+        let be = CudaBackend::new(CountingLauncher::new()).with_storage(storage);
+        let counts = || be.launcher().counts();
+        for (bn, bn_grad, grads) in parity::backward_modes() {
+            let what = format!("{storage:?} {bn:?} {bn_grad:?} {grads:?}");
+            let mut exec = Executor::with_init(&be, &plan, 5);
+            let input = be.upload(&data.images);
+            let seed = be.upload(&values(n * classes, 9));
+            let seeds: Vec<_> = (0..3).map(|k| be.upload(&values(n * classes, k))).collect();
+            let before = counts();
+            exec.forward(input, n, bn);
+            let after_forward = counts();
+            assert_eq!(after_forward.0, before.0, "{what}: forward waited");
+            assert_eq!(after_forward.1, before.1, "{what}: forward uploaded");
+            assert!(
+                after_forward.2 > before.2,
+                "{what}: forward launched nothing"
+            );
+            let options = BackwardOptions {
+                bn_grad,
+                input_grad: true,
+            };
+            let mut visits = 0;
+            let mut visit = |_: usize, _: &CudaBuf<CountingLauncher>| visits += 1;
+            let mode = match grads {
+                parity::Grads::Skip => ParamGrads::Skip,
+                parity::Grads::Batched => ParamGrads::Batched,
+                parity::Grads::PerSample => ParamGrads::PerSample(&mut visit),
+            };
+            let out = exec.backward(seed, &options, mode);
+            let after_backward = counts();
+            assert_eq!(after_backward.0, before.0, "{what}: backward waited");
+            assert_eq!(after_backward.1, before.1, "{what}: backward uploaded");
+            assert!(
+                after_backward.2 > after_forward.2,
+                "{what}: backward launched nothing"
+            );
+            drop(out);
+            if matches!(grads, parity::Grads::PerSample) {
+                assert!(visits > 0, "{what}: no per-sample gradient visited");
+            }
+            if matches!(grads, parity::Grads::Batched) && bn != BnStatistics::Bypass {
+                exec.backward_each(seeds, &BackwardOptions::default(), &|_, _| {});
+                let after_each = counts();
+                assert_eq!(after_each.0, before.0, "{what}: backward_each waited");
+                assert_eq!(after_each.1, before.1, "{what}: backward_each uploaded");
+            }
+            be.status().expect("backend status");
+        }
+    }
 }
