@@ -9,15 +9,11 @@ mod parity;
 
 use nasrank::backend::cpu::CpuBackend;
 use nasrank::backend::cuda::emu::EmuLauncher;
-use std::sync::atomic::{AtomicUsize, Ordering};
-
-use nasrank::backend::cuda::{
-    Arg, CudaBackend, CudaBuf, LaunchConfig, LaunchError, Launcher, Storage,
-};
+use nasrank::backend::cuda::{CountingLauncher, CudaBackend, CudaBuf, DeviceCounts, Storage};
 use nasrank::backend::{Backend, BackwardOptions, BnStatistics, ConvGeom, Executor, ParamGrads};
 use nasrank::proxy::scorer::{score_arch, ScoreSettings};
 use nasrank::proxy::Score;
-use nasrank::space::{arch_of_index, Arch};
+use nasrank::space::{arch_of_index, Arch, MacroConfig};
 
 fn emu() -> CudaBackend<EmuLauncher> {
     CudaBackend::new(EmuLauncher::new())
@@ -66,20 +62,33 @@ fn released_buffers_are_pooled_by_size_and_come_back_zeroed() {
     assert_eq!(be.pooled_bytes(), 400);
     // Another size does not take it.
     let mut other = be.alloc(99);
-    be.add_assign(&mut other, &be.upload(&values(99, 5)));
+    let src = be.upload(&values(99, 5));
+    be.add_assign(&mut other, &src);
     assert_eq!(be.pooled_bytes(), 400);
+    // A dropped buffer's memory goes back as a released one's does.
+    drop(src);
+    assert_eq!(be.pooled_bytes(), 400 + 396);
     // A fresh buffer reads as zeros and takes memory only when first written.
     let mut again = be.alloc(100);
     assert_eq!(be.download(&again), vec![0.0; 100]);
     assert_eq!(
         be.pooled_bytes(),
-        400,
+        400 + 396,
         "memory taken before the first write"
     );
-    let x = values(100, 6);
-    be.add_assign(&mut again, &be.upload(&x));
-    assert_eq!(be.pooled_bytes(), 0, "the released buffer was not reused");
-    assert_eq!(be.download(&again), x, "the reused memory was not zeroed");
+    let x = be.upload(&values(100, 6));
+    assert_eq!(
+        be.pooled_bytes(),
+        396,
+        "the upload did not reuse the released memory"
+    );
+    be.add_assign(&mut again, &x);
+    assert_eq!(be.pooled_bytes(), 396, "memory of another size taken");
+    assert_eq!(
+        be.download(&again),
+        be.download(&x),
+        "the new memory was not zeroed before adding"
+    );
     assert!(be.status().is_ok());
 }
 
@@ -207,74 +216,6 @@ fn f16_and_bf16_storage_round_activations_and_stay_near_f32() {
     parity::check_storage_formats(&exact, &f16, &bf16);
 }
 
-/// The emulated launcher, counting what would make the host wait on a GPU (downloads and
-/// synchronisations) and what crosses from the host (uploads), besides launches.
-struct CountingLauncher {
-    inner: EmuLauncher,
-    waits: AtomicUsize,
-    uploads: AtomicUsize,
-    launches: AtomicUsize,
-}
-
-impl CountingLauncher {
-    fn new() -> Self {
-        CountingLauncher {
-            inner: EmuLauncher::new(),
-            waits: AtomicUsize::new(0),
-            uploads: AtomicUsize::new(0),
-            launches: AtomicUsize::new(0),
-        }
-    }
-
-    /// (waits, uploads, launches) so far.
-    fn counts(&self) -> (usize, usize, usize) {
-        (
-            self.waits.load(Ordering::SeqCst),
-            self.uploads.load(Ordering::SeqCst),
-            self.launches.load(Ordering::SeqCst),
-        )
-    }
-}
-
-impl Launcher for CountingLauncher {
-    type Buf = <EmuLauncher as Launcher>::Buf;
-
-    fn alloc_zeroed(&self, bytes: usize) -> Result<Self::Buf, LaunchError> {
-        self.inner.alloc_zeroed(bytes)
-    }
-    fn upload_bytes(&self, host: &[u8]) -> Result<Self::Buf, LaunchError> {
-        self.uploads.fetch_add(1, Ordering::SeqCst);
-        self.inner.upload_bytes(host)
-    }
-    fn download_bytes(&self, buf: &Self::Buf, out: &mut [u8]) -> Result<(), LaunchError> {
-        self.waits.fetch_add(1, Ordering::SeqCst);
-        self.inner.download_bytes(buf, out)
-    }
-    fn byte_len(&self, buf: &Self::Buf) -> usize {
-        self.inner.byte_len(buf)
-    }
-    fn zero(&self, buf: &mut Self::Buf) -> Result<(), LaunchError> {
-        self.inner.zero(buf)
-    }
-    fn copy(&self, src: &Self::Buf, dst: &mut Self::Buf) -> Result<(), LaunchError> {
-        self.inner.copy(src, dst)
-    }
-    fn synchronize(&self) -> Result<(), LaunchError> {
-        self.waits.fetch_add(1, Ordering::SeqCst);
-        self.inner.synchronize()
-    }
-    unsafe fn launch(
-        &self,
-        kernel: &str,
-        config: LaunchConfig,
-        args: &mut [Arg<'_, Self::Buf>],
-    ) -> Result<(), LaunchError> {
-        self.launches.fetch_add(1, Ordering::SeqCst);
-        // SAFETY: the caller's guarantee, passed on.
-        unsafe { self.inner.launch(kernel, config, args) }
-    }
-}
-
 /// Issue 4's throughput design: once the input and the weights are on the device, a
 /// forward or backward pass (each batch-norm and gradient mode, 16-bit storage included)
 /// and a lockstep group of backward passes queue kernels only: no download, no
@@ -286,8 +227,12 @@ fn forward_and_backward_never_wait_on_the_device() {
     let n = data.n;
     let classes = plan.config.classes;
     for storage in [Storage::F32, Storage::Bf16] {
-        let be = CudaBackend::new(CountingLauncher::new()).with_storage(storage);
-        let counts = || be.launcher().counts();
+        let be = CudaBackend::new(CountingLauncher::new(EmuLauncher::new())).with_storage(storage);
+        // (waits, uploads, launches) so far.
+        let counts = || {
+            let c: DeviceCounts = be.launcher().counts();
+            (c.waits(), c.uploads, c.total_launches())
+        };
         for (bn, bn_grad, grads) in parity::backward_modes() {
             let what = format!("{storage:?} {bn:?} {bn_grad:?} {grads:?}");
             let mut exec = Executor::with_init(&be, &plan, 5);
@@ -308,7 +253,7 @@ fn forward_and_backward_never_wait_on_the_device() {
                 input_grad: true,
             };
             let mut visits = 0;
-            let mut visit = |_: usize, _: &CudaBuf<CountingLauncher>| visits += 1;
+            let mut visit = |_: usize, _: &CudaBuf<CountingLauncher<EmuLauncher>>| visits += 1;
             let mode = match grads {
                 parity::Grads::Skip => ParamGrads::Skip,
                 parity::Grads::Batched => ParamGrads::Batched,
@@ -334,5 +279,41 @@ fn forward_and_backward_never_wait_on_the_device() {
             }
             be.status().expect("backend status");
         }
+    }
+}
+
+/// Device memory is reused in steady state: scoring an arch a second time on one backend
+/// allocates (almost) nothing, so a whole-space run neither allocates nor frees per layer,
+/// per kernel scratch or per uploaded weight (engine/backend/cuda/pooled.rs).
+#[test]
+fn a_second_arch_reuses_the_device_memory_of_the_first() {
+    let config = MacroConfig {
+        classes: 10,
+        cells_per_stage: 2,
+        ..parity::TINY
+    };
+    let data = parity::batch(&config, 4, 3);
+    let mut settings = ScoreSettings::paper_defaults(config);
+    settings.set_batch(4);
+    let arch = arch_of_index(5256).unwrap();
+    for score in &Score::ALL {
+        let be = CudaBackend::new(CountingLauncher::new(EmuLauncher::new()));
+        let first = score_arch(&be, &arch, &[*score], &data, &settings).unwrap();
+        let warm_up = be.launcher().take_counts();
+        let again = score_arch(&be, &arch, &[*score], &data, &settings).unwrap();
+        let second = be.launcher().take_counts();
+        // Each run builds its plan, weights and buffers anew; all but a few of the second
+        // run's allocations must come from the pool.
+        assert!(
+            second.allocations * 20 <= warm_up.allocations,
+            "{score}: {} allocations on the first run, {} on the second",
+            warm_up.allocations,
+            second.allocations
+        );
+        assert_eq!(
+            first.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+            again.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+            "{score}: the second run on reused memory differs"
+        );
     }
 }

@@ -19,19 +19,19 @@
 //! other storage (a buffer the executor reuses for another role) is converted in place;
 //! copies and sums take their destination's storage, or their source's for a fresh one.
 //!
-//! Memory. Released buffers are kept by size in bytes (up to [`POOL_BYTES`]) and handed out
-//! again, so scoring arch after arch does not allocate and free every layer's buffers; an
-//! allocation that fails first empties the pool and tries once more.
+//! Memory. The launcher is wrapped in a [`PooledLauncher`]: released buffers, converted
+//! temporaries and the kernels' scratch (ops.rs) go back to its pool and are handed out
+//! again, so scoring arch after arch neither allocates nor frees device memory.
 //! Zero-length buffers own no device memory; a primitive given one does nothing.
 
-use std::collections::HashMap;
 use std::marker::PhantomData;
 use std::ops::Deref;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::launch::{LaunchError, Launcher, Pod, StorageLauncher};
 use super::ops;
+use super::pooled::PooledLauncher;
 use crate::backend::{Backend, BackendError, BnGeom, BnGrad, ConvGeom, Reduction};
 
 /// A device buffer of `len` values of `T` (for `T = f32`: held in `storage`).
@@ -45,7 +45,19 @@ pub struct DeviceBuf<L: Launcher, T> {
     /// Allocated, never written: no memory yet, reads as zeros, and takes the storage of the
     /// first primitive that writes it.
     fresh: bool,
+    /// The pool `raw` goes back to when the buffer is dropped (set with `raw`).
+    home: Option<Arc<PooledLauncher<L>>>,
     _values: PhantomData<T>,
+}
+
+impl<L: Launcher, T> Drop for DeviceBuf<L, T> {
+    /// Hands the memory back to the backend's pool: a buffer the caller drops is reused as
+    /// one it [`Backend::release`]s.
+    fn drop(&mut self) {
+        if let (Some(raw), Some(home)) = (self.raw.take(), &self.home) {
+            home.give_back(raw);
+        }
+    }
 }
 
 impl<L: Launcher, T> Default for DeviceBuf<L, T> {
@@ -61,16 +73,18 @@ impl<L: Launcher, T> DeviceBuf<L, T> {
             len,
             storage: Storage::F32,
             fresh: false,
+            home: None,
             _values: PhantomData,
         }
     }
 
-    fn holding(raw: L::Buf, len: usize, storage: Storage) -> Self {
+    fn holding(raw: L::Buf, len: usize, storage: Storage, home: &Arc<PooledLauncher<L>>) -> Self {
         DeviceBuf {
             raw: Some(raw),
             len,
             storage,
             fresh: false,
+            home: Some(Arc::clone(home)),
             _values: PhantomData,
         }
     }
@@ -106,9 +120,6 @@ pub type CudaBuf<L> = DeviceBuf<L, f32>;
 pub type CudaWords<L> = DeviceBuf<L, u64>;
 /// f64 Gram accumulators.
 pub type CudaAcc<L> = DeviceBuf<L, f64>;
-
-/// Bytes of released buffers the pool keeps at most.
-pub const POOL_BYTES: usize = 4 << 30;
 
 /// Why a primitive did not run: a buffer without device memory (empty: nothing to do),
 /// or a launcher error (kept as the backend's failure).
@@ -156,21 +167,6 @@ impl<L: Launcher> Drop for Input<'_, L> {
     fn drop(&mut self) {
         if let Some(t) = self.temporary.take() {
             self.backend.give_back(t);
-        }
-    }
-}
-
-struct Pool<B> {
-    /// Released device buffers by size in bytes.
-    free: HashMap<usize, Vec<B>>,
-    bytes: usize,
-}
-
-impl<B> Default for Pool<B> {
-    fn default() -> Self {
-        Pool {
-            free: HashMap::new(),
-            bytes: 0,
         }
     }
 }
@@ -231,9 +227,9 @@ impl Storage {
 
 /// The CUDA backend over launcher `L`.
 pub struct CudaBackend<L: Launcher> {
-    launcher: L,
+    /// Shared with every buffer holding memory, which hands it back when dropped.
+    launcher: Arc<PooledLauncher<L>>,
     storage: Storage,
-    pool: Mutex<Pool<L::Buf>>,
     failed: AtomicBool,
     first_error: Mutex<Option<BackendError>>,
 }
@@ -246,9 +242,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl<L: Launcher> CudaBackend<L> {
     pub fn new(launcher: L) -> Self {
         CudaBackend {
-            launcher,
+            launcher: Arc::new(PooledLauncher::new(launcher)),
             storage: Storage::F32,
-            pool: Mutex::new(Pool::default()),
             failed: AtomicBool::new(false),
             first_error: Mutex::new(None),
         }
@@ -261,17 +256,17 @@ impl<L: Launcher> CudaBackend<L> {
     }
 
     pub fn launcher(&self) -> &L {
-        &self.launcher
+        self.launcher.inner()
     }
 
     /// The launcher of the kernels compiled for the activation storage.
-    fn act_launcher(&self) -> StorageLauncher<'_, L> {
-        StorageLauncher::new(&self.launcher, self.storage)
+    fn act_launcher(&self) -> StorageLauncher<'_, PooledLauncher<L>> {
+        StorageLauncher::new(&*self.launcher, self.storage)
     }
 
     /// Bytes held by the pool of released buffers.
     pub fn pooled_bytes(&self) -> usize {
-        lock(&self.pool).bytes
+        self.launcher.pooled_bytes()
     }
 
     fn failed(&self) -> bool {
@@ -291,51 +286,31 @@ impl<L: Launcher> CudaBackend<L> {
     }
 
     /// Runs one primitive unless the backend has failed; keeps its error.
-    fn run(&self, op: &'static str, f: impl FnOnce(&L) -> Run) {
+    fn run(&self, op: &'static str, f: impl FnOnce(&PooledLauncher<L>) -> Run) {
         if self.failed() {
             return;
         }
-        match f(&self.launcher) {
+        match f(&*self.launcher) {
             Ok(()) | Err(Fault::Empty) => {}
             Err(Fault::Launch(e)) => self.fail(op, e),
         }
     }
 
-    /// Device memory of `bytes`: a released buffer of that size (zeroed if `zero`), else a
-    /// new zeroed one; on failure the pool is emptied (its memory may be what is missing)
-    /// and the allocation tried once more.
+    /// Device memory of `bytes` from the pool (zeroed if `zero`, else of unspecified
+    /// contents).
     fn take(&self, bytes: usize, zero: bool) -> Result<L::Buf, LaunchError> {
-        let reused = {
-            let mut pool = lock(&self.pool);
-            let raw = pool.free.get_mut(&bytes).and_then(Vec::pop);
-            if raw.is_some() {
-                pool.bytes -= bytes;
-            }
-            raw
-        };
-        if let Some(mut raw) = reused {
-            if zero {
-                self.launcher.zero(&mut raw)?;
-            }
-            return Ok(raw);
+        let mut raw = self.launcher.take_bytes(bytes)?;
+        if zero {
+            self.launcher.zero(&mut raw)?;
         }
-        self.launcher.alloc_zeroed(bytes).or_else(|_| {
-            let freed = std::mem::take(&mut *lock(&self.pool));
-            drop(freed);
-            self.launcher.alloc_zeroed(bytes)
-        })
+        Ok(raw)
     }
 
-    /// Keeps released device memory for a later [`take`](Self::take), up to [`POOL_BYTES`].
+    /// Hands released device memory back to the pool (unless the backend has failed: its
+    /// memory may be in any state).
     fn give_back(&self, raw: L::Buf) {
-        if self.failed() {
-            return;
-        }
-        let bytes = self.launcher.byte_len(&raw);
-        let mut pool = lock(&self.pool);
-        if pool.bytes + bytes <= POOL_BYTES {
-            pool.bytes += bytes;
-            pool.free.entry(bytes).or_default().push(raw);
+        if !self.failed() {
+            self.launcher.give_back(raw);
         }
     }
 
@@ -345,7 +320,7 @@ impl<L: Launcher> CudaBackend<L> {
             return DeviceBuf::missing(len);
         }
         match self.take(len * std::mem::size_of::<T>(), true) {
-            Ok(raw) => DeviceBuf::holding(raw, len, Storage::F32),
+            Ok(raw) => DeviceBuf::holding(raw, len, Storage::F32, &self.launcher),
             Err(e) => {
                 self.fail(op, e);
                 DeviceBuf::missing(len)
@@ -381,7 +356,7 @@ impl<L: Launcher> CudaBackend<L> {
             Some(raw) => {
                 let mut converted = self.take(buf.len * storage.value_bytes(), false)?;
                 ops::convert_storage(
-                    &self.launcher,
+                    &*self.launcher,
                     buf.len,
                     (raw, buf.storage),
                     (&mut converted, storage),
@@ -413,7 +388,7 @@ impl<L: Launcher> CudaBackend<L> {
             if let Some(old) = buf.raw.take() {
                 if keep {
                     let converted = ops::convert_storage(
-                        &self.launcher,
+                        &*self.launcher,
                         buf.len,
                         (&old, buf.storage),
                         (&mut raw, storage),
@@ -425,6 +400,7 @@ impl<L: Launcher> CudaBackend<L> {
                 }
             }
             buf.raw = Some(raw);
+            buf.home = Some(Arc::clone(&self.launcher));
             buf.storage = storage;
             buf.fresh = false;
         }
@@ -456,16 +432,14 @@ impl<L: Launcher> Backend for CudaBackend<L> {
         buf
     }
     fn release(&self, buf: CudaBuf<L>) {
-        if let Some(raw) = buf.raw {
-            self.give_back(raw);
-        }
+        drop(buf); // its memory goes back to the pool (DeviceBuf's Drop)
     }
     fn upload(&self, host: &[f32]) -> CudaBuf<L> {
         if host.is_empty() || self.failed() {
             return DeviceBuf::missing(host.len());
         }
         match self.launcher.upload(host) {
-            Ok(raw) => DeviceBuf::holding(raw, host.len(), Storage::F32),
+            Ok(raw) => DeviceBuf::holding(raw, host.len(), Storage::F32, &self.launcher),
             Err(e) => {
                 self.fail("upload", e);
                 DeviceBuf::missing(host.len())
@@ -1039,7 +1013,11 @@ impl<L: Launcher> CudaBackend<L> {
         src: &CudaBuf<L>,
         dst: &mut CudaBuf<L>,
         keep: bool,
-        f: impl FnOnce(&StorageLauncher<'_, L>, &L::Buf, &mut L::Buf) -> Result<(), LaunchError>,
+        f: impl FnOnce(
+            &StorageLauncher<'_, PooledLauncher<L>>,
+            &L::Buf,
+            &mut L::Buf,
+        ) -> Result<(), LaunchError>,
     ) {
         let act = self.storage;
         self.run(op, |_| {

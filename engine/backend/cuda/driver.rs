@@ -89,8 +89,15 @@ impl Launcher for DriverLauncher {
         self.stream.alloc_zeros::<u8>(bytes).map_err(device)
     }
 
-    fn upload_bytes(&self, host: &[u8]) -> Result<Self::Buf, LaunchError> {
-        self.stream.clone_htod(host).map_err(device)
+    fn take_bytes(&self, bytes: usize) -> Result<Self::Buf, LaunchError> {
+        // SAFETY: the contents are unspecified by contract (`take_bytes`): the user writes
+        // before it reads, so no memset is queued.
+        unsafe { self.stream.alloc::<u8>(bytes) }.map_err(device)
+    }
+
+    fn write_bytes(&self, host: &[u8], buf: &mut Self::Buf) -> Result<(), LaunchError> {
+        Self::check_len("upload", host.len(), buf.len())?;
+        self.stream.memcpy_htod(host, buf).map_err(device)
     }
 
     fn download_bytes(&self, buf: &Self::Buf, out: &mut [u8]) -> Result<(), LaunchError> {

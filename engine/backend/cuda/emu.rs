@@ -70,10 +70,19 @@ impl Launcher for EmuLauncher {
         Ok(EmuBuf::zeroed(bytes))
     }
 
-    fn upload_bytes(&self, host: &[u8]) -> Result<EmuBuf, LaunchError> {
-        let mut buf = EmuBuf::zeroed(host.len());
-        buf.as_bytes_mut().copy_from_slice(host);
+    /// Memory of unspecified contents, filled with all-ones bytes (a NaN in every f32 and
+    /// f64), so that a kernel or host path that reads it before writing it shows in the
+    /// tests instead of reading the zeros a fresh allocation happens to hold.
+    fn take_bytes(&self, bytes: usize) -> Result<EmuBuf, LaunchError> {
+        let mut buf = EmuBuf::zeroed(bytes);
+        buf.words.fill(u64::MAX);
         Ok(buf)
+    }
+
+    fn write_bytes(&self, host: &[u8], buf: &mut EmuBuf) -> Result<(), LaunchError> {
+        length_check("upload", host.len(), buf.bytes)?;
+        buf.as_bytes_mut().copy_from_slice(host);
+        Ok(())
     }
 
     fn download_bytes(&self, buf: &EmuBuf, out: &mut [u8]) -> Result<(), LaunchError> {

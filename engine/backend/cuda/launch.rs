@@ -199,12 +199,19 @@ pub fn as_bytes_mut<T: Pod>(v: &mut [T]) -> &mut [u8] {
 }
 
 /// Device memory and kernel launches.
-pub trait Launcher: Sync {
+pub trait Launcher: Send + Sync {
     /// A device buffer of bytes.
     type Buf: Send + Sync;
 
     fn alloc_zeroed(&self, bytes: usize) -> Result<Self::Buf, LaunchError>;
-    fn upload_bytes(&self, host: &[u8]) -> Result<Self::Buf, LaunchError>;
+    /// Copies `host` into `buf` (same length).
+    fn write_bytes(&self, host: &[u8], buf: &mut Self::Buf) -> Result<(), LaunchError>;
+    /// A buffer holding `host` ([`Launcher::take_bytes`], then [`Launcher::write_bytes`]).
+    fn upload_bytes(&self, host: &[u8]) -> Result<Self::Buf, LaunchError> {
+        let mut buf = self.take_bytes(host.len())?;
+        self.write_bytes(host, &mut buf)?;
+        Ok(buf)
+    }
     /// Copies the whole buffer into `out` (same length).
     fn download_bytes(&self, buf: &Self::Buf, out: &mut [u8]) -> Result<(), LaunchError>;
     fn byte_len(&self, buf: &Self::Buf) -> usize;
@@ -253,6 +260,60 @@ pub trait Launcher: Sync {
     fn alloc<T: Pod>(&self, len: usize) -> Result<Self::Buf, LaunchError> {
         self.alloc_zeroed(len * std::mem::size_of::<T>())
     }
+
+    /// Device memory of `bytes` whose contents are unspecified (its user writes before it
+    /// reads), to be handed back with [`Launcher::give_back`]. The default allocates;
+    /// a [`PooledLauncher`](super::pooled::PooledLauncher) hands out memory given back.
+    fn take_bytes(&self, bytes: usize) -> Result<Self::Buf, LaunchError> {
+        self.alloc_zeroed(bytes)
+    }
+
+    /// Memory no longer needed once the work queued so far is done with it: a later
+    /// [`Launcher::take_bytes`] may hand it out again (the work queued after it on the
+    /// same stream runs after). The default frees it.
+    fn give_back(&self, buf: Self::Buf) {
+        drop(buf);
+    }
+
+    /// `len` values of `T` for one primitive's intermediate values
+    /// ([`Launcher::take_bytes`]: contents unspecified), given back when dropped.
+    fn scratch<T: Pod>(&self, len: usize) -> Result<Scratch<'_, Self>, LaunchError>
+    where
+        Self: Sized,
+    {
+        let buf = self.take_bytes(len * std::mem::size_of::<T>())?;
+        Ok(Scratch {
+            launcher: self,
+            buf: Some(buf),
+        })
+    }
+}
+
+/// Scratch memory of a [`Launcher`], given back to it when dropped.
+pub struct Scratch<'a, L: Launcher> {
+    launcher: &'a L,
+    buf: Option<L::Buf>,
+}
+
+impl<L: Launcher> std::ops::Deref for Scratch<'_, L> {
+    type Target = L::Buf;
+    fn deref(&self) -> &L::Buf {
+        self.buf.as_ref().expect("scratch held until dropped")
+    }
+}
+
+impl<L: Launcher> std::ops::DerefMut for Scratch<'_, L> {
+    fn deref_mut(&mut self) -> &mut L::Buf {
+        self.buf.as_mut().expect("scratch held until dropped")
+    }
+}
+
+impl<L: Launcher> Drop for Scratch<'_, L> {
+    fn drop(&mut self) {
+        if let Some(buf) = self.buf.take() {
+            self.launcher.give_back(buf);
+        }
+    }
 }
 
 /// `value` as an `int` kernel argument.
@@ -285,8 +346,8 @@ impl<L: Launcher> Launcher for StorageLauncher<'_, L> {
     fn alloc_zeroed(&self, bytes: usize) -> Result<L::Buf, LaunchError> {
         self.inner.alloc_zeroed(bytes)
     }
-    fn upload_bytes(&self, host: &[u8]) -> Result<L::Buf, LaunchError> {
-        self.inner.upload_bytes(host)
+    fn write_bytes(&self, host: &[u8], buf: &mut L::Buf) -> Result<(), LaunchError> {
+        self.inner.write_bytes(host, buf)
     }
     fn download_bytes(&self, buf: &L::Buf, out: &mut [u8]) -> Result<(), LaunchError> {
         self.inner.download_bytes(buf, out)
@@ -305,6 +366,12 @@ impl<L: Launcher> Launcher for StorageLauncher<'_, L> {
     }
     fn storage(&self) -> Storage {
         self.storage
+    }
+    fn take_bytes(&self, bytes: usize) -> Result<L::Buf, LaunchError> {
+        self.inner.take_bytes(bytes)
+    }
+    fn give_back(&self, buf: L::Buf) {
+        self.inner.give_back(buf);
     }
 
     unsafe fn launch(

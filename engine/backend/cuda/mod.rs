@@ -7,11 +7,15 @@
 //! - `emu` (feature `emu`): the kernels compiled for the host with kernels/emu/cuda_emu.h,
 //!   "device memory" in host memory, for tests without a GPU;
 //! - `driver` (feature `cuda`): the real launcher over cudarc;
-//! - [`backend`]: [`CudaBackend`], the `Backend` trait over `ops.rs` for either launcher.
+//! - [`backend`]: [`CudaBackend`], the `Backend` trait over `ops.rs` for either launcher;
+//! - [`pooled`]: a launcher wrapper reusing device memory given back (buffers, scratch);
+//! - [`counting`]: a launcher wrapper counting launches, transfers and waits.
 
 pub mod backend;
+pub mod counting;
 pub mod launch;
 pub mod ops;
+pub mod pooled;
 
 #[cfg(feature = "emu")]
 pub mod emu;
@@ -22,7 +26,9 @@ pub mod driver;
 pub mod nvrtc;
 
 pub use backend::{CudaAcc, CudaBackend, CudaBuf, CudaWords, Storage};
-pub use launch::{Arg, Dim3, LaunchConfig, LaunchError, Launcher, StorageLauncher};
+pub use counting::{CountingLauncher, DeviceCounts};
+pub use launch::{Arg, Dim3, LaunchConfig, LaunchError, Launcher, Scratch, StorageLauncher};
+pub use pooled::{PooledLauncher, POOL_BYTES};
 
 include!(concat!(env!("OUT_DIR"), "/kernel_sources.rs"));
 

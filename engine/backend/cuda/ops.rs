@@ -7,7 +7,9 @@
 //! function checks its buffers' lengths against the geometry before launching, which is what
 //! makes the `unsafe` launches sound.
 
-use super::launch::{int, long, Arg, LaunchConfig, LaunchError, Launcher, StorageLauncher};
+use super::launch::{
+    int, long, Arg, LaunchConfig, LaunchError, Launcher, Scratch, StorageLauncher,
+};
 use super::Storage;
 use crate::backend::{BnGeom, BnGrad, ConvGeom, Reduction};
 
@@ -266,17 +268,17 @@ pub fn gram_accumulate<L: Launcher>(
     let chunks = len.div_ceil(TILE as usize);
     let splits = chunks.div_ceil(32).clamp(1, 64) as u32;
     let config = LaunchConfig::new((t, t, splits), (TILE, TILE));
-    let mut part = l.alloc::<f64>(splits as usize * n * n)?;
+    let mut part = l.scratch::<f64>(splits as usize * n * n)?;
     let args = &mut [
         Arg::Buf(a),
-        Arg::BufMut(&mut part),
+        Arg::BufMut(&mut *part),
         Arg::I32(int(n)?),
         Arg::I64(long(len)?),
     ];
     // SAFETY: a holds n*len f32 (checked), part splits*n*n f64.
     unsafe { l.launch("gram_partial", config, args)? };
     let args = &mut [
-        Arg::Buf(&part),
+        Arg::Buf(&*part),
         Arg::BufMut(g),
         Arg::I32(i32::try_from(splits).map_err(|_| LaunchError::SizeOverflow(splits as usize))?),
         Arg::I64(long(n * n)?),
@@ -539,8 +541,8 @@ pub fn bn_forward<L: Launcher>(
     check_len::<L, f32>(l, inv_std, g.groups() * g.c, "bn inv_std")?;
     let pairs = g.groups() * g.c;
     let (run, runs) = bn_runs(g);
-    let mut partial = l.alloc::<f64>(2 * pairs * runs)?;
-    let mut args: Vec<Arg<'_, L::Buf>> = vec![Arg::Buf(x), Arg::BufMut(&mut partial)];
+    let mut partial = l.scratch::<f64>(2 * pairs * runs)?;
+    let mut args: Vec<Arg<'_, L::Buf>> = vec![Arg::Buf(x), Arg::BufMut(&mut *partial)];
     args.extend(dims(g)?);
     args.push(Arg::I32(int(run)?));
     // SAFETY: lengths checked against the geometry; partial holds 2 * pairs * runs f64.
@@ -553,7 +555,7 @@ pub fn bn_forward<L: Launcher>(
     };
     let mut args: Vec<Arg<'_, L::Buf>> = vec![
         Arg::Buf(x),
-        Arg::Buf(&partial),
+        Arg::Buf(&*partial),
         Arg::BufMut(mean),
         Arg::BufMut(inv_std),
     ];
@@ -595,7 +597,7 @@ pub fn bn_backward<L: Launcher>(
     check_len::<L, f32>(l, dbeta, g.c, "bn dbeta")?;
     let sums = bn_backward_sums(l, g, x, mean, inv_std, dy)?;
     let mut args: Vec<Arg<'_, L::Buf>> = vec![
-        Arg::Buf(&sums),
+        Arg::Buf(&*sums),
         Arg::BufMut(dgamma),
         Arg::BufMut(dbeta),
         Arg::I32(int(g.groups())?),
@@ -604,7 +606,7 @@ pub fn bn_backward<L: Launcher>(
     // SAFETY: sums holds 2 * groups * c f64, dgamma and dbeta c f32 (checked).
     unsafe { l.launch("bn_param_accumulate", elementwise(g.c), &mut args)? };
     match dx {
-        Some(dx) => bn_backward_dx(l, g, mode, x, gamma, mean, inv_std, dy, &sums, dx),
+        Some(dx) => bn_backward_dx(l, g, mode, x, gamma, mean, inv_std, dy, &*sums, dx),
         None => Ok(()),
     }
 }
@@ -627,29 +629,29 @@ pub fn bn_backward_data<L: Launcher>(
     let sums = match mode {
         BnGrad::Full => bn_backward_sums(l, g, x, mean, inv_std, dy)?,
         // Not read by the kernel in this mode; one element for a valid pointer.
-        BnGrad::FrozenStats => l.alloc::<f64>(1)?,
+        BnGrad::FrozenStats => l.scratch::<f64>(1)?,
     };
-    bn_backward_dx(l, g, mode, x, gamma, mean, inv_std, dy, &sums, dx)
+    bn_backward_dx(l, g, mode, x, gamma, mean, inv_std, dy, &*sums, dx)
 }
 
 /// `(Sdy, Sdx)` per (group, channel) (`[2 * groups * c]` f64): partial sums over runs of
 /// images, then one finalising pass. Inputs checked by [`bn_check_backward`].
-fn bn_backward_sums<L: Launcher>(
-    l: &L,
+fn bn_backward_sums<'l, L: Launcher>(
+    l: &'l L,
     g: &BnGeom,
     x: &L::Buf,
     mean: &L::Buf,
     inv_std: &L::Buf,
     dy: &L::Buf,
-) -> Result<L::Buf> {
+) -> Result<Scratch<'l, L>> {
     let pairs = g.groups() * g.c;
     let (run, runs) = bn_runs(g);
-    let mut partial = l.alloc::<f64>(2 * pairs * runs)?;
+    let mut partial = l.scratch::<f64>(2 * pairs * runs)?;
     let mut args: Vec<Arg<'_, L::Buf>> = vec![
         Arg::Buf(x),
         Arg::Buf(dy),
         Arg::Buf(mean),
-        Arg::BufMut(&mut partial),
+        Arg::BufMut(&mut *partial),
     ];
     args.extend(dims(g)?);
     args.push(Arg::I32(int(run)?));
@@ -661,11 +663,11 @@ fn bn_backward_sums<L: Launcher>(
             &mut args,
         )?
     };
-    let mut sums = l.alloc::<f64>(2 * pairs)?;
+    let mut sums = l.scratch::<f64>(2 * pairs)?;
     let mut args: Vec<Arg<'_, L::Buf>> = vec![
-        Arg::Buf(&partial),
+        Arg::Buf(&*partial),
         Arg::Buf(inv_std),
-        Arg::BufMut(&mut sums),
+        Arg::BufMut(&mut *sums),
         Arg::I32(int(pairs)?),
         Arg::I32(int(runs)?),
     ];
@@ -893,11 +895,11 @@ pub fn conv_backward_weight<L: Launcher>(
         .max(CONV_MIN_SPAN)
         .next_multiple_of(GEMM_TILE_K);
     let splits = columns.div_ceil(span);
-    let mut part = l.alloc::<f32>(splits * g.weight_len())?;
-    conv_weight_grad_ranges(l, g, n, x, dy, &mut part, span, splits)?;
+    let mut part = l.scratch::<f32>(splits * g.weight_len())?;
+    conv_weight_grad_ranges(l, g, n, x, dy, &mut *part, span, splits)?;
     let len = g.weight_len();
     let args = &mut [
-        Arg::Buf(&part),
+        Arg::Buf(&*part),
         Arg::BufMut(dw),
         Arg::I32(int(splits)?),
         Arg::I64(long(len)?),
@@ -1104,20 +1106,20 @@ pub fn softmax_cross_entropy<L: Launcher>(
     };
     let labels: Vec<i32> = labels.iter().map(|&y| int(y)).collect::<Result<_>>()?;
     let labels = l.upload(&labels)?;
-    let mut losses = l.alloc::<f64>(n)?;
+    let mut losses = l.scratch::<f64>(n)?;
     const WARPS: u32 = 4;
     let config = LaunchConfig::new(grid_for(n as u64, u64::from(WARPS)), 32 * WARPS);
     let args = &mut [
         Arg::Buf(logits),
         Arg::Buf(&labels),
         Arg::BufMut(dlogits),
-        Arg::BufMut(&mut losses),
+        Arg::BufMut(&mut *losses),
         Arg::I32(int(n)?),
         Arg::I32(int(classes)?),
         Arg::F64(scale),
     ];
     // SAFETY: logits, dlogits hold n*classes f32, labels n i32 below classes, losses n f64.
     unsafe { l.launch("softmax_cross_entropy", config, args)? };
-    let total: f64 = l.download::<f64>(&losses)?.iter().sum();
+    let total: f64 = l.download::<f64>(&*losses)?.iter().sum();
     Ok((total * scale) as f32)
 }
