@@ -14,8 +14,9 @@
 //                        q = i*P + pix ranging over [z*span, min((z+1)*span, n*P))  (overwrites)
 //                        M = cout, N = R. span = P gives the per-image gradients; a longer span
 //                        gives split-K partial sums of the batch gradient, which
-//   conv_sum_partials:   dw[j] += sum_z part[z][j] (z in order: deterministic, no atomics)
-//                        adds to dw.
+//   conv_sum_partials:   dw[j] = (accumulate ? dw[j] : 0) + sum_z part[z][j] (z in order:
+//                        deterministic, no atomics): adds to dw, or overwrites it with what
+//                        adding to zeros gives, bit for bit, without a memset first.
 //
 // Tiling: a block of 16 x 16 threads owns a TM x TN tile of the output (CONV_TILE_M x
 // CONV_TILE_N; conv_forward_m16 16 x 128) and walks the depth in steps of CONV_TILE_K,
@@ -281,11 +282,11 @@ extern "C" __global__ void conv_weight_grad(const act_t *__restrict__ x, const a
 }
 
 extern "C" __global__ void conv_sum_partials(const float *__restrict__ part, float *__restrict__ dw,
-                                             int parts, long long len) {
+                                             int parts, long long len, int accumulate) {
     for (long long j = blockIdx.x * (long long)blockDim.x + threadIdx.x; j < len;
          j += (long long)gridDim.x * blockDim.x) {
         float sum = 0.0f;
         for (int z = 0; z < parts; ++z) sum += part[z * len + j];
-        dw[j] += sum;
+        dw[j] = (accumulate ? dw[j] : 0.0f) + sum;
     }
 }

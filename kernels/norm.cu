@@ -142,16 +142,21 @@ extern "C" __global__ void bn_backward_sums_finalize(const double *__restrict__ 
     }
 }
 
-// dgamma[ch] += Sdx, dbeta[ch] += Sdy over the groups in order (one thread per channel).
+// dgamma[ch] += Sdx, dbeta[ch] += Sdy over the groups in order (one thread per channel);
+// accumulate == 0: starting from zeros instead of their values (no memset needed first).
 extern "C" __global__ void bn_param_accumulate(const double *__restrict__ sums,
                                                float *__restrict__ dgamma,
-                                               float *__restrict__ dbeta, int groups, int c) {
+                                               float *__restrict__ dbeta, int groups, int c,
+                                               int accumulate) {
     GRID_STRIDE(ch, c) {
+        float sdy = accumulate ? dbeta[ch] : 0.0f, sdx = accumulate ? dgamma[ch] : 0.0f;
         for (int g = 0; g < groups; ++g) {
             const long long gc = (long long)g * c + ch;
-            dbeta[ch] += (float)sums[2 * gc];
-            dgamma[ch] += (float)sums[2 * gc + 1];
+            sdy += (float)sums[2 * gc];
+            sdx += (float)sums[2 * gc + 1];
         }
+        dbeta[ch] = sdy;
+        dgamma[ch] = sdx;
     }
 }
 

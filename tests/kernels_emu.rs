@@ -36,6 +36,15 @@ fn down<T: nasrank::backend::cuda::launch::Pod>(b: &EmuBuf) -> Vec<T> {
     L.download(b).unwrap()
 }
 
+/// `len` f32 of memory with unspecified contents (`take_bytes`: NaN bytes here).
+fn scratch_f32(len: usize) -> EmuBuf {
+    L.take_bytes(len * 4).unwrap()
+}
+
+fn bits(b: &EmuBuf) -> Vec<u32> {
+    down::<f32>(b).iter().map(|v| v.to_bits()).collect()
+}
+
 /// `|got - want| <= rtol * (|want| + max|want|)`: relative, with a floor at the tensor's
 /// scale for entries that cancel to near zero.
 fn assert_close<T: Copy + Into<f64>>(got: &[T], want: &[T], rtol: f64, what: &str) {
@@ -461,8 +470,43 @@ fn bn_case(g: BnGeom, seed: u64) {
             Some(&mut dx),
             &mut dg,
             &mut db,
+            true,
         )
         .unwrap();
+        // Overwriting the parameter gradients (unspecified memory: NaN bytes under the
+        // emulator) gives what adding to zeros gives, bit for bit.
+        let (mut dg_new, mut db_new) = (scratch_f32(g.c), scratch_f32(g.c));
+        let (mut dg_zero, mut db_zero) = (up(&vec![0.0f32; g.c]), up(&vec![0.0f32; g.c]));
+        for (dg, db, accumulate) in [
+            (&mut dg_new, &mut db_new, false),
+            (&mut dg_zero, &mut db_zero, true),
+        ] {
+            ops::bn_backward(
+                &L,
+                &g,
+                mode,
+                &xb,
+                &gb,
+                &mb,
+                &ib,
+                &up(&dy),
+                None,
+                dg,
+                db,
+                accumulate,
+            )
+            .unwrap();
+        }
+        assert_eq!(
+            bits(&dg_new),
+            bits(&dg_zero),
+            "bn dgamma overwritten {mode:?}"
+        );
+        assert_eq!(
+            bits(&db_new),
+            bits(&db_zero),
+            "bn dbeta overwritten {mode:?}"
+        );
         let (mut wdx, mut wdg, mut wdb) = (dx0.clone(), dg0.clone(), db0.clone());
         cpu::batchnorm_backward(
             &g,
@@ -511,6 +555,7 @@ fn bn_case(g: BnGeom, seed: u64) {
         None,
         &mut dg,
         &mut db,
+        true,
     )
     .unwrap();
     let (mut wdg, mut wdb) = (dg0.clone(), db0.clone());
@@ -667,10 +712,17 @@ fn conv_forward_and_backward_match_cpu() {
 
         let dw0 = values(g.weight_len(), seed + 4);
         let mut dw = up(&dw0);
-        ops::conv_backward_weight(&L, &g, n, &xb, &dyb, &mut dw).unwrap();
+        ops::conv_backward_weight(&L, &g, n, &xb, &dyb, &mut dw, true).unwrap();
         let mut want = widen(&dw0);
         be.conv_backward_weight(&g, n, &x64, &dy64, &mut want);
         assert_close_f64(&dw, &want, &what("conv_backward_weight"));
+        // Overwriting unspecified memory (NaN bytes under the emulator) gives what adding
+        // to zeros gives, bit for bit.
+        let mut dw_new = scratch_f32(g.weight_len());
+        ops::conv_backward_weight(&L, &g, n, &xb, &dyb, &mut dw_new, false).unwrap();
+        let mut dw_zero = up(&vec![0.0f32; g.weight_len()]);
+        ops::conv_backward_weight(&L, &g, n, &xb, &dyb, &mut dw_zero, true).unwrap();
+        assert_eq!(bits(&dw_new), bits(&dw_zero), "{}", what("dw overwritten"));
 
         // Per-sample gradients overwrite.
         let mut per = up(&vec![-3.0f32; n * g.weight_len()]);
@@ -696,7 +748,7 @@ fn conv_wrappers_check_lengths_and_geometry() {
     let mut dw = L.alloc::<f32>(g.weight_len() + 1).unwrap();
     let dy = L.alloc::<f32>(n * g.out_len()).unwrap();
     assert!(matches!(
-        ops::conv_backward_weight(&L, &g, n, &x, &dy, &mut dw),
+        ops::conv_backward_weight(&L, &g, n, &x, &dy, &mut dw, true),
         Err(LaunchError::Length(_))
     ));
     // A kernel larger than the padded image.

@@ -244,7 +244,7 @@ fn run_all<Ls: Launcher<Buf = EmuBuf>>(l: &Ls, s: Storage) -> Vec<(String, bool,
         ops::conv_backward_data(l, &g, n, &dy, &w, &mut dx).unwrap();
         r.keep_act(&format!("conv{i} backward-data"), &dx);
         let mut dw = r.param(&values(g.weight_len(), 50 + i as u64, 0.5));
-        ops::conv_backward_weight(l, &g, n, &x, &dy, &mut dw).unwrap();
+        ops::conv_backward_weight(l, &g, n, &x, &dy, &mut dw, true).unwrap();
         r.keep_param(&format!("conv{i} backward-weight"), &dw);
         let mut per = r.zero_params(n * g.weight_len());
         ops::conv_weight_grad_per_sample(l, &g, n, &x, &dy, &mut per).unwrap();
@@ -307,6 +307,7 @@ fn run_all<Ls: Launcher<Buf = EmuBuf>>(l: &Ls, s: Storage) -> Vec<(String, bool,
                 Some(&mut dx),
                 &mut dgamma,
                 &mut dbeta,
+                true,
             )
             .unwrap();
             r.keep_act(&format!("bn{i} {mode:?} dx"), &dx);

@@ -461,9 +461,16 @@ impl<L: Launcher> Backend for CudaBackend<L> {
     fn buf_len(&self, buf: &CudaBuf<L>) -> usize {
         buf.len
     }
+    /// The buffer becomes fresh again (its memory back to the pool): it reads as zeros, and
+    /// a primitive that adds to it first overwrites instead where it can (no memset).
     fn fill_zero(&self, buf: &mut CudaBuf<L>) {
-        // A fresh buffer already reads as zeros.
-        self.run("fill_zero", |l| Ok(l.zero(dev_mut(buf)?)?));
+        if self.failed() || (buf.raw.is_none() && !buf.fresh) {
+            return;
+        }
+        if let Some(raw) = buf.raw.take() {
+            self.give_back(raw);
+        }
+        buf.fresh = buf.len > 0;
     }
     fn copy(&self, src: &CudaBuf<L>, dst: &mut CudaBuf<L>) {
         if !self.same_len("copy", src, dst) {
@@ -628,7 +635,9 @@ impl<L: Launcher> Backend for CudaBackend<L> {
         let act = self.storage;
         self.run("conv_backward_weight", |_| {
             let (x, dy) = (self.read(x, act)?, self.read(dy, act)?);
-            let dw = self.place(dw, Storage::F32, true)?;
+            // A fresh dw is zeros: overwritten, no memset.
+            let accumulate = !dw.fresh;
+            let dw = self.place(dw, Storage::F32, accumulate)?;
             Ok(ops::conv_backward_weight(
                 &self.act_launcher(),
                 g,
@@ -636,6 +645,7 @@ impl<L: Launcher> Backend for CudaBackend<L> {
                 &x,
                 &dy,
                 dw,
+                accumulate,
             )?)
         });
     }
@@ -711,6 +721,8 @@ impl<L: Launcher> Backend for CudaBackend<L> {
             let mean = self.read(mean, Storage::F32)?;
             let inv_std = self.read(inv_std, Storage::F32)?;
             let dx = dx.map(|dx| self.place(dx, act, true)).transpose()?;
+            // Both fresh (zeros): overwritten, no memset.
+            let accumulate = !(dgamma.fresh && dbeta.fresh);
             Ok(ops::bn_backward(
                 &self.act_launcher(),
                 g,
@@ -721,8 +733,9 @@ impl<L: Launcher> Backend for CudaBackend<L> {
                 &inv_std,
                 &dy,
                 dx,
-                self.place(dgamma, Storage::F32, true)?,
-                self.place(dbeta, Storage::F32, true)?,
+                self.place(dgamma, Storage::F32, accumulate)?,
+                self.place(dbeta, Storage::F32, accumulate)?,
+                accumulate,
             )?)
         });
     }

@@ -577,7 +577,9 @@ pub fn bn_forward<L: Launcher>(
     unsafe { l.launch("bn_apply", elementwise(len), &mut args) }
 }
 
-/// Batch-norm backward: `dgamma`, `dbeta` (`[c]`) and, if given, `dx` accumulated.
+/// Batch-norm backward: `dgamma`, `dbeta` (`[c]`) accumulated (or, without
+/// `accumulate_params`, overwritten with what adding to zeros gives) and, if given, `dx`
+/// accumulated.
 #[allow(clippy::too_many_arguments)]
 pub fn bn_backward<L: Launcher>(
     l: &L,
@@ -591,6 +593,7 @@ pub fn bn_backward<L: Launcher>(
     dx: Option<&mut L::Buf>,
     dgamma: &mut L::Buf,
     dbeta: &mut L::Buf,
+    accumulate_params: bool,
 ) -> Result {
     bn_check_backward(l, g, x, mean, inv_std, dy)?;
     check_len::<L, f32>(l, dgamma, g.c, "bn dgamma")?;
@@ -602,6 +605,7 @@ pub fn bn_backward<L: Launcher>(
         Arg::BufMut(dbeta),
         Arg::I32(int(g.groups())?),
         Arg::I32(int(g.c)?),
+        Arg::I32(i32::from(accumulate_params)),
     ];
     // SAFETY: sums holds 2 * groups * c f64, dgamma and dbeta c f32 (checked).
     unsafe { l.launch("bn_param_accumulate", elementwise(g.c), &mut args)? };
@@ -873,7 +877,8 @@ fn conv_weight_grad_ranges<L: Launcher>(
 }
 
 /// `dw += sum_n dy_n col(x_n)^T` (`dw` `[cout][cin*k*k]`): split-K partial sums in scratch,
-/// added to `dw` in order.
+/// added to `dw` in order; without `accumulate`, `dw` is overwritten with what adding to
+/// zeros gives (its contents unspecified before).
 pub fn conv_backward_weight<L: Launcher>(
     l: &L,
     g: &ConvGeom,
@@ -881,14 +886,19 @@ pub fn conv_backward_weight<L: Launcher>(
     x: &L::Buf,
     dy: &L::Buf,
     dw: &mut L::Buf,
+    accumulate: bool,
 ) -> Result {
     conv_check(g)?;
     check_act(l, x, n * g.in_len(), "conv_backward_weight x")?;
     check_act(l, dy, n * g.out_len(), "conv_backward_weight dy")?;
     check_len::<L, f32>(l, dw, g.weight_len(), "conv_backward_weight dw")?;
     let columns = n * g.out_h() * g.out_w();
-    if columns == 0 || g.weight_len() == 0 {
+    if g.weight_len() == 0 {
         return Ok(());
+    }
+    if columns == 0 {
+        // Nothing to add: an overwritten dw is zeros.
+        return if accumulate { Ok(()) } else { l.zero(dw) };
     }
     let span = columns
         .div_ceil(CONV_MAX_SPLITS)
@@ -903,6 +913,7 @@ pub fn conv_backward_weight<L: Launcher>(
         Arg::BufMut(dw),
         Arg::I32(int(splits)?),
         Arg::I64(long(len)?),
+        Arg::I32(i32::from(accumulate)),
     ];
     // SAFETY: part holds splits * len f32, dw len (checked).
     unsafe { l.launch("conv_sum_partials", elementwise(len), args) }
