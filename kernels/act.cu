@@ -1,7 +1,8 @@
 // ReLU and sign codes.
 //
 // relu_forward:   y[i] = max(x[i], 0)                      (flat, any layout, overwrites y)
-// relu_backward:  dx[i] += dy[i] * [x[i] > 0]               (x is the ReLU input)
+// relu_backward:  dx[i] += dy[i] * [x[i] > 0]               (x is the ReLU input; accumulate
+//                 == 0: dx overwritten with 0 + that, see act_added_to in storage.cuh)
 // pack_signs / relu_forward_pack: x is [n][units]; codes is [n][words], words = ceil(units/64);
 //   bit b of word w of image i is [x[i][64w + b] > 0]; padding bits are 0. One warp builds one
 //   word from two __ballot_sync calls (units 64w..64w+31, then 64w+32..64w+63).
@@ -26,10 +27,11 @@ extern "C" __global__ void relu_forward(const act_t *__restrict__ x, act_t *__re
 }
 
 extern "C" __global__ void relu_backward(const act_t *__restrict__ x, const act_t *__restrict__ dy,
-                                         act_t *__restrict__ dx, long long len) {
+                                         act_t *__restrict__ dx, long long len, int accumulate) {
     for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < len;
          i += (long long)gridDim.x * blockDim.x) {
-        dx[i] = act_store(act_load(dx[i]) + (act_load(x[i]) > 0.0f ? act_load(dy[i]) : 0.0f));
+        dx[i] = act_store(act_added_to(&dx[i], accumulate) +
+                          (act_load(x[i]) > 0.0f ? act_load(dy[i]) : 0.0f));
     }
 }
 

@@ -160,13 +160,15 @@ extern "C" __global__ void bn_param_accumulate(const double *__restrict__ sums,
     }
 }
 
-// full != 0: gradient through the statistics (BnGrad::Full); else FrozenStats.
+// full != 0: gradient through the statistics (BnGrad::Full); else FrozenStats. accumulate == 0:
+// dx overwritten with what adding to zeros gives (act_added_to, storage.cuh).
 extern "C" __global__ void bn_backward_dx(const act_t *__restrict__ x, const act_t *__restrict__ dy,
                                           const float *__restrict__ gamma,
                                           const float *__restrict__ mean,
                                           const float *__restrict__ inv_std,
                                           const double *__restrict__ sums, act_t *__restrict__ dx,
-                                          int n, int c, int hw, int group, int full) {
+                                          int n, int c, int hw, int group, int full,
+                                          int accumulate) {
     const double m = (double)group * hw;
     GRID_STRIDE(idx, (long long)n * c * hw) {
         const long long p = idx / hw;
@@ -176,10 +178,10 @@ extern "C" __global__ void bn_backward_dx(const act_t *__restrict__ x, const act
             const double k64 = (double)k;
             const float c0 = (float)(k64 * sums[2 * s] / m);
             const float c1 = (float)(k64 * (double)inv_std[s] * sums[2 * s + 1] / m);
-            dx[idx] = act_store(act_load(dx[idx]) +
+            dx[idx] = act_store(act_added_to(&dx[idx], accumulate) +
                                 (k * act_load(dy[idx]) - c0 - (act_load(x[idx]) - mean[s]) * c1));
         } else {
-            dx[idx] = act_store(act_load(dx[idx]) + k * act_load(dy[idx]));
+            dx[idx] = act_store(act_added_to(&dx[idx], accumulate) + k * act_load(dy[idx]));
         }
     }
 }

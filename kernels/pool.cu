@@ -7,6 +7,8 @@
 // avgpool2x2_*: 2x2, stride 2, output floor(h/2) x floor(w/2); a trailing odd row/column
 //   gets no gradient (PyTorch AvgPool2d(2, 2)). dx += dy / 4 on the four inputs.
 // global_avgpool_*: y[p] = mean of plane p (summed in double); dx[p][*] += dy[p] / hw.
+// The backward kernels add to dx, or with accumulate == 0 overwrite it with what adding to
+// zeros gives (act_added_to, storage.cuh; the 2x2 pool's trailing row/column get zeros).
 //
 // Launch: elementwise kernels (one thread per output element, backward: per input element,
 // gathering, so no atomics) take any 1-D grid. global_avgpool_forward: one block per plane
@@ -35,7 +37,7 @@ extern "C" __global__ void avgpool3x3_forward(const act_t *__restrict__ x, act_t
 }
 
 extern "C" __global__ void avgpool3x3_backward(const act_t *__restrict__ dy, act_t *__restrict__ dx,
-                                               long long planes, int h, int w) {
+                                               long long planes, int h, int w, int accumulate) {
     const long long plane_len = (long long)h * w;
     GRID_STRIDE(idx, planes * plane_len) {
         const act_t *p = dy + (idx / plane_len) * plane_len;
@@ -44,7 +46,7 @@ extern "C" __global__ void avgpool3x3_backward(const act_t *__restrict__ dy, act
         for (int r = max(i - 1, 0); r <= min(i + 1, h - 1); ++r)
             for (int c = max(j - 1, 0); c <= min(j + 1, w - 1); ++c)
                 sum += act_load(p[r * w + c]) * inv_taps(r, h) * inv_taps(c, w);
-        dx[idx] = act_store(act_load(dx[idx]) + sum);
+        dx[idx] = act_store(act_added_to(&dx[idx], accumulate) + sum);
     }
 }
 
@@ -62,15 +64,17 @@ extern "C" __global__ void avgpool2x2_forward(const act_t *__restrict__ x, act_t
 }
 
 extern "C" __global__ void avgpool2x2_backward(const act_t *__restrict__ dy, act_t *__restrict__ dx,
-                                               long long planes, int h, int w) {
+                                               long long planes, int h, int w, int accumulate) {
     const int oh = h / 2, ow = w / 2;
     const long long plane_len = (long long)h * w;
     GRID_STRIDE(idx, planes * plane_len) {
         const long long plane = idx / plane_len;
         const int i = (int)(idx % plane_len) / w, j = (int)(idx % plane_len) % w;
         if (i < 2 * oh && j < 2 * ow)
-            dx[idx] = act_store(act_load(dx[idx]) +
+            dx[idx] = act_store(act_added_to(&dx[idx], accumulate) +
                                 act_load(dy[plane * oh * ow + (i / 2) * ow + j / 2]) * 0.25f);
+        else if (!accumulate)
+            dx[idx] = act_store(0.0f);
     }
 }
 
@@ -86,7 +90,9 @@ extern "C" __global__ void global_avgpool_forward(const act_t *__restrict__ x, a
 
 extern "C" __global__ void global_avgpool_backward(const act_t *__restrict__ dy,
                                                    act_t *__restrict__ dx, long long planes,
-                                                   int hw) {
+                                                   int hw, int accumulate) {
     const float inv = 1.0f / (float)hw;
-    GRID_STRIDE(idx, planes * hw) { dx[idx] = act_store(act_load(dx[idx]) + act_load(dy[idx / hw]) * inv); }
+    GRID_STRIDE(idx, planes * hw) {
+        dx[idx] = act_store(act_added_to(&dx[idx], accumulate) + act_load(dy[idx / hw]) * inv);
+    }
 }

@@ -64,3 +64,10 @@ __device__ __forceinline__ act_t act_store(float x) {
 #else
 #error "ACT_STORAGE must be 0 (f32), 1 (f16) or 2 (bf16)"
 #endif
+
+// What an accumulating kernel adds its value to: the gradient already in *dx, or, when the
+// host asks it to overwrite (accumulate == 0: dx is a fresh buffer of unspecified contents),
+// zero, so that the result has the bits of adding to a zeroed buffer without a memset.
+__device__ __forceinline__ float act_added_to(const act_t *dx, int accumulate) {
+    return accumulate ? act_load(*dx) : 0.0f;
+}

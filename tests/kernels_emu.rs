@@ -45,6 +45,16 @@ fn bits(b: &EmuBuf) -> Vec<u32> {
     down::<f32>(b).iter().map(|v| v.to_bits()).collect()
 }
 
+/// `op(dst, accumulate)` overwriting unspecified memory (`accumulate` false) gives the bits
+/// of adding to zeros.
+fn overwrite_matches_adding_to_zeros(len: usize, what: &str, op: impl Fn(&mut EmuBuf, bool)) {
+    let mut fresh = scratch_f32(len);
+    op(&mut fresh, false);
+    let mut zeros = up(&vec![0.0f32; len]);
+    op(&mut zeros, true);
+    assert_eq!(bits(&fresh), bits(&zeros), "{what}: overwritten");
+}
+
 /// `|got - want| <= rtol * (|want| + max|want|)`: relative, with a floor at the tensor's
 /// scale for entries that cancel to near zero.
 fn assert_close<T: Copy + Into<f64>>(got: &[T], want: &[T], rtol: f64, what: &str) {
@@ -237,10 +247,13 @@ fn relu_forward_and_backward_match_cpu() {
         assert_eq!(down::<f32>(&y), want, "relu_forward len {len}");
 
         let mut dx = up(&dx0);
-        ops::relu_backward(&L, len, &up(&x), &up(&dy), &mut dx).unwrap();
+        ops::relu_backward(&L, len, &up(&x), &up(&dy), &mut dx, true).unwrap();
         let mut want = dx0.clone();
         cpu::relu_backward(&x, &dy, &mut want);
         assert_eq!(down::<f32>(&dx), want, "relu_backward len {len}");
+        overwrite_matches_adding_to_zeros(len, "relu_backward", |dx, acc| {
+            ops::relu_backward(&L, len, &up(&x), &up(&dy), dx, acc).unwrap()
+        });
     }
 }
 
@@ -363,10 +376,13 @@ fn pools_match_cpu() {
         assert_close(&down::<f32>(&y), &want, 1e-5, "avgpool3x3_forward");
 
         let mut dx = up(&dx0);
-        ops::avgpool3x3_backward(&L, shape, &up(&x), &mut dx).unwrap();
+        ops::avgpool3x3_backward(&L, shape, &up(&x), &mut dx, true).unwrap();
         let mut want = dx0.clone();
         cpu::avgpool3x3_backward(n, c, h, w, &x, &mut want);
         assert_close(&down::<f32>(&dx), &want, 1e-5, "avgpool3x3_backward");
+        overwrite_matches_adding_to_zeros(len, "avgpool3x3_backward", |dx, acc| {
+            ops::avgpool3x3_backward(&L, shape, &up(&x), dx, acc).unwrap()
+        });
 
         let out = n * c * (h / 2) * (w / 2);
         let mut y = L.alloc::<f32>(out).unwrap();
@@ -377,10 +393,14 @@ fn pools_match_cpu() {
 
         let dy = values(out, 11);
         let mut dx = up(&dx0);
-        ops::avgpool2x2_backward(&L, shape, &up(&dy), &mut dx).unwrap();
+        ops::avgpool2x2_backward(&L, shape, &up(&dy), &mut dx, true).unwrap();
         let mut want = dx0.clone();
         cpu::avgpool2x2_backward(n, c, h, w, &dy, &mut want);
         assert_close(&down::<f32>(&dx), &want, 1e-6, "avgpool2x2_backward");
+        // Trailing odd rows and columns, or no output at all (h or w of 1), get zeros.
+        overwrite_matches_adding_to_zeros(len, "avgpool2x2_backward", |dx, acc| {
+            ops::avgpool2x2_backward(&L, shape, &up(&dy), dx, acc).unwrap()
+        });
 
         let mut y = L.alloc::<f32>(n * c).unwrap();
         ops::global_avgpool_forward(&L, (n, c, h * w), &up(&x), &mut y).unwrap();
@@ -390,10 +410,13 @@ fn pools_match_cpu() {
 
         let dy = values(n * c, 12);
         let mut dx = up(&dx0);
-        ops::global_avgpool_backward(&L, (n, c, h * w), &up(&dy), &mut dx).unwrap();
+        ops::global_avgpool_backward(&L, (n, c, h * w), &up(&dy), &mut dx, true).unwrap();
         let mut want = dx0.clone();
         cpu::global_avgpool_backward(n, c, h * w, &dy, &mut want);
         assert_close(&down::<f32>(&dx), &want, 1e-6, "global_avgpool_backward");
+        overwrite_matches_adding_to_zeros(len, "global_avgpool_backward", |dx, acc| {
+            ops::global_avgpool_backward(&L, (n, c, h * w), &up(&dy), dx, acc).unwrap()
+        });
     }
 }
 
@@ -467,7 +490,7 @@ fn bn_case(g: BnGeom, seed: u64) {
             &mb,
             &ib,
             &up(&dy),
-            Some(&mut dx),
+            Some((&mut dx, true)),
             &mut dg,
             &mut db,
             true,
@@ -531,7 +554,19 @@ fn bn_case(g: BnGeom, seed: u64) {
 
         // The data-only entry point adds the same dx (FrozenStats without the sums).
         let mut dx_only = up(&dx0);
-        ops::bn_backward_data(&L, &g, mode, &xb, &gb, &mb, &ib, &up(&dy), &mut dx_only).unwrap();
+        ops::bn_backward_data(
+            &L,
+            &g,
+            mode,
+            &xb,
+            &gb,
+            &mb,
+            &ib,
+            &up(&dy),
+            &mut dx_only,
+            true,
+        )
+        .unwrap();
         let mut wdx_only = dx0.clone();
         cpu::batchnorm_backward_data(&g, mode, &x, &gamma, &wmean, &wis, &dy, &mut wdx_only);
         assert_close(
@@ -540,6 +575,27 @@ fn bn_case(g: BnGeom, seed: u64) {
             1e-5,
             &format!("bn dx only {mode:?}"),
         );
+        overwrite_matches_adding_to_zeros(len, &format!("bn dx only {mode:?}"), |dx, acc| {
+            ops::bn_backward_data(&L, &g, mode, &xb, &gb, &mb, &ib, &up(&dy), dx, acc).unwrap()
+        });
+        overwrite_matches_adding_to_zeros(len, &format!("bn dx {mode:?}"), |dx, acc| {
+            let (mut dg, mut db) = (up(&dg0), up(&db0));
+            ops::bn_backward(
+                &L,
+                &g,
+                mode,
+                &xb,
+                &gb,
+                &mb,
+                &ib,
+                &up(&dy),
+                Some((dx, acc)),
+                &mut dg,
+                &mut db,
+                true,
+            )
+            .unwrap()
+        });
     }
     // Without dx only the parameter gradients change.
     let (mut dg, mut db) = (up(&dg0), up(&db0));

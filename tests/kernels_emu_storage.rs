@@ -304,7 +304,7 @@ fn run_all<Ls: Launcher<Buf = EmuBuf>>(l: &Ls, s: Storage) -> Vec<(String, bool,
                 &mean,
                 &inv_std,
                 &dy,
-                Some(&mut dx),
+                Some((&mut dx, true)),
                 &mut dgamma,
                 &mut dbeta,
                 true,
@@ -314,7 +314,8 @@ fn run_all<Ls: Launcher<Buf = EmuBuf>>(l: &Ls, s: Storage) -> Vec<(String, bool,
             r.keep_param(&format!("bn{i} {mode:?} dgamma"), &dgamma);
             r.keep_param(&format!("bn{i} {mode:?} dbeta"), &dbeta);
             let mut dx = r.act(&vec![0.0; len]);
-            ops::bn_backward_data(l, &g, mode, &x, &gamma, &mean, &inv_std, &dy, &mut dx).unwrap();
+            ops::bn_backward_data(l, &g, mode, &x, &gamma, &mean, &inv_std, &dy, &mut dx, true)
+                .unwrap();
             r.keep_act(&format!("bn{i} {mode:?} data-only dx"), &dx);
         }
         let (mut dgamma, mut dbeta) = (r.zero_params(g.n * g.c), r.zero_params(g.n * g.c));
@@ -332,7 +333,7 @@ fn run_all<Ls: Launcher<Buf = EmuBuf>>(l: &Ls, s: Storage) -> Vec<(String, bool,
     ops::relu_forward(l, n * units, &x, &mut y).unwrap();
     r.keep_act("relu forward", &y);
     let mut dx = r.act(&inputs(s, n * units, 112, 1.0));
-    ops::relu_backward(l, n * units, &x, &dy, &mut dx).unwrap();
+    ops::relu_backward(l, n * units, &x, &dy, &mut dx, true).unwrap();
     r.keep_act("relu backward", &dx);
     let words = units.div_ceil(64);
     let mut codes = L.alloc::<u64>(n * words).unwrap();
@@ -364,19 +365,19 @@ fn run_all<Ls: Launcher<Buf = EmuBuf>>(l: &Ls, s: Storage) -> Vec<(String, bool,
     ops::avgpool3x3_forward(l, (n, c, h, w), &x, &mut y).unwrap();
     r.keep_act("avgpool3x3 forward", &y);
     let mut dx = r.act(&inputs(s, n * c * h * w, 124, 1.0));
-    ops::avgpool3x3_backward(l, (n, c, h, w), &dy3, &mut dx).unwrap();
+    ops::avgpool3x3_backward(l, (n, c, h, w), &dy3, &mut dx, true).unwrap();
     r.keep_act("avgpool3x3 backward", &dx);
     let mut y = r.act(&vec![0.0; n * c * (h / 2) * (w / 2)]);
     ops::avgpool2x2_forward(l, (n, c, h, w), &x, &mut y).unwrap();
     r.keep_act("avgpool2x2 forward", &y);
     let mut dx = r.act(&inputs(s, n * c * h * w, 125, 1.0));
-    ops::avgpool2x2_backward(l, (n, c, h, w), &dy2, &mut dx).unwrap();
+    ops::avgpool2x2_backward(l, (n, c, h, w), &dy2, &mut dx, true).unwrap();
     r.keep_act("avgpool2x2 backward", &dx);
     let mut y = r.act(&vec![0.0; n * c]);
     ops::global_avgpool_forward(l, (n, c, h * w), &x, &mut y).unwrap();
     r.keep_act("global avgpool forward", &y);
     let mut dx = r.act(&inputs(s, n * c * h * w, 126, 1.0));
-    ops::global_avgpool_backward(l, (n, c, h * w), &dyg, &mut dx).unwrap();
+    ops::global_avgpool_backward(l, (n, c, h * w), &dyg, &mut dx, true).unwrap();
     r.keep_act("global avgpool backward", &dx);
 
     // Linear layer and loss.

@@ -720,7 +720,13 @@ impl<L: Launcher> Backend for CudaBackend<L> {
             let gamma = self.read(gamma, Storage::F32)?;
             let mean = self.read(mean, Storage::F32)?;
             let inv_std = self.read(inv_std, Storage::F32)?;
-            let dx = dx.map(|dx| self.place(dx, act, true)).transpose()?;
+            // A fresh dx (zeros) is overwritten, no memset.
+            let dx = dx
+                .map(|dx| {
+                    let accumulate = !dx.fresh;
+                    self.place(dx, act, accumulate).map(|dx| (dx, accumulate))
+                })
+                .transpose()?;
             // Both fresh (zeros): overwritten, no memset.
             let accumulate = !(dgamma.fresh && dbeta.fresh);
             Ok(ops::bn_backward(
@@ -753,6 +759,7 @@ impl<L: Launcher> Backend for CudaBackend<L> {
         let act = self.storage;
         self.run("bn_backward_data", |_| {
             let (x, dy) = (self.read(x, act)?, self.read(dy, act)?);
+            let accumulate = !dx.fresh;
             let gamma = self.read(gamma, Storage::F32)?;
             let mean = self.read(mean, Storage::F32)?;
             let inv_std = self.read(inv_std, Storage::F32)?;
@@ -765,7 +772,8 @@ impl<L: Launcher> Backend for CudaBackend<L> {
                 &mean,
                 &inv_std,
                 &dy,
-                self.place(dx, act, true)?,
+                self.place(dx, act, accumulate)?,
+                accumulate,
             )?)
         });
     }
@@ -811,8 +819,16 @@ impl<L: Launcher> Backend for CudaBackend<L> {
         self.run("relu_backward", |_| {
             let (x, dy) = (self.read(x, act)?, self.read(dy, act)?);
             let len = dx.len;
-            let dx = self.place(dx, act, true)?;
-            Ok(ops::relu_backward(&self.act_launcher(), len, &x, &dy, dx)?)
+            let accumulate = !dx.fresh;
+            let dx = self.place(dx, act, accumulate)?;
+            Ok(ops::relu_backward(
+                &self.act_launcher(),
+                len,
+                &x,
+                &dy,
+                dx,
+                accumulate,
+            )?)
         });
     }
 
@@ -825,7 +841,7 @@ impl<L: Launcher> Backend for CudaBackend<L> {
         x: &CudaBuf<L>,
         y: &mut CudaBuf<L>,
     ) {
-        self.pool_op("avgpool3x3_forward", x, y, false, |l, x, y| {
+        self.pool_op("avgpool3x3_forward", x, y, false, |l, x, y, _| {
             ops::avgpool3x3_forward(l, (n, c, h, w), x, y)
         });
     }
@@ -838,9 +854,13 @@ impl<L: Launcher> Backend for CudaBackend<L> {
         dy: &CudaBuf<L>,
         dx: &mut CudaBuf<L>,
     ) {
-        self.pool_op("avgpool3x3_backward", dy, dx, true, |l, dy, dx| {
-            ops::avgpool3x3_backward(l, (n, c, h, w), dy, dx)
-        });
+        self.pool_op(
+            "avgpool3x3_backward",
+            dy,
+            dx,
+            true,
+            |l, dy, dx, accumulate| ops::avgpool3x3_backward(l, (n, c, h, w), dy, dx, accumulate),
+        );
     }
     fn avgpool2x2_forward(
         &self,
@@ -851,7 +871,7 @@ impl<L: Launcher> Backend for CudaBackend<L> {
         x: &CudaBuf<L>,
         y: &mut CudaBuf<L>,
     ) {
-        self.pool_op("avgpool2x2_forward", x, y, false, |l, x, y| {
+        self.pool_op("avgpool2x2_forward", x, y, false, |l, x, y, _| {
             ops::avgpool2x2_forward(l, (n, c, h, w), x, y)
         });
     }
@@ -864,9 +884,13 @@ impl<L: Launcher> Backend for CudaBackend<L> {
         dy: &CudaBuf<L>,
         dx: &mut CudaBuf<L>,
     ) {
-        self.pool_op("avgpool2x2_backward", dy, dx, true, |l, dy, dx| {
-            ops::avgpool2x2_backward(l, (n, c, h, w), dy, dx)
-        });
+        self.pool_op(
+            "avgpool2x2_backward",
+            dy,
+            dx,
+            true,
+            |l, dy, dx, accumulate| ops::avgpool2x2_backward(l, (n, c, h, w), dy, dx, accumulate),
+        );
     }
     fn global_avgpool_forward(
         &self,
@@ -876,7 +900,7 @@ impl<L: Launcher> Backend for CudaBackend<L> {
         x: &CudaBuf<L>,
         y: &mut CudaBuf<L>,
     ) {
-        self.pool_op("global_avgpool_forward", x, y, false, |l, x, y| {
+        self.pool_op("global_avgpool_forward", x, y, false, |l, x, y, _| {
             ops::global_avgpool_forward(l, (n, c, hw), x, y)
         });
     }
@@ -888,9 +912,13 @@ impl<L: Launcher> Backend for CudaBackend<L> {
         dy: &CudaBuf<L>,
         dx: &mut CudaBuf<L>,
     ) {
-        self.pool_op("global_avgpool_backward", dy, dx, true, |l, dy, dx| {
-            ops::global_avgpool_backward(l, (n, c, hw), dy, dx)
-        });
+        self.pool_op(
+            "global_avgpool_backward",
+            dy,
+            dx,
+            true,
+            |l, dy, dx, accumulate| ops::global_avgpool_backward(l, (n, c, hw), dy, dx, accumulate),
+        );
     }
 
     fn linear_forward(
@@ -1019,7 +1047,8 @@ impl<L: Launcher> CudaBackend<L> {
         false
     }
 
-    /// A pool primitive: activation `src` read, activation `dst` written (`keep`: added to).
+    /// A pool primitive: activation `src` read, activation `dst` written (`keep`: added to;
+    /// `f` is told whether to add, false for a fresh `dst`, which it overwrites).
     fn pool_op(
         &self,
         op: &'static str,
@@ -1030,13 +1059,15 @@ impl<L: Launcher> CudaBackend<L> {
             &StorageLauncher<'_, PooledLauncher<L>>,
             &L::Buf,
             &mut L::Buf,
+            bool,
         ) -> Result<(), LaunchError>,
     ) {
         let act = self.storage;
         self.run(op, |_| {
             let src = self.read(src, act)?;
-            let dst = self.place(dst, act, keep)?;
-            Ok(f(&self.act_launcher(), &src, dst)?)
+            let accumulate = keep && !dst.fresh;
+            let dst = self.place(dst, act, accumulate)?;
+            Ok(f(&self.act_launcher(), &src, dst, accumulate)?)
         });
     }
 }

@@ -146,13 +146,15 @@ pub fn relu_forward<L: Launcher>(l: &L, len: usize, x: &L::Buf, y: &mut L::Buf) 
     unsafe { l.launch("relu_forward", elementwise(len), args) }
 }
 
-/// `dx += dy * [x > 0]` over `len` values.
+/// `dx += dy * [x > 0]` over `len` values (without `accumulate`: `dx` overwritten with what
+/// adding to zeros gives, its contents unspecified before; so for every `accumulate` below).
 pub fn relu_backward<L: Launcher>(
     l: &L,
     len: usize,
     x: &L::Buf,
     dy: &L::Buf,
     dx: &mut L::Buf,
+    accumulate: bool,
 ) -> Result {
     check_act(l, x, len, "relu_backward x")?;
     check_act(l, dy, len, "relu_backward dy")?;
@@ -165,6 +167,7 @@ pub fn relu_backward<L: Launcher>(
         Arg::Buf(dy),
         Arg::BufMut(dx),
         Arg::I64(long(len)?),
+        Arg::I32(i32::from(accumulate)),
     ];
     // SAFETY: all three buffers hold `len` f32 (checked).
     unsafe { l.launch("relu_backward", elementwise(len), args) }
@@ -323,21 +326,27 @@ fn pool<L: Launcher>(
     (src, src_len): (&L::Buf, usize),
     (dst, dst_len): (&mut L::Buf, usize),
     threads: usize,
+    accumulate: Option<bool>,
 ) -> Result {
     check_act(l, src, src_len, kernel)?;
     check_act(l, dst, dst_len, kernel)?;
     if threads == 0 {
-        return Ok(());
+        // Nothing to add: an overwritten dst is zeros.
+        return match accumulate {
+            Some(false) if dst_len > 0 => l.zero(dst),
+            _ => Ok(()),
+        };
     }
-    let args = &mut [
+    let mut args = vec![
         Arg::Buf(src),
         Arg::BufMut(dst),
         Arg::I64(long(planes(n, c))?),
         Arg::I32(int(h)?),
         Arg::I32(int(w)?),
     ];
+    args.extend(accumulate.map(|a| Arg::I32(i32::from(a))));
     // SAFETY: src and dst lengths match the geometry (checked).
-    unsafe { l.launch(kernel, elementwise(threads), args) }
+    unsafe { l.launch(kernel, elementwise(threads), &mut args) }
 }
 
 /// 3x3 average pool, stride 1, pad 1, padding excluded; `y` overwritten.
@@ -355,6 +364,7 @@ pub fn avgpool3x3_forward<L: Launcher>(
         (x, len),
         (y, len),
         len,
+        None,
     )
 }
 
@@ -364,6 +374,7 @@ pub fn avgpool3x3_backward<L: Launcher>(
     (n, c, h, w): (usize, usize, usize, usize),
     dy: &L::Buf,
     dx: &mut L::Buf,
+    accumulate: bool,
 ) -> Result {
     let len = n * c * h * w;
     pool(
@@ -373,6 +384,7 @@ pub fn avgpool3x3_backward<L: Launcher>(
         (dy, len),
         (dx, len),
         len,
+        Some(accumulate),
     )
 }
 
@@ -391,6 +403,7 @@ pub fn avgpool2x2_forward<L: Launcher>(
         (x, n * c * h * w),
         (y, out),
         out,
+        None,
     )
 }
 
@@ -400,6 +413,7 @@ pub fn avgpool2x2_backward<L: Launcher>(
     (n, c, h, w): (usize, usize, usize, usize),
     dy: &L::Buf,
     dx: &mut L::Buf,
+    accumulate: bool,
 ) -> Result {
     let len = n * c * h * w;
     let out = n * c * (h / 2) * (w / 2);
@@ -411,6 +425,7 @@ pub fn avgpool2x2_backward<L: Launcher>(
         (dy, out),
         (dx, len),
         threads,
+        Some(accumulate),
     )
 }
 
@@ -442,6 +457,7 @@ pub fn global_avgpool_backward<L: Launcher>(
     (n, c, hw): (usize, usize, usize),
     dy: &L::Buf,
     dx: &mut L::Buf,
+    accumulate: bool,
 ) -> Result {
     check_act(l, dy, n * c, "global_avgpool_backward dy")?;
     check_act(l, dx, n * c * hw, "global_avgpool_backward dx")?;
@@ -453,6 +469,7 @@ pub fn global_avgpool_backward<L: Launcher>(
         Arg::BufMut(dx),
         Arg::I64(long(n * c)?),
         Arg::I32(int(hw)?),
+        Arg::I32(i32::from(accumulate)),
     ];
     // SAFETY: lengths checked.
     unsafe { l.launch("global_avgpool_backward", elementwise(n * c * hw), args) }
@@ -579,7 +596,7 @@ pub fn bn_forward<L: Launcher>(
 
 /// Batch-norm backward: `dgamma`, `dbeta` (`[c]`) accumulated (or, without
 /// `accumulate_params`, overwritten with what adding to zeros gives) and, if given, `dx`
-/// accumulated.
+/// (with its own `accumulate`).
 #[allow(clippy::too_many_arguments)]
 pub fn bn_backward<L: Launcher>(
     l: &L,
@@ -590,7 +607,7 @@ pub fn bn_backward<L: Launcher>(
     mean: &L::Buf,
     inv_std: &L::Buf,
     dy: &L::Buf,
-    dx: Option<&mut L::Buf>,
+    dx: Option<(&mut L::Buf, bool)>,
     dgamma: &mut L::Buf,
     dbeta: &mut L::Buf,
     accumulate_params: bool,
@@ -610,7 +627,9 @@ pub fn bn_backward<L: Launcher>(
     // SAFETY: sums holds 2 * groups * c f64, dgamma and dbeta c f32 (checked).
     unsafe { l.launch("bn_param_accumulate", elementwise(g.c), &mut args)? };
     match dx {
-        Some(dx) => bn_backward_dx(l, g, mode, x, gamma, mean, inv_std, dy, &*sums, dx),
+        Some((dx, accumulate)) => bn_backward_dx(
+            l, g, mode, x, gamma, mean, inv_std, dy, &*sums, dx, accumulate,
+        ),
         None => Ok(()),
     }
 }
@@ -628,6 +647,7 @@ pub fn bn_backward_data<L: Launcher>(
     inv_std: &L::Buf,
     dy: &L::Buf,
     dx: &mut L::Buf,
+    accumulate: bool,
 ) -> Result {
     bn_check_backward(l, g, x, mean, inv_std, dy)?;
     let sums = match mode {
@@ -635,7 +655,9 @@ pub fn bn_backward_data<L: Launcher>(
         // Not read by the kernel in this mode; one element for a valid pointer.
         BnGrad::FrozenStats => l.scratch::<f64>(1)?,
     };
-    bn_backward_dx(l, g, mode, x, gamma, mean, inv_std, dy, &*sums, dx)
+    bn_backward_dx(
+        l, g, mode, x, gamma, mean, inv_std, dy, &*sums, dx, accumulate,
+    )
 }
 
 /// `(Sdy, Sdx)` per (group, channel) (`[2 * groups * c]` f64): partial sums over runs of
@@ -694,6 +716,7 @@ fn bn_backward_dx<L: Launcher>(
     dy: &L::Buf,
     sums: &L::Buf,
     dx: &mut L::Buf,
+    accumulate: bool,
 ) -> Result {
     let len = g.n * g.c * g.hw;
     let pairs = g.groups() * g.c;
@@ -713,6 +736,7 @@ fn bn_backward_dx<L: Launcher>(
     ];
     args.extend(dims(g)?);
     args.push(Arg::I32(i32::from(mode == BnGrad::Full)));
+    args.push(Arg::I32(i32::from(accumulate)));
     // SAFETY: lengths checked; the kernel reads sums only in Full mode.
     unsafe { l.launch("bn_backward_dx", elementwise(len), &mut args) }
 }
