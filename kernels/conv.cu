@@ -8,6 +8,7 @@
 //                        M = cout, N = n*P (images side by side), depth R (conv_forward_m16:
 //                        the same for cout <= 16, with a 16 x 128 tile)
 //   conv_backward_data:  dx[i][ci][iy][ix] += sum_{co,ki,kj} w[co][ci][ki][kj] dy[i][co][oy][ox]
+//                        (accumulate == 0: dx overwritten, see act_added_to in storage.cuh)
 //                        over the taps with oy*s-p+ki = iy, ox*s-p+kj = ix (a gather: no
 //                        atomics); M = cin, N = n*h*w, depth cout*k*k
 //   conv_weight_grad:    out[z][co][r] = sum_{q in range z} dy[i][co][pix] col_i[r][pix],
@@ -151,7 +152,7 @@ extern "C" __global__ void conv_forward_m16(const act_t *__restrict__ x,
 extern "C" __global__ void conv_backward_data(const act_t *__restrict__ dy,
                                               const float *__restrict__ wt, act_t *__restrict__ dx,
                                               int n, int cin, int height, int width, int cout,
-                                              int k, int stride, int pad) {
+                                              int k, int stride, int pad, int accumulate) {
     constexpr int TM = CONV_TILE_M, TN = CONV_TILE_N;
     constexpr int RM = TM / CONV_THREADS, RN = TN / CONV_THREADS;
     constexpr int THREADS = CONV_THREADS * CONV_THREADS;
@@ -214,7 +215,7 @@ extern "C" __global__ void conv_backward_data(const act_t *__restrict__ dy,
             const int ci = m0 + ty + CONV_THREADS * i, qq = n0 + tx + CONV_THREADS * j;
             if (ci < M && qq < N) {
                 act_t &d = dx[((long long)(qq / hw) * cin + ci) * hw + qq % hw];
-                d = act_store(act_load(d) + acc[i][j]);
+                d = act_store(act_added_to(&d, accumulate) + acc[i][j]);
             }
         }
 }

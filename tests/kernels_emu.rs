@@ -761,10 +761,13 @@ fn conv_forward_and_backward_match_cpu() {
         // Backward accumulates onto what is there.
         let dx0 = values(n * g.in_len(), seed + 3);
         let mut dx = up(&dx0);
-        ops::conv_backward_data(&L, &g, n, &dyb, &wb, &mut dx).unwrap();
+        ops::conv_backward_data(&L, &g, n, &dyb, &wb, &mut dx, true).unwrap();
         let mut want = widen(&dx0);
         be.conv_backward_data(&g, n, &dy64, &w64, &mut want);
         assert_close_f64(&dx, &want, &what("conv_backward_data"));
+        overwrite_matches_adding_to_zeros(n * g.in_len(), &what("dx overwritten"), |dx, acc| {
+            ops::conv_backward_data(&L, &g, n, &dyb, &wb, dx, acc).unwrap()
+        });
 
         let dw0 = values(g.weight_len(), seed + 4);
         let mut dw = up(&dw0);

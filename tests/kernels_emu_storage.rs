@@ -241,7 +241,7 @@ fn run_all<Ls: Launcher<Buf = EmuBuf>>(l: &Ls, s: Storage) -> Vec<(String, bool,
         r.keep_act(&format!("conv{i} forward"), &y);
         // Backward-data adds to what dx holds.
         let mut dx = r.act(&inputs(s, n * g.in_len(), 40 + i as u64, 1.0));
-        ops::conv_backward_data(l, &g, n, &dy, &w, &mut dx).unwrap();
+        ops::conv_backward_data(l, &g, n, &dy, &w, &mut dx, true).unwrap();
         r.keep_act(&format!("conv{i} backward-data"), &dx);
         let mut dw = r.param(&values(g.weight_len(), 50 + i as u64, 0.5));
         ops::conv_backward_weight(l, &g, n, &x, &dy, &mut dw, true).unwrap();

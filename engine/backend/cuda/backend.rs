@@ -613,7 +613,9 @@ impl<L: Launcher> Backend for CudaBackend<L> {
         let act = self.storage;
         self.run("conv_backward_data", |_| {
             let (dy, w) = (self.read(dy, act)?, self.read(w, Storage::F32)?);
-            let dx = self.place(dx, act, true)?;
+            // A fresh dx (zeros) is overwritten, no memset.
+            let accumulate = !dx.fresh;
+            let dx = self.place(dx, act, accumulate)?;
             Ok(ops::conv_backward_data(
                 &self.act_launcher(),
                 g,
@@ -621,6 +623,7 @@ impl<L: Launcher> Backend for CudaBackend<L> {
                 &dy,
                 &w,
                 dx,
+                accumulate,
             )?)
         });
     }

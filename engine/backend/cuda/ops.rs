@@ -863,6 +863,7 @@ pub fn conv_backward_data<L: Launcher>(
     dy: &L::Buf,
     w: &L::Buf,
     dx: &mut L::Buf,
+    accumulate: bool,
 ) -> Result {
     conv_check(g)?;
     check_act(l, dy, n * g.out_len(), "conv_backward_data dy")?;
@@ -874,6 +875,7 @@ pub fn conv_backward_data<L: Launcher>(
     let config = gemm_launch(g.cin, n * g.h * g.w, 1)?;
     let mut args: Vec<Arg<'_, L::Buf>> = vec![Arg::Buf(dy), Arg::Buf(w), Arg::BufMut(dx)];
     args.extend(conv_dims(g, n)?);
+    args.push(Arg::I32(i32::from(accumulate)));
     // SAFETY: as in conv_forward.
     unsafe { l.launch("conv_backward_data", config, &mut args) }
 }
