@@ -166,7 +166,7 @@ impl<L: Launcher> Deref for Input<'_, L> {
 impl<L: Launcher> Drop for Input<'_, L> {
     fn drop(&mut self) {
         if let Some(t) = self.temporary.take() {
-            self.backend.give_back(t);
+            self.backend.launcher.give_back(t);
         }
     }
 }
@@ -306,14 +306,6 @@ impl<L: Launcher> CudaBackend<L> {
         Ok(raw)
     }
 
-    /// Hands released device memory back to the pool (unless the backend has failed: its
-    /// memory may be in any state).
-    fn give_back(&self, raw: L::Buf) {
-        if !self.failed() {
-            self.launcher.give_back(raw);
-        }
-    }
-
     /// A zeroed buffer of `len` values of `T` with its memory (words, accumulators).
     fn alloc_now<T: Pod>(&self, op: &'static str, len: usize) -> DeviceBuf<L, T> {
         if len == 0 || self.failed() {
@@ -371,6 +363,18 @@ impl<L: Launcher> CudaBackend<L> {
         }
     }
 
+    /// `buf`'s memory as `storage` for a primitive that adds to it, and whether it must add:
+    /// a fresh buffer (zeros) gets memory of unspecified contents, which the primitive
+    /// overwrites with what adding to zeros gives (the same bits, no memset).
+    fn place_for_adding<'b>(
+        &self,
+        buf: &'b mut CudaBuf<L>,
+        storage: Storage,
+    ) -> Result<(&'b mut L::Buf, bool), Fault> {
+        let accumulate = !buf.fresh;
+        Ok((self.place(buf, storage, accumulate)?, accumulate))
+    }
+
     /// `buf`'s memory as `storage` for writing, its values kept (`keep`: the primitive adds to
     /// them) or not. A fresh buffer gets memory (zeroed if kept); one in another storage is
     /// converted (kept) or replaced.
@@ -393,10 +397,10 @@ impl<L: Launcher> CudaBackend<L> {
                         (&old, buf.storage),
                         (&mut raw, storage),
                     );
-                    self.give_back(old);
+                    self.launcher.give_back(old);
                     converted?;
                 } else {
-                    self.give_back(old);
+                    self.launcher.give_back(old);
                 }
             }
             buf.raw = Some(raw);
@@ -468,7 +472,7 @@ impl<L: Launcher> Backend for CudaBackend<L> {
             return;
         }
         if let Some(raw) = buf.raw.take() {
-            self.give_back(raw);
+            self.launcher.give_back(raw);
         }
         buf.fresh = buf.len > 0;
     }
@@ -479,7 +483,7 @@ impl<L: Launcher> Backend for CudaBackend<L> {
         if src.fresh {
             // dst becomes zeros: fresh again, its memory back to the pool.
             if let Some(raw) = dst.raw.take() {
-                self.give_back(raw);
+                self.launcher.give_back(raw);
             }
             dst.fresh = dst.len > 0 && !self.failed();
             return;
@@ -613,9 +617,7 @@ impl<L: Launcher> Backend for CudaBackend<L> {
         let act = self.storage;
         self.run("conv_backward_data", |_| {
             let (dy, w) = (self.read(dy, act)?, self.read(w, Storage::F32)?);
-            // A fresh dx (zeros) is overwritten, no memset.
-            let accumulate = !dx.fresh;
-            let dx = self.place(dx, act, accumulate)?;
+            let (dx, accumulate) = self.place_for_adding(dx, act)?;
             Ok(ops::conv_backward_data(
                 &self.act_launcher(),
                 g,
@@ -638,9 +640,7 @@ impl<L: Launcher> Backend for CudaBackend<L> {
         let act = self.storage;
         self.run("conv_backward_weight", |_| {
             let (x, dy) = (self.read(x, act)?, self.read(dy, act)?);
-            // A fresh dw is zeros: overwritten, no memset.
-            let accumulate = !dw.fresh;
-            let dw = self.place(dw, Storage::F32, accumulate)?;
+            let (dw, accumulate) = self.place_for_adding(dw, Storage::F32)?;
             Ok(ops::conv_backward_weight(
                 &self.act_launcher(),
                 g,
@@ -723,14 +723,8 @@ impl<L: Launcher> Backend for CudaBackend<L> {
             let gamma = self.read(gamma, Storage::F32)?;
             let mean = self.read(mean, Storage::F32)?;
             let inv_std = self.read(inv_std, Storage::F32)?;
-            // A fresh dx (zeros) is overwritten, no memset.
-            let dx = dx
-                .map(|dx| {
-                    let accumulate = !dx.fresh;
-                    self.place(dx, act, accumulate).map(|dx| (dx, accumulate))
-                })
-                .transpose()?;
-            // Both fresh (zeros): overwritten, no memset.
+            let dx = dx.map(|dx| self.place_for_adding(dx, act)).transpose()?;
+            // Overwritten only if both are fresh (one flag for the pair).
             let accumulate = !(dgamma.fresh && dbeta.fresh);
             Ok(ops::bn_backward(
                 &self.act_launcher(),
@@ -762,10 +756,10 @@ impl<L: Launcher> Backend for CudaBackend<L> {
         let act = self.storage;
         self.run("bn_backward_data", |_| {
             let (x, dy) = (self.read(x, act)?, self.read(dy, act)?);
-            let accumulate = !dx.fresh;
             let gamma = self.read(gamma, Storage::F32)?;
             let mean = self.read(mean, Storage::F32)?;
             let inv_std = self.read(inv_std, Storage::F32)?;
+            let (dx, accumulate) = self.place_for_adding(dx, act)?;
             Ok(ops::bn_backward_data(
                 &self.act_launcher(),
                 g,
@@ -775,7 +769,7 @@ impl<L: Launcher> Backend for CudaBackend<L> {
                 &mean,
                 &inv_std,
                 &dy,
-                self.place(dx, act, accumulate)?,
+                dx,
                 accumulate,
             )?)
         });
@@ -822,8 +816,7 @@ impl<L: Launcher> Backend for CudaBackend<L> {
         self.run("relu_backward", |_| {
             let (x, dy) = (self.read(x, act)?, self.read(dy, act)?);
             let len = dx.len;
-            let accumulate = !dx.fresh;
-            let dx = self.place(dx, act, accumulate)?;
+            let (dx, accumulate) = self.place_for_adding(dx, act)?;
             Ok(ops::relu_backward(
                 &self.act_launcher(),
                 len,
@@ -1068,8 +1061,11 @@ impl<L: Launcher> CudaBackend<L> {
         let act = self.storage;
         self.run(op, |_| {
             let src = self.read(src, act)?;
-            let accumulate = keep && !dst.fresh;
-            let dst = self.place(dst, act, accumulate)?;
+            let (dst, accumulate) = if keep {
+                self.place_for_adding(dst, act)?
+            } else {
+                (self.place(dst, act, false)?, false)
+            };
             Ok(f(&self.act_launcher(), &src, dst, accumulate)?)
         });
     }
