@@ -4,7 +4,7 @@
 
 use super::{Backend, BnGeom, BnGrad};
 use crate::backend::Real;
-use crate::net::init::init_params;
+use crate::net::init::InitRule;
 use crate::net::plan::{Layer, ParamId, Plan, INPUT};
 use crate::net::BN_EPS;
 use std::collections::HashMap;
@@ -117,11 +117,12 @@ impl<'a, B: Backend> Executor<'a, B> {
 
     /// An executor with the deterministic default initialisation for `seed`.
     pub fn with_init(backend: &'a B, plan: &'a Plan, seed: u64) -> Self {
-        let params = init_params(seed, plan)
+        let rules: Vec<(InitRule, usize)> = plan
+            .params
             .iter()
-            .map(|values| backend.upload(&to_real::<B::Real>(values)))
+            .map(|spec| (InitRule::of(spec), spec.len()))
             .collect();
-        Executor::new(backend, plan, params)
+        Executor::new(backend, plan, backend.draw_params(seed, &rules))
     }
 
     /// The plan, borrowed for the executor's whole lifetime (not just `&self`), so that

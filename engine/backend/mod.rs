@@ -12,7 +12,9 @@ pub mod executor;
 pub mod real;
 
 pub use crate::net::geom::ConvGeom;
+use crate::net::init::InitRule;
 pub use executor::{BackwardOptions, BnStatistics, CodeBlock, Executor, Gradients, ParamGrads};
+use rayon::prelude::*;
 pub use real::Real;
 
 /// How batch-norm gradients treat the batch statistics.
@@ -112,6 +114,16 @@ pub trait Backend: Sync {
         drop(buf);
     }
     fn upload(&self, host: &[Self::Real]) -> Self::Buf;
+    /// Parameters' initial values: buffer i holds `params[i].1` values of rule
+    /// `params[i].0` under `seed`, each rounded to `Real` (what uploading
+    /// [`InitRule::values`] gives, which the default does, drawing them in parallel; a
+    /// device backend draws them where they live).
+    fn draw_params(&self, seed: u64, params: &[(InitRule, usize)]) -> Vec<Self::Buf> {
+        params
+            .par_iter()
+            .map(|(rule, len)| self.upload(&executor::to_real(&rule.values(seed, *len))))
+            .collect()
+    }
     fn download(&self, buf: &Self::Buf) -> Vec<Self::Real>;
     fn buf_len(&self, buf: &Self::Buf) -> usize;
     fn fill_zero(&self, buf: &mut Self::Buf);

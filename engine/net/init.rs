@@ -64,18 +64,46 @@ pub fn uniform_stream(seed: u64, stream: u64, len: usize) -> impl Iterator<Item 
         .map(|word| f64::from(word >> 8) * (1.0 / (1u32 << 24) as f64))
 }
 
-/// Initial values of one parameter, in f64 (backends round to their type).
-pub fn init_param(seed: u64, spec: &ParamSpec) -> Vec<f64> {
-    match spec.kind {
-        ParamKind::BnGamma => vec![1.0; spec.len()],
-        ParamKind::BnBeta => vec![0.0; spec.len()],
-        ParamKind::ConvWeight | ParamKind::LinearWeight | ParamKind::LinearBias => {
-            let bound = 1.0 / (spec.fan_in as f64).sqrt();
-            uniform_stream(seed, name_hash(&spec.name), spec.len())
-                .map(|u| (2.0 * u - 1.0) * bound)
-                .collect()
+/// How one parameter's initial values are drawn: what a backend needs to draw them itself
+/// (the CUDA backend does, in kernels/init.cu, bit for bit as [`InitRule::values`]).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum InitRule {
+    /// Every element this value.
+    Constant(f64),
+    /// Element e is `(2u - 1) * bound`, u the e-th draw of [`uniform_stream`] of `stream`:
+    /// U(-bound, bound), each step exact in f64 but the product.
+    SymmetricUniform { stream: u64, bound: f64 },
+}
+
+impl InitRule {
+    /// The framework default for a parameter (module docs).
+    pub fn of(spec: &ParamSpec) -> InitRule {
+        match spec.kind {
+            ParamKind::BnGamma => InitRule::Constant(1.0),
+            ParamKind::BnBeta => InitRule::Constant(0.0),
+            ParamKind::ConvWeight | ParamKind::LinearWeight | ParamKind::LinearBias => {
+                InitRule::SymmetricUniform {
+                    stream: name_hash(&spec.name),
+                    bound: 1.0 / (spec.fan_in as f64).sqrt(),
+                }
+            }
         }
     }
+
+    /// The first `len` values under `seed`, in f64 (backends round to their type).
+    pub fn values(&self, seed: u64, len: usize) -> Vec<f64> {
+        match *self {
+            InitRule::Constant(value) => vec![value; len],
+            InitRule::SymmetricUniform { stream, bound } => uniform_stream(seed, stream, len)
+                .map(|u| (2.0 * u - 1.0) * bound)
+                .collect(),
+        }
+    }
+}
+
+/// Initial values of one parameter, in f64 (backends round to their type).
+pub fn init_param(seed: u64, spec: &ParamSpec) -> Vec<f64> {
+    InitRule::of(spec).values(seed, spec.len())
 }
 
 /// Initial values of every parameter of a plan, in plan order (drawn in parallel: a GPU

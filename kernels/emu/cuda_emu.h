@@ -90,6 +90,11 @@ inline float __uint_as_float(unsigned u) {
     std::memcpy(&v, &u, sizeof v);
     return v;
 }
+inline double __longlong_as_double(long long u) {
+    double v;
+    std::memcpy(&v, &u, sizeof v);
+    return v;
+}
 
 namespace emu {
 

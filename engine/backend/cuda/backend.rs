@@ -33,6 +33,7 @@ use super::launch::{LaunchError, Launcher, Pod, StorageLauncher};
 use super::ops;
 use super::pooled::PooledLauncher;
 use crate::backend::{Backend, BackendError, BnGeom, BnGrad, ConvGeom, Reduction};
+use crate::net::init::InitRule;
 
 /// A device buffer of `len` values of `T` (for `T = f32`: held in `storage`).
 pub struct DeviceBuf<L: Launcher, T> {
@@ -306,12 +307,13 @@ impl<L: Launcher> CudaBackend<L> {
         Ok(raw)
     }
 
-    /// A zeroed buffer of `len` values of `T` with its memory (words, accumulators).
-    fn alloc_now<T: Pod>(&self, op: &'static str, len: usize) -> DeviceBuf<L, T> {
+    /// A buffer of `len` values of `T` (f32 ones held as f32) with its memory, zeroed if
+    /// `zero` (words, accumulators), else of unspecified contents.
+    fn alloc_now<T: Pod>(&self, op: &'static str, len: usize, zero: bool) -> DeviceBuf<L, T> {
         if len == 0 || self.failed() {
             return DeviceBuf::missing(len);
         }
-        match self.take(len * std::mem::size_of::<T>(), true) {
+        match self.take(len * std::mem::size_of::<T>(), zero) {
             Ok(raw) => DeviceBuf::holding(raw, len, Storage::F32, &self.launcher),
             Err(e) => {
                 self.fail(op, e);
@@ -451,6 +453,23 @@ impl<L: Launcher> Backend for CudaBackend<L> {
         }
     }
     /// The values as f32 (16-bit ones widened on the host, exactly).
+    /// Drawn on the device (kernels/init.cu): one table upload and one launch for every
+    /// parameter, not an upload each.
+    fn draw_params(&self, seed: u64, params: &[(InitRule, usize)]) -> Vec<CudaBuf<L>> {
+        let mut bufs: Vec<CudaBuf<L>> = params
+            .iter()
+            .map(|&(_, len)| self.alloc_now("draw_params", len, false))
+            .collect();
+        self.run("draw_params", |l| {
+            let mut targets: Vec<(&mut L::Buf, usize, InitRule)> = bufs
+                .iter_mut()
+                .zip(params)
+                .filter_map(|(buf, &(rule, len))| Some((buf.raw.as_mut()?, len, rule)))
+                .collect();
+            Ok(ops::init_params(l, seed, &mut targets)?)
+        });
+        bufs
+    }
     fn download(&self, buf: &CudaBuf<L>) -> Vec<f32> {
         let widen = |f: fn(u16) -> f32| -> Vec<f32> {
             let bits: Vec<u16> = self.download_raw("download", buf.raw.as_ref(), buf.len);
@@ -530,7 +549,7 @@ impl<L: Launcher> Backend for CudaBackend<L> {
     }
 
     fn alloc_words(&self, len: usize) -> CudaWords<L> {
-        self.alloc_now("alloc_words", len)
+        self.alloc_now("alloc_words", len, true)
     }
     fn download_words(&self, words: &CudaWords<L>) -> Vec<u64> {
         self.download_as("download_words", words)
@@ -539,7 +558,7 @@ impl<L: Launcher> Backend for CudaBackend<L> {
         words.len
     }
     fn alloc_acc(&self, len: usize) -> CudaAcc<L> {
-        self.alloc_now("alloc_acc", len)
+        self.alloc_now("alloc_acc", len, true)
     }
     fn download_acc(&self, acc: &CudaAcc<L>) -> Vec<f64> {
         self.download_as("download_acc", acc)

@@ -97,6 +97,9 @@ impl<L: Launcher> Launcher for CountingLauncher<L> {
     fn byte_len(&self, buf: &L::Buf) -> usize {
         self.inner.byte_len(buf)
     }
+    fn address(&self, buf: &mut L::Buf) -> u64 {
+        self.inner.address(buf)
+    }
     fn zero(&self, buf: &mut L::Buf) -> Result<(), LaunchError> {
         self.count(|c| c.memsets += 1);
         self.inner.zero(buf)

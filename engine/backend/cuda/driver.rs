@@ -7,7 +7,9 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use cudarc::driver::{CudaContext, CudaFunction, CudaSlice, CudaStream, PushKernelArg};
+use cudarc::driver::{
+    CudaContext, CudaFunction, CudaSlice, CudaStream, DevicePtrMut, PushKernelArg,
+};
 
 use super::launch::{check_launch, Arg, LaunchConfig, LaunchError, Launcher};
 use super::{family_entries, nvrtc, KERNEL_SOURCES};
@@ -108,6 +110,12 @@ impl Launcher for DriverLauncher {
 
     fn byte_len(&self, buf: &Self::Buf) -> usize {
         buf.len()
+    }
+
+    fn address(&self, buf: &mut Self::Buf) -> u64 {
+        // Event tracking is off (see `new`), so the guard cudarc returns does nothing.
+        let (ptr, _guard) = buf.device_ptr_mut(&self.stream);
+        ptr
     }
 
     fn synchronize(&self) -> Result<(), LaunchError> {

@@ -95,6 +95,10 @@ impl Launcher for EmuLauncher {
         buf.bytes
     }
 
+    fn address(&self, buf: &mut EmuBuf) -> u64 {
+        buf.words.as_mut_ptr() as usize as u64
+    }
+
     fn zero(&self, buf: &mut EmuBuf) -> Result<(), LaunchError> {
         buf.words.fill(0);
         Ok(())

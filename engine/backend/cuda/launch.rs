@@ -215,6 +215,9 @@ pub trait Launcher: Send + Sync {
     /// Copies the whole buffer into `out` (same length).
     fn download_bytes(&self, buf: &Self::Buf, out: &mut [u8]) -> Result<(), LaunchError>;
     fn byte_len(&self, buf: &Self::Buf) -> usize;
+    /// The device address of `buf`'s memory, for a kernel that reads buffer addresses from a
+    /// table (kernels/init.cu) and may write there (hence `&mut`).
+    fn address(&self, buf: &mut Self::Buf) -> u64;
     fn zero(&self, buf: &mut Self::Buf) -> Result<(), LaunchError>;
     /// Copies `src` into `dst` (same length).
     fn copy(&self, src: &Self::Buf, dst: &mut Self::Buf) -> Result<(), LaunchError>;
@@ -354,6 +357,9 @@ impl<L: Launcher> Launcher for StorageLauncher<'_, L> {
     }
     fn byte_len(&self, buf: &L::Buf) -> usize {
         self.inner.byte_len(buf)
+    }
+    fn address(&self, buf: &mut L::Buf) -> u64 {
+        self.inner.address(buf)
     }
     fn zero(&self, buf: &mut L::Buf) -> Result<(), LaunchError> {
         self.inner.zero(buf)

@@ -8,10 +8,11 @@
 //! makes the `unsafe` launches sound.
 
 use super::launch::{
-    int, long, Arg, LaunchConfig, LaunchError, Launcher, Scratch, StorageLauncher,
+    as_bytes, int, long, Arg, LaunchConfig, LaunchError, Launcher, Scratch, StorageLauncher,
 };
 use super::Storage;
 use crate::backend::{BnGeom, BnGrad, ConvGeom, Reduction};
+use crate::net::init::InitRule;
 
 type Result<T = ()> = std::result::Result<T, LaunchError>;
 
@@ -132,6 +133,56 @@ pub fn copy_into<L: Launcher>(
     ];
     // SAFETY: src holds `len` f32 and dst at least `offset + len` (checked).
     unsafe { l.launch("copy_into", elementwise(len), args) }
+}
+
+/// u64 words per parameter in the table of kernels/init.cu (INIT_WORDS).
+const INIT_WORDS: usize = 5;
+/// Grid rows of one launch: one per parameter.
+const MAX_GRID_Y: usize = 65_535;
+
+/// Draws initial values into parameter buffers (kernels/init.cu): each of `params` is a
+/// buffer of `len` f32 and its rule. One upload of a table of addresses and one launch,
+/// whatever the number of parameters.
+pub fn init_params<L: Launcher>(
+    l: &L,
+    seed: u64,
+    params: &mut [(&mut L::Buf, usize, InitRule)],
+) -> Result {
+    let mut table = Vec::with_capacity(params.len() * INIT_WORDS);
+    let mut longest = 0;
+    for (buf, len, rule) in params.iter_mut() {
+        check_len::<L, f32>(l, buf, *len, "init_params")?;
+        if *len == 0 {
+            continue;
+        }
+        let (code, stream, value) = match *rule {
+            InitRule::Constant(value) => (0, 0, value),
+            InitRule::SymmetricUniform { stream, bound } => (1, stream, bound),
+        };
+        table.extend([l.address(buf), *len as u64, code, stream, value.to_bits()]);
+        longest = longest.max(*len);
+    }
+    let count = table.len() / INIT_WORDS;
+    if count == 0 {
+        return Ok(());
+    }
+    if count > MAX_GRID_Y {
+        return Err(LaunchError::SizeOverflow(count));
+    }
+    let mut on_device = l.scratch::<u64>(table.len())?;
+    l.write_bytes(as_bytes(&table), &mut on_device)?;
+    let philox_blocks = longest.div_ceil(4) as u64;
+    let config = LaunchConfig::new(
+        (
+            grid_for(philox_blocks, u64::from(ELEMENTWISE_BLOCK)),
+            count as u32,
+        ),
+        ELEMENTWISE_BLOCK,
+    );
+    let args = &mut [Arg::Buf(&*on_device), Arg::I32(int(count)?), Arg::U64(seed)];
+    // SAFETY: the table holds `count` entries, each the address of a live buffer of the
+    // length it states (checked above); the buffers outlive the launch in stream order.
+    unsafe { l.launch("init_params", config, args) }
 }
 
 /// `y = max(x, 0)` over `len` values.

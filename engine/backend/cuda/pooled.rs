@@ -73,6 +73,9 @@ impl<L: Launcher> Launcher for PooledLauncher<L> {
     fn byte_len(&self, buf: &L::Buf) -> usize {
         self.inner.byte_len(buf)
     }
+    fn address(&self, buf: &mut L::Buf) -> u64 {
+        self.inner.address(buf)
+    }
     fn zero(&self, buf: &mut L::Buf) -> Result<(), LaunchError> {
         self.inner.zero(buf)
     }
