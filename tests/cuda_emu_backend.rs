@@ -368,3 +368,39 @@ fn parameters_drawn_on_the_device_are_the_host_draws_bit_for_bit() {
     }
     be.status().expect("backend status");
 }
+
+/// What these scores read back is reduced on the device first: per arch, at most the loss
+/// and one vector of sums (snip, grad_norm and fisher downloaded every weight and gradient,
+/// 107 waits per 5-cell arch, and fisher two activations per conv on top), and the weights
+/// are one table upload.
+#[test]
+fn scores_that_reduce_on_the_device_download_once_or_twice_per_arch() {
+    let config = MacroConfig {
+        classes: 10,
+        cells_per_stage: 2,
+        ..parity::TINY
+    };
+    let data = parity::batch(&config, 4, 3);
+    let mut settings = ScoreSettings::paper_defaults(config);
+    settings.set_batch(4);
+    let arch = arch_of_index(5256).unwrap();
+    let be = CudaBackend::new(CountingLauncher::new(EmuLauncher::new()));
+    for score in [
+        Score::Naswot,
+        Score::Ntk,
+        Score::Mgm,
+        Score::Snip,
+        Score::GradNorm,
+        Score::Fisher,
+        Score::JacobCov,
+    ] {
+        score_arch(&be, &arch, &[score], &data, &settings).unwrap();
+        let c = be.launcher().take_counts();
+        assert!(
+            c.waits() <= 2 && c.uploads <= 3,
+            "{score}: {} waits, {} uploads",
+            c.waits(),
+            c.uploads
+        );
+    }
+}

@@ -330,6 +330,41 @@ fn column_moments_match_cpu() {
     }
 }
 
+/// The whole-tensor sums add to their slots of an accumulator and leave the others alone
+/// (NaN there stays NaN): one block for any length, one warp per row.
+#[test]
+fn tensor_sums_match_cpu() {
+    for len in [1usize, 33, 1000, 36_865] {
+        let (a, b) = (values(len, 21 + len as u64), values(len, 22 + len as u64));
+        let mut want = [0.5, -2.0];
+        cpu::gram::abs_products_and_squares(&a, &b, &mut want);
+        let mut out = up(&[f64::NAN, 0.5, -2.0, f64::NAN]);
+        ops::abs_products_and_squares(&L, len, &up(&a), &up(&b), &mut out, 1).unwrap();
+        let got = down::<f64>(&out);
+        assert!(
+            got[0].is_nan() && got[3].is_nan(),
+            "len {len}: other slots written"
+        );
+        assert_close(&got[1..3], &want, 1e-13, &format!("len {len}"));
+    }
+    // Rows shorter than a warp, longer than one, more rows than one block's warps.
+    for (rows, len) in [(1usize, 1usize), (3, 33), (130, 7), (1024, 64), (5, 1025)] {
+        let a = values(rows * len, 31 + len as u64);
+        let b = values(rows * len, 32 + rows as u64);
+        let want = 1.25 + cpu::gram::row_dot_squares(&a, &b, rows, len);
+        let mut out = up(&[f64::NAN, 1.25]);
+        ops::row_dot_squares(&L, (rows, len), &up(&a), &up(&b), &mut out, 1).unwrap();
+        let got = down::<f64>(&out);
+        assert!(got[0].is_nan(), "rows {rows} len {len}: other slot written");
+        assert_close(&got[1..], &[want], 1e-13, &format!("rows {rows} len {len}"));
+    }
+    // A slot past the accumulator is an error, not a write out of bounds.
+    let mut short = up(&[0.0f64; 2]);
+    let (a, b) = (up(&values(4, 1)), up(&values(4, 2)));
+    assert!(ops::abs_products_and_squares(&L, 4, &a, &b, &mut short, 1).is_err());
+    assert!(ops::row_dot_squares(&L, (2, 2), &a, &b, &mut short, 2).is_err());
+}
+
 #[test]
 fn gram_matches_cpu() {
     // len spanning several split-K ranges and a ragged final tile.

@@ -429,6 +429,14 @@ fn run_all<Ls: Launcher<Buf = EmuBuf>>(l: &Ls, s: Storage) -> Vec<(String, bool,
     let mut wide = r.act(&inputs(s, 2 * len, 142, 1.0));
     ops::copy_into(l, len, &src, &mut wide, 30).unwrap();
     r.keep_act("copy_into", &wide);
+
+    // Whole-tensor sums of activations (f64 out, compared bit for bit as its f32 halves).
+    let (rows, len) = (37, 45);
+    let a = r.act(&inputs(s, rows * len, 150, 2.0));
+    let b = r.act(&inputs(s, rows * len, 151, 1.0));
+    let mut out = L.upload(&[0.25f64, 0.0]).unwrap();
+    ops::row_dot_squares(l, (rows, len), &a, &b, &mut out, 1).unwrap();
+    r.keep_param("row_dot_squares", &out);
     r.outputs
 }
 

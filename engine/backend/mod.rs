@@ -159,6 +159,26 @@ pub trait Backend: Sync {
     /// `out[j]` = mean |a[i][j]|, `out[len + j]` = the population variance of a[i][j]
     /// (`out` holds 2 * len, overwritten).
     fn column_moments(&self, a: &Self::Buf, n: usize, len: usize, out: &mut Self::Acc);
+    /// Sums over two equally long buffers (parameters or their gradients), in f64:
+    /// `out[at] += sum_i |a[i] * b[i]|` and `out[at + 1] += sum_i b[i]^2`.
+    fn abs_products_and_squares(
+        &self,
+        a: &Self::Buf,
+        b: &Self::Buf,
+        out: &mut Self::Acc,
+        at: usize,
+    );
+    /// `out[at] += sum_r (sum_p a[r][p] * b[r][p])^2` for `a, b = [rows][len]` (activations
+    /// or their gradients), in f64.
+    fn row_dot_squares(
+        &self,
+        a: &Self::Buf,
+        b: &Self::Buf,
+        rows: usize,
+        len: usize,
+        out: &mut Self::Acc,
+        at: usize,
+    );
 
     fn conv_forward(&self, g: &ConvGeom, n: usize, x: &Self::Buf, w: &Self::Buf, y: &mut Self::Buf);
     fn conv_backward_data(

@@ -68,8 +68,12 @@ pub fn saliency<B: Backend>(exec: &mut Executor<'_, B>, batch: &Batch, n: usize)
     saliency_with(exec, batch, n, true)
 }
 
-/// [`saliency`], with fisher only when `with_fisher` (else NaN): fisher reads every conv's
-/// activation and its gradient on the host, which dominates snip's time on a GPU.
+/// [`saliency`], with fisher only when `with_fisher` (else NaN): fisher reduces every
+/// conv's activation and its gradient, as much work again as snip's.
+///
+/// The sums are taken by the backend into one f64 vector, read once: per scored weight
+/// tensor `sum |W * dW|` and `sum dW^2`, then per conv or linear layer (with fisher)
+/// `sum_{n,k} (sum_p a * da)^2`.
 pub fn saliency_with<B: Backend>(
     exec: &mut Executor<'_, B>,
     batch: &Batch,
@@ -79,17 +83,24 @@ pub fn saliency_with<B: Backend>(
     let plan: &Plan = exec.plan();
     let dlogits = forward_loss_gradient(exec, batch, n, BnStatistics::Batch, Reduction::Mean);
     let be = exec.backend();
-    let mut fisher = if with_fisher { 0.0 } else { f64::NAN };
+    let scored: Vec<usize> = (0..plan.params.len())
+        .filter(|&p| is_scored_weight(plan.params[p].kind))
+        .collect();
+    // The fisher sites, each with its place in `sums` after the weight tensors' pairs.
+    let mut fisher_at = vec![None; plan.layers.len()];
+    if with_fisher {
+        let sites = (0..plan.layers.len())
+            .filter(|&i| matches!(plan.layers[i], Layer::Conv { .. } | Layer::Linear { .. }));
+        for (k, i) in sites.enumerate() {
+            fisher_at[i] = Some(2 * scored.len() + k);
+        }
+    }
+    let sites = fisher_at.iter().flatten().count();
+    let mut sums = be.alloc_acc(2 * scored.len() + sites);
     let mut observe = |index: usize, y: &B::Buf, dy: &B::Buf| {
-        let out = plan.layers[index].output();
-        if with_fisher
-            && matches!(
-                plan.layers[index],
-                Layer::Conv { .. } | Layer::Linear { .. }
-            )
-        {
-            let shape = plan.slots[out];
-            fisher += channel_fisher(&be.download(y), &be.download(dy), n, shape.c, shape.hw());
+        if let Some(at) = fisher_at[index] {
+            let shape = plan.slots[plan.layers[index].output()];
+            be.row_dot_squares(y, dy, n * shape.c, shape.hw(), &mut sums, at);
         }
     };
     let grads = exec.backward_observed(
@@ -99,41 +110,23 @@ pub fn saliency_with<B: Backend>(
         Some(&mut observe),
     );
     let grads = grads.params.expect("batched gradients");
-    let (mut snip, mut grad_norm) = (0.0, 0.0);
-    for ((spec, w), g) in plan.params.iter().zip(exec.params()).zip(&grads) {
-        if !is_scored_weight(spec.kind) {
-            continue;
-        }
-        let (w, g) = (be.download(w), be.download(g));
-        snip += w
-            .iter()
-            .zip(&g)
-            .map(|(w, g)| (w.to_f64_lossless() * g.to_f64_lossless()).abs())
-            .sum::<f64>();
-        grad_norm += g
-            .iter()
-            .map(|g| g.to_f64_lossless().powi(2))
-            .sum::<f64>()
-            .sqrt();
+    for (k, &p) in scored.iter().enumerate() {
+        be.abs_products_and_squares(&exec.params()[p], &grads[p], &mut sums, 2 * k);
     }
+    let sums = be.download_acc(&sums);
+    let (weights, fisher_sums) = sums.split_at(2 * scored.len());
+    let snip = weights.chunks_exact(2).map(|s| s[0]).sum();
+    let grad_norm = weights.chunks_exact(2).map(|s| s[1].sqrt()).sum();
+    // Each site's sum over images and channels, as the mean over images / 2, added in the
+    // order the backward pass reaches the sites.
+    let fisher = if with_fisher {
+        fisher_sums.iter().rev().map(|s| s / (2.0 * n as f64)).sum()
+    } else {
+        f64::NAN
+    };
     Saliency {
         snip,
         grad_norm,
         fisher,
     }
-}
-
-/// `sum_k mean_n (sum_p a[n][k][p] * da[n][k][p])^2 / 2` over `[n][c][hw]` tensors.
-fn channel_fisher<R: Real>(a: &[R], da: &[R], n: usize, c: usize, hw: usize) -> f64 {
-    let mut total = 0.0;
-    for (a, da) in a.chunks_exact(hw).zip(da.chunks_exact(hw)) {
-        let s: f64 = a
-            .iter()
-            .zip(da)
-            .map(|(a, d)| a.to_f64_lossless() * d.to_f64_lossless())
-            .sum();
-        total += s * s;
-    }
-    debug_assert_eq!(a.len(), n * c * hw);
-    total / (2.0 * n as f64)
 }

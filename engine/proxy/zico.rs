@@ -19,8 +19,8 @@
 //!   as in the released code. Parameters pruned from the plan (identically zero input)
 //!   would be all-zero, hence skipped, in the reference model too.
 //! - Each tensor's `[n][len]` per-sample block is reduced on the backend to per-entry mean
-//!   |g| and variance in f64 (`Backend::column_moments`) as it arrives; the ratio is summed
-//!   on the host in f64.
+//!   |g| and variance in f64 (`Backend::column_moments`) as it arrives; after the pass the
+//!   ratio is summed on the host in f64, tensor by tensor in the order they arrived.
 
 use super::forward_loss_gradient;
 use crate::backend::{
@@ -51,17 +51,15 @@ pub fn zico<B: Backend>(exec: &mut Executor<'_, B>, batch: &Batch, n: usize) -> 
     let be = exec.backend();
     let plan = exec.plan();
     let dlogits = forward_loss_gradient(exec, batch, n, BnStatistics::Batch, Reduction::Sum);
-    let mut score = 0.0;
+    // Reduced on the backend as each tensor's rows arrive (a GPU sends 2 x len doubles, not
+    // n x len floats) and read after the pass, so that the pass never waits on a download.
+    let mut tensors = Vec::new();
     let mut fold = |p: usize, rows: &B::Buf| {
         let spec = &plan.params[p];
         if matches!(spec.kind, ParamKind::ConvWeight | ParamKind::LinearWeight) {
-            // Reduced on the backend: a GPU sends 2 x len doubles, not n x len floats.
             let mut moments = be.alloc_acc(2 * spec.len());
             be.column_moments(rows, n, spec.len(), &mut moments);
-            let sum = zico_tensor_sum(&be.download_acc(&moments));
-            if sum != 0.0 {
-                score += sum.ln();
-            }
+            tensors.push(moments);
         }
     };
     let options = BackwardOptions {
@@ -69,5 +67,12 @@ pub fn zico<B: Backend>(exec: &mut Executor<'_, B>, batch: &Batch, n: usize) -> 
         input_grad: false,
     };
     exec.backward(dlogits, &options, ParamGrads::PerSample(&mut fold));
+    let mut score = 0.0;
+    for moments in &tensors {
+        let sum = zico_tensor_sum(&be.download_acc(moments));
+        if sum != 0.0 {
+            score += sum.ln();
+        }
+    }
     score
 }

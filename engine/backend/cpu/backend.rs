@@ -160,6 +160,20 @@ impl<T: Real> Backend for CpuBackend<T> {
     fn column_moments(&self, a: &Vec<T>, n: usize, len: usize, out: &mut Vec<f64>) {
         gram::column_moments(a, n, len, out);
     }
+    fn abs_products_and_squares(&self, a: &Vec<T>, b: &Vec<T>, out: &mut Vec<f64>, at: usize) {
+        gram::abs_products_and_squares(a, b, &mut out[at..at + 2]);
+    }
+    fn row_dot_squares(
+        &self,
+        a: &Vec<T>,
+        b: &Vec<T>,
+        rows: usize,
+        len: usize,
+        out: &mut Vec<f64>,
+        at: usize,
+    ) {
+        out[at] += gram::row_dot_squares(a, b, rows, len);
+    }
 
     fn conv_forward(&self, g: &ConvGeom, n: usize, x: &Vec<T>, w: &Vec<T>, y: &mut Vec<T>) {
         conv::conv2d_forward_with(self.conv_algo, g, n, x, w, y);

@@ -237,6 +237,39 @@ pub fn column_moments<T: Real>(a: &[T], n: usize, len: usize, out: &mut [f64]) {
         });
 }
 
+/// `out[0] += sum_i |a[i] * b[i]|`, `out[1] += sum_i b[i]^2`, in f64, in index order.
+pub fn abs_products_and_squares<T: Real>(a: &[T], b: &[T], out: &mut [f64]) {
+    assert_eq!(a.len(), b.len(), "abs_products_and_squares: lengths");
+    let (mut abs_products, mut squares) = (0.0, 0.0);
+    for (x, y) in a.iter().zip(b) {
+        let (x, y) = (x.to_f64_lossless(), y.to_f64_lossless());
+        abs_products += (x * y).abs();
+        squares += y * y;
+    }
+    out[0] += abs_products;
+    out[1] += squares;
+}
+
+/// `sum_r (sum_p a[r][p] * b[r][p])^2` for `a, b = [rows][len]`, in f64, in index order.
+pub fn row_dot_squares<T: Real>(a: &[T], b: &[T], rows: usize, len: usize) -> f64 {
+    assert_eq!(a.len(), rows * len, "row_dot_squares: a is [rows][len]");
+    assert_eq!(b.len(), rows * len, "row_dot_squares: b is [rows][len]");
+    if len == 0 {
+        return 0.0;
+    }
+    a.chunks_exact(len)
+        .zip(b.chunks_exact(len))
+        .map(|(a, b)| {
+            let dot: f64 = a
+                .iter()
+                .zip(b)
+                .map(|(x, y)| x.to_f64_lossless() * y.to_f64_lossless())
+                .sum();
+            dot * dot
+        })
+        .sum()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -610,6 +610,39 @@ impl<L: Launcher> Backend for CudaBackend<L> {
         });
     }
 
+    fn abs_products_and_squares(
+        &self,
+        a: &CudaBuf<L>,
+        b: &CudaBuf<L>,
+        out: &mut CudaAcc<L>,
+        at: usize,
+    ) {
+        self.run("abs_products_and_squares", |l| {
+            let (a_in, b_in) = (self.read(a, Storage::F32)?, self.read(b, Storage::F32)?);
+            let out = dev_mut(out)?;
+            Ok(ops::abs_products_and_squares(
+                l, a.len, &a_in, &b_in, out, at,
+            )?)
+        });
+    }
+
+    fn row_dot_squares(
+        &self,
+        a: &CudaBuf<L>,
+        b: &CudaBuf<L>,
+        rows: usize,
+        len: usize,
+        out: &mut CudaAcc<L>,
+        at: usize,
+    ) {
+        self.run("row_dot_squares", |_| {
+            let (a_in, b_in) = (self.read(a, self.storage)?, self.read(b, self.storage)?);
+            let out = dev_mut(out)?;
+            let l = &self.act_launcher();
+            Ok(ops::row_dot_squares(l, (rows, len), &a_in, &b_in, out, at)?)
+        });
+    }
+
     fn conv_forward(
         &self,
         g: &ConvGeom,

@@ -365,6 +365,93 @@ pub fn column_moments<L: Launcher>(
     unsafe { l.launch("column_moments", elementwise(len), args) }
 }
 
+/// `out[at] += sum |a * b|`, `out[at + 1] += sum b^2` over `len` f32 values (f64 `out`).
+pub fn abs_products_and_squares<L: Launcher>(
+    l: &L,
+    len: usize,
+    a: &L::Buf,
+    b: &L::Buf,
+    out: &mut L::Buf,
+    at: usize,
+) -> Result {
+    check_len::<L, f32>(l, a, len, "abs_products_and_squares a")?;
+    check_len::<L, f32>(l, b, len, "abs_products_and_squares b")?;
+    check_acc_slots(l, out, at, 2, "abs_products_and_squares out")?;
+    if len == 0 {
+        return Ok(());
+    }
+    let args = &mut [
+        Arg::Buf(a),
+        Arg::Buf(b),
+        Arg::I64(long(len)?),
+        Arg::BufMut(out),
+        Arg::I32(int(at)?),
+    ];
+    // SAFETY: a and b hold len f32, out at least at + 2 f64 (checked).
+    unsafe {
+        l.launch(
+            "abs_products_and_squares",
+            LaunchConfig::new(1, REDUCE_BLOCK),
+            args,
+        )
+    }
+}
+
+/// `out[at] += sum_r (sum_p a[r][p] * b[r][p])^2` for activations `a, b = [rows][len]`.
+pub fn row_dot_squares<L: Launcher>(
+    l: &L,
+    (rows, len): (usize, usize),
+    a: &L::Buf,
+    b: &L::Buf,
+    out: &mut L::Buf,
+    at: usize,
+) -> Result {
+    check_act(l, a, rows * len, "row_dot_squares a")?;
+    check_act(l, b, rows * len, "row_dot_squares b")?;
+    check_acc_slots(l, out, at, 1, "row_dot_squares out")?;
+    if rows == 0 || len == 0 {
+        return Ok(());
+    }
+    let mut dots = l.scratch::<f64>(rows)?;
+    let warps_per_block = u64::from(ELEMENTWISE_BLOCK / 32);
+    let config = LaunchConfig::new(grid_for(rows as u64, warps_per_block), ELEMENTWISE_BLOCK);
+    let args = &mut [
+        Arg::Buf(a),
+        Arg::Buf(b),
+        Arg::I64(long(rows)?),
+        Arg::I32(int(len)?),
+        Arg::BufMut(&mut *dots),
+    ];
+    // SAFETY: a and b hold rows*len activations (checked), dots rows f64.
+    unsafe { l.launch("row_dots", config, args)? };
+    let args = &mut [
+        Arg::Buf(&*dots),
+        Arg::I64(long(rows)?),
+        Arg::BufMut(out),
+        Arg::I32(int(at)?),
+    ];
+    // SAFETY: dots holds rows f64, out at least at + 1 (checked).
+    unsafe { l.launch("sum_squares", LaunchConfig::new(1, REDUCE_BLOCK), args) }
+}
+
+/// Checks that an f64 accumulator has `slots` values from `at` on.
+fn check_acc_slots<L: Launcher>(
+    l: &L,
+    out: &L::Buf,
+    at: usize,
+    slots: usize,
+    what: &str,
+) -> Result {
+    let held = l.byte_len(out) / std::mem::size_of::<f64>();
+    if at.checked_add(slots).is_some_and(|end| end <= held) {
+        Ok(())
+    } else {
+        Err(LaunchError::Length(format!(
+            "{what}: {slots} values at {at} do not fit {held}"
+        )))
+    }
+}
+
 /// Shapes of the pooling kernels: `planes = n * c` planes of `h x w`.
 fn planes(n: usize, c: usize) -> usize {
     n * c
