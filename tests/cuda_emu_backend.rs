@@ -282,11 +282,8 @@ fn forward_and_backward_never_wait_on_the_device() {
     }
 }
 
-/// Device memory is reused in steady state: scoring an arch a second time on one backend
-/// allocates (almost) nothing, so a whole-space run neither allocates nor frees per layer,
-/// per kernel scratch or per uploaded weight (engine/backend/cuda/pooled.rs).
-#[test]
-fn a_second_arch_reuses_the_device_memory_of_the_first() {
+/// Arch 5256 on a 2-cell tiny network with 4 images: the setting of the counting tests.
+fn counted_arch() -> (Arch, nasrank::data::Batch, ScoreSettings) {
     let config = MacroConfig {
         classes: 10,
         cells_per_stage: 2,
@@ -296,6 +293,15 @@ fn a_second_arch_reuses_the_device_memory_of_the_first() {
     let mut settings = ScoreSettings::paper_defaults(config);
     settings.set_batch(4);
     let arch = arch_of_index(5256).unwrap();
+    (arch, data, settings)
+}
+
+/// Device memory is reused in steady state: scoring an arch a second time on one backend
+/// allocates (almost) nothing, so a whole-space run neither allocates nor frees per layer,
+/// per kernel scratch or per uploaded weight (engine/backend/cuda/pooled.rs).
+#[test]
+fn a_second_arch_reuses_the_device_memory_of_the_first() {
+    let (arch, data, settings) = counted_arch();
     for score in &Score::ALL {
         let be = CudaBackend::new(CountingLauncher::new(EmuLauncher::new()));
         let first = score_arch(&be, &arch, &[*score], &data, &settings).unwrap();
@@ -375,15 +381,7 @@ fn parameters_drawn_on_the_device_are_the_host_draws_bit_for_bit() {
 /// are one table upload.
 #[test]
 fn scores_that_reduce_on_the_device_download_once_or_twice_per_arch() {
-    let config = MacroConfig {
-        classes: 10,
-        cells_per_stage: 2,
-        ..parity::TINY
-    };
-    let data = parity::batch(&config, 4, 3);
-    let mut settings = ScoreSettings::paper_defaults(config);
-    settings.set_batch(4);
-    let arch = arch_of_index(5256).unwrap();
+    let (arch, data, settings) = counted_arch();
     let be = CudaBackend::new(CountingLauncher::new(EmuLauncher::new()));
     for score in [
         Score::Naswot,
