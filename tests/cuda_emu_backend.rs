@@ -324,19 +324,14 @@ fn a_second_arch_reuses_the_device_memory_of_the_first() {
     }
 }
 
-/// Parameters drawn on the device (kernels/init.cu) are the host's draws rounded to f32,
-/// bit for bit: for every parameter of a network, and for ragged lengths (not multiples of
-/// the 4 values of a Philox block), seeds and streams with high bits set, constants, and an
-/// empty parameter among them. One table upload and one launch, however many parameters.
+/// Parameters drawn on the device (kernels/init.cu) are the host's draws, bit for bit
+/// (parity::check_drawn_params), in one table upload and one launch however many
+/// parameters.
 #[test]
 fn parameters_drawn_on_the_device_are_the_host_draws_bit_for_bit() {
-    use nasrank::net::init::{init_params, InitRule};
-    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
     let be = CudaBackend::new(CountingLauncher::new(EmuLauncher::new()));
-
     let plan = parity::supernet_plan();
-    let seed = 0x9e37_79b9_7f4a_7c15;
-    let exec = Executor::with_init(&be, &plan, seed);
+    drop(Executor::with_init(&be, &plan, 3));
     let counts = be.launcher().take_counts();
     assert_eq!(
         (counts.uploads, counts.total_launches(), counts.waits()),
@@ -344,35 +339,7 @@ fn parameters_drawn_on_the_device_are_the_host_draws_bit_for_bit() {
         "{} parameters: {counts:?}",
         plan.params.len()
     );
-    let host = init_params(seed, &plan);
-    for ((buf, values), spec) in exec.params().iter().zip(&host).zip(&plan.params) {
-        let want: Vec<f32> = values.iter().map(|&v| v as f32).collect();
-        assert_eq!(bits(&be.download(buf)), bits(&want), "{}", spec.name);
-    }
-
-    let uniform = |stream, bound| InitRule::SymmetricUniform { stream, bound };
-    let rules = [
-        (uniform(7, 0.3), 1),
-        (uniform(u64::MAX - 5, 1.0 / 3f64.sqrt()), 5),
-        (InitRule::Constant(1.0), 3),
-        (uniform(1 << 40, 2.5), 4099),
-        (InitRule::Constant(0.0), 0),
-        (InitRule::Constant(-0.1), 6),
-        (uniform(12, 1e-3), 4),
-    ];
-    for seed in [0, 1, u64::MAX, 1 << 33] {
-        let bufs = be.draw_params(seed, &rules);
-        assert_eq!(bufs.len(), rules.len());
-        for ((rule, len), buf) in rules.iter().zip(&bufs) {
-            let want: Vec<f32> = rule.values(seed, *len).iter().map(|&v| v as f32).collect();
-            assert_eq!(
-                bits(&be.download(buf)),
-                bits(&want),
-                "seed {seed}: {rule:?} x {len}"
-            );
-        }
-    }
-    be.status().expect("backend status");
+    parity::check_drawn_params(&be);
 }
 
 /// What these scores read back is reduced on the device first: per arch, at most the loss

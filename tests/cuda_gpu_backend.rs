@@ -38,6 +38,13 @@ fn gpu(what: &str) -> Option<CudaBackend<DriverLauncher>> {
 }
 
 #[test]
+fn gpu_draws_the_host_parameters_bit_for_bit() {
+    if let Some(be) = gpu("parameters drawn on the device") {
+        parity::check_drawn_params(&be);
+    }
+}
+
+#[test]
 fn gpu_whole_network_forward_matches_cpu() {
     if let Some(be) = gpu("whole-network forward") {
         parity::check_forward(&be);

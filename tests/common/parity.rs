@@ -342,3 +342,52 @@ pub fn check_scores<B: Backend<Real = f32>>(be: &B, arch: &Arch) {
         assert!(same, "{arch}: {score}: got {g}, want {w}");
     }
 }
+
+/// The backend's `draw_params` against the host's draws rounded to f32, bit for bit: every
+/// parameter of a network, and ragged lengths (not multiples of a Philox block's 4
+/// values), seeds and streams with high bits set, constants, and an empty parameter.
+pub fn check_drawn_params<B: Backend<Real = f32>>(be: &B) {
+    use nasrank::net::init::{init_params, InitRule};
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    let rounded = |v: &[f64]| v.iter().map(|&x| x as f32).collect::<Vec<_>>();
+
+    let plan = supernet_plan();
+    let seed = 0x9e37_79b9_7f4a_7c15;
+    let exec = Executor::with_init(be, &plan, seed);
+    for ((buf, values), spec) in exec
+        .params()
+        .iter()
+        .zip(init_params(seed, &plan))
+        .zip(&plan.params)
+    {
+        assert_eq!(
+            bits(&be.download(buf)),
+            bits(&rounded(&values)),
+            "{}",
+            spec.name
+        );
+    }
+
+    let uniform = |stream, bound| InitRule::SymmetricUniform { stream, bound };
+    let rules = [
+        (uniform(7, 0.3), 1),
+        (uniform(u64::MAX - 5, 1.0 / 3f64.sqrt()), 5),
+        (InitRule::Constant(1.0), 3),
+        (uniform(1 << 40, 2.5), 4099),
+        (InitRule::Constant(0.0), 0),
+        (InitRule::Constant(-0.1), 6),
+        (uniform(12, 1e-3), 4),
+    ];
+    for seed in [0, 1, u64::MAX, 1 << 33] {
+        let bufs = be.draw_params(seed, &rules);
+        assert_eq!(bufs.len(), rules.len());
+        for ((rule, len), buf) in rules.iter().zip(&bufs) {
+            assert_eq!(
+                bits(&be.download(buf)),
+                bits(&rounded(&rule.values(seed, *len))),
+                "seed {seed}: {rule:?} x {len}"
+            );
+        }
+    }
+    be.status().expect("backend status");
+}
