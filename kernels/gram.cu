@@ -1,8 +1,8 @@
 // Gram matrix of per-sample gradients: g += a a^T for a = [n][len] f32 row-major, g = [n][n]
 // f64 row-major. Products are exact in double (f32 x f32 fits a double) and summed in double.
-// column_moments: for each column j of a, out[j] = mean_i |a[i][j]| and out[len + j] =
-// mean_i (a[i][j] - mean_i a[i][j])^2, in double, two passes (one thread per column:
-// consecutive threads read consecutive addresses of each row); any 1-D grid.
+// column_moments: for each column j of a, out[at + j] = mean_i |a[i][j]| and
+// out[at + len + j] = mean_i (a[i][j] - mean_i a[i][j])^2, in double, two passes (one thread
+// per column: consecutive threads read consecutive addresses of each row); any 1-D grid.
 //
 // Launch: blockDim = (TILE, TILE), grid = (ceil(n/TILE), ceil(n/TILE), splits). Block
 // (bx, by, bz) owns the tile of rows by*TILE.., columns bx*TILE.. and the bz-th of `splits`
@@ -47,7 +47,8 @@ extern "C" __global__ void gram_sum_partials(const double *__restrict__ part,
 }
 
 extern "C" __global__ void column_moments(const float *__restrict__ a, double *__restrict__ out,
-                                          int n, long long len) {
+                                          int n, long long len, long long at) {
+    out += at;
     for (long long j = blockIdx.x * (long long)blockDim.x + threadIdx.x; j < len;
          j += (long long)gridDim.x * blockDim.x) {
         double sum = 0.0, sum_abs = 0.0;

@@ -344,8 +344,8 @@ fn parameters_drawn_on_the_device_are_the_host_draws_bit_for_bit() {
 
 /// What these scores read back is reduced on the device first: per arch, at most the loss
 /// and one vector of sums (snip, grad_norm and fisher downloaded every weight and gradient,
-/// 107 waits per 5-cell arch, and fisher two activations per conv on top), and the weights
-/// are one table upload.
+/// 107 waits per 5-cell arch, and fisher two activations per conv on top; ZiCo each weight
+/// tensor's moments), and the weights are one table upload.
 #[test]
 fn scores_that_reduce_on_the_device_download_once_or_twice_per_arch() {
     let (arch, data, settings) = counted_arch();
@@ -358,6 +358,7 @@ fn scores_that_reduce_on_the_device_download_once_or_twice_per_arch() {
         Score::GradNorm,
         Score::Fisher,
         Score::JacobCov,
+        Score::Zico,
     ] {
         score_arch(&be, &arch, &[score], &data, &settings).unwrap();
         let c = be.launcher().take_counts();

@@ -311,9 +311,16 @@ fn column_moments_match_cpu() {
             .collect();
         let mut want = vec![0.0; 2 * len];
         cpu::gram::column_moments(&a, n, len, &mut want);
-        let mut out = up(&vec![f64::NAN; 2 * len]);
-        ops::column_moments(&L, n, len, &up(&a), &mut out).unwrap();
+        // Written at an offset; the values around it kept.
+        let mut out = up(&vec![-7.0; 2 * len + 4]);
+        ops::column_moments(&L, n, len, &up(&a), &mut out, 3).unwrap();
         let got = down::<f64>(&out);
+        assert_eq!(
+            [got[..3].to_vec(), vec![got[3 + 2 * len]]].concat(),
+            vec![-7.0; 4],
+            "n {n} len {len}: written outside its slots"
+        );
+        let got = &got[3..3 + 2 * len];
         let what = format!("n {n} len {len}");
         assert_close(
             &got[..len],

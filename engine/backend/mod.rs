@@ -155,10 +155,11 @@ pub trait Backend: Sync {
     );
     /// `g += a a^T` for `a = [n][len]` (`g` is `[n][n]`), products in `Real`, sums in f64.
     fn gram_accumulate(&self, a: &Self::Buf, n: usize, len: usize, g: &mut Self::Acc);
-    /// Statistics of each column j of `a = [n][len]` over its n rows, in f64 (two passes):
-    /// `out[j]` = mean |a[i][j]|, `out[len + j]` = the population variance of a[i][j]
-    /// (`out` holds 2 * len, overwritten).
-    fn column_moments(&self, a: &Self::Buf, n: usize, len: usize, out: &mut Self::Acc);
+    /// Statistics of each column j of `a = [n][len]` over its n rows, in f64 (two passes),
+    /// written at `at` of `out` (which holds at least `at + 2 * len`; the rest is kept):
+    /// `out[at + j]` = mean |a[i][j]|, `out[at + len + j]` = the population variance of
+    /// a[i][j].
+    fn column_moments(&self, a: &Self::Buf, n: usize, len: usize, out: &mut Self::Acc, at: usize);
     /// Sums over two equally long buffers (parameters or their gradients), in f64:
     /// `out[at] += sum_i |a[i] * b[i]|` and `out[at + 1] += sum_i b[i]^2`.
     fn abs_products_and_squares(

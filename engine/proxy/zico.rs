@@ -19,8 +19,9 @@
 //!   as in the released code. Parameters pruned from the plan (identically zero input)
 //!   would be all-zero, hence skipped, in the reference model too.
 //! - Each tensor's `[n][len]` per-sample block is reduced on the backend to per-entry mean
-//!   |g| and variance in f64 (`Backend::column_moments`) as it arrives; after the pass the
-//!   ratio is summed on the host in f64, tensor by tensor in the order they arrived.
+//!   |g| and variance in f64 (`Backend::column_moments`) as it arrives, into one
+//!   accumulator read once after the pass; the ratio is summed on the host in f64, tensor
+//!   by tensor in the order they arrived.
 
 use super::forward_loss_gradient;
 use crate::backend::{
@@ -51,15 +52,27 @@ pub fn zico<B: Backend>(exec: &mut Executor<'_, B>, batch: &Batch, n: usize) -> 
     let be = exec.backend();
     let plan = exec.plan();
     let dlogits = forward_loss_gradient(exec, batch, n, BnStatistics::Batch, Reduction::Sum);
-    // Reduced on the backend as each tensor's rows arrive (a GPU sends 2 x len doubles, not
-    // n x len floats) and read after the pass, so that the pass never waits on a download.
-    let mut tensors = Vec::new();
+    // Each scored tensor's moments have their place in one accumulator, filled on the
+    // backend as the tensor's rows arrive (a GPU sends 2 x len doubles, not n x len floats)
+    // and read once after the pass, so that the pass never waits on a download.
+    let scored = |p: usize| {
+        matches!(
+            plan.params[p].kind,
+            ParamKind::ConvWeight | ParamKind::LinearWeight
+        )
+    };
+    let mut place = vec![0; plan.params.len()];
+    let mut total = 0;
+    for p in (0..plan.params.len()).filter(|&p| scored(p)) {
+        place[p] = total;
+        total += 2 * plan.params[p].len();
+    }
+    let mut moments = be.alloc_acc(total);
+    let mut arrived = Vec::new();
     let mut fold = |p: usize, rows: &B::Buf| {
-        let spec = &plan.params[p];
-        if matches!(spec.kind, ParamKind::ConvWeight | ParamKind::LinearWeight) {
-            let mut moments = be.alloc_acc(2 * spec.len());
-            be.column_moments(rows, n, spec.len(), &mut moments);
-            tensors.push(moments);
+        if scored(p) {
+            be.column_moments(rows, n, plan.params[p].len(), &mut moments, place[p]);
+            arrived.push(p);
         }
     };
     let options = BackwardOptions {
@@ -67,9 +80,10 @@ pub fn zico<B: Backend>(exec: &mut Executor<'_, B>, batch: &Batch, n: usize) -> 
         input_grad: false,
     };
     exec.backward(dlogits, &options, ParamGrads::PerSample(&mut fold));
+    let moments = be.download_acc(&moments);
     let mut score = 0.0;
-    for moments in &tensors {
-        let sum = zico_tensor_sum(&be.download_acc(moments));
+    for p in arrived {
+        let sum = zico_tensor_sum(&moments[place[p]..place[p] + 2 * plan.params[p].len()]);
         if sum != 0.0 {
             score += sum.ln();
         }

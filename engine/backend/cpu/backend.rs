@@ -157,8 +157,8 @@ impl<T: Real> Backend for CpuBackend<T> {
     fn gram_accumulate(&self, a: &Vec<T>, n: usize, len: usize, g: &mut Vec<f64>) {
         gram::gram_accumulate(a, n, len, g);
     }
-    fn column_moments(&self, a: &Vec<T>, n: usize, len: usize, out: &mut Vec<f64>) {
-        gram::column_moments(a, n, len, out);
+    fn column_moments(&self, a: &Vec<T>, n: usize, len: usize, out: &mut Vec<f64>, at: usize) {
+        gram::column_moments(a, n, len, &mut out[at..at + 2 * len]);
     }
     fn abs_products_and_squares(&self, a: &Vec<T>, b: &Vec<T>, out: &mut Vec<f64>, at: usize) {
         gram::abs_products_and_squares(a, b, &mut out[at..at + 2]);

@@ -603,10 +603,17 @@ impl<L: Launcher> Backend for CudaBackend<L> {
             Ok(ops::gram_accumulate(l, n, len, &a, dev_mut(g)?)?)
         });
     }
-    fn column_moments(&self, a: &CudaBuf<L>, n: usize, len: usize, out: &mut CudaAcc<L>) {
+    fn column_moments(
+        &self,
+        a: &CudaBuf<L>,
+        n: usize,
+        len: usize,
+        out: &mut CudaAcc<L>,
+        at: usize,
+    ) {
         self.run("column_moments", |l| {
             let a = self.read(a, Storage::F32)?;
-            Ok(ops::column_moments(l, n, len, &a, dev_mut(out)?)?)
+            Ok(ops::column_moments(l, n, len, &a, dev_mut(out)?, at)?)
         });
     }
 

@@ -341,17 +341,18 @@ pub fn gram_accumulate<L: Launcher>(
     unsafe { l.launch("gram_sum_partials", elementwise(n * n), args) }
 }
 
-/// `out[j]` = mean |a[i][j]|, `out[len + j]` = the population variance of column j of
-/// `a = [n][len]` (f64, overwritten).
+/// `out[at + j]` = mean |a[i][j]|, `out[at + len + j]` = the population variance of column
+/// j of `a = [n][len]` (f64, overwritten; the rest of `out` kept).
 pub fn column_moments<L: Launcher>(
     l: &L,
     n: usize,
     len: usize,
     a: &L::Buf,
     out: &mut L::Buf,
+    at: usize,
 ) -> Result {
     check_len::<L, f32>(l, a, n * len, "column_moments a")?;
-    check_len::<L, f64>(l, out, 2 * len, "column_moments out")?;
+    check_acc_slots(l, out, at, 2 * len, "column_moments out")?;
     if len == 0 {
         return Ok(());
     }
@@ -360,8 +361,9 @@ pub fn column_moments<L: Launcher>(
         Arg::BufMut(out),
         Arg::I32(int(n)?),
         Arg::I64(long(len)?),
+        Arg::I64(long(at)?),
     ];
-    // SAFETY: a holds n*len f32, out 2*len f64 (checked).
+    // SAFETY: a holds n*len f32, out at least at + 2*len f64 (checked).
     unsafe { l.launch("column_moments", elementwise(len), args) }
 }
 
