@@ -6,6 +6,8 @@
 //
 // to_storage:   dst[i] = act_store(src[i])   f32 -> the activation storage (see storage.cuh)
 // from_storage: dst[i] = act_load(src[i])    the activation storage -> f32
+// add_scaled:   out[i] = float(x[i] + alpha * y[i]) on f32 parameters, in double with the
+//               product and the sum each rounded (no FMA: the host's `x + alpha * y`)
 //
 // add_assign and copy_into work on activations (act_t).
 // Zero fills and whole-buffer copies are the launcher's memset / memcpy, not kernels.
@@ -43,5 +45,14 @@ extern "C" __global__ void from_storage(const act_t *__restrict__ src, float *__
     for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < len;
          i += (long long)gridDim.x * blockDim.x) {
         dst[i] = act_load(src[i]);
+    }
+}
+
+extern "C" __global__ void add_scaled(const float *__restrict__ x, double alpha,
+                                      const float *__restrict__ y, float *__restrict__ out,
+                                      long long len) {
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < len;
+         i += (long long)gridDim.x * blockDim.x) {
+        out[i] = (float)__dadd_rn((double)x[i], __dmul_rn(alpha, (double)y[i]));
     }
 }

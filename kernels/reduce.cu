@@ -6,6 +6,8 @@
 // abs_products_and_squares: out[at] += sum_i |a[i] * b[i]|, out[at + 1] += sum_i b[i]^2
 //   for f32 a, b of len values. Launch: one block (blockDim.x a multiple of 32); each thread
 //   sums a strided share, then block_sum.
+// difference_dot: out[at] += sum_i x[i] * (a[i] - b[i]) for f32 x, a, b of len values (each
+//   difference and product exact in double). Launch: one block, as abs_products_and_squares.
 // row_dots: dots[r] = sum_p a[r][p] * b[r][p] for activations a, b = [rows][len]
 //   (act_t). Launch: one warp per row (1-D blocks of a multiple of 32 threads, any grid:
 //   warps stride over rows); lanes stride over p, then a shuffle sum.
@@ -53,4 +55,15 @@ extern "C" __global__ void sum_squares(const double *__restrict__ dots, long lon
     for (long long r = threadIdx.x; r < rows; r += blockDim.x) squares += dots[r] * dots[r];
     squares = block_sum(squares);
     if (threadIdx.x == 0) out[at] += squares;
+}
+
+extern "C" __global__ void difference_dot(const float *__restrict__ x, const float *__restrict__ a,
+                                          const float *__restrict__ b, long long len,
+                                          double *__restrict__ out, int at) {
+    double dot = 0.0;
+    for (long long i = threadIdx.x; i < len; i += blockDim.x) {
+        dot += (double)x[i] * ((double)a[i] - (double)b[i]);
+    }
+    dot = block_sum(dot);
+    if (threadIdx.x == 0) out[at] += dot;
 }

@@ -342,28 +342,31 @@ fn parameters_drawn_on_the_device_are_the_host_draws_bit_for_bit() {
     parity::check_drawn_params(&be);
 }
 
-/// What these scores read back is reduced on the device first: per arch, at most the loss
-/// and one vector of sums (snip, grad_norm and fisher downloaded every weight and gradient,
-/// 107 waits per 5-cell arch, and fisher two activations per conv on top; ZiCo each weight
-/// tensor's moments), and the weights are one table upload.
+/// What these scores read back is reduced on the device first: per arch, the loss and one
+/// vector of sums (snip, grad_norm and fisher downloaded every weight and gradient, 107
+/// waits per 5-cell arch, and fisher two activations per conv on top; ZiCo each weight
+/// tensor's moments), and the weights are one table upload. GraSP: three losses, the norms
+/// and the final dots, and images and labels for each of its three passes (it downloaded
+/// and uploaded every weight and gradient: 680 waits and 269 uploads).
 #[test]
-fn scores_that_reduce_on_the_device_download_once_or_twice_per_arch() {
+fn scores_that_reduce_on_the_device_download_a_few_times_per_arch() {
     let (arch, data, settings) = counted_arch();
     let be = CudaBackend::new(CountingLauncher::new(EmuLauncher::new()));
-    for score in [
-        Score::Naswot,
-        Score::Ntk,
-        Score::Mgm,
-        Score::Snip,
-        Score::GradNorm,
-        Score::Fisher,
-        Score::JacobCov,
-        Score::Zico,
+    for (score, max_waits, max_uploads) in [
+        (Score::Naswot, 2, 3),
+        (Score::Ntk, 2, 3),
+        (Score::Mgm, 2, 3),
+        (Score::Snip, 2, 3),
+        (Score::GradNorm, 2, 3),
+        (Score::Fisher, 2, 3),
+        (Score::JacobCov, 2, 3),
+        (Score::Zico, 2, 3),
+        (Score::Grasp, 5, 7),
     ] {
         score_arch(&be, &arch, &[score], &data, &settings).unwrap();
         let c = be.launcher().take_counts();
         assert!(
-            c.waits() <= 2 && c.uploads <= 3,
+            c.waits() <= max_waits && c.uploads <= max_uploads,
             "{score}: {} waits, {} uploads",
             c.waits(),
             c.uploads

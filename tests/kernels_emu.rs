@@ -337,6 +337,28 @@ fn column_moments_match_cpu() {
     }
 }
 
+/// `x + alpha * y` in f64, rounded once to f32: the CPU backend's values bit for bit (GraSP's
+/// moved weights), for steps small and large, of either sign.
+#[test]
+fn add_scaled_matches_cpu_bit_for_bit() {
+    let cpu = CpuBackend::<f32>::new();
+    for len in [1usize, 300, 5000] {
+        let (x, y) = (values(len, 51), values(len, 52));
+        for alpha in [3e-6 * 0.731, -1.7e-7, 0.37, -2.0] {
+            let mut want = vec![0.0f32; len];
+            cpu.add_scaled(&x, alpha, &y, &mut want);
+            let mut out = scratch_f32(len);
+            ops::add_scaled(&L, len, (&up(&x), alpha, &up(&y)), &mut out).unwrap();
+            let bits = |v: &[f32]| v.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+            assert_eq!(
+                bits(&down::<f32>(&out)),
+                bits(&want),
+                "len {len} alpha {alpha}"
+            );
+        }
+    }
+}
+
 /// The whole-tensor sums add to their slots of an accumulator and leave the others alone
 /// (NaN there stays NaN): one block for any length, one warp per row.
 #[test]
@@ -364,6 +386,16 @@ fn tensor_sums_match_cpu() {
         let got = down::<f64>(&out);
         assert!(got[0].is_nan(), "rows {rows} len {len}: other slot written");
         assert_close(&got[1..], &[want], 1e-13, &format!("rows {rows} len {len}"));
+    }
+    for len in [1usize, 257, 36_865] {
+        let x = values(len, 41 + len as u64);
+        let (a, b) = (values(len, 42), values(len, 43));
+        let want = 0.75 + cpu::gram::difference_dot(&x, &a, &b);
+        let mut out = up(&[0.75, f64::NAN]);
+        ops::difference_dot(&L, len, (&up(&x), &up(&a), &up(&b)), &mut out, 0).unwrap();
+        let got = down::<f64>(&out);
+        assert!(got[1].is_nan(), "len {len}: other slot written");
+        assert_close(&got[..1], &[want], 1e-13, &format!("difference_dot {len}"));
     }
     // A slot past the accumulator is an error, not a write out of bounds.
     let mut short = up(&[0.0f64; 2]);

@@ -160,6 +160,19 @@ pub trait Backend: Sync {
     /// `out[at + j]` = mean |a[i][j]|, `out[at + len + j]` = the population variance of
     /// a[i][j].
     fn column_moments(&self, a: &Self::Buf, n: usize, len: usize, out: &mut Self::Acc, at: usize);
+    /// `out = x + alpha * y` elementwise (parameters), computed in f64 from the widened values
+    /// (the product and the sum each rounded) and rounded to `Real`.
+    fn add_scaled(&self, x: &Self::Buf, alpha: f64, y: &Self::Buf, out: &mut Self::Buf);
+    /// `out[at] += sum_i x[i] * (a[i] - b[i])` over equally long buffers (parameters or their
+    /// gradients), in f64.
+    fn difference_dot(
+        &self,
+        x: &Self::Buf,
+        a: &Self::Buf,
+        b: &Self::Buf,
+        out: &mut Self::Acc,
+        at: usize,
+    );
     /// Sums over two equally long buffers (parameters or their gradients), in f64:
     /// `out[at] += sum_i |a[i] * b[i]|` and `out[at + 1] += sum_i b[i]^2`.
     fn abs_products_and_squares(

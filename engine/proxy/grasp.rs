@@ -51,73 +51,46 @@ pub fn grasp<B: Backend>(exec: &mut Executor<'_, B>, batch: &Batch, n: usize) ->
 }
 
 /// GraSP with a given relative step `h` (`eps ||g|| = h ||W||`).
+///
+/// Everything stays on the backend: the gradients, the moved weights (`W +- eps g` in f64,
+/// rounded once, as on the host) and the sums (`||W||^2`, `||g||^2`, then
+/// `W . (grad(W + eps g) - grad(W - eps g))` per tensor), read twice.
 pub fn grasp_with_step<B: Backend>(
     exec: &mut Executor<'_, B>,
     batch: &Batch,
     n: usize,
     h: f64,
 ) -> f64 {
-    let (hg, weights) = hessian_gradient_product(exec, batch, n, h);
-    -weights
-        .iter()
-        .zip(&hg)
-        .map(|(w, hg)| w.iter().zip(hg).map(|(w, x)| w * x).sum::<f64>())
-        .sum::<f64>()
-}
-
-/// `H g` over every plan parameter (empty for those not scored) by the central difference,
-/// and the weights (empty likewise), in f64.
-pub fn hessian_gradient_product<B: Backend>(
-    exec: &mut Executor<'_, B>,
-    batch: &Batch,
-    n: usize,
-    h: f64,
-) -> (Vec<Vec<f64>>, Vec<Vec<f64>>) {
     let plan = exec.plan();
     let be = exec.backend();
-    let scored: Vec<bool> = plan
-        .params
-        .iter()
-        .map(|p| is_scored_weight(p.kind))
+    let scored: Vec<usize> = (0..plan.params.len())
+        .filter(|&p| is_scored_weight(plan.params[p].kind))
         .collect();
-    let originals: Vec<B::Buf> = exec
-        .params()
-        .iter()
-        .map(|w| be.upload(&be.download(w)))
-        .collect();
-    let weights: Vec<Vec<f64>> = exec
-        .params()
-        .iter()
-        .zip(&scored)
-        .map(|(w, &s)| {
-            if s {
-                be.download(w).iter().map(|v| v.to_f64_lossless()).collect()
-            } else {
-                Vec::new()
-            }
-        })
-        .collect();
-    let g: Vec<Vec<f64>> = ce_gradients(exec, batch, n)
-        .into_iter()
-        .zip(&scored)
-        .map(|(g, &s)| if s { g } else { Vec::new() })
-        .collect();
-    let norm = |v: &[Vec<f64>]| v.iter().flatten().map(|x| x * x).sum::<f64>().sqrt();
-    let (w_norm, g_norm) = (norm(&weights), norm(&g));
+    let g = ce_gradients(exec, batch, n);
+    // Per tensor [_, ||W||^2, _, ||g||^2]: the second sum of each pair.
+    let mut squares = be.alloc_acc(4 * scored.len());
+    for (k, &p) in scored.iter().enumerate() {
+        let w = &exec.params()[p];
+        be.abs_products_and_squares(w, w, &mut squares, 4 * k);
+        be.abs_products_and_squares(&g[p], &g[p], &mut squares, 4 * k + 2);
+    }
+    let squares = be.download_acc(&squares);
+    let norm = |slot: usize| squares.chunks_exact(4).map(|s| s[slot]).sum::<f64>().sqrt();
+    let (w_norm, g_norm) = (norm(1), norm(3));
     if g_norm == 0.0 {
-        return (g.clone(), weights);
+        return 0.0; // no gradient: H g along it is zero, and so is the score
     }
     let eps = h * w_norm / g_norm;
+    // The executor's weights make way for the moved ones and are put back after.
+    let originals: Vec<B::Buf> = scored
+        .iter()
+        .map(|&p| std::mem::take(&mut exec.params_mut()[p]))
+        .collect();
     let grad_at = |exec: &mut Executor<'_, B>, sign: f64| {
-        for (p, (w, g)) in weights.iter().zip(&g).enumerate() {
-            if !w.is_empty() {
-                let moved: Vec<B::Real> = w
-                    .iter()
-                    .zip(g)
-                    .map(|(w, g)| B::Real::from_f64_rounded(w + sign * eps * g))
-                    .collect();
-                exec.params_mut()[p] = be.upload(&moved);
-            }
+        for (w, &p) in originals.iter().zip(&scored) {
+            let mut moved = be.alloc_output(be.buf_len(w));
+            be.add_scaled(w, sign * eps, &g[p], &mut moved);
+            exec.params_mut()[p] = moved;
         }
         ce_gradients(exec, batch, n)
     };
@@ -125,23 +98,13 @@ pub fn hessian_gradient_product<B: Backend>(
     let plus = grad_at(exec, 1.0);
     let minus = grad_at(exec, -1.0);
     exec.unfreeze_relu_masks();
-    for (p, w) in originals.into_iter().enumerate() {
+    for (w, &p) in originals.into_iter().zip(&scored) {
         exec.params_mut()[p] = w;
     }
-    let hg = plus
-        .iter()
-        .zip(&minus)
-        .zip(&scored)
-        .map(|((a, b), &s)| {
-            if s {
-                a.iter()
-                    .zip(b)
-                    .map(|(a, b)| (a - b) / (2.0 * eps))
-                    .collect()
-            } else {
-                Vec::new()
-            }
-        })
-        .collect();
-    (hg, weights)
+    // -W . H g with H g = (plus - minus) / (2 eps).
+    let mut dots = be.alloc_acc(scored.len());
+    for (k, &p) in scored.iter().enumerate() {
+        be.difference_dot(&exec.params()[p], &plus[p], &minus[p], &mut dots, k);
+    }
+    -be.download_acc(&dots).iter().sum::<f64>() / (2.0 * eps)
 }

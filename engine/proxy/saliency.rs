@@ -22,9 +22,7 @@
 //!   with no path to the logits contribute 0 in both.
 
 use super::forward_loss_gradient;
-use crate::backend::{
-    Backend, BackwardOptions, BnStatistics, Executor, ParamGrads, Real, Reduction,
-};
+use crate::backend::{Backend, BackwardOptions, BnStatistics, Executor, ParamGrads, Reduction};
 use crate::data::Batch;
 use crate::net::plan::{Layer, ParamKind, Plan};
 
@@ -42,25 +40,16 @@ pub(crate) fn is_scored_weight(kind: ParamKind) -> bool {
     matches!(kind, ParamKind::ConvWeight | ParamKind::LinearWeight)
 }
 
-pub(crate) fn to_f64<R: Real>(values: &[R]) -> Vec<f64> {
-    values.iter().map(|v| v.to_f64_lossless()).collect()
-}
-
-/// Batched gradients of the mean cross-entropy, in f64 on the host.
+/// Batched gradients of the mean cross-entropy on the first `n` images, on the backend
+/// (one buffer per plan parameter).
 pub(crate) fn ce_gradients<B: Backend>(
     exec: &mut Executor<'_, B>,
     batch: &Batch,
     n: usize,
-) -> Vec<Vec<f64>> {
+) -> Vec<B::Buf> {
     let dlogits = forward_loss_gradient(exec, batch, n, BnStatistics::Batch, Reduction::Mean);
     let grads = exec.backward(dlogits, &BackwardOptions::default(), ParamGrads::Batched);
-    let be = exec.backend();
-    grads
-        .params
-        .expect("batched gradients")
-        .iter()
-        .map(|g| to_f64(&be.download(g)))
-        .collect()
+    grads.params.expect("batched gradients")
 }
 
 /// snip, grad_norm and fisher of the executor's network on the first `n` images of `batch`.

@@ -90,6 +90,10 @@ inline float __uint_as_float(unsigned u) {
     std::memcpy(&v, &u, sizeof v);
     return v;
 }
+// Round-to-nearest double arithmetic that the compiler may not contract into an FMA (the
+// host build has no FMA contraction to begin with).
+inline double __dmul_rn(double a, double b) { return a * b; }
+inline double __dadd_rn(double a, double b) { return a + b; }
 inline double __longlong_as_double(long long u) {
     double v;
     std::memcpy(&v, &u, sizeof v);

@@ -160,6 +160,18 @@ impl<T: Real> Backend for CpuBackend<T> {
     fn column_moments(&self, a: &Vec<T>, n: usize, len: usize, out: &mut Vec<f64>, at: usize) {
         gram::column_moments(a, n, len, &mut out[at..at + 2 * len]);
     }
+    fn add_scaled(&self, x: &Vec<T>, alpha: f64, y: &Vec<T>, out: &mut Vec<T>) {
+        assert!(
+            x.len() == y.len() && x.len() == out.len(),
+            "add_scaled: lengths"
+        );
+        for ((o, x), y) in out.iter_mut().zip(x).zip(y) {
+            *o = T::from_f64_rounded(x.to_f64_lossless() + alpha * y.to_f64_lossless());
+        }
+    }
+    fn difference_dot(&self, x: &Vec<T>, a: &Vec<T>, b: &Vec<T>, out: &mut Vec<f64>, at: usize) {
+        out[at] += gram::difference_dot(x, a, b);
+    }
     fn abs_products_and_squares(&self, a: &Vec<T>, b: &Vec<T>, out: &mut Vec<f64>, at: usize) {
         gram::abs_products_and_squares(a, b, &mut out[at..at + 2]);
     }

@@ -250,6 +250,19 @@ pub fn abs_products_and_squares<T: Real>(a: &[T], b: &[T], out: &mut [f64]) {
     out[1] += squares;
 }
 
+/// `sum_i x[i] * (a[i] - b[i])`, in f64, in index order.
+pub fn difference_dot<T: Real>(x: &[T], a: &[T], b: &[T]) -> f64 {
+    assert!(
+        x.len() == a.len() && x.len() == b.len(),
+        "difference_dot: lengths"
+    );
+    x.iter()
+        .zip(a)
+        .zip(b)
+        .map(|((x, a), b)| x.to_f64_lossless() * (a.to_f64_lossless() - b.to_f64_lossless()))
+        .sum()
+}
+
 /// `sum_r (sum_p a[r][p] * b[r][p])^2` for `a, b = [rows][len]`, in f64, in index order.
 pub fn row_dot_squares<T: Real>(a: &[T], b: &[T], rows: usize, len: usize) -> f64 {
     assert_eq!(a.len(), rows * len, "row_dot_squares: a is [rows][len]");

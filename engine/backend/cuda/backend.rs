@@ -617,6 +617,36 @@ impl<L: Launcher> Backend for CudaBackend<L> {
         });
     }
 
+    fn add_scaled(&self, x: &CudaBuf<L>, alpha: f64, y: &CudaBuf<L>, out: &mut CudaBuf<L>) {
+        self.run("add_scaled", |l| {
+            let (x_in, y_in) = (self.read(x, Storage::F32)?, self.read(y, Storage::F32)?);
+            let out = self.place(out, Storage::F32, false)?;
+            Ok(ops::add_scaled(l, x.len, (&x_in, alpha, &y_in), out)?)
+        });
+    }
+
+    fn difference_dot(
+        &self,
+        x: &CudaBuf<L>,
+        a: &CudaBuf<L>,
+        b: &CudaBuf<L>,
+        out: &mut CudaAcc<L>,
+        at: usize,
+    ) {
+        self.run("difference_dot", |l| {
+            let x_in = self.read(x, Storage::F32)?;
+            let (a_in, b_in) = (self.read(a, Storage::F32)?, self.read(b, Storage::F32)?);
+            let out = dev_mut(out)?;
+            Ok(ops::difference_dot(
+                l,
+                x.len,
+                (&x_in, &a_in, &b_in),
+                out,
+                at,
+            )?)
+        });
+    }
+
     fn abs_products_and_squares(
         &self,
         a: &CudaBuf<L>,

@@ -367,6 +367,61 @@ pub fn column_moments<L: Launcher>(
     unsafe { l.launch("column_moments", elementwise(len), args) }
 }
 
+/// `out = float(x + alpha * y)` over `len` f32 values, in f64 (kernels/elementwise.cu).
+pub fn add_scaled<L: Launcher>(
+    l: &L,
+    len: usize,
+    (x, alpha, y): (&L::Buf, f64, &L::Buf),
+    out: &mut L::Buf,
+) -> Result {
+    check_len::<L, f32>(l, x, len, "add_scaled x")?;
+    check_len::<L, f32>(l, y, len, "add_scaled y")?;
+    check_len::<L, f32>(l, out, len, "add_scaled out")?;
+    if len == 0 {
+        return Ok(());
+    }
+    let args = &mut [
+        Arg::Buf(x),
+        Arg::F64(alpha),
+        Arg::Buf(y),
+        Arg::BufMut(out),
+        Arg::I64(long(len)?),
+    ];
+    // SAFETY: x, y and out hold len f32 (checked).
+    unsafe { l.launch("add_scaled", elementwise(len), args) }
+}
+
+/// `out[at] += sum x * (a - b)` over `len` f32 values (f64 `out`).
+pub fn difference_dot<L: Launcher>(
+    l: &L,
+    len: usize,
+    (x, a, b): (&L::Buf, &L::Buf, &L::Buf),
+    out: &mut L::Buf,
+    at: usize,
+) -> Result {
+    for (buf, what) in [
+        (x, "difference_dot x"),
+        (a, "difference_dot a"),
+        (b, "difference_dot b"),
+    ] {
+        check_len::<L, f32>(l, buf, len, what)?;
+    }
+    check_acc_slots(l, out, at, 1, "difference_dot out")?;
+    if len == 0 {
+        return Ok(());
+    }
+    let args = &mut [
+        Arg::Buf(x),
+        Arg::Buf(a),
+        Arg::Buf(b),
+        Arg::I64(long(len)?),
+        Arg::BufMut(out),
+        Arg::I32(int(at)?),
+    ];
+    // SAFETY: x, a and b hold len f32, out at least at + 1 f64 (checked).
+    unsafe { l.launch("difference_dot", LaunchConfig::new(1, REDUCE_BLOCK), args) }
+}
+
 /// `out[at] += sum |a * b|`, `out[at + 1] += sum b^2` over `len` f32 values (f64 `out`).
 pub fn abs_products_and_squares<L: Launcher>(
     l: &L,
