@@ -8,6 +8,9 @@
 // from_storage: dst[i] = act_load(src[i])    the activation storage -> f32
 // add_scaled:   out[i] = float(x[i] + alpha * y[i]) on f32 parameters, in double with the
 //               product and the sum each rounded (no FMA: the host's `x + alpha * y`)
+// copy_into_many: copy_into for many f32 buffers in one launch: `table` holds 4 u64 per copy
+//               (source address, destination address, length, offset); grid y = the copy,
+//               grid x strides over its values.
 //
 // add_assign and copy_into work on activations (act_t).
 // Zero fills and whole-buffer copies are the launcher's memset / memcpy, not kernels.
@@ -54,5 +57,19 @@ extern "C" __global__ void add_scaled(const float *__restrict__ x, double alpha,
     for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < len;
          i += (long long)gridDim.x * blockDim.x) {
         out[i] = (float)__dadd_rn((double)x[i], __dmul_rn(alpha, (double)y[i]));
+    }
+}
+
+extern "C" __global__ void copy_into_many(const unsigned long long *__restrict__ table,
+                                          int count) {
+    const int e = blockIdx.y;
+    if (e >= count) return;
+    const unsigned long long *entry = table + 4LL * e;
+    const float *src = reinterpret_cast<const float *>(entry[0]);
+    float *dst = reinterpret_cast<float *>(entry[1]) + entry[3];
+    const long long len = (long long)entry[2];
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < len;
+         i += (long long)gridDim.x * blockDim.x) {
+        dst[i] = src[i];
     }
 }

@@ -49,6 +49,19 @@ fn buffer_primitives_match_cpu() {
         assert_eq!(be.download(&d), w, "copy_into {len}");
         assert_eq!(be.buf_len(&d), len + 9);
     }
+    // Many copies at once, into a fresh destination and a written one.
+    let (a, b) = (values(7, 5), values(300, 6));
+    let (a_dev, b_dev) = (be.upload(&a), be.upload(&b));
+    let (mut fresh, mut written) = (be.alloc(20), be.upload(&values(310, 7)));
+    be.copy_into_many(&mut [(&a_dev, &mut fresh, 11), (&b_dev, &mut written, 9)]);
+    let (mut fresh_cpu, mut written_cpu) = (vec![0.0; 20], values(310, 7));
+    cpu.copy_into_many(&mut [(&a, &mut fresh_cpu, 11), (&b, &mut written_cpu, 9)]);
+    assert_eq!(be.download(&fresh), fresh_cpu, "copy_into_many, fresh");
+    assert_eq!(
+        be.download(&written),
+        written_cpu,
+        "copy_into_many, written"
+    );
     assert_eq!(be.download_words(&be.alloc_words(3)), vec![0; 3]);
     assert_eq!(be.download_acc(&be.alloc_acc(2)), vec![0.0; 2]);
     assert!(be.status().is_ok());
@@ -147,6 +160,13 @@ fn sixteen_bit_storage_holds_activations_in_half_the_bytes_and_parameters_in_f32
     assert_eq!(reused.storage(), Storage::F32);
     let summed: Vec<f32> = relu.iter().zip(&got).map(|(r, d)| r + d).collect();
     parity::assert_close(&be.download(&reused), &summed, 1e-6, 0.0, "kept values");
+    // Copying an activation (bf16) with a parameter gradient (f32) in one call: each keeps
+    // its values (the many-copies launch is for f32 buffers; this goes copy by copy).
+    let y_values = be.download(&y);
+    let (mut act_rows, mut grad_rows) = (be.alloc(n * g.out_len() + 3), be.alloc(g.weight_len()));
+    be.copy_into_many(&mut [(&y, &mut act_rows, 3), (&dw, &mut grad_rows, 0)]);
+    assert_eq!(be.download(&act_rows)[3..], y_values[..]);
+    assert_eq!(be.download(&grad_rows), got);
     assert!(be.status().is_ok());
 }
 

@@ -337,6 +337,39 @@ fn column_moments_match_cpu() {
     }
 }
 
+/// Many copies in one launch: sources of ragged lengths (an empty one among them) into
+/// destinations at offsets, each destination's other values kept; a copy that does not fit
+/// is an error before anything is launched.
+#[test]
+fn copy_into_many_matches_copy_into() {
+    let lens = [1usize, 0, 257, 3000, 5];
+    let offsets = [0usize, 2, 13, 1, 4];
+    let srcs: Vec<Vec<f32>> = lens.iter().map(|&n| values(n, 60 + n as u64)).collect();
+    let dsts: Vec<Vec<f32>> = lens
+        .iter()
+        .map(|&n| values(n + 20, 70 + n as u64))
+        .collect();
+    let (src_bufs, mut dst_bufs): (Vec<EmuBuf>, Vec<EmuBuf>) = (
+        srcs.iter().map(|s| up(s)).collect(),
+        dsts.iter().map(|d| up(d)).collect(),
+    );
+    let mut copies: Vec<(&EmuBuf, &mut EmuBuf, usize)> = src_bufs
+        .iter()
+        .zip(dst_bufs.iter_mut())
+        .zip(offsets)
+        .map(|((s, d), o)| (s, d, o))
+        .collect();
+    ops::copy_into_many(&L, &mut copies).unwrap();
+    for (k, ((src, dst), offset)) in srcs.iter().zip(&dsts).zip(offsets).enumerate() {
+        let mut want = dst.clone();
+        want[offset..offset + src.len()].copy_from_slice(src);
+        assert_eq!(down::<f32>(&dst_bufs[k]), want, "copy {k}");
+    }
+    let (src, mut dst) = (up(&values(10, 1)), up(&values(12, 2)));
+    assert!(ops::copy_into_many(&L, &mut [(&src, &mut dst, 3)]).is_err());
+    assert_eq!(down::<f32>(&dst), values(12, 2), "a refused copy wrote");
+}
+
 /// `x + alpha * y` in f64, rounded once to f32: the CPU backend's values bit for bit (GraSP's
 /// moved weights), for steps small and large, of either sign.
 #[test]

@@ -132,6 +132,13 @@ pub trait Backend: Sync {
     fn add_assign(&self, dst: &mut Self::Buf, src: &Self::Buf);
     /// Copies `src` into `dst[offset..offset + len(src)]`.
     fn copy_into(&self, src: &Self::Buf, dst: &mut Self::Buf, offset: usize);
+    /// [`Backend::copy_into`] for each `(src, dst, offset)` of `copies` (the default does
+    /// them one by one; a device backend in one launch).
+    fn copy_into_many(&self, copies: &mut [(&Self::Buf, &mut Self::Buf, usize)]) {
+        for (src, dst, offset) in copies.iter_mut() {
+            self.copy_into(src, dst, *offset);
+        }
+    }
 
     /// Zeroed words.
     fn alloc_words(&self, len: usize) -> Self::Words;

@@ -92,9 +92,12 @@ pub fn ntk_jacobian<B: Backend>(
                 .collect();
             exec.backward_each(seeds, &BackwardOptions::default(), &|b, grads| {
                 let mut rows = rows.lock().unwrap_or_else(|e| e.into_inner());
-                for (buf, &p) in rows.iter_mut().zip(&weights) {
-                    be.copy_into(&grads[p], buf, b * plan.params[p].len());
-                }
+                let mut copies: Vec<_> = rows
+                    .iter_mut()
+                    .zip(&weights)
+                    .map(|(buf, &p)| (&grads[p], buf, b * plan.params[p].len()))
+                    .collect();
+                be.copy_into_many(&mut copies);
             });
             let rows = rows.into_inner().unwrap_or_else(|e| e.into_inner());
             for (buf, &p) in rows.iter().zip(&weights) {

@@ -548,6 +548,37 @@ impl<L: Launcher> Backend for CudaBackend<L> {
         });
     }
 
+    /// One table upload and one launch when every buffer is f32 (parameters and their
+    /// gradients), else [`Backend::copy_into`] one by one.
+    fn copy_into_many(&self, copies: &mut [(&CudaBuf<L>, &mut CudaBuf<L>, usize)]) {
+        let f32_only = copies.iter().all(|(src, dst, _)| {
+            src.storage == Storage::F32 && (dst.fresh || dst.storage == Storage::F32)
+        });
+        if !f32_only {
+            for (src, dst, offset) in copies.iter_mut() {
+                self.copy_into(src, dst, *offset);
+            }
+            return;
+        }
+        self.run("copy_into_many", |l| {
+            let mut inputs = Vec::with_capacity(copies.len());
+            let mut targets = Vec::with_capacity(copies.len());
+            for (src, dst, offset) in copies.iter_mut() {
+                if src.len == 0 {
+                    continue; // nothing to copy (and no memory to address)
+                }
+                inputs.push(self.read(src, Storage::F32)?);
+                targets.push((self.place(dst, Storage::F32, true)?, *offset));
+            }
+            let mut table: Vec<(&L::Buf, &mut L::Buf, usize)> = inputs
+                .iter()
+                .zip(targets)
+                .map(|(src, (dst, offset))| (&**src, dst, offset))
+                .collect();
+            Ok(ops::copy_into_many(l, &mut table)?)
+        });
+    }
+
     fn alloc_words(&self, len: usize) -> CudaWords<L> {
         self.alloc_now("alloc_words", len, true)
     }

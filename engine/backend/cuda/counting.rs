@@ -100,6 +100,9 @@ impl<L: Launcher> Launcher for CountingLauncher<L> {
     fn address(&self, buf: &mut L::Buf) -> u64 {
         self.inner.address(buf)
     }
+    fn read_address(&self, buf: &L::Buf) -> u64 {
+        self.inner.read_address(buf)
+    }
     fn zero(&self, buf: &mut L::Buf) -> Result<(), LaunchError> {
         self.count(|c| c.memsets += 1);
         self.inner.zero(buf)

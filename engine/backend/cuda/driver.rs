@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use cudarc::driver::{
-    CudaContext, CudaFunction, CudaSlice, CudaStream, DevicePtrMut, PushKernelArg,
+    CudaContext, CudaFunction, CudaSlice, CudaStream, DevicePtr, DevicePtrMut, PushKernelArg,
 };
 
 use super::launch::{check_launch, Arg, LaunchConfig, LaunchError, Launcher};
@@ -115,6 +115,11 @@ impl Launcher for DriverLauncher {
     fn address(&self, buf: &mut Self::Buf) -> u64 {
         // Event tracking is off (see `new`), so the guard cudarc returns does nothing.
         let (ptr, _guard) = buf.device_ptr_mut(&self.stream);
+        ptr
+    }
+
+    fn read_address(&self, buf: &Self::Buf) -> u64 {
+        let (ptr, _guard) = buf.device_ptr(&self.stream);
         ptr
     }
 

@@ -99,6 +99,10 @@ impl Launcher for EmuLauncher {
         buf.words.as_mut_ptr() as usize as u64
     }
 
+    fn read_address(&self, buf: &EmuBuf) -> u64 {
+        buf.words.as_ptr() as usize as u64
+    }
+
     fn zero(&self, buf: &mut EmuBuf) -> Result<(), LaunchError> {
         buf.words.fill(0);
         Ok(())

@@ -218,6 +218,8 @@ pub trait Launcher: Send + Sync {
     /// The device address of `buf`'s memory, for a kernel that reads buffer addresses from a
     /// table (kernels/init.cu) and may write there (hence `&mut`).
     fn address(&self, buf: &mut Self::Buf) -> u64;
+    /// [`Launcher::address`] of a buffer a kernel only reads.
+    fn read_address(&self, buf: &Self::Buf) -> u64;
     fn zero(&self, buf: &mut Self::Buf) -> Result<(), LaunchError>;
     /// Copies `src` into `dst` (same length).
     fn copy(&self, src: &Self::Buf, dst: &mut Self::Buf) -> Result<(), LaunchError>;
@@ -360,6 +362,9 @@ impl<L: Launcher> Launcher for StorageLauncher<'_, L> {
     }
     fn address(&self, buf: &mut L::Buf) -> u64 {
         self.inner.address(buf)
+    }
+    fn read_address(&self, buf: &L::Buf) -> u64 {
+        self.inner.read_address(buf)
     }
     fn zero(&self, buf: &mut L::Buf) -> Result<(), LaunchError> {
         self.inner.zero(buf)

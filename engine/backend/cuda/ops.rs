@@ -140,6 +140,63 @@ const INIT_WORDS: usize = 5;
 /// Grid rows of one launch: one per parameter.
 const MAX_GRID_Y: usize = 65_535;
 
+/// A table of `count` entries of a kernel that runs one grid row per entry, uploaded to
+/// scratch, and its launch: grid x covers `items` per row (grid-stride), grid y the entries.
+fn table_launch<'l, L: Launcher>(
+    l: &'l L,
+    table: &[u64],
+    count: usize,
+    items: usize,
+) -> Result<(Scratch<'l, L>, LaunchConfig)> {
+    if count > MAX_GRID_Y {
+        return Err(LaunchError::SizeOverflow(count));
+    }
+    let mut on_device = l.scratch::<u64>(table.len())?;
+    l.write_bytes(as_bytes(table), &mut on_device)?;
+    let config = LaunchConfig::new(
+        (
+            grid_for(items as u64, u64::from(ELEMENTWISE_BLOCK)),
+            count as u32,
+        ),
+        ELEMENTWISE_BLOCK,
+    );
+    Ok((on_device, config))
+}
+
+/// `dst[offset..offset + len(src)] = src` for each (src, dst, offset) of `copies`, f32
+/// buffers (kernels/elementwise.cu): one table upload and one launch for all of them.
+pub fn copy_into_many<L: Launcher>(l: &L, copies: &mut [(&L::Buf, &mut L::Buf, usize)]) -> Result {
+    let mut table = Vec::with_capacity(copies.len() * 4);
+    let mut longest = 0;
+    for (src, dst, offset) in copies.iter_mut() {
+        let f32s = |bytes: usize| bytes / std::mem::size_of::<f32>();
+        let (len, dst_len) = (f32s(l.byte_len(src)), f32s(l.byte_len(dst)));
+        if offset.checked_add(len).is_none_or(|end| end > dst_len) {
+            return Err(LaunchError::Length(format!(
+                "copy_into_many: {len} values at offset {offset} do not fit {dst_len}"
+            )));
+        }
+        if len > 0 {
+            table.extend([
+                l.read_address(src),
+                l.address(dst),
+                len as u64,
+                *offset as u64,
+            ]);
+            longest = longest.max(len);
+        }
+    }
+    let count = table.len() / 4;
+    if count == 0 {
+        return Ok(());
+    }
+    let (on_device, config) = table_launch(l, &table, count, longest)?;
+    let args = &mut [Arg::Buf(&*on_device), Arg::I32(int(count)?)];
+    // SAFETY: each entry addresses a live source of `len` f32 and a live destination of at
+    // least `offset + len` (checked); both outlive the launch in stream order.
+    unsafe { l.launch("copy_into_many", config, args) }
+}
+
 /// Draws initial values into parameter buffers (kernels/init.cu): each of `params` is a
 /// buffer of `len` f32 and its rule. One upload of a table of addresses and one launch,
 /// whatever the number of parameters.
@@ -166,19 +223,7 @@ pub fn init_params<L: Launcher>(
     if count == 0 {
         return Ok(());
     }
-    if count > MAX_GRID_Y {
-        return Err(LaunchError::SizeOverflow(count));
-    }
-    let mut on_device = l.scratch::<u64>(table.len())?;
-    l.write_bytes(as_bytes(&table), &mut on_device)?;
-    let philox_blocks = longest.div_ceil(4) as u64;
-    let config = LaunchConfig::new(
-        (
-            grid_for(philox_blocks, u64::from(ELEMENTWISE_BLOCK)),
-            count as u32,
-        ),
-        ELEMENTWISE_BLOCK,
-    );
+    let (on_device, config) = table_launch(l, &table, count, longest.div_ceil(4))?;
     let args = &mut [Arg::Buf(&*on_device), Arg::I32(int(count)?), Arg::U64(seed)];
     // SAFETY: the table holds `count` entries, each the address of a live buffer of the
     // length it states (checked above); the buffers outlive the launch in stream order.

@@ -76,6 +76,9 @@ impl<L: Launcher> Launcher for PooledLauncher<L> {
     fn address(&self, buf: &mut L::Buf) -> u64 {
         self.inner.address(buf)
     }
+    fn read_address(&self, buf: &L::Buf) -> u64 {
+        self.inner.read_address(buf)
+    }
     fn zero(&self, buf: &mut L::Buf) -> Result<(), LaunchError> {
         self.inner.zero(buf)
     }
