@@ -64,7 +64,7 @@ extern "C" __global__ void copy_into_many(const unsigned long long *__restrict__
                                           int count) {
     const int e = blockIdx.y;
     if (e >= count) return;
-    const unsigned long long *entry = table + 4LL * e;
+    const unsigned long long *entry = table + 4LL * e; // COPY_WORDS in ops.rs
     const float *src = reinterpret_cast<const float *>(entry[0]);
     float *dst = reinterpret_cast<float *>(entry[1]) + entry[3];
     const long long len = (long long)entry[2];

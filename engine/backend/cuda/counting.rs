@@ -8,8 +8,7 @@
 use std::collections::BTreeMap;
 use std::sync::{Mutex, PoisonError};
 
-use super::launch::{Arg, LaunchConfig, LaunchError, Launcher};
-use super::Storage;
+use super::launch::{pass_to_inner, Arg, LaunchConfig, LaunchError, Launcher};
 
 /// What a [`CountingLauncher`] was asked since it was made or last [`taken`].
 ///
@@ -82,6 +81,8 @@ impl<L: Launcher> CountingLauncher<L> {
 impl<L: Launcher> Launcher for CountingLauncher<L> {
     type Buf = L::Buf;
 
+    pass_to_inner!(byte_len, address, read_address, storage, give_back);
+
     fn alloc_zeroed(&self, bytes: usize) -> Result<L::Buf, LaunchError> {
         self.count(|c| c.allocations += 1);
         self.inner.alloc_zeroed(bytes)
@@ -93,15 +94,6 @@ impl<L: Launcher> Launcher for CountingLauncher<L> {
     fn download_bytes(&self, buf: &L::Buf, out: &mut [u8]) -> Result<(), LaunchError> {
         self.count(|c| c.downloads += 1);
         self.inner.download_bytes(buf, out)
-    }
-    fn byte_len(&self, buf: &L::Buf) -> usize {
-        self.inner.byte_len(buf)
-    }
-    fn address(&self, buf: &mut L::Buf) -> u64 {
-        self.inner.address(buf)
-    }
-    fn read_address(&self, buf: &L::Buf) -> u64 {
-        self.inner.read_address(buf)
     }
     fn zero(&self, buf: &mut L::Buf) -> Result<(), LaunchError> {
         self.count(|c| c.memsets += 1);
@@ -115,15 +107,9 @@ impl<L: Launcher> Launcher for CountingLauncher<L> {
         self.count(|c| c.synchronizations += 1);
         self.inner.synchronize()
     }
-    fn storage(&self) -> Storage {
-        self.inner.storage()
-    }
     fn take_bytes(&self, bytes: usize) -> Result<L::Buf, LaunchError> {
         self.count(|c| c.allocations += 1);
         self.inner.take_bytes(bytes)
-    }
-    fn give_back(&self, buf: L::Buf) {
-        self.inner.give_back(buf);
     }
 
     unsafe fn launch(

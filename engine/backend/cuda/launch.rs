@@ -331,6 +331,105 @@ pub fn long(value: usize) -> Result<i64, LaunchError> {
     i64::try_from(value).map_err(|_| LaunchError::SizeOverflow(value))
 }
 
+/// Implements the named [`Launcher`] methods of a wrapper (a struct with an `inner`
+/// launcher) by passing them on to `self.inner`: the wrappers (`StorageLauncher`,
+/// `PooledLauncher`, `CountingLauncher`) each change a few methods and pass on the rest.
+macro_rules! pass_to_inner {
+    ($($method:ident),* $(,)?) => {
+        $($crate::backend::cuda::launch::pass_to_inner!(@one $method);)*
+    };
+    (@one alloc_zeroed) => {
+        fn alloc_zeroed(
+            &self,
+            bytes: usize,
+        ) -> Result<Self::Buf, $crate::backend::cuda::LaunchError> {
+            self.inner.alloc_zeroed(bytes)
+        }
+    };
+    (@one write_bytes) => {
+        fn write_bytes(
+            &self,
+            host: &[u8],
+            buf: &mut Self::Buf,
+        ) -> Result<(), $crate::backend::cuda::LaunchError> {
+            self.inner.write_bytes(host, buf)
+        }
+    };
+    (@one download_bytes) => {
+        fn download_bytes(
+            &self,
+            buf: &Self::Buf,
+            out: &mut [u8],
+        ) -> Result<(), $crate::backend::cuda::LaunchError> {
+            self.inner.download_bytes(buf, out)
+        }
+    };
+    (@one byte_len) => {
+        fn byte_len(&self, buf: &Self::Buf) -> usize {
+            self.inner.byte_len(buf)
+        }
+    };
+    (@one address) => {
+        fn address(&self, buf: &mut Self::Buf) -> u64 {
+            self.inner.address(buf)
+        }
+    };
+    (@one read_address) => {
+        fn read_address(&self, buf: &Self::Buf) -> u64 {
+            self.inner.read_address(buf)
+        }
+    };
+    (@one zero) => {
+        fn zero(&self, buf: &mut Self::Buf) -> Result<(), $crate::backend::cuda::LaunchError> {
+            self.inner.zero(buf)
+        }
+    };
+    (@one copy) => {
+        fn copy(
+            &self,
+            src: &Self::Buf,
+            dst: &mut Self::Buf,
+        ) -> Result<(), $crate::backend::cuda::LaunchError> {
+            self.inner.copy(src, dst)
+        }
+    };
+    (@one synchronize) => {
+        fn synchronize(&self) -> Result<(), $crate::backend::cuda::LaunchError> {
+            self.inner.synchronize()
+        }
+    };
+    (@one storage) => {
+        fn storage(&self) -> $crate::backend::cuda::Storage {
+            self.inner.storage()
+        }
+    };
+    (@one take_bytes) => {
+        fn take_bytes(
+            &self,
+            bytes: usize,
+        ) -> Result<Self::Buf, $crate::backend::cuda::LaunchError> {
+            self.inner.take_bytes(bytes)
+        }
+    };
+    (@one give_back) => {
+        fn give_back(&self, buf: Self::Buf) {
+            self.inner.give_back(buf);
+        }
+    };
+    (@one launch) => {
+        unsafe fn launch(
+            &self,
+            kernel: &str,
+            config: $crate::backend::cuda::LaunchConfig,
+            args: &mut [$crate::backend::cuda::Arg<'_, Self::Buf>],
+        ) -> Result<(), $crate::backend::cuda::LaunchError> {
+            // SAFETY: the caller's guarantee, passed on.
+            unsafe { self.inner.launch(kernel, config, args) }
+        }
+    };
+}
+pub(crate) use pass_to_inner;
+
 /// `L` launching the kernels compiled for activation storage `storage`: a kernel of a family
 /// that holds activations (kernels/storage.cuh) is launched as that storage's variant
 /// (`conv_forward__bf16`), any other kernel as it is. Everything else is `L`'s.
@@ -348,41 +447,22 @@ impl<'a, L: Launcher> StorageLauncher<'a, L> {
 impl<L: Launcher> Launcher for StorageLauncher<'_, L> {
     type Buf = L::Buf;
 
-    fn alloc_zeroed(&self, bytes: usize) -> Result<L::Buf, LaunchError> {
-        self.inner.alloc_zeroed(bytes)
-    }
-    fn write_bytes(&self, host: &[u8], buf: &mut L::Buf) -> Result<(), LaunchError> {
-        self.inner.write_bytes(host, buf)
-    }
-    fn download_bytes(&self, buf: &L::Buf, out: &mut [u8]) -> Result<(), LaunchError> {
-        self.inner.download_bytes(buf, out)
-    }
-    fn byte_len(&self, buf: &L::Buf) -> usize {
-        self.inner.byte_len(buf)
-    }
-    fn address(&self, buf: &mut L::Buf) -> u64 {
-        self.inner.address(buf)
-    }
-    fn read_address(&self, buf: &L::Buf) -> u64 {
-        self.inner.read_address(buf)
-    }
-    fn zero(&self, buf: &mut L::Buf) -> Result<(), LaunchError> {
-        self.inner.zero(buf)
-    }
-    fn copy(&self, src: &L::Buf, dst: &mut L::Buf) -> Result<(), LaunchError> {
-        self.inner.copy(src, dst)
-    }
-    fn synchronize(&self) -> Result<(), LaunchError> {
-        self.inner.synchronize()
-    }
+    pass_to_inner!(
+        alloc_zeroed,
+        write_bytes,
+        download_bytes,
+        byte_len,
+        address,
+        read_address,
+        zero,
+        copy,
+        synchronize,
+        take_bytes,
+        give_back,
+    );
+
     fn storage(&self) -> Storage {
         self.storage
-    }
-    fn take_bytes(&self, bytes: usize) -> Result<L::Buf, LaunchError> {
-        self.inner.take_bytes(bytes)
-    }
-    fn give_back(&self, buf: L::Buf) {
-        self.inner.give_back(buf);
     }
 
     unsafe fn launch(

@@ -135,8 +135,13 @@ pub fn copy_into<L: Launcher>(
     unsafe { l.launch("copy_into", elementwise(len), args) }
 }
 
-/// u64 words per parameter in the table of kernels/init.cu (INIT_WORDS).
+/// u64 words per parameter in the table of kernels/init.cu (INIT_WORDS), and its rule codes
+/// (INIT_CONSTANT, INIT_SYMMETRIC_UNIFORM).
 const INIT_WORDS: usize = 5;
+const INIT_CONSTANT: u64 = 0;
+const INIT_SYMMETRIC_UNIFORM: u64 = 1;
+/// u64 words per copy in the table of copy_into_many (kernels/elementwise.cu).
+const COPY_WORDS: usize = 4;
 /// Grid rows of one launch: one per parameter.
 const MAX_GRID_Y: usize = 65_535;
 
@@ -166,7 +171,7 @@ fn table_launch<'l, L: Launcher>(
 /// `dst[offset..offset + len(src)] = src` for each (src, dst, offset) of `copies`, f32
 /// buffers (kernels/elementwise.cu): one table upload and one launch for all of them.
 pub fn copy_into_many<L: Launcher>(l: &L, copies: &mut [(&L::Buf, &mut L::Buf, usize)]) -> Result {
-    let mut table = Vec::with_capacity(copies.len() * 4);
+    let mut table = Vec::with_capacity(copies.len() * COPY_WORDS);
     let mut longest = 0;
     for (src, dst, offset) in copies.iter_mut() {
         let f32s = |bytes: usize| bytes / std::mem::size_of::<f32>();
@@ -186,7 +191,7 @@ pub fn copy_into_many<L: Launcher>(l: &L, copies: &mut [(&L::Buf, &mut L::Buf, u
             longest = longest.max(len);
         }
     }
-    let count = table.len() / 4;
+    let count = table.len() / COPY_WORDS;
     if count == 0 {
         return Ok(());
     }
@@ -213,8 +218,8 @@ pub fn init_params<L: Launcher>(
             continue;
         }
         let (code, stream, value) = match *rule {
-            InitRule::Constant(value) => (0, 0, value),
-            InitRule::SymmetricUniform { stream, bound } => (1, stream, bound),
+            InitRule::Constant(value) => (INIT_CONSTANT, 0, value),
+            InitRule::SymmetricUniform { stream, bound } => (INIT_SYMMETRIC_UNIFORM, stream, bound),
         };
         table.extend([l.address(buf), *len as u64, code, stream, value.to_bits()]);
         longest = longest.max(*len);

@@ -9,8 +9,7 @@
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use super::launch::{Arg, LaunchConfig, LaunchError, Launcher};
-use super::Storage;
+use super::launch::{pass_to_inner, LaunchError, Launcher};
 
 /// Bytes of given-back memory a [`PooledLauncher`] keeps at most.
 pub const POOL_BYTES: usize = 4 << 30;
@@ -61,36 +60,19 @@ impl<L: Launcher> PooledLauncher<L> {
 impl<L: Launcher> Launcher for PooledLauncher<L> {
     type Buf = L::Buf;
 
-    fn alloc_zeroed(&self, bytes: usize) -> Result<L::Buf, LaunchError> {
-        self.inner.alloc_zeroed(bytes)
-    }
-    fn write_bytes(&self, host: &[u8], buf: &mut L::Buf) -> Result<(), LaunchError> {
-        self.inner.write_bytes(host, buf)
-    }
-    fn download_bytes(&self, buf: &L::Buf, out: &mut [u8]) -> Result<(), LaunchError> {
-        self.inner.download_bytes(buf, out)
-    }
-    fn byte_len(&self, buf: &L::Buf) -> usize {
-        self.inner.byte_len(buf)
-    }
-    fn address(&self, buf: &mut L::Buf) -> u64 {
-        self.inner.address(buf)
-    }
-    fn read_address(&self, buf: &L::Buf) -> u64 {
-        self.inner.read_address(buf)
-    }
-    fn zero(&self, buf: &mut L::Buf) -> Result<(), LaunchError> {
-        self.inner.zero(buf)
-    }
-    fn copy(&self, src: &L::Buf, dst: &mut L::Buf) -> Result<(), LaunchError> {
-        self.inner.copy(src, dst)
-    }
-    fn synchronize(&self) -> Result<(), LaunchError> {
-        self.inner.synchronize()
-    }
-    fn storage(&self) -> Storage {
-        self.inner.storage()
-    }
+    pass_to_inner!(
+        alloc_zeroed,
+        write_bytes,
+        download_bytes,
+        byte_len,
+        address,
+        read_address,
+        zero,
+        copy,
+        synchronize,
+        storage,
+        launch,
+    );
 
     fn take_bytes(&self, bytes: usize) -> Result<L::Buf, LaunchError> {
         let reused = {
@@ -121,15 +103,5 @@ impl<L: Launcher> Launcher for PooledLauncher<L> {
             drop(pool);
             self.inner.give_back(buf);
         }
-    }
-
-    unsafe fn launch(
-        &self,
-        kernel: &str,
-        config: LaunchConfig,
-        args: &mut [Arg<'_, L::Buf>],
-    ) -> Result<(), LaunchError> {
-        // SAFETY: the caller's guarantee, passed on.
-        unsafe { self.inner.launch(kernel, config, args) }
     }
 }
