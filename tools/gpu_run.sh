@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # The GPU run: on a machine with an NVIDIA GPU and its driver, runs the CUDA parity tests on
-# the real device and the GPU benchmarks beside the CPU's, and leaves every output in one
-# folder for docs/PERF.md.
+# the real device, times every score and kernel, and runs the whole space with four scores,
+# leaving every output in one folder for docs/PERF.md. Rerun it first on any GPU before
+# changing CUDA code.
 #
 #   tools/gpu_run.sh [OUT_DIR]                    (default: gpu-run-<date>)
 #   PREBUILT=DIR tools/gpu_run.sh [OUT_DIR]       (no Rust toolchain on the GPU machine)
 #   DATA=cifar10:PATH ...                         (inputs; default ../shared/data or synthetic)
+#   CPU_BENCH=1 ...                               (also time the CPU backend on that machine)
+#   WHOLE_SPACE_LIMIT=S ...                       (seconds the whole-space run may take; 240)
+#   WHOLE_SPACE_WORKERS="2 8" ...                 (the whole space again with these --workers)
 #
 # Without PREBUILT it builds with cargo. GPU machines without a Rust toolchain take the
 # executables built elsewhere by `tools/gpu_bundle.sh DIR` (same CPU architecture).
@@ -14,15 +18,24 @@
 # is found, through a folder holding a `libnvrtc.so` link to it (cudarc's loader tries that
 # name); else tools/ci_nvrtc.sh installs NVRTC 12.9 from the package registry.
 #
-# Steps: the whole-network and every-score parity of CudaBackend on GPU 0 against the CPU
-# backend (tests/cuda_gpu_backend.rs; it fails, instead of skipping, because
-# NASRANK_REQUIRE_GPU is set); `nasrank bench kernels` and `nasrank bench scores` on the
-# GPU and on the CPU; throughput samples (`nasrank score` over ARCHS_SAMPLE archs, default
-# 0..300) on both and on the GPU with 1, 2, 4 and 8 archs in flight (--workers); the whole
-# space's NASWOT on the GPU; 16-bit activation storage (--storage f32|bf16|f16): `bench
-# kernels`, `bench scores` and the scores of the sample, with each score's Spearman between
-# f32 and 16 bits (tools/storage_agreement.py: storage-agreement.txt); tools/bench_scores_torch.py on the GPU when PyTorch sees it.
-set -euo pipefail
+# Steps, in order of what matters most when the lease is short (each is time-boxed and its
+# wall time goes to steps.txt; a step that fails or runs out of time is noted there and the
+# run goes on):
+#  1. parity: CudaBackend on GPU 0 against the CPU backend (tests/cuda_gpu_backend.rs; it
+#     fails, instead of skipping, because NASRANK_REQUIRE_GPU is set): whole-network
+#     forward and backward, every score on several archs, device-drawn parameters bit for
+#     bit, 16-bit storage.
+#  2. `bench scores --scores all` on the median and the largest arch (5256, 1462), and
+#     `bench kernels` (the split-K gradient Gram among them).
+#  3. The whole space with four scores (naswot,ntk,mgm,synflow) on the GPU, timed; then each
+#     of the four alone over ARCHS_SAMPLE (default 0..300) for where the time goes, and
+#     NASWOT over the sample with 1, 2, 4, 8 archs in flight (--workers).
+#  4. 16-bit activation storage (--storage f32|bf16|f16): `bench kernels`, `bench scores`
+#     and nine scores of the sample, with each score's Spearman between f32 and 16 bits
+#     (tools/storage_agreement.py: storage-agreement.txt).
+#  5. tools/bench_scores_torch.py on the GPU when PyTorch sees it; CPU_BENCH=1 adds the CPU
+#     backend's `bench kernels|scores` and sample on the same machine.
+set -uo pipefail
 cd "$(dirname "$0")/.."
 out="${1:-gpu-run-$(date +%Y%m%d-%H%M%S)}"
 mkdir -p "$out"
@@ -35,7 +48,7 @@ if ! ldconfig -p 2>/dev/null | grep -q 'libnvrtc\.so'; then
         link_dir="$(mktemp -d)"
         ln -s "$found" "$link_dir/libnvrtc.so"
         export LD_LIBRARY_PATH="$link_dir:$(dirname "$found")${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-        echo "gpu_run.sh: NVRTC from $found" >&2
+        echo "gpu_run.sh: NVRTC from $found" | tee "$out/nvrtc.txt" >&2
     else
         export LD_LIBRARY_PATH="$(tools/ci_nvrtc.sh)${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
     fi
@@ -43,17 +56,30 @@ fi
 nvidia-smi > "$out/nvidia-smi.txt" 2>&1 || echo "gpu_run.sh: nvidia-smi failed (see $out/nvidia-smi.txt)" >&2
 nproc > "$out/nproc.txt"
 
-# A parity failure is reported at the end: the benchmarks still run.
+# step NAME LIMIT_S CMD...: runs CMD with its output in NAME.txt and its wall time (or its
+# failure) in steps.txt.
+step() {
+    local name="$1" limit="$2"
+    shift 2
+    local start rc
+    start=$EPOCHREALTIME
+    timeout "$limit" "$@" > "$out/$name.txt" 2>&1
+    rc=$?
+    awk -v n="$name" -v a="$start" -v b="$EPOCHREALTIME" -v rc="$rc" \
+        'BEGIN { printf "%-28s %8.2f s  rc=%s\n", n, b - a, rc }' | tee -a "$out/steps.txt" >&2
+    return $rc
+}
+
 parity=0
 export NASRANK_REQUIRE_GPU=1
 if [[ -n "${PREBUILT:-}" ]]; then
     bin="$PREBUILT/nasrank"
     for t in "$PREBUILT"/cuda_gpu_backend-*; do
-        "$t" --nocapture 2>&1 | tee "$out/parity.txt" || parity=1
+        step parity 120 "$t" --nocapture || parity=1
     done
 else
-    cargo test --release --features cuda --test kernels_nvrtc --test cuda_gpu_backend -- --nocapture \
-        2>&1 | tee "$out/parity.txt" || parity=1
+    step parity 900 cargo test --release --features cuda --test kernels_nvrtc \
+        --test cuda_gpu_backend -- --nocapture || parity=1
     cargo build --release --features cuda
     bin=target/release/nasrank
 fi
@@ -62,35 +88,54 @@ fi
 # when present, else synthetic.
 data="${DATA:-synthetic}"
 [[ -z "${DATA:-}" && -d ../shared/data/cifar10 ]] && data=cifar10:../shared/data/cifar10
-for device in cuda cpu; do
-    "$bin" bench kernels --device "$device" > "$out/kernels-$device.txt"
-    "$bin" bench scores --device "$device" --archs 5256,1462 --data "$data" \
-        --scores naswot,ntk,ntk_exact,mgm,snip,synflow > "$out/scores-$device.txt"
-    { time "$bin" score --device "$device" --archs "$sample" --scores naswot \
-        --data "$data" --no-dedup --quiet --out "$out/naswot-$device.csv"; } 2> "$out/naswot-$device.time"
+echo "$data" > "$out/data.txt"
+
+step scores-cuda 90 "$bin" bench scores --device cuda --repeat 3 --archs 5256,1462 \
+    --data "$data" --scores all
+step kernels-cuda 60 "$bin" bench kernels --device cuda --repeat 20
+
+four=naswot,ntk,mgm,synflow
+step whole-space-cuda "${WHOLE_SPACE_LIMIT:-240}" "$bin" score --device cuda --archs all \
+    --scores "$four" --data "$data" --out "$out/all4-cuda.csv"
+for workers in ${WHOLE_SPACE_WORKERS:-}; do
+    step "whole-space-cuda-w$workers" "${WHOLE_SPACE_LIMIT:-240}" "$bin" score --device cuda \
+        --workers "$workers" --archs all --scores "$four" --data "$data" --quiet \
+        --out "$out/all4-cuda-w$workers.csv"
 done
-# Archs in flight on the GPU (--workers), then the whole space at the default.
+for score in ${four//,/ }; do
+    step "sample-$score-cuda" 60 "$bin" score --device cuda --archs "$sample" --scores "$score" \
+        --data "$data" --no-dedup --quiet --out "$out/sample-$score-cuda.csv"
+done
 for workers in 1 2 4 8; do
-    { time "$bin" score --device cuda --workers "$workers" --archs "$sample" --scores naswot \
-        --data "$data" --no-dedup --quiet --out "$out/naswot-cuda-w$workers.csv"; } \
-        2> "$out/naswot-cuda-w$workers.time"
+    step "naswot-cuda-w$workers" 60 "$bin" score --device cuda --workers "$workers" \
+        --archs "$sample" --scores naswot --data "$data" --no-dedup --quiet \
+        --out "$out/naswot-cuda-w$workers.csv"
 done
-{ time "$bin" score --device cuda --archs all --scores naswot --data "$data" --quiet \
-    --out "$out/naswot-all-cuda.csv"; } 2> "$out/naswot-all-cuda.time"
+
 # 16-bit activation storage: speed, and agreement of the rankings with f32.
 for storage in f32 bf16 f16; do
-    "$bin" bench kernels --device cuda --storage "$storage" > "$out/kernels-cuda-$storage.txt"
-    "$bin" bench scores --device cuda --storage "$storage" --archs 5256,1462 --data "$data" \
-        --scores naswot,ntk,ntk_exact,mgm,snip > "$out/scores-cuda-$storage.txt"
-    "$bin" score --device cuda --storage "$storage" --archs "$sample" --no-dedup --quiet \
-        --scores naswot,ntk,mgm,snip,grad_norm,fisher,jacob_cov,zico,grasp --data "$data" \
+    [[ $storage != f32 ]] && step "kernels-cuda-$storage" 60 "$bin" bench kernels \
+        --device cuda --storage "$storage"
+    step "scores-cuda-$storage" 60 "$bin" bench scores --device cuda --storage "$storage" \
+        --archs 5256,1462 --data "$data" --scores naswot,ntk,mgm,snip
+    step "storage-$storage" 90 "$bin" score --device cuda --storage "$storage" \
+        --archs "$sample" --no-dedup --quiet --data "$data" \
+        --scores naswot,ntk,mgm,snip,grad_norm,fisher,jacob_cov,zico,grasp \
         --out "$out/storage-$storage.csv"
 done
 python3 tools/storage_agreement.py "$out/storage-f32.csv" f16="$out/storage-f16.csv" \
-    bf16="$out/storage-bf16.csv" > "$out/storage-agreement.txt" || true
+    bf16="$out/storage-bf16.csv" > "$out/storage-agreement.txt" 2>&1 || true
+
 # The PyTorch formulation of the same scores on the same GPU, where PyTorch sees one.
 if python3 -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
-    python3 tools/bench_scores_torch.py --device cuda --reps 3 > "$out/torch-cuda.txt" 2>&1 || true
+    step torch-cuda 120 python3 tools/bench_scores_torch.py --device cuda --reps 3
+fi
+if [[ "${CPU_BENCH:-0}" == 1 ]]; then
+    step kernels-cpu 120 "$bin" bench kernels --device cpu
+    step scores-cpu 180 "$bin" bench scores --device cpu --archs 5256,1462 --data "$data" \
+        --scores naswot,ntk,ntk_exact,mgm,snip,synflow
+    step sample-naswot-cpu 120 "$bin" score --device cpu --archs "$sample" --scores naswot \
+        --data "$data" --no-dedup --quiet --out "$out/sample-naswot-cpu.csv"
 fi
 echo "gpu_run.sh: outputs in $out" >&2
 if [[ $parity != 0 ]]; then
