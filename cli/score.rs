@@ -7,6 +7,7 @@ use crate::threads::ThreadsArg;
 use crate::CliError;
 use anyhow::{anyhow, Context};
 use clap::{Args, ValueEnum};
+use nasrank::backend::cpu::CpuBackend;
 use nasrank::backend::cuda::Storage;
 use nasrank::data::{read_nb201_train_records, Batch, Dataset, ImageSet, Split};
 use nasrank::proxy::scorer::{score_arch_or_dead_values, ScoreSettings};
@@ -228,7 +229,36 @@ pub fn run(args: &ScoreArgs) -> Result<(), CliError> {
     let jobs: Vec<usize> = (0..todo.len())
         .filter(|&p| seen.insert(todo[p].2.as_str()))
         .collect();
-    let score_one = |be: &AnyBackend, index: usize, arch: &Arch| -> Result<Row, CliError> {
+    // The asked scores in parts, each part computed by workers of its own. On a GPU the
+    // host's scores (synflow in f64, params, flops) run on host threads beside the GPU
+    // workers, so that no stream waits on the CPU (docs/PERF.md, "GPU"); elsewhere one
+    // part holds every score.
+    let on_gpu = !backends.iter().any(|be| matches!(be, AnyBackend::Cpu(_)));
+    let (host_scores, device_scores): (Vec<Score>, Vec<Score>) = if on_gpu {
+        scores.iter().partition(|s| s.runs_on_host())
+    } else {
+        (Vec::new(), scores.clone())
+    };
+    let parts: Vec<&[Score]> = [&device_scores[..], &host_scores[..]]
+        .into_iter()
+        .filter(|part| !part.is_empty())
+        .collect();
+    // Where each asked score's value is: (part, position in the part).
+    let place: Vec<(usize, usize)> = scores
+        .iter()
+        .map(|score| {
+            parts
+                .iter()
+                .enumerate()
+                .find_map(|(p, part)| Some((p, part.iter().position(|s| s == score)?)))
+                .expect("every score is in a part")
+        })
+        .collect();
+    let score_part = |be: &AnyBackend,
+                      index: usize,
+                      arch: &Arch,
+                      part: &[Score]|
+     -> Result<PartValues, CliError> {
         let start = Instant::now();
         let mut per_seed = Vec::with_capacity(seeds.len());
         let mut all_dead = false;
@@ -238,43 +268,77 @@ pub fn run(args: &ScoreArgs) -> Result<(), CliError> {
                 ..settings.clone()
             };
             let (values, dead) = with_backend!(be, be => score_arch_or_dead_values(
-                be, arch, &scores, batch, &settings
+                be, arch, part, batch, &settings
             ))
             .with_context(|| format!("scoring arch {index} with seed {seed}"))
             .map_err(CliError::Run)?;
             per_seed.push(values);
             all_dead = dead;
         }
+        Ok(PartValues {
+            per_seed,
+            dead: all_dead,
+            seconds: start.elapsed().as_secs_f64(),
+        })
+    };
+    // An arch's row once every part of it is known.
+    let assemble = |index: usize, arch: &Arch, known_parts: Vec<PartValues>| -> Row {
+        let per_seed: Vec<Vec<f64>> = (0..seeds.len())
+            .map(|k| {
+                place
+                    .iter()
+                    .map(|&(p, j)| known_parts[p].per_seed[k][j])
+                    .collect()
+            })
+            .collect();
         let values = if args.seeds.is_empty() {
-            per_seed.remove(0)
+            per_seed[0].clone()
         } else {
             mean_and_std(&per_seed)
         };
-        Ok(Row {
+        Row {
             index,
             arch: arch.to_string(),
             unique: iso_key(arch),
             values,
-            seconds: start.elapsed().as_secs_f64(),
-            scored_as: if all_dead {
+            seconds: known_parts.iter().map(|v| v.seconds).sum(),
+            scored_as: if known_parts.iter().all(|v| v.dead) {
                 ScoredAs::Dead
             } else {
                 ScoredAs::Arch(index)
             },
-        })
+        }
     };
 
     let mut progress = Progress::new(todo.len(), args.quiet);
     progress.set_work(jobs.len());
-    let next_job = AtomicUsize::new(0);
+    let next_job: Vec<AtomicUsize> = parts.iter().map(|_| AtomicUsize::new(0)).collect();
     let stop = AtomicBool::new(false);
-    let (sender, results) = mpsc::channel::<(usize, Result<Row, CliError>)>();
+    type PartResult = (usize, usize, Result<PartValues, CliError>);
+    let (sender, results) = mpsc::channel::<PartResult>();
     let pools = cpu_worker_pools(&backends)?;
+    // Workers: every backend on the first part; on a GPU with host scores asked, host
+    // threads on the cores the GPU workers leave.
+    let host = AnyBackend::Cpu(CpuBackend::new());
+    let mut workers: Vec<(&AnyBackend, Option<&rayon::ThreadPool>, usize)> = backends
+        .iter()
+        .zip(&pools)
+        .map(|(be, pool)| (be, pool.as_ref(), 0))
+        .collect();
+    if !host_scores.is_empty() {
+        if device_scores.is_empty() {
+            workers.clear();
+        }
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let host_workers = cores.saturating_sub(workers.len()).max(1);
+        let host_part = parts.len() - 1;
+        workers.extend((0..host_workers).map(|_| (&host, None, host_part)));
+    }
     std::thread::scope(|scope| {
-        for (be, pool) in backends.iter().zip(&pools) {
+        for (be, pool, p) in workers {
             let sender = sender.clone();
-            let (jobs, todo, next_job, stop, score_one) =
-                (&jobs, &todo, &next_job, &stop, &score_one);
+            let (jobs, todo, next_job, stop, score_part, part) =
+                (&jobs, &todo, &next_job[p], &stop, &score_part, parts[p]);
             scope.spawn(move || {
                 let work = || {
                     while !stop.load(Ordering::Relaxed) {
@@ -282,7 +346,10 @@ pub fn run(args: &ScoreArgs) -> Result<(), CliError> {
                             break;
                         };
                         let (index, arch, _) = todo[pos];
-                        if sender.send((pos, score_one(be, *index, arch))).is_err() {
+                        if sender
+                            .send((pos, p, score_part(be, *index, arch, part)))
+                            .is_err()
+                        {
                             break;
                         }
                     }
@@ -294,6 +361,8 @@ pub fn run(args: &ScoreArgs) -> Result<(), CliError> {
             });
         }
         drop(sender);
+        // Parts known of archs whose row is not complete yet.
+        let mut partial: HashMap<usize, Vec<Option<PartValues>>> = HashMap::new();
         // Rows in input order: each as soon as it and every row before it are known.
         let mut ready: HashMap<usize, Row> = HashMap::new();
         let mut written = 0;
@@ -327,10 +396,19 @@ pub fn run(args: &ScoreArgs) -> Result<(), CliError> {
                 break Ok(());
             }
             match results.recv() {
-                Ok((pos, Ok(row))) => {
-                    ready.insert(pos, row);
+                Ok((pos, p, Ok(values))) => {
+                    let slots = partial
+                        .entry(pos)
+                        .or_insert_with(|| parts.iter().map(|_| None).collect());
+                    slots[p] = Some(values);
+                    if slots.iter().all(Option::is_some) {
+                        let known_parts = partial.remove(&pos).expect("just filled").into_iter();
+                        let (index, arch, _) = todo[pos];
+                        let row = assemble(*index, arch, known_parts.flatten().collect());
+                        ready.insert(pos, row);
+                    }
                 }
-                Ok((_, Err(e))) => break Err(e),
+                Ok((_, _, Err(e))) => break Err(e),
                 Err(_) => break Err(CliError::Run(anyhow!("every scoring worker stopped"))),
             }
         };
@@ -359,6 +437,15 @@ fn mean_and_std(per_seed: &[Vec<f64>]) -> Vec<f64> {
             .sqrt()
     });
     mean.iter().copied().chain(std).collect()
+}
+
+/// The values of one part of an arch's scores.
+struct PartValues {
+    /// Per seed, the part's values in its order.
+    per_seed: Vec<Vec<f64>>,
+    /// Whether every value was a dead value.
+    dead: bool,
+    seconds: f64,
 }
 
 fn write_err(e: std::io::Error) -> CliError {

@@ -987,6 +987,71 @@ fn device_emu_scores_like_the_cpu() {
     }
 }
 
+/// On a GPU backend the host's scores (synflow, params) run on host threads beside the
+/// device workers; the rows they assemble are the CPU backend's: the same rows in the same
+/// order, host values bit for bit, device values up to rounding, for several seeds, a dead
+/// arch, an isomorphic copy and host scores asked between device scores.
+#[cfg(feature = "emu")]
+#[test]
+fn device_emu_rows_join_host_and_device_scores_like_the_cpu() {
+    let scores = "synflow,naswot,params,snip";
+    let run_on = |device: &str| {
+        let out = temp_path(&format!("split-{device}.csv"));
+        let run = nasrank(&[
+            "score",
+            "--archs",
+            "1651,7,1,1652",
+            "--scores",
+            scores,
+            "--seeds",
+            "0,1",
+            "--channels",
+            "2",
+            "--cells",
+            "1",
+            "--batch",
+            "4",
+            "--device",
+            device,
+            "--workers",
+            "2",
+            "--quiet",
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert!(run.status.success(), "{device}: {}", stderr(&run));
+        std::fs::read_to_string(out).unwrap()
+    };
+    let (cpu, emu) = (run_on("cpu"), run_on("emu"));
+    let (cpu, emu): (Vec<&str>, Vec<&str>) = (cpu.lines().collect(), emu.lines().collect());
+    assert_eq!(cpu[0], emu[0]);
+    assert_eq!((cpu.len(), emu.len()), (5, 5));
+    let header: Vec<&str> = cpu[0].split(',').collect();
+    let column = |name: &str| header.iter().position(|h| *h == name).unwrap();
+    for (c, e) in cpu[1..].iter().zip(&emu[1..]) {
+        let (c, e): (Vec<&str>, Vec<&str>) = (c.split(',').collect(), e.split(',').collect());
+        assert_eq!(c[..3], e[..3], "index, arch, unique");
+        assert_eq!(c[column("scored_as")], e[column("scored_as")]);
+        for name in ["synflow", "params", "synflow_std", "params_std"] {
+            assert_eq!(c[column(name)], e[column(name)], "{name} of row {}", c[0]);
+        }
+        for name in ["naswot", "snip", "naswot_std", "snip_std"] {
+            let (x, y): (f64, f64) = (
+                c[column(name)].parse().unwrap(),
+                e[column(name)].parse().unwrap(),
+            );
+            assert!(
+                x == y || (x.is_nan() && y.is_nan()) || (x - y).abs() <= 1e-4 * x.abs().max(1e-12),
+                "{name} of row {}: cpu {x}, emu {y}",
+                c[0]
+            );
+        }
+    }
+    // Seeds 0 and 1 draw different weights: the spread of a scored arch is not zero.
+    let row7: Vec<&str> = emu[2].split(',').collect();
+    assert_ne!(row7[column("synflow_std")].parse::<f64>().unwrap(), 0.0);
+}
+
 /// Without the `emu` feature, `--device emu` is refused with the way to get it.
 #[cfg(not(feature = "emu"))]
 #[test]

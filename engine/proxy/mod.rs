@@ -148,6 +148,13 @@ impl Score {
         }
     }
 
+    /// Whether the score is computed on the host whatever the backend: counted from the
+    /// cell (`params`, `flops`) or run in f64 on the CPU (`synflow`). A caller with a GPU
+    /// can compute these beside the device's work instead of in line with it.
+    pub fn runs_on_host(self) -> bool {
+        matches!(self, Score::Params | Score::Flops | Score::Synflow)
+    }
+
     /// Whether a higher value predicts a better arch (the NTK condition number is the
     /// one score where lower is better).
     pub fn higher_is_better(self) -> bool {

@@ -79,12 +79,10 @@ pub fn score_arch<B: Backend>(
     let cell = Cell::from(*arch);
     let plan = Plan::build(&cell, &settings.config)?;
     // Scores that run the network share one executor with the arch's initial weights.
-    let runs_network = scores.iter().any(|s| {
-        !matches!(
-            s,
-            Score::Params | Score::Flops | Score::Synflow | Score::LinearRegions
-        )
-    });
+    // (linear_regions builds networks of its own.)
+    let runs_network = scores
+        .iter()
+        .any(|s| !s.runs_on_host() && *s != Score::LinearRegions);
     let mut exec = runs_network.then(|| Executor::with_init(be, &plan, settings.seed));
     macro_rules! exec {
         () => {
