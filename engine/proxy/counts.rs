@@ -3,6 +3,9 @@
 //! beta and the classifier bias count as parameters. Raw counts (the benchmark's tables
 //! divide by 1e6); flops are multiply-adds per image.
 
+use super::registry::{ArchScoring, Minibatch, Runs, ScoreDef, ScoreInfo};
+use crate::backend::Backend;
+use crate::space::ClassKey;
 use crate::space::{count_flops, count_params, Cell, MacroConfig};
 
 /// Parameters of the network `cell` and `config` make.
@@ -13,4 +16,40 @@ pub fn params(cell: &Cell, config: &MacroConfig) -> f64 {
 /// Multiply-adds per image of the network `cell` and `config` make.
 pub fn flops(cell: &Cell, config: &MacroConfig) -> f64 {
     count_flops(cell, config) as f64
+}
+
+/// Parameter count, from the cell. Dead value: none (a count of the arch, not a pass).
+pub struct Params;
+
+impl ScoreDef for Params {
+    const INFO: ScoreInfo = ScoreInfo {
+        name: "params",
+        higher_is_better: true,
+        class_key: ClassKey::Structure,
+        dead_value: None,
+        minibatch: Minibatch::None,
+        runs: Runs::Host,
+    };
+
+    fn compute<B: Backend>(arch: &mut ArchScoring<'_, B>) -> anyhow::Result<f64> {
+        Ok(params(&arch.cell, &arch.settings.config))
+    }
+}
+
+/// Multiply-adds, from the cell. Dead value: none, as [`Params`].
+pub struct Flops;
+
+impl ScoreDef for Flops {
+    const INFO: ScoreInfo = ScoreInfo {
+        name: "flops",
+        higher_is_better: true,
+        class_key: ClassKey::Structure,
+        dead_value: None,
+        minibatch: Minibatch::None,
+        runs: Runs::Host,
+    };
+
+    fn compute<B: Backend>(arch: &mut ArchScoring<'_, B>) -> anyhow::Result<f64> {
+        Ok(flops(&arch.cell, &arch.settings.config))
+    }
 }

@@ -31,9 +31,11 @@
 //! Deviation: the released code uses the loss divided by a temperature `T = 1` (no change)
 //! and splits the batch into `split_data` chunks for memory (no change in exact arithmetic).
 
+use super::registry::{ArchScoring, Minibatch, Runs, ScoreDef, ScoreInfo};
 use super::saliency::{ce_gradients, is_scored_weight};
 use crate::backend::{Backend, Executor, Real};
 use crate::data::Batch;
+use crate::space::ClassKey;
 
 /// Relative weight step of the finite difference in f32.
 pub const FD_STEP_F32: f64 = 3e-6;
@@ -107,4 +109,23 @@ pub fn grasp_with_step<B: Backend>(
         be.difference_dot(&exec.params()[p], &plus[p], &minus[p], &mut dots, k);
     }
     -be.download_acc(&dots).iter().sum::<f64>() / (2.0 * eps)
+}
+
+/// GraSP. Dead value -0: `g` = 0 on the weights, so `H g` = 0 and `-sum W * H g` = -0.
+pub struct Grasp;
+
+impl ScoreDef for Grasp {
+    const INFO: ScoreInfo = ScoreInfo {
+        name: "grasp",
+        higher_is_better: true,
+        class_key: ClassKey::Function,
+        dead_value: Some(-0.0),
+        minibatch: Minibatch::Gradient,
+        runs: Runs::SharedNetwork,
+    };
+
+    fn compute<B: Backend>(arch: &mut ArchScoring<'_, B>) -> anyhow::Result<f64> {
+        let (data, n) = (arch.data, arch.settings.batch);
+        Ok(grasp(arch.exec(), data, n))
+    }
 }

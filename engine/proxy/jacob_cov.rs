@@ -12,9 +12,11 @@
 //! network whose logits ignore the input) makes `C` undefined: the score is NaN, as numpy's.
 
 use super::linalg::symmetric_eigenvalues;
+use super::registry::{ArchScoring, Minibatch, Runs, ScoreDef, ScoreInfo};
 use super::upload_images;
 use crate::backend::{Backend, BackwardOptions, BnGrad, BnStatistics, Executor, ParamGrads, Real};
 use crate::data::Batch;
+use crate::space::ClassKey;
 
 /// The regulariser of the eigenvalues in the released code.
 pub const JACOB_COV_K: f64 = 1e-5;
@@ -81,4 +83,23 @@ pub fn jacob_cov_from_corr(c: &[f64], n: usize) -> f64 {
         .iter()
         .map(|l| (l + JACOB_COV_K).ln() + 1.0 / (l + JACOB_COV_K))
         .sum::<f64>()
+}
+
+/// jacob_cov. Dead value NaN: the input Jacobian is zero, its correlation undefined.
+pub struct JacobCov;
+
+impl ScoreDef for JacobCov {
+    const INFO: ScoreInfo = ScoreInfo {
+        name: "jacob_cov",
+        higher_is_better: true,
+        class_key: ClassKey::Function,
+        dead_value: Some(f64::NAN),
+        minibatch: Minibatch::Gradient,
+        runs: Runs::SharedNetwork,
+    };
+
+    fn compute<B: Backend>(arch: &mut ArchScoring<'_, B>) -> anyhow::Result<f64> {
+        let (data, n) = (arch.data, arch.settings.batch);
+        Ok(jacob_cov(arch.exec(), data, n))
+    }
 }

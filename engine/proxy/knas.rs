@@ -32,11 +32,13 @@
 //! missing from `G` here. Only archs with a zero node feeding a conv edge are affected
 //! (tests/golden/scores_gram: MGM 0.2 % lower on such an arch).
 
+use super::registry::{ArchScoring, Minibatch, Runs, ScoreDef, ScoreInfo};
 use super::{forward_loss_gradient, linalg};
 use crate::backend::{
     Backend, BackwardOptions, BnGrad, BnStatistics, Executor, Gradients, ParamGrads, Reduction,
 };
 use crate::data::Batch;
+use crate::space::ClassKey;
 
 /// Summaries of one gradient Gram matrix (see the module docs for the normalisation).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -116,4 +118,69 @@ pub fn mgm<B: Backend>(exec: &mut Executor<'_, B>, batch: &Batch, n: usize) -> f
 /// MGM, trace and top eigenvalue of the first `n` images' gradient Gram.
 pub fn knas<B: Backend>(exec: &mut Executor<'_, B>, batch: &Batch, n: usize) -> KnasStats {
     KnasStats::from_gram(&knas_gram(exec, batch, n), n)
+}
+
+/// KNAS's mean gradient magnitude, from the batched gradient. Dead value: none (the
+/// classifier bias still has the gradient `softmax(b) - onehot(y)`: the same for every dead
+/// arch, but a function of the seed's bias draw and the labels; likewise mgm_trace, mgm_eig).
+pub struct Mgm;
+
+impl ScoreDef for Mgm {
+    const INFO: ScoreInfo = ScoreInfo {
+        name: "mgm",
+        higher_is_better: true,
+        class_key: ClassKey::Function,
+        dead_value: None,
+        minibatch: Minibatch::Gradient,
+        runs: Runs::SharedNetwork,
+    };
+
+    fn compute<B: Backend>(arch: &mut ArchScoring<'_, B>) -> anyhow::Result<f64> {
+        let (data, n) = (arch.data, arch.settings.batch);
+        Ok(mgm(arch.exec(), data, n))
+    }
+}
+
+/// The trace summary of KNAS's gradient Gram (one Gram shared with mgm_eig).
+pub struct MgmTrace;
+
+impl ScoreDef for MgmTrace {
+    const INFO: ScoreInfo = ScoreInfo {
+        name: "mgm_trace",
+        higher_is_better: true,
+        class_key: ClassKey::Function,
+        dead_value: None,
+        minibatch: Minibatch::Gradient,
+        runs: Runs::SharedNetwork,
+    };
+
+    fn compute<B: Backend>(arch: &mut ArchScoring<'_, B>) -> anyhow::Result<f64> {
+        Ok(shared_knas(arch).trace)
+    }
+}
+
+/// The top eigenvalue of KNAS's gradient Gram (one Gram shared with mgm_trace).
+pub struct MgmEig;
+
+impl ScoreDef for MgmEig {
+    const INFO: ScoreInfo = ScoreInfo {
+        name: "mgm_eig",
+        higher_is_better: true,
+        class_key: ClassKey::Function,
+        dead_value: None,
+        minibatch: Minibatch::Gradient,
+        runs: Runs::SharedNetwork,
+    };
+
+    fn compute<B: Backend>(arch: &mut ArchScoring<'_, B>) -> anyhow::Result<f64> {
+        Ok(shared_knas(arch).top_eigenvalue)
+    }
+}
+
+/// The Gram summaries, computed once per arch for mgm_trace and mgm_eig.
+fn shared_knas<B: Backend>(arch: &mut ArchScoring<'_, B>) -> KnasStats {
+    arch.shared(|arch| {
+        let (data, n) = (arch.data, arch.settings.batch);
+        knas(arch.exec(), data, n)
+    })
 }

@@ -36,11 +36,13 @@
 //! (uniform); its cell is a search cell whose edge outputs are weighted by softmaxed
 //! architecture parameters (exactly 1 for a single-op edge, as here).
 
+use super::registry::{ArchScoring, Minibatch, Runs, ScoreDef, ScoreInfo};
 use super::upload_images;
 use crate::backend::{Backend, BnStatistics, CodeBlock, Executor, Real};
 use crate::data::{Batch, SplitMix64};
 use crate::net::{Plan, PlanError};
 use crate::space::Cell;
+use crate::space::ClassKey;
 use std::collections::HashSet;
 
 /// The released code's linear-region setting.
@@ -205,4 +207,50 @@ pub fn distinct_patterns(patterns: &[Vec<u64>]) -> usize {
         .map(Vec::as_slice)
         .collect::<HashSet<_>>()
         .len()
+}
+
+/// TE-NAS's linear regions as its released code counts them, on networks of its own.
+/// Dead value: none (ReLU codes inside the first cell still see the stem's output).
+pub struct LinearRegions;
+
+impl ScoreDef for LinearRegions {
+    const INFO: ScoreInfo = ScoreInfo {
+        name: "linear_regions",
+        higher_is_better: true,
+        class_key: ClassKey::Codes,
+        dead_value: None,
+        minibatch: Minibatch::Gradient,
+        runs: Runs::OwnNetworks,
+    };
+
+    fn compute<B: Backend>(arch: &mut ArchScoring<'_, B>) -> anyhow::Result<f64> {
+        let (be, cell, data, seed) = (arch.backend, arch.cell, arch.data, arch.settings.seed);
+        Ok(linear_regions_released(
+            be,
+            &cell,
+            data,
+            seed,
+            &ReleasedSettings::default(),
+        )?)
+    }
+}
+
+/// Linear regions of the arch's own network over the NASWOT minibatch. Dead value: none,
+/// as [`LinearRegions`].
+pub struct LinearRegionsNet;
+
+impl ScoreDef for LinearRegionsNet {
+    const INFO: ScoreInfo = ScoreInfo {
+        name: "linear_regions_net",
+        higher_is_better: true,
+        class_key: ClassKey::Codes,
+        dead_value: None,
+        minibatch: Minibatch::Naswot,
+        runs: Runs::SharedNetwork,
+    };
+
+    fn compute<B: Backend>(arch: &mut ArchScoring<'_, B>) -> anyhow::Result<f64> {
+        let (data, n) = (arch.data, arch.settings.naswot_batch);
+        Ok(linear_regions_network(arch.exec(), data, n))
+    }
 }

@@ -25,10 +25,12 @@
 //!   code uses `numpy.linalg.slogdet` on a float32/float64 K.
 
 use super::linalg::log_abs_det;
+use super::registry::{ArchScoring, Minibatch, Runs, ScoreDef, ScoreInfo};
 use super::upload_images;
 use crate::backend::{Backend, BnStatistics, CodeBlock, Executor};
 use crate::data::Batch;
 use crate::net::Layer;
+use crate::space::ClassKey;
 
 /// How many times each ReLU module's code enters K.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -96,4 +98,24 @@ pub fn naswot_kernel<B: Backend>(
     };
     exec.forward_with_codes(input, n, BnStatistics::Batch, &mut sink);
     be.download_words(&k)
+}
+
+/// NASWOT (Mellor et al.): log-determinant of the ReLU-code kernel.
+/// Dead value: none (ReLU codes inside the first cell still see the stem's output).
+pub struct Naswot;
+
+impl ScoreDef for Naswot {
+    const INFO: ScoreInfo = ScoreInfo {
+        name: "naswot",
+        higher_is_better: true,
+        class_key: ClassKey::Codes,
+        dead_value: None,
+        minibatch: Minibatch::Naswot,
+        runs: Runs::SharedNetwork,
+    };
+
+    fn compute<B: Backend>(arch: &mut ArchScoring<'_, B>) -> anyhow::Result<f64> {
+        let (data, n) = (arch.data, arch.settings.naswot_batch);
+        Ok(naswot(arch.exec(), data, n))
+    }
 }

@@ -25,6 +25,8 @@
 //! ratio. Parameters whose module only ever sees an identically zero input are not in the
 //! plan; their rows are zero in the reference model, so `Theta` is unchanged.
 
+use super::registry::{ArchScoring, Minibatch, Runs, ScoreDef, ScoreInfo};
+use crate::space::ClassKey;
 use std::sync::Mutex;
 
 use super::{linalg, upload_images};
@@ -148,5 +150,46 @@ pub fn condition_number(theta: &[f64], n: usize) -> f64 {
         f64::INFINITY
     } else {
         max / min
+    }
+}
+
+/// TE-NAS's NTK condition number with batch statistics held constant in the backward pass
+/// (lower is better). Dead value NaN: the rows of `J` (gradients w.r.t. conv weights, BN
+/// gammas and the classifier weight, never its bias) are zero, `Theta = 0`, `0 / 0`.
+pub struct Ntk;
+
+impl ScoreDef for Ntk {
+    const INFO: ScoreInfo = ScoreInfo {
+        name: "ntk",
+        higher_is_better: false,
+        class_key: ClassKey::Function,
+        dead_value: Some(f64::NAN),
+        minibatch: Minibatch::Ntk,
+        runs: Runs::SharedNetwork,
+    };
+
+    fn compute<B: Backend>(arch: &mut ArchScoring<'_, B>) -> anyhow::Result<f64> {
+        let (data, n) = (arch.data, arch.settings.ntk_batch);
+        Ok(ntk_condition(arch.exec(), data, n, NtkMode::FrozenStats))
+    }
+}
+
+/// TE-NAS's NTK condition number with one backward pass per image and output, as the
+/// released code (lower is better). Dead value NaN, as [`Ntk`].
+pub struct NtkExact;
+
+impl ScoreDef for NtkExact {
+    const INFO: ScoreInfo = ScoreInfo {
+        name: "ntk_exact",
+        higher_is_better: false,
+        class_key: ClassKey::Function,
+        dead_value: Some(f64::NAN),
+        minibatch: Minibatch::Ntk,
+        runs: Runs::SharedNetwork,
+    };
+
+    fn compute<B: Backend>(arch: &mut ArchScoring<'_, B>) -> anyhow::Result<f64> {
+        let (data, n) = (arch.data, arch.settings.ntk_batch);
+        Ok(ntk_condition(arch.exec(), data, n, NtkMode::Exact))
     }
 }

@@ -22,9 +22,12 @@
 //!   with no path to the logits contribute 0 in both.
 
 use super::forward_loss_gradient;
+use super::registry::{ArchScoring, Minibatch, Runs, ScoreDef, ScoreInfo};
+use super::Score;
 use crate::backend::{Backend, BackwardOptions, BnStatistics, Executor, ParamGrads, Reduction};
 use crate::data::Batch;
 use crate::net::plan::{Layer, ParamKind, Plan};
+use crate::space::ClassKey;
 
 /// The three saliency scores of one forward/backward pass.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -118,4 +121,69 @@ pub fn saliency_with<B: Backend>(
         grad_norm,
         fisher,
     }
+}
+
+/// snip. Dead value 0: conv and linear weight gradients are zero, so the sum of `|W * g|`
+/// is 0 (likewise grad_norm's `||g||`).
+pub struct Snip;
+
+impl ScoreDef for Snip {
+    const INFO: ScoreInfo = ScoreInfo {
+        name: "snip",
+        higher_is_better: true,
+        class_key: ClassKey::Function,
+        dead_value: Some(0.0),
+        minibatch: Minibatch::Gradient,
+        runs: Runs::SharedNetwork,
+    };
+
+    fn compute<B: Backend>(arch: &mut ArchScoring<'_, B>) -> anyhow::Result<f64> {
+        Ok(shared_saliency(arch).snip)
+    }
+}
+
+/// grad_norm. Dead value 0, as [`Snip`].
+pub struct GradNorm;
+
+impl ScoreDef for GradNorm {
+    const INFO: ScoreInfo = ScoreInfo {
+        name: "grad_norm",
+        higher_is_better: true,
+        class_key: ClassKey::Function,
+        dead_value: Some(0.0),
+        minibatch: Minibatch::Gradient,
+        runs: Runs::SharedNetwork,
+    };
+
+    fn compute<B: Backend>(arch: &mut ArchScoring<'_, B>) -> anyhow::Result<f64> {
+        Ok(shared_saliency(arch).grad_norm)
+    }
+}
+
+/// fisher. Dead value: none (the classifier bias's gradient depends on the seed and labels).
+pub struct Fisher;
+
+impl ScoreDef for Fisher {
+    const INFO: ScoreInfo = ScoreInfo {
+        name: "fisher",
+        higher_is_better: true,
+        class_key: ClassKey::Function,
+        dead_value: None,
+        minibatch: Minibatch::Gradient,
+        runs: Runs::SharedNetwork,
+    };
+
+    fn compute<B: Backend>(arch: &mut ArchScoring<'_, B>) -> anyhow::Result<f64> {
+        Ok(shared_saliency(arch).fisher)
+    }
+}
+
+/// The saliency pass, computed once per arch for snip, grad_norm and fisher (fisher's
+/// per-layer activations only when fisher is asked).
+fn shared_saliency<B: Backend>(arch: &mut ArchScoring<'_, B>) -> Saliency {
+    let with_fisher = arch.asked.contains(&Score::Fisher);
+    arch.shared(|arch| {
+        let (data, n) = (arch.data, arch.settings.batch);
+        saliency_with(arch.exec(), data, n, with_fisher)
+    })
 }

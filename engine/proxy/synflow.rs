@@ -12,11 +12,14 @@
 //! Always in f64 on the CPU: `R` is a product over about 20 layers of sums of absolute
 //! weights and overflows, or loses the small terms, in f32.
 
+use super::registry::{ArchScoring, Minibatch, Runs, ScoreDef, ScoreInfo};
 use super::saliency::is_scored_weight;
 use crate::backend::cpu::CpuBackend;
+use crate::backend::Backend;
 use crate::backend::{BackwardOptions, BnStatistics, Executor, ParamGrads};
 use crate::net::init::init_params;
 use crate::net::plan::{Plan, INPUT};
+use crate::space::ClassKey;
 
 /// synflow of `plan` with the deterministic initial weights of `seed`.
 pub fn synflow(plan: &Plan, seed: u64) -> f64 {
@@ -44,4 +47,23 @@ pub fn synflow_with_params(plan: &Plan, params: Vec<Vec<f64>>) -> f64 {
         .filter(|((spec, _), _)| is_scored_weight(spec.kind))
         .map(|((_, w), g)| w.iter().zip(g).map(|(w, g)| w * g).sum::<f64>())
         .sum()
+}
+
+/// synflow, in f64 on the host. Dead value 0: conv and linear weight gradients are zero,
+/// so the sum of `W * g` is 0.
+pub struct Synflow;
+
+impl ScoreDef for Synflow {
+    const INFO: ScoreInfo = ScoreInfo {
+        name: "synflow",
+        higher_is_better: true,
+        class_key: ClassKey::Function,
+        dead_value: Some(0.0),
+        minibatch: Minibatch::None,
+        runs: Runs::Host,
+    };
+
+    fn compute<B: Backend>(arch: &mut ArchScoring<'_, B>) -> anyhow::Result<f64> {
+        Ok(synflow(arch.plan, arch.settings.seed))
+    }
 }

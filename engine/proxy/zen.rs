@@ -23,12 +23,14 @@
 //!   correction is meant to undo.
 //! - A network whose features do not depend on the input gives `ln 0 = -inf`.
 
+use super::registry::{ArchScoring, Minibatch, Runs, ScoreDef, ScoreInfo};
 use crate::backend::executor::to_real;
 use crate::backend::{Backend, BnStatistics, Executor, Real};
 use crate::data::SplitMix64;
 use crate::net::init::gaussian_params;
 use crate::net::plan::{Plan, INPUT};
 use crate::net::BN_EPS;
+use crate::space::ClassKey;
 
 /// Scale of the input perturbation.
 pub const ZEN_ALPHA: f64 = 0.01;
@@ -111,4 +113,24 @@ pub fn zen_from_inputs<B: Backend>(
         .sum::<f64>()
         / n as f64;
     mean_norm.ln() + correction
+}
+
+/// Zen-score. Dead value -inf: the last feature map is zero for both inputs, `ln 0` =
+/// -inf, and the BN terms are finite or -inf.
+pub struct Zen;
+
+impl ScoreDef for Zen {
+    const INFO: ScoreInfo = ScoreInfo {
+        name: "zen",
+        higher_is_better: true,
+        class_key: ClassKey::Function,
+        dead_value: Some(f64::NEG_INFINITY),
+        minibatch: Minibatch::Gradient,
+        runs: Runs::SharedNetwork,
+    };
+
+    fn compute<B: Backend>(arch: &mut ArchScoring<'_, B>) -> anyhow::Result<f64> {
+        let (n, seed) = (arch.settings.batch, arch.settings.seed);
+        Ok(zen(arch.exec(), n, seed))
+    }
 }

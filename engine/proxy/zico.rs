@@ -24,11 +24,13 @@
 //!   by tensor in the order they arrived.
 
 use super::forward_loss_gradient;
+use super::registry::{ArchScoring, Minibatch, Runs, ScoreDef, ScoreInfo};
 use crate::backend::{
     Backend, BackwardOptions, BnGrad, BnStatistics, Executor, ParamGrads, Reduction,
 };
 use crate::data::Batch;
 use crate::net::ParamKind;
+use crate::space::ClassKey;
 
 /// `sum_e mean_i |g_i[e]| / std_i g_i[e]` over entries with nonzero std, from one tensor's
 /// column moments (`[mean |g|; variance]`, [`Backend::column_moments`] of its `[n][len]`
@@ -89,4 +91,24 @@ pub fn zico<B: Backend>(exec: &mut Executor<'_, B>, batch: &Batch, n: usize) -> 
         }
     }
     score
+}
+
+/// ZiCo. Dead value 0: every weight tensor's gradients are zero (no entry with non-zero
+/// spread), each tensor is skipped and the sum of no logarithms is 0.
+pub struct Zico;
+
+impl ScoreDef for Zico {
+    const INFO: ScoreInfo = ScoreInfo {
+        name: "zico",
+        higher_is_better: true,
+        class_key: ClassKey::Function,
+        dead_value: Some(0.0),
+        minibatch: Minibatch::Gradient,
+        runs: Runs::SharedNetwork,
+    };
+
+    fn compute<B: Backend>(arch: &mut ArchScoring<'_, B>) -> anyhow::Result<f64> {
+        let (data, n) = (arch.data, arch.settings.batch);
+        Ok(zico(arch.exec(), data, n))
+    }
 }
