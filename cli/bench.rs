@@ -1,7 +1,6 @@
 //! `nasrank bench`: time the backend's primitives at NAS-Bench-201's shapes, and the
 //! scores per arch. Generic over the backend, so that a GPU backend plugs in by name.
 
-use crate::device::{parse_device, parse_storage, with_backend, Device};
 use crate::score::{load_batch, parse_data, parse_scores};
 use crate::spec::parse_archs;
 use crate::threads::ThreadsArg;
@@ -10,6 +9,7 @@ use clap::{Args, Subcommand};
 use nasrank::backend::cuda::Storage;
 use nasrank::backend::{Backend, BnGeom, BnGrad, ConvGeom, Real};
 use nasrank::proxy::scorer::{score_arch, ScoreSettings};
+use nasrank::run::device::{parse_device, parse_storage, with_backend, Device};
 use nasrank::space::MacroConfig;
 use serde_json::json;
 use std::time::Instant;

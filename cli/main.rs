@@ -4,7 +4,6 @@
 
 mod arch;
 mod bench;
-mod device;
 mod eval;
 mod merge;
 mod plot;
@@ -71,6 +70,15 @@ pub enum CliError {
 impl CliError {
     pub fn usage(e: impl Into<anyhow::Error>) -> CliError {
         CliError::Usage(e.into())
+    }
+}
+
+impl From<nasrank::run::RunError> for CliError {
+    fn from(e: nasrank::run::RunError) -> CliError {
+        match e {
+            nasrank::run::RunError::Input(e) => CliError::Usage(e),
+            nasrank::run::RunError::Failed(e) => CliError::Run(e),
+        }
     }
 }
 

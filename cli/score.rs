@@ -1,24 +1,20 @@
 //! `nasrank score`: training-free scores for a set of archs, one row per arch.
 
-use crate::device::{parse_device, parse_storage, with_backend, AnyBackend, Device};
 use crate::progress::Progress;
 use crate::spec::parse_archs;
 use crate::threads::ThreadsArg;
 use crate::CliError;
-use anyhow::{anyhow, Context};
+use anyhow::anyhow;
 use clap::{Args, ValueEnum};
-use nasrank::backend::cpu::CpuBackend;
 use nasrank::backend::cuda::Storage;
 use nasrank::data::{read_nb201_train_records, Batch, Dataset, ImageSet, Split};
-use nasrank::proxy::scorer::{score_arch_or_dead_values, ScoreSettings};
+use nasrank::proxy::scorer::ScoreSettings;
 use nasrank::proxy::Score;
-use nasrank::space::{iso_key, Arch, ClassKey, MacroConfig};
-use nasrank::store::{self, ResultsWriter, Row, ScoredAs};
-use std::collections::{HashMap, HashSet};
+use nasrank::run::device::{parse_device, parse_storage, Device};
+use nasrank::run::score::{column_names, RowSink, ScoreJob, ScoreProgress};
+use nasrank::space::MacroConfig;
+use nasrank::store::{self, ResultsWriter, Row};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::mpsc;
-use std::time::Instant;
 
 /// Score archs without training; one row per arch (CSV or JSON lines).
 #[derive(Args)]
@@ -152,34 +148,18 @@ pub fn run(args: &ScoreArgs) -> Result<(), CliError> {
         None => slurm_shard()?,
     };
 
-    // Classes: archs whose scores are known equal (score-aware keys, see docs/USAGE.md).
-    let class_key = scores
-        .iter()
-        .map(|s| s.class_key())
-        .max()
-        .unwrap_or(ClassKey::Function);
-    let key_of = |arch: &Arch| -> String {
-        if args.no_dedup {
-            arch.to_string()
-        } else {
-            class_key.of(arch)
-        }
+    let job = ScoreJob {
+        archs,
+        scores,
+        settings,
+        seeds,
+        batches,
+        spread: !args.seeds.is_empty(),
+        shard,
+        dedup: !args.no_dedup,
+        backends: &backends,
     };
-    let mut class_of: HashMap<String, usize> = HashMap::new();
-    let mut work: Vec<(usize, Arch, String)> = Vec::new();
-    for (index, arch) in archs {
-        let key = key_of(&arch);
-        let next = class_of.len();
-        let class = *class_of.entry(key.clone()).or_insert(next);
-        if shard.is_none_or(|(i, n)| class % n == i - 1) {
-            work.push((index, arch, key));
-        }
-    }
-
-    let mut names: Vec<String> = scores.iter().map(|s| s.name().to_string()).collect();
-    if !args.seeds.is_empty() {
-        names.extend(scores.iter().map(|s| format!("{}_std", s.name())));
-    }
+    let names = column_names(&job.scores, job.spread);
     let format = match args.format {
         Format::Csv => store::Format::Csv,
         Format::Jsonl => store::Format::Jsonl,
@@ -200,252 +180,40 @@ pub fn run(args: &ScoreArgs) -> Result<(), CliError> {
             (Sink::Stdout(format, names.clone()), Vec::new())
         }
     };
-    let done_indices: HashSet<usize> = done.iter().map(|r| r.index).collect();
-    let mut known: HashMap<String, Row> = HashMap::new();
-    for row in done {
-        known
-            .entry(key_of(
-                &row.arch
-                    .parse()
-                    .map_err(|e| CliError::usage(anyhow!("{e}")))?,
-            ))
-            .or_insert(row);
-    }
-    let todo: Vec<&(usize, Arch, String)> = work
-        .iter()
-        .filter(|(i, _, _)| !done_indices.contains(i))
-        .collect();
-    if args.resume && !args.quiet {
-        eprintln!(
-            "resuming: {} rows kept, {} to go",
-            work.len() - todo.len(),
-            todo.len()
-        );
-    }
-
-    // Scored by a worker: the first arch of each class not known yet; every other row
-    // copies its class's row, written once that is.
-    let mut seen: HashSet<&str> = known.keys().map(String::as_str).collect();
-    let jobs: Vec<usize> = (0..todo.len())
-        .filter(|&p| seen.insert(todo[p].2.as_str()))
-        .collect();
-    // The asked scores in parts, each part computed by workers of its own. On a GPU the
-    // host's scores (synflow in f64, params, flops) run on host threads beside the GPU
-    // workers, so that no stream waits on the CPU (docs/PERF.md, "GPU"); elsewhere one
-    // part holds every score.
-    let on_gpu = !backends.iter().any(|be| matches!(be, AnyBackend::Cpu(_)));
-    let (host_scores, device_scores): (Vec<Score>, Vec<Score>) = if on_gpu {
-        scores.iter().partition(|s| s.runs_on_host())
-    } else {
-        (Vec::new(), scores.clone())
+    let mut progress = RunProgress {
+        bar: None,
+        quiet: args.quiet,
+        resume: args.resume,
     };
-    let parts: Vec<&[Score]> = [&device_scores[..], &host_scores[..]]
-        .into_iter()
-        .filter(|part| !part.is_empty())
-        .collect();
-    // Where each asked score's value is: (part, position in the part).
-    let place: Vec<(usize, usize)> = scores
-        .iter()
-        .map(|score| {
-            parts
-                .iter()
-                .enumerate()
-                .find_map(|(p, part)| Some((p, part.iter().position(|s| s == score)?)))
-                .expect("every score is in a part")
-        })
-        .collect();
-    let score_part = |be: &AnyBackend,
-                      index: usize,
-                      arch: &Arch,
-                      part: &[Score]|
-     -> Result<PartValues, CliError> {
-        let start = Instant::now();
-        let mut per_seed = Vec::with_capacity(seeds.len());
-        let mut all_dead = false;
-        for (&seed, batch) in seeds.iter().zip(&batches) {
-            let settings = ScoreSettings {
-                seed,
-                ..settings.clone()
-            };
-            let (values, dead) = with_backend!(be, be => score_arch_or_dead_values(
-                be, arch, part, batch, &settings
-            ))
-            .with_context(|| format!("scoring arch {index} with seed {seed}"))
-            .map_err(CliError::Run)?;
-            per_seed.push(values);
-            all_dead = dead;
-        }
-        Ok(PartValues {
-            per_seed,
-            dead: all_dead,
-            seconds: start.elapsed().as_secs_f64(),
-        })
-    };
-    // An arch's row once every part of it is known.
-    let assemble = |index: usize, arch: &Arch, known_parts: Vec<PartValues>| -> Row {
-        let per_seed: Vec<Vec<f64>> = (0..seeds.len())
-            .map(|k| {
-                place
-                    .iter()
-                    .map(|&(p, j)| known_parts[p].per_seed[k][j])
-                    .collect()
-            })
-            .collect();
-        let values = if args.seeds.is_empty() {
-            per_seed[0].clone()
-        } else {
-            mean_and_std(&per_seed)
-        };
-        Row {
-            index,
-            arch: arch.to_string(),
-            unique: iso_key(arch),
-            values,
-            seconds: known_parts.iter().map(|v| v.seconds).sum(),
-            scored_as: if known_parts.iter().all(|v| v.dead) {
-                ScoredAs::Dead
-            } else {
-                ScoredAs::Arch(index)
-            },
-        }
-    };
-
-    let mut progress = Progress::new(todo.len(), args.quiet);
-    progress.set_work(jobs.len());
-    let next_job: Vec<AtomicUsize> = parts.iter().map(|_| AtomicUsize::new(0)).collect();
-    let stop = AtomicBool::new(false);
-    type PartResult = (usize, usize, Result<PartValues, CliError>);
-    let (sender, results) = mpsc::channel::<PartResult>();
-    let pools = cpu_worker_pools(&backends)?;
-    // Workers: every backend on the first part; on a GPU with host scores asked, host
-    // threads on the cores the GPU workers leave.
-    let host = AnyBackend::Cpu(CpuBackend::new());
-    let mut workers: Vec<(&AnyBackend, Option<&rayon::ThreadPool>, usize)> = backends
-        .iter()
-        .zip(&pools)
-        .map(|(be, pool)| (be, pool.as_ref(), 0))
-        .collect();
-    if !host_scores.is_empty() {
-        if device_scores.is_empty() {
-            workers.clear();
-        }
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let host_workers = cores.saturating_sub(workers.len()).max(1);
-        let host_part = parts.len() - 1;
-        workers.extend((0..host_workers).map(|_| (&host, None, host_part)));
+    job.run(done, &mut sink, &mut progress)?;
+    if let Some(bar) = progress.bar {
+        bar.finish();
     }
-    std::thread::scope(|scope| {
-        for (be, pool, p) in workers {
-            let sender = sender.clone();
-            let (jobs, todo, next_job, stop, score_part, part) =
-                (&jobs, &todo, &next_job[p], &stop, &score_part, parts[p]);
-            scope.spawn(move || {
-                let work = || {
-                    while !stop.load(Ordering::Relaxed) {
-                        let Some(&pos) = jobs.get(next_job.fetch_add(1, Ordering::Relaxed)) else {
-                            break;
-                        };
-                        let (index, arch, _) = todo[pos];
-                        if sender
-                            .send((pos, p, score_part(be, *index, arch, part)))
-                            .is_err()
-                        {
-                            break;
-                        }
-                    }
-                };
-                match pool {
-                    Some(pool) => pool.install(work),
-                    None => work(),
-                }
-            });
-        }
-        drop(sender);
-        // Parts known of archs whose row is not complete yet.
-        let mut partial: HashMap<usize, Vec<Option<PartValues>>> = HashMap::new();
-        // Rows in input order: each as soon as it and every row before it are known.
-        let mut ready: HashMap<usize, Row> = HashMap::new();
-        let mut written = 0;
-        let outcome = 'rows: loop {
-            while written < todo.len() {
-                let (index, arch, key) = todo[written];
-                let scored = ready.remove(&written);
-                let costly = scored.is_some();
-                let row = if let Some(row) = scored {
-                    known.insert(key.clone(), row.clone());
-                    row
-                } else if let Some(rep) = known.get(key) {
-                    Row {
-                        index: *index,
-                        arch: arch.to_string(),
-                        unique: iso_key(arch),
-                        values: rep.values.clone(),
-                        seconds: 0.0,
-                        scored_as: rep.scored_as,
-                    }
-                } else {
-                    break;
-                };
-                if let Err(e) = sink.write(&row) {
-                    break 'rows Err(e);
-                }
-                progress.tick_item(costly);
-                written += 1;
-            }
-            if written == todo.len() {
-                break Ok(());
-            }
-            match results.recv() {
-                Ok((pos, p, Ok(values))) => {
-                    let slots = partial
-                        .entry(pos)
-                        .or_insert_with(|| parts.iter().map(|_| None).collect());
-                    slots[p] = Some(values);
-                    if slots.iter().all(Option::is_some) {
-                        let known_parts = partial.remove(&pos).expect("just filled").into_iter();
-                        let (index, arch, _) = todo[pos];
-                        let row = assemble(*index, arch, known_parts.flatten().collect());
-                        ready.insert(pos, row);
-                    }
-                }
-                Ok((_, _, Err(e))) => break Err(e),
-                Err(_) => break Err(CliError::Run(anyhow!("every scoring worker stopped"))),
-            }
-        };
-        // Workers finish the arch they hold, then stop; the rows written so far stand.
-        stop.store(true, Ordering::Relaxed);
-        outcome
-    })?;
-    progress.finish();
     Ok(())
 }
 
-/// Per score, the mean over seeds, then per score the sample standard deviation (NaN for
-/// one seed); a NaN or infinite value makes its score's mean and spread NaN or infinite.
-fn mean_and_std(per_seed: &[Vec<f64>]) -> Vec<f64> {
-    let k = per_seed.len() as f64;
-    let scores = per_seed[0].len();
-    let mean: Vec<f64> = (0..scores)
-        .map(|j| per_seed.iter().map(|v| v[j]).sum::<f64>() / k)
-        .collect();
-    let std = (0..scores).map(|j| {
-        (per_seed
-            .iter()
-            .map(|v| (v[j] - mean[j]).powi(2))
-            .sum::<f64>()
-            / (k - 1.0))
-            .sqrt()
-    });
-    mean.iter().copied().chain(std).collect()
+/// The run's progress on standard error.
+struct RunProgress {
+    bar: Option<Progress>,
+    quiet: bool,
+    resume: bool,
 }
 
-/// The values of one part of an arch's scores.
-struct PartValues {
-    /// Per seed, the part's values in its order.
-    per_seed: Vec<Vec<f64>>,
-    /// Whether every value was a dead value.
-    dead: bool,
-    seconds: f64,
+impl ScoreProgress for RunProgress {
+    fn start(&mut self, kept: usize, rows: usize, to_score: usize) {
+        if self.resume && !self.quiet {
+            eprintln!("resuming: {kept} rows kept, {rows} to go");
+        }
+        let mut bar = Progress::new(rows, self.quiet);
+        bar.set_work(to_score);
+        self.bar = Some(bar);
+    }
+
+    fn row(&mut self, scored: bool) {
+        if let Some(bar) = &mut self.bar {
+            bar.tick_item(scored);
+        }
+    }
 }
 
 fn write_err(e: std::io::Error) -> CliError {
@@ -458,14 +226,14 @@ enum Sink {
     Stdout(store::Format, Vec<String>),
 }
 
-impl Sink {
-    fn write(&mut self, row: &Row) -> Result<(), CliError> {
+impl RowSink for Sink {
+    fn write(&mut self, row: &Row) -> anyhow::Result<()> {
         match self {
-            Sink::File(w) => w.write(row).map_err(|e| CliError::Run(e.into())),
+            Sink::File(w) => Ok(w.write(row)?),
             Sink::Stdout(format, names) => {
                 let mut out = std::io::stdout().lock();
                 store::write_rows(&mut out, *format, names, std::slice::from_ref(row), false)
-                    .map_err(write_err)
+                    .map_err(|e| anyhow!("cannot write results: {e}"))
             }
         }
     }
@@ -564,31 +332,4 @@ pub(crate) fn load_batch(
     images
         .sample(n, seed, subset.as_deref())
         .map_err(CliError::usage)
-}
-
-/// Several CPU workers split the cores: each runs its kernels on a rayon pool of its own
-/// share of the `--threads` pool, so that archs run side by side instead of every kernel
-/// forking over all cores (whose joins leave cores idle). GPU workers and a lone CPU worker
-/// use the global pool.
-fn cpu_worker_pools(backends: &[AnyBackend]) -> Result<Vec<Option<rayon::ThreadPool>>, CliError> {
-    let is_cpu = |be: &AnyBackend| matches!(be, AnyBackend::Cpu(_));
-    let workers = backends.iter().filter(|be| is_cpu(be)).count();
-    let threads = rayon::current_num_threads();
-    let mut pools = Vec::with_capacity(backends.len());
-    let mut k = 0;
-    for be in backends {
-        if !is_cpu(be) || workers < 2 {
-            pools.push(None);
-            continue;
-        }
-        // The first `threads % workers` workers take one thread more, so all are used.
-        let share = (threads / workers + usize::from(k < threads % workers)).max(1);
-        k += 1;
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(share)
-            .build()
-            .map_err(|e| CliError::Run(anyhow!("a worker's thread pool: {e}")))?;
-        pools.push(Some(pool));
-    }
-    Ok(pools)
 }

@@ -22,7 +22,6 @@
 //!   get identical weights for their common parameters, since initial values are keyed by
 //!   parameter name (the released code copies them).
 
-use crate::device::{parse_device, with_backend, AnyBackend, Device};
 use crate::progress::Progress;
 use crate::score::{load_batch, parse_data};
 use crate::spec::parse_archs;
@@ -41,6 +40,7 @@ use nasrank::proxy::linear_regions::{
 use nasrank::proxy::ntk::{ntk_condition, NtkMode};
 use nasrank::proxy::scorer::{score_arch_or_dead_values, ScoreSettings};
 use nasrank::proxy::Score;
+use nasrank::run::device::{parse_device, with_backend, AnyBackend, Device};
 use nasrank::search::derive_seed;
 use nasrank::search::evolution::{regularized_evolution, EvolutionSettings};
 use nasrank::search::prune::{prune_search, Round};

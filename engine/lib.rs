@@ -11,6 +11,7 @@ pub mod data;
 pub mod eval;
 pub mod net;
 pub mod proxy;
+pub mod run;
 pub mod search;
 pub mod space;
 pub mod store;

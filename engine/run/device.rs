@@ -3,18 +3,19 @@
 //! `cpu` is the CPU backend; `cuda` / `cuda:K` the CUDA backend on GPU 0 / K (build feature
 //! `cuda`); `cuda:all` every GPU (score's workers on each, one backend: GPU 0); `emu` the CUDA backend's host code on the kernels compiled for the host (build
 //! feature `emu`; slow, for checking); `auto` the GPU when the CUDA backend can run on one,
-//! else the CPU with a one-line notice. A device that cannot be had is bad usage (exit 2).
+//! else the CPU with a one-line notice. A device that cannot be had is bad input
+//! ([`RunError::Input`]).
 
-use crate::CliError;
-use anyhow::anyhow;
-use nasrank::backend::cpu::CpuBackend;
+use super::RunError;
+use crate::backend::cpu::CpuBackend;
 #[cfg(feature = "cuda")]
-use nasrank::backend::cuda::driver::DriverLauncher;
+use crate::backend::cuda::driver::DriverLauncher;
 #[cfg(feature = "emu")]
-use nasrank::backend::cuda::emu::EmuLauncher;
+use crate::backend::cuda::emu::EmuLauncher;
 #[cfg(any(feature = "cuda", feature = "emu"))]
-use nasrank::backend::cuda::CudaBackend;
-use nasrank::backend::cuda::Storage;
+use crate::backend::cuda::CudaBackend;
+use crate::backend::cuda::Storage;
+use anyhow::anyhow;
 
 /// A `--device` value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,18 +57,19 @@ pub enum AnyBackend {
 
 /// `with_backend!(any, be => expr)`: evaluates `expr` with `be` bound to the concrete
 /// backend of `any` (a `&AnyBackend`), so code generic over `B: Backend` runs on any of them.
+#[macro_export]
 macro_rules! with_backend {
     ($any:expr, $be:ident => $body:expr) => {
         match $any {
-            $crate::device::AnyBackend::Cpu($be) => $body,
+            $crate::run::device::AnyBackend::Cpu($be) => $body,
             #[cfg(feature = "emu")]
-            $crate::device::AnyBackend::Emu($be) => $body,
+            $crate::run::device::AnyBackend::Emu($be) => $body,
             #[cfg(feature = "cuda")]
-            $crate::device::AnyBackend::Cuda($be) => $body,
+            $crate::run::device::AnyBackend::Cuda($be) => $body,
         }
     };
 }
-pub(crate) use with_backend;
+pub use with_backend;
 
 impl Device {
     /// `count` independent backends per device (on a GPU: one stream and buffer pool each)
@@ -79,9 +81,9 @@ impl Device {
         self,
         count: Option<usize>,
         storage: Storage,
-    ) -> Result<Vec<AnyBackend>, CliError> {
+    ) -> Result<Vec<AnyBackend>, RunError> {
         let with_storage = |be: AnyBackend| match be {
-            AnyBackend::Cpu(_) if storage != Storage::F32 => Err(CliError::usage(anyhow!(
+            AnyBackend::Cpu(_) if storage != Storage::F32 => Err(RunError::input(anyhow!(
                 "--storage {}: only the CUDA backend (--device cuda or emu) stores activations \
                  in 16 bits",
                 storage_name(storage)
@@ -104,7 +106,7 @@ impl Device {
         });
         let devices = match (&first, self) {
             (AnyBackend::Cpu(_), Device::Auto) => vec![Device::Cpu],
-            (_, Device::CudaAll) => (0..gpu_count().map_err(CliError::usage)?)
+            (_, Device::CudaAll) => (0..gpu_count().map_err(RunError::input)?)
                 .map(Device::Cuda)
                 .collect(),
             _ => vec![self],
@@ -118,15 +120,15 @@ impl Device {
     }
 
     /// Builds the backend, or says why this device cannot be had.
-    pub fn backend(self) -> Result<AnyBackend, CliError> {
+    pub fn backend(self) -> Result<AnyBackend, RunError> {
         match self {
             Device::Cpu => Ok(AnyBackend::Cpu(CpuBackend::new())),
             Device::Emu => emu(),
             Device::Cuda(k) => {
-                cuda(k).map_err(|e| CliError::usage(anyhow!("--device cuda:{k}: {e}")))
+                cuda(k).map_err(|e| RunError::input(anyhow!("--device cuda:{k}: {e}")))
             }
             Device::CudaAll => {
-                cuda(0).map_err(|e| CliError::usage(anyhow!("--device cuda:all: {e}")))
+                cuda(0).map_err(|e| RunError::input(anyhow!("--device cuda:all: {e}")))
             }
             Device::Auto => Ok(cuda(0).unwrap_or_else(|e| {
                 eprintln!("notice: --device auto: using the CPU ({e})");
@@ -155,13 +157,13 @@ fn storage_name(storage: Storage) -> &'static str {
 }
 
 #[cfg(feature = "emu")]
-fn emu() -> Result<AnyBackend, CliError> {
+fn emu() -> Result<AnyBackend, RunError> {
     Ok(AnyBackend::Emu(CudaBackend::new(EmuLauncher::new())))
 }
 
 #[cfg(not(feature = "emu"))]
-fn emu() -> Result<AnyBackend, CliError> {
-    Err(CliError::usage(anyhow!(
+fn emu() -> Result<AnyBackend, RunError> {
+    Err(RunError::input(anyhow!(
         "--device emu: this nasrank was built without the `emu` feature (cargo build --features emu)"
     )))
 }
@@ -170,7 +172,7 @@ fn emu() -> Result<AnyBackend, CliError> {
 /// missing or failing).
 #[cfg(feature = "cuda")]
 fn cuda(k: usize) -> Result<AnyBackend, String> {
-    use nasrank::backend::cuda::driver::device_count;
+    use crate::backend::cuda::driver::device_count;
     let count = device_count().map_err(|e| e.to_string())?;
     if count == 0 {
         return Err("the CUDA driver sees no GPU".into());
@@ -188,7 +190,7 @@ fn cuda(k: usize) -> Result<AnyBackend, String> {
 /// How many GPUs the CUDA driver sees.
 #[cfg(feature = "cuda")]
 fn gpu_count() -> Result<usize, anyhow::Error> {
-    nasrank::backend::cuda::driver::device_count().map_err(|e| anyhow!("--device cuda:all: {e}"))
+    crate::backend::cuda::driver::device_count().map_err(|e| anyhow!("--device cuda:all: {e}"))
 }
 
 #[cfg(not(feature = "cuda"))]

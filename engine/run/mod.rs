@@ -1,0 +1,28 @@
+//! The run layer: what a front end (the CLI, the Python package) needs to carry out a run,
+//! without knowing backends or scores: the device choice and its backends, scoring a set
+//! of archs.
+
+pub mod device;
+pub mod score;
+
+/// Why a run could not be carried out.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The request is wrong as given (bad input, a device that cannot be had): nothing was
+    /// done, and fixing the request fixes it (the CLI's exit 2).
+    #[error(transparent)]
+    Input(anyhow::Error),
+    /// Something failed while running (the CLI's exit 1).
+    #[error(transparent)]
+    Failed(anyhow::Error),
+}
+
+impl RunError {
+    pub fn input(e: impl Into<anyhow::Error>) -> RunError {
+        RunError::Input(e.into())
+    }
+
+    pub fn failed(e: impl Into<anyhow::Error>) -> RunError {
+        RunError::Failed(e.into())
+    }
+}

@@ -1,0 +1,366 @@
+//! Scoring a set of archs: each class of archs known to score equal scored once, shards,
+//! resume, archs in flight on every backend (and the host's scores on host threads beside
+//! GPU workers), rows written in input order.
+
+use super::device::AnyBackend;
+use super::RunError;
+use crate::backend::cpu::CpuBackend;
+use crate::data::Batch;
+use crate::proxy::scorer::{score_arch_or_dead_values, ScoreSettings};
+use crate::proxy::Score;
+use crate::space::{iso_key, Arch, ClassKey};
+use crate::store::{Row, ScoredAs};
+use crate::with_backend;
+use anyhow::{anyhow, Context};
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::time::Instant;
+
+/// A scoring run: which archs, which scores, how, on which backends.
+pub struct ScoreJob<'a> {
+    /// (benchmark index, arch), in the order rows are written.
+    pub archs: Vec<(usize, Arch)>,
+    pub scores: Vec<Score>,
+    pub settings: ScoreSettings,
+    /// The seeds of the weights, each with its minibatch (`batches`, in the same order).
+    pub seeds: Vec<u64>,
+    pub batches: Vec<Batch>,
+    /// Report each score's mean over the seeds, then its spread (`NAME_std` columns).
+    pub spread: bool,
+    /// Score only shard I of N (I from 1): classes are dealt to shards round-robin.
+    pub shard: Option<(usize, usize)>,
+    /// Score one arch per class of archs known to score equal, and copy its row to the
+    /// others (false: score every arch).
+    pub dedup: bool,
+    /// One worker per backend ([`super::device::Device::backends`]).
+    pub backends: &'a [AnyBackend],
+}
+
+/// Where a run's rows go, one at a time, in input order.
+pub trait RowSink {
+    fn write(&mut self, row: &Row) -> anyhow::Result<()>;
+}
+
+/// What a run reports as it goes.
+pub trait ScoreProgress {
+    /// The run starts: `kept` rows were kept from a resumed file, `rows` are to be written,
+    /// `to_score` of them scored (the others copy a row of their class).
+    fn start(&mut self, kept: usize, rows: usize, to_score: usize);
+    /// A row was written; `scored` says whether it was scored or copied.
+    fn row(&mut self, scored: bool);
+}
+
+/// The score columns of a run's rows: the scores, then with `spread` each one's `_std`.
+pub fn column_names(scores: &[Score], spread: bool) -> Vec<String> {
+    let mut names: Vec<String> = scores.iter().map(|s| s.name().to_string()).collect();
+    if spread {
+        names.extend(scores.iter().map(|s| format!("{}_std", s.name())));
+    }
+    names
+}
+
+impl ScoreJob<'_> {
+    /// Scores the archs and writes their rows to `sink` in input order, except those whose
+    /// benchmark index is among `done` (rows kept from an interrupted run, which also stand
+    /// for their classes). On a failure the rows written so far stand.
+    pub fn run(
+        &self,
+        done: Vec<Row>,
+        sink: &mut dyn RowSink,
+        progress: &mut dyn ScoreProgress,
+    ) -> Result<(), RunError> {
+        let (scores, settings, seeds, batches) =
+            (&self.scores, &self.settings, &self.seeds, &self.batches);
+        let backends = self.backends;
+        // Classes: archs whose scores are known equal (score-aware keys, see docs/USAGE.md).
+        let class_key = scores
+            .iter()
+            .map(|s| s.class_key())
+            .max()
+            .unwrap_or(ClassKey::Function);
+        let key_of = |arch: &Arch| -> String {
+            if self.dedup {
+                class_key.of(arch)
+            } else {
+                arch.to_string()
+            }
+        };
+        let mut class_of: HashMap<String, usize> = HashMap::new();
+        let mut work: Vec<(usize, Arch, String)> = Vec::new();
+        for &(index, arch) in &self.archs {
+            let key = key_of(&arch);
+            let next = class_of.len();
+            let class = *class_of.entry(key.clone()).or_insert(next);
+            if self.shard.is_none_or(|(i, n)| class % n == i - 1) {
+                work.push((index, arch, key));
+            }
+        }
+        let done_indices: HashSet<usize> = done.iter().map(|r| r.index).collect();
+        let mut known: HashMap<String, Row> = HashMap::new();
+        for row in done {
+            known
+                .entry(key_of(
+                    &row.arch
+                        .parse()
+                        .map_err(|e| RunError::input(anyhow!("a kept row: {e}")))?,
+                ))
+                .or_insert(row);
+        }
+        let todo: Vec<&(usize, Arch, String)> = work
+            .iter()
+            .filter(|(i, _, _)| !done_indices.contains(i))
+            .collect();
+
+        // Scored by a worker: the first arch of each class not known yet; every other row
+        // copies its class's row, written once that is.
+        let mut seen: HashSet<&str> = known.keys().map(String::as_str).collect();
+        let jobs: Vec<usize> = (0..todo.len())
+            .filter(|&p| seen.insert(todo[p].2.as_str()))
+            .collect();
+        // The asked scores in parts, each part computed by workers of its own. On a GPU the
+        // host's scores (synflow in f64, params, flops) run on host threads beside the GPU
+        // workers, so that no stream waits on the CPU (docs/PERF.md, "GPU"); elsewhere one
+        // part holds every score.
+        let on_gpu = !backends.iter().any(|be| matches!(be, AnyBackend::Cpu(_)));
+        let (host_scores, device_scores): (Vec<Score>, Vec<Score>) = if on_gpu {
+            scores.iter().partition(|s| s.runs_on_host())
+        } else {
+            (Vec::new(), scores.clone())
+        };
+        let parts: Vec<&[Score]> = [&device_scores[..], &host_scores[..]]
+            .into_iter()
+            .filter(|part| !part.is_empty())
+            .collect();
+        // Where each asked score's value is: (part, position in the part).
+        let place: Vec<(usize, usize)> = scores
+            .iter()
+            .map(|score| {
+                parts
+                    .iter()
+                    .enumerate()
+                    .find_map(|(p, part)| Some((p, part.iter().position(|s| s == score)?)))
+                    .expect("every score is in a part")
+            })
+            .collect();
+        let score_part = |be: &AnyBackend,
+                          index: usize,
+                          arch: &Arch,
+                          part: &[Score]|
+         -> Result<PartValues, RunError> {
+            let start = Instant::now();
+            let mut per_seed = Vec::with_capacity(seeds.len());
+            let mut all_dead = false;
+            for (&seed, batch) in seeds.iter().zip(batches) {
+                let settings = ScoreSettings {
+                    seed,
+                    ..settings.clone()
+                };
+                let (values, dead) = with_backend!(be, be => score_arch_or_dead_values(
+                    be, arch, part, batch, &settings
+                ))
+                .with_context(|| format!("scoring arch {index} with seed {seed}"))
+                .map_err(RunError::Failed)?;
+                per_seed.push(values);
+                all_dead = dead;
+            }
+            Ok(PartValues {
+                per_seed,
+                dead: all_dead,
+                seconds: start.elapsed().as_secs_f64(),
+            })
+        };
+        // An arch's row once every part of it is known.
+        let assemble = |index: usize, arch: &Arch, known_parts: Vec<PartValues>| -> Row {
+            let per_seed: Vec<Vec<f64>> = (0..seeds.len())
+                .map(|k| {
+                    place
+                        .iter()
+                        .map(|&(p, j)| known_parts[p].per_seed[k][j])
+                        .collect()
+                })
+                .collect();
+            let values = if !self.spread {
+                per_seed[0].clone()
+            } else {
+                mean_and_std(&per_seed)
+            };
+            Row {
+                index,
+                arch: arch.to_string(),
+                unique: iso_key(arch),
+                values,
+                seconds: known_parts.iter().map(|v| v.seconds).sum(),
+                scored_as: if known_parts.iter().all(|v| v.dead) {
+                    ScoredAs::Dead
+                } else {
+                    ScoredAs::Arch(index)
+                },
+            }
+        };
+
+        progress.start(work.len() - todo.len(), todo.len(), jobs.len());
+        let next_job: Vec<AtomicUsize> = parts.iter().map(|_| AtomicUsize::new(0)).collect();
+        let stop = AtomicBool::new(false);
+        type PartResult = (usize, usize, Result<PartValues, RunError>);
+        let (sender, results) = mpsc::channel::<PartResult>();
+        let pools = cpu_worker_pools(backends)?;
+        // Workers: every backend on the first part; on a GPU with host scores asked, host
+        // threads on the cores the GPU workers leave.
+        let host = AnyBackend::Cpu(CpuBackend::new());
+        let mut workers: Vec<(&AnyBackend, Option<&rayon::ThreadPool>, usize)> = backends
+            .iter()
+            .zip(&pools)
+            .map(|(be, pool)| (be, pool.as_ref(), 0))
+            .collect();
+        if !host_scores.is_empty() {
+            if device_scores.is_empty() {
+                workers.clear();
+            }
+            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+            let host_workers = cores.saturating_sub(workers.len()).max(1);
+            let host_part = parts.len() - 1;
+            workers.extend((0..host_workers).map(|_| (&host, None, host_part)));
+        }
+        std::thread::scope(|scope| {
+            for (be, pool, p) in workers {
+                let sender = sender.clone();
+                let (jobs, todo, next_job, stop, score_part, part) =
+                    (&jobs, &todo, &next_job[p], &stop, &score_part, parts[p]);
+                scope.spawn(move || {
+                    let work = || {
+                        while !stop.load(Ordering::Relaxed) {
+                            let Some(&pos) = jobs.get(next_job.fetch_add(1, Ordering::Relaxed))
+                            else {
+                                break;
+                            };
+                            let (index, arch, _) = todo[pos];
+                            if sender
+                                .send((pos, p, score_part(be, *index, arch, part)))
+                                .is_err()
+                            {
+                                break;
+                            }
+                        }
+                    };
+                    match pool {
+                        Some(pool) => pool.install(work),
+                        None => work(),
+                    }
+                });
+            }
+            drop(sender);
+            // Parts known of archs whose row is not complete yet.
+            let mut partial: HashMap<usize, Vec<Option<PartValues>>> = HashMap::new();
+            // Rows in input order: each as soon as it and every row before it are known.
+            let mut ready: HashMap<usize, Row> = HashMap::new();
+            let mut written = 0;
+            let outcome = 'rows: loop {
+                while written < todo.len() {
+                    let (index, arch, key) = todo[written];
+                    let scored = ready.remove(&written);
+                    let costly = scored.is_some();
+                    let row = if let Some(row) = scored {
+                        known.insert(key.clone(), row.clone());
+                        row
+                    } else if let Some(rep) = known.get(key) {
+                        Row {
+                            index: *index,
+                            arch: arch.to_string(),
+                            unique: iso_key(arch),
+                            values: rep.values.clone(),
+                            seconds: 0.0,
+                            scored_as: rep.scored_as,
+                        }
+                    } else {
+                        break;
+                    };
+                    if let Err(e) = sink.write(&row) {
+                        break 'rows Err(RunError::Failed(e));
+                    }
+                    progress.row(costly);
+                    written += 1;
+                }
+                if written == todo.len() {
+                    break Ok(());
+                }
+                match results.recv() {
+                    Ok((pos, p, Ok(values))) => {
+                        let slots = partial
+                            .entry(pos)
+                            .or_insert_with(|| parts.iter().map(|_| None).collect());
+                        slots[p] = Some(values);
+                        if slots.iter().all(Option::is_some) {
+                            let known_parts =
+                                partial.remove(&pos).expect("just filled").into_iter();
+                            let (index, arch, _) = todo[pos];
+                            let row = assemble(*index, arch, known_parts.flatten().collect());
+                            ready.insert(pos, row);
+                        }
+                    }
+                    Ok((_, _, Err(e))) => break Err(e),
+                    Err(_) => break Err(RunError::failed(anyhow!("every scoring worker stopped"))),
+                }
+            };
+            // Workers finish the arch they hold, then stop; the rows written so far stand.
+            stop.store(true, Ordering::Relaxed);
+            outcome
+        })?;
+        Ok(())
+    }
+}
+
+/// Per score, the mean over seeds, then per score the sample standard deviation (NaN for
+/// one seed); a NaN or infinite value makes its score's mean and spread NaN or infinite.
+fn mean_and_std(per_seed: &[Vec<f64>]) -> Vec<f64> {
+    let k = per_seed.len() as f64;
+    let scores = per_seed[0].len();
+    let mean: Vec<f64> = (0..scores)
+        .map(|j| per_seed.iter().map(|v| v[j]).sum::<f64>() / k)
+        .collect();
+    let std = (0..scores).map(|j| {
+        (per_seed
+            .iter()
+            .map(|v| (v[j] - mean[j]).powi(2))
+            .sum::<f64>()
+            / (k - 1.0))
+            .sqrt()
+    });
+    mean.iter().copied().chain(std).collect()
+}
+
+/// The values of one part of an arch's scores.
+struct PartValues {
+    /// Per seed, the part's values in its order.
+    per_seed: Vec<Vec<f64>>,
+    /// Whether every value was a dead value.
+    dead: bool,
+    seconds: f64,
+}
+
+/// Several CPU workers split the cores: each runs its kernels on a rayon pool of its own
+/// share of the `--threads` pool, so that archs run side by side instead of every kernel
+/// forking over all cores (whose joins leave cores idle). GPU workers and a lone CPU worker
+/// use the global pool.
+fn cpu_worker_pools(backends: &[AnyBackend]) -> Result<Vec<Option<rayon::ThreadPool>>, RunError> {
+    let is_cpu = |be: &AnyBackend| matches!(be, AnyBackend::Cpu(_));
+    let workers = backends.iter().filter(|be| is_cpu(be)).count();
+    let threads = rayon::current_num_threads();
+    let mut pools = Vec::with_capacity(backends.len());
+    let mut k = 0;
+    for be in backends {
+        if !is_cpu(be) || workers < 2 {
+            pools.push(None);
+            continue;
+        }
+        // The first `threads % workers` workers take one thread more, so all are used.
+        let share = (threads / workers + usize::from(k < threads % workers)).max(1);
+        k += 1;
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(share)
+            .build()
+            .map_err(|e| RunError::failed(anyhow!("a worker's thread pool: {e}")))?;
+        pools.push(Some(pool));
+    }
+    Ok(pools)
+}
