@@ -27,26 +27,20 @@ use crate::score::{load_batch, parse_data};
 use crate::spec::parse_archs;
 use crate::threads::ThreadsArg;
 use crate::CliError;
-use anyhow::{anyhow, Context};
-use clap::{Args, ValueEnum};
-use nasrank::backend::executor::to_real;
-use nasrank::backend::{Backend, Executor};
-use nasrank::data::Batch;
+use anyhow::anyhow;
+use clap::builder::{PossibleValuesParser, TypedValueParser};
+use clap::Args;
 use nasrank::eval::table::Table;
-use nasrank::net::Plan;
-use nasrank::proxy::linear_regions::{
-    distinct_patterns, random_crops, sign_patterns, ReleasedSettings,
-};
-use nasrank::proxy::ntk::{ntk_condition, NtkMode};
-use nasrank::proxy::scorer::{score_arch_or_dead_values, ScoreSettings};
+use nasrank::proxy::linear_regions::ReleasedSettings;
+use nasrank::proxy::scorer::ScoreSettings;
 use nasrank::proxy::Score;
-use nasrank::run::device::{parse_device, with_backend, AnyBackend, Device};
-use nasrank::search::derive_seed;
-use nasrank::search::evolution::{regularized_evolution, EvolutionSettings};
-use nasrank::search::prune::{prune_search, Round};
-use nasrank::search::random::{mean_std, random_search};
-use nasrank::search::topk::{pick_by_accuracy, topk_search};
-use nasrank::space::{arch_of_index, index_of_arch, Arch, Cell, MacroConfig, EDGES, NUM_ARCHS};
+use nasrank::run::device::{parse_device, Device};
+use nasrank::run::search::{SearchJob, SearchProgress, Searched, Strategy};
+use nasrank::search::evolution::EvolutionSettings;
+use nasrank::search::prune::Round;
+use nasrank::search::random::mean_std;
+use nasrank::search::topk::pick_by_accuracy;
+use nasrank::space::{arch_of_index, index_of_arch, Arch, MacroConfig, EDGES, NUM_ARCHS};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -62,7 +56,8 @@ use std::path::{Path, PathBuf};
     nasrank search prune --truth acc.csv --data cifar10:../shared/data/cifar10")]
 pub struct SearchArgs {
     /// The search strategy.
-    #[arg(value_enum)]
+    #[arg(value_parser = PossibleValuesParser::new(Strategy::ALL.map(Strategy::name))
+        .map(|s| s.parse::<Strategy>().expect("one of the possible values")))]
     strategy: Strategy,
     /// The score that drives the search (default: naswot; mgm for topk; prune takes `ntk`
     /// or `ntk_exact`, the kappa it ranks with linear regions).
@@ -140,38 +135,13 @@ pub struct SearchArgs {
     pub(crate) threads: ThreadsArg,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-enum Strategy {
-    Random,
-    Evolution,
-    Topk,
-    Prune,
-}
-
-impl Strategy {
-    fn name(self) -> &'static str {
-        match self {
-            Strategy::Random => "random",
-            Strategy::Evolution => "evolution",
-            Strategy::Topk => "topk",
-            Strategy::Prune => "prune",
-        }
-    }
-}
-
 pub fn run(args: &SearchArgs) -> Result<(), CliError> {
     check_options(args)?;
     let score: Score = match &args.score {
         Some(name) => name.parse().map_err(CliError::usage)?,
-        None if args.strategy == Strategy::Topk => Score::Mgm,
-        None if args.strategy == Strategy::Prune => Score::Ntk,
-        None => Score::Naswot,
+        None => args.strategy.default_score(),
     };
-    if args.strategy == Strategy::Prune && !matches!(score, Score::Ntk | Score::NtkExact) {
-        return Err(CliError::usage(anyhow!(
-            "prune ranks by kappa and linear regions: --score must be `ntk` or `ntk_exact`, not {score}"
-        )));
-    }
+    args.strategy.check_score(score)?;
     let truth = match &args.truth {
         Some(path) => Some(read_truth(path, &args.metric)?),
         None => None,
@@ -208,15 +178,10 @@ pub fn run(args: &SearchArgs) -> Result<(), CliError> {
     if let Some(b) = args.batch {
         settings.set_batch(b);
     }
-    let needs: &[Score] = if prune {
-        &[score, Score::LinearRegions]
-    } else {
-        std::slice::from_ref(&score)
-    };
     let batch = load_batch(
         dataset,
         source.as_deref(),
-        settings.images_needed(needs),
+        settings.images_needed(&args.strategy.scores_needed(score)),
         args.seed,
     )?;
     let known = match &args.scores_from {
@@ -225,12 +190,14 @@ pub fn run(args: &SearchArgs) -> Result<(), CliError> {
     };
     let ctx = Ctx {
         args,
-        be: &be,
-        score,
+        job: SearchJob {
+            backend: &be,
+            score,
+            batch: &batch,
+            settings: &settings,
+            known,
+        },
         truth: truth.as_ref(),
-        batch: &batch,
-        settings: &settings,
-        known,
     };
     let result = match args.strategy {
         Strategy::Random => run_random(&ctx, &pool)?,
@@ -244,22 +211,17 @@ pub fn run(args: &SearchArgs) -> Result<(), CliError> {
     Ok(())
 }
 
-/// Everything a strategy needs.
+/// A search and what its report needs.
 struct Ctx<'a> {
     args: &'a SearchArgs,
-    be: &'a AnyBackend,
-    score: Score,
+    job: SearchJob<'a>,
     truth: Option<&'a HashMap<usize, f64>>,
-    batch: &'a Batch,
-    settings: &'a ScoreSettings,
-    /// Scores read from `--scores-from`, by benchmark index.
-    known: HashMap<usize, f64>,
 }
 
 impl Ctx<'_> {
     /// How many scores came from `--scores-from`, for the summary line.
     fn known_note(&self) -> String {
-        match self.known.len() {
+        match self.job.known.len() {
             0 => String::new(),
             k => format!(" ({k} more read from --scores-from)"),
         }
@@ -277,7 +239,7 @@ impl Ctx<'_> {
     }
 
     fn header(&self) {
-        let dir = if self.score.higher_is_better() {
+        let dir = if self.job.score.higher_is_better() {
             "higher"
         } else {
             "lower"
@@ -285,10 +247,10 @@ impl Ctx<'_> {
         self.say(format!(
             "{} search by {} ({dir} is better), channels {}, cells {}, seed {}",
             self.args.strategy.name(),
-            self.score,
-            self.settings.config.channels,
-            self.settings.config.cells_per_stage,
-            self.settings.seed
+            self.job.score,
+            self.job.settings.config.channels,
+            self.job.settings.config.cells_per_stage,
+            self.job.settings.seed
         ));
     }
 
@@ -308,7 +270,7 @@ impl Ctx<'_> {
             "arch          {}",
             arch_of_index(index).expect("benchmark index")
         ));
-        self.say(format!("{:<13} {value}", self.score.name()));
+        self.say(format!("{:<13} {value}", self.job.score.name()));
         if self.truth.is_some() {
             self.say(format!(
                 "{:<13} {}",
@@ -489,74 +451,6 @@ fn read_known_scores(path: &Path, score: Score) -> Result<HashMap<usize, f64>, C
         .collect()
 }
 
-/// The score of benchmark archs, computed once per class of archs known to score the same
-/// (the keys of `nasrank score`'s dedup), dead archs by their dead values without a pass;
-/// the first failure is kept (later calls return NaN without scoring) and reported when
-/// the search ends.
-struct Fitness<'a> {
-    ctx: &'a Ctx<'a>,
-    cache: HashMap<usize, f64>,
-    by_class: HashMap<String, f64>,
-    scored: usize,
-    error: Option<anyhow::Error>,
-    progress: Progress,
-}
-
-impl<'a> Fitness<'a> {
-    fn new(ctx: &'a Ctx<'a>, calls: usize) -> Fitness<'a> {
-        Fitness {
-            ctx,
-            cache: ctx.known.clone(),
-            by_class: HashMap::new(),
-            scored: 0,
-            error: None,
-            progress: Progress::with_unit(calls, ctx.args.quiet, "evaluations"),
-        }
-    }
-
-    fn value(&mut self, index: usize) -> f64 {
-        let value = match self.cache.get(&index) {
-            Some(&v) => v,
-            None if self.error.is_some() => f64::NAN,
-            None => {
-                let arch = arch_of_index(index).expect("benchmark index");
-                let (score, batch, settings) = (self.ctx.score, self.ctx.batch, self.ctx.settings);
-                let class = score.class_key().of(&arch);
-                if let Some(&v) = self.by_class.get(&class) {
-                    self.cache.insert(index, v);
-                    self.progress.tick();
-                    return v;
-                }
-                match with_backend!(self.ctx.be, be => score_arch_or_dead_values(be, &arch, &[score], batch, settings))
-                {
-                    Ok((v, _dead)) => {
-                        self.scored += 1;
-                        self.cache.insert(index, v[0]);
-                        self.by_class.insert(class, v[0]);
-                        v[0]
-                    }
-                    Err(e) => {
-                        self.error = Some(e.context(format!("scoring arch {index}")));
-                        f64::NAN
-                    }
-                }
-            }
-        };
-        self.progress.tick();
-        value
-    }
-
-    /// Archs this search scored (one per class; not those read from `--scores-from` or
-    /// copied from an arch of their class), or the first failure.
-    fn finish(self) -> Result<usize, CliError> {
-        self.progress.finish();
-        match self.error {
-            Some(e) => Err(CliError::Run(e)),
-            None => Ok(self.scored),
-        }
-    }
-}
-
 /// Archs sampled per run: `--samples`, else the paper's (NASWOT 100, KNAS 300).
 fn samples(args: &SearchArgs) -> usize {
     args.samples.unwrap_or(if args.strategy == Strategy::Topk {
@@ -579,21 +473,12 @@ fn check_samples(n: usize, pool: &[usize]) -> Result<(), CliError> {
 fn run_random(ctx: &Ctx, pool: &[usize]) -> Result<Value, CliError> {
     let n = samples(ctx.args);
     let runs = ctx.args.runs.unwrap_or(1);
-    let higher = ctx.score.higher_is_better();
-    let mut fitness = Fitness::new(ctx, n * runs);
-    let chosen: Vec<(usize, f64)> = (0..runs)
-        .map(|r| {
-            random_search(
-                pool,
-                n,
-                derive_seed(ctx.settings.seed, r as u64),
-                higher,
-                |i| fitness.value(i),
-            )
-            .chosen()
-        })
-        .collect();
-    let scored = fitness.finish()?;
+    let Searched {
+        result: chosen,
+        scored,
+    } = ctx
+        .job
+        .random(pool, n, runs, &mut Bar::new(ctx.args.quiet))?;
     let accs: Vec<f64> = chosen
         .iter()
         .filter_map(|&(i, _)| ctx.accuracy(i))
@@ -609,7 +494,7 @@ fn run_random(ctx: &Ctx, pool: &[usize]) -> Result<Value, CliError> {
         "{:<4} {:>6} {:>14} {:>13}  arch",
         "run",
         "index",
-        ctx.score.name(),
+        ctx.job.score.name(),
         ctx.args.metric
     ));
     for (r, &(i, v)) in chosen.iter().enumerate() {
@@ -631,7 +516,7 @@ fn run_random(ctx: &Ctx, pool: &[usize]) -> Result<Value, CliError> {
     }
     Ok(json!({
         "strategy": "random",
-        "score": ctx.score.name(),
+        "score": ctx.job.score.name(),
         "samples": n,
         "pool": pool.len(),
         "scored": scored,
@@ -649,15 +534,10 @@ fn run_evolution(ctx: &Ctx) -> Result<Value, CliError> {
         sample: ctx.args.tournament.unwrap_or(defaults.sample),
         cycles: ctx.args.cycles.unwrap_or(defaults.cycles),
     };
-    let mut fitness = Fitness::new(ctx, settings.cycles);
-    let evo = regularized_evolution(
-        settings,
-        ctx.score.higher_is_better(),
-        derive_seed(ctx.settings.seed, 0),
-        |arch: &Arch| fitness.value(index_of_arch(arch)),
-    );
-    let scored = fitness.finish()?;
-    let best = evo.best().expect("at least one evaluation");
+    let Searched {
+        result: best,
+        scored,
+    } = ctx.job.evolution(settings, &mut Bar::new(ctx.args.quiet))?;
     let index = index_of_arch(&best.arch);
     ctx.header();
     ctx.say(format!(
@@ -670,7 +550,7 @@ fn run_evolution(ctx: &Ctx) -> Result<Value, CliError> {
     ctx.say_arch(index, best.fitness);
     Ok(json!({
         "strategy": "evolution",
-        "score": ctx.score.name(),
+        "score": ctx.job.score.name(),
         "population": settings.population,
         "tournament": settings.sample,
         "cycles": settings.cycles,
@@ -683,16 +563,7 @@ fn run_evolution(ctx: &Ctx) -> Result<Value, CliError> {
 fn run_topk(ctx: &Ctx, pool: &[usize]) -> Result<Value, CliError> {
     let n = samples(ctx.args);
     let k = ctx.args.k.unwrap_or(40);
-    let mut fitness = Fitness::new(ctx, n);
-    let result = topk_search(
-        pool,
-        n,
-        k,
-        derive_seed(ctx.settings.seed, 0),
-        ctx.score.higher_is_better(),
-        |i| fitness.value(i),
-    );
-    let scored = fitness.finish()?;
+    let Searched { result, scored } = ctx.job.topk(pool, n, k, &mut Bar::new(ctx.args.quiet))?;
     let pick = ctx
         .truth
         .and_then(|_| pick_by_accuracy(&result.kept, |i| ctx.accuracy(i)));
@@ -700,13 +571,13 @@ fn run_topk(ctx: &Ctx, pool: &[usize]) -> Result<Value, CliError> {
     ctx.say(format!(
         "{n} archs sampled from a pool of {}, the {k} best by {} kept",
         pool.len(),
-        ctx.score
+        ctx.job.score
     ));
     ctx.say(format!(
         "{:<4} {:>6} {:>14} {:>13}  arch",
         "rank",
         "index",
-        ctx.score.name(),
+        ctx.job.score.name(),
         ctx.args.metric
     ));
     for (r, &(i, v)) in result.kept.iter().enumerate() {
@@ -737,7 +608,7 @@ fn run_topk(ctx: &Ctx, pool: &[usize]) -> Result<Value, CliError> {
     });
     Ok(json!({
         "strategy": "topk",
-        "score": ctx.score.name(),
+        "score": ctx.job.score.name(),
         "samples": n,
         "k": k,
         "pool": pool.len(),
@@ -748,20 +619,6 @@ fn run_topk(ctx: &Ctx, pool: &[usize]) -> Result<Value, CliError> {
     }))
 }
 
-/// Measurements of one supernet (kappa and R) summed over a pruning search, from the
-/// full supernet: every candidate of every round plus each round's own supernet.
-fn prune_measurements(start: &Cell) -> usize {
-    let mut lens: Vec<usize> = start.edges.iter().map(|s| s.len()).collect();
-    let mut total = 0;
-    while lens.iter().any(|&l| l > 1) {
-        total += 1 + lens.iter().filter(|&&l| l > 1).sum::<usize>();
-        for l in lens.iter_mut().filter(|l| **l > 1) {
-            *l -= 1;
-        }
-    }
-    total
-}
-
 fn run_prune(ctx: &Ctx) -> Result<Value, CliError> {
     let repeats = ctx.args.repeats.unwrap_or(3);
     let lr = ReleasedSettings {
@@ -769,69 +626,7 @@ fn run_prune(ctx: &Ctx) -> Result<Value, CliError> {
         batch_size: ctx.args.lr_batch_size.unwrap_or(1000),
         ..ReleasedSettings::default()
     };
-    let mode = if ctx.score == Score::NtkExact {
-        NtkMode::Exact
-    } else {
-        NtkMode::FrozenStats
-    };
-    let start = Cell::full_supernet();
-    // The released code reseeds its crop sampler identically for every measurement: one
-    // set of crops serves the whole search; only the weights change between repeats.
-    let crops = random_crops(
-        ctx.batch,
-        lr.batches * lr.batch_size,
-        lr.crop,
-        lr.channels,
-        ctx.settings.seed,
-    );
-    // Repeat r draws weights with seed + r (repeat 0 uses --seed itself, as `score` does).
-    let weight_seed = |r: usize| ctx.settings.seed.wrapping_add(r as u64);
-    let mut error: Option<anyhow::Error> = None;
-    let mut progress = Progress::with_unit(
-        2 * repeats * prune_measurements(&start),
-        ctx.args.quiet,
-        "measurements",
-    );
-    let errors = std::cell::RefCell::new(&mut error);
-    let progress_cell = std::cell::RefCell::new(&mut progress);
-    let kappa = |cell: &Cell, r: usize| -> f64 {
-        progress_cell.borrow_mut().tick();
-        if errors.borrow().is_some() {
-            return f64::NAN;
-        }
-        let value = Plan::build(cell, &ctx.settings.config)
-            .map_err(|e| anyhow!(e).context("building the NTK supernet"))
-            .and_then(|plan| {
-                with_backend!(ctx.be, be => {
-                    let mut exec = Executor::with_init(be, &plan, weight_seed(r));
-                    let kappa = ntk_condition(&mut exec, ctx.batch, ctx.settings.ntk_batch, mode);
-                    be.status().context("the backend failed computing kappa")?;
-                    Ok(kappa)
-                })
-            });
-        value.unwrap_or_else(|e| {
-            **errors.borrow_mut() = Some(e);
-            f64::NAN
-        })
-    };
-    let regions = |cell: &Cell, r: usize| -> f64 {
-        progress_cell.borrow_mut().tick();
-        if errors.borrow().is_some() {
-            return f64::NAN;
-        }
-        match with_backend!(ctx.be, be => supernet_regions(be, cell, &crops, &lr, weight_seed(r))) {
-            Ok(v) => v,
-            Err(e) => {
-                **errors.borrow_mut() = Some(e.context("linear regions of a supernet"));
-                f64::NAN
-            }
-        }
-    };
-    let (cell, rounds) = prune_search(start, repeats, kappa, regions);
-    progress.finish();
-    if let Some(e) = error {
-        return Err(CliError::Run(e));
-    }
+    let (cell, rounds) = ctx.job.prune(repeats, &lr, &mut Bar::new(ctx.args.quiet))?;
     let arch = cell.as_arch().expect("pruning ends with one op per edge");
     let index = index_of_arch(&arch);
     ctx.header();
@@ -858,7 +653,7 @@ fn run_prune(ctx: &Ctx) -> Result<Value, CliError> {
     }
     Ok(json!({
         "strategy": "prune",
-        "kappa": ctx.score.name(),
+        "kappa": ctx.job.score.name(),
         "repeats": repeats,
         "metric": ctx.truth.map(|_| ctx.args.metric.clone()),
         "rounds": rounds.iter().map(round_json).collect::<Vec<_>>(),
@@ -883,33 +678,34 @@ fn round_json(round: &Round) -> Value {
     })
 }
 
-/// R of a supernet cell in the released linear-region setting (see
-/// `nasrank::proxy::linear_regions`), on fixed crops, with the weights of `weight_seed`.
-fn supernet_regions<B: Backend>(
-    be: &B,
-    cell: &Cell,
-    crops: &Batch,
-    lr: &ReleasedSettings,
-    weight_seed: u64,
-) -> anyhow::Result<f64> {
-    let plan = if lr.lastact {
-        Plan::single_cell_with_lastact(cell, lr.channels, lr.crop)
-    } else {
-        Plan::single_cell(cell, lr.channels, lr.crop)
+/// A search's progress on standard error.
+struct Bar {
+    quiet: bool,
+    bar: Option<Progress>,
+}
+
+impl Bar {
+    fn new(quiet: bool) -> Bar {
+        Bar { quiet, bar: None }
     }
-    .context("single-cell plan")?;
-    let mut exec = Executor::with_init(be, &plan, weight_seed);
-    let len = lr.batch_size * lr.channels * lr.crop * lr.crop;
-    let mut patterns = Vec::with_capacity(crops.n);
-    for b in 0..lr.batches {
-        let host: Vec<f64> = crops.images[b * len..(b + 1) * len]
-            .iter()
-            .map(|&v| f64::from(v))
-            .collect();
-        let input = be.upload(&to_real::<B::Real>(&host));
-        patterns.extend(sign_patterns(&mut exec, input, lr.batch_size));
+}
+
+impl SearchProgress for Bar {
+    fn start(&mut self, total: usize, unit: &'static str) {
+        self.bar = Some(Progress::with_unit(total, self.quiet, unit));
     }
-    be.status()
-        .context("the backend failed computing linear regions")?;
-    Ok(distinct_patterns(&patterns) as f64)
+
+    fn tick(&mut self) {
+        if let Some(bar) = &mut self.bar {
+            bar.tick();
+        }
+    }
+}
+
+impl Drop for Bar {
+    fn drop(&mut self) {
+        if let Some(bar) = &self.bar {
+            bar.finish();
+        }
+    }
 }

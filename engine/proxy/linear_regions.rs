@@ -105,13 +105,26 @@ pub fn released_patterns<B: Backend>(
     settings: &ReleasedSettings,
 ) -> Result<Vec<Vec<u64>>, PlanError> {
     let s = settings;
+    let crops = random_crops(source, s.batches * s.batch_size, s.crop, s.channels, seed);
+    patterns_on_crops(be, cell, &crops, settings, seed)
+}
+
+/// The patterns of the released setting on given crops (`random_crops`), with the weights
+/// of `weight_seed`: TE-NAS's pruning measures every supernet on one set of crops.
+pub fn patterns_on_crops<B: Backend>(
+    be: &B,
+    cell: &Cell,
+    crops: &Batch,
+    settings: &ReleasedSettings,
+    weight_seed: u64,
+) -> Result<Vec<Vec<u64>>, PlanError> {
+    let s = settings;
     let plan = if s.lastact {
         Plan::single_cell_with_lastact(cell, s.channels, s.crop)?
     } else {
         Plan::single_cell(cell, s.channels, s.crop)?
     };
-    let crops = random_crops(source, s.batches * s.batch_size, s.crop, s.channels, seed);
-    let mut exec = Executor::with_init(be, &plan, seed);
+    let mut exec = Executor::with_init(be, &plan, weight_seed);
     let mut patterns = Vec::with_capacity(crops.n);
     for b in 0..s.batches {
         let len = s.batch_size * s.channels * s.crop * s.crop;

@@ -1,9 +1,10 @@
 //! The run layer: what a front end (the CLI, the Python package) needs to carry out a run,
 //! without knowing backends or scores: the device choice and its backends, scoring a set
-//! of archs.
+//! of archs, searching with a score.
 
 pub mod device;
 pub mod score;
+pub mod search;
 
 /// Why a run could not be carried out.
 #[derive(Debug, thiserror::Error)]
