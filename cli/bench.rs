@@ -1,7 +1,7 @@
 //! `nasrank bench`: time the backend's primitives at NAS-Bench-201's shapes, and the
 //! scores per arch. Generic over the backend, so that a GPU backend plugs in by name.
 
-use crate::score::{load_batch, parse_data, parse_scores};
+use crate::score::{parse_data, parse_scores};
 use crate::spec::parse_archs;
 use crate::threads::ThreadsArg;
 use crate::CliError;
@@ -395,7 +395,8 @@ fn print_kernels(timings: &[KernelTiming], json: bool) {
 fn bench_scores<B: Backend>(be: &B, args: &ScoresArgs) -> Result<(), CliError> {
     let archs = parse_archs(&args.archs)?;
     let scores = parse_scores(&args.scores)?;
-    let (dataset, source) = parse_data(&args.data)?;
+    let data = parse_data(&args.data)?;
+    let dataset = data.dataset;
     let mut settings = ScoreSettings::paper_defaults(MacroConfig {
         channels: args.channels as usize,
         cells_per_stage: args.cells as usize,
@@ -408,12 +409,7 @@ fn bench_scores<B: Backend>(be: &B, args: &ScoresArgs) -> Result<(), CliError> {
     if let Some(b) = args.batch {
         settings.set_batch(b as usize);
     }
-    let batch = load_batch(
-        dataset,
-        source.as_deref(),
-        settings.images_needed(&scores),
-        args.seed,
-    )?;
+    let batch = data.minibatch(settings.images_needed(&scores), args.seed)?;
     let json = args.common.json;
     if !json {
         println!("{:>6} {:<20} {:>12}  arch", "index", "score", "seconds");

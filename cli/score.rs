@@ -7,14 +7,16 @@ use crate::CliError;
 use anyhow::anyhow;
 use clap::{Args, ValueEnum};
 use nasrank::backend::cuda::Storage;
-use nasrank::data::{read_nb201_train_records, Batch, Dataset, ImageSet, Split};
+use nasrank::data::Batch;
 use nasrank::proxy::scorer::ScoreSettings;
 use nasrank::proxy::Score;
+use nasrank::run::data::DataSource;
 use nasrank::run::device::{parse_device, parse_storage, Device};
 use nasrank::run::score::{column_names, RowSink, ScoreJob, ScoreProgress};
+use nasrank::run::RunError;
 use nasrank::space::MacroConfig;
 use nasrank::store::{self, ResultsWriter, Row};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// Score archs without training; one row per arch (CSV or JSON lines).
 #[derive(Args)]
@@ -111,7 +113,8 @@ pub fn run(args: &ScoreArgs) -> Result<(), CliError> {
     if args.batch == Some(0) {
         return Err(CliError::usage(anyhow!("--batch must be at least 1")));
     }
-    let (dataset, source) = parse_data(&args.data)?;
+    let data = parse_data(&args.data)?;
+    let dataset = data.dataset;
     let backends = args
         .device
         .backends(args.workers.map(usize::from), args.storage)?;
@@ -134,15 +137,8 @@ pub fn run(args: &ScoreArgs) -> Result<(), CliError> {
     // One minibatch per seed, shared by every arch.
     let batches = seeds
         .iter()
-        .map(|&seed| {
-            load_batch(
-                dataset,
-                source.as_deref(),
-                settings.images_needed(&scores),
-                seed,
-            )
-        })
-        .collect::<Result<Vec<Batch>, CliError>>()?;
+        .map(|&seed| data.minibatch(settings.images_needed(&scores), seed))
+        .collect::<Result<Vec<Batch>, RunError>>()?;
     let shard = match &args.shard {
         Some(text) => Some(parse_shard(text)?),
         None => slurm_shard()?,
@@ -283,53 +279,14 @@ fn slurm_shard() -> Result<Option<(usize, usize)>, CliError> {
 }
 
 pub fn parse_scores(list: &str) -> Result<Vec<Score>, CliError> {
-    if list.trim() == "all" {
-        return Ok(Score::ALL.to_vec());
-    }
-    let mut scores: Vec<Score> = Vec::new();
-    for name in list.split(',') {
-        let score: Score = name.parse().map_err(CliError::usage)?;
-        if !scores.contains(&score) {
-            scores.push(score);
-        }
-    }
-    Ok(scores)
+    Score::parse_list(list).map_err(CliError::usage)
 }
 
-/// `synthetic` or `DATASET:PATH`.
-pub(crate) fn parse_data(spec: &str) -> Result<(Dataset, Option<PathBuf>), CliError> {
-    if spec == "synthetic" {
-        return Ok((Dataset::Cifar10, None));
-    }
-    let Some((name, path)) = spec.split_once(':') else {
-        return Err(CliError::usage(anyhow!(
-            "--data {spec:?}: expected `synthetic`, `cifar10:PATH` or `cifar100:PATH`"
-        )));
-    };
-    let dataset: Dataset = name.parse().map_err(CliError::usage)?;
-    Ok((dataset, Some(PathBuf::from(path))))
-}
-
-/// The minibatch every arch sees: `n` distinct training images drawn with `seed` (from the
-/// NAS-Bench-201 train half where its index file is present), or synthetic inputs.
-pub(crate) fn load_batch(
-    dataset: Dataset,
-    path: Option<&Path>,
-    n: usize,
-    seed: u64,
-) -> Result<Batch, CliError> {
-    let Some(path) = path else {
+/// `--data`: the source, with a notice when it is synthetic.
+pub(crate) fn parse_data(spec: &str) -> Result<DataSource, CliError> {
+    let data = DataSource::parse(spec)?;
+    if data.is_synthetic() {
         eprintln!("notice: no --data given: scoring on synthetic Gaussian inputs (scores on real images need --data cifar10:PATH)");
-        return Ok(dataset.synthetic_batch(n, seed));
-    };
-    let images = ImageSet::load(dataset, path, Split::Train).map_err(CliError::usage)?;
-    let index_file = path.join("train_index.csv");
-    let subset = if dataset == Dataset::Cifar10 && index_file.is_file() {
-        Some(read_nb201_train_records(&index_file).map_err(CliError::usage)?)
-    } else {
-        None
-    };
-    images
-        .sample(n, seed, subset.as_deref())
-        .map_err(CliError::usage)
+    }
+    Ok(data)
 }

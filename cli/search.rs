@@ -23,7 +23,7 @@
 //!   parameter name (the released code copies them).
 
 use crate::progress::Progress;
-use crate::score::{load_batch, parse_data};
+use crate::score::parse_data;
 use crate::spec::parse_archs;
 use crate::threads::ThreadsArg;
 use crate::CliError;
@@ -164,7 +164,8 @@ pub fn run(args: &SearchArgs) -> Result<(), CliError> {
     let prune = args.strategy == Strategy::Prune;
     let channels = args.channels.unwrap_or(if prune { 3 } else { 16 });
     let cells = args.cells.unwrap_or(if prune { 1 } else { 5 });
-    let (dataset, source) = parse_data(&args.data)?;
+    let data = parse_data(&args.data)?;
+    let dataset = data.dataset;
     let be = args.device.backend()?;
     let mut settings = ScoreSettings::paper_defaults(MacroConfig {
         channels,
@@ -178,9 +179,7 @@ pub fn run(args: &SearchArgs) -> Result<(), CliError> {
     if let Some(b) = args.batch {
         settings.set_batch(b);
     }
-    let batch = load_batch(
-        dataset,
-        source.as_deref(),
+    let batch = data.minibatch(
         settings.images_needed(&args.strategy.scores_needed(score)),
         args.seed,
     )?;

@@ -50,6 +50,22 @@ registry! {
 }
 
 impl Score {
+    /// A comma list of score names, or `all` (every score in registry order); repeated
+    /// names count once.
+    pub fn parse_list(list: &str) -> Result<Vec<Score>, UnknownScore> {
+        if list.trim() == "all" {
+            return Ok(Score::ALL.to_vec());
+        }
+        let mut scores: Vec<Score> = Vec::new();
+        for name in list.split(',') {
+            let score: Score = name.parse()?;
+            if !scores.contains(&score) {
+                scores.push(score);
+            }
+        }
+        Ok(scores)
+    }
+
     /// The column name in results files.
     pub fn name(self) -> &'static str {
         self.info().name
