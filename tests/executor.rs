@@ -525,3 +525,70 @@ fn backward_each_gives_every_seed_its_own_backward_pass() {
         });
     }
 }
+
+/// GraSP's scoped perturbation: the closure sees the moved weights, and afterwards the
+/// executor holds its own weights again, bit for bit.
+#[test]
+fn with_params_replaced_shows_the_moved_weights_then_restores_the_own() {
+    let be = CpuBackend::<f64>::new();
+    let arch = nasrank::space::arch_of_index(6111).unwrap();
+    let plan = Plan::build(&Cell::from(arch), &MacroConfig::NB201_CIFAR10).unwrap();
+    let mut exec = nasrank::backend::Executor::with_init(&be, &plan, 3);
+    let own: Vec<Vec<f64>> = exec.params().iter().map(|b| be.download(b)).collect();
+    let ids = [0, plan.params.len() - 1];
+    let moved: Vec<_> = ids
+        .iter()
+        .map(|&p| be.upload(&vec![7.0; own[p].len()]))
+        .collect();
+    let seen = exec.with_params_replaced(&ids, moved, |e| ids.map(|p| be.download(&e.params()[p])));
+    for (values, &p) in seen.iter().zip(&ids) {
+        assert_eq!(values.len(), own[p].len());
+        assert!(values.iter().all(|&v| v == 7.0), "param {p}");
+    }
+    let after: Vec<Vec<f64>> = exec.params().iter().map(|b| be.download(b)).collect();
+    assert_eq!(after, own);
+}
+
+/// The plan's answers to the scores' questions, against the layer list itself.
+#[test]
+fn plan_names_lastact_and_weighted_layers() {
+    let config = MacroConfig::NB201_CIFAR10;
+    let live = Plan::build(
+        &Cell::from(nasrank::space::arch_of_index(6111).unwrap()),
+        &config,
+    )
+    .unwrap();
+    let dead = Plan::build(
+        &Cell::from(nasrank::space::arch_of_index(1651).unwrap()),
+        &config,
+    )
+    .unwrap();
+    assert_eq!(live.input_len(), 3 * 32 * 32);
+    assert_eq!(live.output_len(), 10);
+    let lastact = live.lastact_layer().expect("a live network ends in a ReLU");
+    assert!(matches!(
+        live.layers[lastact],
+        nasrank::net::Layer::Relu { .. }
+    ));
+    assert!(live.layers[lastact + 1..]
+        .iter()
+        .all(|l| !matches!(l, nasrank::net::Layer::Relu { .. })));
+    assert_eq!(dead.lastact_layer(), None);
+    // One conv or linear layer per conv or linear weight tensor.
+    let weights = live
+        .params
+        .iter()
+        .filter(|p| {
+            matches!(
+                p.kind,
+                nasrank::net::plan::ParamKind::ConvWeight
+                    | nasrank::net::plan::ParamKind::LinearWeight
+            )
+        })
+        .count();
+    assert_eq!(live.weighted_layers().len(), weights);
+    assert!(matches!(
+        live.layers[live.weighted_layers().last().unwrap().0],
+        nasrank::net::Layer::Linear { .. }
+    ));
+}

@@ -146,6 +146,28 @@ impl<'a, B: Backend> Executor<'a, B> {
         &mut self.params
     }
 
+    /// Runs `f` with parameter `ids[k]` replaced by `moved[k]`, then puts the executor's
+    /// own weights back (the moved ones are dropped): a scoped perturbation of the weights
+    /// (GraSP's gradients at `W +- eps g`).
+    pub fn with_params_replaced<R>(
+        &mut self,
+        ids: &[usize],
+        moved: Vec<B::Buf>,
+        f: impl FnOnce(&mut Self) -> R,
+    ) -> R {
+        assert_eq!(ids.len(), moved.len(), "one replacement per parameter");
+        let own: Vec<B::Buf> = ids
+            .iter()
+            .zip(moved)
+            .map(|(&p, w)| std::mem::replace(&mut self.params[p], w))
+            .collect();
+        let result = f(self);
+        for (&p, w) in ids.iter().zip(own) {
+            self.params[p] = w;
+        }
+        result
+    }
+
     /// Holds every ReLU's sign pattern at that of the last forward pass: until
     /// [`Executor::unfreeze_relu_masks`], each ReLU passes its input where its input then
     /// was positive, in forward and backward. The network becomes smooth in the weights around that

@@ -346,6 +346,36 @@ impl Plan {
         })
     }
 
+    /// Values of one image at the input.
+    pub fn input_len(&self) -> usize {
+        self.slots[INPUT].len()
+    }
+
+    /// Values of one image at the output (the logits).
+    pub fn output_len(&self) -> usize {
+        self.slots[self.output].len()
+    }
+
+    /// The layer of the ReLU feeding the global average pool (`lastact`), if any (a dead
+    /// network has none).
+    pub fn lastact_layer(&self) -> Option<usize> {
+        let slot = self.feature_slot()?;
+        self.layers
+            .iter()
+            .position(|l| matches!(l, Layer::Relu { y, .. } if *y == slot))
+    }
+
+    /// The convolution and linear layers, in order, each with its output's shape (where
+    /// the released zero-cost code hooks its fisher sites).
+    pub fn weighted_layers(&self) -> Vec<(usize, SlotShape)> {
+        self.layers
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| matches!(l, Layer::Conv { .. } | Layer::Linear { .. }))
+            .map(|(i, l)| (i, self.slots[l.output()]))
+            .collect()
+    }
+
     /// Parameters in the plan (dead edges carry none).
     pub fn param_count(&self) -> usize {
         self.params.iter().map(ParamSpec::len).sum()

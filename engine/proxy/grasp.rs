@@ -83,26 +83,23 @@ pub fn grasp_with_step<B: Backend>(
         return 0.0; // no gradient: H g along it is zero, and so is the score
     }
     let eps = h * w_norm / g_norm;
-    // The executor's weights make way for the moved ones and are put back after.
-    let originals: Vec<B::Buf> = scored
-        .iter()
-        .map(|&p| std::mem::take(&mut exec.params_mut()[p]))
-        .collect();
+    // Gradients at the weights moved along g, the executor's own weights kept aside.
     let grad_at = |exec: &mut Executor<'_, B>, sign: f64| {
-        for (w, &p) in originals.iter().zip(&scored) {
-            let mut moved = be.alloc_output(be.buf_len(w));
-            be.add_scaled(w, sign * eps, &g[p], &mut moved);
-            exec.params_mut()[p] = moved;
-        }
-        ce_gradients(exec, batch, n)
+        let moved: Vec<B::Buf> = scored
+            .iter()
+            .map(|&p| {
+                let w = &exec.params()[p];
+                let mut moved = be.alloc_output(be.buf_len(w));
+                be.add_scaled(w, sign * eps, &g[p], &mut moved);
+                moved
+            })
+            .collect();
+        exec.with_params_replaced(&scored, moved, |exec| ce_gradients(exec, batch, n))
     };
     exec.freeze_relu_masks();
     let plus = grad_at(exec, 1.0);
     let minus = grad_at(exec, -1.0);
     exec.unfreeze_relu_masks();
-    for (w, &p) in originals.into_iter().zip(&scored) {
-        exec.params_mut()[p] = w;
-    }
     // -W . H g with H g = (plus - minus) / (2 eps).
     let mut dots = be.alloc_acc(scored.len());
     for (k, &p) in scored.iter().enumerate() {

@@ -29,7 +29,6 @@ use super::registry::{ArchScoring, Minibatch, Runs, ScoreDef, ScoreInfo};
 use super::upload_images;
 use crate::backend::{Backend, BnStatistics, CodeBlock, Executor};
 use crate::data::Batch;
-use crate::net::Layer;
 use crate::space::ClassKey;
 
 /// How many times each ReLU module's code enters K.
@@ -69,11 +68,7 @@ pub fn naswot_kernel<B: Backend>(
     let plan = exec.plan();
     // `lastact`'s ReLU is the one module the released code counts once: the ReLU feeding
     // the global pool, or (dead arch) the last constant code, which the builder adds last.
-    let lastact_layer = plan.feature_slot().and_then(|slot| {
-        plan.layers
-            .iter()
-            .position(|l| matches!(l, Layer::Relu { y, .. } if *y == slot))
-    });
+    let lastact_layer = plan.lastact_layer();
     let constants = plan.constant_codes.len();
     let lastact_is_constant = lastact_layer.is_none() && plan.config.classes > 0;
     let be = exec.backend();

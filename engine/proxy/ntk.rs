@@ -56,7 +56,7 @@ pub fn ntk_jacobian<B: Backend>(
     let be = exec.backend();
     let plan = exec.plan();
     exec.forward(upload_images(be, batch, n), n, BnStatistics::Batch);
-    let classes = plan.slots[plan.output].len();
+    let classes = plan.output_len();
     let (zero, one) = (
         B::Real::from_f64_rounded(0.0),
         B::Real::from_f64_rounded(1.0),

@@ -26,8 +26,9 @@ use super::registry::{ArchScoring, Minibatch, Runs, ScoreDef, ScoreInfo};
 use super::Score;
 use crate::backend::{Backend, BackwardOptions, BnStatistics, Executor, ParamGrads, Reduction};
 use crate::data::Batch;
-use crate::net::plan::{Layer, ParamKind, Plan};
+use crate::net::plan::{ParamKind, Plan};
 use crate::space::ClassKey;
+use std::collections::HashMap;
 
 /// The three saliency scores of one forward/backward pass.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -79,19 +80,16 @@ pub fn saliency_with<B: Backend>(
         .filter(|&p| is_scored_weight(plan.params[p].kind))
         .collect();
     // The fisher sites, each with its place in `sums` after the weight tensors' pairs.
-    let mut fisher_at = vec![None; plan.layers.len()];
+    // Per layer: where its fisher sum goes in `sums`, and its output's shape.
+    let mut fisher_at = HashMap::new();
     if with_fisher {
-        let sites = (0..plan.layers.len())
-            .filter(|&i| matches!(plan.layers[i], Layer::Conv { .. } | Layer::Linear { .. }));
-        for (k, i) in sites.enumerate() {
-            fisher_at[i] = Some(2 * scored.len() + k);
+        for (k, (layer, shape)) in plan.weighted_layers().into_iter().enumerate() {
+            fisher_at.insert(layer, (2 * scored.len() + k, shape));
         }
     }
-    let sites = fisher_at.iter().flatten().count();
-    let mut sums = be.alloc_acc(2 * scored.len() + sites);
+    let mut sums = be.alloc_acc(2 * scored.len() + fisher_at.len());
     let mut observe = |index: usize, y: &B::Buf, dy: &B::Buf| {
-        if let Some(at) = fisher_at[index] {
-            let shape = plan.slots[plan.layers[index].output()];
+        if let Some(&(at, shape)) = fisher_at.get(&index) {
             be.row_dot_squares(y, dy, n * shape.c, shape.hw(), &mut sums, at);
         }
     };

@@ -18,7 +18,7 @@ use crate::backend::cpu::CpuBackend;
 use crate::backend::Backend;
 use crate::backend::{BackwardOptions, BnStatistics, Executor, ParamGrads};
 use crate::net::init::init_params;
-use crate::net::plan::{Plan, INPUT};
+use crate::net::plan::Plan;
 use crate::space::ClassKey;
 
 /// synflow of `plan` with the deterministic initial weights of `seed`.
@@ -34,8 +34,8 @@ pub fn synflow_with_params(plan: &Plan, params: Vec<Vec<f64>>) -> f64 {
         .map(|p| p.into_iter().map(f64::abs).collect())
         .collect();
     let mut exec = Executor::new(&be, plan, params);
-    exec.forward(vec![1.0; plan.slots[INPUT].len()], 1, BnStatistics::Bypass);
-    let dlogits = vec![1.0; plan.slots[plan.output].len()];
+    exec.forward(vec![1.0; plan.input_len()], 1, BnStatistics::Bypass);
+    let dlogits = vec![1.0; plan.output_len()];
     let grads = exec
         .backward(dlogits, &BackwardOptions::default(), ParamGrads::Batched)
         .params

@@ -28,7 +28,7 @@ use crate::backend::executor::to_real;
 use crate::backend::{Backend, BnStatistics, Executor, Real};
 use crate::data::SplitMix64;
 use crate::net::init::gaussian_params;
-use crate::net::plan::{Plan, INPUT};
+use crate::net::plan::Plan;
 use crate::net::BN_EPS;
 use crate::space::ClassKey;
 
@@ -52,7 +52,7 @@ pub fn zen<B: Backend>(exec: &mut Executor<'_, B>, n: usize, seed: u64) -> f64 {
 
 /// The clean input and the perturbation direction of [`zen`], each `[n][c][h][w]`.
 pub fn zen_inputs(plan: &Plan, n: usize, seed: u64) -> (Vec<f64>, Vec<f64>) {
-    let len = n * plan.slots[INPUT].len();
+    let len = n * plan.input_len();
     let mut rng = SplitMix64::new(seed);
     let mut draw = || {
         let mut v = Vec::with_capacity(len + 1);
