@@ -19,7 +19,7 @@
 use rayon::prelude::*;
 
 use super::elementwise::add_assign;
-use super::gemm::{matmul, Mat, Parallelism};
+use super::gemm::{for_each_image, matmul, Mat, Parallelism};
 use super::scratch::{with_call_scratch, with_scratch};
 use super::winograd;
 use crate::backend::{ConvGeom, Real};
@@ -207,26 +207,6 @@ fn col2im_add<T: Real>(g: &ConvGeom, col: &[T], dx: &mut [T]) {
                     }
                 }
             }
-        }
-    }
-}
-
-/// Runs `f(i, out_i, parallelism)` over the per-image chunks `out_i` of `out`.
-pub(super) fn for_each_image<T: Real>(
-    out: &mut [T],
-    per_image: usize,
-    f: impl Fn(usize, &mut [T], Parallelism) + Send + Sync,
-) {
-    if per_image == 0 {
-        return;
-    }
-    if out.len() / per_image >= rayon::current_num_threads() {
-        out.par_chunks_mut(per_image)
-            .enumerate()
-            .for_each(|(i, o)| f(i, o, Parallelism::None));
-    } else {
-        for (i, o) in out.chunks_mut(per_image).enumerate() {
-            f(i, o, Parallelism::Rayon(0));
         }
     }
 }

@@ -7,6 +7,7 @@
 
 use super::super::Real;
 pub use gemm::Parallelism;
+use rayon::prelude::*;
 
 /// Shape and strides of a matrix view into a slice: element `(i, j)` is at `i * rs + j * cs`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -117,5 +118,26 @@ pub fn matmul<T: Real>(
             false,
             par,
         )
+    }
+}
+
+/// Runs `f(i, out_i, parallelism)` over the per-image chunks `out_i` of `out`: images in
+/// parallel when there are enough of them, else one at a time with parallel products.
+pub(super) fn for_each_image<T: Real>(
+    out: &mut [T],
+    per_image: usize,
+    f: impl Fn(usize, &mut [T], Parallelism) + Send + Sync,
+) {
+    if per_image == 0 {
+        return;
+    }
+    if out.len() / per_image >= rayon::current_num_threads() {
+        out.par_chunks_mut(per_image)
+            .enumerate()
+            .for_each(|(i, o)| f(i, o, Parallelism::None));
+    } else {
+        for (i, o) in out.chunks_mut(per_image).enumerate() {
+            f(i, o, Parallelism::Rayon(0));
+        }
     }
 }

@@ -36,10 +36,10 @@
 #[cfg(target_arch = "x86_64")]
 use rayon::prelude::*;
 
-use super::conv::for_each_image;
 use super::elementwise::add_assign;
-use super::gemm::{matmul, Mat, Parallelism};
+use super::gemm::{for_each_image, matmul, Mat, Parallelism};
 use super::scratch::{with_call_scratch, with_scratch};
+use super::winograd_fused::BT_ROWS;
 #[cfg(target_arch = "x86_64")]
 use super::{as_f32, as_f32_mut};
 use crate::backend::{ConvGeom, Real};
@@ -220,10 +220,6 @@ macro_rules! wide_simd {
         $body
     }};
 }
-
-/// `B^T` rows as `row_i = d[a] + sign * d[b]`: `(a, b, sign is +)`.
-pub(super) const BT_ROWS: [(usize, usize, bool); 4] =
-    [(0, 2, false), (1, 2, true), (2, 1, false), (1, 3, false)];
 
 /// `out = (a0 ±i b0) ±j (a1 ±i b1)`, signs `+` where `I` / `J`.
 #[inline(always)]

@@ -14,8 +14,12 @@ use std::arch::x86_64::*;
 use rayon::prelude::*;
 
 use super::scratch::with_scratch;
-use super::winograd::BT_ROWS;
 use crate::backend::ConvGeom;
+
+/// Winograd F(2x2, 3x3)'s `B^T` rows as `row_i = d[a] + sign * d[b]`: `(a, b, sign is +)`
+/// (here, below the unfused path in winograd.rs that shares them).
+pub(super) const BT_ROWS: [(usize, usize, bool); 4] =
+    [(0, 2, false), (1, 2, true), (2, 1, false), (1, 3, false)];
 
 /// Tiles per vector.
 const LANES: usize = 16;
