@@ -7,6 +7,7 @@ use crate::threads::ThreadsArg;
 use crate::CliError;
 use clap::{Args, Subcommand};
 use nasrank::backend::cuda::Storage;
+use nasrank::data::Seeds;
 use nasrank::proxy::scorer::ScoreSettings;
 use nasrank::run::bench::{self, KernelTiming, ScoreTiming};
 use nasrank::run::device::{parse_device, parse_storage, AnyBackend, Device};
@@ -172,7 +173,10 @@ fn bench_scores(be: &AnyBackend, args: &ScoresArgs) -> Result<(), CliError> {
     if let Some(b) = args.batch {
         settings.set_batch(b as usize);
     }
-    let batch = data.minibatch(settings.images_needed(&scores), args.seed)?;
+    let batch = data.minibatch(
+        settings.images_needed(&scores),
+        Seeds(args.seed).minibatch(),
+    )?;
     let json = args.common.json;
     if !json {
         println!("{:>6} {:<20} {:>12}  arch", "index", "score", "seconds");

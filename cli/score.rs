@@ -8,6 +8,7 @@ use anyhow::anyhow;
 use clap::{Args, ValueEnum};
 use nasrank::backend::cuda::Storage;
 use nasrank::data::Batch;
+use nasrank::data::Seeds;
 use nasrank::proxy::scorer::ScoreSettings;
 use nasrank::proxy::Score;
 use nasrank::run::data::DataSource;
@@ -137,7 +138,7 @@ pub fn run(args: &ScoreArgs) -> Result<(), CliError> {
     // One minibatch per seed, shared by every arch.
     let batches = seeds
         .iter()
-        .map(|&seed| data.minibatch(settings.images_needed(&scores), seed))
+        .map(|&seed| data.minibatch(settings.images_needed(&scores), Seeds(seed).minibatch()))
         .collect::<Result<Vec<Batch>, RunError>>()?;
     let shard = match &args.shard {
         Some(text) => Some(parse_shard(text)?),

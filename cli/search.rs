@@ -1,26 +1,6 @@
-//! `nasrank search`: architecture search driven by a training-free score.
-//!
-//! The algorithms live in `nasrank::search`; this file wires them to the scores: one
-//! minibatch (drawn with `--seed`) and one weights seed for every arch, values cached by
-//! benchmark index so no arch is scored twice within a search, and the accuracy table of
-//! `--truth` to report (or, for `topk`, to make) the final pick.
-//!
-//! Seeds: the minibatch and the weights use `--seed` (as `score` does, so a search's
-//! values equal `score`'s); run r of `random` samples with `derive_seed(seed, r)`, and
-//! `topk` and `evolution` draw with `derive_seed(seed, 0)` (so `topk` samples the archs of
-//! `random`'s first run).
-//!
-//! How `prune` measures (interpretations of TE-NAS's released code):
-//! - kappa: [`ntk_condition`] on the whole TinyNetwork of the supernet cell (default C=3,
-//!   N=1, as released), `FrozenStats` mode (`--score ntk_exact` for the exact Jacobian), on
-//!   the first `ntk_batch` images (the paper's 32 unless `--batch`);
-//! - R: the released linear-region setting (1-channel single cell plus `lastact`, 3x3
-//!   crops; `--lr-batches` x `--lr-batch-size`, default 3 x 1000) on the supernet cell.
-//!   The crops are drawn once with `--seed` and reused for every measurement, as the
-//!   released code reseeds its sampler identically each time;
-//! - repeat r draws weights with seed `--seed + r`; a supernet and its copy without one op
-//!   get identical weights for their common parameters, since initial values are keyed by
-//!   parameter name (the released code copies them).
+//! `nasrank search`: architecture search driven by a training-free score: the arguments
+//! and the report (text or JSON) over `nasrank::run::search`, which says how each strategy
+//! draws and measures.
 
 use crate::progress::Progress;
 use crate::score::parse_data;
@@ -30,6 +10,7 @@ use crate::CliError;
 use anyhow::anyhow;
 use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::Args;
+use nasrank::data::Seeds;
 use nasrank::eval::table::Table;
 use nasrank::proxy::linear_regions::ReleasedSettings;
 use nasrank::proxy::scorer::ScoreSettings;
@@ -181,7 +162,7 @@ pub fn run(args: &SearchArgs) -> Result<(), CliError> {
     }
     let batch = data.minibatch(
         settings.images_needed(&args.strategy.scores_needed(score)),
-        args.seed,
+        Seeds(args.seed).minibatch(),
     )?;
     let known = match &args.scores_from {
         Some(path) => read_known_scores(path, score)?,

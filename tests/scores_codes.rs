@@ -8,11 +8,12 @@ use common::{config_of, golden_input, usize_of};
 
 use nasrank::backend::cpu::CpuBackend;
 use nasrank::backend::{Backend, BnStatistics, Executor};
+use nasrank::data::random_crops;
 use nasrank::data::{synthetic_batch, Batch};
 use nasrank::net::{Layer, Plan};
 use nasrank::proxy::linear_regions::{
-    distinct_patterns, linear_regions_network, linear_regions_released, random_crops,
-    released_patterns, sign_patterns, ReleasedSettings,
+    distinct_patterns, linear_regions_network, linear_regions_released, released_patterns,
+    sign_patterns, ReleasedSettings,
 };
 use nasrank::proxy::naswot::{naswot, naswot_kernel, naswot_with, CodeCount};
 use nasrank::proxy::upload_images;

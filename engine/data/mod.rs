@@ -5,16 +5,20 @@
 
 mod batch;
 mod cifar;
+mod crops;
 mod dataset;
 mod error;
 mod rng;
+mod seeds;
 mod synthetic;
 mod train_index;
 
 pub use batch::Batch;
 pub use cifar::{ImageSet, Split};
+pub use crops::random_crops;
 pub use dataset::Dataset;
 pub use error::DataError;
 pub use rng::SplitMix64;
+pub use seeds::Seeds;
 pub use synthetic::synthetic_batch;
 pub use train_index::read_nb201_train_records;

@@ -39,7 +39,7 @@
 use super::registry::{ArchScoring, Minibatch, Runs, ScoreDef, ScoreInfo};
 use super::upload_images;
 use crate::backend::{Backend, BnStatistics, CodeBlock, Executor, Real};
-use crate::data::{Batch, SplitMix64};
+use crate::data::{random_crops, Batch, Seeds};
 use crate::net::{Plan, PlanError};
 use crate::space::Cell;
 use crate::space::ClassKey;
@@ -105,8 +105,15 @@ pub fn released_patterns<B: Backend>(
     settings: &ReleasedSettings,
 ) -> Result<Vec<Vec<u64>>, PlanError> {
     let s = settings;
-    let crops = random_crops(source, s.batches * s.batch_size, s.crop, s.channels, seed);
-    patterns_on_crops(be, cell, &crops, settings, seed)
+    let seeds = Seeds(seed);
+    let crops = random_crops(
+        source,
+        s.batches * s.batch_size,
+        s.crop,
+        s.channels,
+        seeds.crops(),
+    );
+    patterns_on_crops(be, cell, &crops, settings, seeds.weights())
 }
 
 /// The patterns of the released setting on given crops (`random_crops`), with the weights
@@ -135,59 +142,6 @@ pub fn patterns_on_crops<B: Backend>(
         patterns.extend(sign_patterns(&mut exec, be.upload(&host), s.batch_size));
     }
     Ok(patterns)
-}
-
-/// `samples` random crops of `source` (see the module docs for the draw), as a batch of
-/// `[samples][channels][crop][crop]` (labels copied from the source images).
-///
-/// # Panics
-/// If the source is empty, smaller than the crop, or has fewer than `channels` channels.
-pub fn random_crops(
-    source: &Batch,
-    samples: usize,
-    crop: usize,
-    channels: usize,
-    seed: u64,
-) -> Batch {
-    assert!(source.n > 0, "no source images to crop");
-    assert!(
-        crop <= source.h && crop <= source.w && channels <= source.c,
-        "a {channels}x{crop}x{crop} crop of {}x{}x{} images",
-        source.c,
-        source.h,
-        source.w
-    );
-    let mut rng = SplitMix64::new(seed);
-    let mut images = Vec::with_capacity(samples * channels * crop * crop);
-    let mut labels = Vec::with_capacity(samples);
-    let plane = source.h * source.w;
-    for s in 0..samples {
-        let image = source.image(s % source.n);
-        let top = rng.below((source.h - crop + 1) as u64) as usize;
-        let left = rng.below((source.w - crop + 1) as u64) as usize;
-        let mut pool: Vec<usize> = (0..source.c).collect();
-        for i in 0..channels {
-            let j = i + rng.below((source.c - i) as u64) as usize;
-            pool.swap(i, j);
-        }
-        let mut chosen = pool[..channels].to_vec();
-        chosen.sort_unstable();
-        for ch in chosen {
-            for row in top..top + crop {
-                let start = ch * plane + row * source.w + left;
-                images.extend_from_slice(&image[start..start + crop]);
-            }
-        }
-        labels.push(source.labels[s % source.n]);
-    }
-    Batch {
-        n: samples,
-        c: channels,
-        h: crop,
-        w: crop,
-        images,
-        labels,
-    }
 }
 
 /// One forward pass (batch statistics) on `input` (`n` images); returns each image's

@@ -12,7 +12,7 @@
 use super::scorer::ScoreSettings;
 use super::Score;
 use crate::backend::{Backend, Executor};
-use crate::data::Batch;
+use crate::data::{Batch, Seeds};
 use crate::net::Plan;
 use crate::space::{Cell, ClassKey};
 use std::any::{Any, TypeId};
@@ -109,7 +109,7 @@ impl<'a, B: Backend> ArchScoring<'a, B> {
     /// The executor holding the arch's initial weights (of `settings.seed`), shared by
     /// every score of the arch that runs its network.
     pub fn exec(&mut self) -> &mut Executor<'a, B> {
-        let (backend, plan, seed) = (self.backend, self.plan, self.settings.seed);
+        let (backend, plan, seed) = (self.backend, self.plan, Seeds(self.settings.seed).weights());
         self.exec
             .get_or_insert_with(|| Executor::with_init(backend, plan, seed))
     }

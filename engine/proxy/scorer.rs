@@ -13,7 +13,8 @@ use anyhow::Context;
 #[derive(Clone, Debug, PartialEq)]
 pub struct ScoreSettings {
     pub config: MacroConfig,
-    /// Seed of the initial weights.
+    /// The user's seed: the weights and every other stream of an arch's scoring derive
+    /// from it ([`crate::data::Seeds`]).
     pub seed: u64,
     /// NASWOT minibatch (paper: 128).
     pub naswot_batch: usize,

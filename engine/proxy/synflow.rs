@@ -17,6 +17,7 @@ use super::saliency::is_scored_weight;
 use crate::backend::cpu::CpuBackend;
 use crate::backend::Backend;
 use crate::backend::{BackwardOptions, BnStatistics, Executor, ParamGrads};
+use crate::data::Seeds;
 use crate::net::init::init_params;
 use crate::net::plan::Plan;
 use crate::space::ClassKey;
@@ -64,6 +65,6 @@ impl ScoreDef for Synflow {
     };
 
     fn compute<B: Backend>(arch: &mut ArchScoring<'_, B>) -> anyhow::Result<f64> {
-        Ok(synflow(arch.plan, arch.settings.seed))
+        Ok(synflow(arch.plan, Seeds(arch.settings.seed).weights()))
     }
 }

@@ -26,7 +26,7 @@
 use super::registry::{ArchScoring, Minibatch, Runs, ScoreDef, ScoreInfo};
 use crate::backend::executor::to_real;
 use crate::backend::{Backend, BnStatistics, Executor, Real};
-use crate::data::SplitMix64;
+use crate::data::{Seeds, SplitMix64};
 use crate::net::init::gaussian_params;
 use crate::net::plan::Plan;
 use crate::net::BN_EPS;
@@ -130,7 +130,7 @@ impl ScoreDef for Zen {
     };
 
     fn compute<B: Backend>(arch: &mut ArchScoring<'_, B>) -> anyhow::Result<f64> {
-        let (n, seed) = (arch.settings.batch, arch.settings.seed);
-        Ok(zen(arch.exec(), n, seed))
+        let (n, seeds) = (arch.settings.batch, Seeds(arch.settings.seed));
+        Ok(zen(arch.exec(), n, seeds.zen_inputs()))
     }
 }

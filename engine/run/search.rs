@@ -1,18 +1,39 @@
 //! Searching with a training-free score: the four strategies of engine/search run on a
 //! backend, with the fitness cache (by benchmark index, and by class of archs known to
 //! score equal) and TE-NAS's supernet measurements (kappa, linear regions).
+//!
+//! The algorithms live in engine/search; this file runs them on the scores: one
+//! minibatch (drawn with `--seed`) and one weights seed for every arch, values cached by
+//! benchmark index so no arch is scored twice within a search, and the accuracy table of
+//! `--truth` to report (or, for `topk`, to make) the final pick.
+//!
+//! Seeds: the minibatch and the weights use `--seed` (as `score` does, so a search's
+//! values equal `score`'s); run r of `random` samples with `Seeds::search(r)`, and
+//! `topk` and `evolution` draw with `Seeds::search(0)` (so `topk` samples the archs of
+//! `random`'s first run).
+//!
+//! How `prune` measures (interpretations of TE-NAS's released code):
+//! - kappa: [`ntk_condition`] on the whole TinyNetwork of the supernet cell (default C=3,
+//!   N=1, as released), `FrozenStats` mode (`--score ntk_exact` for the exact Jacobian), on
+//!   the first `ntk_batch` images (the paper's 32 unless `--batch`);
+//! - R: the released linear-region setting (1-channel single cell plus `lastact`, 3x3
+//!   crops; `--lr-batches` x `--lr-batch-size`, default 3 x 1000) on the supernet cell.
+//!   The crops are drawn once with `--seed` and reused for every measurement, as the
+//!   released code reseeds its sampler identically each time;
+//! - repeat r draws weights with seed `--seed + r`; a supernet and its copy without one op
+//!   get identical weights for their common parameters, since initial values are keyed by
+//!   parameter name (the released code copies them).
 
 use super::device::AnyBackend;
 use super::RunError;
 use crate::backend::{Backend, Executor};
-use crate::data::Batch;
+use crate::data::{random_crops, Batch, Seeds};
 use crate::net::Plan;
 use crate::proxy::linear_regions::ReleasedSettings;
-use crate::proxy::linear_regions::{distinct_patterns, patterns_on_crops, random_crops};
+use crate::proxy::linear_regions::{distinct_patterns, patterns_on_crops};
 use crate::proxy::ntk::{ntk_condition, NtkMode};
 use crate::proxy::scorer::{score_arch_or_dead_values, ScoreSettings};
 use crate::proxy::Score;
-use crate::search::derive_seed;
 use crate::search::evolution::{regularized_evolution, EvolutionSettings, Member};
 use crate::search::prune::{prune_search, Round};
 use crate::search::random::random_search;
@@ -127,6 +148,10 @@ pub struct Searched<T> {
 }
 
 impl SearchJob<'_> {
+    fn seeds(&self) -> Seeds {
+        Seeds(self.settings.seed)
+    }
+
     /// NASWOT's random search, `runs` times: the best of `n` archs of `pool` per run, each
     /// run sampling with its own derived seed. Per run: (index, score).
     pub fn random(
@@ -140,13 +165,9 @@ impl SearchJob<'_> {
         let mut fitness = Fitness::new(self, n * runs, progress);
         let chosen = (0..runs)
             .map(|r| {
-                random_search(
-                    pool,
-                    n,
-                    derive_seed(self.settings.seed, r as u64),
-                    higher,
-                    |i| fitness.value(i),
-                )
+                random_search(pool, n, self.seeds().search(r as u64), higher, |i| {
+                    fitness.value(i)
+                })
                 .chosen()
             })
             .collect();
@@ -163,7 +184,7 @@ impl SearchJob<'_> {
         let evo = regularized_evolution(
             settings,
             self.score.higher_is_better(),
-            derive_seed(self.settings.seed, 0),
+            self.seeds().search(0),
             |arch: &Arch| fitness.value(index_of_arch(arch)),
         );
         let best = evo.best().expect("at least one evaluation");
@@ -183,7 +204,7 @@ impl SearchJob<'_> {
             pool,
             n,
             k,
-            derive_seed(self.settings.seed, 0),
+            self.seeds().search(0),
             self.score.higher_is_better(),
             |i| fitness.value(i),
         );
@@ -211,10 +232,9 @@ impl SearchJob<'_> {
             lr.batches * lr.batch_size,
             lr.crop,
             lr.channels,
-            self.settings.seed,
+            self.seeds().crops(),
         );
-        // Repeat r draws weights with seed + r (repeat 0 uses the seed itself, as `score`).
-        let weight_seed = |r: usize| self.settings.seed.wrapping_add(r as u64);
+        let weight_seed = |r: usize| self.seeds().repeat_weights(r);
         progress.start(2 * repeats * prune_measurements(&start), "measurements");
         let error: RefCell<Option<anyhow::Error>> = RefCell::new(None);
         let progress = RefCell::new(progress);

@@ -64,14 +64,6 @@ pub fn sample_without_replacement(len: usize, n: usize, rng: &mut SplitMix64) ->
     pool
 }
 
-/// A seed for stream `stream` derived from `seed`: different streams (the runs of a random
-/// search, the repeats of a pruning round) get unrelated generators, and none equals the
-/// weights' seed itself.
-pub fn derive_seed(seed: u64, stream: u64) -> u64 {
-    let mut rng = SplitMix64::new(seed ^ stream.wrapping_mul(0xd1b5_4a32_d192_ed03));
-    rng.next_u64()
-}
-
 /// A uniformly random arch of the whole space (each edge's op drawn independently).
 pub fn random_arch(rng: &mut SplitMix64) -> Arch {
     Arch {
