@@ -2,13 +2,13 @@
 //! scores per arch. Generic over the backend, so that a GPU backend plugs in by name.
 
 use crate::score::{parse_data, parse_scores};
-use crate::spec::parse_archs;
 use crate::threads::ThreadsArg;
 use crate::CliError;
 use clap::{Args, Subcommand};
 use nasrank::backend::cuda::Storage;
 use nasrank::data::Seeds;
 use nasrank::proxy::scorer::ScoreSettings;
+use nasrank::run::archs::parse_archs;
 use nasrank::run::bench::{self, KernelTiming, ScoreTiming};
 use nasrank::run::device::{parse_device, parse_storage, AnyBackend, Device};
 use nasrank::space::MacroConfig;

@@ -10,7 +10,6 @@ mod plot;
 mod progress;
 mod score;
 mod search;
-mod spec;
 mod threads;
 
 use clap::{Parser, Subcommand};

@@ -1,9 +1,9 @@
 //! `nasrank merge`: joins the shard files of one run, checking that every arch is there once.
 
-use crate::spec::parse_archs;
 use crate::CliError;
 use anyhow::anyhow;
 use clap::Args;
+use nasrank::run::archs::parse_archs;
 use nasrank::store::{self, ResultsWriter};
 use std::path::PathBuf;
 

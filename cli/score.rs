@@ -1,7 +1,6 @@
 //! `nasrank score`: training-free scores for a set of archs, one row per arch.
 
 use crate::progress::Progress;
-use crate::spec::parse_archs;
 use crate::threads::ThreadsArg;
 use crate::CliError;
 use anyhow::anyhow;
@@ -11,6 +10,7 @@ use nasrank::data::Batch;
 use nasrank::data::Seeds;
 use nasrank::proxy::scorer::ScoreSettings;
 use nasrank::proxy::Score;
+use nasrank::run::archs::parse_archs;
 use nasrank::run::data::DataSource;
 use nasrank::run::device::{parse_device, parse_storage, Device};
 use nasrank::run::score::{column_names, RowSink, ScoreJob, ScoreProgress};

@@ -4,27 +4,26 @@
 
 use crate::progress::Progress;
 use crate::score::parse_data;
-use crate::spec::parse_archs;
 use crate::threads::ThreadsArg;
 use crate::CliError;
 use anyhow::anyhow;
 use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::Args;
 use nasrank::data::Seeds;
-use nasrank::eval::table::Table;
 use nasrank::proxy::linear_regions::ReleasedSettings;
 use nasrank::proxy::scorer::ScoreSettings;
 use nasrank::proxy::Score;
+use nasrank::run::archs::{read_known_scores, read_pool, read_truth};
 use nasrank::run::device::{parse_device, Device};
 use nasrank::run::search::{SearchJob, SearchProgress, Searched, Strategy};
 use nasrank::search::evolution::EvolutionSettings;
 use nasrank::search::prune::Round;
 use nasrank::search::random::mean_std;
 use nasrank::search::topk::pick_by_accuracy;
-use nasrank::space::{arch_of_index, index_of_arch, Arch, MacroConfig, EDGES, NUM_ARCHS};
+use nasrank::space::{arch_of_index, index_of_arch, MacroConfig, EDGES, NUM_ARCHS};
 use serde_json::{json, Value};
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// Search NAS-Bench-201 with a training-free score: random sampling (NASWOT), regularized
 /// evolution, KNAS's top-k then benchmark lookup, or TE-NAS's supernet pruning.
@@ -307,128 +306,6 @@ fn check_options(args: &SearchArgs) -> Result<(), CliError> {
         }
     }
     Ok(())
-}
-
-/// Accuracy by benchmark index from a CSV with an `index` (else `arch`) column; cells that
-/// are not numbers are left out.
-fn read_truth(path: &Path, metric: &str) -> Result<HashMap<usize, f64>, CliError> {
-    let table = Table::read(path).map_err(CliError::usage)?;
-    let col = table.column(metric).ok_or_else(|| {
-        CliError::usage(anyhow!(
-            "{}: no column {metric:?} (it has {}); choose one with --metric",
-            path.display(),
-            table.header.join(", ")
-        ))
-    })?;
-    let indices = table_indices(&table, path)?;
-    Ok(indices
-        .into_iter()
-        .zip(&table.rows)
-        .filter_map(|(i, row)| Some((i, row[col].trim().parse().ok()?)))
-        .collect())
-}
-
-/// The benchmark index of every row of a table with an `index` or `arch` column.
-fn table_indices(table: &Table, path: &Path) -> Result<Vec<usize>, CliError> {
-    let bad = |line: usize, what: &str, e: String| {
-        CliError::usage(anyhow!("{}:{}: {what}: {e}", path.display(), line + 2))
-    };
-    if let Some(col) = table.column("index") {
-        table
-            .rows
-            .iter()
-            .enumerate()
-            .map(|(line, row)| match row[col].trim().parse::<usize>() {
-                Ok(i) if i < NUM_ARCHS => Ok(i),
-                _ => Err(bad(
-                    line,
-                    "bad index",
-                    format!("{:?} is not in 0..{NUM_ARCHS}", row[col]),
-                )),
-            })
-            .collect()
-    } else if let Some(col) = table.column("arch") {
-        table
-            .rows
-            .iter()
-            .enumerate()
-            .map(|(line, row)| {
-                row[col]
-                    .trim()
-                    .parse::<Arch>()
-                    .map(|a| index_of_arch(&a))
-                    .map_err(|e| bad(line, "bad arch string", e.to_string()))
-            })
-            .collect()
-    } else {
-        Err(CliError::usage(anyhow!(
-            "{}: a CSV needs an `index` or `arch` column (it has {})",
-            path.display(),
-            table.header.join(", ")
-        )))
-    }
-}
-
-/// The pool of `--from`: a CSV (its first line holds a comma) with an `index` or `arch`
-/// column, or one index or arch string per line. Duplicates removed, order kept.
-fn read_pool(path: &Path) -> Result<Vec<usize>, CliError> {
-    if !path.is_file() {
-        return Err(CliError::usage(anyhow!(
-            "--from {}: no such file",
-            path.display()
-        )));
-    }
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| CliError::usage(anyhow!("cannot read {}: {e}", path.display())))?;
-    let first = text
-        .lines()
-        .map(|l| l.split('#').next().unwrap_or("").trim())
-        .find(|l| !l.is_empty());
-    let indices: Vec<usize> = if first.is_some_and(|l| l.contains(',')) {
-        let table = Table::read(path).map_err(CliError::usage)?;
-        table_indices(&table, path)?
-    } else {
-        let spec = path
-            .to_str()
-            .ok_or_else(|| CliError::usage(anyhow!("--from {}: not UTF-8", path.display())))?;
-        parse_archs(spec)?.into_iter().map(|(i, _)| i).collect()
-    };
-    let mut seen = vec![false; NUM_ARCHS];
-    let pool: Vec<usize> = indices
-        .into_iter()
-        .filter(|&i| !std::mem::replace(&mut seen[i], true))
-        .collect();
-    if pool.is_empty() {
-        return Err(CliError::usage(anyhow!(
-            "--from {} names no arch",
-            path.display()
-        )));
-    }
-    Ok(pool)
-}
-
-/// The `score` column of a results file, by benchmark index.
-fn read_known_scores(path: &Path, score: Score) -> Result<HashMap<usize, f64>, CliError> {
-    let table = Table::read(path).map_err(CliError::usage)?;
-    let (Some(index), Some(column)) = (table.column("index"), table.column(score.name())) else {
-        return Err(CliError::usage(anyhow!(
-            "--scores-from {}: needs `index` and `{score}` columns; it has {}",
-            path.display(),
-            table.header.join(",")
-        )));
-    };
-    table
-        .rows
-        .iter()
-        .map(|row| {
-            let bad =
-                || CliError::usage(anyhow!("--scores-from {}: bad row {row:?}", path.display()));
-            Ok((
-                row[index].parse().map_err(|_| bad())?,
-                row[column].parse().map_err(|_| bad())?,
-            ))
-        })
-        .collect()
 }
 
 /// Archs sampled per run: `--samples`, else the paper's (NASWOT 100, KNAS 300).

@@ -2,6 +2,7 @@
 //! without knowing backends or scores: the device choice and its backends, scoring a set
 //! of archs, searching with a score.
 
+pub mod archs;
 pub mod bench;
 pub mod data;
 pub mod device;

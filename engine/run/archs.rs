@@ -1,0 +1,221 @@
+//! Inputs that name archs: the `--archs` specification, pools and accuracy tables keyed
+//! by `index` or `arch`, and scores read back from a results file.
+
+use super::RunError;
+use crate::eval::table::Table;
+use crate::proxy::Score;
+use crate::space::{arch_of_index, index_of_arch, Arch, NUM_ARCHS};
+use anyhow::anyhow;
+use std::collections::HashMap;
+use std::path::Path;
+
+/// Benchmark indices and archs named by a spec, in the order given (duplicates removed):
+/// `all`; a half-open range `A..B`; a comma list of indices; one arch string; or the path of
+/// a file with one index or arch string per line (blank lines and `#` comments skipped).
+pub fn parse_archs(spec: &str) -> Result<Vec<(usize, Arch)>, RunError> {
+    let spec = spec.trim();
+    let indices: Vec<usize> = if spec == "all" {
+        (0..NUM_ARCHS).collect()
+    } else if let Some((a, b)) = spec.split_once("..") {
+        let (a, b) = (parse_index(a)?, parse_end(b)?);
+        if a >= b {
+            return Err(RunError::input(anyhow!(
+                "empty range {spec:?}: start must be below end"
+            )));
+        }
+        (a..b).collect()
+    } else if spec.starts_with('|') {
+        vec![parse_arch_string(spec)?]
+    } else if !spec.is_empty()
+        && spec
+            .split(',')
+            .all(|s| s.trim().chars().all(|c| c.is_ascii_digit()) && !s.trim().is_empty())
+    {
+        spec.split(',').map(parse_index).collect::<Result<_, _>>()?
+    } else if Path::new(spec).is_file() {
+        let text = std::fs::read_to_string(spec)
+            .map_err(|e| RunError::input(anyhow!("cannot read arch list {spec}: {e}")))?;
+        let mut out = Vec::new();
+        for (line_no, line) in text.lines().enumerate() {
+            let line = line.split('#').next().unwrap_or("").trim();
+            if line.is_empty() {
+                continue;
+            }
+            let index = if line.starts_with('|') {
+                parse_arch_string(line)
+            } else {
+                parse_index(line)
+            }
+            .map_err(|e| match e {
+                RunError::Input(e) => RunError::input(anyhow!("{spec}:{}: {e:#}", line_no + 1)),
+                other => other,
+            })?;
+            out.push(index);
+        }
+        if out.is_empty() {
+            return Err(RunError::input(anyhow!("arch list {spec} names no arch")));
+        }
+        out
+    } else {
+        return Err(RunError::input(anyhow!(
+            "--archs {spec:?} is not `all`, a range A..B, a comma list of indices, an arch string \
+             or an existing file"
+        )));
+    };
+    let mut seen = vec![false; NUM_ARCHS];
+    Ok(indices
+        .into_iter()
+        .filter(|&i| !std::mem::replace(&mut seen[i], true))
+        .map(|i| (i, arch_of_index(i).expect("checked index")))
+        .collect())
+}
+
+fn parse_index(text: &str) -> Result<usize, RunError> {
+    let text = text.trim();
+    match text.parse::<usize>() {
+        Ok(i) if i < NUM_ARCHS => Ok(i),
+        _ => Err(RunError::input(anyhow!(
+            "{text:?} is not a benchmark index (0..{})",
+            NUM_ARCHS - 1
+        ))),
+    }
+}
+
+fn parse_end(text: &str) -> Result<usize, RunError> {
+    let text = text.trim();
+    match text.parse::<usize>() {
+        Ok(i) if i <= NUM_ARCHS => Ok(i),
+        _ => Err(RunError::input(anyhow!(
+            "range end {text:?} must be at most {NUM_ARCHS}"
+        ))),
+    }
+}
+
+fn parse_arch_string(text: &str) -> Result<usize, RunError> {
+    let arch: Arch = text
+        .parse()
+        .map_err(|e| RunError::input(anyhow!("bad arch string {text:?}: {e}")))?;
+    Ok(index_of_arch(&arch))
+}
+
+/// Accuracy by benchmark index from a CSV with an `index` (else `arch`) column; cells that
+/// are not numbers are left out.
+pub fn read_truth(path: &Path, metric: &str) -> Result<HashMap<usize, f64>, RunError> {
+    let table = Table::read(path).map_err(RunError::input)?;
+    let col = table.column(metric).ok_or_else(|| {
+        RunError::input(anyhow!(
+            "{}: no column {metric:?} (it has {}); choose one with --metric",
+            path.display(),
+            table.header.join(", ")
+        ))
+    })?;
+    let indices = table_indices(&table, path)?;
+    Ok(indices
+        .into_iter()
+        .zip(&table.rows)
+        .filter_map(|(i, row)| Some((i, row[col].trim().parse().ok()?)))
+        .collect())
+}
+
+/// The benchmark index of every row of a table with an `index` or `arch` column.
+pub fn table_indices(table: &Table, path: &Path) -> Result<Vec<usize>, RunError> {
+    let bad = |line: usize, what: &str, e: String| {
+        RunError::input(anyhow!("{}:{}: {what}: {e}", path.display(), line + 2))
+    };
+    if let Some(col) = table.column("index") {
+        table
+            .rows
+            .iter()
+            .enumerate()
+            .map(|(line, row)| match row[col].trim().parse::<usize>() {
+                Ok(i) if i < NUM_ARCHS => Ok(i),
+                _ => Err(bad(
+                    line,
+                    "bad index",
+                    format!("{:?} is not in 0..{NUM_ARCHS}", row[col]),
+                )),
+            })
+            .collect()
+    } else if let Some(col) = table.column("arch") {
+        table
+            .rows
+            .iter()
+            .enumerate()
+            .map(|(line, row)| {
+                row[col]
+                    .trim()
+                    .parse::<Arch>()
+                    .map(|a| index_of_arch(&a))
+                    .map_err(|e| bad(line, "bad arch string", e.to_string()))
+            })
+            .collect()
+    } else {
+        Err(RunError::input(anyhow!(
+            "{}: a CSV needs an `index` or `arch` column (it has {})",
+            path.display(),
+            table.header.join(", ")
+        )))
+    }
+}
+
+/// The pool of `--from`: a CSV (its first line holds a comma) with an `index` or `arch`
+/// column, or one index or arch string per line. Duplicates removed, order kept.
+pub fn read_pool(path: &Path) -> Result<Vec<usize>, RunError> {
+    if !path.is_file() {
+        return Err(RunError::input(anyhow!(
+            "--from {}: no such file",
+            path.display()
+        )));
+    }
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| RunError::input(anyhow!("cannot read {}: {e}", path.display())))?;
+    let first = text
+        .lines()
+        .map(|l| l.split('#').next().unwrap_or("").trim())
+        .find(|l| !l.is_empty());
+    let indices: Vec<usize> = if first.is_some_and(|l| l.contains(',')) {
+        let table = Table::read(path).map_err(RunError::input)?;
+        table_indices(&table, path)?
+    } else {
+        let spec = path
+            .to_str()
+            .ok_or_else(|| RunError::input(anyhow!("--from {}: not UTF-8", path.display())))?;
+        parse_archs(spec)?.into_iter().map(|(i, _)| i).collect()
+    };
+    let mut seen = vec![false; NUM_ARCHS];
+    let pool: Vec<usize> = indices
+        .into_iter()
+        .filter(|&i| !std::mem::replace(&mut seen[i], true))
+        .collect();
+    if pool.is_empty() {
+        return Err(RunError::input(anyhow!(
+            "--from {} names no arch",
+            path.display()
+        )));
+    }
+    Ok(pool)
+}
+
+/// The `score` column of a results file, by benchmark index.
+pub fn read_known_scores(path: &Path, score: Score) -> Result<HashMap<usize, f64>, RunError> {
+    let table = Table::read(path).map_err(RunError::input)?;
+    let (Some(index), Some(column)) = (table.column("index"), table.column(score.name())) else {
+        return Err(RunError::input(anyhow!(
+            "--scores-from {}: needs `index` and `{score}` columns; it has {}",
+            path.display(),
+            table.header.join(",")
+        )));
+    };
+    table
+        .rows
+        .iter()
+        .map(|row| {
+            let bad =
+                || RunError::input(anyhow!("--scores-from {}: bad row {row:?}", path.display()));
+            Ok((
+                row[index].parse().map_err(|_| bad())?,
+                row[column].parse().map_err(|_| bad())?,
+            ))
+        })
+        .collect()
+}
