@@ -5,12 +5,11 @@ use crate::score::{parse_data, parse_scores};
 use crate::threads::ThreadsArg;
 use crate::CliError;
 use clap::{Args, Subcommand};
-use nasrank::backend::cuda::Storage;
 use nasrank::data::Seeds;
 use nasrank::proxy::scorer::ScoreSettings;
 use nasrank::run::archs::parse_archs;
 use nasrank::run::bench::{self, KernelTiming, ScoreTiming};
-use nasrank::run::device::{parse_device, parse_storage, AnyBackend, Device};
+use nasrank::run::device::{parse_device, parse_storage, AnyBackend, Device, Storage};
 use nasrank::space::MacroConfig;
 use serde_json::json;
 

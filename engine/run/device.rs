@@ -14,7 +14,7 @@ use crate::backend::cuda::driver::DriverLauncher;
 use crate::backend::cuda::emu::EmuLauncher;
 #[cfg(any(feature = "cuda", feature = "emu"))]
 use crate::backend::cuda::CudaBackend;
-use crate::backend::cuda::Storage;
+pub use crate::backend::cuda::Storage;
 use anyhow::anyhow;
 
 /// A `--device` value.
