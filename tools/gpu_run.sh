@@ -10,6 +10,7 @@
 #   CPU_BENCH=1 ...                               (also time the CPU backend on that machine)
 #   WHOLE_SPACE_LIMIT=S ...                       (seconds the whole-space run may take; 240)
 #   WHOLE_SPACE_WORKERS="2 8" ...                 (the whole space again with these --workers)
+#   WHOLE_SPACE_PROCS=P ...                       (and split over P processes; default 2, 1: skip)
 #
 # Without PREBUILT it builds with cargo. GPU machines without a Rust toolchain take the
 # executables built elsewhere by `tools/gpu_bundle.sh DIR` (same CPU architecture).
@@ -27,7 +28,8 @@
 #     bit, 16-bit storage.
 #  2. `bench scores --scores all` on the median and the largest arch (5256, 1462), and
 #     `bench kernels` (the split-K gradient Gram among them).
-#  3. The whole space with four scores (naswot,ntk,mgm,synflow) on the GPU, timed; then each
+#  3. The whole space with four scores (naswot,ntk,mgm,synflow) on the GPU, timed (also with
+#     WHOLE_SPACE_WORKERS workers, and split over WHOLE_SPACE_PROCS processes); then each
 #     of the four alone over ARCHS_SAMPLE (default 0..300) for where the time goes, and
 #     NASWOT over the sample with 1, 2, 4, 8 archs in flight (--workers).
 #  4. 16-bit activation storage (--storage f32|bf16|f16): `bench kernels`, `bench scores`
@@ -102,6 +104,22 @@ for workers in ${WHOLE_SPACE_WORKERS:-}; do
         --workers "$workers" --archs all --scores "$four" --data "$data" --quiet \
         --out "$out/all4-cuda-w$workers.csv"
 done
+# The same split over WHOLE_SPACE_PROCS processes on the one GPU (--shard k/P), each with a
+# context of its own: whether the launch cost that bounds the space is per context
+# (docs/PERF.md, "Session 14"). 0 or 1 skips it.
+procs="${WHOLE_SPACE_PROCS:-2}"
+if [[ "$procs" -gt 1 ]]; then
+    start=$EPOCHREALTIME
+    for k in $(seq 1 "$procs"); do
+        timeout "${WHOLE_SPACE_LIMIT:-240}" "$bin" score --device cuda --archs all \
+            --scores "$four" --data "$data" --shard "$k/$procs" --quiet \
+            --out "$out/all4-cuda-shard$k.csv" > "$out/whole-space-cuda-shard$k.txt" 2>&1 &
+    done
+    rc=0
+    for k in $(seq 1 "$procs"); do wait -n || rc=$?; done
+    awk -v n="whole-space-cuda-${procs}proc" -v a="$start" -v b="$EPOCHREALTIME" -v rc="$rc" \
+        'BEGIN { printf "%-28s %8.2f s  rc=%s\n", n, b - a, rc }' | tee -a "$out/steps.txt" >&2
+fi
 for score in ${four//,/ }; do
     step "sample-$score-cuda" 60 "$bin" score --device cuda --archs "$sample" --scores "$score" \
         --data "$data" --no-dedup --quiet --out "$out/sample-$score-cuda.csv"
