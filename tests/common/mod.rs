@@ -13,7 +13,7 @@ pub fn shared_data(what: &str) -> Option<PathBuf> {
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data"));
     if dir.is_dir() {
         Some(dir)
-    } else if std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "0" && v != "false") {
+    } else if under_ci() {
         // CI has ../shared beside its clone: a missing folder there is a broken set-up,
         // not a check to skip (issue 27).
         panic!(
@@ -30,6 +30,12 @@ pub fn shared_data(what: &str) -> Option<PathBuf> {
         );
         None
     }
+}
+
+/// Whether the tests run under CI (`CI` set, not `0` or `false`): a machine with no GPU and
+/// with ../shared beside the clone, where a skipped check is a broken set-up.
+pub fn under_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "0" && v != "false")
 }
 
 /// Runs the `nasrank` binary built for the tests.
