@@ -12,7 +12,9 @@ use nasrank::proxy::Score;
 use nasrank::run::archs::parse_archs;
 use nasrank::run::data::DataSource;
 use nasrank::run::device::{parse_device, parse_storage, Device, Storage};
-use nasrank::run::score::{column_names, RowSink, ScoreJob, ScoreProgress};
+use nasrank::run::score::{
+    column_names, parse_shard, shard_of_slurm_task, RowSink, ScoreJob, ScoreProgress,
+};
 use nasrank::run::RunError;
 use nasrank::space::MacroConfig;
 use nasrank::store::{self, ResultsWriter, Row};
@@ -235,47 +237,13 @@ impl RowSink for Sink {
     }
 }
 
-/// `I/N` with 1 <= I <= N.
-pub fn parse_shard(text: &str) -> Result<(usize, usize), CliError> {
-    let bad = || {
-        CliError::usage(anyhow!(
-            "--shard {text:?}: expected I/N with 1 <= I <= N (for example 3/8)"
-        ))
-    };
-    let (i, n) = text.split_once('/').ok_or_else(bad)?;
-    let (i, n): (usize, usize) = (
-        i.trim().parse().map_err(|_| bad())?,
-        n.trim().parse().map_err(|_| bad())?,
-    );
-    if i == 0 || n == 0 || i > n {
-        return Err(bad());
-    }
-    Ok((i, n))
-}
-
-/// The shard of a Slurm job-array task, when run as one.
+/// The Slurm job array's shard, with a notice, when run as one of its tasks.
 fn slurm_shard() -> Result<Option<(usize, usize)>, CliError> {
-    let var = |name: &str| {
-        std::env::var(name)
-            .ok()
-            .and_then(|v| v.trim().parse::<usize>().ok())
-    };
-    let (Some(id), Some(count)) = (var("SLURM_ARRAY_TASK_ID"), var("SLURM_ARRAY_TASK_COUNT"))
-    else {
-        return Ok(None);
-    };
-    let min = var("SLURM_ARRAY_TASK_MIN").unwrap_or(0);
-    let shard = (id + 1 - min.min(id + 1), count);
-    if shard.0 == 0 || shard.0 > count {
-        return Err(CliError::usage(anyhow!(
-            "Slurm array task {id} (min {min}, count {count}) gives no shard in 1..={count}; pass --shard I/N"
-        )));
+    let shard = shard_of_slurm_task(|name| std::env::var(name).ok())?;
+    if let Some((i, n)) = shard {
+        eprintln!("notice: Slurm job array: scoring shard {i}/{n}");
     }
-    eprintln!(
-        "notice: Slurm job array: scoring shard {}/{}",
-        shard.0, shard.1
-    );
-    Ok(Some(shard))
+    Ok(shard)
 }
 
 pub fn parse_scores(list: &str) -> Result<Vec<Score>, CliError> {

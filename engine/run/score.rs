@@ -364,3 +364,94 @@ fn cpu_worker_pools(backends: &[AnyBackend]) -> Result<Vec<Option<rayon::ThreadP
     }
     Ok(pools)
 }
+
+/// `I/N` with 1 <= I <= N (`--shard`).
+pub fn parse_shard(text: &str) -> Result<(usize, usize), RunError> {
+    let bad = || {
+        RunError::input(anyhow!(
+            "--shard {text:?}: expected I/N with 1 <= I <= N (for example 3/8)"
+        ))
+    };
+    let (i, n) = text.split_once('/').ok_or_else(bad)?;
+    let (i, n): (usize, usize) = (
+        i.trim().parse().map_err(|_| bad())?,
+        n.trim().parse().map_err(|_| bad())?,
+    );
+    if i == 0 || n == 0 || i > n {
+        return Err(bad());
+    }
+    Ok((i, n))
+}
+
+/// The shard of a Slurm job-array task from its variables (`var` looks one up):
+/// `SLURM_ARRAY_TASK_ID` counted from `SLURM_ARRAY_TASK_MIN` (default 0) gives shard
+/// `ID - MIN + 1` of `SLURM_ARRAY_TASK_COUNT`; `None` outside a job array.
+pub fn shard_of_slurm_task(
+    var: impl Fn(&str) -> Option<String>,
+) -> Result<Option<(usize, usize)>, RunError> {
+    let number = |name: &str| var(name).and_then(|v| v.trim().parse::<usize>().ok());
+    let (Some(id), Some(count)) = (
+        number("SLURM_ARRAY_TASK_ID"),
+        number("SLURM_ARRAY_TASK_COUNT"),
+    ) else {
+        return Ok(None);
+    };
+    let min = number("SLURM_ARRAY_TASK_MIN").unwrap_or(0);
+    let shard = (id + 1 - min.min(id + 1), count);
+    if shard.0 == 0 || shard.0 > count {
+        return Err(RunError::input(anyhow!(
+            "Slurm array task {id} (min {min}, count {count}) gives no shard in 1..={count}; pass --shard I/N"
+        )));
+    }
+    Ok(Some(shard))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn slurm(vars: &[(&str, &str)]) -> Result<Option<(usize, usize)>, RunError> {
+        shard_of_slurm_task(|name| {
+            vars.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.to_string())
+        })
+    }
+
+    /// `--array=0-7` gives shards 1..=8 of 8; `--array=1-8` the same through the minimum;
+    /// a task past the count, or a minimum above the id, is refused; no variables, no shard.
+    #[test]
+    fn slurm_tasks_map_to_shards() {
+        let task = |id: &str, min: &str| {
+            slurm(&[
+                ("SLURM_ARRAY_TASK_ID", id),
+                ("SLURM_ARRAY_TASK_MIN", min),
+                ("SLURM_ARRAY_TASK_COUNT", "8"),
+            ])
+        };
+        assert_eq!(task("0", "0").unwrap(), Some((1, 8)));
+        assert_eq!(task("7", "0").unwrap(), Some((8, 8)));
+        assert_eq!(task("1", "1").unwrap(), Some((1, 8)));
+        assert_eq!(task("8", "1").unwrap(), Some((8, 8)));
+        assert!(task("8", "0").is_err());
+        assert!(task("2", "3").is_err());
+        assert_eq!(
+            slurm(&[
+                ("SLURM_ARRAY_TASK_ID", "3"),
+                ("SLURM_ARRAY_TASK_COUNT", "4")
+            ])
+            .unwrap(),
+            Some((4, 4))
+        );
+        assert_eq!(slurm(&[]).unwrap(), None);
+    }
+
+    #[test]
+    fn shards_parse_as_i_of_n() {
+        assert_eq!(parse_shard("3/8").unwrap(), (3, 8));
+        assert_eq!(parse_shard(" 1 / 1 ").unwrap(), (1, 1));
+        for bad in ["0/4", "5/4", "3", "a/b", "1/0", ""] {
+            assert!(parse_shard(bad).is_err(), "{bad}");
+        }
+    }
+}
