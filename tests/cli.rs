@@ -1075,3 +1075,76 @@ fn device_emu_needs_the_emu_feature() {
     assert_eq!(run.status.code(), Some(2));
     assert!(stderr(&run).contains("--features emu"), "{}", stderr(&run));
 }
+
+/// `merge` refuses, with exit 2, a message naming the problem and no merged file: shards
+/// with different score columns, rows outside `--archs`, a torn last line, a JSON-lines
+/// shard (merge reads CSV); and merges the same shards when nothing is wrong (issue 27).
+/// Catches a merge that writes a file before checking, or accepts any of these.
+#[test]
+fn merge_refuses_mixed_extra_torn_and_jsonl_shards_and_writes_nothing() {
+    let net = ["--channels", "2", "--cells", "1", "--batch", "4", "--quiet"];
+    let shard = |name: &str, scores: &str, shard: &str, format: &str| {
+        let path = temp_path(name);
+        let _ = std::fs::remove_file(&path);
+        let mut args = vec![
+            "score", "--archs", "0..6", "--scores", scores, "--shard", shard,
+        ];
+        args.extend(["--format", format, "--out", path.to_str().unwrap()]);
+        args.extend(net);
+        let run = nasrank(&args);
+        assert!(run.status.success(), "{}", stderr(&run));
+        path
+    };
+    let a = shard("merge-a.csv", "params", "1/2", "csv");
+    let b = shard("merge-b.csv", "params", "2/2", "csv");
+    let other = shard("merge-flops.csv", "flops", "2/2", "csv");
+    let jsonl = shard("merge-b.jsonl", "params", "2/2", "jsonl");
+    let torn = temp_path("merge-torn.csv");
+    let text = std::fs::read_to_string(&b).unwrap();
+    std::fs::write(&torn, &text[..text.len() - 5]).unwrap();
+    let merged = temp_path("merge-out.csv");
+    let merge = |files: &[&std::path::Path], archs: &str| {
+        let _ = std::fs::remove_file(&merged);
+        let mut args = vec!["merge"];
+        args.extend(files.iter().map(|f| f.to_str().unwrap()));
+        args.extend(["--archs", archs, "--out", merged.to_str().unwrap()]);
+        nasrank(&args)
+    };
+    for (files, archs, says) in [
+        (vec![&a, &other], "0..6", "score columns"),
+        (vec![&a, &b], "0..4", "outside --archs"),
+        (vec![&a, &torn], "0..6", "torn"),
+        (vec![&a, &jsonl], "0..6", "not a nasrank results header"),
+    ] {
+        let files: Vec<&std::path::Path> = files.iter().map(|p| p.as_path()).collect();
+        let run = merge(&files, archs);
+        assert_eq!(run.status.code(), Some(2), "{says}: {}", stderr(&run));
+        assert!(stderr(&run).contains(says), "{says}: {}", stderr(&run));
+        assert!(!merged.exists(), "{says}: a merged file was written");
+    }
+    let run = merge(&[&a, &b], "0..6");
+    assert!(run.status.success(), "{}", stderr(&run));
+    assert_eq!(std::fs::read_to_string(&merged).unwrap().lines().count(), 7);
+}
+
+/// A failure during a run (here: standard output is a full device) exits 1, not 2, with
+/// the reason (issue 27: exit code 1 was never tested).
+#[test]
+fn a_write_failure_during_a_run_exits_1() {
+    let full = std::fs::File::create("/dev/full");
+    let Ok(full) = full else {
+        eprintln!("NOTICE: no /dev/full here: exit code 1 not checked");
+        return;
+    };
+    let run = Command::new(env!("CARGO_BIN_EXE_nasrank"))
+        .args(["score", "--archs", "0..3", "--scores", "params", "--quiet"])
+        .stdout(full)
+        .output()
+        .unwrap();
+    assert_eq!(run.status.code(), Some(1), "{}", stderr(&run));
+    assert!(
+        stderr(&run).contains("cannot write results"),
+        "{}",
+        stderr(&run)
+    );
+}
