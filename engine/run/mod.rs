@@ -6,6 +6,7 @@ pub mod archs;
 pub mod bench;
 pub mod data;
 pub mod device;
+pub mod merge;
 pub mod score;
 pub mod search;
 

@@ -1,0 +1,92 @@
+//! Merging the shard files of one run: every arch of the run there once, one set of score
+//! columns, no torn shard; the merged file written only when all of that holds.
+
+use super::RunError;
+use crate::space::Arch;
+use crate::store::{self, ResultsWriter};
+use anyhow::anyhow;
+use std::path::{Path, PathBuf};
+
+/// Merges `files` into `out`, sorted by index, checking that together they hold each arch
+/// of `expected` once and nothing else; returns the rows written. On any problem nothing
+/// is written and the error names every problem found.
+pub fn merge_shards(
+    files: &[PathBuf],
+    expected: &[(usize, Arch)],
+    out: &Path,
+) -> Result<usize, RunError> {
+    let Some((first, rest)) = files.split_first() else {
+        return Err(RunError::input(anyhow!("no shard files to merge")));
+    };
+    let scores = store::score_columns_of(first).map_err(RunError::input)?;
+    for file in rest {
+        let other = store::score_columns_of(file).map_err(RunError::input)?;
+        if other != scores {
+            return Err(RunError::input(anyhow!(
+                "{} has score columns {} but {} has {}",
+                file.display(),
+                other.join(","),
+                first.display(),
+                scores.join(",")
+            )));
+        }
+    }
+    let report = store::merge(files, store::Format::Csv, &scores).map_err(RunError::input)?;
+    let missing: Vec<usize> = expected
+        .iter()
+        .map(|(i, _)| *i)
+        .filter(|i| !report.rows.contains_key(i))
+        .collect();
+    let expected_set: std::collections::HashSet<usize> = expected.iter().map(|(i, _)| *i).collect();
+    let extra: Vec<usize> = report
+        .rows
+        .keys()
+        .copied()
+        .filter(|i| !expected_set.contains(i))
+        .collect();
+    let mut problems = Vec::new();
+    if !missing.is_empty() {
+        problems.push(format!(
+            "{} archs missing: {}",
+            missing.len(),
+            preview(&missing)
+        ));
+    }
+    for (index, files) in &report.duplicates {
+        let names: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+        problems.push(format!(
+            "arch {index} appears more than once: in {}",
+            names.join(", ")
+        ));
+    }
+    if !extra.is_empty() {
+        problems.push(format!(
+            "{} archs outside --archs: {}",
+            extra.len(),
+            preview(&extra)
+        ));
+    }
+    if !problems.is_empty() {
+        return Err(RunError::input(anyhow!(
+            "not merged, {} problem(s):\n  {}",
+            problems.len(),
+            problems.join("\n  ")
+        )));
+    }
+    let mut writer = ResultsWriter::create(out, store::Format::Csv, &scores)
+        .map_err(|e| RunError::Failed(e.into()))?;
+    for row in report.rows.values() {
+        writer.write(row).map_err(|e| RunError::Failed(e.into()))?;
+    }
+    Ok(report.rows.len())
+}
+
+/// The first few indices of a list, for messages.
+fn preview(indices: &[usize]) -> String {
+    let shown: Vec<String> = indices.iter().take(10).map(usize::to_string).collect();
+    if indices.len() > 10 {
+        format!("{} ...", shown.join(", "))
+    } else {
+        shown.join(", ")
+    }
+}
