@@ -178,6 +178,15 @@ pub fn run(args: &ScoreArgs) -> Result<(), CliError> {
             (Sink::Stdout(format, names.clone()), Vec::new())
         }
     };
+    if let Sink::File(w) = &sink {
+        if !w.locked() {
+            eprintln!(
+                "notice: {}: the file system offers no locks: nothing stops a second run from \
+                 writing this file too",
+                args.out.as_ref().expect("a file sink has a path").display()
+            );
+        }
+    }
     let mut progress = RunProgress {
         bar: None,
         quiet: args.quiet,

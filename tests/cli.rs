@@ -1148,3 +1148,54 @@ fn a_write_failure_during_a_run_exits_1() {
         stderr(&run)
     );
 }
+
+/// One writer per results file (issue 25): a second run given the `--out` of a running one
+/// exits 2 naming the holder's pid and leaves the first run's rows alone; once the first is
+/// killed (SIGKILL, no clean-up), `--resume` takes the file over. Catches a lock taken
+/// after the file is truncated, or one that outlives its process.
+#[test]
+fn a_second_run_on_the_same_out_is_refused_and_a_killed_ones_lock_is_gone() {
+    let out = temp_path("locked.csv");
+    let _ = std::fs::remove_file(&out);
+    let first_args = [
+        "score", "--archs", "0..400", "--scores", "naswot", "--quiet",
+    ];
+    let mut first = Command::new(env!("CARGO_BIN_EXE_nasrank"))
+        .args(first_args)
+        .args(["--out", out.to_str().unwrap()])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    while std::fs::read_to_string(&out).map_or(0, |t| t.lines().count()) < 3 {
+        if let Some(status) = first.try_wait().unwrap() {
+            panic!("the first run ended ({status}) before writing rows");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let second = nasrank(&[
+        "score",
+        "--archs",
+        "0..3",
+        "--scores",
+        "params",
+        "--quiet",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let err = stderr(&second);
+    assert_eq!(second.status.code(), Some(2), "{err}");
+    assert!(err.contains(&format!("pid {}", first.id())), "{err}");
+    let header = std::fs::read_to_string(&out).unwrap();
+    assert!(header.starts_with("index,arch,unique,naswot,"), "{header}");
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let resumed = nasrank(
+        &[
+            &first_args[..2],
+            &["0..5", "--scores", "naswot", "--quiet", "--resume", "--out"],
+            &[out.to_str().unwrap()],
+        ]
+        .concat(),
+    );
+    assert!(resumed.status.success(), "{}", stderr(&resumed));
+}

@@ -95,6 +95,8 @@ pub enum StoreError {
         line: usize,
         message: String,
     },
+    #[error("{path} is being written by {holder}; give each run its own --out (in a Slurm array: one per task, e.g. --out shard-$SLURM_ARRAY_TASK_ID.csv)", holder = match holder { Some(pid) => format!("another process (pid {pid})"), None => "another process".to_string() })]
+    Locked { path: PathBuf, holder: Option<i32> },
 }
 
 /// The header columns for `scores`.
@@ -241,12 +243,53 @@ pub fn read_rows(
     Ok((rows, valid))
 }
 
-/// Appends rows to a results file, flushing each one.
+/// Takes the advisory write lock (POSIX `fcntl`, whole file) on an open results file, so
+/// that two runs given one `--out` cannot both write it: `Ok(true)` once held; `Ok(false)`
+/// where the file system offers no locks (some NFS or Lustre mounts), which the caller
+/// reports; [`StoreError::Locked`] with the holder's pid when another process holds it.
+/// The lock goes with the process: a run killed with SIGKILL leaves none behind.
+#[cfg(unix)]
+fn lock_for_writing(file: &File, path: &Path) -> Result<bool, StoreError> {
+    use std::os::unix::io::AsRawFd;
+    // SAFETY: a zeroed `flock` is a valid value (l_start = l_len = 0: the whole file).
+    let mut lock: libc::flock = unsafe { std::mem::zeroed() };
+    lock.l_type = libc::F_WRLCK as _;
+    lock.l_whence = libc::SEEK_SET as _;
+    // SAFETY: a valid descriptor and a pointer to a live `flock`.
+    if unsafe { libc::fcntl(file.as_raw_fd(), libc::F_SETLK, &lock) } == 0 {
+        return Ok(true);
+    }
+    let err = std::io::Error::last_os_error();
+    match err.raw_os_error() {
+        Some(libc::EAGAIN) | Some(libc::EACCES) => {
+            let mut probe = lock;
+            // SAFETY: as above; F_GETLK fills `probe` with the conflicting lock.
+            let asked = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_GETLK, &mut probe) };
+            let unlocked = libc::F_UNLCK as libc::c_short;
+            let holder = (asked == 0 && probe.l_type != unlocked).then_some(probe.l_pid);
+            Err(StoreError::Locked {
+                path: path.to_path_buf(),
+                holder,
+            })
+        }
+        Some(libc::ENOLCK) | Some(libc::EOPNOTSUPP) | Some(libc::EINVAL) => Ok(false),
+        _ => Err(io_err(path)(err)),
+    }
+}
+
+#[cfg(not(unix))]
+fn lock_for_writing(_file: &File, _path: &Path) -> Result<bool, StoreError> {
+    Ok(false)
+}
+
+/// Appends rows to a results file, flushing each one, holding the file's write lock (see
+/// [`ResultsWriter::locked`]) until dropped.
 pub struct ResultsWriter {
     out: BufWriter<File>,
     path: PathBuf,
     format: Format,
     scores: Vec<String>,
+    locked: bool,
 }
 
 impl ResultsWriter {
@@ -256,12 +299,22 @@ impl ResultsWriter {
         format: Format,
         scores: &[String],
     ) -> Result<ResultsWriter, StoreError> {
-        let file = File::create(path).map_err(io_err(path))?;
+        // Locked before it is emptied: a second run given the same path leaves the first
+        // one's rows alone.
+        let file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .map_err(io_err(path))?;
+        let locked = lock_for_writing(&file, path)?;
+        file.set_len(0).map_err(io_err(path))?;
         let mut w = ResultsWriter {
             out: BufWriter::new(file),
             path: path.to_path_buf(),
             format,
             scores: scores.to_vec(),
+            locked,
         };
         if format == Format::Csv {
             let header = columns(&scores.iter().map(String::as_str).collect::<Vec<_>>()).join(",");
@@ -289,6 +342,7 @@ impl ResultsWriter {
             .write(true)
             .open(path)
             .map_err(io_err(path))?;
+        let locked = lock_for_writing(&file, path)?;
         file.set_len(valid).map_err(io_err(path))?;
         file.seek(SeekFrom::End(0)).map_err(io_err(path))?;
         Ok((
@@ -297,9 +351,16 @@ impl ResultsWriter {
                 path: path.to_path_buf(),
                 format,
                 scores: scores.to_vec(),
+                locked,
             },
             rows,
         ))
+    }
+
+    /// Whether this writer holds the file's write lock (false where the file system
+    /// offers none: then nothing stops a second run from writing the same file).
+    pub fn locked(&self) -> bool {
+        self.locked
     }
 
     /// Writes and flushes one row.
