@@ -10,6 +10,7 @@ mod plot;
 mod progress;
 mod score;
 mod search;
+mod signals;
 mod threads;
 
 use clap::{Parser, Subcommand};
@@ -64,6 +65,8 @@ pub enum CliError {
     Usage(anyhow::Error),
     /// Failure during a run (exit 1).
     Run(anyhow::Error),
+    /// Stopped by a signal (exit 128 + the signal), with what to do next.
+    Stopped(i32, String),
 }
 
 impl CliError {
@@ -77,6 +80,9 @@ impl From<nasrank::run::RunError> for CliError {
         match e {
             nasrank::run::RunError::Input(e) => CliError::Usage(e),
             nasrank::run::RunError::Failed(e) => CliError::Run(e),
+            nasrank::run::RunError::Stopped => {
+                CliError::Stopped(signals::received().unwrap_or(0), String::new())
+            }
         }
     }
 }
@@ -86,10 +92,16 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Arch(args) => arch::run(&args),
-        Command::Score(args) => args.threads.install().and_then(|()| score::run(&args)),
+        Command::Score(args) => {
+            signals::install();
+            args.threads.install().and_then(|()| score::run(&args))
+        }
         Command::Eval(args) => eval::run(&args),
         Command::Merge(args) => merge::run(&args),
-        Command::Search(args) => args.threads.install().and_then(|()| search::run(&args)),
+        Command::Search(args) => {
+            signals::install();
+            args.threads.install().and_then(|()| search::run(&args))
+        }
         Command::Bench(args) => bench::run(&args),
     };
     match result {
@@ -101,6 +113,10 @@ fn main() -> ExitCode {
         Err(CliError::Run(e)) => {
             eprintln!("error: {e:#}");
             ExitCode::from(1)
+        }
+        Err(CliError::Stopped(signal, next)) => {
+            eprintln!("stopped by {}{next}", signals::name(signal));
+            ExitCode::from((128 + signal).clamp(1, 255) as u8)
         }
     }
 }

@@ -1,6 +1,7 @@
 //! `nasrank score`: training-free scores for a set of archs, one row per arch.
 
 use crate::progress::Progress;
+use crate::signals;
 use crate::threads::ThreadsArg;
 use crate::CliError;
 use anyhow::anyhow;
@@ -192,11 +193,20 @@ pub fn run(args: &ScoreArgs) -> Result<(), CliError> {
         quiet: args.quiet,
         resume: args.resume,
     };
-    job.run(done, &mut sink, &mut progress)?;
+    let outcome = job.run(done, &mut sink, &mut progress);
     if let Some(bar) = progress.bar {
         bar.finish();
     }
-    Ok(())
+    match (outcome, &args.out) {
+        (Err(RunError::Stopped), Some(path)) => Err(CliError::Stopped(
+            signals::received().unwrap_or(0),
+            format!(
+                ": the rows written to {} stand; run the same command with --resume to finish",
+                path.display()
+            ),
+        )),
+        (outcome, _) => Ok(outcome?),
+    }
 }
 
 /// The run's progress on standard error.
@@ -220,6 +230,10 @@ impl ScoreProgress for RunProgress {
         if let Some(bar) = &mut self.bar {
             bar.tick_item(scored);
         }
+    }
+
+    fn interrupted(&self) -> bool {
+        signals::received().is_some()
     }
 }
 

@@ -557,6 +557,10 @@ impl SearchProgress for Bar {
             bar.tick();
         }
     }
+
+    fn interrupted(&self) -> bool {
+        crate::signals::received().is_some()
+    }
 }
 
 impl Drop for Bar {

@@ -1199,3 +1199,53 @@ fn a_second_run_on_the_same_out_is_refused_and_a_killed_ones_lock_is_gone() {
     );
     assert!(resumed.status.success(), "{}", stderr(&resumed));
 }
+
+/// SIGTERM, what Slurm sends at the time limit (issue 25): the run writes no further row,
+/// exits 143 with the way to resume, leaves no torn line, and `--resume` then gives the
+/// uninterrupted run's rows. Catches a handler that dies mid-row, exits 0, or loses rows.
+#[cfg(unix)]
+#[test]
+fn sigterm_stops_a_run_cleanly_and_it_resumes_to_the_whole_result() {
+    let args = [
+        "score",
+        "--archs",
+        "0..200",
+        "--scores",
+        "naswot",
+        "--channels",
+        "8",
+        "--cells",
+        "2",
+        "--batch",
+        "32",
+        "--quiet",
+    ];
+    let full = temp_path("term-full.csv");
+    let run = nasrank(&[&args[..], &["--out", full.to_str().unwrap()]].concat());
+    assert!(run.status.success(), "{}", stderr(&run));
+    let stopped = temp_path("term-part.csv");
+    let _ = std::fs::remove_file(&stopped);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_nasrank"))
+        .args(args)
+        .args(["--out", stopped.to_str().unwrap()])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    while std::fs::read_to_string(&stopped).map_or(0, |t| t.lines().count()) < 4 {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("the run ended ({status}) before 3 rows were written");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    // SAFETY: signalling a child process of this test.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(143), "{err}");
+    assert!(err.contains("SIGTERM") && err.contains("--resume"), "{err}");
+    let text = std::fs::read_to_string(&stopped).unwrap();
+    assert!(text.ends_with('\n') && text.lines().count() < 201, "{text}");
+    let run = nasrank(&[&args[..], &["--out", stopped.to_str().unwrap(), "--resume"]].concat());
+    assert!(run.status.success(), "{}", stderr(&run));
+    assert_eq!(rows_without_seconds(&stopped), rows_without_seconds(&full));
+}

@@ -20,6 +20,10 @@ pub enum RunError {
     /// Something failed while running (the CLI's exit 1).
     #[error(transparent)]
     Failed(anyhow::Error),
+    /// The caller asked the run to stop (a signal, Ctrl-C): what was written stands, and
+    /// a results file can be resumed.
+    #[error("stopped before the end")]
+    Stopped,
 }
 
 impl RunError {

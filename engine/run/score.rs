@@ -15,7 +15,7 @@ use anyhow::{anyhow, Context};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// A scoring run: which archs, which scores, how, on which backends.
 pub struct ScoreJob<'a> {
@@ -49,6 +49,12 @@ pub trait ScoreProgress {
     fn start(&mut self, kept: usize, rows: usize, to_score: usize);
     /// A row was written; `scored` says whether it was scored or copied.
     fn row(&mut self, scored: bool);
+    /// Whether the caller wants the run to stop: it then writes no further row, lets each
+    /// worker finish the arch it holds, and returns [`RunError::Stopped`]. Polled between
+    /// rows and at least every 100 ms.
+    fn interrupted(&self) -> bool {
+        false
+    }
 }
 
 /// The score columns of a run's rows: the scores, then with `spread` each one's `_std`.
@@ -284,7 +290,15 @@ impl ScoreJob<'_> {
                 if written == todo.len() {
                     break Ok(());
                 }
-                match results.recv() {
+                if progress.interrupted() {
+                    break Err(RunError::Stopped);
+                }
+                let next = match results.recv_timeout(Duration::from_millis(100)) {
+                    Err(mpsc::RecvTimeoutError::Timeout) => continue,
+                    Err(mpsc::RecvTimeoutError::Disconnected) => Err(mpsc::RecvError),
+                    Ok(next) => Ok(next),
+                };
+                match next {
                     Ok((pos, p, Ok(values))) => {
                         let slots = partial
                             .entry(pos)

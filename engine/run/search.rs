@@ -127,6 +127,11 @@ pub trait SearchProgress {
     /// The search starts: `total` steps of the kind `unit` names.
     fn start(&mut self, total: usize, unit: &'static str);
     fn tick(&mut self);
+    /// Whether the caller wants the search to stop: no further arch is scored and the
+    /// search returns [`RunError::Stopped`].
+    fn interrupted(&self) -> bool {
+        false
+    }
 }
 
 /// A search: the score, its minibatch and settings, the backend it runs on.
@@ -237,11 +242,15 @@ impl SearchJob<'_> {
         let weight_seed = |r: usize| self.seeds().repeat_weights(r);
         progress.start(2 * repeats * prune_measurements(&start), "measurements");
         let error: RefCell<Option<anyhow::Error>> = RefCell::new(None);
+        let stopped = std::cell::Cell::new(false);
         let progress = RefCell::new(progress);
         // Each measurement: NaN once one has failed (the search then ends unread).
         let measure = |what: &str, value: &dyn Fn() -> anyhow::Result<f64>| -> f64 {
             progress.borrow_mut().tick();
-            if error.borrow().is_some() {
+            if progress.borrow().interrupted() {
+                stopped.set(true);
+            }
+            if error.borrow().is_some() || stopped.get() {
                 return f64::NAN;
             }
             value().unwrap_or_else(|e| {
@@ -272,6 +281,9 @@ impl SearchJob<'_> {
             })
         };
         let (cell, rounds) = prune_search(start, repeats, kappa, regions);
+        if stopped.get() {
+            return Err(RunError::Stopped);
+        }
         match error.into_inner() {
             Some(e) => Err(RunError::Failed(e)),
             None => Ok((cell, rounds)),
@@ -301,6 +313,7 @@ struct Fitness<'a, 'p> {
     by_class: HashMap<String, f64>,
     scored: usize,
     error: Option<anyhow::Error>,
+    stopped: bool,
     progress: &'p mut dyn SearchProgress,
 }
 
@@ -317,6 +330,7 @@ impl<'a, 'p> Fitness<'a, 'p> {
             by_class: HashMap::new(),
             scored: 0,
             error: None,
+            stopped: false,
             progress,
         }
     }
@@ -326,7 +340,8 @@ impl<'a, 'p> Fitness<'a, 'p> {
         if let Some(&v) = self.cache.get(&index) {
             return v;
         }
-        if self.error.is_some() {
+        self.stopped |= self.progress.interrupted();
+        if self.error.is_some() || self.stopped {
             return f64::NAN;
         }
         let arch = arch_of_index(index).expect("benchmark index");
@@ -353,6 +368,7 @@ impl<'a, 'p> Fitness<'a, 'p> {
 
     fn finish<T>(self, result: T) -> Result<Searched<T>, RunError> {
         match self.error {
+            _ if self.stopped => Err(RunError::Stopped),
             Some(e) => Err(RunError::Failed(e)),
             None => Ok(Searched {
                 result,
