@@ -4,6 +4,7 @@ use crate::plot::{plot, plot_format};
 use crate::CliError;
 use clap::Args;
 use nasrank::eval::table::{evaluate, join, Table};
+use nasrank::run::provenance::Provenance;
 use std::path::PathBuf;
 
 /// Spearman, Kendall tau-b and top-k accuracy of every score column against an accuracy table.
@@ -39,6 +40,13 @@ pub fn run(args: &EvalArgs) -> Result<(), CliError> {
         plot_format(path)?;
     }
     let scores = Table::read(&args.scores).map_err(CliError::usage)?;
+    match Provenance::read(&args.scores)? {
+        Some(p) => eprintln!("{}: {}", args.scores.display(), p.summary()),
+        None => eprintln!(
+            "{}: no provenance manifest beside it: how it was made is unknown",
+            args.scores.display()
+        ),
+    }
     let truth = Table::read(&args.truth).map_err(CliError::usage)?;
     let results =
         evaluate(&scores, &truth, &args.metric, &args.ensemble).map_err(CliError::usage)?;

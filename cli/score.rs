@@ -12,7 +12,8 @@ use nasrank::proxy::scorer::ScoreSettings;
 use nasrank::proxy::Score;
 use nasrank::run::archs::parse_archs;
 use nasrank::run::data::DataSource;
-use nasrank::run::device::{parse_device, parse_storage, Device, Storage};
+use nasrank::run::device::{parse_device, parse_storage, storage_name, Device, Storage};
+use nasrank::run::provenance::{check_mix, Provenance};
 use nasrank::run::score::{
     column_names, parse_shard, shard_of_slurm_task, RowSink, ScoreJob, ScoreProgress,
 };
@@ -159,6 +160,35 @@ pub fn run(args: &ScoreArgs) -> Result<(), CliError> {
         backends: &backends,
     };
     let names = column_names(&job.scores, job.spread);
+    let data_name = match &data.path {
+        Some(_) => data.dataset.name(),
+        None => "synthetic",
+    };
+    let provenance = Provenance::of_job(
+        &job,
+        data_name,
+        data.path.as_deref(),
+        storage_name(args.storage),
+        &args.device.name(),
+    );
+    // Resuming a file made with other settings would mix two runs' values: refused
+    // before the file is touched.
+    if let (Some(path), true) = (&args.out, args.resume) {
+        match Provenance::read(path)? {
+            Some(old) => {
+                let what = format!("--resume {}", path.display());
+                for (name, a, b) in check_mix(&what, &old, &provenance, true)? {
+                    eprintln!("notice: {what}: {name} was {a}, now {b} (values unchanged)");
+                }
+            }
+            None if path.exists() => eprintln!(
+                "notice: --resume {}: no provenance manifest beside it (an older nasrank): \
+                 its settings cannot be checked",
+                path.display()
+            ),
+            None => {}
+        }
+    }
     let format = match args.format {
         Format::Csv => store::Format::Csv,
         Format::Jsonl => store::Format::Jsonl,
@@ -179,6 +209,9 @@ pub fn run(args: &ScoreArgs) -> Result<(), CliError> {
             (Sink::Stdout(format, names.clone()), Vec::new())
         }
     };
+    if let Some(path) = &args.out {
+        provenance.write(path)?;
+    }
     if let Sink::File(w) = &sink {
         if !w.locked() {
             eprintln!(

@@ -1249,3 +1249,91 @@ fn sigterm_stops_a_run_cleanly_and_it_resumes_to_the_whole_result() {
     assert!(run.status.success(), "{}", stderr(&run));
     assert_eq!(rows_without_seconds(&stopped), rows_without_seconds(&full));
 }
+
+/// Provenance (issue 25): `score --out` writes a manifest beside the file; `--resume` with
+/// a setting that changes values (here the seed) exits 2 naming it and both values, the
+/// file untouched; one that does not (workers) is allowed and reported; `merge` refuses
+/// shards of different seeds and writes nothing, merges matching ones with a manifest of
+/// no shard; `eval` says how its file was made. Catches resume or merge mixing two runs.
+#[test]
+fn provenance_refuses_to_mix_runs_and_eval_reports_it() {
+    let net = ["--channels", "2", "--cells", "1", "--batch", "4", "--quiet"];
+    let score = |out: &std::path::Path, extra: &[&str]| {
+        let mut args = vec!["score", "--archs", "0..6", "--scores", "params,naswot"];
+        args.extend(net);
+        args.extend(extra);
+        args.extend(["--out", out.to_str().unwrap()]);
+        nasrank(&args)
+    };
+    let file = temp_path("prov.csv");
+    let _ = std::fs::remove_file(&file);
+    assert!(score(&file, &[]).status.success());
+    let manifest = std::path::PathBuf::from(format!("{}.provenance.json", file.display()));
+    let text: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&manifest).unwrap()).unwrap();
+    assert_eq!(text["seeds"], serde_json::json!([0]));
+    assert_eq!(text["channels"], 2);
+    let before = std::fs::read(&file).unwrap();
+    let run = score(&file, &["--seed", "2", "--resume"]);
+    assert_eq!(run.status.code(), Some(2), "{}", stderr(&run));
+    assert!(
+        stderr(&run).contains("seeds: [0] there, [2] here"),
+        "{}",
+        stderr(&run)
+    );
+    assert_eq!(
+        std::fs::read(&file).unwrap(),
+        before,
+        "the file was touched"
+    );
+    let run = score(&file, &["--workers", "1", "--resume"]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    assert!(stderr(&run).contains("workers was"), "{}", stderr(&run));
+
+    let (a, b) = (temp_path("prov-a.csv"), temp_path("prov-b.csv"));
+    assert!(score(&a, &["--shard", "1/2"]).status.success());
+    assert!(score(&b, &["--shard", "2/2", "--seed", "3"])
+        .status
+        .success());
+    let merged = temp_path("prov-merged.csv");
+    let _ = std::fs::remove_file(&merged);
+    let merge = || {
+        nasrank(&[
+            "merge",
+            a.to_str().unwrap(),
+            b.to_str().unwrap(),
+            "--archs",
+            "0..6",
+            "--out",
+            merged.to_str().unwrap(),
+        ])
+    };
+    let run = merge();
+    assert_eq!(run.status.code(), Some(2), "{}", stderr(&run));
+    assert!(stderr(&run).contains("seeds"), "{}", stderr(&run));
+    assert!(!merged.exists());
+    assert!(score(&b, &["--shard", "2/2"]).status.success());
+    let run = merge();
+    assert!(run.status.success(), "{}", stderr(&run));
+    let merged_manifest: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(format!("{}.provenance.json", merged.display())).unwrap(),
+    )
+    .unwrap();
+    assert!(merged_manifest["shard"].is_null());
+
+    let truth = temp_path("prov-truth.csv");
+    std::fs::write(
+        &truth,
+        "index,cifar10_test\n0,50\n1,60\n2,70\n3,65\n4,55\n5,58\n",
+    )
+    .unwrap();
+    let run = nasrank(&[
+        "eval",
+        "--scores",
+        merged.to_str().unwrap(),
+        "--truth",
+        truth.to_str().unwrap(),
+    ]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    assert!(stderr(&run).contains("digest"), "{}", stderr(&run));
+}

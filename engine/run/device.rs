@@ -30,6 +30,19 @@ pub enum Device {
     Emu,
 }
 
+impl Device {
+    /// The name `--device` takes for this device.
+    pub fn name(self) -> String {
+        match self {
+            Device::Cpu => "cpu".into(),
+            Device::Auto => "auto".into(),
+            Device::Cuda(k) => format!("cuda:{k}"),
+            Device::CudaAll => "cuda:all".into(),
+            Device::Emu => "emu".into(),
+        }
+    }
+}
+
 /// Parses a `--device` value (whether it can be had is decided by [`Device::backend`]).
 pub fn parse_device(text: &str) -> Result<Device, String> {
     match text {
@@ -148,7 +161,8 @@ pub fn parse_storage(text: &str) -> Result<Storage, String> {
     }
 }
 
-fn storage_name(storage: Storage) -> &'static str {
+/// The name `--storage` takes for `storage`.
+pub fn storage_name(storage: Storage) -> &'static str {
     match storage {
         Storage::F32 => "f32",
         Storage::F16 => "f16",

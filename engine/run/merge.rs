@@ -1,6 +1,7 @@
 //! Merging the shard files of one run: every arch of the run there once, one set of score
 //! columns, no torn shard; the merged file written only when all of that holds.
 
+use super::provenance::{check_mix, Provenance};
 use super::RunError;
 use crate::space::Arch;
 use crate::store::{self, ResultsWriter};
@@ -9,7 +10,9 @@ use std::path::{Path, PathBuf};
 
 /// Merges `files` into `out`, sorted by index, checking that together they hold each arch
 /// of `expected` once and nothing else; returns the rows written. On any problem nothing
-/// is written and the error names every problem found.
+/// is written and the error names every problem found. Shards whose provenance manifests
+/// differ in a setting that changes values (seed, data, batch, network, storage) are
+/// refused; the merged file gets their manifest, without the shard.
 pub fn merge_shards(
     files: &[PathBuf],
     expected: &[(usize, Arch)],
@@ -31,6 +34,25 @@ pub fn merge_shards(
             )));
         }
     }
+    // Shards of one run share every setting but their shard: refuse any other difference
+    // that changes values, and write the merged file's manifest from theirs.
+    let manifests = files
+        .iter()
+        .map(|f| Provenance::read(f))
+        .collect::<Result<Vec<_>, _>>()?;
+    let merged = match manifests.split_first() {
+        Some((Some(head), rest)) if rest.iter().all(Option::is_some) => {
+            for (file, other) in files[1..].iter().zip(rest.iter().flatten()) {
+                let what = format!("{} against {}", file.display(), first.display());
+                check_mix(&what, head, other, false)?;
+            }
+            Some(Provenance {
+                shard: None,
+                ..head.clone()
+            })
+        }
+        _ => None,
+    };
     let report = store::merge(files, store::Format::Csv, &scores).map_err(RunError::input)?;
     let missing: Vec<usize> = expected
         .iter()
@@ -77,6 +99,13 @@ pub fn merge_shards(
         .map_err(|e| RunError::Failed(e.into()))?;
     for row in report.rows.values() {
         writer.write(row).map_err(|e| RunError::Failed(e.into()))?;
+    }
+    match merged {
+        Some(manifest) => manifest.write(out)?,
+        // A shard of an older nasrank: nothing to check, and no manifest for the result.
+        None => {
+            let _ = std::fs::remove_file(Provenance::path_of(out));
+        }
     }
     Ok(report.rows.len())
 }

@@ -7,6 +7,7 @@ pub mod bench;
 pub mod data;
 pub mod device;
 pub mod merge;
+pub mod provenance;
 pub mod score;
 pub mod search;
 
