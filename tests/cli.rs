@@ -425,6 +425,26 @@ fn seeds_give_the_mean_and_spread_of_single_seed_runs() {
     assert!(std > 0.0);
 }
 
+/// Starts `nasrank ARGS --out OUT` (OUT removed first) and returns once OUT holds `lines`
+/// lines (the header counts), failing if the run ends before: a signal or a kill sent then
+/// lands mid-run, never after the end.
+fn spawn_until_lines(args: &[&str], out: &std::path::Path, lines: usize) -> std::process::Child {
+    let _ = std::fs::remove_file(out);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_nasrank"))
+        .args(args)
+        .args(["--out", out.to_str().unwrap()])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    while std::fs::read_to_string(out).map_or(0, |t| t.lines().count()) < lines {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("the run ended ({status}) before {lines} lines were written");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    child
+}
+
 #[test]
 fn a_run_killed_mid_way_resumes_to_the_uninterrupted_result() {
     let args = [
@@ -445,22 +465,10 @@ fn a_run_killed_mid_way_resumes_to_the_uninterrupted_result() {
     let run = nasrank(&[&args[..], &["--out", full.to_str().unwrap()]].concat());
     assert!(run.status.success(), "{}", stderr(&run));
     let killed = temp_path("kill-part.csv");
-    let _ = std::fs::remove_file(&killed);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_nasrank"))
-        .args(args)
-        .args(["--out", killed.to_str().unwrap()])
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
     // Kill once some rows are on disk, as a scheduler's SIGKILL would. The run has ~140
     // rows to go then, so it cannot have finished: a kill that lands after the end fails
     // the test instead of quietly checking a finished file (issue 27).
-    while std::fs::read_to_string(&killed).map_or(0, |t| t.lines().count()) < 12 {
-        if let Some(status) = child.try_wait().unwrap() {
-            panic!("the run ended ({status}) before 12 rows were written");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(2));
-    }
+    let mut child = spawn_until_lines(&args, &killed, 12);
     child.kill().unwrap();
     let status = child.wait().unwrap();
     assert!(!status.success(), "the run finished before the kill");
@@ -1156,22 +1164,10 @@ fn a_write_failure_during_a_run_exits_1() {
 #[test]
 fn a_second_run_on_the_same_out_is_refused_and_a_killed_ones_lock_is_gone() {
     let out = temp_path("locked.csv");
-    let _ = std::fs::remove_file(&out);
     let first_args = [
         "score", "--archs", "0..400", "--scores", "naswot", "--quiet",
     ];
-    let mut first = Command::new(env!("CARGO_BIN_EXE_nasrank"))
-        .args(first_args)
-        .args(["--out", out.to_str().unwrap()])
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    while std::fs::read_to_string(&out).map_or(0, |t| t.lines().count()) < 3 {
-        if let Some(status) = first.try_wait().unwrap() {
-            panic!("the first run ended ({status}) before writing rows");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
+    let mut first = spawn_until_lines(&first_args, &out, 3);
     let second = nasrank(&[
         "score",
         "--archs",
@@ -1224,19 +1220,7 @@ fn sigterm_stops_a_run_cleanly_and_it_resumes_to_the_whole_result() {
     let run = nasrank(&[&args[..], &["--out", full.to_str().unwrap()]].concat());
     assert!(run.status.success(), "{}", stderr(&run));
     let stopped = temp_path("term-part.csv");
-    let _ = std::fs::remove_file(&stopped);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_nasrank"))
-        .args(args)
-        .args(["--out", stopped.to_str().unwrap()])
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    while std::fs::read_to_string(&stopped).map_or(0, |t| t.lines().count()) < 4 {
-        if let Some(status) = child.try_wait().unwrap() {
-            panic!("the run ended ({status}) before 3 rows were written");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(1));
-    }
+    let child = spawn_until_lines(&args, &stopped, 4);
     // SAFETY: signalling a child process of this test.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let out = child.wait_with_output().unwrap();
