@@ -430,6 +430,15 @@ fn seeds_give_the_mean_and_spread_of_single_seed_runs() {
 /// lands mid-run, never after the end.
 fn spawn_until_lines(args: &[&str], out: &std::path::Path, lines: usize) -> std::process::Child {
     let _ = std::fs::remove_file(out);
+    spawn_more_until_lines(args, out, lines)
+}
+
+/// As [`spawn_until_lines`], keeping what OUT holds (for `--resume` runs).
+fn spawn_more_until_lines(
+    args: &[&str],
+    out: &std::path::Path,
+    lines: usize,
+) -> std::process::Child {
     let mut child = Command::new(env!("CARGO_BIN_EXE_nasrank"))
         .args(args)
         .args(["--out", out.to_str().unwrap()])
@@ -1320,4 +1329,41 @@ fn provenance_refuses_to_mix_runs_and_eval_reports_it() {
     ]);
     assert!(run.status.success(), "{}", stderr(&run));
     assert!(stderr(&run).contains("digest"), "{}", stderr(&run));
+}
+
+/// The crash test at real size (issue 25, item 6): the paper's network (C=16, N=5, NASWOT
+/// on 128 images) over 24 archs, stopped three times at different points (SIGKILL, SIGTERM,
+/// SIGKILL), each time resumed, gives the uninterrupted run's rows. Catches a resume that
+/// loses, repeats or reorders rows after any kind of stop.
+#[cfg(unix)]
+#[test]
+fn a_real_size_run_stopped_three_times_resumes_to_the_uninterrupted_result() {
+    let args = ["score", "--archs", "0..24", "--scores", "naswot", "--quiet"];
+    let full = temp_path("crash-full.csv");
+    let run = nasrank(&[&args[..], &["--out", full.to_str().unwrap()]].concat());
+    assert!(run.status.success(), "{}", stderr(&run));
+    let part = temp_path("crash-part.csv");
+    let resume: Vec<&str> = args.iter().copied().chain(["--resume"]).collect();
+    for (k, (lines, signal)) in [(4, libc::SIGKILL), (10, libc::SIGTERM), (17, libc::SIGKILL)]
+        .into_iter()
+        .enumerate()
+    {
+        let mut child = if k == 0 {
+            spawn_until_lines(&args, &part, lines)
+        } else {
+            spawn_more_until_lines(&resume, &part, lines)
+        };
+        // SAFETY: signalling a child process of this test.
+        unsafe { libc::kill(child.id() as i32, signal) };
+        let status = child.wait().unwrap();
+        assert!(!status.success(), "stop {k}: the run was not stopped");
+        let text = std::fs::read_to_string(&part).unwrap();
+        assert!(
+            text.lines().count() < 25,
+            "stop {k}: every row was written already"
+        );
+    }
+    let run = nasrank(&[&resume[..], &["--out", part.to_str().unwrap()]].concat());
+    assert!(run.status.success(), "{}", stderr(&run));
+    assert_eq!(rows_without_seconds(&part), rows_without_seconds(&full));
 }
