@@ -25,9 +25,13 @@ pub struct MergeArgs {
 
 pub fn run(args: &MergeArgs) -> Result<(), CliError> {
     let expected = parse_archs(&args.archs)?;
-    let rows = merge_shards(&args.files, &expected, &args.out)?;
+    let merged = merge_shards(&args.files, &expected, &args.out)?;
+    for notice in &merged.notices {
+        eprintln!("notice: {notice}");
+    }
     eprintln!(
-        "merged {rows} rows from {} files into {}",
+        "merged {} rows from {} files into {}",
+        merged.rows,
         args.files.len(),
         args.out.display()
     );

@@ -9,7 +9,7 @@ use anyhow::anyhow;
 use std::path::{Path, PathBuf};
 
 /// Merges `files` into `out`, sorted by index, checking that together they hold each arch
-/// of `expected` once and nothing else; returns the rows written. On any problem nothing
+/// of `expected` once and nothing else; returns the rows written and notices. On any problem nothing
 /// is written and the error names every problem found. Shards whose provenance manifests
 /// differ in a setting that changes values (seed, data, batch, network, storage) are
 /// refused; the merged file gets their manifest, without the shard.
@@ -17,7 +17,7 @@ pub fn merge_shards(
     files: &[PathBuf],
     expected: &[(usize, Arch)],
     out: &Path,
-) -> Result<usize, RunError> {
+) -> Result<Merged, RunError> {
     let Some((first, rest)) = files.split_first() else {
         return Err(RunError::input(anyhow!("no shard files to merge")));
     };
@@ -36,6 +36,7 @@ pub fn merge_shards(
     }
     // Shards of one run share every setting but their shard: refuse any other difference
     // that changes values, and write the merged file's manifest from theirs.
+    let mut notices = Vec::new();
     let manifests = files
         .iter()
         .map(|f| Provenance::read(f))
@@ -44,14 +45,22 @@ pub fn merge_shards(
         Some((Some(head), rest)) if rest.iter().all(Option::is_some) => {
             for (file, other) in files[1..].iter().zip(rest.iter().flatten()) {
                 let what = format!("{} against {}", file.display(), first.display());
-                check_mix(&what, head, other, false)?;
+                for (name, a, b) in check_mix(&what, head, other, false)? {
+                    notices.push(format!("{what}: {name} {b}, not {a} (values unchanged)"));
+                }
             }
             Some(Provenance {
                 shard: None,
                 ..head.clone()
             })
         }
-        _ => None,
+        _ => {
+            notices.push(
+                "a shard has no provenance manifest (an older nasrank): settings not checked"
+                    .to_string(),
+            );
+            None
+        }
     };
     let report = store::merge(files, store::Format::Csv, &scores).map_err(RunError::input)?;
     let missing: Vec<usize> = expected
@@ -107,7 +116,16 @@ pub fn merge_shards(
             let _ = std::fs::remove_file(Provenance::path_of(out));
         }
     }
-    Ok(report.rows.len())
+    Ok(Merged {
+        rows: report.rows.len(),
+        notices,
+    })
+}
+
+/// What a merge wrote, and what differed between the shards without changing values.
+pub struct Merged {
+    pub rows: usize,
+    pub notices: Vec<String>,
 }
 
 /// The first few indices of a list, for messages.
