@@ -693,11 +693,22 @@ mod tests {
         }
     }
 
-    /// Whether this CPU runs the fused kernels; says so when a test is skipped.
+    /// Whether this CPU runs the fused kernels; says so when a test is skipped (on the
+    /// stream itself: the harness captures eprintln of passing tests), and fails instead
+    /// under CI, whose machines have AVX-512F (issue 27: a skip there hides a broken set-up).
     fn has_avx512() -> bool {
+        use std::io::Write;
         let has = std::arch::is_x86_feature_detected!("avx512f");
         if !has {
-            eprintln!("skipped: no AVX-512F");
+            let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "0" && v != "false");
+            assert!(
+                !ci,
+                "no AVX-512F under CI: the fused Winograd kernels are not checked"
+            );
+            let _ = writeln!(
+                std::io::stderr(),
+                "NOTICE: no AVX-512F: fused Winograd kernels not checked"
+            );
         }
         has
     }
