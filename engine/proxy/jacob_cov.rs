@@ -99,7 +99,7 @@ impl ScoreDef for JacobCov {
     };
 
     fn compute<B: Backend>(arch: &mut ArchScoring<'_, B>) -> anyhow::Result<f64> {
-        let (data, n) = (arch.data, arch.settings.batch);
+        let (data, n) = (arch.data, arch.settings.batch_of(Self::INFO.minibatch));
         Ok(jacob_cov(arch.exec(), data, n))
     }
 }

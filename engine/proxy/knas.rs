@@ -136,7 +136,7 @@ impl ScoreDef for Mgm {
     };
 
     fn compute<B: Backend>(arch: &mut ArchScoring<'_, B>) -> anyhow::Result<f64> {
-        let (data, n) = (arch.data, arch.settings.batch);
+        let (data, n) = (arch.data, arch.settings.batch_of(Self::INFO.minibatch));
         Ok(mgm(arch.exec(), data, n))
     }
 }
@@ -155,7 +155,7 @@ impl ScoreDef for MgmTrace {
     };
 
     fn compute<B: Backend>(arch: &mut ArchScoring<'_, B>) -> anyhow::Result<f64> {
-        Ok(shared_knas(arch).trace)
+        Ok(shared_knas(arch, Self::INFO.minibatch).trace)
     }
 }
 
@@ -173,14 +173,14 @@ impl ScoreDef for MgmEig {
     };
 
     fn compute<B: Backend>(arch: &mut ArchScoring<'_, B>) -> anyhow::Result<f64> {
-        Ok(shared_knas(arch).top_eigenvalue)
+        Ok(shared_knas(arch, Self::INFO.minibatch).top_eigenvalue)
     }
 }
 
-/// The Gram summaries, computed once per arch for mgm_trace and mgm_eig.
-fn shared_knas<B: Backend>(arch: &mut ArchScoring<'_, B>) -> KnasStats {
+/// The Gram summaries on `minibatch`'s images, computed once per arch for mgm_trace and mgm_eig.
+fn shared_knas<B: Backend>(arch: &mut ArchScoring<'_, B>, minibatch: Minibatch) -> KnasStats {
     arch.shared(|arch| {
-        let (data, n) = (arch.data, arch.settings.batch);
+        let (data, n) = (arch.data, arch.settings.batch_of(minibatch));
         knas(arch.exec(), data, n)
     })
 }

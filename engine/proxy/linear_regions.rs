@@ -217,7 +217,7 @@ impl ScoreDef for LinearRegionsNet {
     };
 
     fn compute<B: Backend>(arch: &mut ArchScoring<'_, B>) -> anyhow::Result<f64> {
-        let (data, n) = (arch.data, arch.settings.naswot_batch);
+        let (data, n) = (arch.data, arch.settings.batch_of(Self::INFO.minibatch));
         Ok(linear_regions_network(arch.exec(), data, n))
     }
 }

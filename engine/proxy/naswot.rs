@@ -110,7 +110,7 @@ impl ScoreDef for Naswot {
     };
 
     fn compute<B: Backend>(arch: &mut ArchScoring<'_, B>) -> anyhow::Result<f64> {
-        let (data, n) = (arch.data, arch.settings.naswot_batch);
+        let (data, n) = (arch.data, arch.settings.batch_of(Self::INFO.minibatch));
         Ok(naswot(arch.exec(), data, n))
     }
 }

@@ -169,7 +169,7 @@ impl ScoreDef for Ntk {
     };
 
     fn compute<B: Backend>(arch: &mut ArchScoring<'_, B>) -> anyhow::Result<f64> {
-        let (data, n) = (arch.data, arch.settings.ntk_batch);
+        let (data, n) = (arch.data, arch.settings.batch_of(Self::INFO.minibatch));
         Ok(ntk_condition(arch.exec(), data, n, NtkMode::FrozenStats))
     }
 }
@@ -189,7 +189,7 @@ impl ScoreDef for NtkExact {
     };
 
     fn compute<B: Backend>(arch: &mut ArchScoring<'_, B>) -> anyhow::Result<f64> {
-        let (data, n) = (arch.data, arch.settings.ntk_batch);
+        let (data, n) = (arch.data, arch.settings.batch_of(Self::INFO.minibatch));
         Ok(ntk_condition(arch.exec(), data, n, NtkMode::Exact))
     }
 }

@@ -136,7 +136,7 @@ impl ScoreDef for Snip {
     };
 
     fn compute<B: Backend>(arch: &mut ArchScoring<'_, B>) -> anyhow::Result<f64> {
-        Ok(shared_saliency(arch).snip)
+        Ok(shared_saliency(arch, Self::INFO.minibatch).snip)
     }
 }
 
@@ -154,7 +154,7 @@ impl ScoreDef for GradNorm {
     };
 
     fn compute<B: Backend>(arch: &mut ArchScoring<'_, B>) -> anyhow::Result<f64> {
-        Ok(shared_saliency(arch).grad_norm)
+        Ok(shared_saliency(arch, Self::INFO.minibatch).grad_norm)
     }
 }
 
@@ -172,16 +172,16 @@ impl ScoreDef for Fisher {
     };
 
     fn compute<B: Backend>(arch: &mut ArchScoring<'_, B>) -> anyhow::Result<f64> {
-        Ok(shared_saliency(arch).fisher)
+        Ok(shared_saliency(arch, Self::INFO.minibatch).fisher)
     }
 }
 
 /// The saliency pass, computed once per arch for snip, grad_norm and fisher (fisher's
 /// per-layer activations only when fisher is asked).
-fn shared_saliency<B: Backend>(arch: &mut ArchScoring<'_, B>) -> Saliency {
+fn shared_saliency<B: Backend>(arch: &mut ArchScoring<'_, B>, minibatch: Minibatch) -> Saliency {
     let with_fisher = arch.asked.contains(&Score::Fisher);
     arch.shared(|arch| {
-        let (data, n) = (arch.data, arch.settings.batch);
+        let (data, n) = (arch.data, arch.settings.batch_of(minibatch));
         saliency_with(arch.exec(), data, n, with_fisher)
     })
 }

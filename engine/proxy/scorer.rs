@@ -42,16 +42,21 @@ impl ScoreSettings {
         self.ntk_batch = n;
     }
 
+    /// The images a score of this minibatch kind runs on.
+    pub fn batch_of(&self, minibatch: Minibatch) -> usize {
+        match minibatch {
+            Minibatch::Naswot => self.naswot_batch,
+            Minibatch::Ntk => self.ntk_batch,
+            Minibatch::Gradient => self.batch,
+            Minibatch::None => 1,
+        }
+    }
+
     /// Images a batch must hold for these scores.
     pub fn images_needed(&self, scores: &[Score]) -> usize {
         scores
             .iter()
-            .map(|s| match s.info().minibatch {
-                Minibatch::Naswot => self.naswot_batch,
-                Minibatch::Ntk => self.ntk_batch,
-                Minibatch::Gradient => self.batch,
-                Minibatch::None => 1,
-            })
+            .map(|s| self.batch_of(s.info().minibatch))
             .max()
             .unwrap_or(1)
     }

@@ -130,7 +130,10 @@ impl ScoreDef for Zen {
     };
 
     fn compute<B: Backend>(arch: &mut ArchScoring<'_, B>) -> anyhow::Result<f64> {
-        let (n, seeds) = (arch.settings.batch, Seeds(arch.settings.seed));
+        let (n, seeds) = (
+            arch.settings.batch_of(Self::INFO.minibatch),
+            Seeds(arch.settings.seed),
+        );
         Ok(zen(arch.exec(), n, seeds.zen_inputs()))
     }
 }

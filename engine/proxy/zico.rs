@@ -108,7 +108,7 @@ impl ScoreDef for Zico {
     };
 
     fn compute<B: Backend>(arch: &mut ArchScoring<'_, B>) -> anyhow::Result<f64> {
-        let (data, n) = (arch.data, arch.settings.batch);
+        let (data, n) = (arch.data, arch.settings.batch_of(Self::INFO.minibatch));
         Ok(zico(arch.exec(), data, n))
     }
 }
