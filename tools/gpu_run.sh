@@ -9,8 +9,10 @@
 #   DATA=cifar10:PATH ...                         (inputs; default ../shared/data or synthetic)
 #   CPU_BENCH=1 ...                               (also time the CPU backend on that machine)
 #   WHOLE_SPACE_LIMIT=S ...                       (seconds the whole-space run may take; 240)
-#   WHOLE_SPACE_WORKERS="2 8" ...                 (the whole space again with these --workers)
+#   WHOLE_SPACE_WORKERS="default 8" ...           (the whole space with these --workers; default:
+#                                                  the default only)
 #   WHOLE_SPACE_PROCS=P ...                       (and split over P processes; default 2, 1: skip)
+#   STEPS="parity profile whole" ...              (only these steps; default: all, listed below)
 #
 # Without PREBUILT it builds with cargo. GPU machines without a Rust toolchain take the
 # executables built elsewhere by `tools/gpu_bundle.sh DIR` (same CPU architecture).
@@ -28,8 +30,8 @@
 #     bit, 16-bit storage.
 #  2. `bench scores --scores all` on the median and the largest arch (5256, 1462), and
 #     `bench kernels` (the split-K gradient Gram among them).
-#  3. The whole space with four scores (naswot,ntk,mgm,synflow) on the GPU, timed (also with
-#     WHOLE_SPACE_WORKERS workers, and split over WHOLE_SPACE_PROCS processes); then each
+#  3. The whole space with four scores (naswot,ntk,mgm,synflow) on the GPU, timed (with each
+#     of WHOLE_SPACE_WORKERS workers, and split over WHOLE_SPACE_PROCS processes); then each
 #     of the four alone over ARCHS_SAMPLE (default 0..300) for where the time goes, and
 #     NASWOT over the sample with 1, 2, 4, 8 archs in flight (--workers).
 #  4. 16-bit activation storage (--storage f32|bf16|f16): `bench kernels`, `bench scores`
@@ -37,6 +39,10 @@
 #     (tools/storage_agreement.py: storage-agreement.txt).
 #  5. tools/bench_scores_torch.py on the GPU when PyTorch sees it; CPU_BENCH=1 adds the CPU
 #     backend's `bench kernels|scores` and sample on the same machine.
+#  6. profile: naswot,ntk,mgm over ARCHS_SAMPLE with 1 and 8 workers and every stream
+#     operation timed (NASRANK_CUDA_PROFILE, tools/cuda_profile.py): device and host time
+#     per kernel, profile-w*.txt.
+# STEPS names: parity bench whole procs sample storage torch profile (cpu: CPU_BENCH=1).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out="${1:-gpu-run-$(date +%Y%m%d-%H%M%S)}"
@@ -58,6 +64,9 @@ fi
 nvidia-smi > "$out/nvidia-smi.txt" 2>&1 || echo "gpu_run.sh: nvidia-smi failed (see $out/nvidia-smi.txt)" >&2
 nproc > "$out/nproc.txt"
 
+# want STEP: whether STEPS (default: all) asks for STEP.
+want() { [[ -z "${STEPS:-}" || " $STEPS " == *" $1 "* ]]; }
+
 # step NAME LIMIT_S CMD...: runs CMD with its output in NAME.txt and its wall time (or its
 # failure) in steps.txt.
 step() {
@@ -76,12 +85,16 @@ parity=0
 export NASRANK_REQUIRE_GPU=1
 if [[ -n "${PREBUILT:-}" ]]; then
     bin="$PREBUILT/nasrank"
-    for t in "$PREBUILT"/cuda_gpu_backend-*; do
-        step parity 120 "$t" --nocapture || parity=1
-    done
+    if want parity; then
+        for t in "$PREBUILT"/cuda_gpu_backend-*; do
+            step parity 120 "$t" --nocapture || parity=1
+        done
+    fi
 else
-    step parity 900 cargo test --release --features cuda --test kernels_nvrtc \
-        --test cuda_gpu_backend -- --nocapture || parity=1
+    if want parity; then
+        step parity 900 cargo test --release --features cuda --test kernels_nvrtc \
+            --test cuda_gpu_backend -- --nocapture || parity=1
+    fi
     cargo build --release --features cuda
     bin=target/release/nasrank
 fi
@@ -92,23 +105,41 @@ data="${DATA:-synthetic}"
 [[ -z "${DATA:-}" && -d ../shared/data/cifar10 ]] && data=cifar10:../shared/data/cifar10
 echo "$data" > "$out/data.txt"
 
-step scores-cuda 90 "$bin" bench scores --device cuda --repeat 3 --archs 5256,1462 \
-    --data "$data" --scores all
-step kernels-cuda 60 "$bin" bench kernels --device cuda --repeat 20
+if want bench; then
+    step scores-cuda 90 "$bin" bench scores --device cuda --repeat 3 --archs 5256,1462 \
+        --data "$data" --scores all
+    step kernels-cuda 60 "$bin" bench kernels --device cuda --repeat 20
+fi
 
 four=naswot,ntk,mgm,synflow
-step whole-space-cuda "${WHOLE_SPACE_LIMIT:-240}" "$bin" score --device cuda --archs all \
-    --scores "$four" --data "$data" --out "$out/all4-cuda.csv"
-for workers in ${WHOLE_SPACE_WORKERS:-}; do
-    step "whole-space-cuda-w$workers" "${WHOLE_SPACE_LIMIT:-240}" "$bin" score --device cuda \
-        --workers "$workers" --archs all --scores "$four" --data "$data" --quiet \
-        --out "$out/all4-cuda-w$workers.csv"
-done
+# Where the time of the GPU part goes, operation by operation (first: it is short).
+if want profile; then
+    for workers in 1 8; do
+        rm -f "$out/profile-w$workers.tsv"
+        step "profile-w$workers" 120 env NASRANK_CUDA_PROFILE="$out/profile-w$workers.tsv" \
+            "$bin" score --device cuda --workers "$workers" --archs "$sample" --scores naswot,ntk,mgm \
+            --data "$data" --no-dedup --quiet --out "$out/profile-w$workers.csv"
+        python3 tools/cuda_profile.py "$out/profile-w$workers.tsv" \
+            "$(($(wc -l < "$out/profile-w$workers.csv") - 1))" > "$out/profile-w$workers.txt" 2>&1
+    done
+fi
+if want whole; then
+    for workers in ${WHOLE_SPACE_WORKERS:-default}; do
+        if [[ $workers == default ]]; then
+            step whole-space-cuda "${WHOLE_SPACE_LIMIT:-240}" "$bin" score --device cuda \
+                --archs all --scores "$four" --data "$data" --out "$out/all4-cuda.csv"
+        else
+            step "whole-space-cuda-w$workers" "${WHOLE_SPACE_LIMIT:-240}" "$bin" score \
+                --device cuda --workers "$workers" --archs all --scores "$four" --data "$data" \
+                --quiet --out "$out/all4-cuda-w$workers.csv"
+        fi
+    done
+fi
 # The same split over WHOLE_SPACE_PROCS processes on the one GPU (--shard k/P), each with a
 # context of its own: whether the launch cost that bounds the space is per context
 # (docs/PERF.md, "Session 14"). 0 or 1 skips it.
 procs="${WHOLE_SPACE_PROCS:-2}"
-if [[ "$procs" -gt 1 ]]; then
+if want procs && [[ "$procs" -gt 1 ]]; then
     start=$EPOCHREALTIME
     for k in $(seq 1 "$procs"); do
         timeout "${WHOLE_SPACE_LIMIT:-240}" "$bin" score --device cuda --archs all \
@@ -120,18 +151,18 @@ if [[ "$procs" -gt 1 ]]; then
     awk -v n="whole-space-cuda-${procs}proc" -v a="$start" -v b="$EPOCHREALTIME" -v rc="$rc" \
         'BEGIN { printf "%-28s %8.2f s  rc=%s\n", n, b - a, rc }' | tee -a "$out/steps.txt" >&2
 fi
-for score in ${four//,/ }; do
+want sample && for score in ${four//,/ }; do
     step "sample-$score-cuda" 60 "$bin" score --device cuda --archs "$sample" --scores "$score" \
         --data "$data" --no-dedup --quiet --out "$out/sample-$score-cuda.csv"
 done
-for workers in 1 2 4 8; do
+want sample && for workers in 1 2 4 8; do
     step "naswot-cuda-w$workers" 60 "$bin" score --device cuda --workers "$workers" \
         --archs "$sample" --scores naswot --data "$data" --no-dedup --quiet \
         --out "$out/naswot-cuda-w$workers.csv"
 done
 
 # 16-bit activation storage: speed, and agreement of the rankings with f32.
-for storage in f32 bf16 f16; do
+want storage && for storage in f32 bf16 f16; do
     [[ $storage != f32 ]] && step "kernels-cuda-$storage" 60 "$bin" bench kernels \
         --device cuda --storage "$storage"
     step "scores-cuda-$storage" 60 "$bin" bench scores --device cuda --storage "$storage" \
@@ -141,11 +172,11 @@ for storage in f32 bf16 f16; do
         --scores naswot,ntk,mgm,snip,grad_norm,fisher,jacob_cov,zico,grasp \
         --out "$out/storage-$storage.csv"
 done
-python3 tools/storage_agreement.py "$out/storage-f32.csv" f16="$out/storage-f16.csv" \
-    bf16="$out/storage-bf16.csv" > "$out/storage-agreement.txt" 2>&1 || true
+want storage && { python3 tools/storage_agreement.py "$out/storage-f32.csv" \
+    f16="$out/storage-f16.csv" bf16="$out/storage-bf16.csv" > "$out/storage-agreement.txt" 2>&1 || true; }
 
 # The PyTorch formulation of the same scores on the same GPU, where PyTorch sees one.
-if python3 -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
+if want torch && python3 -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
     step torch-cuda 120 python3 tools/bench_scores_torch.py --device cuda --reps 3
 fi
 if [[ "${CPU_BENCH:-0}" == 1 ]]; then
