@@ -6,11 +6,9 @@ use crate::threads::ThreadsArg;
 use crate::CliError;
 use clap::{Args, Subcommand};
 use nasrank::data::Seeds;
-use nasrank::proxy::scorer::ScoreSettings;
 use nasrank::run::archs::parse_archs;
 use nasrank::run::bench::{self, KernelTiming, ScoreTiming};
 use nasrank::run::device::{parse_device, parse_storage, AnyBackend, Device, Storage};
-use nasrank::space::MacroConfig;
 use serde_json::json;
 
 /// Time the backend: its primitives at NAS-Bench-201's shapes (`kernels`), or each score
@@ -159,19 +157,12 @@ fn bench_scores(be: &AnyBackend, args: &ScoresArgs) -> Result<(), CliError> {
     let archs = parse_archs(&args.archs)?;
     let scores = parse_scores(&args.scores)?;
     let data = parse_data(&args.data)?;
-    let dataset = data.dataset;
-    let mut settings = ScoreSettings::paper_defaults(MacroConfig {
-        channels: args.channels as usize,
-        cells_per_stage: args.cells as usize,
-        classes: dataset.classes(),
-        input_size: dataset.image_size(),
-        input_channels: 3,
-        stem: true,
-    });
-    settings.seed = args.seed;
-    if let Some(b) = args.batch {
-        settings.set_batch(b as usize);
-    }
+    let settings = data.settings(
+        args.channels as usize,
+        args.cells as usize,
+        args.batch.map(|b| b as usize),
+        args.seed,
+    );
     let batch = data.minibatch(
         settings.images_needed(&scores),
         Seeds(args.seed).minibatch(),

@@ -6,19 +6,15 @@ use crate::threads::ThreadsArg;
 use crate::CliError;
 use anyhow::anyhow;
 use clap::{Args, ValueEnum};
-use nasrank::data::Batch;
-use nasrank::data::Seeds;
-use nasrank::proxy::scorer::ScoreSettings;
 use nasrank::proxy::Score;
 use nasrank::run::archs::parse_archs;
 use nasrank::run::data::DataSource;
 use nasrank::run::device::{parse_device, parse_storage, storage_name, Device, Storage};
 use nasrank::run::provenance::{check_mix, Provenance};
 use nasrank::run::score::{
-    column_names, parse_shard, shard_of_slurm_task, RowSink, ScoreJob, ScoreProgress,
+    column_names, parse_shard, shard_of_slurm_task, RowSink, ScoreProgress, ScoreRequest,
 };
 use nasrank::run::RunError;
-use nasrank::space::MacroConfig;
 use nasrank::store::{self, ResultsWriter, Row};
 use std::path::PathBuf;
 
@@ -108,57 +104,24 @@ pub enum Format {
 
 pub fn run(args: &ScoreArgs) -> Result<(), CliError> {
     let archs = parse_archs(&args.archs)?;
-    let scores = parse_scores(&args.scores)?;
-    if args.channels == 0 || args.cells == 0 {
-        return Err(CliError::usage(anyhow!(
-            "--channels and --cells must be at least 1"
-        )));
-    }
-    if args.batch == Some(0) {
-        return Err(CliError::usage(anyhow!("--batch must be at least 1")));
-    }
-    let data = parse_data(&args.data)?;
-    let dataset = data.dataset;
-    let backends = args
-        .device
-        .backends(args.workers.map(usize::from), args.storage)?;
-    let mut settings = ScoreSettings::paper_defaults(MacroConfig {
+    let request = ScoreRequest {
+        batch: args.batch,
+        seed: args.seed,
+        seeds: args.seeds.clone(),
+        device: args.device,
+        workers: args.workers.map(usize::from),
+        storage: args.storage,
         channels: args.channels,
-        cells_per_stage: args.cells,
-        classes: dataset.classes(),
-        input_size: dataset.image_size(),
-        input_channels: 3,
-        stem: true,
-    });
-    if let Some(b) = args.batch {
-        settings.set_batch(b);
-    }
-    let seeds = if args.seeds.is_empty() {
-        vec![args.seed]
-    } else {
-        args.seeds.clone()
+        cells: args.cells,
+        ..ScoreRequest::new(parse_scores(&args.scores)?, parse_data(&args.data)?)
     };
-    // One minibatch per seed, shared by every arch.
-    let batches = seeds
-        .iter()
-        .map(|&seed| data.minibatch(settings.images_needed(&scores), Seeds(seed).minibatch()))
-        .collect::<Result<Vec<Batch>, RunError>>()?;
+    let scoring = request.load()?;
     let shard = match &args.shard {
         Some(text) => Some(parse_shard(text)?),
         None => slurm_shard()?,
     };
-
-    let job = ScoreJob {
-        archs,
-        scores,
-        settings,
-        seeds,
-        batches,
-        spread: !args.seeds.is_empty(),
-        shard,
-        dedup: !args.no_dedup,
-        backends: &backends,
-    };
+    let job = scoring.job(archs, shard, !args.no_dedup);
+    let data = &scoring.data;
     let names = column_names(&job.scores, job.spread);
     let data_name = match &data.path {
         Some(_) => data.dataset.name(),

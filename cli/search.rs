@@ -11,7 +11,6 @@ use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::Args;
 use nasrank::data::Seeds;
 use nasrank::proxy::linear_regions::ReleasedSettings;
-use nasrank::proxy::scorer::ScoreSettings;
 use nasrank::proxy::Score;
 use nasrank::run::archs::{read_known_scores, read_pool, read_truth};
 use nasrank::run::device::{parse_device, Device};
@@ -20,7 +19,7 @@ use nasrank::search::evolution::EvolutionSettings;
 use nasrank::search::prune::Round;
 use nasrank::search::random::mean_std;
 use nasrank::search::topk::pick_by_accuracy;
-use nasrank::space::{arch_of_index, index_of_arch, MacroConfig, EDGES, NUM_ARCHS};
+use nasrank::space::{arch_of_index, index_of_arch, EDGES, NUM_ARCHS};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -145,20 +144,8 @@ pub fn run(args: &SearchArgs) -> Result<(), CliError> {
     let channels = args.channels.unwrap_or(if prune { 3 } else { 16 });
     let cells = args.cells.unwrap_or(if prune { 1 } else { 5 });
     let data = parse_data(&args.data)?;
-    let dataset = data.dataset;
     let be = args.device.backend()?;
-    let mut settings = ScoreSettings::paper_defaults(MacroConfig {
-        channels,
-        cells_per_stage: cells,
-        classes: dataset.classes(),
-        input_size: dataset.image_size(),
-        input_channels: 3,
-        stem: true,
-    });
-    settings.seed = args.seed;
-    if let Some(b) = args.batch {
-        settings.set_batch(b);
-    }
+    let settings = data.settings(channels, cells, args.batch, args.seed);
     let batch = data.minibatch(
         settings.images_needed(&args.strategy.scores_needed(score)),
         Seeds(args.seed).minibatch(),

@@ -3,6 +3,8 @@
 
 use super::RunError;
 use crate::data::{read_nb201_train_records, Batch, Dataset, ImageSet, Split};
+use crate::proxy::scorer::ScoreSettings;
+use crate::space::MacroConfig;
 use anyhow::anyhow;
 use std::path::PathBuf;
 
@@ -33,6 +35,31 @@ impl DataSource {
             dataset,
             path: Some(PathBuf::from(path)),
         })
+    }
+
+    /// The scores' settings for a network of this data's input shape and classes,
+    /// `channels` wide in its first stage with `cells` cells per stage, each score at its
+    /// paper batch or at `batch`, weights drawn with `seed`.
+    pub fn settings(
+        &self,
+        channels: usize,
+        cells: usize,
+        batch: Option<usize>,
+        seed: u64,
+    ) -> ScoreSettings {
+        let mut settings = ScoreSettings::paper_defaults(MacroConfig {
+            channels,
+            cells_per_stage: cells,
+            classes: self.dataset.classes(),
+            input_size: self.dataset.image_size(),
+            input_channels: 3,
+            stem: true,
+        });
+        settings.seed = seed;
+        if let Some(b) = batch {
+            settings.set_batch(b);
+        }
+        settings
     }
 
     pub fn is_synthetic(&self) -> bool {

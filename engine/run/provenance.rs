@@ -89,7 +89,7 @@ impl Provenance {
                 .map(|&score| (score.name().to_string(), s.images_needed(&[score])))
                 .collect(),
             data: data.to_string(),
-            data_digest: batches_digest(&job.batches),
+            data_digest: batches_digest(job.batches),
             channels: s.config.channels,
             cells: s.config.cells_per_stage,
             classes: s.config.classes,

@@ -2,10 +2,11 @@
 //! resume, archs in flight on every backend (and the host's scores on host threads beside
 //! GPU workers), rows written in input order.
 
-use super::device::AnyBackend;
+use super::data::DataSource;
+use super::device::{AnyBackend, Device, Storage};
 use super::RunError;
 use crate::backend::cpu::CpuBackend;
-use crate::data::Batch;
+use crate::data::{Batch, Seeds};
 use crate::proxy::scorer::{score_arch_or_dead_values, ScoreSettings};
 use crate::proxy::Score;
 use crate::space::{iso_key, Arch, ClassKey};
@@ -17,6 +18,130 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+/// What scoring is asked to do, before anything is loaded: the options of `nasrank score`
+/// and of the Python package's `score` and `Scorer`.
+#[derive(Clone, Debug)]
+pub struct ScoreRequest {
+    pub scores: Vec<Score>,
+    pub data: DataSource,
+    /// Channels of the first stage (NAS-Bench-201: 16) and cells per stage (5).
+    pub channels: usize,
+    pub cells: usize,
+    /// One minibatch size for every score (None: each score's paper batch).
+    pub batch: Option<usize>,
+    /// The seed of the weights and of the minibatch.
+    pub seed: u64,
+    /// Several seeds instead of `seed`: each score becomes its mean over them, followed by
+    /// its spread (`NAME_std` columns). Empty: `seed` alone, no spread columns.
+    pub seeds: Vec<u64>,
+    pub device: Device,
+    /// Archs in flight (None: the device's default, [`Device::backends`]).
+    pub workers: Option<usize>,
+    pub storage: Storage,
+}
+
+impl ScoreRequest {
+    /// The request with the defaults of `nasrank score` (NAS-Bench-201's network, seed 0,
+    /// the CPU) for these scores on this data.
+    pub fn new(scores: Vec<Score>, data: DataSource) -> ScoreRequest {
+        ScoreRequest {
+            scores,
+            data,
+            channels: 16,
+            cells: 5,
+            batch: None,
+            seed: 0,
+            seeds: Vec::new(),
+            device: Device::Cpu,
+            workers: None,
+            storage: Storage::F32,
+        }
+    }
+
+    /// Checks the request, picks the backends and draws the minibatches: what every run of
+    /// it shares.
+    pub fn load(self) -> Result<Scoring, RunError> {
+        if self.scores.is_empty() {
+            return Err(RunError::input(anyhow!("no score asked")));
+        }
+        if self.channels == 0 || self.cells == 0 {
+            return Err(RunError::input(anyhow!(
+                "--channels and --cells must be at least 1"
+            )));
+        }
+        if self.batch == Some(0) {
+            return Err(RunError::input(anyhow!("--batch must be at least 1")));
+        }
+        if self.workers == Some(0) {
+            return Err(RunError::input(anyhow!("--workers must be at least 1")));
+        }
+        let backends = self.device.backends(self.workers, self.storage)?;
+        let settings = self
+            .data
+            .settings(self.channels, self.cells, self.batch, self.seed);
+        let spread = !self.seeds.is_empty();
+        let seeds = if spread { self.seeds } else { vec![self.seed] };
+        // One minibatch per seed, shared by every arch.
+        let images = settings.images_needed(&self.scores);
+        let batches = seeds
+            .iter()
+            .map(|&seed| self.data.minibatch(images, Seeds(seed).minibatch()))
+            .collect::<Result<Vec<Batch>, RunError>>()?;
+        Ok(Scoring {
+            scores: self.scores,
+            settings,
+            seeds,
+            batches,
+            spread,
+            backends,
+            data: self.data,
+            device: self.device,
+            storage: self.storage,
+        })
+    }
+}
+
+/// A loaded scoring set-up: scores, settings, minibatches and backends, ready to score any
+/// set of archs any number of times.
+pub struct Scoring {
+    pub scores: Vec<Score>,
+    pub settings: ScoreSettings,
+    pub seeds: Vec<u64>,
+    pub batches: Vec<Batch>,
+    pub spread: bool,
+    pub backends: Vec<AnyBackend>,
+    pub data: DataSource,
+    pub device: Device,
+    pub storage: Storage,
+}
+
+impl Scoring {
+    /// A run of these archs (`shard`, `dedup`: see [`ScoreJob`]).
+    pub fn job(
+        &self,
+        archs: Vec<(usize, Arch)>,
+        shard: Option<(usize, usize)>,
+        dedup: bool,
+    ) -> ScoreJob<'_> {
+        ScoreJob {
+            archs,
+            scores: self.scores.clone(),
+            settings: self.settings.clone(),
+            seeds: self.seeds.clone(),
+            batches: &self.batches,
+            spread: self.spread,
+            shard,
+            dedup,
+            backends: &self.backends,
+        }
+    }
+
+    /// The score columns of the rows (see [`column_names`]).
+    pub fn columns(&self) -> Vec<String> {
+        column_names(&self.scores, self.spread)
+    }
+}
+
 /// A scoring run: which archs, which scores, how, on which backends.
 pub struct ScoreJob<'a> {
     /// (benchmark index, arch), in the order rows are written.
@@ -25,7 +150,7 @@ pub struct ScoreJob<'a> {
     pub settings: ScoreSettings,
     /// The seeds of the weights, each with its minibatch (`batches`, in the same order).
     pub seeds: Vec<u64>,
-    pub batches: Vec<Batch>,
+    pub batches: &'a [Batch],
     /// Report each score's mean over the seeds, then its spread (`NAME_std` columns).
     pub spread: bool,
     /// Score only shard I of N (I from 1): classes are dealt to shards round-robin.
@@ -77,7 +202,7 @@ impl ScoreJob<'_> {
         progress: &mut dyn ScoreProgress,
     ) -> Result<(), RunError> {
         let (scores, settings, seeds, batches) =
-            (&self.scores, &self.settings, &self.seeds, &self.batches);
+            (&self.scores, &self.settings, &self.seeds, self.batches);
         let backends = self.backends;
         // Classes: archs whose scores are known equal (score-aware keys, see docs/USAGE.md).
         let class_key = scores
@@ -210,6 +335,9 @@ impl ScoreJob<'_> {
         let stop = AtomicBool::new(false);
         type PartResult = (usize, usize, Result<PartValues, RunError>);
         let (sender, results) = mpsc::channel::<PartResult>();
+        // No more workers than archs to score, so that a few archs (one, from a search loop)
+        // get the cores of the workers that would have none.
+        let backends = &backends[..backends.len().min(jobs.len()).max(1)];
         let pools = cpu_worker_pools(backends)?;
         // Workers: every backend on the first part; on a GPU with host scores asked, host
         // threads on the cores the GPU workers leave.
