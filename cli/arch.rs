@@ -3,10 +3,8 @@
 use crate::CliError;
 use anyhow::anyhow;
 use clap::Args;
-use nasrank::space::{
-    arch_of_index, count_flops, count_params, index_of_arch, is_dead, iso_classes, iso_key,
-    relu_units, Arch, Cell, MacroConfig, NUM_ARCHS,
-};
+use nasrank::run::archs::{parse_arch, ArchInfo};
+use nasrank::space::MacroConfig;
 
 /// Show an architecture: index, arch string, isomorphism key and class size, counts.
 #[derive(Args)]
@@ -28,28 +26,6 @@ pub struct ArchArgs {
     input_size: usize,
 }
 
-/// Parses a benchmark index or an arch string.
-pub fn parse_arch(text: &str) -> Result<(usize, Arch), CliError> {
-    let text = text.trim();
-    if text.chars().all(|c| c.is_ascii_digit()) && !text.is_empty() {
-        let index: usize = text
-            .parse()
-            .map_err(|_| CliError::usage(anyhow!("index {text} is out of range")))?;
-        let arch = arch_of_index(index).ok_or_else(|| {
-            CliError::usage(anyhow!(
-                "index {index} is out of range: the space has {NUM_ARCHS} archs, 0..{}",
-                NUM_ARCHS - 1
-            ))
-        })?;
-        Ok((index, arch))
-    } else {
-        let arch: Arch = text
-            .parse()
-            .map_err(|e| CliError::usage(anyhow!("bad arch string {text:?}: {e}")))?;
-        Ok((index_of_arch(&arch), arch))
-    }
-}
-
 pub fn run(args: &ArchArgs) -> Result<(), CliError> {
     let (index, arch) = parse_arch(&args.arch)?;
     if args.classes == 0 || args.input_size == 0 || !args.input_size.is_multiple_of(4) {
@@ -62,44 +38,32 @@ pub fn run(args: &ArchArgs) -> Result<(), CliError> {
         input_size: args.input_size,
         ..MacroConfig::NB201_CIFAR10
     };
-    let cell = Cell::from(arch);
-    let key = iso_key(&arch);
-    let class_size = iso_classes()
-        .into_iter()
-        .find(|c| c.key == key)
-        .map_or(1, |c| c.indices.len());
-    let info = serde_json::json!({
-        "index": index,
-        "arch": arch.to_string(),
-        "unique": key,
-        "class_size": class_size,
-        "dead": is_dead(&arch),
-        "params": count_params(&cell, &config),
-        "flops": count_flops(&cell, &config),
-        "relu_units": relu_units(&cell, &config),
-    });
+    let info = ArchInfo::of(index, &arch, &config);
     if args.json {
-        println!("{info}");
+        println!("{}", serde_json::to_string(&info).map_err(CliError::usage)?);
     } else {
-        let flops = count_flops(&cell, &config);
-        println!("index       {index}");
-        println!("arch        {arch}");
-        println!("unique      {key}");
-        println!("class size  {class_size} (isomorphic archs sharing this key)");
+        println!("index       {}", info.index);
+        println!("arch        {}", info.arch);
+        println!("unique      {}", info.unique);
+        println!(
+            "class size  {} (isomorphic archs sharing this key)",
+            info.class_size
+        );
         println!(
             "dead        {}",
-            if is_dead(&arch) {
+            if info.dead {
                 "yes: no non-zero path from input to output"
             } else {
                 "no"
             }
         );
-        println!("params      {}", count_params(&cell, &config));
+        println!("params      {}", info.params);
         println!(
-            "flops       {flops} ({:.5} M multiply-adds)",
-            flops as f64 / 1e6
+            "flops       {} ({:.5} M multiply-adds)",
+            info.flops,
+            info.flops as f64 / 1e6
         );
-        println!("relu units  {} per image", relu_units(&cell, &config));
+        println!("relu units  {} per image", info.relu_units);
     }
     Ok(())
 }

@@ -4,10 +4,74 @@
 use super::RunError;
 use crate::eval::table::Table;
 use crate::proxy::Score;
-use crate::space::{arch_of_index, index_of_arch, Arch, NUM_ARCHS};
+use crate::space::{
+    arch_of_index, count_flops, count_params, index_of_arch, is_dead, iso_classes, iso_key,
+    relu_units, Arch, Cell, MacroConfig, NUM_ARCHS,
+};
 use anyhow::anyhow;
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::OnceLock;
+
+/// One arch named by a benchmark index (`6111`) or an arch string
+/// (`|op~0|+|op~0|op~1|+|op~0|op~1|op~2|`).
+pub fn parse_arch(text: &str) -> Result<(usize, Arch), RunError> {
+    let text = text.trim();
+    let index = if text.starts_with('|') {
+        parse_arch_string(text)?
+    } else {
+        parse_index(text)?
+    };
+    Ok((index, arch_of_index(index).expect("checked index")))
+}
+
+/// What the engine knows of one arch without running it.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct ArchInfo {
+    pub index: usize,
+    pub arch: String,
+    /// The isomorphism key: archs sharing it compute the same function.
+    pub unique: String,
+    /// How many archs of the space share the key.
+    pub class_size: usize,
+    /// No path from input to output carries a non-zero value.
+    pub dead: bool,
+    /// For the network of `config` (NAS-Bench-201's counting: weights, BN affine and the
+    /// classifier; FLOPs as multiply-adds per image).
+    pub params: u64,
+    pub flops: u64,
+    /// ReLU units one image passes through.
+    pub relu_units: u64,
+}
+
+impl ArchInfo {
+    pub fn of(index: usize, arch: &Arch, config: &MacroConfig) -> ArchInfo {
+        let cell = Cell::from(*arch);
+        let unique = iso_key(arch);
+        let class_size = class_sizes().get(&unique).copied().unwrap_or(1);
+        ArchInfo {
+            index,
+            arch: arch.to_string(),
+            class_size,
+            dead: is_dead(arch),
+            params: count_params(&cell, config),
+            flops: count_flops(&cell, config),
+            relu_units: relu_units(&cell, config),
+            unique,
+        }
+    }
+}
+
+/// Each isomorphism key's class size, counted once per process.
+pub fn class_sizes() -> &'static HashMap<String, usize> {
+    static SIZES: OnceLock<HashMap<String, usize>> = OnceLock::new();
+    SIZES.get_or_init(|| {
+        iso_classes()
+            .into_iter()
+            .map(|c| (c.key, c.indices.len()))
+            .collect()
+    })
+}
 
 /// Benchmark indices and archs named by a spec, in the order given (duplicates removed):
 /// `all`; a half-open range `A..B`; a comma list of indices; one arch string; or the path of
@@ -74,6 +138,10 @@ fn parse_index(text: &str) -> Result<usize, RunError> {
     let text = text.trim();
     match text.parse::<usize>() {
         Ok(i) if i < NUM_ARCHS => Ok(i),
+        Ok(i) => Err(RunError::input(anyhow!(
+            "index {i} is out of range: the space has {NUM_ARCHS} archs, 0..{}",
+            NUM_ARCHS - 1
+        ))),
         _ => Err(RunError::input(anyhow!(
             "{text:?} is not a benchmark index (0..{})",
             NUM_ARCHS - 1
