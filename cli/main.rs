@@ -78,7 +78,9 @@ impl CliError {
 impl From<nasrank::run::RunError> for CliError {
     fn from(e: nasrank::run::RunError) -> CliError {
         match e {
-            nasrank::run::RunError::Input(e) => CliError::Usage(e),
+            nasrank::run::RunError::Input(e) | nasrank::run::RunError::Unavailable(e) => {
+                CliError::Usage(e)
+            }
             nasrank::run::RunError::Failed(e) => CliError::Run(e),
             nasrank::run::RunError::Stopped => {
                 CliError::Stopped(signals::received().unwrap_or(0), String::new())

@@ -3,8 +3,8 @@
 //! `cpu` is the CPU backend; `cuda` / `cuda:K` the CUDA backend on GPU 0 / K (build feature
 //! `cuda`); `cuda:all` every GPU (score's workers on each, one backend: GPU 0); `emu` the CUDA backend's host code on the kernels compiled for the host (build
 //! feature `emu`; slow, for checking); `auto` the GPU when the CUDA backend can run on one,
-//! else the CPU with a one-line notice. A device that cannot be had is bad input
-//! ([`RunError::Input`]).
+//! else the CPU with a one-line notice. A device that cannot be had is
+//! [`RunError::Unavailable`].
 
 use super::RunError;
 use crate::backend::cpu::CpuBackend;
@@ -119,7 +119,7 @@ impl Device {
         });
         let devices = match (&first, self) {
             (AnyBackend::Cpu(_), Device::Auto) => vec![Device::Cpu],
-            (_, Device::CudaAll) => (0..gpu_count().map_err(RunError::input)?)
+            (_, Device::CudaAll) => (0..gpu_count().map_err(RunError::unavailable)?)
                 .map(Device::Cuda)
                 .collect(),
             _ => vec![self],
@@ -138,10 +138,10 @@ impl Device {
             Device::Cpu => Ok(AnyBackend::Cpu(CpuBackend::new())),
             Device::Emu => emu(),
             Device::Cuda(k) => {
-                cuda(k).map_err(|e| RunError::input(anyhow!("--device cuda:{k}: {e}")))
+                cuda(k).map_err(|e| RunError::unavailable(anyhow!("--device cuda:{k}: {e}")))
             }
             Device::CudaAll => {
-                cuda(0).map_err(|e| RunError::input(anyhow!("--device cuda:all: {e}")))
+                cuda(0).map_err(|e| RunError::unavailable(anyhow!("--device cuda:all: {e}")))
             }
             Device::Auto => Ok(cuda(0).unwrap_or_else(|e| {
                 eprintln!("notice: --device auto: using the CPU ({e})");
@@ -177,7 +177,7 @@ fn emu() -> Result<AnyBackend, RunError> {
 
 #[cfg(not(feature = "emu"))]
 fn emu() -> Result<AnyBackend, RunError> {
-    Err(RunError::input(anyhow!(
+    Err(RunError::unavailable(anyhow!(
         "--device emu: this nasrank was built without the `emu` feature (cargo build --features emu)"
     )))
 }

@@ -18,6 +18,10 @@ pub enum RunError {
     /// done, and fixing the request fixes it (the CLI's exit 2).
     #[error(transparent)]
     Input(anyhow::Error),
+    /// The device asked for cannot be had here (no driver, no such GPU, a build without
+    /// its feature): nothing was done (the CLI's exit 2; a `RuntimeError` in Python).
+    #[error(transparent)]
+    Unavailable(anyhow::Error),
     /// Something failed while running (the CLI's exit 1).
     #[error(transparent)]
     Failed(anyhow::Error),
@@ -30,6 +34,10 @@ pub enum RunError {
 impl RunError {
     pub fn input(e: impl Into<anyhow::Error>) -> RunError {
         RunError::Input(e.into())
+    }
+
+    pub fn unavailable(e: impl Into<anyhow::Error>) -> RunError {
+        RunError::Unavailable(e.into())
     }
 
     pub fn failed(e: impl Into<anyhow::Error>) -> RunError {

@@ -1,0 +1,241 @@
+"""nasrank: training-free scores of NAS-Bench-201 architectures on a Rust engine.
+
+The same engine and run layer as the ``nasrank`` command: the values are the CLI's, bit for
+bit, for the same archs and options.
+
+>>> import nasrank
+>>> nasrank.arch(6111).params
+1073466
+>>> df = nasrank.score(range(10), scores=["naswot", "synflow"])   # doctest: +SKIP
+>>> scorer = nasrank.Scorer(["naswot"], data="cifar10:../shared/data/cifar10")  # doctest: +SKIP
+>>> scorer(6111)["naswot"]                                          # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from typing import Any, Dict, Iterable, Optional, Sequence, Union
+
+from . import _nasrank
+from ._nasrank import NUM_ARCHS
+
+__all__ = ["Arch", "Scorer", "arch", "score", "score_names", "space", "NUM_ARCHS"]
+
+__version__ = "0.1.0"
+
+ArchLike = Union[int, str]
+Archs = Union[str, int, Iterable[ArchLike]]
+Scores = Union[str, Sequence[str]]
+
+
+@dataclass(frozen=True)
+class Arch:
+    """One NAS-Bench-201 architecture: what the engine knows without running it.
+
+    ``params`` and ``flops`` count the benchmark's CIFAR-10 network (C=16, N=5; FLOPs as
+    multiply-adds per image, as NAS-Bench-201 reports them); ``unique`` is the isomorphism
+    key (archs sharing it compute the same function) and ``class_size`` how many archs share
+    it; ``dead`` says no path from input to output carries a non-zero value.
+    """
+
+    index: int
+    arch: str
+    unique: str
+    class_size: int
+    dead: bool
+    params: int
+    flops: int
+    relu_units: int
+
+
+def arch(a: ArchLike) -> Arch:
+    """The arch with benchmark index ``a`` or arch string ``a``.
+
+    >>> nasrank.arch("|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|").index
+    1
+
+    Raises ``ValueError`` for an index outside 0..15624 or a malformed arch string.
+    """
+    return Arch(**_nasrank.arch_info(a))
+
+
+def score_names() -> list:
+    """Every score nasrank computes, in the order of ``scores="all"``."""
+    return _nasrank.score_names()
+
+
+def _frame(columns: Dict[str, Any], frame: Optional[bool]):
+    """A pandas DataFrame of ``columns`` when pandas is importable (or ``frame=True``),
+    else the dict of NumPy arrays itself (``frame=False``)."""
+    if frame is False:
+        return columns
+    try:
+        import pandas as pd
+    except ImportError:
+        if frame:
+            raise
+        return columns
+    return pd.DataFrame(columns)
+
+
+def space(frame: Optional[bool] = None):
+    """All 15,625 archs as columns, in index order: ``index``, ``arch``, ``unique``,
+    ``class_id`` (isomorphism classes numbered by first appearance), ``class_size``,
+    ``dead``, ``params``, ``flops``.
+
+    A pandas DataFrame when pandas is importable, else a dict of NumPy arrays (``arch`` and
+    ``unique`` as lists of str); ``frame=True/False`` forces one.
+    """
+    return _frame(_nasrank.space_columns(), frame)
+
+
+class _Bar:
+    """``progress(event, n)`` for the engine, drawn with tqdm."""
+
+    def __init__(self) -> None:
+        from tqdm.auto import tqdm
+
+        self._tqdm = tqdm
+        self._bar = None
+
+    def __call__(self, event: str, n: int) -> None:
+        if event == "start":
+            self._bar = self._tqdm(total=n, unit="arch")
+        elif self._bar is not None:
+            self._bar.update(n)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+
+def _progress_bar(progress: bool) -> Optional[_Bar]:
+    if not progress:
+        return None
+    try:
+        return _Bar()
+    except ImportError:
+        warnings.warn("progress=True needs tqdm (pip install tqdm): no progress shown", stacklevel=3)
+        return None
+
+
+class Scorer:
+    """Scores loaded once (data read, minibatches drawn, backend picked) for many calls,
+    e.g. inside a search loop: ``scorer(arch)`` for one arch, ``scorer.many(archs)`` for
+    several. The options are those of ``nasrank score``:
+
+    - ``scores``: names (``["naswot", "synflow"]``), a comma list, or ``"all"``.
+    - ``data``: ``"synthetic"`` (Gaussian inputs of CIFAR-10's shape), ``"cifar10:PATH"``
+      or ``"cifar100:PATH"``.
+    - ``seed``: the weights' and the minibatch's seed; ``seeds``: several, each score then
+      the mean over them with a ``NAME_std`` column.
+    - ``batch``: one minibatch size for every score (default: each score's paper batch).
+    - ``device``: ``"cpu"``, ``"cuda"``, ``"cuda:K"``, ``"cuda:all"``, ``"auto"``, ``"emu"``;
+      ``workers``: archs in flight; ``storage``: ``"f32"``, ``"bf16"``, ``"f16"`` (CUDA).
+    - ``channels``, ``cells``: the network (NAS-Bench-201: 16 and 5).
+
+    The GIL is released while scoring; calls from several threads take turns. Ctrl-C stops
+    a call with ``KeyboardInterrupt``. Raises ``ValueError`` for bad options,
+    ``FileNotFoundError`` for missing data, ``RuntimeError`` for a device that cannot be had.
+
+    >>> scorer = nasrank.Scorer(["naswot", "synflow"])
+    >>> sorted(scorer(6111))
+    ['naswot', 'synflow']
+    """
+
+    def __init__(
+        self,
+        scores: Scores = "naswot",
+        data: str = "synthetic",
+        seed: int = 0,
+        seeds: Optional[Sequence[int]] = None,
+        batch: Optional[int] = None,
+        device: str = "cpu",
+        workers: Optional[int] = None,
+        storage: str = "f32",
+        channels: int = 16,
+        cells: int = 5,
+    ) -> None:
+        self._scorer = _nasrank.Scorer(
+            scores,
+            data=data,
+            seed=seed,
+            seeds=None if seeds is None else list(seeds),
+            batch=batch,
+            device=device,
+            workers=workers,
+            storage=storage,
+            channels=channels,
+            cells=cells,
+        )
+
+    @property
+    def columns(self) -> list:
+        """The score columns of each result, in order."""
+        return self._scorer.columns
+
+    def __call__(self, a: ArchLike) -> Dict[str, float]:
+        """One arch's scores, ``{name: value}``."""
+        columns = self._scorer.score([a])
+        return {name: float(columns[name][0]) for name in self.columns}
+
+    def many(
+        self,
+        archs: Archs,
+        dedup: bool = True,
+        progress: bool = False,
+        frame: Optional[bool] = None,
+    ):
+        """The rows ``nasrank score`` writes for ``archs``, as columns: ``index``, ``arch``,
+        ``unique``, one column per score, ``seconds``, ``scored_as`` (the index of the arch
+        whose scoring gave the values; -1 for a dead arch).
+
+        ``archs`` takes what ``--archs`` takes (``"all"``, ``"0..100"``, ``"1,2,3"``, an arch
+        string, a file of them) or any iterable of indices and arch strings. ``dedup``:
+        isomorphic archs are scored once. A DataFrame when pandas is importable, else a dict
+        of NumPy arrays (``frame`` forces one).
+        """
+        bar = _progress_bar(progress)
+        try:
+            columns = self._scorer.score(archs, dedup=dedup, progress=bar)
+        finally:
+            if bar is not None:
+                bar.close()
+        return _frame(columns, frame)
+
+
+def score(
+    archs: Archs,
+    scores: Scores = "naswot",
+    data: str = "synthetic",
+    batch: Optional[int] = None,
+    seed: int = 0,
+    device: str = "cpu",
+    workers: Optional[int] = None,
+    dedup: bool = True,
+    progress: bool = False,
+    seeds: Optional[Sequence[int]] = None,
+    storage: str = "f32",
+    channels: int = 16,
+    cells: int = 5,
+    frame: Optional[bool] = None,
+):
+    """Scores ``archs`` once: ``Scorer(...).many(archs)`` (see both for the options).
+
+    >>> df = nasrank.score("0..20", scores=["naswot", "synflow"])     # doctest: +SKIP
+    >>> df.sort_values("naswot").tail(3)                              # doctest: +SKIP
+    """
+    scorer = Scorer(
+        scores,
+        data=data,
+        seed=seed,
+        seeds=seeds,
+        batch=batch,
+        device=device,
+        workers=workers,
+        storage=storage,
+        channels=channels,
+        cells=cells,
+    )
+    return scorer.many(archs, dedup=dedup, progress=progress, frame=frame)

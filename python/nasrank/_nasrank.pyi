@@ -1,0 +1,35 @@
+"""Type stubs of the extension module (python/src/lib.rs); the public API is nasrank."""
+
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Union
+
+import numpy as np
+
+NUM_ARCHS: int
+
+def arch_info(arch: Union[int, str]) -> Dict[str, Any]: ...
+def space_columns() -> Dict[str, Union[np.ndarray, List[str]]]: ...
+def score_names() -> List[str]: ...
+def _panic_for_test() -> None: ...
+
+class Scorer:
+    def __init__(
+        self,
+        scores: Union[str, Sequence[str]],
+        data: str = "synthetic",
+        seed: int = 0,
+        seeds: Optional[Sequence[int]] = None,
+        batch: Optional[int] = None,
+        device: str = "cpu",
+        workers: Optional[int] = None,
+        storage: str = "f32",
+        channels: int = 16,
+        cells: int = 5,
+    ) -> None: ...
+    @property
+    def columns(self) -> List[str]: ...
+    def score(
+        self,
+        archs: Union[str, int, Iterable[Union[int, str]]],
+        dedup: bool = True,
+        progress: Optional[Callable[[str, int], Any]] = None,
+    ) -> Dict[str, Union[np.ndarray, List[str]]]: ...

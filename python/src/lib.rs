@@ -1,0 +1,357 @@
+//! `nasrank._nasrank`: the Python package's bridge to the engine's run layer. It only
+//! translates: Python arguments into a [`ScoreRequest`] and arch lists, rows into NumPy
+//! columns, [`RunError`]s into Python exceptions. The Python side (python/nasrank) makes
+//! the DataFrames and the progress bar.
+
+use std::sync::Mutex;
+
+use nasrank::data::DataError;
+use nasrank::proxy::Score;
+use nasrank::run::archs::{parse_arch, parse_archs, ArchInfo};
+use nasrank::run::data::DataSource;
+use nasrank::run::device::{parse_device, parse_storage};
+use nasrank::run::score::{RowSink, ScoreProgress, ScoreRequest, Scoring};
+use nasrank::run::RunError;
+use nasrank::space::{arch_of_index, Arch, MacroConfig, NUM_ARCHS};
+use nasrank::store::{Row, ScoredAs};
+use numpy::PyArray1;
+use pyo3::exceptions::{PyFileNotFoundError, PyKeyboardInterrupt, PyRuntimeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyList, PyString};
+
+/// A run-layer error as the Python exception a user expects: bad input `ValueError` (a
+/// missing file `FileNotFoundError`), a device that cannot be had or a failure during the
+/// run `RuntimeError`, a stopped run `KeyboardInterrupt`.
+fn py_err(e: RunError) -> PyErr {
+    match e {
+        RunError::Input(e) => {
+            let missing = e.chain().any(|cause| {
+                matches!(
+                    cause.downcast_ref::<DataError>(),
+                    Some(DataError::MissingFile { .. } | DataError::MissingInDir { .. })
+                ) || cause
+                    .downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::NotFound)
+            });
+            let message = format!("{e:#}");
+            if missing {
+                PyFileNotFoundError::new_err(message)
+            } else {
+                PyValueError::new_err(message)
+            }
+        }
+        RunError::Unavailable(e) | RunError::Failed(e) => PyRuntimeError::new_err(format!("{e:#}")),
+        RunError::Stopped => PyKeyboardInterrupt::new_err("stopped"),
+    }
+}
+
+/// Archs from what `--archs` takes (a string) or any iterable of indices and arch strings.
+fn archs_of(archs: &Bound<'_, PyAny>) -> PyResult<Vec<(usize, Arch)>> {
+    if let Ok(spec) = archs.cast::<PyString>() {
+        return parse_archs(&spec.to_cow()?).map_err(py_err);
+    }
+    if let Ok(index) = archs.extract::<i64>() {
+        return Ok(vec![one_arch(index)?]);
+    }
+    let mut out = Vec::new();
+    for item in archs.try_iter().map_err(|_| {
+        PyValueError::new_err(
+            "archs: expected an index, an arch string, an --archs specification or an iterable of indices and arch strings",
+        )
+    })? {
+        let item = item?;
+        out.push(if let Ok(text) = item.cast::<PyString>() {
+            parse_arch(&text.to_cow()?).map_err(py_err)?
+        } else if let Ok(index) = item.extract::<i64>() {
+            one_arch(index)?
+        } else {
+            return Err(PyValueError::new_err(format!(
+                "archs: {} is neither an index nor an arch string",
+                item.repr()?
+            )));
+        });
+    }
+    if out.is_empty() {
+        return Err(PyValueError::new_err("archs: no arch given"));
+    }
+    Ok(out)
+}
+
+fn one_arch(index: i64) -> PyResult<(usize, Arch)> {
+    usize::try_from(index)
+        .ok()
+        .and_then(|i| Some((i, arch_of_index(i)?)))
+        .ok_or_else(|| {
+            PyValueError::new_err(format!(
+                "index {index} is out of range: the space has {NUM_ARCHS} archs, 0..{}",
+                NUM_ARCHS - 1
+            ))
+        })
+}
+
+/// Score names from "a,b", "all" or a list of names.
+fn scores_of(scores: &Bound<'_, PyAny>) -> PyResult<Vec<Score>> {
+    let list = if let Ok(text) = scores.cast::<PyString>() {
+        text.to_cow()?.into_owned()
+    } else {
+        let names: Vec<String> = scores.extract().map_err(|_| {
+            PyValueError::new_err("scores: expected a comma list, \"all\" or a list of names")
+        })?;
+        names.join(",")
+    };
+    Score::parse_list(&list).map_err(|e| PyValueError::new_err(e.to_string()))
+}
+
+/// What the engine knows of one arch (NAS-Bench-201's CIFAR-10 network for the counts).
+#[pyfunction]
+fn arch_info(py: Python<'_>, arch: &Bound<'_, PyAny>) -> PyResult<Py<PyDict>> {
+    let (index, arch) = match arch.cast::<PyString>() {
+        Ok(text) => parse_arch(&text.to_cow()?).map_err(py_err)?,
+        Err(_) => one_arch(
+            arch.extract::<i64>()
+                .map_err(|_| PyValueError::new_err("arch: expected an index or an arch string"))?,
+        )?,
+    };
+    let info = ArchInfo::of(index, &arch, &MacroConfig::NB201_CIFAR10);
+    let d = PyDict::new(py);
+    d.set_item("index", info.index)?;
+    d.set_item("arch", info.arch)?;
+    d.set_item("unique", info.unique)?;
+    d.set_item("class_size", info.class_size)?;
+    d.set_item("dead", info.dead)?;
+    d.set_item("params", info.params)?;
+    d.set_item("flops", info.flops)?;
+    d.set_item("relu_units", info.relu_units)?;
+    Ok(d.unbind())
+}
+
+/// Every arch of the space as columns, in index order.
+#[pyfunction]
+fn space_columns(py: Python<'_>) -> PyResult<Py<PyDict>> {
+    let config = MacroConfig::NB201_CIFAR10;
+    let infos: Vec<ArchInfo> = py.detach(|| {
+        (0..NUM_ARCHS)
+            .map(|i| ArchInfo::of(i, &arch_of_index(i).expect("in range"), &config))
+            .collect()
+    });
+    // Class ids in order of first appearance.
+    let mut ids = std::collections::HashMap::new();
+    let class_id: Vec<i64> = infos
+        .iter()
+        .map(|info| {
+            let next = ids.len() as i64;
+            *ids.entry(info.unique.as_str()).or_insert(next)
+        })
+        .collect();
+    let column = |f: fn(&ArchInfo) -> i64| infos.iter().map(f).collect::<Vec<i64>>();
+    let d = PyDict::new(py);
+    d.set_item("index", PyArray1::from_vec(py, column(|i| i.index as i64)))?;
+    d.set_item(
+        "arch",
+        PyList::new(py, infos.iter().map(|i| i.arch.as_str()))?,
+    )?;
+    d.set_item(
+        "unique",
+        PyList::new(py, infos.iter().map(|i| i.unique.as_str()))?,
+    )?;
+    d.set_item("class_id", PyArray1::from_vec(py, class_id))?;
+    d.set_item(
+        "class_size",
+        PyArray1::from_vec(py, column(|i| i.class_size as i64)),
+    )?;
+    d.set_item(
+        "dead",
+        PyArray1::from_vec(py, infos.iter().map(|i| i.dead).collect::<Vec<bool>>()),
+    )?;
+    d.set_item(
+        "params",
+        PyArray1::from_vec(py, column(|i| i.params as i64)),
+    )?;
+    d.set_item("flops", PyArray1::from_vec(py, column(|i| i.flops as i64)))?;
+    Ok(d.unbind())
+}
+
+/// Rows kept in memory, in the order the run writes them.
+struct Rows(Vec<Row>);
+
+impl RowSink for Rows {
+    fn write(&mut self, row: &Row) -> anyhow::Result<()> {
+        self.0.push(row.clone());
+        Ok(())
+    }
+}
+
+/// A run's progress reported to a Python callable `progress(event, n)` (`"start"` with the
+/// rows to write, then `"row"` per row), and Ctrl-C: the interpreter's pending signals are
+/// checked whenever the run polls, and a raised exception stops the run and is re-raised.
+struct PyProgress {
+    callback: Option<Py<PyAny>>,
+    error: Option<PyErr>,
+}
+
+impl PyProgress {
+    fn call(&mut self, event: &str, n: usize) {
+        if self.error.is_some() {
+            return;
+        }
+        if let Some(callback) = &self.callback {
+            let outcome = Python::attach(|py| callback.call1(py, (event, n)).map(drop));
+            if let Err(e) = outcome {
+                self.error = Some(e);
+            }
+        }
+    }
+}
+
+impl ScoreProgress for PyProgress {
+    fn start(&mut self, _kept: usize, rows: usize, _to_score: usize) {
+        self.call("start", rows);
+    }
+
+    fn row(&mut self, _scored: bool) {
+        self.call("row", 1);
+    }
+
+    fn interrupted(&self) -> bool {
+        self.error.is_some() || Python::attach(|py| py.check_signals()).is_err()
+    }
+}
+
+/// Scores loaded once: data, minibatches and backends, for many calls (a search loop).
+/// Calls from several Python threads take turns; the GIL is released while scoring.
+#[pyclass(frozen, module = "nasrank._nasrank")]
+struct Scorer {
+    scoring: Mutex<Scoring>,
+    columns: Vec<String>,
+}
+
+#[pymethods]
+impl Scorer {
+    #[new]
+    #[pyo3(signature = (scores, data="synthetic", seed=0, seeds=None, batch=None, device="cpu",
+                        workers=None, storage="f32", channels=16, cells=5))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        py: Python<'_>,
+        scores: &Bound<'_, PyAny>,
+        data: &str,
+        seed: u64,
+        seeds: Option<Vec<u64>>,
+        batch: Option<usize>,
+        device: &str,
+        workers: Option<usize>,
+        storage: &str,
+        channels: usize,
+        cells: usize,
+    ) -> PyResult<Self> {
+        let bad = |what: &str, e: String| PyValueError::new_err(format!("{what}: {e}"));
+        let request = ScoreRequest {
+            seed,
+            seeds: seeds.unwrap_or_default(),
+            batch,
+            device: parse_device(device).map_err(|e| bad("device", e))?,
+            workers,
+            storage: parse_storage(storage).map_err(|e| bad("storage", e))?,
+            channels,
+            cells,
+            ..ScoreRequest::new(scores_of(scores)?, DataSource::parse(data).map_err(py_err)?)
+        };
+        let scoring = py.detach(|| request.load()).map_err(py_err)?;
+        Ok(Scorer {
+            columns: scoring.columns(),
+            scoring: Mutex::new(scoring),
+        })
+    }
+
+    /// The score columns of each result, in order.
+    #[getter]
+    fn columns(&self) -> Vec<String> {
+        self.columns.clone()
+    }
+
+    /// Scores `archs`; returns the columns of `nasrank score`'s rows as a dict.
+    #[pyo3(signature = (archs, dedup=true, progress=None))]
+    fn score(
+        &self,
+        py: Python<'_>,
+        archs: &Bound<'_, PyAny>,
+        dedup: bool,
+        progress: Option<Py<PyAny>>,
+    ) -> PyResult<Py<PyDict>> {
+        let archs = archs_of(archs)?;
+        let mut progress = PyProgress {
+            callback: progress,
+            error: None,
+        };
+        let mut rows = Rows(Vec::with_capacity(archs.len()));
+        let outcome = py.detach(|| {
+            let scoring = self.scoring.lock().unwrap_or_else(|e| e.into_inner());
+            scoring
+                .job(archs, None, dedup)
+                .run(Vec::new(), &mut rows, &mut progress)
+        });
+        if let Some(e) = progress.error {
+            return Err(e);
+        }
+        outcome.map_err(py_err)?;
+        self.to_columns(py, &rows.0)
+    }
+}
+
+impl Scorer {
+    fn to_columns(&self, py: Python<'_>, rows: &[Row]) -> PyResult<Py<PyDict>> {
+        let d = PyDict::new(py);
+        d.set_item(
+            "index",
+            PyArray1::from_vec(py, rows.iter().map(|r| r.index as i64).collect()),
+        )?;
+        d.set_item(
+            "arch",
+            PyList::new(py, rows.iter().map(|r| r.arch.as_str()))?,
+        )?;
+        d.set_item(
+            "unique",
+            PyList::new(py, rows.iter().map(|r| r.unique.as_str()))?,
+        )?;
+        for (j, name) in self.columns.iter().enumerate() {
+            d.set_item(
+                name,
+                PyArray1::from_vec(py, rows.iter().map(|r| r.values[j]).collect()),
+            )?;
+        }
+        d.set_item(
+            "seconds",
+            PyArray1::from_vec(py, rows.iter().map(|r| r.seconds).collect()),
+        )?;
+        // The index of the arch whose scoring gave the values; -1 for a dead arch.
+        let scored_as = rows.iter().map(|r| match r.scored_as {
+            ScoredAs::Arch(i) => i as i64,
+            ScoredAs::Dead => -1,
+        });
+        d.set_item("scored_as", PyArray1::from_vec(py, scored_as.collect()))?;
+        Ok(d.unbind())
+    }
+}
+
+/// Every score name, in the registry's order.
+#[pyfunction]
+fn score_names() -> Vec<&'static str> {
+    Score::ALL.iter().map(|s| s.name()).collect()
+}
+
+/// Panics, for the test that a panic reaches Python as an exception.
+#[pyfunction]
+fn _panic_for_test() {
+    panic!("a panic raised on purpose by nasrank._nasrank._panic_for_test");
+}
+
+#[pymodule]
+fn _nasrank(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(arch_info, m)?)?;
+    m.add_function(wrap_pyfunction!(space_columns, m)?)?;
+    m.add_function(wrap_pyfunction!(score_names, m)?)?;
+    m.add_function(wrap_pyfunction!(_panic_for_test, m)?)?;
+    m.add_class::<Scorer>()?;
+    m.add("NUM_ARCHS", NUM_ARCHS)?;
+    Ok(())
+}
