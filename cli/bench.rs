@@ -163,6 +163,9 @@ fn bench_scores(be: &AnyBackend, args: &ScoresArgs) -> Result<(), CliError> {
         args.batch.map(|b| b as usize),
         args.seed,
     );
+    settings
+        .check(&scores)
+        .map_err(|e| CliError::usage(anyhow::anyhow!(e)))?;
     let batch = data.minibatch(
         settings.images_needed(&scores),
         Seeds(args.seed).minibatch(),

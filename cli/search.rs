@@ -146,6 +146,9 @@ pub fn run(args: &SearchArgs) -> Result<(), CliError> {
     let data = parse_data(&args.data)?;
     let be = args.device.backend()?;
     let settings = data.settings(channels, cells, args.batch, args.seed);
+    settings
+        .check(&args.strategy.scores_needed(score))
+        .map_err(|e| CliError::usage(anyhow!(e)))?;
     let batch = data.minibatch(
         settings.images_needed(&args.strategy.scores_needed(score)),
         Seeds(args.seed).minibatch(),

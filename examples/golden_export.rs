@@ -2,7 +2,7 @@
 //! (tests/golden/make_golden.py).
 //!
 //! ```text
-//! cargo run --release --example golden_export -- ARCH C N CLASSES INPUT_SIZE BATCH SEED [stem|nostem]
+//! cargo run --release --example golden_export -- ARCH C N CLASSES INPUT_SIZE BATCH SEED [stem|nostem] [gaussian:WSEED]
 //! ```
 //!
 //! `ARCH` is an arch string (`|op~0|+|op~0|op~1|+|op~0|op~1|op~2|`; an edge named twice in
@@ -15,9 +15,10 @@
 //! `x[e] = 2 u[e] - 1` in `[-1, 1)` (exact in f32) with `u = uniform_stream(seed,
 //! name_hash("golden.input"), n*c*h*w)`; label `i` is `floor(classes * u'[i])` with
 //! `u' = uniform_stream(seed, name_hash("golden.labels"), n)`. tests/golden.rs
-//! regenerates both the same way.
+//! regenerates both the same way. With `gaussian:WSEED` the parameters are
+//! `gaussian_params(WSEED)` (N(0, 1) weights, as Zen and SWAP draw them) instead.
 
-use nasrank::net::init::{init_params, name_hash, uniform_stream};
+use nasrank::net::init::{gaussian_params, init_params, name_hash, uniform_stream};
 use nasrank::net::Plan;
 use nasrank::space::{Arch, Cell, MacroConfig, Op, OpSet, EDGES};
 use serde_json::json;
@@ -91,9 +92,10 @@ fn parse_cell_local(text: &str) -> Result<Cell, String> {
 }
 
 fn run(args: &[String]) -> Result<String, String> {
-    if !(7..=8).contains(&args.len()) {
+    if !(7..=9).contains(&args.len()) {
         return Err(
-            "usage: golden_export ARCH C N CLASSES INPUT_SIZE BATCH SEED [stem|nostem]".into(),
+            "usage: golden_export ARCH C N CLASSES INPUT_SIZE BATCH SEED [stem|nostem] [gaussian:WSEED]"
+                .into(),
         );
     }
     let num = |i: usize, what: &str| -> Result<usize, String> {
@@ -121,7 +123,16 @@ fn run(args: &[String]) -> Result<String, String> {
         .parse()
         .map_err(|_| format!("SEED: not a number: {:?}", args[6]))?;
     let plan = Plan::build(&cell, &config).map_err(|e| e.to_string())?;
-    let values = init_params(seed, &plan);
+    let values = match args.get(8).map(|s| s.split_once(':')) {
+        None => init_params(seed, &plan),
+        Some(Some(("gaussian", wseed))) => gaussian_params(
+            wseed
+                .parse()
+                .map_err(|_| format!("gaussian:WSEED: not a number: {wseed:?}"))?,
+            &plan,
+        ),
+        Some(_) => return Err(format!("expected gaussian:WSEED, not {:?}", args[8])),
+    };
     let params: Vec<_> = plan
         .params
         .iter()

@@ -5,12 +5,13 @@
 
 use nasrank::backend::cpu::CpuBackend;
 use nasrank::backend::Executor;
-use nasrank::data::{synthetic_batch, Batch};
+use nasrank::data::{synthetic_batch, Batch, Seeds};
 use nasrank::net::Plan;
 use nasrank::proxy::registry::{Minibatch, Runs};
 use nasrank::proxy::scorer::{score_arch, ScoreSettings};
+use nasrank::proxy::swap::SWAP_REINITS;
 use nasrank::proxy::{counts, grasp, jacob_cov, knas, linear_regions, naswot, ntk, saliency};
-use nasrank::proxy::{synflow, zen, zico, Score};
+use nasrank::proxy::{swap, synflow, zen, zico, Score};
 use nasrank::space::{arch_of_index, is_dead, Cell, ClassKey, MacroConfig};
 
 fn settings() -> ScoreSettings {
@@ -25,6 +26,7 @@ fn settings() -> ScoreSettings {
     s.naswot_batch = 7;
     s.batch = 6;
     s.ntk_batch = 5;
+    s.swap_batch = 4;
     s.seed = 11;
     s
 }
@@ -59,6 +61,7 @@ fn direct(score: Score, cell: &Cell, data: &Batch, s: &ScoreSettings) -> f64 {
         Score::JacobCov => jacob_cov::jacob_cov(e, data, s.batch),
         Score::Zico => zico::zico(e, data, s.batch),
         Score::Zen => zen::zen(e, s.batch, s.seed),
+        Score::Swap => swap::swap(&be, &plan, data, s.swap_batch, Seeds(s.seed), SWAP_REINITS),
         Score::Params => counts::params(cell, &s.config),
         Score::Flops => counts::flops(cell, &s.config),
     }
@@ -126,6 +129,7 @@ fn each_entry_declares_consistent_facts() {
             Minibatch::Naswot => s.naswot_batch,
             Minibatch::Ntk => s.ntk_batch,
             Minibatch::Gradient => s.batch,
+            Minibatch::Swap => s.swap_batch,
             Minibatch::None => 1,
         };
         assert_eq!(n, want, "{score}");
@@ -180,4 +184,28 @@ fn docs_scores_table_lists_every_registered_name() {
     registered.sort_unstable();
     documented_sorted.sort_unstable();
     assert_eq!(documented_sorted, registered);
+}
+
+/// A score's image limit is enforced before anything runs: `ScoreSettings::check` refuses a
+/// minibatch one above it (the CLI's exit 2) and takes the limit itself. Catches a limit
+/// declared but never checked (SWAP's patterns hold at most 64 images).
+#[test]
+fn image_limits_are_checked() {
+    let limited: Vec<Score> = Score::ALL
+        .into_iter()
+        .filter(|s| s.info().max_images.is_some())
+        .collect();
+    assert!(limited.contains(&Score::Swap));
+    for score in limited {
+        let max = score.info().max_images.unwrap();
+        let mut s = settings();
+        s.set_batch(max);
+        assert_eq!(s.check(&[score]), Ok(()), "{score}");
+        s.set_batch(max + 1);
+        let err = s.check(&[Score::Naswot, score]).unwrap_err();
+        assert!(
+            err.contains(score.name()) && err.contains(&max.to_string()),
+            "{err}"
+        );
+    }
 }

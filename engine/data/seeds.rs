@@ -20,6 +20,16 @@ impl Seeds {
         self.0.wrapping_add(r as u64)
     }
 
+    /// SWAP's N(0, 1) weights of re-initialisation `r`: a generator of its own, so that no
+    /// re-initialisation repeats the weights of another score.
+    pub fn swap_weights(self, r: usize) -> u64 {
+        let mut rng = SplitMix64::new(self.0 ^ 0x5357_4150_5357_4150);
+        (0..r).for_each(|_| {
+            rng.next_u64();
+        });
+        rng.next_u64()
+    }
+
     /// The minibatch every arch sees.
     pub fn minibatch(self) -> u64 {
         self.0

@@ -29,6 +29,7 @@ impl ScoreDef for Params {
         dead_value: None,
         minibatch: Minibatch::None,
         runs: Runs::Host,
+        max_images: None,
     };
 
     fn compute<B: Backend>(arch: &mut ArchScoring<'_, B>) -> anyhow::Result<f64> {
@@ -47,6 +48,7 @@ impl ScoreDef for Flops {
         dead_value: None,
         minibatch: Minibatch::None,
         runs: Runs::Host,
+        max_images: None,
     };
 
     fn compute<B: Backend>(arch: &mut ArchScoring<'_, B>) -> anyhow::Result<f64> {

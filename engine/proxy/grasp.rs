@@ -119,6 +119,7 @@ impl ScoreDef for Grasp {
         dead_value: Some(-0.0),
         minibatch: Minibatch::Gradient,
         runs: Runs::SharedNetwork,
+        max_images: None,
     };
 
     fn compute<B: Backend>(arch: &mut ArchScoring<'_, B>) -> anyhow::Result<f64> {

@@ -96,6 +96,7 @@ impl ScoreDef for JacobCov {
         dead_value: Some(f64::NAN),
         minibatch: Minibatch::Gradient,
         runs: Runs::SharedNetwork,
+        max_images: None,
     };
 
     fn compute<B: Backend>(arch: &mut ArchScoring<'_, B>) -> anyhow::Result<f64> {

@@ -133,6 +133,7 @@ impl ScoreDef for Mgm {
         dead_value: None,
         minibatch: Minibatch::Gradient,
         runs: Runs::SharedNetwork,
+        max_images: None,
     };
 
     fn compute<B: Backend>(arch: &mut ArchScoring<'_, B>) -> anyhow::Result<f64> {
@@ -152,6 +153,7 @@ impl ScoreDef for MgmTrace {
         dead_value: None,
         minibatch: Minibatch::Gradient,
         runs: Runs::SharedNetwork,
+        max_images: None,
     };
 
     fn compute<B: Backend>(arch: &mut ArchScoring<'_, B>) -> anyhow::Result<f64> {
@@ -170,6 +172,7 @@ impl ScoreDef for MgmEig {
         dead_value: None,
         minibatch: Minibatch::Gradient,
         runs: Runs::SharedNetwork,
+        max_images: None,
     };
 
     fn compute<B: Backend>(arch: &mut ArchScoring<'_, B>) -> anyhow::Result<f64> {

@@ -188,6 +188,7 @@ impl ScoreDef for LinearRegions {
         dead_value: None,
         minibatch: Minibatch::Gradient,
         runs: Runs::OwnNetworks,
+        max_images: None,
     };
 
     fn compute<B: Backend>(arch: &mut ArchScoring<'_, B>) -> anyhow::Result<f64> {
@@ -214,6 +215,7 @@ impl ScoreDef for LinearRegionsNet {
         dead_value: None,
         minibatch: Minibatch::Naswot,
         runs: Runs::SharedNetwork,
+        max_images: None,
     };
 
     fn compute<B: Backend>(arch: &mut ArchScoring<'_, B>) -> anyhow::Result<f64> {

@@ -17,6 +17,7 @@ pub mod ntk;
 pub mod registry;
 pub mod saliency;
 pub mod scorer;
+pub mod swap;
 pub mod synflow;
 pub mod zen;
 pub mod zico;
@@ -45,6 +46,7 @@ registry! {
     JacobCov => jacob_cov::JacobCov,
     Zico => zico::Zico,
     Zen => zen::Zen,
+    Swap => swap::Swap,
     Params => counts::Params,
     Flops => counts::Flops,
 }

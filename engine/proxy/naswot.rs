@@ -107,6 +107,7 @@ impl ScoreDef for Naswot {
         dead_value: None,
         minibatch: Minibatch::Naswot,
         runs: Runs::SharedNetwork,
+        max_images: None,
     };
 
     fn compute<B: Backend>(arch: &mut ArchScoring<'_, B>) -> anyhow::Result<f64> {

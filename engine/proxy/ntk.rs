@@ -166,6 +166,7 @@ impl ScoreDef for Ntk {
         dead_value: Some(f64::NAN),
         minibatch: Minibatch::Ntk,
         runs: Runs::SharedNetwork,
+        max_images: None,
     };
 
     fn compute<B: Backend>(arch: &mut ArchScoring<'_, B>) -> anyhow::Result<f64> {
@@ -186,6 +187,7 @@ impl ScoreDef for NtkExact {
         dead_value: Some(f64::NAN),
         minibatch: Minibatch::Ntk,
         runs: Runs::SharedNetwork,
+        max_images: None,
     };
 
     fn compute<B: Backend>(arch: &mut ArchScoring<'_, B>) -> anyhow::Result<f64> {

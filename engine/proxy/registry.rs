@@ -36,6 +36,8 @@ pub struct ScoreInfo {
     pub minibatch: Minibatch,
     /// What the score runs.
     pub runs: Runs,
+    /// The most images the score can take, where it has a limit.
+    pub max_images: Option<usize>,
 }
 
 /// Which minibatch of [`ScoreSettings`] a score takes.
@@ -47,6 +49,8 @@ pub enum Minibatch {
     Ntk,
     /// `batch` (the zero-cost paper's 64).
     Gradient,
+    /// `swap_batch` (SWAP's 16).
+    Swap,
     /// No images of the dataset (counts, synflow's all-ones image).
     None,
 }

@@ -133,6 +133,7 @@ impl ScoreDef for Snip {
         dead_value: Some(0.0),
         minibatch: Minibatch::Gradient,
         runs: Runs::SharedNetwork,
+        max_images: None,
     };
 
     fn compute<B: Backend>(arch: &mut ArchScoring<'_, B>) -> anyhow::Result<f64> {
@@ -151,6 +152,7 @@ impl ScoreDef for GradNorm {
         dead_value: Some(0.0),
         minibatch: Minibatch::Gradient,
         runs: Runs::SharedNetwork,
+        max_images: None,
     };
 
     fn compute<B: Backend>(arch: &mut ArchScoring<'_, B>) -> anyhow::Result<f64> {
@@ -169,6 +171,7 @@ impl ScoreDef for Fisher {
         dead_value: None,
         minibatch: Minibatch::Gradient,
         runs: Runs::SharedNetwork,
+        max_images: None,
     };
 
     fn compute<B: Backend>(arch: &mut ArchScoring<'_, B>) -> anyhow::Result<f64> {

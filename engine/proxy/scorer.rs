@@ -22,6 +22,8 @@ pub struct ScoreSettings {
     pub batch: usize,
     /// NTK minibatch (TE-NAS paper: 32; its released code: 72).
     pub ntk_batch: usize,
+    /// SWAP's minibatch (its released code: 16).
+    pub swap_batch: usize,
 }
 
 impl ScoreSettings {
@@ -32,6 +34,7 @@ impl ScoreSettings {
             naswot_batch: 128,
             batch: 64,
             ntk_batch: 32,
+            swap_batch: 16,
         }
     }
 
@@ -40,6 +43,7 @@ impl ScoreSettings {
         self.naswot_batch = n;
         self.batch = n;
         self.ntk_batch = n;
+        self.swap_batch = n;
     }
 
     /// The images a score of this minibatch kind runs on.
@@ -48,8 +52,22 @@ impl ScoreSettings {
             Minibatch::Naswot => self.naswot_batch,
             Minibatch::Ntk => self.ntk_batch,
             Minibatch::Gradient => self.batch,
+            Minibatch::Swap => self.swap_batch,
             Minibatch::None => 1,
         }
+    }
+
+    /// Whether every score can take its minibatch: the message of the first that cannot.
+    pub fn check(&self, scores: &[Score]) -> Result<(), String> {
+        for score in scores {
+            let n = self.batch_of(score.info().minibatch);
+            if let Some(max) = score.info().max_images.filter(|&max| n > max) {
+                return Err(format!(
+                    "{score} takes at most {max} images, not {n} (--batch)"
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// Images a batch must hold for these scores.

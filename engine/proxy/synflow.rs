@@ -62,6 +62,7 @@ impl ScoreDef for Synflow {
         dead_value: Some(0.0),
         minibatch: Minibatch::None,
         runs: Runs::Host,
+        max_images: None,
     };
 
     fn compute<B: Backend>(arch: &mut ArchScoring<'_, B>) -> anyhow::Result<f64> {

@@ -127,6 +127,7 @@ impl ScoreDef for Zen {
         dead_value: Some(f64::NEG_INFINITY),
         minibatch: Minibatch::Gradient,
         runs: Runs::SharedNetwork,
+        max_images: None,
     };
 
     fn compute<B: Backend>(arch: &mut ArchScoring<'_, B>) -> anyhow::Result<f64> {

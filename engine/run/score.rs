@@ -79,6 +79,9 @@ impl ScoreRequest {
         let settings = self
             .data
             .settings(self.channels, self.cells, self.batch, self.seed);
+        settings
+            .check(&self.scores)
+            .map_err(|e| RunError::input(anyhow!(e)))?;
         let spread = !self.seeds.is_empty();
         let seeds = if spread { self.seeds } else { vec![self.seed] };
         // One minibatch per seed, shared by every arch.

@@ -1,0 +1,171 @@
+//! SWAP (Peng et al., ICLR 2024, "Sample-Wise Activation Patterns for Ultra-fast NAS").
+//!
+//! Definition (the released `src/metrics/swap.py`, pym1024/SWAP @ f6049f7c, applied to an
+//! NB-201 network; ../shared/spec/proxies.md, "SWAP"): every conv and linear weight is
+//! re-drawn from N(0, 1) (biases 0, BN gamma 1, beta 0), one forward pass of B = 16 images
+//! with batch statistics, and every ReLU module's output is recorded. Each unit of every
+//! recorded ReLU (a neuron) has a sample-wise pattern: the B bits "output > 0" over the
+//! images. The SWAP of one initialisation is the number of distinct patterns among all
+//! neurons; the score is its mean over 32 re-initialisations (higher is better).
+//!
+//! How it is computed: the executor's code stream gives, per computed ReLU layer, the bits
+//! of every unit of every image; each 64-unit word is transposed into 64 patterns of B bits,
+//! gathered in a set (a bitmap of the 2^B patterns for B <= 20). A ReLU layer standing for
+//! several modules (a node feeding several conv edges) is read once: a repeated neuron adds
+//! no pattern. Modules whose input is identically zero (fed by a zero node) add the
+//! all-zero pattern, as their outputs do in the released code.
+//!
+//! Deviations from the released code:
+//! - Weights: 32 seeded re-initialisations drawn by Philox from `Seeds::swap_weights`
+//!   (the released class never applies its seed, so its runs are not repeatable).
+//! - Images: the first 16 images of the run's minibatch (the run's `--data` and `--seed`),
+//!   normalised with NAS-Bench-201's statistics; the released demo takes the first 16
+//!   CIFAR-10 training images, normalised with std (0.2470, 0.2435, 0.2616), which differs
+//!   from NAS-Bench-201's in the fourth decimal.
+//! - `swap_reg` (SWAP x exp(-(params/1e3 - mu)^2 / sigma)) is not provided: the released
+//!   code has no mu and sigma for NAS-Bench-201 (docs/SCORES.md).
+
+use std::collections::HashSet;
+
+use super::registry::{ArchScoring, Minibatch, Runs, ScoreDef, ScoreInfo};
+use super::upload_images;
+use crate::backend::executor::to_real;
+use crate::backend::{Backend, BnStatistics, CodeBlock, Executor};
+use crate::data::{Batch, Seeds};
+use crate::net::init::gaussian_params;
+use crate::space::ClassKey;
+
+/// Re-initialisations averaged (the released demo's `--repeats`).
+pub const SWAP_REINITS: usize = 32;
+
+/// The most images a pattern holds (one bit each in a u64).
+pub const SWAP_MAX_IMAGES: usize = 64;
+
+/// Distinct patterns of `bits`-bit values: a bitmap of all 2^bits values when that is
+/// small, a hash set beyond.
+enum PatternSet {
+    Bitmap { words: Vec<u64>, count: usize },
+    Hashed(HashSet<u64>),
+}
+
+impl PatternSet {
+    fn new(bits: usize) -> PatternSet {
+        if bits <= 20 {
+            PatternSet::Bitmap {
+                words: vec![0; (1usize << bits).div_ceil(64)],
+                count: 0,
+            }
+        } else {
+            PatternSet::Hashed(HashSet::new())
+        }
+    }
+
+    fn insert(&mut self, pattern: u64) {
+        match self {
+            PatternSet::Bitmap { words, count } => {
+                let (w, bit) = ((pattern / 64) as usize, 1u64 << (pattern % 64));
+                if words[w] & bit == 0 {
+                    words[w] |= bit;
+                    *count += 1;
+                }
+            }
+            PatternSet::Hashed(set) => {
+                set.insert(pattern);
+            }
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            PatternSet::Bitmap { count, .. } => *count,
+            PatternSet::Hashed(set) => set.len(),
+        }
+    }
+}
+
+/// The number of distinct sample-wise patterns of the executor's network on `input` (`n`
+/// images, `n <= 64`): one forward pass with batch statistics.
+pub fn distinct_neuron_patterns<B: Backend>(
+    exec: &mut Executor<'_, B>,
+    input: B::Buf,
+    n: usize,
+) -> usize {
+    assert!(
+        (1..=SWAP_MAX_IMAGES).contains(&n),
+        "SWAP takes 1 to {SWAP_MAX_IMAGES} images, not {n}"
+    );
+    let be = exec.backend();
+    let mut patterns = PatternSet::new(n);
+    let mut sink = |block: CodeBlock<'_, B>| {
+        if block.layer.is_none() {
+            patterns.insert(0); // every unit of a zero-fed module is off for every image
+            return;
+        }
+        let codes = be.download_words(block.codes);
+        let per_image = block.units.div_ceil(64);
+        for w in 0..per_image {
+            let column: Vec<u64> = (0..n).map(|i| codes[i * per_image + w]).collect();
+            for bit in 0..(block.units - 64 * w).min(64) {
+                let pattern = column
+                    .iter()
+                    .enumerate()
+                    .fold(0u64, |p, (i, word)| p | (((word >> bit) & 1) << i));
+                patterns.insert(pattern);
+            }
+        }
+    };
+    exec.forward_with_codes(input, n, BnStatistics::Batch, &mut sink);
+    patterns.len()
+}
+
+/// SWAP of the network `plan` on the first `n` images of `batch`: the mean over `reinits`
+/// N(0, 1) re-initialisations (drawn from `seeds`) of the distinct pattern count.
+pub fn swap<B: Backend>(
+    be: &B,
+    plan: &crate::net::Plan,
+    batch: &Batch,
+    n: usize,
+    seeds: Seeds,
+    reinits: usize,
+) -> f64 {
+    let total: usize = (0..reinits)
+        .map(|r| {
+            let params = gaussian_params(seeds.swap_weights(r), plan)
+                .iter()
+                .map(|values| be.upload(&to_real::<B::Real>(values)))
+                .collect();
+            let mut exec = Executor::new(be, plan, params);
+            distinct_neuron_patterns(&mut exec, upload_images(be, batch, n), n)
+        })
+        .sum();
+    total as f64 / reinits as f64
+}
+
+/// SWAP (Peng et al.): distinct sample-wise ReLU patterns, mean over 32 N(0, 1) weights.
+/// Dead value: none (the first cell's ReLUs still see the stem's output).
+pub struct Swap;
+
+impl ScoreDef for Swap {
+    const INFO: ScoreInfo = ScoreInfo {
+        name: "swap",
+        higher_is_better: true,
+        // Patterns come from the same ReLU codes as NASWOT's (read once per layer).
+        class_key: ClassKey::Codes,
+        dead_value: None,
+        minibatch: Minibatch::Swap,
+        runs: Runs::OwnNetworks,
+        max_images: Some(SWAP_MAX_IMAGES),
+    };
+
+    fn compute<B: Backend>(arch: &mut ArchScoring<'_, B>) -> anyhow::Result<f64> {
+        let n = arch.settings.batch_of(Self::INFO.minibatch);
+        Ok(swap(
+            arch.backend,
+            arch.plan,
+            arch.data,
+            n,
+            Seeds(arch.settings.seed),
+            SWAP_REINITS,
+        ))
+    }
+}
