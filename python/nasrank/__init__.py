@@ -20,7 +20,7 @@ from typing import Any, Dict, Iterable, Optional, Sequence, Union
 from . import _nasrank
 from ._nasrank import NUM_ARCHS
 
-__all__ = ["Arch", "Scorer", "arch", "score", "score_names", "space", "NUM_ARCHS"]
+__all__ = ["Arch", "Scorer", "arch", "evaluate", "score", "score_names", "space", "NUM_ARCHS"]
 
 __version__ = "0.1.0"
 
@@ -239,3 +239,68 @@ def score(
         cells=cells,
     )
     return scorer.many(archs, dedup=dedup, progress=progress, frame=frame)
+
+
+def _text(value: Any) -> str:
+    """A table field as text, floats in shortest round-trip form (as the CLI writes them)."""
+    if isinstance(value, float):  # also NumPy's float64, whose repr names its type
+        return repr(float(value))
+    if hasattr(value, "item"):  # a NumPy scalar
+        return _text(value.item())
+    return str(value)
+
+
+def _table(obj: Any, what: str):
+    """(header, rows of text) of a CSV path, a pandas DataFrame or a dict of columns."""
+    import csv
+    import os
+
+    if isinstance(obj, (str, os.PathLike)):
+        with open(obj, newline="") as f:
+            rows = list(csv.reader(f))
+        if not rows:
+            raise ValueError(f"{what} {os.fspath(obj)}: empty file")
+        return rows[0], rows[1:]
+    if hasattr(obj, "to_dict") and hasattr(obj, "columns"):  # a pandas DataFrame
+        obj = {name: obj[name].tolist() for name in obj.columns}
+    if isinstance(obj, dict):
+        header = [str(name) for name in obj]
+        columns = [list(values) for values in obj.values()]
+        if len({len(c) for c in columns}) > 1:
+            raise ValueError(f"{what}: columns of different lengths")
+        rows = [[_text(v) for v in row] for row in zip(*columns)]
+        return header, rows
+    raise ValueError(f"{what}: expected a CSV path, a pandas DataFrame or a dict of columns")
+
+
+def evaluate(
+    scores: Any,
+    truth: Any,
+    metric: str = "cifar10_test",
+    ensemble: Optional[Sequence[str]] = None,
+    frame: Optional[bool] = None,
+):
+    """The table ``nasrank eval`` prints: Spearman, Kendall tau-b, the accuracy of the arch
+    each score ranks first and the mean of its top ten, for every score column of
+    ``scores`` against ``truth``'s ``metric``.
+
+    ``scores``: what ``score`` returns (a DataFrame or dict), or a results file's path;
+    ``truth``: an accuracy table (path, DataFrame or dict) with an ``index`` or ``arch``
+    column, e.g. ``../shared/data/nb201/accuracy_dev.csv``. Archs are joined on ``index``
+    (else ``arch``); a score whose direction is "lower is better" (``ntk``) is negated, NaN
+    ranks last. ``ensemble``: score columns whose ranks are summed into one more row.
+
+    >>> df = nasrank.score(truth["index"], scores=["naswot", "synflow"])   # doctest: +SKIP
+    >>> nasrank.evaluate(df, truth, ensemble=["naswot", "synflow"])         # doctest: +SKIP
+    """
+    rows = _nasrank.evaluate_tables(
+        _table(scores, "scores"),
+        _table(truth, "truth"),
+        metric=metric,
+        ensemble=None if ensemble is None else list(ensemble),
+    )
+    columns = {
+        name: [r[name] for r in rows]
+        for name in ["score", "archs", "spearman", "kendall", "top1_accuracy", "top10_mean_accuracy"]
+    }
+    return _frame(columns, frame)

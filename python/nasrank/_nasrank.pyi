@@ -1,6 +1,6 @@
 """Type stubs of the extension module (python/src/lib.rs); the public API is nasrank."""
 
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Union
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -33,3 +33,10 @@ class Scorer:
         dedup: bool = True,
         progress: Optional[Callable[[str, int], Any]] = None,
     ) -> Dict[str, Union[np.ndarray, List[str]]]: ...
+
+def evaluate_tables(
+    scores: Tuple[List[str], List[List[str]]],
+    truth: Tuple[List[str], List[List[str]]],
+    metric: str = "cifar10_test",
+    ensemble: Optional[List[str]] = None,
+) -> List[Dict[str, Any]]: ...

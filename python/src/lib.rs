@@ -6,6 +6,7 @@
 use std::sync::Mutex;
 
 use nasrank::data::DataError;
+use nasrank::eval::table::{evaluate, Table};
 use nasrank::proxy::Score;
 use nasrank::run::archs::{parse_arch, parse_archs, ArchInfo};
 use nasrank::run::data::DataSource;
@@ -333,6 +334,41 @@ impl Scorer {
     }
 }
 
+/// `nasrank eval`'s table for a scores table and an accuracy table, each given as its
+/// header and its rows of fields (text, as in a CSV file): one dict per score column, then
+/// the ensemble's row when `ensemble` names score columns.
+#[pyfunction]
+#[pyo3(signature = (scores, truth, metric="cifar10_test", ensemble=None))]
+fn evaluate_tables(
+    py: Python<'_>,
+    scores: (Vec<String>, Vec<Vec<String>>),
+    truth: (Vec<String>, Vec<Vec<String>>),
+    metric: &str,
+    ensemble: Option<Vec<String>>,
+) -> PyResult<Vec<Py<PyDict>>> {
+    let table = |(header, rows): (Vec<String>, Vec<Vec<String>>)| Table { header, rows };
+    let results = evaluate(
+        &table(scores),
+        &table(truth),
+        metric,
+        &ensemble.unwrap_or_default(),
+    )
+    .map_err(|e| PyValueError::new_err(format!("{e:#}")))?;
+    results
+        .into_iter()
+        .map(|q| {
+            let d = PyDict::new(py);
+            d.set_item("score", q.name)?;
+            d.set_item("archs", q.archs)?;
+            d.set_item("spearman", q.spearman)?;
+            d.set_item("kendall", q.kendall)?;
+            d.set_item("top1_accuracy", q.top1_accuracy)?;
+            d.set_item("top10_mean_accuracy", q.top10_mean_accuracy)?;
+            Ok(d.unbind())
+        })
+        .collect()
+}
+
 /// Every score name, in the registry's order.
 #[pyfunction]
 fn score_names() -> Vec<&'static str> {
@@ -350,6 +386,7 @@ fn _nasrank(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(arch_info, m)?)?;
     m.add_function(wrap_pyfunction!(space_columns, m)?)?;
     m.add_function(wrap_pyfunction!(score_names, m)?)?;
+    m.add_function(wrap_pyfunction!(evaluate_tables, m)?)?;
     m.add_function(wrap_pyfunction!(_panic_for_test, m)?)?;
     m.add_class::<Scorer>()?;
     m.add("NUM_ARCHS", NUM_ARCHS)?;
