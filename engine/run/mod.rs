@@ -10,6 +10,7 @@ pub mod merge;
 pub mod provenance;
 pub mod score;
 pub mod search;
+pub mod search_report;
 
 /// Why a run could not be carried out.
 #[derive(Debug, thiserror::Error)]
