@@ -20,7 +20,8 @@ from typing import Any, Dict, Iterable, Optional, Sequence, Union
 from . import _nasrank
 from ._nasrank import NUM_ARCHS
 
-__all__ = ["Arch", "Scorer", "arch", "evaluate", "score", "score_names", "space", "NUM_ARCHS"]
+__all__ = ["Arch", "Scorer", "arch", "evaluate", "score", "score_names", "search", "space",
+           "NUM_ARCHS"]
 
 __version__ = "0.1.0"
 
@@ -304,3 +305,6 @@ def evaluate(
         for name in ["score", "archs", "spearman", "kendall", "top1_accuracy", "top10_mean_accuracy"]
     }
     return _frame(columns, frame)
+
+
+from . import search  # noqa: E402  (the search protocols, over the helpers above)

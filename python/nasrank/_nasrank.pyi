@@ -40,3 +40,28 @@ def evaluate_tables(
     metric: str = "cifar10_test",
     ensemble: Optional[List[str]] = None,
 ) -> List[Dict[str, Any]]: ...
+def default_score(strategy: str) -> str: ...
+def search_report(
+    strategy: str,
+    score: Optional[str] = None,
+    data: str = "synthetic",
+    batch: Optional[int] = None,
+    seed: int = 0,
+    device: str = "cpu",
+    channels: Optional[int] = None,
+    cells: Optional[int] = None,
+    truth: Optional[List[Tuple[int, float]]] = None,
+    metric: str = "cifar10_test",
+    pool: Any = None,
+    known: Optional[List[Tuple[int, float]]] = None,
+    samples: Optional[int] = None,
+    runs: Optional[int] = None,
+    k: Optional[int] = None,
+    population: Optional[int] = None,
+    tournament: Optional[int] = None,
+    cycles: Optional[int] = None,
+    repeats: Optional[int] = None,
+    lr_batches: Optional[int] = None,
+    lr_batch_size: Optional[int] = None,
+    progress: Optional[Callable[[str, int], Any]] = None,
+) -> str: ...

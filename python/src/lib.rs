@@ -8,10 +8,13 @@ use std::sync::Mutex;
 use nasrank::data::DataError;
 use nasrank::eval::table::{evaluate, Table};
 use nasrank::proxy::Score;
-use nasrank::run::archs::{parse_arch, parse_archs, ArchInfo};
+use nasrank::run::archs::{parse_arch, parse_archs, read_pool, ArchInfo};
 use nasrank::run::data::DataSource;
 use nasrank::run::device::{parse_device, parse_storage};
 use nasrank::run::score::{RowSink, ScoreProgress, ScoreRequest, Scoring};
+use nasrank::run::search::{SearchProgress, Strategy};
+use nasrank::run::search_report::SearchRequest;
+use std::collections::HashMap;
 use nasrank::run::RunError;
 use nasrank::space::{arch_of_index, Arch, MacroConfig, NUM_ARCHS};
 use nasrank::store::{Row, ScoredAs};
@@ -369,6 +372,125 @@ fn evaluate_tables(
         .collect()
 }
 
+/// A search's progress reported to a Python callable `progress(event, n)` (`"start"` with
+/// the steps to come, then `"tick"` per step), with Ctrl-C checked as for scoring.
+struct PySearchProgress(PyProgress);
+
+impl SearchProgress for PySearchProgress {
+    fn start(&mut self, total: usize, _unit: &'static str) {
+        self.0.call("start", total);
+    }
+
+    fn tick(&mut self) {
+        self.0.call("tick", 1);
+    }
+
+    fn interrupted(&self) -> bool {
+        ScoreProgress::interrupted(&self.0)
+    }
+}
+
+/// A search's pool: a file `--from` takes (indices or arch strings one per line, or a CSV
+/// with an `index` or `arch` column), or what `archs` takes elsewhere.
+fn pool_of(archs: &Bound<'_, PyAny>) -> PyResult<Vec<usize>> {
+    if let Ok(text) = archs.cast::<PyString>() {
+        let text = text.to_cow()?;
+        if std::path::Path::new(&*text).is_file() {
+            return read_pool(std::path::Path::new(&*text)).map_err(py_err);
+        }
+    }
+    Ok(archs_of(archs)?.into_iter().map(|(i, _)| i).collect())
+}
+
+/// The score a strategy searches with when none is named.
+#[pyfunction]
+fn default_score(strategy: &str) -> PyResult<&'static str> {
+    let strategy: Strategy = strategy.parse().map_err(PyValueError::new_err)?;
+    Ok(strategy.default_score().name())
+}
+
+/// Runs a search; returns its report as JSON text (the object `nasrank search --json`
+/// prints). Options are those of `nasrank search`; `pool` and `known` as lists.
+#[pyfunction]
+#[pyo3(signature = (strategy, score=None, data="synthetic", batch=None, seed=0, device="cpu",
+                    channels=None, cells=None, truth=None, metric="cifar10_test", pool=None,
+                    known=None, samples=None, runs=None, k=None, population=None,
+                    tournament=None, cycles=None, repeats=None, lr_batches=None,
+                    lr_batch_size=None, progress=None))]
+#[allow(clippy::too_many_arguments)]
+fn search_report(
+    py: Python<'_>,
+    strategy: &str,
+    score: Option<&str>,
+    data: &str,
+    batch: Option<usize>,
+    seed: u64,
+    device: &str,
+    channels: Option<usize>,
+    cells: Option<usize>,
+    truth: Option<Vec<(i64, f64)>>,
+    metric: &str,
+    pool: Option<&Bound<'_, PyAny>>,
+    known: Option<Vec<(i64, f64)>>,
+    samples: Option<usize>,
+    runs: Option<usize>,
+    k: Option<usize>,
+    population: Option<usize>,
+    tournament: Option<usize>,
+    cycles: Option<usize>,
+    repeats: Option<usize>,
+    lr_batches: Option<usize>,
+    lr_batch_size: Option<usize>,
+    progress: Option<Py<PyAny>>,
+) -> PyResult<String> {
+    let by_index = |pairs: Vec<(i64, f64)>| -> PyResult<HashMap<usize, f64>> {
+        pairs
+            .into_iter()
+            .map(|(i, v)| Ok((one_arch(i)?.0, v)))
+            .collect()
+    };
+    let request = SearchRequest {
+        score: score
+            .map(|s| s.parse::<Score>())
+            .transpose()
+            .map_err(|e| PyValueError::new_err(e.to_string()))?,
+        batch,
+        seed,
+        device: parse_device(device).map_err(|e| PyValueError::new_err(format!("device: {e}")))?,
+        channels,
+        cells,
+        truth: truth.map(by_index).transpose()?,
+        metric: metric.to_owned(),
+        pool: match pool {
+            Some(archs) => Some(pool_of(archs)?),
+            None => None,
+        },
+        known: by_index(known.unwrap_or_default())?,
+        samples,
+        runs,
+        k,
+        population,
+        tournament,
+        cycles,
+        repeats,
+        lr_batches,
+        lr_batch_size,
+        ..SearchRequest::new(
+            strategy.parse::<Strategy>().map_err(|e| PyValueError::new_err(e.to_string()))?,
+            DataSource::parse(data).map_err(py_err)?,
+        )
+    };
+    let mut progress = PySearchProgress(PyProgress {
+        callback: progress,
+        error: None,
+    });
+    let outcome = py.detach(|| request.run(&mut progress));
+    if let Some(e) = progress.0.error {
+        return Err(e);
+    }
+    Ok(outcome.map_err(py_err)?.to_string())
+}
+
 /// Every score name, in the registry's order.
 #[pyfunction]
 fn score_names() -> Vec<&'static str> {
@@ -387,6 +509,8 @@ fn _nasrank(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(space_columns, m)?)?;
     m.add_function(wrap_pyfunction!(score_names, m)?)?;
     m.add_function(wrap_pyfunction!(evaluate_tables, m)?)?;
+    m.add_function(wrap_pyfunction!(search_report, m)?)?;
+    m.add_function(wrap_pyfunction!(default_score, m)?)?;
     m.add_function(wrap_pyfunction!(_panic_for_test, m)?)?;
     m.add_class::<Scorer>()?;
     m.add("NUM_ARCHS", NUM_ARCHS)?;

@@ -149,6 +149,9 @@ def test_the_gil_is_released_while_scoring():
 def test_ctrl_c_stops_a_long_call_with_keyboard_interrupt():
     """SIGINT during a whole-space call: KeyboardInterrupt, and the scorer still works."""
     scorer = nasrank.Scorer("naswot", **SMALL)
+    # Python's own Ctrl-C handler, also where the test runs with SIGINT ignored (a
+    # background job of a non-interactive shell, as CI may start it).
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     timer = threading.Timer(0.5, lambda: os.kill(os.getpid(), signal.SIGINT))
     timer.start()
     try:
@@ -156,6 +159,7 @@ def test_ctrl_c_stops_a_long_call_with_keyboard_interrupt():
             scorer.many("all", dedup=False, frame=False)
     finally:
         timer.cancel()
+        signal.signal(signal.SIGINT, previous)
     assert np.isfinite(scorer(1)["naswot"])
 
 
