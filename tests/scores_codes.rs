@@ -4,7 +4,7 @@
 //! made by tests/golden/scores_codes.py).
 mod common;
 
-use common::{config_of, golden_input, usize_of};
+use common::{config_of, golden_batch, golden_fixture, usize_of};
 
 use nasrank::backend::cpu::CpuBackend;
 use nasrank::backend::{Backend, BnStatistics, Executor};
@@ -18,9 +18,7 @@ use nasrank::proxy::linear_regions::{
 use nasrank::proxy::naswot::{naswot, naswot_kernel, naswot_with, CodeCount};
 use nasrank::proxy::upload_images;
 use nasrank::space::{Arch, Cell, MacroConfig};
-use serde_json::Value;
 use std::collections::HashSet;
-use std::path::PathBuf;
 
 type Be = CpuBackend<f32>;
 
@@ -431,30 +429,9 @@ fn patterns_are_the_packed_relu_bits_of_every_layer() {
 
 // PyTorch fixtures.
 
-fn fixture() -> Value {
-    let path =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden/scores_codes/cases.json");
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("fixture {} is missing: {e}", path.display()));
-    serde_json::from_str(&text).expect("fixture JSON")
-}
-
-/// The exporter's input (examples/golden_export.rs): `2 u - 1` from `golden.input`.
-fn golden_batch(seed: u64, n: usize, c: usize, size: usize) -> Batch {
-    let images = golden_input(seed, n * c * size * size);
-    Batch {
-        n,
-        c,
-        h: size,
-        w: size,
-        images,
-        labels: vec![0; n],
-    }
-}
-
 #[test]
 fn naswot_and_network_regions_match_pytorch() {
-    let fx = fixture();
+    let fx = golden_fixture("scores_codes/cases.json");
     let be = Be::new();
     let cases = fx["naswot"].as_array().expect("naswot cases");
     assert!(cases.len() >= 3);
@@ -496,7 +473,7 @@ fn naswot_and_network_regions_match_pytorch() {
 
 #[test]
 fn released_regions_match_pytorch() {
-    let fx = fixture();
+    let fx = golden_fixture("scores_codes/cases.json");
     let be = Be::new();
     let cases = fx["released"].as_array().expect("released cases");
     assert!(cases.len() >= 3);

@@ -4,45 +4,23 @@
 //! counting against a naive pattern set read from the executor's slots.
 mod common;
 
-use common::{config_of, golden_input, usize_of};
+use common::{config_of, golden_batch, golden_fixture, usize_of};
 
 use nasrank::backend::cpu::CpuBackend;
 use nasrank::backend::executor::to_real;
 use nasrank::backend::{Backend, BnStatistics, Executor};
-use nasrank::data::{Batch, Seeds};
+use nasrank::data::Seeds;
 use nasrank::net::init::gaussian_params;
 use nasrank::net::{Layer, Plan};
 use nasrank::proxy::swap::{distinct_neuron_patterns, swap};
 use nasrank::proxy::upload_images;
 use nasrank::space::{Arch, Cell, MacroConfig};
-use serde_json::Value;
 use std::collections::HashSet;
-use std::path::PathBuf;
 
 type Be = CpuBackend<f32>;
 
 fn cell(arch: &str) -> Cell {
     Cell::from(arch.parse::<Arch>().expect("arch string"))
-}
-
-fn fixture() -> Value {
-    let path =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden/scores_swap/cases.json");
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("fixture {} is missing: {e}", path.display()));
-    serde_json::from_str(&text).expect("fixture JSON")
-}
-
-/// The exporter's input (examples/golden_export.rs).
-fn golden_batch(seed: u64, n: usize, c: usize, size: usize) -> Batch {
-    Batch {
-        n,
-        c,
-        h: size,
-        w: size,
-        images: golden_input(seed, n * c * size * size),
-        labels: vec![0; n],
-    }
 }
 
 fn gaussian_executor<'a>(be: &'a Be, plan: &'a Plan, seed: u64) -> Executor<'a, Be> {
@@ -60,7 +38,7 @@ fn gaussian_executor<'a>(be: &'a Be, plan: &'a Plan, seed: u64) -> Executor<'a, 
 /// a neuron, or a re-initialisation seeded differently from `Seeds::swap_weights`.
 #[test]
 fn swap_matches_pytorch() {
-    let fx = fixture();
+    let fx = golden_fixture("scores_swap/cases.json");
     let be = Be::new();
     let cases = fx["swap"].as_array().expect("swap cases");
     assert_eq!(cases.len(), 5);

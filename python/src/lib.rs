@@ -14,7 +14,6 @@ use nasrank::run::device::{parse_device, parse_storage};
 use nasrank::run::score::{RowSink, ScoreProgress, ScoreRequest, Scoring};
 use nasrank::run::search::{SearchProgress, Strategy};
 use nasrank::run::search_report::SearchRequest;
-use std::collections::HashMap;
 use nasrank::run::RunError;
 use nasrank::space::{arch_of_index, Arch, MacroConfig, NUM_ARCHS};
 use nasrank::store::{Row, ScoredAs};
@@ -22,6 +21,7 @@ use numpy::PyArray1;
 use pyo3::exceptions::{PyFileNotFoundError, PyKeyboardInterrupt, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyString};
+use std::collections::HashMap;
 
 /// A run-layer error as the Python exception a user expects: bad input `ValueError` (a
 /// missing file `FileNotFoundError`), a device that cannot be had or a failure during the
@@ -476,7 +476,9 @@ fn search_report(
         lr_batches,
         lr_batch_size,
         ..SearchRequest::new(
-            strategy.parse::<Strategy>().map_err(|e| PyValueError::new_err(e.to_string()))?,
+            strategy
+                .parse::<Strategy>()
+                .map_err(|e| PyValueError::new_err(e.to_string()))?,
             DataSource::parse(data).map_err(py_err)?,
         )
     };

@@ -86,3 +86,25 @@ pub fn config_of(v: &serde_json::Value) -> nasrank::space::MacroConfig {
         stem: v["stem"].as_bool().unwrap(),
     }
 }
+
+/// A JSON fixture under tests/golden (`scores_codes/cases.json`, ...).
+pub fn golden_fixture(relative: &str) -> serde_json::Value {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(relative);
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("fixture {} is missing: {e}", path.display()));
+    serde_json::from_str(&text).expect("fixture JSON")
+}
+
+/// The golden exporter's input as a batch of `n` images (labels 0).
+pub fn golden_batch(seed: u64, n: usize, c: usize, size: usize) -> nasrank::data::Batch {
+    nasrank::data::Batch {
+        n,
+        c,
+        h: size,
+        w: size,
+        images: golden_input(seed, n * c * size * size),
+        labels: vec![0; n],
+    }
+}
