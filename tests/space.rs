@@ -229,7 +229,8 @@ const DEAD_END_CONVS: [&str; 2] = [
 #[test]
 fn codes_classes_refine_iso_classes() {
     let classes = codes_classes();
-    // Counted independently (a Python reimplementation of the rule, session 4).
+    // Counted independently by tools/count_classes.py (a Python reimplementation of the
+    // rule over ../shared/data/nb201/archs.csv).
     assert_eq!(classes.len(), 7_425);
     assert_constant_on(&classes, "iso keys", iso_key);
     // Members see the same number of ReLU modules and units (the codes' shapes).
