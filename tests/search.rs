@@ -7,7 +7,7 @@ use nasrank::search::prune::{dense_ranks, prune_round, prune_search, relative_ch
 use nasrank::search::random::{mean_std, random_search};
 use nasrank::search::topk::{pick_by_accuracy, top_k, topk_search};
 use nasrank::search::{best_position, sample_without_replacement};
-use nasrank::space::{arch_of_index, index_of_arch, Arch, Cell, Op, OpSet, NUM_ARCHS};
+use nasrank::space::{arch_of_index, index_of_arch, Arch, Cell, Op, OpSet, EDGES, NUM_ARCHS};
 use std::collections::HashSet;
 mod common;
 
@@ -607,6 +607,73 @@ fn cli_prune_ends_with_one_op_per_edge() {
     let index = v["index"].as_u64().unwrap() as usize;
     assert_eq!(index_of_arch(&arch), index);
     assert_eq!(v["accuracy"].as_f64().unwrap(), index as f64 / 1000.0);
+    check_pruning_order(rounds, &arch);
+}
+
+/// The pruning order the report shows is TE-NAS's rule applied to the changes it shows:
+/// dense ranks of the kappa changes (descending) and the region changes (ascending), a
+/// non-finite change (null) ranked last; on each edge the candidate with the smallest rank
+/// sum is pruned, ties to the smaller kappa rank, then to the first listed; the final arch
+/// keeps on each edge the one op never pruned. Catches pruning the best candidate instead
+/// of the worst, ranks in the wrong direction, or a report out of step with the search.
+fn check_pruning_order(rounds: &[serde_json::Value], arch: &Arch) {
+    let dense = |values: &[Option<f64>], descending: bool| -> Vec<usize> {
+        let mut distinct: Vec<f64> = values.iter().flatten().copied().collect();
+        distinct.sort_by(|a, b| {
+            if descending {
+                b.total_cmp(a)
+            } else {
+                a.total_cmp(b)
+            }
+        });
+        distinct.dedup();
+        values
+            .iter()
+            .map(|v| match v {
+                Some(x) => distinct.iter().position(|d| d == x).unwrap(),
+                None => distinct.len(),
+            })
+            .collect()
+    };
+    let mut removed: Vec<(String, String)> = Vec::new();
+    for round in rounds {
+        let candidates = round["candidates"].as_array().unwrap();
+        let kappa: Vec<Option<f64>> = candidates
+            .iter()
+            .map(|c| c["kappa_change"].as_f64())
+            .collect();
+        let regions: Vec<Option<f64>> = candidates
+            .iter()
+            .map(|c| c["regions_change"].as_f64())
+            .collect();
+        let (kr, rr) = (dense(&kappa, true), dense(&regions, false));
+        for (i, c) in candidates.iter().enumerate() {
+            assert_eq!(c["kappa_rank"].as_u64().unwrap() as usize, kr[i], "{c}");
+            assert_eq!(c["regions_rank"].as_u64().unwrap() as usize, rr[i], "{c}");
+        }
+        for pruned in round["pruned"].as_array().unwrap() {
+            let edge = pruned["edge"].as_str().unwrap();
+            let want = (0..candidates.len())
+                .filter(|&i| candidates[i]["edge"] == edge)
+                .min_by_key(|&i| (kr[i] + rr[i], kr[i]))
+                .unwrap();
+            assert_eq!(pruned["op"], candidates[want]["op"], "edge {edge}");
+            removed.push((edge.to_string(), pruned["op"].as_str().unwrap().to_string()));
+        }
+    }
+    for (e, &(from, to)) in EDGES.iter().enumerate() {
+        let edge = format!("{from}->{to}");
+        let kept = arch.ops[e].name();
+        assert!(
+            !removed.contains(&(edge.clone(), kept.to_string())),
+            "{edge} {kept}"
+        );
+        assert_eq!(
+            removed.iter().filter(|(x, _)| *x == edge).count(),
+            3,
+            "{edge}"
+        );
+    }
 }
 
 #[test]
@@ -699,4 +766,58 @@ fn cli_search_scores_one_arch_per_class_of_equal_scores() {
     let best = naswot_argmax("3,25,10,1");
     let run = &v["runs"][0];
     assert_eq!(run["score"].as_f64().unwrap(), best.1, "{v}");
+}
+
+/// The reported best is the fittest arch the evolution evaluated. Every arch's score comes
+/// from `--scores-from` (a permutation of the indices, so no ties and no correlation with
+/// the index order); the same evolution is replayed here with the engine's algorithm and
+/// the seed the run layer documents (`Seeds::search(0)`), and the best of its history,
+/// found here, must be what the CLI reports. Catches reporting the last member, the final
+/// population's best, the worst, or a score paired with another arch.
+#[test]
+fn cli_evolution_reports_the_fittest_arch_it_evaluated() {
+    let dir = fixtures("evolution-best");
+    let score_of = |i: usize| ((i * 7919) % NUM_ARCHS) as f64;
+    let mut file = String::from("index,arch,unique,naswot,seconds,scored_as\n");
+    for i in 0..NUM_ARCHS {
+        let arch = arch_of_index(i).unwrap();
+        file += &format!("{i},{arch},u,{},0,{i}\n", score_of(i));
+    }
+    let known = dir.join("known.csv");
+    std::fs::write(&known, file).unwrap();
+    let settings = EvolutionSettings {
+        population: 5,
+        sample: 3,
+        cycles: 40,
+    };
+    let seed = 9;
+    let v = json_of(&nasrank(&[
+        "search",
+        "evolution",
+        "--population",
+        "5",
+        "--tournament",
+        "3",
+        "--cycles",
+        "40",
+        "--seed",
+        "9",
+        "--scores-from",
+        known.to_str().unwrap(),
+        "--quiet",
+        "--json",
+    ]));
+    assert_eq!(v["scored"], 0, "every score came from --scores-from");
+    let evo = regularized_evolution(settings, true, nasrank::data::Seeds(seed).search(0), |a| {
+        score_of(index_of_arch(a))
+    });
+    let fittest = evo
+        .history
+        .iter()
+        .max_by(|a, b| a.fitness.total_cmp(&b.fitness))
+        .unwrap();
+    let index = v["best"]["index"].as_u64().unwrap() as usize;
+    assert_eq!(index, index_of_arch(&fittest.arch));
+    assert_eq!(v["best"]["score"].as_f64().unwrap(), fittest.fitness);
+    assert_eq!(v["best"]["score"].as_f64().unwrap(), score_of(index));
 }
