@@ -3,7 +3,7 @@
 use crate::plot::{plot, plot_format};
 use crate::CliError;
 use clap::Args;
-use nasrank::eval::table::{evaluate, join, Table};
+use nasrank::eval::table::{evaluate, join, Ensemble, Table};
 use nasrank::run::provenance::Provenance;
 use std::path::PathBuf;
 
@@ -23,9 +23,13 @@ pub struct EvalArgs {
     /// The accuracy column.
     #[arg(long, default_value = "cifar10_test")]
     metric: String,
-    /// Also rank the archs by the sum of these scores' ranks (comma list).
+    /// Also rank the archs by combining these scores' ranks (comma list), label-free.
     #[arg(long, value_delimiter = ',')]
     ensemble: Vec<String>,
+    /// How --ensemble combines the ranks: `rank-sum` (their sum) or `log-rank` (AZ-NAS's
+    /// sum of ln(rank / archs)).
+    #[arg(long, default_value = "rank-sum", value_parser = clap::value_parser!(Ensemble))]
+    ensemble_method: Ensemble,
     /// Also draw one score-vs-accuracy scatter panel per score column into this file:
     /// PNG or SVG, by its extension.
     #[arg(long, value_name = "FILE")]
@@ -48,8 +52,14 @@ pub fn run(args: &EvalArgs) -> Result<(), CliError> {
         ),
     }
     let truth = Table::read(&args.truth).map_err(CliError::usage)?;
-    let results =
-        evaluate(&scores, &truth, &args.metric, &args.ensemble).map_err(CliError::usage)?;
+    let results = evaluate(
+        &scores,
+        &truth,
+        &args.metric,
+        &args.ensemble,
+        args.ensemble_method,
+    )
+    .map_err(CliError::usage)?;
     if let Some(path) = &args.plot {
         let joined = join(&scores, &truth, &args.metric).map_err(CliError::usage)?;
         plot(path, &joined, &args.metric)?;

@@ -156,11 +156,61 @@ pub fn join(scores: &Table, truth: &Table, metric: &str) -> anyhow::Result<Joine
 
 /// The scores of `scores` joined with `truth`'s `metric` column (on `index`, else `arch`):
 /// the quality of every score column, then of the rank ensemble of `ensemble` (if any).
+/// How an ensemble combines its scores' ranks over the archs of a set (label-free: no
+/// accuracy enters).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Ensemble {
+    /// The sum of the average ranks (1 = worst).
+    #[default]
+    RankSum,
+    /// AZ-NAS's aggregation (Lee & Ham, CVPR 2024): the sum of `ln(rank / m)` over the
+    /// scores, `m` archs in the set, average ranks (1 = worst), so a score's best arch adds
+    /// 0 and one bad rank weighs more than in a rank sum.
+    LogRank,
+}
+
+impl Ensemble {
+    pub fn name(self) -> &'static str {
+        match self {
+            Ensemble::RankSum => "rank-sum",
+            Ensemble::LogRank => "log-rank",
+        }
+    }
+
+    /// Each arch's combined value (higher is better) from the scores' values over the
+    /// same archs, each oriented by its direction (NaN worst) before ranking.
+    pub fn combine(self, columns: &[(&str, &[f64])]) -> Vec<f64> {
+        let m = columns.first().map_or(0, |(_, v)| v.len());
+        let mut out = vec![0.0; m];
+        for (name, values) in columns {
+            for (sum, r) in out.iter_mut().zip(average_ranks(&oriented(name, values))) {
+                *sum += match self {
+                    Ensemble::RankSum => r,
+                    Ensemble::LogRank => (r / m as f64).ln(),
+                };
+            }
+        }
+        out
+    }
+}
+
+impl std::str::FromStr for Ensemble {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Ensemble, String> {
+        [Ensemble::RankSum, Ensemble::LogRank]
+            .into_iter()
+            .find(|e| e.name() == s)
+            .ok_or_else(|| format!("{s:?} is not rank-sum or log-rank"))
+    }
+}
+
 pub fn evaluate(
     scores: &Table,
     truth: &Table,
     metric: &str,
     ensemble: &[String],
+    method: Ensemble,
 ) -> anyhow::Result<Vec<ScoreQuality>> {
     let Joined { accuracy, columns } = join(scores, truth, metric)?;
     let mut out: Vec<ScoreQuality> = columns
@@ -168,23 +218,24 @@ pub fn evaluate(
         .map(|(name, values)| quality(name, values, &accuracy))
         .collect();
     if !ensemble.is_empty() {
-        let mut rank_sum = vec![0.0; accuracy.len()];
-        for name in ensemble {
-            let (_, values) = columns.iter().find(|(c, _)| c == name).ok_or_else(|| {
-                anyhow::anyhow!(
-                    "--ensemble names {name:?}, which is not a score column of the scores file"
-                )
-            })?;
-            for (sum, r) in rank_sum
-                .iter_mut()
-                .zip(average_ranks(&oriented(name, values)))
-            {
-                *sum += r;
-            }
-        }
+        let members = ensemble
+            .iter()
+            .map(|name| {
+                let (c, values) = columns.iter().find(|(c, _)| c == name).ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "--ensemble names {name:?}, which is not a score column of the scores file"
+                    )
+                })?;
+                Ok((c.as_str(), values.as_slice()))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let label = match method {
+            Ensemble::RankSum => "ensemble",
+            Ensemble::LogRank => "log_rank",
+        };
         out.push(quality(
-            &format!("ensemble({})", ensemble.join("+")),
-            &rank_sum,
+            &format!("{label}({})", ensemble.join("+")),
+            &method.combine(&members),
             &accuracy,
         ));
     }
@@ -228,7 +279,14 @@ mod tests {
                 &["9", "99"],
             ],
         );
-        let q = evaluate(&scores, &truth, "acc", &["naswot".into(), "ntk".into()]).unwrap();
+        let q = evaluate(
+            &scores,
+            &truth,
+            "acc",
+            &["naswot".into(), "ntk".into()],
+            Ensemble::RankSum,
+        )
+        .unwrap();
         assert_eq!(q.len(), 3);
         // naswot: order 1,2,3,5,4(NaN) against accuracies 90,80,70,60,50: perfect.
         assert!((q[0].spearman - 1.0).abs() < 1e-12 && (q[0].kendall - 1.0).abs() < 1e-12);
@@ -237,9 +295,39 @@ mod tests {
         // ntk: lower is better; 10..50 against 90,80,70,50,60 -> one discordant pair of 10.
         assert!((q[1].kendall - 0.8).abs() < 1e-12, "{}", q[1].kendall);
         assert_eq!(q[2].archs, 5);
-        assert!(evaluate(&scores, &truth, "nope", &[])
+        assert!(evaluate(&scores, &truth, "nope", &[], Ensemble::RankSum)
             .unwrap_err()
             .to_string()
             .contains("acc"));
+    }
+
+    /// AZ-NAS's aggregation against values worked out by hand: m = 4 archs, naswot (higher
+    /// better) 1, 5, 5, NaN -> average ranks 2, 3.5, 3.5, 1 (NaN worst); ntk (lower better)
+    /// 4, 3, 2, 1 -> ranks 1, 2, 3, 4. log-rank: ln(2/4) + ln(1/4), ln(3.5/4) + ln(2/4), ...
+    /// A balanced arch beats one with a best and a worst rank under log-rank but not under a
+    /// rank sum (arch 3 vs arch 4 here: rank sums 6.5 and 5, log-ranks -0.42 and -1.39).
+    /// Catches ranks taken in the wrong direction, ln of the wrong ratio, or NaN not worst.
+    #[test]
+    fn log_rank_is_azns_sum_of_log_normalised_ranks() {
+        let naswot = [1.0, 5.0, 5.0, f64::NAN];
+        let ntk = [4.0, 3.0, 2.0, 1.0];
+        let columns: [(&str, &[f64]); 2] = [("naswot", &naswot), ("ntk", &ntk)];
+        let ln = |x: f64| x.ln();
+        let want = [
+            ln(2.0 / 4.0) + ln(1.0 / 4.0),
+            ln(3.5 / 4.0) + ln(2.0 / 4.0),
+            ln(3.5 / 4.0) + ln(3.0 / 4.0),
+            ln(1.0 / 4.0) + ln(4.0 / 4.0),
+        ];
+        let got = Ensemble::LogRank.combine(&columns);
+        for (g, w) in got.iter().zip(want) {
+            assert!((g - w).abs() < 1e-12, "{got:?} vs {want:?}");
+        }
+        assert_eq!(
+            Ensemble::RankSum.combine(&columns),
+            vec![3.0, 5.5, 6.5, 5.0]
+        );
+        assert_eq!("log-rank".parse(), Ok(Ensemble::LogRank));
+        assert!("mean".parse::<Ensemble>().is_err());
     }
 }

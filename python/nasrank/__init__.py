@@ -280,6 +280,7 @@ def evaluate(
     metric: str = "cifar10_test",
     ensemble: Optional[Sequence[str]] = None,
     frame: Optional[bool] = None,
+    ensemble_method: str = "rank-sum",
 ):
     """The table ``nasrank eval`` prints: Spearman, Kendall tau-b, the accuracy of the arch
     each score ranks first and the mean of its top ten, for every score column of
@@ -289,7 +290,9 @@ def evaluate(
     ``truth``: an accuracy table (path, DataFrame or dict) with an ``index`` or ``arch``
     column, e.g. ``../shared/data/nb201/accuracy_dev.csv``. Archs are joined on ``index``
     (else ``arch``); a score whose direction is "lower is better" (``ntk``) is negated, NaN
-    ranks last. ``ensemble``: score columns whose ranks are summed into one more row.
+    ranks last. ``ensemble``: score columns whose ranks are combined into one more row,
+    label-free: ``ensemble_method="rank-sum"`` sums them, ``"log-rank"`` sums
+    ``ln(rank / archs)`` as AZ-NAS aggregates its proxies.
 
     >>> df = nasrank.score(truth["index"], scores=["naswot", "synflow"])   # doctest: +SKIP
     >>> nasrank.evaluate(df, truth, ensemble=["naswot", "synflow"])         # doctest: +SKIP
@@ -299,6 +302,7 @@ def evaluate(
         _table(truth, "truth"),
         metric=metric,
         ensemble=None if ensemble is None else list(ensemble),
+        ensemble_method=ensemble_method,
     )
     columns = {
         name: [r[name] for r in rows]

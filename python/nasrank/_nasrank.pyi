@@ -39,6 +39,7 @@ def evaluate_tables(
     truth: Tuple[List[str], List[List[str]]],
     metric: str = "cifar10_test",
     ensemble: Optional[List[str]] = None,
+    ensemble_method: str = "rank-sum",
 ) -> List[Dict[str, Any]]: ...
 def default_score(strategy: str) -> str: ...
 def search_report(

@@ -6,7 +6,7 @@
 use std::sync::Mutex;
 
 use nasrank::data::DataError;
-use nasrank::eval::table::{evaluate, Table};
+use nasrank::eval::table::{evaluate, Ensemble, Table};
 use nasrank::proxy::Score;
 use nasrank::run::archs::{parse_arch, parse_archs, read_pool, ArchInfo};
 use nasrank::run::data::DataSource;
@@ -341,20 +341,25 @@ impl Scorer {
 /// header and its rows of fields (text, as in a CSV file): one dict per score column, then
 /// the ensemble's row when `ensemble` names score columns.
 #[pyfunction]
-#[pyo3(signature = (scores, truth, metric="cifar10_test", ensemble=None))]
+#[pyo3(signature = (scores, truth, metric="cifar10_test", ensemble=None, ensemble_method="rank-sum"))]
 fn evaluate_tables(
     py: Python<'_>,
     scores: (Vec<String>, Vec<Vec<String>>),
     truth: (Vec<String>, Vec<Vec<String>>),
     metric: &str,
     ensemble: Option<Vec<String>>,
+    ensemble_method: &str,
 ) -> PyResult<Vec<Py<PyDict>>> {
+    let method: Ensemble = ensemble_method
+        .parse()
+        .map_err(|e: String| PyValueError::new_err(format!("ensemble_method: {e}")))?;
     let table = |(header, rows): (Vec<String>, Vec<Vec<String>>)| Table { header, rows };
     let results = evaluate(
         &table(scores),
         &table(truth),
         metric,
         &ensemble.unwrap_or_default(),
+        method,
     )
     .map_err(|e| PyValueError::new_err(format!("{e:#}")))?;
     results

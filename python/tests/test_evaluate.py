@@ -41,6 +41,16 @@ def test_evaluate_equals_the_cli(cli, shared_data, tmp_path):
         for key in ["archs", "spearman", "kendall", "top1_accuracy", "top10_mean_accuracy"]:
             np.testing.assert_array_equal(np.array(table[key], dtype=float),
                                           np.array([r[key] for r in cli_rows], dtype=float))
+    # AZ-NAS's log-rank aggregation, through both front ends.
+    cli_log = [json.loads(line) for line in subprocess.run(
+        [str(cli), "eval", "--scores", str(out), "--truth", str(truth), "--json",
+         "--ensemble", "naswot,ntk,synflow", "--ensemble-method", "log-rank"],
+        check=True, capture_output=True, text=True,
+    ).stdout.splitlines()][-1]
+    row = nasrank.evaluate(frame, truth, ensemble=["naswot", "ntk", "synflow"],
+                           ensemble_method="log-rank", frame=False)
+    assert row["score"][-1] == cli_log["score"] == "log_rank(naswot+ntk+synflow)"
+    assert row["spearman"][-1] == cli_log["spearman"]
 
 
 def test_evaluate_errors(shared_data):
@@ -54,3 +64,5 @@ def test_evaluate_errors(shared_data):
         nasrank.evaluate(scores, truth.parent / "absent.csv")
     with pytest.raises(ValueError):
         nasrank.evaluate(42, truth)
+    with pytest.raises(ValueError, match="log-rank"):
+        nasrank.evaluate(scores, truth, ensemble=["naswot"], ensemble_method="mean")
