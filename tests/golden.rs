@@ -2,7 +2,8 @@
 //! tests/golden/make_golden.py with an independent PyTorch TinyNetwork (tools/nb201_torch.py)
 //! from the weights and inputs nasrank exports (examples/golden_export.rs). Each test rebuilds
 //! the network here with the same seed, regenerates the same input, and compares what the
-//! CPU backend (f32, batch statistics) computes with what PyTorch computed: logits, the
+//! CPU backend (f32, or f64 for the full-size fixture; batch statistics) computes with what
+//! PyTorch computed: logits, the
 //! NASWOT kernel and ReLU code counts, the cross-entropy loss, every parameter gradient and
 //! the input gradient. Every expected value comes from PyTorch.
 mod common;
@@ -11,8 +12,9 @@ use common::{config_of, golden_input, golden_labels, usize_of};
 
 use nasrank::backend::cpu::{ConvAlgo, CpuBackend};
 use nasrank::backend::{
-    Backend, BackwardOptions, BnGrad, BnStatistics, Executor, ParamGrads, Reduction,
+    Backend, BackwardOptions, BnGrad, BnStatistics, Executor, ParamGrads, Real, Reduction,
 };
+use nasrank::net::init::init_params;
 use nasrank::net::{Layer, Plan};
 use nasrank::space::{Arch, Cell, Op, OpSet};
 use serde_json::Value;
@@ -87,7 +89,20 @@ fn base64_decode(text: &str) -> Vec<u8> {
     out
 }
 
-/// A fixture gradient: base64 of little-endian f32 values.
+/// A fixture gradient in the fixture's encoding: base64 of little-endian f32 values, or of
+/// f64 values where `grads_encoding` says so.
+fn blob(fx: &Value, v: &Value) -> Vec<f64> {
+    if fx["grads_encoding"].as_str().unwrap_or("").contains("f64") {
+        base64_decode(v.as_str().expect("a base64 string"))
+            .chunks_exact(8)
+            .map(|b| f64::from_le_bytes(b.try_into().expect("8 bytes")))
+            .collect()
+    } else {
+        f32_blob(v)
+    }
+}
+
+/// Base64 of little-endian f32 values.
 fn f32_blob(v: &Value) -> Vec<f64> {
     base64_decode(v.as_str().expect("a base64 string"))
         .chunks_exact(4)
@@ -133,8 +148,27 @@ fn grad_ratio(got: &[f64], want: &[f64], floor_scale: f64) -> (f64, usize) {
         .fold((0.0, 0), |best, r| if r.0 > best.0 { r } else { best })
 }
 
+/// Checks a fixture with the CPU backend of its precision: f32, or f64 for a fixture PyTorch
+/// computed in float64 (the full-size network, whose f32 rounding noise exceeds the
+/// tolerances below).
 fn check(name: &str, conv_algo: ConvAlgo) {
+    match load(name)["dtype"].as_str() {
+        Some("float32") => check_with::<f32>(name, conv_algo),
+        Some("float64") => check_with::<f64>(name, conv_algo),
+        other => panic!("{name}: unknown dtype {other:?}"),
+    }
+}
+
+fn check_with<R: Real>(name: &str, conv_algo: ConvAlgo) {
     let fx = load(name);
+    // The share of each tolerance a difference may use: all of it in f32; in f64 (the same
+    // f32-rounded weights and inputs on both sides) a millionth, since only the order of
+    // f64 sums can differ.
+    let limit = if std::mem::size_of::<R>() == 8 {
+        1e-6
+    } else {
+        1.0
+    };
     let mut failures: Vec<String> = Vec::new();
     eprintln!(
         "golden {name} ({conv_algo:?} convs): {} (torch {})",
@@ -218,13 +252,29 @@ fn check(name: &str, conv_algo: ConvAlgo) {
     assert_eq!(labels, want_labels, "{name}: labels");
 
     // Forward.
-    let be = CpuBackend::<f32>::with_conv_algo(conv_algo);
-    let mut ex = Executor::with_init(&be, &plan, seed);
-    ex.forward(be.upload(&input), n, BnStatistics::Batch);
+    let be = CpuBackend::<R>::with_conv_algo(conv_algo);
+    // The exported weights: nasrank's initial values rounded to f32 (exactly the default
+    // init's values on the f32 backend).
+    let params = init_params(seed, &plan)
+        .iter()
+        .map(|values| {
+            let rounded: Vec<R> = values
+                .iter()
+                .map(|&v| R::from_f64_rounded(f64::from(v as f32)))
+                .collect();
+            be.upload(&rounded)
+        })
+        .collect();
+    let mut ex = Executor::new(&be, &plan, params);
+    let input_r: Vec<R> = input
+        .iter()
+        .map(|&v| R::from_f64_rounded(f64::from(v)))
+        .collect();
+    ex.forward(be.upload(&input_r), n, BnStatistics::Batch);
     let logits: Vec<f64> = be
         .download(ex.logits())
         .iter()
-        .map(|&v| f64::from(v))
+        .map(|&v| v.to_f64_lossless())
         .collect();
     let want_logits: Vec<f64> = fx["logits"]
         .as_array()
@@ -240,7 +290,7 @@ fn check(name: &str, conv_algo: ConvAlgo) {
         .map(|(a, b)| (a - b).abs() / (LOGIT_TOL * (b.abs() + scale)))
         .fold(0.0, f64::max);
     eprintln!("  logits: worst ratio to tolerance {worst:.3e}");
-    if worst > 1.0 {
+    if worst > limit {
         failures.push(format!(
             "logits differ: ours {logits:?}\n  PyTorch {want_logits:?}"
         ));
@@ -259,7 +309,7 @@ fn check(name: &str, conv_algo: ConvAlgo) {
                 .map(|i| {
                     values[i * len..(i + 1) * len]
                         .iter()
-                        .map(|&v| v > 0.0)
+                        .map(|&v| v.to_f64_lossless() > 0.0)
                         .collect()
                 })
                 .collect();
@@ -337,9 +387,9 @@ fn check(name: &str, conv_algo: ConvAlgo) {
         &mut dlogits,
     );
     let want_loss = fx["loss"].as_f64().unwrap();
-    let loss = f64::from(loss);
+    let loss = loss.to_f64_lossless();
     eprintln!("  loss {loss} (PyTorch {want_loss})");
-    if (loss - want_loss).abs() > LOGIT_TOL * want_loss.abs() {
+    if (loss - want_loss).abs() > limit * LOGIT_TOL * want_loss.abs() {
         failures.push(format!("loss {loss} != PyTorch {want_loss}"));
     }
     let grads = ex.backward(
@@ -355,12 +405,27 @@ fn check(name: &str, conv_algo: ConvAlgo) {
         .as_object()
         .expect("grads by name")
         .iter()
-        .map(|(k, v)| (k.clone(), f32_blob(v)))
+        .map(|(k, v)| (k.clone(), blob(&fx, v)))
         .collect();
+    // A full-size fixture keeps the gradients of some parameters only (`grads_of`: name
+    // prefixes); every other fixture has them all.
+    let prefixes: Option<Vec<String>> = fx.get("grads_of").map(strings);
+    let kept = |name: &str| {
+        prefixes
+            .as_ref()
+            .is_none_or(|p| p.iter().any(|x| name.starts_with(x.as_str())))
+    };
     let floor_scale = want_grads.values().map(|g| max_abs(g)).fold(0.0, f64::max);
     let mut worst_param = (0.0, String::new());
     for (spec, buf) in plan.params.iter().zip(&param_grads) {
-        let got: Vec<f64> = be.download(buf).iter().map(|&v| f64::from(v)).collect();
+        if !kept(&spec.name) {
+            continue;
+        }
+        let got: Vec<f64> = be
+            .download(buf)
+            .iter()
+            .map(|&v| v.to_f64_lossless())
+            .collect();
         let Some(want) = want_grads.get(&spec.name) else {
             failures.push(format!("no PyTorch gradient for {}", spec.name));
             continue;
@@ -378,7 +443,7 @@ fn check(name: &str, conv_algo: ConvAlgo) {
         if ratio > worst_param.0 {
             worst_param = (ratio, spec.name.clone());
         }
-        if ratio > 1.0 {
+        if ratio > limit {
             failures.push(format!(
                 "gradient of {} differs: element {at}: ours {} PyTorch {} (tensor max |g| {:.3e}, \
                  ratio to tolerance {ratio:.3e})",
@@ -395,20 +460,20 @@ fn check(name: &str, conv_algo: ConvAlgo) {
     );
     assert_eq!(
         want_grads.len(),
-        plan.params.len(),
+        plan.params.iter().filter(|p| kept(&p.name)).count(),
         "{name}: gradient count"
     );
 
     let got_input: Vec<f64> = be
         .download(&grads.input.expect("input gradient"))
         .iter()
-        .map(|&v| f64::from(v))
+        .map(|&v| v.to_f64_lossless())
         .collect();
-    let want_input = f32_blob(&fx["input_grad"]);
+    let want_input = blob(&fx, &fx["input_grad"]);
     let input_scale = max_abs(&want_input);
     let (ratio, at) = grad_ratio(&got_input, &want_input, input_scale);
     eprintln!("  input gradient: worst ratio to tolerance {ratio:.3e}");
-    if ratio > 1.0 {
+    if ratio > limit {
         failures.push(format!(
             "input gradient differs: element {at}: ours {} PyTorch {} (max |g| {input_scale:.3e})",
             got_input[at], want_input[at]
@@ -452,7 +517,8 @@ golden!(
     dead_end,
     dead,
     supernet,
-    stem32
+    stem32,
+    full16
 );
 
 /// Every fixture in tests/golden/ has its test above (none is silently left out).

@@ -19,7 +19,9 @@ tests/golden/<name>.json with what PyTorch computed:
   torch_param_names, zero_input_params: every parameter of the PyTorch model, and those
                    whose module (conv or BN) only ever saw an identically zero input
                    (nasrank prunes exactly those: the test checks it);
-  grads            d loss / d parameter for every parameter nasrank exported, by name;
+  grads            d loss / d parameter for every parameter nasrank exported, by name
+                   (a case with `grads_of` name prefixes keeps only the parameters named
+                   so, and records the prefixes, to keep a full-size fixture small);
   input_grad       d loss / d input.
 The same computation in f64 (from the same f32 weights and input) is recorded as
 `f32_noise`: how far PyTorch's own f32 result is from it (also as a ratio to the gradient
@@ -79,6 +81,17 @@ CASES = [
     ("stem32",
      "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|",
      4, 1, 10, 32, 2, 17, True),
+    # the benchmark's own network, C=16 and N=5 on 32x32 inputs (benchmark index 6111, a
+    # conv on every node): every layer width the space uses; gradients kept for the stem,
+    # the first cell, the first reduction block, the head (the rest would be megabytes).
+    ("full16",
+     "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_1x1~2|",
+     16, 5, 10, 32, 2, 18, True,
+     {"grads_of": ("stem.", "cells.0.", "cells.5.", "lastact.", "classifier."),
+      # In float32, PyTorch's own gradients at this depth are 43x the test's tolerance away
+      # from float64 (recorded as f32_noise): the fixture is the float64 run, compared
+      # with nasrank's f64 CPU backend.
+      "dtype": "float64"}),
 ]
 
 
@@ -143,6 +156,12 @@ def g7(v):
     return 0.0 if v == 0 else float(f"{v:.7g}")
 
 
+def f64_b64(t):
+    """A tensor as base64 of its flat little-endian f64 bytes."""
+    a = t.detach().reshape(-1).numpy().astype("<f8")
+    return base64.b64encode(a.tobytes()).decode("ascii")
+
+
 def f32_b64(t):
     """A tensor as base64 of its flat little-endian f32 bytes (exact, and compact)."""
     a = t.detach().reshape(-1).numpy().astype("<f4")
@@ -174,7 +193,10 @@ def noise(pairs, floor_scale=None):
 
 
 def make_case(profile, case):
-    name, arch, c, n, classes, size, batch, seed, stem = case
+    name, arch, c, n, classes, size, batch, seed, stem = case[:9]
+    options = case[9] if len(case) > 9 else {}
+    grads_of = options.get("grads_of")
+    dtype = options.get("dtype", "float32")
     exported = nb201_torch.export(profile, arch, c, n, classes, size, batch, seed, stem)
     cell = nb201_torch.parse_cell(arch)
     if [sorted(e) for e in cell] != [sorted(e) for e in exported["cell"]]:
@@ -183,7 +205,13 @@ def make_case(profile, case):
     r = run_torch(exported, torch.float32)
     r64 = run_torch(exported, torch.float64)
 
-    k, ones, units = nb201_torch.naswot_kernel(r["relu_inputs"])
+    # The run the fixture records: float32 (f32 values, 7 digits for logits and loss), or
+    # float64 for a case that asks for it (f64 values, every digit).
+    if dtype == "float64":
+        main, blob, digits = r64, f64_b64, float
+    else:
+        main, blob, digits = r, f32_b64, g7
+    k, ones, units = nb201_torch.naswot_kernel(main["relu_inputs"])
     flips = sum(int(((a > 0) != (b > 0)).sum())
                 for (_, a), (_, b) in zip(r["relu_inputs"], r64["relu_inputs"]))
     exported_names = [p["name"] for p in exported["params"]]
@@ -198,7 +226,7 @@ def make_case(profile, case):
         "name": name,
         "generator": "tests/golden/make_golden.py with tools/nb201_torch.py",
         "torch_version": torch.__version__,
-        "dtype": "float32",
+        "dtype": dtype,
         "arch": arch,
         "cell": exported["cell"],
         "config": exported["config"],
@@ -207,8 +235,8 @@ def make_case(profile, case):
         "input_shape": exported["input_shape"],
         "input_checksum": {"sum": float(x.sum()), "weighted_sum": float((x * weights).sum())},
         "labels": exported["labels"],
-        "logits": [[g7(v) for v in row] for row in r["logits"].tolist()],
-        "loss": g7(r["loss"]),
+        "logits": [[digits(v) for v in row] for row in main["logits"].tolist()],
+        "loss": digits(main["loss"]),
         "relu_modules": len(r["relu_inputs"]),
         "relu_units": units,
         "naswot_kernel": k.tolist(),
@@ -221,10 +249,14 @@ def make_case(profile, case):
             "param_grads": noise([(r["grads"][p], r64["grads"][p]) for p in exported_names]),
             "relu_bit_flips": flips,
         },
-        "grads_encoding": "base64 of the flat little-endian f32 values",
-        "grads": {p: f32_b64(r["grads"][p]) for p in exported_names},
-        "input_grad": f32_b64(r["input_grad"]),
+        "grads_encoding": ("base64 of the flat little-endian f64 values" if dtype == "float64"
+                           else "base64 of the flat little-endian f32 values"),
+        "grads": {p: blob(main["grads"][p]) for p in exported_names
+                  if grads_of is None or p.startswith(tuple(grads_of))},
+        "input_grad": blob(main["input_grad"]),
     }
+    if grads_of is not None:
+        fixture["grads_of"] = list(grads_of)
     path = os.path.join(ROOT, "tests", "golden", f"{name}.json")
     with open(path, "w") as f:
         json.dump(fixture, f, separators=(",", ":"), allow_nan=False)
