@@ -181,3 +181,88 @@ fn single_cell_plans_count_one_relu_module_per_conv_edge() {
         assert_eq!(plan.is_dead(), zero_output(&arch));
     }
 }
+
+/// The plan's cell-boundary features (what AZ-NAS reads): the stem's output, then every
+/// reduction block's and cell's output, with each stage's shape; the last is what lastact's
+/// batch norm reads. Their slots hold those values: in the all-skip arch each cell computes
+/// node 3 = x + x + (x + x) = 4x, so every cell's feature is 4 times the one before, which
+/// a feature pointing at the wrong slot (a node inside the cell, the previous cell) breaks.
+/// A dead arch's cell outputs are identically zero: no slot.
+#[test]
+fn features_are_the_cell_boundaries() {
+    use nasrank::backend::cpu::CpuBackend;
+    use nasrank::backend::{Backend, BnStatistics, Executor};
+    use nasrank::net::FeatureKind::{self, Reduction, Stem};
+    let config = MacroConfig {
+        channels: 4,
+        cells_per_stage: 2,
+        classes: 10,
+        input_size: 8,
+        input_channels: 3,
+        stem: true,
+    };
+    let all_skip: Arch =
+        "|skip_connect~0|+|skip_connect~0|skip_connect~1|+|skip_connect~0|skip_connect~1|skip_connect~2|"
+            .parse()
+            .unwrap();
+    let plan = Plan::build(&Cell::from(all_skip), &config).unwrap();
+    let cell = FeatureKind::Cell;
+    let kinds: Vec<FeatureKind> = plan.features.iter().map(|f| f.kind).collect();
+    assert_eq!(
+        kinds,
+        [Stem, cell, cell, Reduction, cell, cell, Reduction, cell, cell]
+    );
+    let sizes: Vec<(usize, usize)> = plan
+        .features
+        .iter()
+        .map(|f| (f.shape.c, f.shape.h))
+        .collect();
+    assert_eq!(
+        sizes,
+        [
+            (4, 8),
+            (4, 8),
+            (4, 8),
+            (8, 4),
+            (8, 4),
+            (8, 4),
+            (16, 2),
+            (16, 2),
+            (16, 2)
+        ]
+    );
+    let lastact_input = plan.layers.iter().find_map(|l| match l {
+        Layer::BatchNorm { x, gamma, .. } if plan.params[*gamma].name == "lastact.bn.weight" => {
+            Some(*x)
+        }
+        _ => None,
+    });
+    assert_eq!(plan.features.last().unwrap().slot, lastact_input);
+
+    let be = CpuBackend::<f64>::new();
+    let mut exec = Executor::with_init(&be, &plan, 3);
+    let input: Vec<f64> = (0..2 * 3 * 64)
+        .map(|i| ((i * 37) % 11) as f64 - 5.0)
+        .collect();
+    exec.forward(be.upload(&input), 2, BnStatistics::Batch);
+    let value = |k: usize| be.download(exec.slot(plan.features[k].slot.unwrap()));
+    for k in 1..plan.features.len() {
+        if plan.features[k].kind != cell {
+            continue;
+        }
+        let (before, after) = (value(k - 1), value(k));
+        for (a, b) in after.iter().zip(&before) {
+            assert!(
+                (a - 4.0 * b).abs() <= 1e-12 * (1.0 + b.abs()),
+                "feature {k}"
+            );
+        }
+    }
+
+    let dead: Arch = "|nor_conv_3x3~0|+|skip_connect~0|none~1|+|none~0|none~1|none~2|"
+        .parse()
+        .unwrap();
+    let plan = Plan::build(&Cell::from(dead), &config).unwrap();
+    assert!(plan.features[0].slot.is_some());
+    assert!(plan.features[1..].iter().all(|f| f.slot.is_none()));
+}

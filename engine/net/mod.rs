@@ -5,7 +5,9 @@ pub mod geom;
 pub mod init;
 pub mod plan;
 
-pub use plan::{Layer, ParamId, ParamKind, ParamSpec, Plan, PlanError, SlotId, SlotShape};
+pub use plan::{
+    Feature, FeatureKind, Layer, ParamId, ParamKind, ParamSpec, Plan, PlanError, SlotId, SlotShape,
+};
 
 /// Batch-norm epsilon of every BN layer (the framework default).
 pub const BN_EPS: f64 = 1e-5;

@@ -173,6 +173,27 @@ pub struct Plan {
     pub constant_codes: Vec<ConstantCode>,
     /// The logits slot.
     pub output: SlotId,
+    /// The network's cell-boundary feature maps, in order: the stem's output (the input
+    /// without a stem), then each cell's and reduction block's output (18 at N = 5, the
+    /// features AZ-NAS reads). Empty for the single-cell plans.
+    pub features: Vec<Feature>,
+}
+
+/// One cell-boundary feature map of a [`Plan`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Feature {
+    pub kind: FeatureKind,
+    /// Its slot; `None` where it is identically zero (no slot holds it).
+    pub slot: Option<SlotId>,
+    pub shape: SlotShape,
+}
+
+/// What produces a [`Feature`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FeatureKind {
+    Stem,
+    Cell,
+    Reduction,
 }
 
 /// The input slot of every plan.
@@ -232,15 +253,30 @@ impl Plan {
             shape = conv.1;
             x = b.batch_norm(conv.0, "stem.bn", shape);
         }
+        let mut features = vec![Feature {
+            kind: FeatureKind::Stem,
+            slot: x,
+            shape,
+        }];
         let mut position = 0;
         for stage in 0..3 {
             if stage > 0 {
                 (x, shape) = b.resnet_block(x, &format!("cells.{position}"), shape);
                 position += 1;
+                features.push(Feature {
+                    kind: FeatureKind::Reduction,
+                    slot: x,
+                    shape,
+                });
             }
             for _ in 0..config.cells_per_stage {
                 x = b.cell(x, &format!("cells.{position}"), shape);
                 position += 1;
+                features.push(Feature {
+                    kind: FeatureKind::Cell,
+                    slot: x,
+                    shape,
+                });
             }
         }
         let x = b.batch_norm(x, "lastact.bn", shape);
@@ -277,7 +313,9 @@ impl Plan {
             w,
             b: bias,
         });
-        Ok(b.finish(output))
+        let mut plan = b.finish(output);
+        plan.features = features;
+        Ok(plan)
     }
 
     /// One cell alone on a `channels x size x size` input, no stem, no classifier: the
@@ -463,6 +501,7 @@ impl Builder {
             params: self.params,
             constant_codes: self.constant_codes,
             output,
+            features: Vec::new(),
         }
     }
 
