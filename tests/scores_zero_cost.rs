@@ -574,3 +574,56 @@ fn scores_match_pytorch() {
         }
     }
 }
+
+/// Zen against an independent PyTorch computation of its definition
+/// (tests/golden/scores_zen.py: nb201_torch's TinyNetwork in float64 with nasrank's N(0, 1)
+/// weights rounded to f32, the SplitMix64 Box-Muller inputs reimplemented in Python, BN
+/// variances hooked from the modules' inputs, `lastact`'s output as the feature). Four archs
+/// incl. a zero-fed node (its pruned BNs left out on both sides) and the all-skip arch.
+/// Catches a wrong feature map, a BN layer missed or counted twice, the L1 norm, the
+/// perturbation drawn from the wrong stream, an unbiased variance.
+#[test]
+fn zen_matches_an_independent_pytorch_reference() {
+    use nasrank::backend::executor::to_real;
+    use nasrank::proxy::zen::{zen_from_inputs, zen_inputs, ZEN_ALPHA};
+    let fx = common::golden_fixture("scores_zen/cases.json");
+    let cases = fx["zen"].as_array().unwrap();
+    assert_eq!(cases.len(), 4);
+    let be = nasrank::backend::cpu::CpuBackend::<f64>::new();
+    for case in cases {
+        let arch: nasrank::space::Arch = case["arch"].as_str().unwrap().parse().unwrap();
+        let config = common::config_of(&case["config"]);
+        let (seed, n) = (
+            case["seed"].as_u64().unwrap(),
+            common::usize_of(&case["batch"]),
+        );
+        let plan = nasrank::net::Plan::build(&nasrank::space::Cell::from(arch), &config).unwrap();
+        let bns = plan
+            .layers
+            .iter()
+            .filter(|l| matches!(l, Layer::BatchNorm { .. }))
+            .count();
+        assert_eq!(
+            bns as u64,
+            case["bn_layers_counted"].as_u64().unwrap(),
+            "{arch}"
+        );
+        // The exporter's values: gaussian_params(seed) rounded to f32.
+        let params = gaussian_params(seed, &plan)
+            .iter()
+            .map(|v| {
+                let rounded: Vec<f64> = v.iter().map(|&x| f64::from(x as f32)).collect();
+                be.upload(&to_real::<f64>(&rounded))
+            })
+            .collect();
+        let mut exec = Executor::new(&be, &plan, params);
+        let (x, e) = zen_inputs(&plan, n, seed);
+        let perturbed: Vec<f64> = x.iter().zip(&e).map(|(x, e)| x + ZEN_ALPHA * e).collect();
+        let got = zen_from_inputs(&mut exec, n, &x, &perturbed);
+        let want = case["zen"].as_f64().unwrap();
+        assert!(
+            (got - want).abs() <= 1e-9 * want.abs(),
+            "{arch}: zen {got} != PyTorch {want}"
+        );
+    }
+}

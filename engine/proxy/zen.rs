@@ -6,7 +6,9 @@
 //! feature map before global pooling ([`Plan::feature_slot`]: after the final BN and ReLU).
 //! score = `ln(mean over images of ||f(x)_i - f(x')_i||_2)` + sum over every BN layer of
 //! `ln(sqrt(mean over channels of sigma^2))`, `sigma^2` the (biased) batch variance that BN
-//! layer normalised `x` with, recovered as `1 / inv_std^2 - eps`.
+//! layer normalised `x` with, recovered as `1 / inv_std^2 - eps`. A BN layer whose input is
+//! identically zero (behind a conv fed by a zero node) is not in the plan and so not in the
+//! sum: its variance is 0, and counting it would make every such arch -inf.
 //!
 //! Deviations, all deliberate:
 //! - The paper's norm is Frobenius (used here); the released code sums absolute values (L1)
