@@ -508,3 +508,31 @@ fn released_regions_match_pytorch() {
         );
     }
 }
+
+/// Network linear regions count distinct patterns, not images: PyTorch's count on a batch
+/// whose images 4..7 repeat 0..3 (tests/golden/scores_codes.py, `regions`). The other
+/// fixtures' batches give every image its own pattern, so there the count equals the
+/// batch size and would not notice a count of images.
+#[test]
+fn network_regions_count_patterns_not_images() {
+    let fx = golden_fixture("scores_codes/cases.json");
+    let be = Be::new();
+    let cases = fx["regions"].as_array().expect("regions cases");
+    assert_eq!(cases.len(), 2);
+    for case in cases {
+        let arch = case["arch"].as_str().unwrap();
+        let config = config_of(&case["config"]);
+        let (seed, n) = (case["seed"].as_u64().unwrap(), usize_of(&case["batch"]));
+        let first = usize_of(&case["repeat_first"]);
+        let plan = Plan::build(&cell(arch), &config).unwrap();
+        let mut batch = golden_batch(seed, n, config.input_channels, config.input_size);
+        let image = batch.c * batch.h * batch.w;
+        let head = batch.images[..first * image].to_vec();
+        batch.images[first * image..].copy_from_slice(&head);
+        let mut exec = Executor::with_init(&be, &plan, seed);
+        let r = linear_regions_network(&mut exec, &batch, n);
+        let want = case["linear_regions"].as_f64().unwrap();
+        assert!(want < n as f64, "the fixture has repeated patterns");
+        assert_eq!(r, want, "{arch}");
+    }
+}

@@ -47,6 +47,8 @@ SHARED = "|nor_conv_1x1~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_1x1~0|nor_c
 
 # arch, seed
 NASWOT_CASES = [(MIXED, 31), (ZERO_FED, 32), (DEAD, 33), (ALL_CONV, 34), (SHARED, 35)]
+# arch, seed: a batch of 8 whose images 4..7 repeat images 0..3 (network linear regions)
+REGIONS_CASES = [(MIXED, 36), (SHARED, 37)]
 # arch, seed, source images, batches, batch size
 RELEASED_CASES = [(MIXED, 41, 60, 3, 200), (ZERO_FED, 42, 60, 3, 200),
                   (ALL_CONV, 43, 60, 3, 200), (SHARED, 44, 60, 3, 200)]
@@ -211,6 +213,24 @@ def released_case(profile, arch, seed, source_n, batches, batch_size):
     }
 
 
+def regions_case(profile, arch, seed):
+    """Distinct patterns of the whole network on a batch with every image twice: 4 of 8
+    (the other fixtures' batches have all-distinct patterns, so there the count is the
+    batch size and checks nothing)."""
+    exported = nb201_torch.export(profile, arch, 4, 1, 10, 8, 8, seed, True)
+    x = input_of(exported).copy()
+    x[4:] = x[:4]
+    model = nb201_torch.model_from_export(exported, torch.float32)
+    seen, handles = record(model, lambda m: isinstance(m, nn.ReLU))
+    with torch.no_grad():
+        model(torch.tensor(x))
+    for h in handles:
+        h.remove()
+    regions, _ = distinct_rows(seen)
+    return {"arch": arch, "config": exported["config"], "seed": seed, "batch": 8,
+            "repeat_first": 4, "linear_regions": regions}
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--cargo-profile", choices=["dev", "release"], default="dev")
@@ -222,6 +242,7 @@ def main():
         "torch_version": torch.__version__,
         "naswot": [naswot_case(args.cargo_profile, a, s) for a, s in NASWOT_CASES],
         "released": [released_case(args.cargo_profile, *c) for c in RELEASED_CASES],
+        "regions": [regions_case(args.cargo_profile, a, s) for a, s in REGIONS_CASES],
     }
     for case in fixture["naswot"] + fixture["released"]:
         print(f"{case['arch']}: regions {case['linear_regions']}, "
