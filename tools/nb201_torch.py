@@ -35,6 +35,7 @@ where the position p counts cells and reduction blocks alike: with N cells per s
 """
 
 import json
+import math
 import os
 import subprocess
 
@@ -298,3 +299,37 @@ def model_from_export(exported, dtype=torch.float64):
     model = model.to(dtype)
     model.train()
     return model
+
+
+MASK64 = (1 << 64) - 1
+
+
+class SplitMix64:
+    """engine/data/rng.rs's generator, reimplemented for the golden scripts: the same u64
+    stream, `below` (Lemire's multiply-and-reject), `next_f64` (53 bits) and `normal_pair`
+    (Box-Muller with Python's math library, which may differ from Rust's in the last bit)."""
+
+    def __init__(self, seed):
+        self.state = seed & MASK64
+
+    def next_u64(self):
+        self.state = (self.state + 0x9E3779B97F4A7C15) & MASK64
+        z = self.state
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & MASK64
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & MASK64
+        return z ^ (z >> 31)
+
+    def below(self, bound):
+        threshold = ((-bound) & MASK64) % bound
+        while True:
+            m = self.next_u64() * bound
+            if (m & MASK64) >= threshold:
+                return m >> 64
+
+    def next_f64(self):
+        return (self.next_u64() >> 11) * (1.0 / (1 << 53))
+
+    def normal_pair(self):
+        radius = math.sqrt(-2.0 * math.log(1.0 - self.next_f64()))
+        angle = 2.0 * math.pi * self.next_f64()
+        return radius * math.cos(angle), radius * math.sin(angle)

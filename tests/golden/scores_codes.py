@@ -53,26 +53,6 @@ REGIONS_CASES = [(MIXED, 36), (SHARED, 37)]
 RELEASED_CASES = [(MIXED, 41, 60, 3, 200), (ZERO_FED, 42, 60, 3, 200),
                   (ALL_CONV, 43, 60, 3, 200), (SHARED, 44, 60, 3, 200)]
 
-MASK = (1 << 64) - 1
-
-
-class SplitMix64:
-    def __init__(self, seed):
-        self.state = seed & MASK
-
-    def next_u64(self):
-        self.state = (self.state + 0x9E3779B97F4A7C15) & MASK
-        z = self.state
-        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & MASK
-        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & MASK
-        return z ^ (z >> 31)
-
-    def below(self, bound):
-        threshold = ((-bound) & MASK) % bound
-        while True:
-            m = self.next_u64() * bound
-            if (m & MASK) >= threshold:
-                return m >> 64
 
 
 
@@ -146,7 +126,7 @@ def naswot_case(profile, arch, seed):
 
 def crops(images, samples, seed, crop=3, channels=1):
     n, c, h, w = images.shape
-    rng = SplitMix64(seed)
+    rng = nb201_torch.SplitMix64(seed)
     out = np.zeros((samples, channels, crop, crop), dtype=np.float32)
     for s in range(samples):
         top = rng.below(h - crop + 1)

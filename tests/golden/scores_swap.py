@@ -32,7 +32,6 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 sys.path.insert(0, os.path.join(ROOT, "tools"))
 import nb201_torch  # noqa: E402
 
-MASK = (1 << 64) - 1
 SWAP_TAG = 0x5357_4150_5357_4150
 
 MIXED = "|nor_conv_3x3~0|+|nor_conv_1x1~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|avg_pool_3x3~2|"
@@ -47,21 +46,13 @@ CASES = [(MIXED, 51, 3), (ZERO_FED, 52, 3), (DEAD, 53, 2), (ALL_SKIP, 54, 2), (A
 C, N, CLASSES, SIZE, BATCH = 4, 2, 10, 8, 16
 
 
-def splitmix64(state):
-    state = (state + 0x9E3779B97F4A7C15) & MASK
-    z = state
-    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & MASK
-    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & MASK
-    return state, z ^ (z >> 31)
-
-
 def swap_weights(seed, r):
     """engine/data/seeds.rs `Seeds::swap_weights`: the (r+1)-th draw of
     SplitMix64(seed ^ SWAP_TAG)."""
-    state = (seed ^ SWAP_TAG) & MASK
-    for _ in range(r + 1):
-        state, value = splitmix64(state)
-    return value
+    rng = nb201_torch.SplitMix64(seed ^ SWAP_TAG)
+    for _ in range(r):
+        rng.next_u64()
+    return rng.next_u64()
 
 
 def export(profile, arch, seed, wseed):

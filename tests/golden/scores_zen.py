@@ -31,7 +31,6 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 sys.path.insert(0, os.path.join(ROOT, "tools"))
 import nb201_torch  # noqa: E402
 
-MASK = (1 << 64) - 1
 ALPHA = 0.01
 
 MIXED = "|nor_conv_3x3~0|+|nor_conv_1x1~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|avg_pool_3x3~2|"
@@ -42,26 +41,6 @@ ALL_CONV = ("|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|"
 # arch, seed, C, N, input size, batch (odd: the dropped Box-Muller value is exercised)
 CASES = [(MIXED, 61, 4, 2, 8, 5), (ZERO_FED, 62, 4, 1, 8, 4), (ALL_SKIP, 63, 4, 1, 8, 4),
          (ALL_CONV, 64, 8, 1, 16, 3)]
-
-
-class SplitMix64:
-    def __init__(self, seed):
-        self.state = seed & MASK
-
-    def next_u64(self):
-        self.state = (self.state + 0x9E3779B97F4A7C15) & MASK
-        z = self.state
-        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & MASK
-        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & MASK
-        return z ^ (z >> 31)
-
-    def next_f64(self):
-        return (self.next_u64() >> 11) * (1.0 / (1 << 53))
-
-    def normal_pair(self):
-        radius = math.sqrt(-2.0 * math.log(1.0 - self.next_f64()))
-        angle = 2.0 * math.pi * self.next_f64()
-        return radius * math.cos(angle), radius * math.sin(angle)
 
 
 def normals(rng, count):
@@ -107,7 +86,7 @@ def case(profile, arch, seed, c, n, size, batch):
                                          capture_output=True, text=True).stdout)
     # The exporter rounds the weights to f32; the Rust test loads the same rounded values.
     model = nb201_torch.model_from_export(exported, torch.float64)
-    rng = SplitMix64(seed)
+    rng = nb201_torch.SplitMix64(seed)
     shape = (batch, 3, size, size)
     count = int(np.prod(shape))
     x = torch.tensor(normals(rng, count), dtype=torch.float64).reshape(shape)
