@@ -14,7 +14,6 @@ use nasrank::run::device::{parse_device, Device};
 use nasrank::run::search::{SearchProgress, Strategy};
 use nasrank::run::search_report::SearchRequest;
 use serde_json::Value;
-use std::collections::HashMap;
 use std::path::PathBuf;
 
 /// Search NAS-Bench-201 with a training-free score: random sampling (NASWOT), regularized
@@ -108,7 +107,7 @@ pub struct SearchArgs {
 }
 
 pub fn run(args: &SearchArgs) -> Result<(), CliError> {
-    let request = SearchRequest {
+    let mut request = SearchRequest {
         score: match &args.score {
             Some(name) => Some(name.parse().map_err(CliError::usage)?),
             None => None,
@@ -134,27 +133,17 @@ pub fn run(args: &SearchArgs) -> Result<(), CliError> {
     };
     // Options are checked before any file is read.
     request.check_options()?;
-    let pool = match &args.from {
-        Some(path) => Some(read_pool(path)?),
-        None => None,
-    };
-    let request = SearchRequest {
-        truth: match &args.truth {
-            Some(path) => Some(read_truth(path, &args.metric)?),
-            None => None,
-        },
-        known: match &args.scores_from {
-            Some(path) => read_known_scores(path, request.score())?,
-            None => HashMap::new(),
-        },
-        pool,
-        ..request
-    };
+    if let Some(path) = &args.from {
+        request.pool = Some(read_pool(path)?);
+    }
+    if let Some(path) = &args.truth {
+        request.truth = Some(read_truth(path, &args.metric)?);
+    }
+    if let Some(path) = &args.scores_from {
+        request.known = read_known_scores(path, request.score())?;
+    }
     request.check()?;
-    let request = SearchRequest {
-        data: parse_data(&args.data)?,
-        ..request
-    };
+    request.data = parse_data(&args.data)?;
     let report = request.run(&mut Bar::new(args.quiet))?;
     if args.json {
         println!("{report}");

@@ -7,7 +7,6 @@ mod common;
 use common::{config_of, golden_batch, golden_fixture, usize_of};
 
 use nasrank::backend::cpu::CpuBackend;
-use nasrank::backend::executor::to_real;
 use nasrank::backend::{Backend, BnStatistics, Executor};
 use nasrank::data::Seeds;
 use nasrank::net::init::gaussian_params;
@@ -24,11 +23,7 @@ fn cell(arch: &str) -> Cell {
 }
 
 fn gaussian_executor<'a>(be: &'a Be, plan: &'a Plan, seed: u64) -> Executor<'a, Be> {
-    let params = gaussian_params(seed, plan)
-        .iter()
-        .map(|v| be.upload(&to_real::<f32>(v)))
-        .collect();
-    Executor::new(be, plan, params)
+    Executor::with_values(be, plan, &gaussian_params(seed, plan))
 }
 
 /// Every case of the fixture (a mixed arch, a zero-fed node, a dead arch, the all-skip

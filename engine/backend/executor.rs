@@ -115,6 +115,17 @@ impl<'a, B: Backend> Executor<'a, B> {
         }
     }
 
+    /// An executor with these parameter values (one per plan parameter, in f64, rounded to
+    /// the backend's type): another initialisation than the default, as Zen's and SWAP's
+    /// N(0, 1) weights.
+    pub fn with_values(backend: &'a B, plan: &'a Plan, values: &[Vec<f64>]) -> Self {
+        let params = values
+            .iter()
+            .map(|v| backend.upload(&to_real::<B::Real>(v)))
+            .collect();
+        Executor::new(backend, plan, params)
+    }
+
     /// An executor with the deterministic default initialisation for `seed`.
     pub fn with_init(backend: &'a B, plan: &'a Plan, seed: u64) -> Self {
         let rules: Vec<(InitRule, usize)> = plan

@@ -29,7 +29,6 @@ use std::collections::HashSet;
 
 use super::registry::{ArchScoring, Minibatch, Runs, ScoreDef, ScoreInfo};
 use super::upload_images;
-use crate::backend::executor::to_real;
 use crate::backend::{Backend, BnStatistics, CodeBlock, Executor};
 use crate::data::{Batch, Seeds};
 use crate::net::init::gaussian_params;
@@ -130,11 +129,8 @@ pub fn swap<B: Backend>(
 ) -> f64 {
     let total: usize = (0..reinits)
         .map(|r| {
-            let params = gaussian_params(seeds.swap_weights(r), plan)
-                .iter()
-                .map(|values| be.upload(&to_real::<B::Real>(values)))
-                .collect();
-            let mut exec = Executor::new(be, plan, params);
+            let values = gaussian_params(seeds.swap_weights(r), plan);
+            let mut exec = Executor::with_values(be, plan, &values);
             distinct_neuron_patterns(&mut exec, upload_images(be, batch, n), n)
         })
         .sum();

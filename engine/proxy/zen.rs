@@ -26,7 +26,6 @@
 //! - A network whose features do not depend on the input gives `ln 0 = -inf`.
 
 use super::registry::{ArchScoring, Minibatch, Runs, ScoreDef, ScoreInfo};
-use crate::backend::executor::to_real;
 use crate::backend::{Backend, BnStatistics, Executor, Real};
 use crate::data::{Seeds, SplitMix64};
 use crate::net::init::gaussian_params;
@@ -42,11 +41,7 @@ pub fn zen<B: Backend>(exec: &mut Executor<'_, B>, n: usize, seed: u64) -> f64 {
     let (plan, be) = (exec.plan(), exec.backend());
     // Zen's own N(0, 1) weights: the BN-variance correction is in units of the weights'
     // scale, so the default uniform init would flip its sign (see the module doc).
-    let params = gaussian_params(seed, plan)
-        .iter()
-        .map(|values| be.upload(&to_real::<B::Real>(values)))
-        .collect();
-    let mut gaussian = Executor::new(be, plan, params);
+    let mut gaussian = Executor::with_values(be, plan, &gaussian_params(seed, plan));
     let (x, e) = zen_inputs(plan, n, seed);
     let perturbed: Vec<f64> = x.iter().zip(&e).map(|(x, e)| x + ZEN_ALPHA * e).collect();
     zen_from_inputs(&mut gaussian, n, &x, &perturbed)

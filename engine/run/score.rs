@@ -98,8 +98,6 @@ impl ScoreRequest {
             spread,
             backends,
             data: self.data,
-            device: self.device,
-            storage: self.storage,
         })
     }
 }
@@ -114,8 +112,6 @@ pub struct Scoring {
     pub spread: bool,
     pub backends: Vec<AnyBackend>,
     pub data: DataSource,
-    pub device: Device,
-    pub storage: Storage,
 }
 
 impl Scoring {
