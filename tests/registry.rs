@@ -5,13 +5,13 @@
 
 use nasrank::backend::cpu::CpuBackend;
 use nasrank::backend::Executor;
-use nasrank::data::{synthetic_batch, Batch, Seeds};
+use nasrank::data::{synthetic_batch, Batch, Seeds, SplitMix64};
 use nasrank::net::Plan;
 use nasrank::proxy::registry::{Minibatch, Runs};
 use nasrank::proxy::scorer::{score_arch, ScoreSettings};
 use nasrank::proxy::swap::SWAP_REINITS;
 use nasrank::proxy::{counts, grasp, jacob_cov, knas, linear_regions, naswot, ntk, saliency};
-use nasrank::proxy::{swap, synflow, zen, zico, Score};
+use nasrank::proxy::{meco, swap, synflow, zen, zico, Score};
 use nasrank::space::{arch_of_index, is_dead, Cell, ClassKey, MacroConfig};
 
 fn settings() -> ScoreSettings {
@@ -27,6 +27,7 @@ fn settings() -> ScoreSettings {
     s.batch = 6;
     s.ntk_batch = 5;
     s.swap_batch = 4;
+    s.meco_batch = 2;
     s.seed = 11;
     s
 }
@@ -62,6 +63,11 @@ fn direct(score: Score, cell: &Cell, data: &Batch, s: &ScoreSettings) -> f64 {
         Score::Zico => zico::zico(e, data, s.batch),
         Score::Zen => zen::zen(e, s.batch, s.seed),
         Score::Swap => swap::swap(&be, &plan, data, s.swap_batch, Seeds(s.seed), SWAP_REINITS),
+        Score::Meco => meco::meco(e, data, s.meco_batch),
+        Score::MecoOpt => {
+            let mut rng = SplitMix64::new(Seeds(s.seed).meco_channels());
+            meco::meco_opt(e, data, s.meco_batch, &mut rng)
+        }
         Score::Params => counts::params(cell, &s.config),
         Score::Flops => counts::flops(cell, &s.config),
     }
@@ -130,6 +136,7 @@ fn each_entry_declares_consistent_facts() {
             Minibatch::Ntk => s.ntk_batch,
             Minibatch::Gradient => s.batch,
             Minibatch::Swap => s.swap_batch,
+            Minibatch::Meco => s.meco_batch,
             Minibatch::None => 1,
         };
         assert_eq!(n, want, "{score}");

@@ -7,8 +7,9 @@ use std::collections::HashSet;
 
 use nasrank::space::{
     arch_of_index, benchmark_archs, codes_classes, codes_key, count_flops, count_params,
-    index_of_arch, is_dead, iso_classes, iso_key, relu_modules, relu_units, structure_classes,
-    structure_key, Arch, ArchParseError, Cell, MacroConfig, Op, NUM_ARCHS,
+    index_of_arch, is_dead, iso_classes, iso_key, modules_classes, modules_key, relu_modules,
+    relu_units, structure_classes, structure_key, Arch, ArchParseError, Cell, MacroConfig, Op,
+    NUM_ARCHS,
 };
 
 const INDEX_1: &str =
@@ -264,6 +265,42 @@ fn structure_classes_refine_codes_classes() {
     // The structure key tells the dead-end convs' kinds apart.
     let [a, b] = DEAD_END_CONVS.map(parse);
     assert_ne!(structure_key(&a), structure_key(&b));
+}
+
+#[test]
+fn modules_classes_refine_structure_classes() {
+    let classes = modules_classes();
+    assert_eq!(classes.len(), 11_185); // tools/count_classes.py
+    assert_constant_on(&classes, "structure keys", structure_key);
+    // Members have the same non-zero module outputs (shapes and multiplicities).
+    let config = MacroConfig {
+        channels: 4,
+        cells_per_stage: 1,
+        classes: 10,
+        input_size: 8,
+        input_channels: 3,
+        stem: true,
+    };
+    assert_constant_on(&classes, "module outputs", |arch| {
+        let plan = nasrank::net::Plan::build(&Cell::from(*arch), &config).unwrap();
+        let mut outputs: Vec<_> = plan
+            .module_outputs
+            .iter()
+            .filter(|m| m.slot.is_some())
+            .map(|m| (m.shape.c, m.shape.h, m.modules))
+            .collect();
+        outputs.sort_unstable();
+        outputs
+    });
+    // A dead-end pool and a dead-end skip output different tensors ...
+    let pool = parse("|avg_pool_3x3~0|+|skip_connect~0|none~1|+|skip_connect~0|none~1|none~2|");
+    let skip = parse("|skip_connect~0|+|skip_connect~0|none~1|+|skip_connect~0|none~1|none~2|");
+    assert_eq!(structure_key(&pool), structure_key(&skip));
+    assert_ne!(modules_key(&pool), modules_key(&skip));
+    // ... but a pool of a zero and a skip of a zero both output zeros.
+    let pool = parse("|none~0|+|skip_connect~0|avg_pool_3x3~1|+|skip_connect~0|none~1|none~2|");
+    let skip = parse("|none~0|+|skip_connect~0|skip_connect~1|+|skip_connect~0|none~1|none~2|");
+    assert_eq!(modules_key(&pool), modules_key(&skip));
 }
 
 #[test]

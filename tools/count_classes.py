@@ -6,8 +6,10 @@ written independently of it from ../shared/spec/nb201.md, over the oracle arch t
 
 - the isomorphism key (the table's `unique` column; checked against it arch by arch): 6,466;
 - the codes key (that key, then the sorted input expressions of every conv edge): 7,425;
-- the structure key (that key, then the sorted `(input)@op` of every conv edge): 8,252.
-tests/space.rs asserts the second and third counts; this is where they come from.
+- the structure key (that key, then the sorted `(input)@op` of every conv edge): 8,252;
+- the modules key (that key, then the sorted `(input)@op` of every conv edge and of every
+  pool or skip edge whose input is not exactly `#`): 11,185.
+tests/space.rs asserts the last three counts; this is where they come from.
 """
 import csv
 import sys
@@ -47,7 +49,7 @@ def nodes_of(edges):
 
 def main():
     path = sys.argv[1] if len(sys.argv) > 1 else "../shared/data/nb201/archs.csv"
-    keys = {"iso": set(), "codes": set(), "structure": set()}
+    keys = {"iso": set(), "codes": set(), "structure": set(), "modules": set()}
     with open(path, newline="") as f:
         rows = list(csv.DictReader(f))
     for row in rows:
@@ -59,8 +61,12 @@ def main():
         keys["iso"].add(nodes[3])
         keys["codes"].add((nodes[3], tuple(sorted(f"({x})" for x, _ in convs))))
         keys["structure"].add((nodes[3], tuple(sorted(f"({x})@{op}" for x, op in convs))))
+        ops = [(nodes[s], op) for s, _, op in edges
+               if op in CONVS or (op != "none" and nodes[s] != "#")]
+        keys["modules"].add((nodes[3], tuple(sorted(f"({x})@{op}" for x, op in ops))))
     print(f"{len(rows)} archs; classes: isomorphism {len(keys['iso'])}, "
-          f"codes {len(keys['codes'])}, structure {len(keys['structure'])}")
+          f"codes {len(keys['codes'])}, structure {len(keys['structure'])}, "
+          f"modules {len(keys['modules'])}")
 
 
 if __name__ == "__main__":

@@ -30,6 +30,12 @@ impl Seeds {
         rng.next_u64()
     }
 
+    /// MeCo_opt's sampled channels: a generator of its own.
+    pub fn meco_channels(self) -> u64 {
+        let mut rng = SplitMix64::new(self.0 ^ 0x4d45_434f_4f50_5400);
+        rng.next_u64()
+    }
+
     /// The minibatch every arch sees.
     pub fn minibatch(self) -> u64 {
         self.0

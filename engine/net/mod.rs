@@ -6,7 +6,8 @@ pub mod init;
 pub mod plan;
 
 pub use plan::{
-    Feature, FeatureKind, Layer, ParamId, ParamKind, ParamSpec, Plan, PlanError, SlotId, SlotShape,
+    Feature, FeatureKind, Layer, ModuleOutput, ParamId, ParamKind, ParamSpec, Plan, PlanError,
+    SlotId, SlotShape,
 };
 
 /// Batch-norm epsilon of every BN layer (the framework default).

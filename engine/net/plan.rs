@@ -177,6 +177,25 @@ pub struct Plan {
     /// without a stem), then each cell's and reduction block's output (18 at N = 5, the
     /// features AZ-NAS reads). Empty for the single-cell plans.
     pub features: Vec<Feature>,
+    /// Every tensor a module of the reference network outputs in one forward pass (the
+    /// hooks MeCo's released code sets on every module fire on these). Empty for the
+    /// single-cell plans.
+    pub module_outputs: Vec<ModuleOutput>,
+}
+
+/// A tensor that `modules` modules of the reference network output in a forward pass.
+///
+/// The reference is the zero-cost-NAS `NAS201Model` (SamsungLabs, the network MeCo's
+/// released code builds), whose modules nest: a conv edge's conv output is also the output
+/// of its BN (in train mode on one image a per-channel affine map of it), of the edge's
+/// `Sequential` and of its `ReLUConvBN`. Here each tensor appears once per distinct slot
+/// the plan has for it: the conv's slot once, the BN's slot three times.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ModuleOutput {
+    /// Its slot; `None` where it is identically zero.
+    pub slot: Option<SlotId>,
+    pub shape: SlotShape,
+    pub modules: u32,
 }
 
 /// One cell-boundary feature map of a [`Plan`].
@@ -252,6 +271,9 @@ impl Plan {
             let conv = b.conv(x, "stem.conv", config.channels, 3, 1, 1, shape);
             shape = conv.1;
             x = b.batch_norm(conv.0, "stem.bn", shape);
+            // Conv; BN, the stem's Sequential and the stem module.
+            b.module_output(conv.0, shape, 1);
+            b.module_output(x, shape, 3);
         }
         let mut features = vec![Feature {
             kind: FeatureKind::Stem,
@@ -278,9 +300,16 @@ impl Plan {
                     shape,
                 });
             }
+            // The stage's Sequential outputs its last cell's output again.
+            if config.cells_per_stage > 0 {
+                b.module_output(x, shape, 1);
+            }
         }
         let x = b.batch_norm(x, "lastact.bn", shape);
+        b.module_output(x, shape, 1);
         let x = b.relu(x, 1, shape);
+        // The ReLU and lastact's Sequential.
+        b.module_output(x, shape, 2);
         let pooled_shape = SlotShape {
             c: shape.c,
             h: 1,
@@ -290,6 +319,8 @@ impl Plan {
             Some(x) => b.layer(pooled_shape, |y| Layer::GlobalAvgPool { x, y }),
             None => b.layer(pooled_shape, |y| Layer::Zero { y }),
         };
+        // The pool and the `top` module around lastact and the pool.
+        b.module_output(Some(pooled), pooled_shape, 2);
         let w = b.param(
             "classifier.weight",
             ParamKind::LinearWeight,
@@ -313,8 +344,12 @@ impl Plan {
             w,
             b: bias,
         });
+        // The classifier and the whole model.
+        b.module_output(Some(output), out_shape, 2);
+        let module_outputs = std::mem::take(&mut b.module_outputs);
         let mut plan = b.finish(output);
         plan.features = features;
+        plan.module_outputs = module_outputs;
         Ok(plan)
     }
 
@@ -477,6 +512,7 @@ struct Builder {
     layers: Vec<Layer>,
     params: Vec<ParamSpec>,
     constant_codes: Vec<ConstantCode>,
+    module_outputs: Vec<ModuleOutput>,
 }
 
 impl Builder {
@@ -488,6 +524,7 @@ impl Builder {
             layers: Vec::new(),
             params: Vec::new(),
             constant_codes: Vec::new(),
+            module_outputs: Vec::new(),
         }
     }
 
@@ -502,7 +539,17 @@ impl Builder {
             constant_codes: self.constant_codes,
             output,
             features: Vec::new(),
+            module_outputs: Vec::new(),
         }
+    }
+
+    /// Records that `modules` modules of the reference network output `value`.
+    fn module_output(&mut self, value: Value, shape: SlotShape, modules: u32) {
+        self.module_outputs.push(ModuleOutput {
+            slot: value,
+            shape,
+            modules,
+        });
     }
 
     /// Appends a layer writing a new slot of `shape`; returns that slot.
@@ -609,10 +656,21 @@ impl Builder {
                     for op in self.cell.edges[edge].iter() {
                         let name = format!("{prefix}.edge{from}{to}.{}", op.name());
                         let out = match op {
-                            Op::None => None,
-                            Op::SkipConnect => nodes[from],
-                            Op::AvgPool3x3 => nodes[from]
-                                .map(|x| self.layer(shape, |y| Layer::AvgPool3x3 { x, y })),
+                            Op::None => {
+                                self.module_output(None, shape, 1);
+                                None
+                            }
+                            Op::SkipConnect => {
+                                self.module_output(nodes[from], shape, 1);
+                                nodes[from]
+                            }
+                            Op::AvgPool3x3 => {
+                                let out = nodes[from]
+                                    .map(|x| self.layer(shape, |y| Layer::AvgPool3x3 { x, y }));
+                                // The AvgPool2d and its POOLING wrapper.
+                                self.module_output(out, shape, 2);
+                                out
+                            }
                             Op::Conv1x1 | Op::Conv3x3 => {
                                 let k = op.kernel().unwrap_or(1);
                                 let conv = self.conv(
@@ -624,7 +682,9 @@ impl Builder {
                                     k / 2,
                                     shape,
                                 );
-                                self.batch_norm(conv.0, &format!("{name}.bn"), shape)
+                                let bn = self.batch_norm(conv.0, &format!("{name}.bn"), shape);
+                                self.relu_conv_bn_outputs((relus[from], shape), conv.0, bn, shape);
+                                bn
                             }
                         };
                         terms.extend(out);
@@ -649,19 +709,52 @@ impl Builder {
                 relus[to] = self.relu(nodes[to], modules as u32, shape);
             }
         }
+        self.module_output(nodes[NODES - 1], shape, 1);
         nodes[NODES - 1]
+    }
+
+    /// The module outputs of one ReLUConvBN: its ReLU; the conv; the BN, its Sequential
+    /// and the ReLUConvBN itself.
+    fn relu_conv_bn_outputs(
+        &mut self,
+        (relu, relu_shape): (Value, SlotShape),
+        conv: Value,
+        bn: Value,
+        shape: SlotShape,
+    ) {
+        self.module_output(relu, relu_shape, 1);
+        self.module_output(conv, shape, 1);
+        self.module_output(bn, shape, 3);
     }
 
     /// The reduction block between stages: ReLU-Conv3x3(s2)-BN, ReLU-Conv3x3-BN, plus a
     /// shortcut AvgPool2x2 -> Conv1x1; doubles the channels, halves the resolution.
     fn resnet_block(&mut self, x: Value, prefix: &str, shape: SlotShape) -> (Value, SlotShape) {
         let cout = 2 * shape.c;
-        let a = self.relu(x, 1, shape);
-        let (a, half) = self.conv(a, &format!("{prefix}.conv_a.conv"), cout, 3, 2, 1, shape);
-        let a = self.batch_norm(a, &format!("{prefix}.conv_a.bn"), half);
-        let b = self.relu(a, 1, half);
-        let (b, _) = self.conv(b, &format!("{prefix}.conv_b.conv"), cout, 3, 1, 1, half);
-        let b = self.batch_norm(b, &format!("{prefix}.conv_b.bn"), half);
+        let relu_a = self.relu(x, 1, shape);
+        let (conv_a, half) = self.conv(
+            relu_a,
+            &format!("{prefix}.conv_a.conv"),
+            cout,
+            3,
+            2,
+            1,
+            shape,
+        );
+        let a = self.batch_norm(conv_a, &format!("{prefix}.conv_a.bn"), half);
+        self.relu_conv_bn_outputs((relu_a, shape), conv_a, a, half);
+        let relu_b = self.relu(a, 1, half);
+        let (conv_b, _) = self.conv(
+            relu_b,
+            &format!("{prefix}.conv_b.conv"),
+            cout,
+            3,
+            1,
+            1,
+            half,
+        );
+        let b = self.batch_norm(conv_b, &format!("{prefix}.conv_b.bn"), half);
+        self.relu_conv_bn_outputs((relu_b, half), conv_b, b, half);
         let pooled_shape = SlotShape { c: shape.c, ..half };
         let pooled = x.map(|x| self.layer(pooled_shape, |y| Layer::AvgPool2x2 { x, y }));
         let (shortcut, _) = self.conv(
@@ -673,7 +766,12 @@ impl Builder {
             0,
             pooled_shape,
         );
+        // The residual's AvgPool2d; its conv and Sequential.
+        self.module_output(pooled, pooled_shape, 1);
+        self.module_output(shortcut, half, 2);
         let terms = [shortcut, b].into_iter().flatten().collect();
-        (self.sum(terms, half), half)
+        let out = self.sum(terms, half);
+        self.module_output(out, half, 1);
+        (out, half)
     }
 }

@@ -36,9 +36,84 @@ pub fn symmetric_eigenvalues(m: &[f64], n: usize) -> Vec<f64> {
     values
 }
 
+/// The Pearson correlation matrix (`[c][c]` row-major) of the `c` rows of `x` (`[c][m]`:
+/// each row a variable, its `m` entries observations), as `torch.corrcoef` computes it,
+/// with the NaN it gives replaced by 0 as MeCo does: a row without spread (constant, or
+/// `m < 2`) has a zero row and column, its diagonal included. Entries are clamped to
+/// [-1, 1] as torch clamps them.
+pub fn row_correlation(x: &[f64], c: usize, m: usize) -> Vec<f64> {
+    assert_eq!(x.len(), c * m);
+    let mut centred = vec![0.0f64; c * m];
+    let mut norms = vec![0.0f64; c];
+    if m >= 2 {
+        for (i, (row, out)) in x
+            .chunks_exact(m)
+            .zip(centred.chunks_exact_mut(m))
+            .enumerate()
+        {
+            let mean = row.iter().sum::<f64>() / m as f64;
+            for (o, &v) in out.iter_mut().zip(row) {
+                *o = v - mean;
+            }
+            norms[i] = out.iter().map(|v| v * v).sum::<f64>().sqrt();
+        }
+    }
+    let mut corr = vec![0.0f64; c * c];
+    for i in 0..c {
+        if norms[i] == 0.0 {
+            continue;
+        }
+        let a = &centred[i * m..(i + 1) * m];
+        for j in i..c {
+            if norms[j] == 0.0 {
+                continue;
+            }
+            let b = &centred[j * m..(j + 1) * m];
+            let dot: f64 = a.iter().zip(b).map(|(p, q)| p * q).sum();
+            let r = (dot / (norms[i] * norms[j])).clamp(-1.0, 1.0);
+            corr[i * c + j] = r;
+            corr[j * c + i] = r;
+        }
+    }
+    corr
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Pearson's r from its textbook formula, one pair at a time.
+    fn pearson(a: &[f64], b: &[f64]) -> f64 {
+        let n = a.len() as f64;
+        let (ma, mb) = (a.iter().sum::<f64>() / n, b.iter().sum::<f64>() / n);
+        let cov: f64 = a.iter().zip(b).map(|(x, y)| (x - ma) * (y - mb)).sum();
+        let va: f64 = a.iter().map(|x| (x - ma).powi(2)).sum();
+        let vb: f64 = b.iter().map(|y| (y - mb).powi(2)).sum();
+        cov / (va * vb).sqrt()
+    }
+
+    #[test]
+    fn row_correlation_is_pearson_with_constant_rows_zeroed() {
+        let x: [f64; 12] = [
+            1.0, 2.0, 4.0, 3.0, // row 0
+            -2.0, 0.5, 0.25, 8.0, // row 1
+            3.0, 3.0, 3.0, 3.0, // row 2: constant
+        ];
+        let corr = row_correlation(&x, 3, 4);
+        let rows: Vec<&[f64]> = x.chunks(4).collect();
+        for (i, j) in [(0, 0), (0, 1), (1, 0), (1, 1)] {
+            let want = pearson(rows[i], rows[j]);
+            assert!((corr[i * 3 + j] - want).abs() < 1e-12, "({i}, {j})");
+        }
+        for k in 0..3 {
+            assert_eq!(corr[2 * 3 + k], 0.0);
+            assert_eq!(corr[k * 3 + 2], 0.0);
+        }
+        // One observation per row: no correlation at all.
+        assert!(row_correlation(&[1.0, 2.0, 3.0], 3, 1)
+            .iter()
+            .all(|&v| v == 0.0));
+    }
 
     /// Determinant by Laplace expansion: the textbook definition.
     fn det_laplace(m: &[f64], n: usize) -> f64 {

@@ -12,6 +12,7 @@ pub mod jacob_cov;
 pub mod knas;
 pub mod linalg;
 pub mod linear_regions;
+pub mod meco;
 pub mod naswot;
 pub mod ntk;
 pub mod registry;
@@ -47,6 +48,8 @@ registry! {
     Zico => zico::Zico,
     Zen => zen::Zen,
     Swap => swap::Swap,
+    Meco => meco::Meco,
+    MecoOpt => meco::MecoOpt,
     Params => counts::Params,
     Flops => counts::Flops,
 }

@@ -51,6 +51,8 @@ pub enum Minibatch {
     Gradient,
     /// `swap_batch` (SWAP's 16).
     Swap,
+    /// `meco_batch` (MeCo's 1).
+    Meco,
     /// No images of the dataset (counts, synflow's all-ones image).
     None,
 }

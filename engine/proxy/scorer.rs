@@ -24,6 +24,8 @@ pub struct ScoreSettings {
     pub ntk_batch: usize,
     /// SWAP's minibatch (its released code: 16).
     pub swap_batch: usize,
+    /// MeCo's minibatch (its released code: 1).
+    pub meco_batch: usize,
 }
 
 impl ScoreSettings {
@@ -35,6 +37,7 @@ impl ScoreSettings {
             batch: 64,
             ntk_batch: 32,
             swap_batch: 16,
+            meco_batch: 1,
         }
     }
 
@@ -44,6 +47,7 @@ impl ScoreSettings {
         self.batch = n;
         self.ntk_batch = n;
         self.swap_batch = n;
+        self.meco_batch = n;
     }
 
     /// The images a score of this minibatch kind runs on.
@@ -53,6 +57,7 @@ impl ScoreSettings {
             Minibatch::Ntk => self.ntk_batch,
             Minibatch::Gradient => self.batch,
             Minibatch::Swap => self.swap_batch,
+            Minibatch::Meco => self.meco_batch,
             Minibatch::None => 1,
         }
     }

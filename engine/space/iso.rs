@@ -58,17 +58,41 @@ pub fn structure_key(arch: &Arch) -> String {
     key_with_convs(arch, |input, op| format!("({input})@{op}"))
 }
 
+/// The key for scores of every module's output (MeCo): [`iso_key`] followed by the sorted
+/// `(input)@op` of every conv edge and of every pool or skip edge whose input is not `#`,
+/// dead ends included; 11,185 classes. The cell's output is in the key, and every other
+/// tensor a module outputs is an edge's (an op's, or the ReLU of a conv edge: functions
+/// of the edge's input). A pool or skip of a zero outputs zeros and can be left out; a
+/// zero-input conv stays, so that this key refines [`structure_key`] and one key serves a
+/// run of several scores.
+pub fn modules_key(arch: &Arch) -> String {
+    key_with_edges(
+        arch,
+        |input, op| op.is_conv() || (op != Op::None && input != "#"),
+        |input, op| format!("({input})@{op}"),
+    )
+}
+
 /// [`iso_key`], `;`, then the sorted `term(input expression, op)` of every conv edge.
 fn key_with_convs(arch: &Arch, term: impl Fn(&str, Op) -> String) -> String {
+    key_with_edges(arch, |_, op| op.is_conv(), term)
+}
+
+/// [`iso_key`], `;`, then the sorted `term(input expression, op)` of every edge `keep`s.
+fn key_with_edges(
+    arch: &Arch,
+    keep: impl Fn(&str, Op) -> bool,
+    term: impl Fn(&str, Op) -> String,
+) -> String {
     let nodes = node_expressions(arch);
-    let mut convs: Vec<String> = EDGES
+    let mut terms: Vec<String> = EDGES
         .iter()
         .zip(arch.ops)
-        .filter(|(_, op)| op.is_conv())
+        .filter(|(&(from, _), op)| keep(&nodes[from], *op))
         .map(|(&(from, _), op)| term(&nodes[from], op))
         .collect();
-    convs.sort_unstable();
-    format!("{};{}", nodes[NODES - 1], convs.join(","))
+    terms.sort_unstable();
+    format!("{};{}", nodes[NODES - 1], terms.join(","))
 }
 
 /// Which of the keys above a set of scores needs, coarsest first: archs with equal keys
@@ -81,6 +105,8 @@ pub enum ClassKey {
     Codes,
     /// [`structure_key`]: counts over every conv edge.
     Structure,
+    /// [`modules_key`]: scores of every module's output.
+    Modules,
 }
 
 impl ClassKey {
@@ -89,6 +115,7 @@ impl ClassKey {
             ClassKey::Function => iso_key(arch),
             ClassKey::Codes => codes_key(arch),
             ClassKey::Structure => structure_key(arch),
+            ClassKey::Modules => modules_key(arch),
         }
     }
 }
@@ -125,6 +152,11 @@ pub fn codes_classes() -> Vec<ArchClass> {
 /// All benchmark archs grouped by [`structure_key`], classes ordered by their first index.
 pub fn structure_classes() -> Vec<ArchClass> {
     classes_by(structure_key)
+}
+
+/// All benchmark archs grouped by [`modules_key`], classes ordered by their first index.
+pub fn modules_classes() -> Vec<ArchClass> {
+    classes_by(modules_key)
 }
 
 fn classes_by(key_of: fn(&Arch) -> String) -> Vec<ArchClass> {

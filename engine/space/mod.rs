@@ -11,8 +11,8 @@ mod parse;
 pub use counts::{count_flops, count_params, relu_modules, relu_units};
 pub use index::{arch_of_index, benchmark_archs, index_of_arch};
 pub use iso::{
-    codes_classes, codes_key, is_dead, iso_classes, iso_key, structure_classes, structure_key,
-    ArchClass, ClassKey,
+    codes_classes, codes_key, is_dead, iso_classes, iso_key, modules_classes, modules_key,
+    structure_classes, structure_key, ArchClass, ClassKey,
 };
 pub use parse::ArchParseError;
 
