@@ -592,3 +592,65 @@ fn plan_names_lastact_and_weighted_layers() {
         nasrank::net::Layer::Linear { .. }
     ));
 }
+
+/// `vjp` from a cell-boundary feature map to the input against central differences of
+/// `<dy, feature(x)>` in the input (batch statistics, full BN gradient), and cell by cell:
+/// the VJP from feature k to feature k-1, then on to the input, equals the VJP from
+/// feature k to the input (the segment stops where it should and misses no path).
+#[test]
+fn vjp_between_feature_maps_matches_finite_differences_and_chains() {
+    let (plan, _) = tiny();
+    let be = Be::new();
+    let n = 2;
+    let x = input(&plan, n, 8);
+    let mut exec = Executor::with_init(&be, &plan, 4);
+    let slots: Vec<usize> = plan.features.iter().map(|f| f.slot.unwrap()).collect();
+    assert_eq!(slots.len(), 6);
+    let feature_at = |exec: &mut Executor<'_, Be>, x: &[f64], slot: usize| {
+        exec.forward(x.to_vec(), n, BnStatistics::Batch);
+        exec.slot(slot).clone()
+    };
+    for (k, &slot) in slots.iter().enumerate().skip(1) {
+        let len = n * plan.slots[slot].len();
+        let dy: Vec<f64> = uniform_stream(k as u64, 7, len).map(|u| u - 0.5).collect();
+        exec.forward(x.clone(), n, BnStatistics::Batch);
+        let to_input = exec.vjp(slot, dy.clone(), 0, BnGrad::Full).unwrap();
+        // Central differences of <dy, f_k(x)> in a few input entries.
+        for i in (0..x.len()).step_by(37) {
+            let h = 1e-5;
+            let mut xp = x.clone();
+            xp[i] += h;
+            let mut xm = x.clone();
+            xm[i] -= h;
+            let fp = feature_at(&mut exec, &xp, slot);
+            let fm = feature_at(&mut exec, &xm, slot);
+            let fd: f64 = dy
+                .iter()
+                .zip(fp.iter().zip(&fm))
+                .map(|(d, (p, m))| d * (p - m) / (2.0 * h))
+                .sum();
+            assert!(
+                (fd - to_input[i]).abs() <= 1e-6 * (1.0 + fd.abs()),
+                "feature {k}, input {i}: vjp {} vs differences {fd}",
+                to_input[i]
+            );
+        }
+        exec.forward(x.clone(), n, BnStatistics::Batch);
+        let to_previous = exec.vjp(slot, dy, slots[k - 1], BnGrad::Full).unwrap();
+        let chained = exec
+            .vjp(slots[k - 1], to_previous, 0, BnGrad::Full)
+            .unwrap();
+        for (a, b) in chained.iter().zip(&to_input) {
+            assert!(
+                (a - b).abs() <= 1e-10 * (1.0 + b.abs()),
+                "feature {k}: {a} vs {b}"
+            );
+        }
+    }
+    // A slot to itself is the identity.
+    let dy = vec![1.5; n * plan.slots[slots[2]].len()];
+    assert_eq!(
+        exec.vjp(slots[2], dy.clone(), slots[2], BnGrad::Full),
+        Some(dy)
+    );
+}

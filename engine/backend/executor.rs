@@ -5,7 +5,7 @@
 use super::{Backend, BnGeom, BnGrad};
 use crate::backend::Real;
 use crate::net::init::InitRule;
-use crate::net::plan::{Layer, ParamId, Plan, INPUT};
+use crate::net::plan::{Layer, ParamId, Plan, SlotId, INPUT};
 use crate::net::BN_EPS;
 use std::collections::HashMap;
 
@@ -457,6 +457,44 @@ impl<'a, B: Backend> Executor<'a, B> {
         grads
     }
 
+    /// The vector-Jacobian product `(dy/dx)^T dy` of slot `y` with respect to slot `x` in
+    /// the last forward pass: `dy` (`[n][y]`) is seeded at `y` and carried back through the
+    /// layers after the one that writes `x` (parameters held), batch norm by `bn_grad`.
+    /// `None` where no path of those layers leads from `x` to `y`; `dy` itself where `x`
+    /// is `y`. `x` must be written before `y` (or be the input).
+    pub fn vjp(&mut self, y: SlotId, dy: B::Buf, x: SlotId, bn_grad: BnGrad) -> Option<B::Buf> {
+        if x == y {
+            return Some(dy);
+        }
+        let first_layer = match self.plan.layers.iter().position(|l| l.output() == x) {
+            Some(writer) => writer + 1,
+            None => {
+                assert_eq!(x, INPUT, "slot {x} is written by no layer");
+                0
+            }
+        };
+        // Every slot on a path from the input carries a gradient (x may depend on the
+        // input alone, as a pool of a stemless input does).
+        let options = BackwardOptions {
+            bn_grad,
+            input_grad: true,
+        };
+        let segment = Segment {
+            seed: y,
+            first_layer,
+        };
+        let mut ws = std::mem::take(&mut self.workspaces[0]);
+        let mut passes =
+            self.backward_lockstep(&mut ws, vec![dy], segment, &options, ParamGrads::Skip, None);
+        self.workspaces[0] = ws;
+        let mut grads = passes.pop().expect("one pass").grads;
+        let dx = grads[x].take();
+        for g in grads.into_iter().flatten() {
+            self.backend.release(g);
+        }
+        dx
+    }
+
     /// One backward pass with the buffers of `ws`: reads the forward state only, so
     /// passes with separate workspaces can run side by side.
     fn backward_in(
@@ -467,7 +505,14 @@ impl<'a, B: Backend> Executor<'a, B> {
         param_grads: ParamGrads<'_, B>,
         observer: Option<GradObserver<'_, B>>,
     ) -> Gradients<B> {
-        let mut passes = self.backward_lockstep(ws, vec![dlogits], options, param_grads, observer);
+        let mut passes = self.backward_lockstep(
+            ws,
+            vec![dlogits],
+            self.whole_network(),
+            options,
+            param_grads,
+            observer,
+        );
         let pass = passes.pop().expect("one pass");
         let mut grads = pass.grads;
         let n = self.n;
@@ -493,6 +538,7 @@ impl<'a, B: Backend> Executor<'a, B> {
         &self,
         ws: &mut Workspace<B>,
         seeds: Vec<B::Buf>,
+        segment: Segment,
         options: &BackwardOptions,
         mut param_grads: ParamGrads<'_, B>,
         mut observer: Option<GradObserver<'_, B>>,
@@ -505,8 +551,8 @@ impl<'a, B: Backend> Executor<'a, B> {
             self.slots_complete,
             "backward after a forward-only pass (forward_with_codes)"
         );
-        for dlogits in &seeds {
-            assert_eq!(be.buf_len(dlogits), n * plan.slots[plan.output].len());
+        for dy in &seeds {
+            assert_eq!(be.buf_len(dy), n * plan.slots[segment.seed].len());
         }
         assert!(
             seeds.len() == 1 || (matches!(param_grads, ParamGrads::Batched) && observer.is_none()),
@@ -534,7 +580,7 @@ impl<'a, B: Backend> Executor<'a, B> {
                         .collect()
                 });
                 let mut grads: Vec<Option<B::Buf>> = (0..plan.slots.len()).map(|_| None).collect();
-                grads[plan.output] = Some(dlogits);
+                grads[segment.seed] = Some(dlogits);
                 PassGrads { grads, batched }
             })
             .collect();
@@ -544,6 +590,9 @@ impl<'a, B: Backend> Executor<'a, B> {
         let p = &self.params;
 
         for (index, layer) in plan.layers.iter().enumerate().rev() {
+            if index < segment.first_layer {
+                break;
+            }
             // The passes share the plan, so they hold gradients for the same slots.
             if passes[0].grads[layer.output()].is_none() {
                 continue;
@@ -811,7 +860,14 @@ impl<'a, B: Backend> Executor<'a, B> {
                 let rest = queue.split_off(group.min(queue.len()));
                 let (ks, seeds): (Vec<usize>, Vec<B::Buf>) = queue.into_iter().unzip();
                 queue = rest;
-                let passes = this.backward_lockstep(ws, seeds, options, ParamGrads::Batched, None);
+                let passes = this.backward_lockstep(
+                    ws,
+                    seeds,
+                    this.whole_network(),
+                    options,
+                    ParamGrads::Batched,
+                    None,
+                );
                 for (k, pass) in ks.into_iter().zip(passes) {
                     let params = pass.batched.expect("batched gradients");
                     take(k, &params);
@@ -846,6 +902,14 @@ impl<'a, B: Backend> Executor<'a, B> {
 
     /// Which slots a backward pass must carry a gradient into: those with a parameter or
     /// (when asked) the input upstream.
+    /// The whole plan as a backward segment: from the logits down to the input.
+    fn whole_network(&self) -> Segment {
+        Segment {
+            seed: self.plan.output,
+            first_layer: 0,
+        }
+    }
+
     fn needs_grad(&self, input_grad: bool) -> Vec<bool> {
         let mut needs = vec![false; self.plan.slots.len()];
         needs[INPUT] = input_grad;
@@ -875,6 +939,14 @@ impl<B: Backend> Drop for Executor<'_, B> {
             be.release(buf);
         }
     }
+}
+
+/// Where a backward pass starts and stops: the gradient is seeded at slot `seed` and
+/// carried back through the layers from the last down to `first_layer`.
+#[derive(Clone, Copy, Debug)]
+struct Segment {
+    seed: SlotId,
+    first_layer: usize,
 }
 
 /// The buffers one backward pass reuses: gradient buffers of earlier passes by length
