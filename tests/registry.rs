@@ -10,8 +10,8 @@ use nasrank::net::Plan;
 use nasrank::proxy::registry::{Minibatch, Runs};
 use nasrank::proxy::scorer::{score_arch, ScoreSettings};
 use nasrank::proxy::swap::SWAP_REINITS;
+use nasrank::proxy::{az_nas, meco, swap, synflow, zen, zico, Score};
 use nasrank::proxy::{counts, grasp, jacob_cov, knas, linear_regions, naswot, ntk, saliency};
-use nasrank::proxy::{meco, swap, synflow, zen, zico, Score};
 use nasrank::space::{arch_of_index, is_dead, Cell, ClassKey, MacroConfig};
 
 fn settings() -> ScoreSettings {
@@ -68,6 +68,9 @@ fn direct(score: Score, cell: &Cell, data: &Batch, s: &ScoreSettings) -> f64 {
             let mut rng = SplitMix64::new(Seeds(s.seed).meco_channels());
             meco::meco_opt(e, data, s.meco_batch, &mut rng)
         }
+        Score::AzExpressivity => az_nas::az_nas(&be, &plan, s.batch, Seeds(s.seed)).expressivity,
+        Score::AzProgressivity => az_nas::az_nas(&be, &plan, s.batch, Seeds(s.seed)).progressivity,
+        Score::AzTrainability => az_nas::az_nas(&be, &plan, s.batch, Seeds(s.seed)).trainability,
         Score::Params => counts::params(cell, &s.config),
         Score::Flops => counts::flops(cell, &s.config),
     }

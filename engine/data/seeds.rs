@@ -36,6 +36,21 @@ impl Seeds {
         rng.next_u64()
     }
 
+    /// AZ-NAS's Kaiming-normal weights.
+    pub fn az_weights(self) -> u64 {
+        SplitMix64::new(self.0 ^ 0x415a_4e41_5357_0001).next_u64()
+    }
+
+    /// AZ-NAS's Gaussian input batch.
+    pub fn az_inputs(self) -> u64 {
+        SplitMix64::new(self.0 ^ 0x415a_4e41_5349_0002).next_u64()
+    }
+
+    /// AZ-NAS's Rademacher probes of the cell outputs.
+    pub fn az_probes(self) -> u64 {
+        SplitMix64::new(self.0 ^ 0x415a_4e41_5350_0003).next_u64()
+    }
+
     /// The minibatch every arch sees.
     pub fn minibatch(self) -> u64 {
         self.0

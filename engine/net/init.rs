@@ -146,6 +146,20 @@ pub fn gaussian_params(seed: u64, plan: &Plan) -> Vec<Vec<f64>> {
         .collect()
 }
 
+/// AZ-NAS's initialisation (its released `kaiming_normal_fanin_init`): conv and linear
+/// weights ~ N(0, 2 / fan_in) (Kaiming normal, fan-in mode, ReLU gain), linear bias 0, BN
+/// gamma 1, beta 0. The normal draws are [`gaussian_params`]' of the same seed, scaled.
+pub fn kaiming_normal_params(seed: u64, plan: &Plan) -> Vec<Vec<f64>> {
+    let mut values = gaussian_params(seed, plan);
+    for (spec, v) in plan.params.iter().zip(&mut values) {
+        if matches!(spec.kind, ParamKind::ConvWeight | ParamKind::LinearWeight) {
+            let std = (2.0 / spec.fan_in as f64).sqrt();
+            v.iter_mut().for_each(|w| *w *= std);
+        }
+    }
+    values
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,6 +2,8 @@
 
 use nalgebra::DMatrix;
 
+use crate::backend::cpu::gemm::{matmul, Mat, Parallelism};
+
 /// `log |det m|` of a symmetric matrix (`[n][n]` row-major), sign ignored.
 ///
 /// Cholesky first (the kernels scores build are positive semi-definite in exact
@@ -78,6 +80,38 @@ pub fn row_correlation(x: &[f64], c: usize, m: usize) -> Vec<f64> {
     corr
 }
 
+/// `sum_i A_i B_i^T` (`[ca][cb]` row-major) over the `n` images of two maps `a`
+/// (`[n][ca][hw]`) and `b` (`[n][cb][hw]`): channel by channel products summed over
+/// images and positions, the `X^T Y` of maps flattened to (images x positions) x channels.
+pub fn channel_gram(a: &[f64], ca: usize, b: &[f64], cb: usize, n: usize, hw: usize) -> Vec<f64> {
+    assert_eq!(a.len(), n * ca * hw);
+    assert_eq!(b.len(), n * cb * hw);
+    let mut out = vec![0.0; ca * cb];
+    for i in 0..n {
+        matmul(
+            &mut out,
+            Mat::rows(ca, cb),
+            i > 0,
+            &a[i * ca * hw..(i + 1) * ca * hw],
+            Mat::rows(ca, hw),
+            &b[i * cb * hw..(i + 1) * cb * hw],
+            Mat::rows(cb, hw).t(),
+            Parallelism::None,
+        );
+    }
+    out
+}
+
+/// The largest singular value of a `rows x cols` row-major matrix.
+pub fn largest_singular_value(m: &[f64], rows: usize, cols: usize) -> f64 {
+    assert_eq!(m.len(), rows * cols);
+    DMatrix::from_row_slice(rows, cols, m)
+        .singular_values()
+        .iter()
+        .copied()
+        .fold(0.0, f64::max)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -90,6 +124,40 @@ mod tests {
         let va: f64 = a.iter().map(|x| (x - ma).powi(2)).sum();
         let vb: f64 = b.iter().map(|y| (y - mb).powi(2)).sum();
         cov / (va * vb).sqrt()
+    }
+
+    #[test]
+    fn channel_gram_sums_products_over_images_and_positions() {
+        // Two images, a: 2 channels, b: 3 channels, 2 positions.
+        let a: Vec<f64> = (0..8).map(|v| v as f64 - 3.0).collect();
+        let b: Vec<f64> = (0..12).map(|v| (v * v) as f64 * 0.5 - 4.0).collect();
+        let g = channel_gram(&a, 2, &b, 3, 2, 2);
+        for i in 0..2 {
+            for j in 0..3 {
+                let mut want = 0.0;
+                for img in 0..2 {
+                    for p in 0..2 {
+                        want += a[img * 4 + i * 2 + p] * b[img * 6 + j * 2 + p];
+                    }
+                }
+                assert!((g[i * 3 + j] - want).abs() < 1e-12, "({i}, {j})");
+            }
+        }
+    }
+
+    #[test]
+    fn largest_singular_value_of_known_matrices() {
+        // diag(3, -5) padded to 3x2: singular values 5 and 3.
+        let m = [3.0, 0.0, 0.0, -5.0, 0.0, 0.0];
+        assert!((largest_singular_value(&m, 3, 2) - 5.0).abs() < 1e-12);
+        // A rank-one outer product u v^T has |u| |v|.
+        let (u, v) = ([1.0, 2.0], [2.0, 0.0, 1.0]);
+        let m: Vec<f64> = u
+            .iter()
+            .flat_map(|a| v.iter().map(move |b| a * b))
+            .collect();
+        let want = (5.0f64).sqrt() * (5.0f64).sqrt();
+        assert!((largest_singular_value(&m, 2, 3) - want).abs() < 1e-12);
     }
 
     #[test]

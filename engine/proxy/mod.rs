@@ -6,6 +6,7 @@
 //! it returns the paper's quantity as an f64 (direction in [`Score::higher_is_better`]);
 //! NaN or infinities are reported as they are, never replaced.
 
+pub mod az_nas;
 pub mod counts;
 pub mod grasp;
 pub mod jacob_cov;
@@ -50,6 +51,9 @@ registry! {
     Swap => swap::Swap,
     Meco => meco::Meco,
     MecoOpt => meco::MecoOpt,
+    AzExpressivity => az_nas::AzExpressivity,
+    AzProgressivity => az_nas::AzProgressivity,
+    AzTrainability => az_nas::AzTrainability,
     Params => counts::Params,
     Flops => counts::Flops,
 }
