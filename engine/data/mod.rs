@@ -8,16 +8,17 @@ mod cifar;
 mod crops;
 mod dataset;
 mod error;
+mod image_set;
 mod rng;
 mod seeds;
 mod synthetic;
 mod train_index;
 
 pub use batch::Batch;
-pub use cifar::{ImageSet, Split};
 pub use crops::random_crops;
 pub use dataset::Dataset;
 pub use error::DataError;
+pub use image_set::{ImageSet, Split};
 pub use rng::SplitMix64;
 pub use seeds::Seeds;
 pub use synthetic::synthetic_batch;
