@@ -1,14 +1,15 @@
 //! [`ImageSet`]: a dataset's labelled images as bytes, whichever file format they come in.
 //!
 //! [`ImageSet::load`] takes a file or a directory. In a directory, the caller's [`Split`]
-//! picks the files by the rules of the dataset's reader (cifar.rs). Images stay as bytes;
-//! normalisation happens when a batch is built, so one set serves every batch and precision.
+//! picks the files by the rules of the dataset's reader (cifar.rs, imagenet16.rs). Images
+//! stay as bytes; normalisation happens when a batch is built, so one set serves every
+//! batch and precision.
 
 use std::fmt;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use super::{cifar, DataError, Dataset};
+use super::{cifar, imagenet16, DataError, Dataset};
 
 /// Which part of a dataset to read from a directory.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -44,12 +45,12 @@ impl ImageSet {
     /// the reader's module docs). Files of a directory are concatenated in order.
     pub fn load(dataset: Dataset, path: impl AsRef<Path>, split: Split) -> Result<Self, DataError> {
         let path = path.as_ref();
-        if dataset == Dataset::ImageNet16_120 {
-            return Err(DataError::NoImageFormat(dataset));
-        }
         let meta = fs::metadata(path).map_err(|e| DataError::io(path.to_owned(), e))?;
         let files = if meta.is_dir() {
-            cifar::files_in_dir(dataset, path, split)?
+            match dataset {
+                Dataset::Cifar10 | Dataset::Cifar100 => cifar::files_in_dir(dataset, path, split)?,
+                Dataset::ImageNet16_120 => imagenet16::files_in_dir(path, split)?,
+            }
         } else {
             vec![path.to_owned()]
         };
@@ -60,7 +61,7 @@ impl ImageSet {
     pub fn read_files(dataset: Dataset, files: &[PathBuf]) -> Result<Self, DataError> {
         match dataset {
             Dataset::Cifar10 | Dataset::Cifar100 => cifar::read_files(dataset, files),
-            Dataset::ImageNet16_120 => Err(DataError::NoImageFormat(dataset)),
+            Dataset::ImageNet16_120 => imagenet16::read_files(files),
         }
     }
 

@@ -1,4 +1,5 @@
-//! Input data: CIFAR-10/100 binary readers, normalisation, minibatches, synthetic inputs.
+//! Input data: readers of the CIFAR-10/100 binary files and the ImageNet16-120 pickles,
+//! normalisation, minibatches, synthetic inputs.
 //!
 //! Images are kept as bytes ([`ImageSet`]) and normalised only when a [`Batch`] is built.
 //! Every random choice goes through [`SplitMix64`], so a seed fixes a batch on every platform.
@@ -9,6 +10,7 @@ mod crops;
 mod dataset;
 mod error;
 mod image_set;
+mod imagenet16;
 mod rng;
 mod seeds;
 mod synthetic;
