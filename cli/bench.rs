@@ -76,7 +76,7 @@ struct ScoresArgs {
     /// Comma list of scores, or `all`.
     #[arg(long, default_value = "naswot")]
     scores: String,
-    /// `synthetic`, `cifar10:PATH` or `cifar100:PATH`, as for `nasrank score`.
+    /// `synthetic`, `cifar10:PATH`, `cifar100:PATH` or `imagenet16:PATH`, as for `nasrank score`.
     #[arg(long, default_value = "synthetic")]
     data: String,
     /// Minibatch of every score (default: each score's paper batch).

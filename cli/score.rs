@@ -32,9 +32,11 @@ pub struct ScoreArgs {
     /// Comma list of scores, or `all`.
     #[arg(long, default_value = "naswot")]
     scores: String,
-    /// `synthetic` (Gaussian inputs of CIFAR-10's shape), `cifar10:PATH` or `cifar100:PATH`
+    /// `synthetic` (Gaussian inputs of CIFAR-10's shape), `cifar10:PATH`, `cifar100:PATH`
     /// (a binary file, or a directory holding the standard file names; a `train_index.csv`
-    /// beside CIFAR-10's train.bin restricts sampling to NAS-Bench-201's train half).
+    /// beside CIFAR-10's train.bin restricts sampling to NAS-Bench-201's train half) or
+    /// `imagenet16:PATH` (a pickle, or the folder of train_data_batch_1..10; 16x16 inputs,
+    /// 120 classes).
     #[arg(long, default_value = "synthetic")]
     data: String,
     /// Minibatch size of every score (default: each score's paper batch, 128 for NASWOT and

@@ -34,7 +34,7 @@ pub struct SearchArgs {
     /// or `ntk_exact`, the kappa it ranks with linear regions).
     #[arg(long)]
     score: Option<String>,
-    /// `synthetic`, `cifar10:PATH` or `cifar100:PATH`, as for `nasrank score`.
+    /// `synthetic`, `cifar10:PATH`, `cifar100:PATH` or `imagenet16:PATH`, as for `nasrank score`.
     #[arg(long, default_value = "synthetic")]
     data: String,
     /// Minibatch size of the score (default: the score's paper batch).

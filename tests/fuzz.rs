@@ -1,6 +1,6 @@
 //! Bounded fuzzing of every parser a user's input reaches (issue 25): arch strings and
-//! `--archs` specs (100,000 each), results files, accuracy tables and CIFAR binary files
-//! (10,000 each), drawn from a fixed seed so that a failure repeats. No input may panic;
+//! `--archs` specs (100,000 each), results files, accuracy tables, CIFAR binary files and
+//! ImageNet16 pickles (10,000 each), drawn from a fixed seed so that a failure repeats. No input may panic;
 //! a parsed arch string prints back to itself. `NASRANK_FUZZ_SCALE=K` multiplies the counts
 //! for a longer run (`NASRANK_FUZZ_SCALE=100 cargo test --release --test fuzz`).
 
@@ -182,6 +182,30 @@ fn cifar_binary_files_never_panic() {
             if let Ok(images) = ImageSet::load(dataset, &dir, Split::Train) {
                 let _ = images.sample(2, 0, None);
             }
+        }
+    }
+}
+
+#[test]
+fn imagenet16_pickles_never_panic() {
+    // The committed fake set: every protocol the reader takes, and each malformed kind.
+    let fixtures = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/imagenet16");
+    let mut bases = Vec::new();
+    for sub in ["dir", "bad"] {
+        let mut names: Vec<PathBuf> = std::fs::read_dir(fixtures.join(sub))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        names.sort();
+        bases.extend(names.iter().map(|p| std::fs::read(p).unwrap()));
+    }
+    let file = scratch("val_data");
+    let mut rng = SplitMix64::new(5);
+    for _ in 0..10_000 * scale() {
+        let base = &bases[rng.below(bases.len() as u64) as usize];
+        std::fs::write(&file, mutate(&mut rng, base)).unwrap();
+        if let Ok(images) = ImageSet::load(Dataset::ImageNet16_120, &file, Split::Test) {
+            let _ = images.sample(2, 0, None);
         }
     }
 }

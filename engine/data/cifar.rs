@@ -2,108 +2,56 @@
 //!
 //! A record is a label header (CIFAR-10: the label; CIFAR-100: coarse then fine label, of
 //! which the fine one is kept) followed by 3,072 pixel bytes: the red, green and blue
-//! 32x32 planes, each row-major. Images stay as bytes; normalisation happens when a batch
-//! is built, so one set serves every batch and precision.
+//! 32x32 planes, each row-major.
 //!
-//! [`ImageSet::load`] takes a file or a directory. In a directory, the caller's [`Split`]
-//! picks the names, the shared layout first, then the names of the official archives:
+//! In a directory, [`ImageSet::load`]'s [`Split`] picks the names, the shared layout first,
+//! then the names of the official archives:
 //! - CIFAR-10 train: `train.bin`, else all five `data_batch_1.bin`..`data_batch_5.bin` in order;
 //! - CIFAR-10 test: `test.bin`, else `test_batch.bin`;
 //! - CIFAR-100: `train.bin` or `test.bin` (the official names).
 
-use std::fmt;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use super::{DataError, Dataset};
+use super::{DataError, Dataset, ImageSet, Split};
 
-/// Which part of a dataset to read from a directory.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Split {
-    Train,
-    Test,
-}
-
-impl fmt::Display for Split {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Split::Train => "train",
-            Split::Test => "test",
-        })
-    }
-}
-
-/// Labelled images of one dataset, as raw bytes in file order.
-///
-/// Invariant: `images.len() == len * dataset.pixels_per_image()` and `labels.len() == len`.
-#[derive(Clone, Debug)]
-pub struct ImageSet {
-    pub dataset: Dataset,
-    /// Image after image, each three row-major planes (R, G, B) of bytes.
-    pub images: Vec<u8>,
-    /// Class of each image, below `dataset.classes()`.
-    pub labels: Vec<u8>,
-    pub len: usize,
-}
-
-impl ImageSet {
-    /// Reads a file in `dataset`'s binary format, or the `split` files of a directory
-    /// (names in the module docs). Files of a directory are concatenated in order.
-    pub fn load(dataset: Dataset, path: impl AsRef<Path>, split: Split) -> Result<Self, DataError> {
-        let path = path.as_ref();
-        header_len(dataset)?;
-        let meta = fs::metadata(path).map_err(|e| DataError::io(path.to_owned(), e))?;
-        let files = if meta.is_dir() {
-            files_in_dir(dataset, path, split)?
-        } else {
-            vec![path.to_owned()]
-        };
-        Self::read_files(dataset, &files)
-    }
-
-    /// Reads and concatenates files in `dataset`'s binary format.
-    pub fn read_files(dataset: Dataset, files: &[PathBuf]) -> Result<Self, DataError> {
-        let header = header_len(dataset)?;
-        let pixels = dataset.pixels_per_image();
-        let mut set = ImageSet {
-            dataset,
-            images: Vec::new(),
-            labels: Vec::new(),
-            len: 0,
-        };
-        for path in files {
-            let bytes = read_records(dataset, path, header + pixels)?;
-            for (record, chunk) in bytes.chunks_exact(header + pixels).enumerate() {
-                let label = chunk[header - 1];
-                if usize::from(label) >= dataset.classes() {
-                    return Err(DataError::LabelOutOfRange {
-                        path: path.clone(),
-                        dataset,
-                        record,
-                        label,
-                    });
-                }
-                set.labels.push(label);
-                set.images.extend_from_slice(&chunk[header..]);
+/// Reads and concatenates files in the CIFAR binary format of `dataset`.
+pub(super) fn read_files(dataset: Dataset, files: &[PathBuf]) -> Result<ImageSet, DataError> {
+    let header = header_len(dataset);
+    let pixels = dataset.pixels_per_image();
+    let mut set = ImageSet {
+        dataset,
+        images: Vec::new(),
+        labels: Vec::new(),
+        len: 0,
+    };
+    for path in files {
+        let bytes = read_records(dataset, path, header + pixels)?;
+        for (record, chunk) in bytes.chunks_exact(header + pixels).enumerate() {
+            let label = chunk[header - 1];
+            if usize::from(label) >= dataset.classes() {
+                return Err(DataError::LabelOutOfRange {
+                    path: path.clone(),
+                    dataset,
+                    record,
+                    label,
+                });
             }
+            set.labels.push(label);
+            set.images.extend_from_slice(&chunk[header..]);
         }
-        set.len = set.labels.len();
-        Ok(set)
     }
-
-    /// The pixel bytes of image `record` (panics when out of range, like slice indexing).
-    pub fn image(&self, record: usize) -> &[u8] {
-        let p = self.dataset.pixels_per_image();
-        &self.images[record * p..(record + 1) * p]
-    }
+    set.len = set.labels.len();
+    Ok(set)
 }
 
 /// Bytes before the pixels of a record; the label is the last of them.
-fn header_len(dataset: Dataset) -> Result<usize, DataError> {
+fn header_len(dataset: Dataset) -> usize {
     match dataset {
-        Dataset::Cifar10 => Ok(1),
-        Dataset::Cifar100 => Ok(2),
-        Dataset::ImageNet16_120 => Err(DataError::NoImageFormat(dataset)),
+        Dataset::Cifar10 => 1,
+        Dataset::Cifar100 => 2,
+        // ImageSet sends these files to their own reader.
+        Dataset::ImageNet16_120 => unreachable!("ImageNet16-120 files are pickles: imagenet16.rs"),
     }
 }
 
@@ -131,7 +79,11 @@ fn read_records(dataset: Dataset, path: &Path, record_len: usize) -> Result<Vec<
 }
 
 /// The files of `split` in `dir`, by the rule in the module docs.
-fn files_in_dir(dataset: Dataset, dir: &Path, split: Split) -> Result<Vec<PathBuf>, DataError> {
+pub(super) fn files_in_dir(
+    dataset: Dataset,
+    dir: &Path,
+    split: Split,
+) -> Result<Vec<PathBuf>, DataError> {
     let shared = dir.join(match split {
         Split::Train => "train.bin",
         Split::Test => "test.bin",

@@ -84,8 +84,12 @@ impl fmt::Display for Dataset {
 impl FromStr for Dataset {
     type Err = DataError;
 
-    /// Accepts the benchmark names, ignoring ASCII case.
+    /// Accepts the benchmark names, and `imagenet16` for ImageNet16-120 (the name of its
+    /// files' folder), ignoring ASCII case.
     fn from_str(s: &str) -> Result<Self, DataError> {
+        if s.eq_ignore_ascii_case("imagenet16") {
+            return Ok(Dataset::ImageNet16_120);
+        }
         Dataset::ALL
             .into_iter()
             .find(|d| d.name().eq_ignore_ascii_case(s))

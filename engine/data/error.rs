@@ -52,10 +52,28 @@ pub enum DataError {
         source: std::io::Error,
     },
 
-    #[error("{0} has no image files in this engine: use synthetic inputs of its shape")]
-    NoImageFormat(Dataset),
+    #[error("{}: not a readable pickle: {reason}", path.display())]
+    BadPickle { path: PathBuf, reason: String },
 
-    #[error("unknown dataset {0:?}: expected cifar10, cifar100 or imagenet16-120")]
+    #[error("{}: expected {expected}, found {found}", path.display())]
+    UnexpectedContent {
+        path: PathBuf,
+        expected: String,
+        found: String,
+    },
+
+    #[error(
+        "{}: none of the {read} images has a label in 1..{}, the classes of {dataset}",
+        list_files(files),
+        dataset.classes()
+    )]
+    NoImageOfTheClasses {
+        files: Vec<PathBuf>,
+        dataset: Dataset,
+        read: usize,
+    },
+
+    #[error("unknown dataset {0:?}: expected cifar10, cifar100 or imagenet16-120 (or imagenet16)")]
     UnknownDataset(String),
 
     #[error("{}: line {line}: {message}", path.display())]
@@ -83,5 +101,19 @@ impl DataError {
         } else {
             DataError::Io { path, source }
         }
+    }
+}
+
+/// One file's path, or the first and last of several.
+fn list_files(files: &[PathBuf]) -> String {
+    match files {
+        [] => "no files".to_owned(),
+        [one] => one.display().to_string(),
+        [first, .., last] => format!(
+            "{} files, {} to {}",
+            files.len(),
+            first.display(),
+            last.display()
+        ),
     }
 }

@@ -1,4 +1,5 @@
-//! Input data: CIFAR-10/100 binary readers, normalisation, minibatches, synthetic inputs.
+//! Input data: readers of the CIFAR-10/100 binary files and the ImageNet16-120 pickles,
+//! normalisation, minibatches, synthetic inputs.
 //!
 //! Images are kept as bytes ([`ImageSet`]) and normalised only when a [`Batch`] is built.
 //! Every random choice goes through [`SplitMix64`], so a seed fixes a batch on every platform.
@@ -8,16 +9,18 @@ mod cifar;
 mod crops;
 mod dataset;
 mod error;
+mod image_set;
+mod imagenet16;
 mod rng;
 mod seeds;
 mod synthetic;
 mod train_index;
 
 pub use batch::Batch;
-pub use cifar::{ImageSet, Split};
 pub use crops::random_crops;
 pub use dataset::Dataset;
 pub use error::DataError;
+pub use image_set::{ImageSet, Split};
 pub use rng::SplitMix64;
 pub use seeds::Seeds;
 pub use synthetic::synthetic_batch;

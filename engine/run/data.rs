@@ -17,7 +17,8 @@ pub struct DataSource {
 }
 
 impl DataSource {
-    /// `synthetic` or `DATASET:PATH` (`cifar10:PATH`, `cifar100:PATH`).
+    /// `synthetic` or `DATASET:PATH` (`cifar10:PATH`, `cifar100:PATH`, `imagenet16:PATH`;
+    /// the dataset names of [`Dataset`]'s `FromStr`).
     pub fn parse(spec: &str) -> Result<DataSource, RunError> {
         if spec == "synthetic" {
             return Ok(DataSource {
@@ -27,7 +28,7 @@ impl DataSource {
         }
         let Some((name, path)) = spec.split_once(':') else {
             return Err(RunError::input(anyhow!(
-                "--data {spec:?}: expected `synthetic`, `cifar10:PATH` or `cifar100:PATH`"
+                "--data {spec:?}: expected `synthetic`, `cifar10:PATH`, `cifar100:PATH` or `imagenet16:PATH`"
             )));
         };
         let dataset: Dataset = name.parse().map_err(RunError::input)?;

@@ -27,7 +27,7 @@ pub struct Provenance {
     pub spread: bool,
     /// The minibatch of each score.
     pub batch: BTreeMap<String, usize>,
-    /// The dataset (`cifar10`, `cifar100`) or `synthetic`.
+    /// The dataset (`cifar10`, `cifar100`, `imagenet16-120`) or `synthetic`.
     pub data: String,
     /// A digest (FNV-1a, 64 bits) of the exact images and labels every arch saw, per seed:
     /// equal whatever path the data came from.
@@ -68,8 +68,8 @@ pub fn batches_digest(batches: &[Batch]) -> String {
 }
 
 impl Provenance {
-    /// The provenance of a scoring job; `data` is `cifar10`, `cifar100` or `synthetic`,
-    /// the rest information given by the caller.
+    /// The provenance of a scoring job; `data` is a dataset's name (`cifar10`, ...) or
+    /// `synthetic`, the rest information given by the caller.
     pub fn of_job(
         job: &ScoreJob<'_>,
         data: &str,

@@ -127,8 +127,8 @@ class Scorer:
     several. The options are those of ``nasrank score``:
 
     - ``scores``: names (``["naswot", "synflow"]``), a comma list, or ``"all"``.
-    - ``data``: ``"synthetic"`` (Gaussian inputs of CIFAR-10's shape), ``"cifar10:PATH"``
-      or ``"cifar100:PATH"``.
+    - ``data``: ``"synthetic"`` (Gaussian inputs of CIFAR-10's shape), ``"cifar10:PATH"``,
+      ``"cifar100:PATH"`` or ``"imagenet16:PATH"`` (16x16 inputs, 120 classes).
     - ``seed``: the weights' and the minibatch's seed; ``seeds``: several, each score then
       the mean over them with a ``NAME_std`` column.
     - ``batch``: one minibatch size for every score (default: each score's paper batch).

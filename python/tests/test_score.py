@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import nasrank
-from conftest import SMALL
+from conftest import ROOT, SMALL
 
 # Archs with a dead one (9: no path carries a value), a pair of isomorphic ones (0 and the
 # later member of its class) and ordinary ones.
@@ -65,6 +65,31 @@ def test_seeds_data_and_no_dedup_equal_the_cli(cli, tmp_path, shared_data):
     for name in ["naswot", "synflow", "naswot_std", "synflow_std"]:
         want = np.array([float(r[name]) for r in rows])
         np.testing.assert_array_equal(cols[name], want)
+
+
+IMAGENET16 = ROOT / "tests" / "fixtures" / "imagenet16"
+
+
+def test_imagenet16_pickles_equal_the_cli(cli, tmp_path):
+    """The fake ImageNet16-120 set (tests/fixtures/imagenet16): read as the CLI reads it,
+    and scored by a 120-class network."""
+    data = f"imagenet16:{IMAGENET16 / 'dir'}"
+    cols = nasrank.score([0, 1], scores=["naswot", "params"], data=data, frame=False, **SMALL)
+    rows = cli_rows(cli, [0, 1], "naswot,params", extra=["--data", data], tmp_path=tmp_path)
+    assert np.isfinite(cols["naswot"]).all()
+    for name in ["naswot", "params"]:
+        np.testing.assert_array_equal(cols[name], [float(r[name]) for r in rows])
+    # Against CIFAR-10's 10 classes: the classifier's 16 inputs (4 channels x 4 in the last
+    # stage) gain 110 outputs, each with its bias.
+    cifar = nasrank.score([0, 1], scores="params", frame=False, **SMALL)
+    np.testing.assert_array_equal(cols["params"] - cifar["params"], [16 * 110 + 110] * 2)
+
+
+def test_bad_imagenet16_files_are_value_or_file_errors(tmp_path):
+    with pytest.raises(ValueError, match="found a list"):
+        nasrank.Scorer("naswot", data=f"imagenet16:{IMAGENET16 / 'bad' / 'list'}")
+    with pytest.raises(FileNotFoundError, match="train_data_batch_1"):
+        nasrank.Scorer("naswot", data=f"imagenet16:{tmp_path}")
 
 
 def test_frame_and_dict_shapes_and_dtypes():
