@@ -14,6 +14,14 @@ released code computes it:
              eigenvalues of J J^T (TE-NAS's get_ntk_n).
   mgm        64 images, each forwarded and backpropagated alone (batch of one, CE loss);
              per-image gradients flattened; MGM = ||mean g||^2 (KNAS, paper quantity).
+  swap       16 images, 32 re-initialisations of every conv and linear weight from N(0, 1),
+             each a forward with hooks on every ReLU; distinct rows of sign(A)^T (SWAP).
+  meco       1 image through zero-cost-NAS's NAS201Model module tree (the one in
+             tests/golden/scores_meco.py), a hook on every module: corrcoef, eig, min real
+             part, summed (MeCo's released NAS_Bench_201.py).
+  az_nas     64 N(0, 1) images, Kaiming-normal re-initialisation; stem and cell features,
+             eigvalsh entropies, one autograd VJP per cell with a Rademacher probe,
+             pixel-unshuffle, svdvals (AZ-NAS's released compute_az_nas_score.py).
 Network construction is excluded from the timings. Prints torch version and threads.
 """
 
@@ -27,8 +35,11 @@ import time
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests", "golden"))
 import nb201_torch  # noqa: E402
+import scores_meco  # noqa: E402
 
 ARCHS = [
     ("median",
@@ -80,6 +91,78 @@ def mgm(model, x, labels):
     return (mean @ mean).item()
 
 
+def swap(model, x, reinits=32):
+    convs = [m for m in model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+    total = 0
+    for _ in range(reinits):
+        with torch.no_grad():
+            for m in convs:
+                torch.nn.init.normal_(m.weight)
+        seen = []
+        hooks = [m.register_forward_hook(lambda _m, i, o: seen.append(o.detach()))
+                 for m in model.modules() if isinstance(m, torch.nn.ReLU)]
+        with torch.no_grad():
+            model(x)
+        for h in hooks:
+            h.remove()
+        a = torch.cat([f.reshape(x.shape[0], -1) for f in seen], 1)
+        total += torch.unique(torch.sign(a).T, dim=0).size(0)
+    return total / reinits
+
+
+def meco(model, x):
+    values = []
+
+    def hook(_m, _i, out):
+        fea = out[0].detach().reshape(out[0].shape[0], -1)
+        corr = torch.corrcoef(fea)
+        corr[torch.isnan(corr)] = 0
+        corr[torch.isinf(corr)] = 0
+        values.append(torch.min(torch.real(torch.linalg.eig(corr)[0])))
+
+    hooks = [m.register_forward_hook(hook) for _, m in model.named_modules()]
+    with torch.no_grad():
+        model(x)
+    for h in hooks:
+        h.remove()
+    t = torch.stack(values)
+    return float(t[torch.isfinite(t)].sum())
+
+
+def az_nas(model, x):
+    for m in model.modules():
+        if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)):
+            torch.nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
+    feats = [model.stem(x)]
+    for cell in model.cells:
+        feats.append(cell(feats[-1]))
+    entropies = []
+    for f in feats:
+        b, c, h, w = f.size()
+        v = f.detach().permute(0, 2, 3, 1).reshape(b * h * w, c)
+        v = v - v.mean(dim=0, keepdim=True)
+        s = torch.linalg.eigvalsh(v.t() @ v / v.size(0))
+        p = s / s.sum()
+        entropies.append(float((-p * torch.log(p + 1e-8)).sum()))
+    cells = []
+    for i in reversed(range(1, len(feats))):
+        g_out = (torch.bernoulli(torch.full_like(feats[i], 0.5)) - 0.5) * 2
+        g_in = torch.autograd.grad(feats[i], feats[i - 1], g_out, retain_graph=False)[0]
+        if g_out.size() == g_in.size() and torch.all(g_in == g_out):
+            cells.append(float("-inf"))
+            continue
+        if g_out.size(2) != g_in.size(2):
+            g_in = torch.nn.PixelUnshuffle(g_in.size(2) // g_out.size(2))(g_in)
+        bo, co, ho, wo = g_out.size()
+        mat = (g_in.permute(0, 2, 3, 1).reshape(bo * ho * wo, -1).t()
+               @ g_out.permute(0, 2, 3, 1).reshape(bo * ho * wo, co)) / (bo * ho * wo)
+        if mat.size(0) < mat.size(1):
+            mat = mat.t()
+        sv = float(torch.linalg.svdvals(mat).max())
+        cells.append(-sv - 1 / (sv + 1e-6) + 2)
+    return sum(entropies), sum(cells) / len(cells)
+
+
 def timed(fn, reps, sync):
     fn()  # warm-up
     times = []
@@ -98,7 +181,10 @@ def main():
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--json", default=None)
     ap.add_argument("--device", default="cpu", help="cpu or cuda (PyTorch's device string)")
+    ap.add_argument("--scores", default="naswot,ntk_exact,mgm,swap,meco,az_nas",
+                    help="comma list of the scores to time")
     args = ap.parse_args()
+    wanted = args.scores.split(",")
     device = torch.device(args.device)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     if args.threads:
@@ -112,11 +198,17 @@ def main():
     for label, arch in ARCHS:
         model = nb201_torch.TinyNetwork(arch, channels=16, cells_per_stage=5, classes=10).to(device)
         model.train()
+        samsung = scores_meco.NAS201Model(arch, 16, 5, 10).to(device).train()
         for score, fn in [
             ("naswot", lambda: naswot(model, x[:128])),
             ("ntk_exact", lambda: ntk_exact(model, x[:32])),
             ("mgm", lambda: mgm(model, x[:64], labels[:64])),
+            ("swap", lambda: swap(model, x[:16])),
+            ("meco", lambda: meco(samsung, x[:1])),
+            ("az_nas", lambda: az_nas(model, x[:64])),
         ]:
+            if score not in wanted:
+                continue
             med, low = timed(fn, args.reps, sync)
             rows.append({"arch": label, "score": score, "median_s": med, "min_s": low})
             print(f"{label:8} {score:10} {med:8.3f} ({low:.3f})", flush=True)
