@@ -66,20 +66,26 @@ fn slot_values<B: Backend>(exec: &Executor<'_, B>, slot: usize) -> Vec<f64> {
 /// (`[n][c][hw]`); NaN for a map without variance.
 pub fn spectral_entropy(map: &[f64], n: usize, c: usize, hw: usize) -> f64 {
     let count = (n * hw) as f64;
-    let mut centred = map.to_vec();
-    for ch in 0..c {
-        let rows = (0..n).map(|i| (i * c + ch) * hw);
-        let mean = rows
-            .clone()
-            .map(|r| centred[r..r + hw].iter().sum::<f64>())
-            .sum::<f64>()
-            / count;
-        for r in rows {
-            centred[r..r + hw].iter_mut().for_each(|v| *v -= mean);
+    let means: Vec<f64> = (0..c)
+        .map(|ch| {
+            (0..n)
+                .map(|i| {
+                    map[(i * c + ch) * hw..(i * c + ch + 1) * hw]
+                        .iter()
+                        .sum::<f64>()
+                })
+                .sum::<f64>()
+                / count
+        })
+        .collect();
+    // E[x x^T] - m m^T: the maps are sums of batch-normalised outputs, with channel means
+    // near 0, so nothing cancels and the centred copy is not needed.
+    let mut sigma = channel_gram(map, c, map, c, n, hw);
+    for i in 0..c {
+        for j in 0..c {
+            sigma[i * c + j] = sigma[i * c + j] / count - means[i] * means[j];
         }
     }
-    let mut sigma = channel_gram(&centred, c, &centred, c, n, hw);
-    sigma.iter_mut().for_each(|v| *v /= count);
     let eigenvalues = symmetric_eigenvalues(&sigma, c);
     let total: f64 = eigenvalues.iter().sum();
     eigenvalues
