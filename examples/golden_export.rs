@@ -17,6 +17,9 @@
 //! `u' = uniform_stream(seed, name_hash("golden.labels"), n)`. tests/golden.rs
 //! regenerates both the same way. With `gaussian:WSEED` the parameters are
 //! `gaussian_params(WSEED)` (N(0, 1) weights, as Zen and SWAP draw them) instead.
+//!
+//! `ARCH` may also be `sss:C1:C2:C3:C4:C5`: the NATS-Bench size-space network of those
+//! widths (`Plan::build_sized`); `C` and `N` are then ignored and `stem` is required.
 
 use nasrank::net::init::{gaussian_params, init_params, name_hash, uniform_stream};
 use nasrank::net::Plan;
@@ -103,26 +106,52 @@ fn run(args: &[String]) -> Result<String, String> {
             .parse()
             .map_err(|_| format!("{what}: not a number: {:?}", args[i]))
     };
-    let cell = parse_cell(&args[0])?;
     let channels = num(1, "C")?;
     let stem = match args.get(7).map(String::as_str) {
         None | Some("stem") => true,
         Some("nostem") => false,
         Some(other) => return Err(format!("expected stem or nostem, not {other:?}")),
     };
-    let config = MacroConfig {
-        channels,
-        cells_per_stage: num(2, "N")?,
-        classes: num(3, "CLASSES")?,
-        input_size: num(4, "INPUT_SIZE")?,
-        input_channels: if stem { 3 } else { channels },
-        stem,
-    };
     let batch = num(5, "BATCH")?;
     let seed: u64 = args[6]
         .parse()
         .map_err(|_| format!("SEED: not a number: {:?}", args[6]))?;
-    let plan = Plan::build(&cell, &config).map_err(|e| e.to_string())?;
+    let (plan, widths) = match args[0].strip_prefix("sss:") {
+        Some(list) => {
+            let widths: Vec<usize> = list
+                .split(':')
+                .map(|w| {
+                    w.parse()
+                        .map_err(|_| format!("bad width {w:?} in {list:?}"))
+                })
+                .collect::<Result<_, _>>()?;
+            let widths: [usize; 5] = widths
+                .try_into()
+                .map_err(|_| format!("expected 5 widths in {list:?}"))?;
+            if !stem {
+                return Err("the size-space network has a stem".into());
+            }
+            let plan = Plan::build_sized(widths, num(3, "CLASSES")?, num(4, "INPUT_SIZE")?)
+                .map_err(|e| e.to_string())?;
+            (plan, Some(widths))
+        }
+        None => {
+            let cell = parse_cell(&args[0])?;
+            let config = MacroConfig {
+                channels,
+                cells_per_stage: num(2, "N")?,
+                classes: num(3, "CLASSES")?,
+                input_size: num(4, "INPUT_SIZE")?,
+                input_channels: if stem { 3 } else { channels },
+                stem,
+            };
+            (
+                Plan::build(&cell, &config).map_err(|e| e.to_string())?,
+                None,
+            )
+        }
+    };
+    let (cell, config) = (plan.cell, plan.config);
     let values = match args.get(8).map(|s| s.split_once(':')) {
         None => init_params(seed, &plan),
         Some(Some(("gaussian", wseed))) => gaussian_params(
@@ -165,6 +194,7 @@ fn run(args: &[String]) -> Result<String, String> {
             "input_channels": config.input_channels,
             "stem": config.stem,
         },
+        "widths": widths,
         "seed": seed,
         "batch": batch,
         "input_shape": [batch, config.input_channels, config.input_size, config.input_size],

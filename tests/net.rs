@@ -266,3 +266,77 @@ fn features_are_the_cell_boundaries() {
     assert!(plan.features[0].slot.is_some());
     assert!(plan.features[1..].iter().all(|f| f.slot.is_none()));
 }
+
+/// The NATS-Bench size-space network against ../shared/spec/nats_sss.md: its parameter
+/// count and FLOPs equal the spec's closed form (A4) on every one of the 32,768 width
+/// combinations for CIFAR-10 (and on a stride of them for CIFAR-100 and ImageNet16-120),
+/// and the anchor values of A5.
+#[test]
+fn size_space_plans_count_what_the_benchmark_counts() {
+    fn closed_form(c: [usize; 5], k: usize, h: usize) -> (usize, usize) {
+        let ne = |a: usize, b: usize| usize::from(a != b);
+        let cell_p = |a: usize, b: usize| {
+            18 * a * b + 27 * b * b + ne(a, b) * a * b + 10 * b + ne(a, b) * 2 * b
+        };
+        let res_p = |a: usize, b: usize| 10 * a * b + 9 * b * b + 4 * b;
+        let params = 27 * c[0]
+            + 2 * c[0]
+            + cell_p(c[0], c[0])
+            + res_p(c[0], c[1])
+            + cell_p(c[1], c[2])
+            + res_p(c[2], c[3])
+            + cell_p(c[3], c[4])
+            + 2 * c[4]
+            + (c[4] + 1) * k;
+        let cell_f =
+            |a: usize, b: usize, s: usize| (18 * a * b + 27 * b * b + ne(a, b) * a * b) * s * s;
+        let res_f = |a: usize, b: usize, s: usize| (10 * a * b + 9 * b * b) * s * s;
+        let flops = 27 * c[0] * h * h
+            + cell_f(c[0], c[0], h)
+            + res_f(c[0], c[1], h / 2)
+            + cell_f(c[1], c[2], h / 2)
+            + res_f(c[2], c[3], h / 4)
+            + cell_f(c[3], c[4], h / 4)
+            + c[4] * k
+            + k;
+        (params, flops)
+    }
+    let widths_of =
+        |i: usize| -> [usize; 5] { std::array::from_fn(|k| 8 * (1 + (i >> (3 * (4 - k))) % 8)) };
+    for (k, h, step) in [(10, 32, 1), (100, 32, 97), (120, 16, 89)] {
+        for i in (0..32_768).step_by(step) {
+            let c = widths_of(i);
+            let plan = Plan::build_sized(c, k, h).unwrap();
+            assert_eq!(
+                (plan.param_count(), plan.macs()),
+                closed_form(c, k, h),
+                "{c:?}, {k} classes"
+            );
+            assert_eq!(plan.features.len(), 6);
+        }
+    }
+    // A5: (index, params, FLOPs) on CIFAR-10; 12 = 8:8:8:16:40.
+    for (i, params, flops) in [
+        (0, 11_714, 4_481_114),
+        (12, 67_378, 7_991_706),
+        (284, 144_834, 21_827_994),
+        (32_767, 713_674, 274_399_882),
+    ] {
+        let plan = Plan::build_sized(widths_of(i), 10, 32).unwrap();
+        assert_eq!(
+            (plan.param_count(), plan.macs()),
+            (params, flops),
+            "index {i}"
+        );
+    }
+    assert_eq!(widths_of(12), [8, 8, 8, 16, 40]);
+    // ImageNet16-120 anchors of index 0 and 284.
+    for (i, params, flops) in [(0, 12_704, 1_121_336), (284, 149_344, 5_461_816)] {
+        let plan = Plan::build_sized(widths_of(i), 120, 16).unwrap();
+        assert_eq!(
+            (plan.param_count(), plan.macs()),
+            (params, flops),
+            "index {i}"
+        );
+    }
+}

@@ -8,7 +8,7 @@
 //! recorded as [`ConstantCode`]s, because NASWOT still counts their (all-zero) codes.
 
 use super::geom::ConvGeom;
-use crate::space::{Cell, MacroConfig, Op, EDGES, NODES};
+use crate::space::{Arch, Cell, MacroConfig, Op, EDGES, NODES};
 use std::fmt;
 
 /// Index of a buffer slot in [`Plan::slots`].
@@ -218,6 +218,31 @@ pub enum FeatureKind {
 /// The input slot of every plan.
 pub const INPUT: SlotId = 0;
 
+/// The cell of every NATS-Bench size-space network (its `main-sss.py`: the topology-space
+/// arch 9930), in `EDGES` order.
+pub const SIZE_SPACE_CELL: Arch = Arch {
+    ops: [
+        Op::Conv3x3,
+        Op::Conv3x3,
+        Op::Conv3x3,
+        Op::SkipConnect,
+        Op::Conv3x3,
+        Op::Conv3x3,
+    ],
+};
+
+/// One step of a network's layout after the stem.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Block {
+    /// A cell whose nodes after the input have `width` channels.
+    Cell { width: usize },
+    /// A ResNet reduction block to `width` channels at half the resolution.
+    Reduction { width: usize },
+    /// The end of a stage of the zero-cost-NAS model, whose stage `Sequential` outputs its
+    /// last cell's output again (a module output, nothing computed).
+    StageEnd,
+}
+
 /// A macro config the plan builder cannot build.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PlanError {
@@ -235,8 +260,8 @@ pub enum PlanError {
 }
 
 impl Plan {
-    /// Builds the NAS-Bench-201 TinyNetwork for `cell` under `config`.
-    pub fn build(cell: &Cell, config: &MacroConfig) -> Result<Plan, PlanError> {
+    /// Whether the plan builder can build a network of `config`.
+    fn check(config: &MacroConfig) -> Result<(), PlanError> {
         for (value, name) in [
             (config.channels, "channels"),
             (config.classes, "classes"),
@@ -256,6 +281,68 @@ impl Plan {
                 input_channels: config.input_channels,
             });
         }
+        Ok(())
+    }
+
+    /// Builds the NAS-Bench-201 TinyNetwork for `cell` under `config`.
+    pub fn build(cell: &Cell, config: &MacroConfig) -> Result<Plan, PlanError> {
+        Plan::check(config)?;
+        let mut blocks = Vec::new();
+        for stage in 0..3 {
+            let width = config.channels << stage;
+            if stage > 0 {
+                blocks.push(Block::Reduction { width });
+            }
+            blocks.extend((0..config.cells_per_stage).map(|_| Block::Cell { width }));
+            // The zero-cost-NAS model's stage Sequential outputs its last cell's output
+            // again.
+            if config.cells_per_stage > 0 {
+                blocks.push(Block::StageEnd);
+            }
+        }
+        Ok(Plan::build_blocks(cell, config, &blocks))
+    }
+
+    /// Builds the NATS-Bench size-space network (its `DynamicShapeTinyNet`) of `widths`
+    /// (C1..C5: the stem and first cell, the first reduction block, the second cell, the
+    /// second reduction block, the third cell) for `classes` outputs and
+    /// `input_size x input_size` images: one cell per stage, every cell the fixed
+    /// genotype [`SIZE_SPACE_CELL`], its skip edge a conv1x1 + BN where the cell changes
+    /// the width.
+    pub fn build_sized(
+        widths: [usize; 5],
+        classes: usize,
+        input_size: usize,
+    ) -> Result<Plan, PlanError> {
+        if widths.contains(&0) {
+            return Err(PlanError::Zero("width"));
+        }
+        let config = MacroConfig {
+            channels: widths[0],
+            cells_per_stage: 1,
+            classes,
+            input_size,
+            input_channels: 3,
+            stem: true,
+        };
+        Plan::check(&config)?;
+        let blocks = [
+            Block::Cell { width: widths[0] },
+            Block::Reduction { width: widths[1] },
+            Block::Cell { width: widths[2] },
+            Block::Reduction { width: widths[3] },
+            Block::Cell { width: widths[4] },
+        ];
+        Ok(Plan::build_blocks(
+            &Cell::from(SIZE_SPACE_CELL),
+            &config,
+            &blocks,
+        ))
+    }
+
+    /// The network of `blocks` after the stem (if `config` has one), then lastact, the
+    /// pool and the classifier.
+    fn build_blocks(cell: &Cell, config: &MacroConfig, blocks: &[Block]) -> Plan {
         let mut b = Builder::new(
             *cell,
             *config,
@@ -281,29 +368,27 @@ impl Plan {
             shape,
         }];
         let mut position = 0;
-        for stage in 0..3 {
-            if stage > 0 {
-                (x, shape) = b.resnet_block(x, &format!("cells.{position}"), shape);
-                position += 1;
-                features.push(Feature {
-                    kind: FeatureKind::Reduction,
-                    slot: x,
-                    shape,
-                });
-            }
-            for _ in 0..config.cells_per_stage {
-                x = b.cell(x, &format!("cells.{position}"), shape);
-                position += 1;
-                features.push(Feature {
-                    kind: FeatureKind::Cell,
-                    slot: x,
-                    shape,
-                });
-            }
-            // The stage's Sequential outputs its last cell's output again.
-            if config.cells_per_stage > 0 {
-                b.module_output(x, shape, 1);
-            }
+        for block in blocks {
+            let kind = match *block {
+                Block::Reduction { width } => {
+                    (x, shape) = b.resnet_block(x, &format!("cells.{position}"), shape, width);
+                    FeatureKind::Reduction
+                }
+                Block::Cell { width } => {
+                    (x, shape) = b.cell(x, &format!("cells.{position}"), shape, width);
+                    FeatureKind::Cell
+                }
+                Block::StageEnd => {
+                    b.module_output(x, shape, 1);
+                    continue;
+                }
+            };
+            position += 1;
+            features.push(Feature {
+                kind,
+                slot: x,
+                shape,
+            });
         }
         let x = b.batch_norm(x, "lastact.bn", shape);
         b.module_output(x, shape, 1);
@@ -350,7 +435,7 @@ impl Plan {
         let mut plan = b.finish(output);
         plan.features = features;
         plan.module_outputs = module_outputs;
-        Ok(plan)
+        plan
     }
 
     /// One cell alone on a `channels x size x size` input, no stem, no classifier: the
@@ -399,7 +484,7 @@ impl Plan {
             w: size,
         };
         let mut b = Builder::new(*cell, config, shape);
-        let mut out = b.cell(Some(INPUT), "cells.0", shape);
+        let (mut out, _) = b.cell(Some(INPUT), "cells.0", shape, channels);
         if lastact {
             let x = b.batch_norm(out, "lastact.bn", shape);
             out = b.relu(x, 1, shape);
@@ -644,8 +729,22 @@ impl Builder {
         }
     }
 
-    /// One cell: node i is the sum over its incoming edges of every op on the edge.
-    fn cell(&mut self, input: Value, prefix: &str, shape: SlotShape) -> Value {
+    /// One cell on an input of `in_shape` whose other nodes have `width` channels: node i
+    /// is the sum over its incoming edges of every op on the edge. An edge from the input
+    /// changes the width: its convs map `in_shape.c` channels to `width`, and its skip
+    /// becomes conv1x1 + BN (the benchmark's `FactorizedReduce` at stride 1).
+    fn cell(
+        &mut self,
+        input: Value,
+        prefix: &str,
+        in_shape: SlotShape,
+        width: usize,
+    ) -> (Value, SlotShape) {
+        let shape = SlotShape {
+            c: width,
+            ..in_shape
+        };
+        let shape_of = |node: usize| if node == 0 { in_shape } else { shape };
         let mut nodes: [Value; NODES] = [None; NODES];
         let mut relus: [Value; NODES] = [None; NODES];
         nodes[0] = input;
@@ -660,11 +759,29 @@ impl Builder {
                                 self.module_output(None, shape, 1);
                                 None
                             }
+                            Op::SkipConnect if shape_of(from).c != width => {
+                                let conv = self.conv(
+                                    nodes[from],
+                                    &format!("{name}.conv"),
+                                    width,
+                                    1,
+                                    1,
+                                    0,
+                                    shape_of(from),
+                                );
+                                let bn = self.batch_norm(conv.0, &format!("{name}.bn"), shape);
+                                self.module_output(conv.0, shape, 1);
+                                self.module_output(bn, shape, 1);
+                                bn
+                            }
                             Op::SkipConnect => {
                                 self.module_output(nodes[from], shape, 1);
                                 nodes[from]
                             }
                             Op::AvgPool3x3 => {
+                                // The benchmark would put a ReLU-conv1x1-BN before a pool
+                                // that changes the width; no network built here has one.
+                                assert_eq!(shape_of(from).c, width, "a width-changing pool");
                                 let out = nodes[from]
                                     .map(|x| self.layer(shape, |y| Layer::AvgPool3x3 { x, y }));
                                 // The AvgPool2d and its POOLING wrapper.
@@ -676,14 +793,19 @@ impl Builder {
                                 let conv = self.conv(
                                     relus[from],
                                     &format!("{name}.conv"),
-                                    shape.c,
+                                    width,
                                     k,
                                     1,
                                     k / 2,
-                                    shape,
+                                    shape_of(from),
                                 );
                                 let bn = self.batch_norm(conv.0, &format!("{name}.bn"), shape);
-                                self.relu_conv_bn_outputs((relus[from], shape), conv.0, bn, shape);
+                                self.relu_conv_bn_outputs(
+                                    (relus[from], shape_of(from)),
+                                    conv.0,
+                                    bn,
+                                    shape,
+                                );
                                 bn
                             }
                         };
@@ -706,11 +828,11 @@ impl Builder {
                 })
                 .sum();
             if modules > 0 {
-                relus[to] = self.relu(nodes[to], modules as u32, shape);
+                relus[to] = self.relu(nodes[to], modules as u32, shape_of(to));
             }
         }
         self.module_output(nodes[NODES - 1], shape, 1);
-        nodes[NODES - 1]
+        (nodes[NODES - 1], shape)
     }
 
     /// The module outputs of one ReLUConvBN: its ReLU; the conv; the BN, its Sequential
@@ -728,9 +850,14 @@ impl Builder {
     }
 
     /// The reduction block between stages: ReLU-Conv3x3(s2)-BN, ReLU-Conv3x3-BN, plus a
-    /// shortcut AvgPool2x2 -> Conv1x1; doubles the channels, halves the resolution.
-    fn resnet_block(&mut self, x: Value, prefix: &str, shape: SlotShape) -> (Value, SlotShape) {
-        let cout = 2 * shape.c;
+    /// shortcut AvgPool2x2 -> Conv1x1; to `cout` channels at half the resolution.
+    fn resnet_block(
+        &mut self,
+        x: Value,
+        prefix: &str,
+        shape: SlotShape,
+        cout: usize,
+    ) -> (Value, SlotShape) {
         let relu_a = self.relu(x, 1, shape);
         let (conv_a, half) = self.conv(
             relu_a,
