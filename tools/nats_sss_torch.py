@@ -38,9 +38,11 @@ class ConvBN(nn.Module):
         return self.bn(self.conv(x))
 
 
-class SizedCell(nn.Module):
+class SizedCell(nb201_torch.Cell):
+    """The fixed cell from `cin` to `cout` channels (nb201_torch.Cell's forward)."""
+
     def __init__(self, cin, cout):
-        super().__init__()
+        nn.Module.__init__(self)
         self.edge_ops = nb201_torch.parse_cell(GENOTYPE)
         for (frm, to), ops in zip(nb201_torch.EDGES, self.edge_ops):
             c = cin if frm == 0 else cout
@@ -52,20 +54,6 @@ class SizedCell(nn.Module):
                     k = nb201_torch.CONV_KERNEL[op]
                     mods[op] = nb201_torch.ReLUConvBN(c, cout, k, 1, k // 2)
             self.add_module(f"edge{frm}{to}", nn.ModuleDict(mods))
-
-    def forward(self, x):
-        nodes = [x]
-        for to in range(1, 4):
-            total = None
-            for (frm, t), ops in zip(nb201_torch.EDGES, self.edge_ops):
-                if t != to:
-                    continue
-                edge = getattr(self, f"edge{frm}{to}")
-                for op in ops:
-                    out = edge[op](nodes[frm])
-                    total = out if total is None else total + out
-            nodes.append(total)
-        return nodes[3]
 
 
 class SizedNetwork(nn.Module):

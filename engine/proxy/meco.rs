@@ -143,16 +143,22 @@ pub fn meco_opt<B: Backend>(
 /// Dead value: none (the stem and the cells before a dead cell's output still count).
 pub struct Meco;
 
-impl ScoreDef for Meco {
-    const INFO: ScoreInfo = ScoreInfo {
-        name: "meco",
+/// The facts both MeCo columns share.
+const fn info(name: &'static str) -> ScoreInfo {
+    ScoreInfo {
+        name,
         higher_is_better: true,
+        // Every module's output, dead ends included.
         class_key: ClassKey::Modules,
         dead_value: None,
         minibatch: Minibatch::Meco,
         runs: Runs::SharedNetwork,
         max_images: None,
-    };
+    }
+}
+
+impl ScoreDef for Meco {
+    const INFO: ScoreInfo = info("meco");
 
     fn compute<B: Backend>(arch: &mut ArchScoring<'_, B>) -> anyhow::Result<f64> {
         let n = arch.settings.batch_of(Self::INFO.minibatch);
@@ -165,15 +171,7 @@ impl ScoreDef for Meco {
 pub struct MecoOpt;
 
 impl ScoreDef for MecoOpt {
-    const INFO: ScoreInfo = ScoreInfo {
-        name: "meco_opt",
-        higher_is_better: true,
-        class_key: ClassKey::Modules,
-        dead_value: None,
-        minibatch: Minibatch::Meco,
-        runs: Runs::SharedNetwork,
-        max_images: None,
-    };
+    const INFO: ScoreInfo = info("meco_opt");
 
     fn compute<B: Backend>(arch: &mut ArchScoring<'_, B>) -> anyhow::Result<f64> {
         let n = arch.settings.batch_of(Self::INFO.minibatch);
