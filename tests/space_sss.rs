@@ -1,4 +1,4 @@
-//! The NATS-Bench size space (SSS) against shared/spec/nats_sss.md
+//! The NATS-Bench size space (SSS) and the `Space` layer against shared/spec/nats_sss.md
 //! (section A) and the benchmark's dev sample in shared/data/nats_sss.
 
 mod common;
@@ -6,8 +6,8 @@ mod common;
 use std::collections::HashSet;
 
 use nasrank::space::{
-    index_of_arch, size_benchmark_archs, DatasetShape, SizeArch, SizeArchParseError, SSS_CELL,
-    SSS_NUM_ARCHS,
+    benchmark_archs, index_of_arch, size_benchmark_archs, AnyArch, ClassKey, DatasetShape,
+    SizeArch, SizeArchParseError, Space, SpaceParseError, SSS_CELL, SSS_NUM_ARCHS,
 };
 
 /// The candidate widths of every position, ascending (A1).
@@ -48,8 +48,14 @@ fn index_order_known_values() {
     for (index, arch) in known {
         assert_eq!(sss(index).to_string(), arch, "index {index}");
         assert_eq!(parse(arch).index(), index, "{arch}");
+        assert_eq!(
+            Space::Sss.arch_of_index(index),
+            Some(AnyArch::Sss(parse(arch)))
+        );
     }
     assert_eq!(SizeArch::from_index(SSS_NUM_ARCHS), None);
+    assert_eq!(Space::Sss.arch_of_index(32_768), None);
+    assert_eq!(Space::Sss.num_archs(), 32_768);
 }
 
 #[test]
@@ -75,14 +81,64 @@ fn index_order_is_the_nested_enumeration_and_round_trips() {
         assert_eq!(arch.index(), *index, "{text}");
         assert_eq!(SizeArch::from_index(*index), Some(*arch));
     }
+    let via_space: Vec<String> = Space::Sss.archs().map(|(_, a)| a.to_string()).collect();
+    assert_eq!(via_space, expected);
+    for (index, arch) in Space::Sss.archs() {
+        assert_eq!(arch.index(), index);
+        assert_eq!(arch.space(), Space::Sss);
+    }
 }
 
 #[test]
 fn no_two_sss_archs_share_a_dedup_key() {
-    // SSS has no isomorphic pairs: every class has one arch.
-    let keys: HashSet<String> = size_benchmark_archs().map(|(_, a)| a.key()).collect();
-    assert_eq!(keys.len(), 32_768);
+    // SSS has no isomorphic pairs: every class has one arch, at every level of detail.
+    for level in [
+        ClassKey::Function,
+        ClassKey::Codes,
+        ClassKey::Structure,
+        ClassKey::Modules,
+    ] {
+        let keys: HashSet<String> = Space::Sss
+            .archs()
+            .map(|(_, a)| a.class_key(level))
+            .collect();
+        assert_eq!(keys.len(), 32_768, "{level:?}");
+    }
     assert_eq!(parse("8:8:8:16:40").key(), "8:8:8:16:40");
+}
+
+#[test]
+fn the_tss_space_is_the_existing_code() {
+    assert_eq!(Space::Tss.num_archs(), 15_625);
+    let via_space: Vec<AnyArch> = Space::Tss.archs().map(|(_, a)| a).collect();
+    let direct: Vec<AnyArch> = benchmark_archs().map(|(_, a)| AnyArch::Tss(a)).collect();
+    assert_eq!(via_space, direct);
+    // nb201.md: benchmark index 6111 has 1,073,466 params on CIFAR-10; index 1 has
+    // 113.95137 M FLOPs.
+    let arch = Space::Tss.arch_of_index(6111).unwrap();
+    assert_eq!(arch.params(CIFAR10), 1_073_466);
+    assert_eq!(arch.index(), 6111);
+    assert_eq!(
+        Space::Tss.arch_of_index(1).unwrap().flops(CIFAR10),
+        113_951_370
+    );
+    let text = "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|";
+    let parsed = Space::Tss.parse_arch(text).unwrap();
+    assert_eq!(parsed.index(), 1);
+    assert_eq!(parsed.to_string(), text);
+    assert!(Space::Tss.parse_arch("8:8:8:16:40").is_err());
+    assert!(Space::Sss.parse_arch(text).is_err());
+}
+
+#[test]
+fn space_names() {
+    assert_eq!("tss".parse::<Space>(), Ok(Space::Tss));
+    assert_eq!("sss".parse::<Space>(), Ok(Space::Sss));
+    let e = "nb201".parse::<Space>().unwrap_err();
+    assert_eq!(e, SpaceParseError("nb201".into()));
+    let msg = e.to_string();
+    assert!(msg.contains("tss") && msg.contains("sss"), "{msg}");
+    assert_eq!(Space::Sss.to_string(), "sss");
 }
 
 #[test]
@@ -157,6 +213,8 @@ fn counts_match_the_benchmark_anchors() {
             };
             assert_eq!(arch.params(shape), params, "{text} {shape:?}");
             assert_eq!(arch.flops(shape), flops, "{text} {shape:?}");
+            let any = AnyArch::Sss(arch);
+            assert_eq!((any.params(shape), any.flops(shape)), (params, flops));
         }
     }
 }

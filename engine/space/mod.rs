@@ -1,15 +1,18 @@
 //! The search spaces. This module holds the NAS-Bench-201 / NATS-Bench topology space
 //! (TSS): ops, cells, archs, the benchmark's index order, the isomorphism key and analytic
-//! counts; sss.rs the NATS-Bench size space (SSS).
+//! counts; sss.rs the NATS-Bench size space (SSS); any.rs the [`Space`] both are seen
+//! through ([`AnyArch`]: index order, strings, dedup keys, counts of either).
 
 use std::fmt;
 
+mod any;
 mod counts;
 mod index;
 mod iso;
 mod parse;
 mod sss;
 
+pub use any::{AnyArch, AnyArchParseError, Space, SpaceParseError};
 pub use counts::{count_flops, count_params, relu_modules, relu_units};
 pub use index::{arch_of_index, benchmark_archs, index_of_arch};
 pub use iso::{
