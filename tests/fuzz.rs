@@ -6,8 +6,8 @@
 
 use nasrank::data::{Dataset, ImageSet, Split, SplitMix64};
 use nasrank::eval::table::Table;
-use nasrank::run::archs::parse_archs;
-use nasrank::space::{Arch, SizeArch};
+use nasrank::run::archs::{parse_archs, parse_space_arch};
+use nasrank::space::{Arch, SizeArch, Space};
 use nasrank::store::{read_rows, Format};
 use std::path::PathBuf;
 
@@ -128,6 +128,7 @@ fn sss_arch_strings_never_panic_and_parsed_ones_print_back() {
             // One spelling per arch: what parses is what prints.
             assert_eq!(arch.to_string(), text);
         }
+        let _ = parse_space_arch(Space::Sss, &text);
     }
     assert!(
         parsed > 0,
