@@ -1,7 +1,8 @@
 //! nasrank: training-free scores for NAS-Bench-201 architectures on a hand-written engine.
 //!
 //! Layers, bottom up (see docs/ARCHITECTURE.md):
-//! - [`space`]: the NAS-Bench-201 search space (ops, archs, index order, isomorphism, counts);
+//! - [`space`]: the search spaces, NAS-Bench-201 / NATS-Bench topology (ops, archs, index
+//!   order, isomorphism, counts) and NATS-Bench size (widths), behind one `Space`;
 //! - [`net`]: an arch plus a macro config becomes a [`net::Plan`], with deterministic weights;
 //! - [`backend`]: primitives (convolution, batch norm, ...) and the executor that runs a plan;
 //! - [`data`]: CIFAR readers, normalisation, minibatches, synthetic inputs.

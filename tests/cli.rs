@@ -60,6 +60,80 @@ fn bad_arguments_exit_2_with_a_message() {
     }
 }
 
+#[test]
+fn sss_arch_by_index_shows_the_benchmark_counts() {
+    let out = nasrank(&["arch", "--space", "sss", "12"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let fields = |name: &str| -> Vec<String> {
+        text.lines()
+            .map(|l| l.split_whitespace().map(String::from).collect::<Vec<_>>())
+            .find(|f| f.first().is_some_and(|first| first == name))
+            .unwrap_or_else(|| panic!("no {name} line in {text}"))
+    };
+    // nats_sss.md A1, A5: index 12 is 8:8:8:16:40, 0.067378 M params, 7.991706 M FLOPs.
+    assert_eq!(fields("index")[1], "12", "{text}");
+    assert_eq!(fields("arch")[1], "8:8:8:16:40", "{text}");
+    assert_eq!(fields("params")[1..3], ["67378", "(0.067378"], "{text}");
+    assert_eq!(fields("flops")[1..3], ["7991706", "(7.991706"], "{text}");
+}
+
+#[test]
+fn sss_arch_json_by_string_for_imagenet16() {
+    let out = nasrank(&[
+        "arch",
+        "--space",
+        "sss",
+        "8:8:40:32:40",
+        "--json",
+        "--classes",
+        "120",
+        "--input-size",
+        "16",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    // nats_sss.md A5: index 284, ImageNet16-120 0.149344 M params, 5.461816 M FLOPs.
+    assert_eq!(v["space"], "sss");
+    assert_eq!(v["index"], 284);
+    assert_eq!(v["arch"], "8:8:40:32:40");
+    assert_eq!(v["params"], 149_344);
+    assert_eq!(v["flops"], 5_461_816);
+    assert_eq!(v["class_size"], 1);
+}
+
+#[test]
+fn bad_sss_archs_exit_2_with_what_is_allowed() {
+    let allowed = "8, 16, 24, 32, 40, 48, 56, 64";
+    for (arch, needles) in [
+        ("8:8:8:8", vec!["expected 5 widths", "found 4", allowed]),
+        ("8:8:8:8:12", vec!["width 12 is not allowed", allowed]),
+        ("64:64:64:64:72", vec!["width 72 is not allowed", allowed]),
+        ("32768", vec!["out of range", "32768 archs"]),
+        (
+            "|nor_conv_3x3~0|+|none~0|none~1|+|none~0|none~1|none~2|",
+            vec!["bad sss arch string", "expected 5 widths"],
+        ),
+    ] {
+        let out = nasrank(&["arch", "--space", "sss", arch]);
+        assert_eq!(out.status.code(), Some(2), "{arch}");
+        assert!(stdout(&out).is_empty(), "{arch} printed to stdout");
+        for needle in needles {
+            assert!(stderr(&out).contains(needle), "{arch}: {}", stderr(&out));
+        }
+    }
+    // An SSS string is not a TSS arch, and the space must be one of the two.
+    let out = nasrank(&["arch", "8:8:8:16:40"]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = nasrank(&["arch", "--space", "nb201", "12"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("tss") && stderr(&out).contains("sss"),
+        "{}",
+        stderr(&out)
+    );
+}
+
 fn temp_path(name: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("nasrank-cli-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();

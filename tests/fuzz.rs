@@ -1,13 +1,13 @@
-//! Bounded fuzzing of every parser a user's input reaches (issue 25): arch strings and
-//! `--archs` specs (100,000 each), results files, accuracy tables, CIFAR binary files and
+//! Bounded fuzzing of every parser a user's input reaches (issue 25): arch strings of both
+//! spaces and `--archs` specs (100,000 each), results files, accuracy tables, CIFAR binary files and
 //! ImageNet16 pickles (10,000 each), drawn from a fixed seed so that a failure repeats. No input may panic;
 //! a parsed arch string prints back to itself. `NASRANK_FUZZ_SCALE=K` multiplies the counts
 //! for a longer run (`NASRANK_FUZZ_SCALE=100 cargo test --release --test fuzz`).
 
 use nasrank::data::{Dataset, ImageSet, Split, SplitMix64};
 use nasrank::eval::table::Table;
-use nasrank::run::archs::parse_archs;
-use nasrank::space::Arch;
+use nasrank::run::archs::{parse_archs, parse_space_arch};
+use nasrank::space::{Arch, SizeArch, Space};
 use nasrank::store::{read_rows, Format};
 use std::path::PathBuf;
 
@@ -83,6 +83,52 @@ fn arch_strings_never_panic_and_parsed_ones_print_back() {
             parsed += 1;
             assert_eq!(arch.to_string().parse::<Arch>(), Ok(arch), "{text:?}");
         }
+    }
+    assert!(
+        parsed > 0,
+        "no generated string parsed: the generator misses the grammar"
+    );
+}
+
+#[test]
+fn sss_arch_strings_never_panic_and_parsed_ones_print_back() {
+    let pieces = [
+        "8",
+        "16",
+        "24",
+        "64",
+        "72",
+        "0",
+        "08",
+        ":",
+        ":",
+        " ",
+        "+",
+        "-",
+        "x",
+        "|",
+        "99999999999999999999",
+    ];
+    let mut rng = SplitMix64::new(3);
+    let mut parsed = 0;
+    for _ in 0..100_000 * scale() {
+        let text = if rng.below(3) == 0 {
+            // A valid string with one position replaced by a piece.
+            let mut widths: Vec<String> = (0..5)
+                .map(|_| (8 * (1 + rng.below(8))).to_string())
+                .collect();
+            let at = rng.below(5) as usize;
+            widths[at] = pieces[rng.below(pieces.len() as u64) as usize].to_string();
+            widths.join(":")
+        } else {
+            tokens(&mut rng, &pieces, 12)
+        };
+        if let Ok(arch) = text.parse::<SizeArch>() {
+            parsed += 1;
+            // One spelling per arch: what parses is what prints.
+            assert_eq!(arch.to_string(), text);
+        }
+        let _ = parse_space_arch(Space::Sss, &text);
     }
     assert!(
         parsed > 0,

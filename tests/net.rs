@@ -1,7 +1,7 @@
 //! Plans against the counts of ../shared/spec/nb201.md, for every arch of the space.
 
 use nasrank::net::{Layer, Plan};
-use nasrank::space::{Arch, Cell, MacroConfig, Op, EDGES, NUM_ARCHS};
+use nasrank::space::{Arch, Cell, DatasetShape, MacroConfig, Op, SizeArch, EDGES, NUM_ARCHS};
 
 /// Decodes a product index (base 5, last edge fastest) without the library's parser.
 fn arch_of_product(mut i: usize) -> Arch {
@@ -267,51 +267,24 @@ fn features_are_the_cell_boundaries() {
     assert!(plan.features[1..].iter().all(|f| f.slot.is_none()));
 }
 
-/// The NATS-Bench size-space network against ../shared/spec/nats_sss.md: its parameter
-/// count and FLOPs equal the spec's closed form (A4) on every one of the 32,768 width
-/// combinations for CIFAR-10 (and on a stride of them for CIFAR-100 and ImageNet16-120),
-/// and the anchor values of A5.
+/// The NATS-Bench size-space network counts what the benchmark counts: its parameters and
+/// FLOPs equal the space layer's layer-by-layer counts (`SizeArch::params` / `flops`, which
+/// tests/space_sss.rs checks against the spec's closed form and the dev sample) on every
+/// one of the 32,768 archs for CIFAR-10 (a stride of them for CIFAR-100 and
+/// ImageNet16-120), and the spec's anchor values (A5).
 #[test]
 fn size_space_plans_count_what_the_benchmark_counts() {
-    fn closed_form(c: [usize; 5], k: usize, h: usize) -> (usize, usize) {
-        let ne = |a: usize, b: usize| usize::from(a != b);
-        let cell_p = |a: usize, b: usize| {
-            18 * a * b + 27 * b * b + ne(a, b) * a * b + 10 * b + ne(a, b) * 2 * b
+    let widths_of = |i: usize| SizeArch::from_index(i).unwrap().widths();
+    for (classes, input_size, step) in [(10, 32, 1), (100, 32, 97), (120, 16, 89)] {
+        let shape = DatasetShape {
+            classes,
+            input_size,
         };
-        let res_p = |a: usize, b: usize| 10 * a * b + 9 * b * b + 4 * b;
-        let params = 27 * c[0]
-            + 2 * c[0]
-            + cell_p(c[0], c[0])
-            + res_p(c[0], c[1])
-            + cell_p(c[1], c[2])
-            + res_p(c[2], c[3])
-            + cell_p(c[3], c[4])
-            + 2 * c[4]
-            + (c[4] + 1) * k;
-        let cell_f =
-            |a: usize, b: usize, s: usize| (18 * a * b + 27 * b * b + ne(a, b) * a * b) * s * s;
-        let res_f = |a: usize, b: usize, s: usize| (10 * a * b + 9 * b * b) * s * s;
-        let flops = 27 * c[0] * h * h
-            + cell_f(c[0], c[0], h)
-            + res_f(c[0], c[1], h / 2)
-            + cell_f(c[1], c[2], h / 2)
-            + res_f(c[2], c[3], h / 4)
-            + cell_f(c[3], c[4], h / 4)
-            + c[4] * k
-            + k;
-        (params, flops)
-    }
-    let widths_of =
-        |i: usize| -> [usize; 5] { std::array::from_fn(|k| 8 * (1 + (i >> (3 * (4 - k))) % 8)) };
-    for (k, h, step) in [(10, 32, 1), (100, 32, 97), (120, 16, 89)] {
         for i in (0..32_768).step_by(step) {
-            let c = widths_of(i);
-            let plan = Plan::build_sized(c, k, h).unwrap();
-            assert_eq!(
-                (plan.param_count(), plan.macs()),
-                closed_form(c, k, h),
-                "{c:?}, {k} classes"
-            );
+            let arch = SizeArch::from_index(i).unwrap();
+            let plan = Plan::build_sized(arch.widths(), classes, input_size).unwrap();
+            let counted = (plan.param_count() as u64, plan.macs() as u64);
+            assert_eq!(counted, (arch.params(shape), arch.flops(shape)), "{arch}");
             assert_eq!(plan.features.len(), 6);
         }
     }

@@ -8,7 +8,7 @@
 //! recorded as [`ConstantCode`]s, because NASWOT still counts their (all-zero) codes.
 
 use super::geom::ConvGeom;
-use crate::space::{Arch, Cell, MacroConfig, Op, EDGES, NODES};
+use crate::space::{Cell, MacroConfig, Op, EDGES, NODES, SSS_CELL};
 use std::fmt;
 
 /// Index of a buffer slot in [`Plan::slots`].
@@ -218,19 +218,6 @@ pub enum FeatureKind {
 /// The input slot of every plan.
 pub const INPUT: SlotId = 0;
 
-/// The cell of every NATS-Bench size-space network (its `main-sss.py`: the topology-space
-/// arch 9930), in `EDGES` order.
-pub const SIZE_SPACE_CELL: Arch = Arch {
-    ops: [
-        Op::Conv3x3,
-        Op::Conv3x3,
-        Op::Conv3x3,
-        Op::SkipConnect,
-        Op::Conv3x3,
-        Op::Conv3x3,
-    ],
-};
-
 /// One step of a network's layout after the stem.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Block {
@@ -307,7 +294,7 @@ impl Plan {
     /// (C1..C5: the stem and first cell, the first reduction block, the second cell, the
     /// second reduction block, the third cell) for `classes` outputs and
     /// `input_size x input_size` images: one cell per stage, every cell the fixed
-    /// genotype [`SIZE_SPACE_CELL`], its skip edge a conv1x1 + BN where the cell changes
+    /// genotype [`SSS_CELL`], its skip edge a conv1x1 + BN where the cell changes
     /// the width.
     pub fn build_sized(
         widths: [usize; 5],
@@ -333,11 +320,7 @@ impl Plan {
             Block::Reduction { width: widths[3] },
             Block::Cell { width: widths[4] },
         ];
-        Ok(Plan::build_blocks(
-            &Cell::from(SIZE_SPACE_CELL),
-            &config,
-            &blocks,
-        ))
+        Ok(Plan::build_blocks(&Cell::from(SSS_CELL), &config, &blocks))
     }
 
     /// The network of `blocks` after the stem (if `config` has one), then lastact, the

@@ -6,7 +6,7 @@ use crate::eval::table::Table;
 use crate::proxy::Score;
 use crate::space::{
     arch_of_index, count_flops, count_params, index_of_arch, is_dead, iso_classes, iso_key,
-    relu_units, Arch, Cell, MacroConfig, NUM_ARCHS,
+    relu_units, AnyArch, Arch, Cell, DatasetShape, MacroConfig, SizeArch, Space, NUM_ARCHS,
 };
 use anyhow::anyhow;
 use std::collections::HashMap;
@@ -23,6 +23,74 @@ pub fn parse_arch(text: &str) -> Result<(usize, Arch), RunError> {
         parse_index(text)?
     };
     Ok((index, arch_of_index(index).expect("checked index")))
+}
+
+/// One arch of `space` named by a benchmark index or an arch string of that space: for TSS
+/// what [`parse_arch`] reads; for SSS an index (`12`) or `C1:C2:C3:C4:C5` (`8:8:8:16:40`).
+pub fn parse_space_arch(space: Space, text: &str) -> Result<AnyArch, RunError> {
+    let text = text.trim();
+    match space {
+        Space::Tss => parse_arch(text).map(|(_, arch)| AnyArch::Tss(arch)),
+        Space::Sss if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) => {
+            let index = parse_index_in(space, text)?;
+            Ok(space.arch_of_index(index).expect("checked index"))
+        }
+        Space::Sss => space
+            .parse_arch(text)
+            .map_err(|e| RunError::input(anyhow!("bad {space} arch string {text:?}: {e}"))),
+    }
+}
+
+/// What the engine knows of one arch of either space without running it.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+#[serde(untagged)]
+pub enum AnyArchInfo {
+    Tss(ArchInfo),
+    Sss(SizeArchInfo),
+}
+
+impl AnyArchInfo {
+    /// The counts are for the benchmark's network on a dataset of `shape`.
+    pub fn of(arch: &AnyArch, shape: DatasetShape) -> AnyArchInfo {
+        match arch {
+            AnyArch::Tss(tss) => {
+                AnyArchInfo::Tss(ArchInfo::of(arch.index(), tss, &MacroConfig::nb201(shape)))
+            }
+            AnyArch::Sss(sss) => AnyArchInfo::Sss(SizeArchInfo::of(sss, shape)),
+        }
+    }
+}
+
+/// What the engine knows of one SSS arch without running it.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct SizeArchInfo {
+    /// Always [`Space::Sss`]: says which space a JSON object describes.
+    pub space: Space,
+    pub index: usize,
+    pub arch: String,
+    /// The dedup key, the arch string itself: no other SSS arch computes the same function.
+    pub unique: String,
+    /// Always 1.
+    pub class_size: usize,
+    /// For the network on a dataset of the given shape, as the benchmark counts them
+    /// (weights, BN affine, the classifier with its bias; FLOPs as multiply-adds of the
+    /// convs and the classifier per image).
+    pub params: u64,
+    pub flops: u64,
+}
+
+impl SizeArchInfo {
+    pub fn of(arch: &SizeArch, shape: DatasetShape) -> SizeArchInfo {
+        SizeArchInfo {
+            space: Space::Sss,
+            index: arch.index(),
+            arch: arch.to_string(),
+            unique: arch.key(),
+            class_size: 1,
+            params: arch.params(shape),
+            flops: arch.flops(shape),
+        }
+    }
 }
 
 /// What the engine knows of one arch without running it.
@@ -135,16 +203,21 @@ pub fn parse_archs(spec: &str) -> Result<Vec<(usize, Arch)>, RunError> {
 }
 
 fn parse_index(text: &str) -> Result<usize, RunError> {
+    parse_index_in(Space::Tss, text)
+}
+
+fn parse_index_in(space: Space, text: &str) -> Result<usize, RunError> {
     let text = text.trim();
+    let num_archs = space.num_archs();
     match text.parse::<usize>() {
-        Ok(i) if i < NUM_ARCHS => Ok(i),
+        Ok(i) if i < num_archs => Ok(i),
         Ok(i) => Err(RunError::input(anyhow!(
-            "index {i} is out of range: the space has {NUM_ARCHS} archs, 0..{}",
-            NUM_ARCHS - 1
+            "index {i} is out of range: the space has {num_archs} archs, 0..{}",
+            num_archs - 1
         ))),
         _ => Err(RunError::input(anyhow!(
             "{text:?} is not a benchmark index (0..{})",
-            NUM_ARCHS - 1
+            num_archs - 1
         ))),
     }
 }

@@ -1,13 +1,18 @@
-//! The NAS-Bench-201 search space: ops, cells, archs, the benchmark's index order,
-//! the isomorphism key and analytic counts.
+//! The search spaces. This module holds the NAS-Bench-201 / NATS-Bench topology space
+//! (TSS): ops, cells, archs, the benchmark's index order, the isomorphism key and analytic
+//! counts; sss.rs the NATS-Bench size space (SSS); any.rs the [`Space`] both are seen
+//! through ([`AnyArch`]: index order, strings, dedup keys, counts of either).
 
 use std::fmt;
 
+mod any;
 mod counts;
 mod index;
 mod iso;
 mod parse;
+mod sss;
 
+pub use any::{AnyArch, AnyArchParseError, Space, SpaceParseError};
 pub use counts::{count_flops, count_params, relu_modules, relu_units};
 pub use index::{arch_of_index, benchmark_archs, index_of_arch};
 pub use iso::{
@@ -15,6 +20,10 @@ pub use iso::{
     structure_classes, structure_key, ArchClass, ClassKey,
 };
 pub use parse::ArchParseError;
+pub use sss::{
+    size_benchmark_archs, SizeArch, SizeArchParseError, SizeBlock, SSS_CELL, SSS_NUM_ARCHS,
+    SSS_POSITIONS, SSS_WIDTHS,
+};
 
 /// A cell operation, in the benchmark's list order (the op index used everywhere).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -86,7 +95,7 @@ pub const NODES: usize = 4;
 /// The 6 edges `(from, to)` in arch-string order.
 pub const EDGES: [(usize, usize); 6] = [(0, 1), (0, 2), (1, 2), (0, 3), (1, 3), (2, 3)];
 
-/// Number of architectures in the space (5^6).
+/// Number of architectures in the topology space (5^6).
 pub const NUM_ARCHS: usize = 15_625;
 
 /// One architecture: one op per edge, edges in [`EDGES`] order.
@@ -174,6 +183,15 @@ impl From<Arch> for Cell {
     }
 }
 
+/// What a dataset fixes of a benchmark network, in either space: the classifier's outputs
+/// and the input side (10 and 32 for CIFAR-10, 100 and 32 for CIFAR-100, 120 and 16 for
+/// ImageNet16-120).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct DatasetShape {
+    pub classes: usize,
+    pub input_size: usize,
+}
+
 /// The macro skeleton around the cells (TinyNetwork of NAS-Bench-201).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct MacroConfig {
@@ -206,5 +224,14 @@ impl MacroConfig {
     /// The same network with another number of classes.
     pub fn with_classes(self, classes: usize) -> MacroConfig {
         MacroConfig { classes, ..self }
+    }
+
+    /// NAS-Bench-201's network (C=16, N=5) for a dataset of this shape.
+    pub fn nb201(shape: DatasetShape) -> MacroConfig {
+        MacroConfig {
+            classes: shape.classes,
+            input_size: shape.input_size,
+            ..MacroConfig::NB201_CIFAR10
+        }
     }
 }
