@@ -7,7 +7,7 @@ use crate::CliError;
 use anyhow::anyhow;
 use clap::{Args, ValueEnum};
 use nasrank::proxy::Score;
-use nasrank::run::archs::parse_archs;
+use nasrank::run::archs::parse_space_archs;
 use nasrank::run::data::DataSource;
 use nasrank::run::device::{parse_device, parse_storage, storage_name, Device, Storage};
 use nasrank::run::provenance::{check_mix, Provenance};
@@ -15,6 +15,7 @@ use nasrank::run::score::{
     column_names, parse_shard, shard_of_slurm_task, RowSink, ScoreProgress, ScoreRequest,
 };
 use nasrank::run::RunError;
+use nasrank::space::Space;
 use nasrank::store::{self, ResultsWriter, Row};
 use std::path::PathBuf;
 
@@ -23,10 +24,14 @@ use std::path::PathBuf;
 #[command(after_help = "Examples:\n  \
     nasrank score --archs 0..100 --scores naswot,synflow\n  \
     nasrank score --archs all --scores naswot --data cifar10:../shared/data/cifar10 --out naswot.csv\n  \
-    nasrank score --archs 6111 --scores all --channels 4 --cells 1 --batch 8")]
+    nasrank score --archs 6111 --scores all --channels 4 --cells 1 --batch 8\n  \
+    nasrank score --space sss --archs all --scores naswot,synflow --data cifar10:../shared/data/cifar10 --out sss.csv")]
 pub struct ScoreArgs {
+    /// The search space: tss (NAS-Bench-201 / NATS-Bench topology) or sss (NATS-Bench size).
+    #[arg(long, default_value = "tss")]
+    space: Space,
     /// `all`, a half-open range `A..B` (`0..600` is 600 archs), a comma list of indices,
-    /// one arch string, or a file with one index or arch string per line.
+    /// one arch string of the space, or a file with one index or arch string per line.
     #[arg(long, default_value = "0..10")]
     archs: String,
     /// Comma list of scores, or `all`.
@@ -105,8 +110,9 @@ pub enum Format {
 }
 
 pub fn run(args: &ScoreArgs) -> Result<(), CliError> {
-    let archs = parse_archs(&args.archs)?;
+    let archs = parse_space_archs(args.space, &args.archs)?;
     let request = ScoreRequest {
+        space: args.space,
         batch: args.batch,
         seed: args.seed,
         seeds: args.seeds.clone(),

@@ -44,9 +44,9 @@ fn main() -> anyhow::Result<()> {
     );
     for score in scores {
         let be = CudaBackend::new(CountingLauncher::new(EmuLauncher::new()));
-        score_arch(&be, &arch, &[score], &data, &settings)?;
+        score_arch(&be, arch, &[score], &data, &settings)?;
         be.launcher().take_counts();
-        score_arch(&be, &arch, &[score], &data, &settings)?;
+        score_arch(&be, arch, &[score], &data, &settings)?;
         let c = be.launcher().take_counts();
         println!(
             "{score}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",

@@ -41,9 +41,9 @@ fn main() {
     for index in [0usize, 77, 5256, 1462, 3, 9999] {
         let arch = arch_of_index(index).expect("index");
         let run = |values: anyhow::Result<Vec<f64>>| values.expect("scores");
-        let w = run(score_arch(&winograd, &arch, &scores, &batch, &settings));
-        let i = run(score_arch(&im2col, &arch, &scores, &batch, &settings));
-        let r = run(score_arch(&reference, &arch, &scores, &batch, &settings));
+        let w = run(score_arch(&winograd, arch, &scores, &batch, &settings));
+        let i = run(score_arch(&im2col, arch, &scores, &batch, &settings));
+        let r = run(score_arch(&reference, arch, &scores, &batch, &settings));
         for (k, score) in scores.iter().enumerate() {
             let rel = |v: f64| (v - r[k]).abs() / r[k].abs();
             println!(

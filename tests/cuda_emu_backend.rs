@@ -205,7 +205,7 @@ fn the_first_failure_is_kept_and_later_primitives_are_skipped() {
     settings.set_batch(2);
     let data = parity::batch(&parity::TINY, 2, 1);
     let arch = arch_of_index(1).unwrap();
-    let err = score_arch(&be, &arch, &[Score::Naswot], &data, &settings).unwrap_err();
+    let err = score_arch(&be, arch, &[Score::Naswot], &data, &settings).unwrap_err();
     assert!(format!("{err:#}").contains("copy"), "{err:#}");
 }
 
@@ -324,9 +324,9 @@ fn a_second_arch_reuses_the_device_memory_of_the_first() {
     let (arch, data, settings) = counted_arch();
     for score in &Score::ALL {
         let be = CudaBackend::new(CountingLauncher::new(EmuLauncher::new()));
-        let first = score_arch(&be, &arch, &[*score], &data, &settings).unwrap();
+        let first = score_arch(&be, arch, &[*score], &data, &settings).unwrap();
         let warm_up = be.launcher().take_counts();
-        let again = score_arch(&be, &arch, &[*score], &data, &settings).unwrap();
+        let again = score_arch(&be, arch, &[*score], &data, &settings).unwrap();
         let second = be.launcher().take_counts();
         // Each run builds its plan, weights and buffers anew; all but a few of the second
         // run's allocations must come from the pool.
@@ -383,7 +383,7 @@ fn scores_that_reduce_on_the_device_download_a_few_times_per_arch() {
         (Score::Zico, 2, 3),
         (Score::Grasp, 5, 7),
     ] {
-        score_arch(&be, &arch, &[score], &data, &settings).unwrap();
+        score_arch(&be, arch, &[score], &data, &settings).unwrap();
         let c = be.launcher().take_counts();
         assert!(
             c.waits() <= max_waits && c.uploads <= max_uploads,

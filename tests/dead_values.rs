@@ -47,7 +47,7 @@ fn check_backend<B: Backend>(be: &B) {
         let batch = Dataset::Cifar10.synthetic_batch(6, seed + 1);
         for arch in dead_archs() {
             for &score in &with_dead_value {
-                let full = score_arch(be, &arch, &[score], &batch, &settings).unwrap()[0];
+                let full = score_arch(be, arch, &[score], &batch, &settings).unwrap()[0];
                 let dead = score.dead_value().unwrap();
                 assert!(
                     same(full, dead),
@@ -57,14 +57,14 @@ fn check_backend<B: Backend>(be: &B) {
             // Every score at once: the shortcut fills its scores and leaves the others to
             // the forward path.
             let (values, all_dead) =
-                score_arch_or_dead_values(be, &arch, &Score::ALL, &batch, &settings).unwrap();
-            let full = score_arch(be, &arch, &Score::ALL, &batch, &settings).unwrap();
+                score_arch_or_dead_values(be, arch, &Score::ALL, &batch, &settings).unwrap();
+            let full = score_arch(be, arch, &Score::ALL, &batch, &settings).unwrap();
             assert!(!all_dead, "naswot has no dead value");
             for ((score, v), f) in Score::ALL.iter().zip(&values).zip(&full) {
                 assert!(same(*v, *f), "{score} on {arch}: {v} vs {f}");
             }
             let (_, all_dead) =
-                score_arch_or_dead_values(be, &arch, &with_dead_value, &batch, &settings).unwrap();
+                score_arch_or_dead_values(be, arch, &with_dead_value, &batch, &settings).unwrap();
             assert!(all_dead);
         }
     }
@@ -84,7 +84,7 @@ fn live_archs_are_never_short_cut() {
     let scores = [Score::Synflow, Score::Zen, Score::Ntk];
     for (_, arch) in benchmark_archs().filter(|(_, a)| !is_dead(a)).take(3) {
         let (values, all_dead) =
-            score_arch_or_dead_values(&be, &arch, &scores, &batch, &settings).unwrap();
+            score_arch_or_dead_values(&be, arch, &scores, &batch, &settings).unwrap();
         assert!(!all_dead);
         for (v, s) in values.iter().zip(scores) {
             assert!(

@@ -89,7 +89,7 @@ fn every_name_computes_its_own_function() {
         let arch = arch_of_index(index).unwrap();
         let cell = Cell::from(arch);
         for score in Score::ALL {
-            let registered = score_arch(&be, &arch, &[score], &data, &s).unwrap()[0];
+            let registered = score_arch(&be, arch, &[score], &data, &s).unwrap()[0];
             let want = direct(score, &cell, &data, &s);
             assert!(
                 same(registered, want),
@@ -145,7 +145,7 @@ fn each_entry_declares_consistent_facts() {
         assert_eq!(n, want, "{score}");
         let data = synthetic_batch(n, 3, 8, 8, 10, 2);
         let be = CpuBackend::<f64>::new();
-        score_arch(&be, &arch_of_index(6111).unwrap(), &[score], &data, &s).unwrap();
+        score_arch(&be, arch_of_index(6111).unwrap(), &[score], &data, &s).unwrap();
         // Only counts are keyed by structure; ReLU-code scores by codes.
         match info.class_key {
             ClassKey::Structure => assert_eq!(info.runs, Runs::Host, "{score}"),
@@ -163,7 +163,7 @@ fn declared_dead_values_are_what_dead_archs_give() {
     let dead = arch_of_index(1651).unwrap();
     assert!(is_dead(&dead));
     for score in Score::ALL {
-        let computed = score_arch(&be, &dead, &[score], &data, &s).unwrap()[0];
+        let computed = score_arch(&be, dead, &[score], &data, &s).unwrap()[0];
         if let Some(value) = score.dead_value() {
             // Equal as numbers: grasp's computed sum is +0 where its declared value is the
             // derivation's -0 (`-sum W * H g`), which results files have always shown.

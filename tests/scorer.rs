@@ -27,9 +27,9 @@ fn every_score_alone_equals_the_same_score_among_all() {
     let settings = settings();
     for index in [1, 6111, 3] {
         let arch = arch_of_index(index).unwrap();
-        let together = score_arch(&be, &arch, &Score::ALL, &data, &settings).unwrap();
+        let together = score_arch(&be, arch, &Score::ALL, &data, &settings).unwrap();
         for (score, value) in Score::ALL.iter().zip(&together) {
-            let alone = score_arch(&be, &arch, &[*score], &data, &settings).unwrap()[0];
+            let alone = score_arch(&be, arch, &[*score], &data, &settings).unwrap()[0];
             let same = (alone.is_nan() && value.is_nan())
                 || alone == *value
                 || (alone - value).abs() <= 1e-9 * alone.abs().max(1e-300);

@@ -8,7 +8,7 @@
 //! recorded as [`ConstantCode`]s, because NASWOT still counts their (all-zero) codes.
 
 use super::geom::ConvGeom;
-use crate::space::{Cell, MacroConfig, Op, EDGES, NODES, SSS_CELL};
+use crate::space::{AnyArch, Cell, MacroConfig, Op, EDGES, NODES, SSS_CELL};
 use std::fmt;
 
 /// Index of a buffer slot in [`Plan::slots`].
@@ -288,6 +288,19 @@ impl Plan {
             }
         }
         Ok(Plan::build_blocks(cell, config, &blocks))
+    }
+
+    /// The network of an arch of either space: NAS-Bench-201's TinyNetwork under `config`
+    /// for a topology-space arch; the size space's network of its widths, with `config`'s
+    /// classes and input size, for a size-space arch (`config`'s channels and cells, which
+    /// shape the topology space's network, do not apply there).
+    pub fn of_arch(arch: &AnyArch, config: &MacroConfig) -> Result<Plan, PlanError> {
+        match arch {
+            AnyArch::Tss(arch) => Plan::build(&Cell::from(*arch), config),
+            AnyArch::Sss(arch) => {
+                Plan::build_sized(arch.widths(), config.classes, config.input_size)
+            }
+        }
     }
 
     /// Builds the NATS-Bench size-space network (its `DynamicShapeTinyNet`) of `widths`

@@ -32,7 +32,7 @@
 //!   `−inf` anyway, are affected.
 
 use super::linalg::{channel_gram, largest_singular_value, symmetric_eigenvalues};
-use super::registry::{ArchScoring, Minibatch, Runs, ScoreDef, ScoreInfo};
+use super::registry::{ArchScoring, Minibatch, Runs, ScoreDef, ScoreInfo, EVERY_SPACE};
 use super::upload_images;
 use crate::backend::{Backend, BnGrad, BnStatistics, Executor, Real};
 use crate::data::{synthetic_batch, Seeds, SplitMix64};
@@ -263,6 +263,7 @@ const fn info(name: &'static str, dead_value: Option<f64>) -> ScoreInfo {
         minibatch: Minibatch::Gradient,
         runs: Runs::OwnNetworks,
         max_images: None,
+        spaces: EVERY_SPACE,
     }
 }
 

@@ -3,10 +3,10 @@
 //! beta and the classifier bias count as parameters. Raw counts (the benchmark's tables
 //! divide by 1e6); flops are multiply-adds per image.
 
-use super::registry::{ArchScoring, Minibatch, Runs, ScoreDef, ScoreInfo};
+use super::registry::{ArchScoring, Minibatch, Runs, ScoreDef, ScoreInfo, EVERY_SPACE};
 use crate::backend::Backend;
 use crate::space::ClassKey;
-use crate::space::{count_flops, count_params, Cell, MacroConfig};
+use crate::space::{count_flops, count_params, AnyArch, Cell, DatasetShape, MacroConfig};
 
 /// Parameters of the network `cell` and `config` make.
 pub fn params(cell: &Cell, config: &MacroConfig) -> f64 {
@@ -19,6 +19,14 @@ pub fn flops(cell: &Cell, config: &MacroConfig) -> f64 {
 }
 
 /// Parameter count, from the cell. Dead value: none (a count of the arch, not a pass).
+/// The dataset shape of a network's config (a size-space network takes only that).
+fn shape_of(config: &MacroConfig) -> DatasetShape {
+    DatasetShape {
+        classes: config.classes,
+        input_size: config.input_size,
+    }
+}
+
 pub struct Params;
 
 impl ScoreDef for Params {
@@ -30,10 +38,14 @@ impl ScoreDef for Params {
         minibatch: Minibatch::None,
         runs: Runs::Host,
         max_images: None,
+        spaces: EVERY_SPACE,
     };
 
     fn compute<B: Backend>(arch: &mut ArchScoring<'_, B>) -> anyhow::Result<f64> {
-        Ok(params(&arch.cell, &arch.settings.config))
+        Ok(match arch.arch {
+            AnyArch::Tss(_) => params(&arch.cell, &arch.settings.config),
+            AnyArch::Sss(sized) => sized.params(shape_of(&arch.settings.config)) as f64,
+        })
     }
 }
 
@@ -49,9 +61,13 @@ impl ScoreDef for Flops {
         minibatch: Minibatch::None,
         runs: Runs::Host,
         max_images: None,
+        spaces: EVERY_SPACE,
     };
 
     fn compute<B: Backend>(arch: &mut ArchScoring<'_, B>) -> anyhow::Result<f64> {
-        Ok(flops(&arch.cell, &arch.settings.config))
+        Ok(match arch.arch {
+            AnyArch::Tss(_) => flops(&arch.cell, &arch.settings.config),
+            AnyArch::Sss(sized) => sized.flops(shape_of(&arch.settings.config)) as f64,
+        })
     }
 }

@@ -31,7 +31,7 @@
 //! Deviation: the released code uses the loss divided by a temperature `T = 1` (no change)
 //! and splits the batch into `split_data` chunks for memory (no change in exact arithmetic).
 
-use super::registry::{ArchScoring, Minibatch, Runs, ScoreDef, ScoreInfo};
+use super::registry::{ArchScoring, Minibatch, Runs, ScoreDef, ScoreInfo, EVERY_SPACE};
 use super::saliency::{ce_gradients, is_scored_weight};
 use crate::backend::{Backend, Executor, Real};
 use crate::data::Batch;
@@ -120,6 +120,7 @@ impl ScoreDef for Grasp {
         minibatch: Minibatch::Gradient,
         runs: Runs::SharedNetwork,
         max_images: None,
+        spaces: EVERY_SPACE,
     };
 
     fn compute<B: Backend>(arch: &mut ArchScoring<'_, B>) -> anyhow::Result<f64> {

@@ -12,7 +12,7 @@
 //! network whose logits ignore the input) makes `C` undefined: the score is NaN, as numpy's.
 
 use super::linalg::symmetric_eigenvalues;
-use super::registry::{ArchScoring, Minibatch, Runs, ScoreDef, ScoreInfo};
+use super::registry::{ArchScoring, Minibatch, Runs, ScoreDef, ScoreInfo, EVERY_SPACE};
 use super::upload_images;
 use crate::backend::{Backend, BackwardOptions, BnGrad, BnStatistics, Executor, ParamGrads, Real};
 use crate::data::Batch;
@@ -97,6 +97,7 @@ impl ScoreDef for JacobCov {
         minibatch: Minibatch::Gradient,
         runs: Runs::SharedNetwork,
         max_images: None,
+        spaces: EVERY_SPACE,
     };
 
     fn compute<B: Backend>(arch: &mut ArchScoring<'_, B>) -> anyhow::Result<f64> {

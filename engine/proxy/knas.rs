@@ -32,7 +32,7 @@
 //! missing from `G` here. Only archs with a zero node feeding a conv edge are affected
 //! (tests/golden/scores_gram: MGM 0.2 % lower on such an arch).
 
-use super::registry::{ArchScoring, Minibatch, Runs, ScoreDef, ScoreInfo};
+use super::registry::{ArchScoring, Minibatch, Runs, ScoreDef, ScoreInfo, EVERY_SPACE};
 use super::{forward_loss_gradient, linalg};
 use crate::backend::{
     Backend, BackwardOptions, BnGrad, BnStatistics, Executor, Gradients, ParamGrads, Reduction,
@@ -134,6 +134,7 @@ impl ScoreDef for Mgm {
         minibatch: Minibatch::Gradient,
         runs: Runs::SharedNetwork,
         max_images: None,
+        spaces: EVERY_SPACE,
     };
 
     fn compute<B: Backend>(arch: &mut ArchScoring<'_, B>) -> anyhow::Result<f64> {
@@ -154,6 +155,7 @@ impl ScoreDef for MgmTrace {
         minibatch: Minibatch::Gradient,
         runs: Runs::SharedNetwork,
         max_images: None,
+        spaces: EVERY_SPACE,
     };
 
     fn compute<B: Backend>(arch: &mut ArchScoring<'_, B>) -> anyhow::Result<f64> {
@@ -173,6 +175,7 @@ impl ScoreDef for MgmEig {
         minibatch: Minibatch::Gradient,
         runs: Runs::SharedNetwork,
         max_images: None,
+        spaces: EVERY_SPACE,
     };
 
     fn compute<B: Backend>(arch: &mut ArchScoring<'_, B>) -> anyhow::Result<f64> {

@@ -36,7 +36,9 @@
 //! (uniform); its cell is a search cell whose edge outputs are weighted by softmaxed
 //! architecture parameters (exactly 1 for a single-op edge, as here).
 
-use super::registry::{ArchScoring, Minibatch, Runs, ScoreDef, ScoreInfo};
+use super::registry::{
+    ArchScoring, Minibatch, Runs, ScoreDef, ScoreInfo, EVERY_SPACE, TOPOLOGY_ONLY,
+};
 use super::upload_images;
 use crate::backend::{Backend, BnStatistics, CodeBlock, Executor, Real};
 use crate::data::{random_crops, Batch, Seeds};
@@ -189,6 +191,7 @@ impl ScoreDef for LinearRegions {
         minibatch: Minibatch::Gradient,
         runs: Runs::OwnNetworks,
         max_images: None,
+        spaces: TOPOLOGY_ONLY,
     };
 
     fn compute<B: Backend>(arch: &mut ArchScoring<'_, B>) -> anyhow::Result<f64> {
@@ -216,6 +219,7 @@ impl ScoreDef for LinearRegionsNet {
         minibatch: Minibatch::Naswot,
         runs: Runs::SharedNetwork,
         max_images: None,
+        spaces: EVERY_SPACE,
     };
 
     fn compute<B: Backend>(arch: &mut ArchScoring<'_, B>) -> anyhow::Result<f64> {

@@ -35,7 +35,7 @@
 use std::collections::HashMap;
 
 use super::linalg::{row_correlation, symmetric_eigenvalues};
-use super::registry::{ArchScoring, Minibatch, Runs, ScoreDef, ScoreInfo};
+use super::registry::{ArchScoring, Minibatch, Runs, ScoreDef, ScoreInfo, TOPOLOGY_ONLY};
 use super::upload_images;
 use crate::backend::{Backend, BnStatistics, Executor, Real};
 use crate::data::{Batch, Seeds, SplitMix64};
@@ -154,6 +154,7 @@ const fn info(name: &'static str) -> ScoreInfo {
         minibatch: Minibatch::Meco,
         runs: Runs::SharedNetwork,
         max_images: None,
+        spaces: TOPOLOGY_ONLY,
     }
 }
 

@@ -25,7 +25,7 @@
 //!   code uses `numpy.linalg.slogdet` on a float32/float64 K.
 
 use super::linalg::log_abs_det;
-use super::registry::{ArchScoring, Minibatch, Runs, ScoreDef, ScoreInfo};
+use super::registry::{ArchScoring, Minibatch, Runs, ScoreDef, ScoreInfo, EVERY_SPACE};
 use super::upload_images;
 use crate::backend::{Backend, BnStatistics, CodeBlock, Executor};
 use crate::data::Batch;
@@ -108,6 +108,7 @@ impl ScoreDef for Naswot {
         minibatch: Minibatch::Naswot,
         runs: Runs::SharedNetwork,
         max_images: None,
+        spaces: EVERY_SPACE,
     };
 
     fn compute<B: Backend>(arch: &mut ArchScoring<'_, B>) -> anyhow::Result<f64> {

@@ -25,7 +25,7 @@
 //! ratio. Parameters whose module only ever sees an identically zero input are not in the
 //! plan; their rows are zero in the reference model, so `Theta` is unchanged.
 
-use super::registry::{ArchScoring, Minibatch, Runs, ScoreDef, ScoreInfo};
+use super::registry::{ArchScoring, Minibatch, Runs, ScoreDef, ScoreInfo, EVERY_SPACE};
 use crate::space::ClassKey;
 use std::sync::Mutex;
 
@@ -167,6 +167,7 @@ impl ScoreDef for Ntk {
         minibatch: Minibatch::Ntk,
         runs: Runs::SharedNetwork,
         max_images: None,
+        spaces: EVERY_SPACE,
     };
 
     fn compute<B: Backend>(arch: &mut ArchScoring<'_, B>) -> anyhow::Result<f64> {
@@ -188,6 +189,7 @@ impl ScoreDef for NtkExact {
         minibatch: Minibatch::Ntk,
         runs: Runs::SharedNetwork,
         max_images: None,
+        spaces: EVERY_SPACE,
     };
 
     fn compute<B: Backend>(arch: &mut ArchScoring<'_, B>) -> anyhow::Result<f64> {

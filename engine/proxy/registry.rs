@@ -14,7 +14,7 @@ use super::Score;
 use crate::backend::{Backend, Executor};
 use crate::data::{Batch, Seeds};
 use crate::net::Plan;
-use crate::space::{Cell, ClassKey};
+use crate::space::{AnyArch, Cell, ClassKey, Space};
 use std::any::{Any, TypeId};
 use std::collections::HashMap;
 
@@ -38,7 +38,16 @@ pub struct ScoreInfo {
     pub runs: Runs,
     /// The most images the score can take, where it has a limit.
     pub max_images: Option<usize>,
+    /// The search spaces the score is defined on.
+    pub spaces: &'static [Space],
 }
+
+/// Every search space.
+pub const EVERY_SPACE: &[Space] = &Space::ALL;
+
+/// The topology space alone: scores of the cell by itself (TE-NAS's linear regions) or
+/// whose reference network is only known there (MeCo's hooked modules).
+pub const TOPOLOGY_ONLY: &[Space] = &[Space::Tss];
 
 /// Which minibatch of [`ScoreSettings`] a score takes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -80,6 +89,8 @@ pub trait ScoreDef {
 /// run the arch's network (built on first use), and passes shared between scores.
 pub struct ArchScoring<'a, B: Backend> {
     pub backend: &'a B,
+    pub arch: AnyArch,
+    /// The cell of the arch's network (the size space's fixed cell for its archs).
     pub cell: Cell,
     pub plan: &'a Plan,
     pub data: &'a Batch,
@@ -94,7 +105,7 @@ pub struct ArchScoring<'a, B: Backend> {
 impl<'a, B: Backend> ArchScoring<'a, B> {
     pub fn new(
         backend: &'a B,
-        cell: Cell,
+        arch: AnyArch,
         plan: &'a Plan,
         data: &'a Batch,
         settings: &'a ScoreSettings,
@@ -102,7 +113,8 @@ impl<'a, B: Backend> ArchScoring<'a, B> {
     ) -> Self {
         ArchScoring {
             backend,
-            cell,
+            arch,
+            cell: plan.cell,
             plan,
             data,
             settings,

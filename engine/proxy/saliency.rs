@@ -22,7 +22,7 @@
 //!   with no path to the logits contribute 0 in both.
 
 use super::forward_loss_gradient;
-use super::registry::{ArchScoring, Minibatch, Runs, ScoreDef, ScoreInfo};
+use super::registry::{ArchScoring, Minibatch, Runs, ScoreDef, ScoreInfo, EVERY_SPACE};
 use super::Score;
 use crate::backend::{Backend, BackwardOptions, BnStatistics, Executor, ParamGrads, Reduction};
 use crate::data::Batch;
@@ -134,6 +134,7 @@ impl ScoreDef for Snip {
         minibatch: Minibatch::Gradient,
         runs: Runs::SharedNetwork,
         max_images: None,
+        spaces: EVERY_SPACE,
     };
 
     fn compute<B: Backend>(arch: &mut ArchScoring<'_, B>) -> anyhow::Result<f64> {
@@ -153,6 +154,7 @@ impl ScoreDef for GradNorm {
         minibatch: Minibatch::Gradient,
         runs: Runs::SharedNetwork,
         max_images: None,
+        spaces: EVERY_SPACE,
     };
 
     fn compute<B: Backend>(arch: &mut ArchScoring<'_, B>) -> anyhow::Result<f64> {
@@ -172,6 +174,7 @@ impl ScoreDef for Fisher {
         minibatch: Minibatch::Gradient,
         runs: Runs::SharedNetwork,
         max_images: None,
+        spaces: EVERY_SPACE,
     };
 
     fn compute<B: Backend>(arch: &mut ArchScoring<'_, B>) -> anyhow::Result<f64> {

@@ -6,7 +6,7 @@ use super::Score;
 use crate::backend::Backend;
 use crate::data::Batch;
 use crate::net::Plan;
-use crate::space::{is_dead, Arch, Cell, MacroConfig};
+use crate::space::{is_dead, AnyArch, MacroConfig};
 use anyhow::Context;
 
 /// Settings of a scoring run; [`ScoreSettings::paper_defaults`] follows the papers.
@@ -85,21 +85,21 @@ impl ScoreSettings {
     }
 }
 
-/// The value of each of `scores` for `arch`, in order.
+/// The value of each of `scores` for `arch` (of either space), in order.
 pub fn score_arch<B: Backend>(
     be: &B,
-    arch: &Arch,
+    arch: impl Into<AnyArch>,
     scores: &[Score],
     data: &Batch,
     settings: &ScoreSettings,
 ) -> anyhow::Result<Vec<f64>> {
+    let arch = arch.into();
     // A backend that failed on an earlier arch stays failed (a sticky device error).
     be.status().context("the backend failed")?;
-    let cell = Cell::from(*arch);
-    let plan = Plan::build(&cell, &settings.config)?;
+    let plan = Plan::of_arch(&arch, &settings.config)?;
     // Scores that run the network share one executor with the arch's initial weights, and
     // scores read from one pass share it (ArchScoring).
-    let mut scoring = ArchScoring::new(be, cell, &plan, data, settings, scores);
+    let mut scoring = ArchScoring::new(be, arch, &plan, data, settings, scores);
     let mut values = Vec::with_capacity(scores.len());
     for score in scores {
         let value = score.compute(&mut scoring)?;
@@ -116,12 +116,15 @@ pub fn score_arch<B: Backend>(
 /// computed as usual. The flag says whether every value was a dead value.
 pub fn score_arch_or_dead_values<B: Backend>(
     be: &B,
-    arch: &Arch,
+    arch: impl Into<AnyArch>,
     scores: &[Score],
     data: &Batch,
     settings: &ScoreSettings,
 ) -> anyhow::Result<(Vec<f64>, bool)> {
-    if !is_dead(arch) {
+    let arch = arch.into();
+    // No size-space arch is dead: every cell has a path of convs from input to output.
+    let dead = matches!(arch, AnyArch::Tss(a) if is_dead(&a));
+    if !dead {
         return Ok((score_arch(be, arch, scores, data, settings)?, false));
     }
     let rest: Vec<Score> = scores

@@ -27,7 +27,7 @@
 
 use std::collections::HashSet;
 
-use super::registry::{ArchScoring, Minibatch, Runs, ScoreDef, ScoreInfo};
+use super::registry::{ArchScoring, Minibatch, Runs, ScoreDef, ScoreInfo, EVERY_SPACE};
 use super::upload_images;
 use crate::backend::{Backend, BnStatistics, CodeBlock, Executor};
 use crate::data::{Batch, Seeds};
@@ -151,6 +151,7 @@ impl ScoreDef for Swap {
         minibatch: Minibatch::Swap,
         runs: Runs::OwnNetworks,
         max_images: Some(SWAP_MAX_IMAGES),
+        spaces: EVERY_SPACE,
     };
 
     fn compute<B: Backend>(arch: &mut ArchScoring<'_, B>) -> anyhow::Result<f64> {

@@ -12,7 +12,7 @@
 //! Always in f64 on the CPU: `R` is a product over about 20 layers of sums of absolute
 //! weights and overflows, or loses the small terms, in f32.
 
-use super::registry::{ArchScoring, Minibatch, Runs, ScoreDef, ScoreInfo};
+use super::registry::{ArchScoring, Minibatch, Runs, ScoreDef, ScoreInfo, EVERY_SPACE};
 use super::saliency::is_scored_weight;
 use crate::backend::cpu::CpuBackend;
 use crate::backend::Backend;
@@ -63,6 +63,7 @@ impl ScoreDef for Synflow {
         minibatch: Minibatch::None,
         runs: Runs::Host,
         max_images: None,
+        spaces: EVERY_SPACE,
     };
 
     fn compute<B: Backend>(arch: &mut ArchScoring<'_, B>) -> anyhow::Result<f64> {

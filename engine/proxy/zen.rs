@@ -25,7 +25,7 @@
 //!   correction is meant to undo.
 //! - A network whose features do not depend on the input gives `ln 0 = -inf`.
 
-use super::registry::{ArchScoring, Minibatch, Runs, ScoreDef, ScoreInfo};
+use super::registry::{ArchScoring, Minibatch, Runs, ScoreDef, ScoreInfo, EVERY_SPACE};
 use crate::backend::{Backend, BnStatistics, Executor, Real};
 use crate::data::{Seeds, SplitMix64};
 use crate::net::init::gaussian_params;
@@ -125,6 +125,7 @@ impl ScoreDef for Zen {
         minibatch: Minibatch::Gradient,
         runs: Runs::SharedNetwork,
         max_images: None,
+        spaces: EVERY_SPACE,
     };
 
     fn compute<B: Backend>(arch: &mut ArchScoring<'_, B>) -> anyhow::Result<f64> {

@@ -24,7 +24,7 @@
 //!   by tensor in the order they arrived.
 
 use super::forward_loss_gradient;
-use super::registry::{ArchScoring, Minibatch, Runs, ScoreDef, ScoreInfo};
+use super::registry::{ArchScoring, Minibatch, Runs, ScoreDef, ScoreInfo, EVERY_SPACE};
 use crate::backend::{
     Backend, BackwardOptions, BnGrad, BnStatistics, Executor, ParamGrads, Reduction,
 };
@@ -106,6 +106,7 @@ impl ScoreDef for Zico {
         minibatch: Minibatch::Gradient,
         runs: Runs::SharedNetwork,
         max_images: None,
+        spaces: EVERY_SPACE,
     };
 
     fn compute<B: Backend>(arch: &mut ArchScoring<'_, B>) -> anyhow::Result<f64> {

@@ -142,28 +142,50 @@ pub fn class_sizes() -> &'static HashMap<String, usize> {
 }
 
 /// Benchmark indices and archs named by a spec, in the order given (duplicates removed):
-/// `all`; a half-open range `A..B`; a comma list of indices; one arch string; or the path of
-/// a file with one index or arch string per line (blank lines and `#` comments skipped).
+/// `all`; a half-open range `A..B`; a comma list of indices and arch strings; or the path
+/// of a file with one index or arch string per line (blank lines and `#` comments skipped).
 pub fn parse_archs(spec: &str) -> Result<Vec<(usize, Arch)>, RunError> {
+    Ok(parse_space_archs(Space::Tss, spec)?
+        .into_iter()
+        .map(|(index, arch)| match arch {
+            AnyArch::Tss(arch) => (index, arch),
+            AnyArch::Sss(_) => unreachable!("a topology-space spec gives topology-space archs"),
+        })
+        .collect())
+}
+
+/// [`parse_archs`] for the archs of `space` (arch strings of that space:
+/// `|op~0|+|op~0|op~1|+|op~0|op~1|op~2|` or `C1:C2:C3:C4:C5`).
+pub fn parse_space_archs(space: Space, spec: &str) -> Result<Vec<(usize, AnyArch)>, RunError> {
     let spec = spec.trim();
+    let num_archs = space.num_archs();
+    // An arch string of the space, not an index (SSS strings hold `:`, TSS ones start `|`).
+    let is_arch_string = |text: &str| text.starts_with('|') || text.contains(':');
+    let index_of = |text: &str| -> Result<usize, RunError> {
+        let text = text.trim();
+        if is_arch_string(text) {
+            Ok(parse_space_arch(space, text)?.index())
+        } else {
+            parse_index_in(space, text)
+        }
+    };
     let indices: Vec<usize> = if spec == "all" {
-        (0..NUM_ARCHS).collect()
+        (0..num_archs).collect()
     } else if let Some((a, b)) = spec.split_once("..") {
-        let (a, b) = (parse_index(a)?, parse_end(b)?);
+        let (a, b) = (parse_index_in(space, a)?, parse_end(space, b)?);
         if a >= b {
             return Err(RunError::input(anyhow!(
                 "empty range {spec:?}: start must be below end"
             )));
         }
         (a..b).collect()
-    } else if spec.starts_with('|') {
-        vec![parse_arch_string(spec)?]
-    } else if !spec.is_empty()
-        && spec
-            .split(',')
-            .all(|s| s.trim().chars().all(|c| c.is_ascii_digit()) && !s.trim().is_empty())
+    } else if !Path::new(spec).is_file()
+        && spec.split(',').all(|s| {
+            let s = s.trim();
+            !s.is_empty() && (is_arch_string(s) || s.chars().all(|c| c.is_ascii_digit()))
+        })
     {
-        spec.split(',').map(parse_index).collect::<Result<_, _>>()?
+        spec.split(',').map(index_of).collect::<Result<_, _>>()?
     } else if Path::new(spec).is_file() {
         let text = std::fs::read_to_string(spec)
             .map_err(|e| RunError::input(anyhow!("cannot read arch list {spec}: {e}")))?;
@@ -173,12 +195,7 @@ pub fn parse_archs(spec: &str) -> Result<Vec<(usize, Arch)>, RunError> {
             if line.is_empty() {
                 continue;
             }
-            let index = if line.starts_with('|') {
-                parse_arch_string(line)
-            } else {
-                parse_index(line)
-            }
-            .map_err(|e| match e {
+            let index = index_of(line).map_err(|e| match e {
                 RunError::Input(e) => RunError::input(anyhow!("{spec}:{}: {e:#}", line_no + 1)),
                 other => other,
             })?;
@@ -194,11 +211,11 @@ pub fn parse_archs(spec: &str) -> Result<Vec<(usize, Arch)>, RunError> {
              or an existing file"
         )));
     };
-    let mut seen = vec![false; NUM_ARCHS];
+    let mut seen = vec![false; num_archs];
     Ok(indices
         .into_iter()
         .filter(|&i| !std::mem::replace(&mut seen[i], true))
-        .map(|i| (i, arch_of_index(i).expect("checked index")))
+        .map(|i| (i, space.arch_of_index(i).expect("checked index")))
         .collect())
 }
 
@@ -222,12 +239,13 @@ fn parse_index_in(space: Space, text: &str) -> Result<usize, RunError> {
     }
 }
 
-fn parse_end(text: &str) -> Result<usize, RunError> {
+fn parse_end(space: Space, text: &str) -> Result<usize, RunError> {
     let text = text.trim();
+    let num_archs = space.num_archs();
     match text.parse::<usize>() {
-        Ok(i) if i <= NUM_ARCHS => Ok(i),
+        Ok(i) if i <= num_archs => Ok(i),
         _ => Err(RunError::input(anyhow!(
-            "range end {text:?} must be at most {NUM_ARCHS}"
+            "range end {text:?} must be at most {num_archs}"
         ))),
     }
 }

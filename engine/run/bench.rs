@@ -42,7 +42,7 @@ pub fn scores(
             for &score in scores {
                 let mut failure = None;
                 let seconds = median_seconds(be, repeat, || {
-                    if let Err(e) = score_arch(be, &arch, &[score], batch, settings) {
+                    if let Err(e) = score_arch(be, arch, &[score], batch, settings) {
                         failure = Some(e);
                     }
                 });

@@ -6,6 +6,7 @@
 use super::score::ScoreJob;
 use super::RunError;
 use crate::data::Batch;
+use crate::space::Space;
 use anyhow::anyhow;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -19,6 +20,9 @@ pub type Difference = (String, String, String);
 pub struct Provenance {
     /// The nasrank version that wrote the file.
     pub nasrank: String,
+    /// The search space (`tss`, `sss`); manifests of older nasrank have none: `tss`.
+    #[serde(default = "topology_space")]
+    pub space: String,
     /// The score columns, in order.
     pub scores: Vec<String>,
     /// The seeds (one, or the `--seeds` list whose mean and spread are reported).
@@ -45,6 +49,10 @@ pub struct Provenance {
     pub data_path: Option<String>,
     pub device: String,
     pub workers: usize,
+}
+
+fn topology_space() -> String {
+    Space::Tss.name().to_string()
 }
 
 /// The digest of minibatches: FNV-1a over each image value's bits and each label.
@@ -80,6 +88,7 @@ impl Provenance {
         let s = &job.settings;
         Provenance {
             nasrank: env!("CARGO_PKG_VERSION").to_string(),
+            space: job.space.name().to_string(),
             scores: job.scores.iter().map(|s| s.name().to_string()).collect(),
             seeds: job.seeds.clone(),
             spread: job.spread,
@@ -129,6 +138,7 @@ impl Provenance {
     /// Each setting as text, and whether it changes values.
     fn fields(&self) -> Vec<(&'static str, String, bool)> {
         vec![
+            ("space", self.space.clone(), true),
             ("scores", self.scores.join(","), true),
             ("seeds", show(&self.seeds), true),
             ("spread", self.spread.to_string(), true),
@@ -151,7 +161,8 @@ impl Provenance {
     /// One line for `eval`: the settings that decide values.
     pub fn summary(&self) -> String {
         format!(
-            "{} seed(s) {:?}{}, data {} (digest {}), C={} N={}, storage {}, nasrank {}, device {}",
+            "{} space, {} seed(s) {:?}{}, data {} (digest {}), C={} N={}, storage {}, nasrank {}, device {}",
+            self.space,
             self.scores.join(","),
             self.seeds,
             self.shard

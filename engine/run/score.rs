@@ -9,7 +9,7 @@ use crate::backend::cpu::CpuBackend;
 use crate::data::{Batch, Seeds};
 use crate::proxy::scorer::{score_arch_or_dead_values, ScoreSettings};
 use crate::proxy::Score;
-use crate::space::{iso_key, Arch, ClassKey};
+use crate::space::{AnyArch, ClassKey, Space};
 use crate::store::{Row, ScoredAs};
 use crate::with_backend;
 use anyhow::{anyhow, Context};
@@ -22,6 +22,8 @@ use std::time::{Duration, Instant};
 /// and of the Python package's `score` and `Scorer`.
 #[derive(Clone, Debug)]
 pub struct ScoreRequest {
+    /// The search space of the archs to score (`tss`: NAS-Bench-201's topology space).
+    pub space: Space,
     pub scores: Vec<Score>,
     pub data: DataSource,
     /// Channels of the first stage (NAS-Bench-201: 16) and cells per stage (5).
@@ -45,6 +47,7 @@ impl ScoreRequest {
     /// the CPU) for these scores on this data.
     pub fn new(scores: Vec<Score>, data: DataSource) -> ScoreRequest {
         ScoreRequest {
+            space: Space::Tss,
             scores,
             data,
             channels: 16,
@@ -75,6 +78,22 @@ impl ScoreRequest {
         if self.workers == Some(0) {
             return Err(RunError::input(anyhow!("--workers must be at least 1")));
         }
+        if let Some(score) = self
+            .scores
+            .iter()
+            .find(|s| !s.info().spaces.contains(&self.space))
+        {
+            return Err(RunError::input(anyhow!(
+                "{score} is not defined on the {} space (it scores the topology space only)",
+                self.space
+            )));
+        }
+        if self.space == Space::Sss && (self.channels, self.cells) != (16, 5) {
+            return Err(RunError::input(anyhow!(
+                "--channels and --cells shape the topology space's network; a size-space \
+                 arch gives its own widths"
+            )));
+        }
         let backends = self.device.backends(self.workers, self.storage)?;
         let settings = self
             .data
@@ -91,6 +110,7 @@ impl ScoreRequest {
             .map(|&seed| self.data.minibatch(images, Seeds(seed).minibatch()))
             .collect::<Result<Vec<Batch>, RunError>>()?;
         Ok(Scoring {
+            space: self.space,
             scores: self.scores,
             settings,
             seeds,
@@ -105,6 +125,7 @@ impl ScoreRequest {
 /// A loaded scoring set-up: scores, settings, minibatches and backends, ready to score any
 /// set of archs any number of times.
 pub struct Scoring {
+    pub space: Space,
     pub scores: Vec<Score>,
     pub settings: ScoreSettings,
     pub seeds: Vec<u64>,
@@ -118,11 +139,12 @@ impl Scoring {
     /// A run of these archs (`shard`, `dedup`: see [`ScoreJob`]).
     pub fn job(
         &self,
-        archs: Vec<(usize, Arch)>,
+        archs: Vec<(usize, AnyArch)>,
         shard: Option<(usize, usize)>,
         dedup: bool,
     ) -> ScoreJob<'_> {
         ScoreJob {
+            space: self.space,
             archs,
             scores: self.scores.clone(),
             settings: self.settings.clone(),
@@ -143,8 +165,10 @@ impl Scoring {
 
 /// A scoring run: which archs, which scores, how, on which backends.
 pub struct ScoreJob<'a> {
+    /// The space of the archs.
+    pub space: Space,
     /// (benchmark index, arch), in the order rows are written.
-    pub archs: Vec<(usize, Arch)>,
+    pub archs: Vec<(usize, AnyArch)>,
     pub scores: Vec<Score>,
     pub settings: ScoreSettings,
     /// The seeds of the weights, each with its minibatch (`batches`, in the same order).
@@ -209,15 +233,15 @@ impl ScoreJob<'_> {
             .map(|s| s.class_key())
             .max()
             .unwrap_or(ClassKey::Function);
-        let key_of = |arch: &Arch| -> String {
+        let key_of = |arch: &AnyArch| -> String {
             if self.dedup {
-                class_key.of(arch)
+                arch.class_key(class_key)
             } else {
                 arch.to_string()
             }
         };
         let mut class_of: HashMap<String, usize> = HashMap::new();
-        let mut work: Vec<(usize, Arch, String)> = Vec::new();
+        let mut work: Vec<(usize, AnyArch, String)> = Vec::new();
         for &(index, arch) in &self.archs {
             let key = key_of(&arch);
             let next = class_of.len();
@@ -231,13 +255,14 @@ impl ScoreJob<'_> {
         for row in done {
             known
                 .entry(key_of(
-                    &row.arch
-                        .parse()
+                    &self
+                        .space
+                        .parse_arch(&row.arch)
                         .map_err(|e| RunError::input(anyhow!("a kept row: {e}")))?,
                 ))
                 .or_insert(row);
         }
-        let todo: Vec<&(usize, Arch, String)> = work
+        let todo: Vec<&(usize, AnyArch, String)> = work
             .iter()
             .filter(|(i, _, _)| !done_indices.contains(i))
             .collect();
@@ -275,7 +300,7 @@ impl ScoreJob<'_> {
             .collect();
         let score_part = |be: &AnyBackend,
                           index: usize,
-                          arch: &Arch,
+                          arch: &AnyArch,
                           part: &[Score]|
          -> Result<PartValues, RunError> {
             let start = Instant::now();
@@ -301,7 +326,7 @@ impl ScoreJob<'_> {
             })
         };
         // An arch's row once every part of it is known.
-        let assemble = |index: usize, arch: &Arch, known_parts: Vec<PartValues>| -> Row {
+        let assemble = |index: usize, arch: &AnyArch, known_parts: Vec<PartValues>| -> Row {
             let per_seed: Vec<Vec<f64>> = (0..seeds.len())
                 .map(|k| {
                     place
@@ -318,7 +343,7 @@ impl ScoreJob<'_> {
             Row {
                 index,
                 arch: arch.to_string(),
-                unique: iso_key(arch),
+                unique: arch.class_key(ClassKey::Function),
                 values,
                 seconds: known_parts.iter().map(|v| v.seconds).sum(),
                 scored_as: if known_parts.iter().all(|v| v.dead) {
@@ -400,7 +425,7 @@ impl ScoreJob<'_> {
                         Row {
                             index: *index,
                             arch: arch.to_string(),
-                            unique: iso_key(arch),
+                            unique: arch.class_key(ClassKey::Function),
                             values: rep.values.clone(),
                             seconds: 0.0,
                             scored_as: rep.scored_as,

@@ -351,7 +351,7 @@ impl<'a, 'p> Fitness<'a, 'p> {
             self.cache.insert(index, v);
             return v;
         }
-        match with_backend!(self.job.backend, be => score_arch_or_dead_values(be, &arch, &[score], batch, settings))
+        match with_backend!(self.job.backend, be => score_arch_or_dead_values(be, arch, &[score], batch, settings))
         {
             Ok((v, _dead)) => {
                 self.scored += 1;

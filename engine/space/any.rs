@@ -154,3 +154,27 @@ impl fmt::Display for AnyArch {
         }
     }
 }
+
+impl From<Arch> for AnyArch {
+    fn from(arch: Arch) -> AnyArch {
+        AnyArch::Tss(arch)
+    }
+}
+
+impl From<&Arch> for AnyArch {
+    fn from(arch: &Arch) -> AnyArch {
+        AnyArch::Tss(*arch)
+    }
+}
+
+impl From<SizeArch> for AnyArch {
+    fn from(arch: SizeArch) -> AnyArch {
+        AnyArch::Sss(arch)
+    }
+}
+
+impl From<&AnyArch> for AnyArch {
+    fn from(arch: &AnyArch) -> AnyArch {
+        *arch
+    }
+}

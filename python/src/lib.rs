@@ -15,7 +15,7 @@ use nasrank::run::score::{RowSink, ScoreProgress, ScoreRequest, Scoring};
 use nasrank::run::search::{SearchProgress, Strategy};
 use nasrank::run::search_report::SearchRequest;
 use nasrank::run::RunError;
-use nasrank::space::{arch_of_index, Arch, MacroConfig, NUM_ARCHS};
+use nasrank::space::{arch_of_index, AnyArch, Arch, MacroConfig, NUM_ARCHS};
 use nasrank::store::{Row, ScoredAs};
 use numpy::PyArray1;
 use pyo3::exceptions::{PyFileNotFoundError, PyKeyboardInterrupt, PyRuntimeError, PyValueError};
@@ -282,7 +282,11 @@ impl Scorer {
         dedup: bool,
         progress: Option<Py<PyAny>>,
     ) -> PyResult<Py<PyDict>> {
-        let archs = archs_of(archs)?;
+        // The package scores the topology space (`--space` is the CLI's so far).
+        let archs: Vec<(usize, AnyArch)> = archs_of(archs)?
+            .into_iter()
+            .map(|(index, arch)| (index, AnyArch::Tss(arch)))
+            .collect();
         let mut progress = PyProgress {
             callback: progress,
             error: None,

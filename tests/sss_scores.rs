@@ -1,0 +1,159 @@
+//! Scoring the NATS-Bench size space (issue 24): every score defined there runs on its
+//! network through the ordinary entry point and gives what a direct call on
+//! `Plan::build_sized` gives; counts are the benchmark's; scores of the topology space
+//! alone, and options that shape only its network, are refused; `nasrank score --space
+//! sss` writes the rows and records the space.
+mod common;
+
+use common::{nasrank, stderr, stdout};
+
+use nasrank::backend::cpu::CpuBackend;
+use nasrank::backend::Executor;
+use nasrank::data::synthetic_batch;
+use nasrank::net::Plan;
+use nasrank::proxy::registry::Runs;
+use nasrank::proxy::scorer::{score_arch, score_arch_or_dead_values, ScoreSettings};
+use nasrank::proxy::{naswot, synflow, Score};
+use nasrank::run::data::DataSource;
+use nasrank::run::score::ScoreRequest;
+use nasrank::run::RunError;
+use nasrank::space::{DatasetShape, MacroConfig, SizeArch, Space};
+
+/// A small size-space setting: 8x8 images, batch 6.
+fn settings() -> ScoreSettings {
+    let mut s = ScoreSettings::paper_defaults(MacroConfig {
+        classes: 10,
+        input_size: 8,
+        ..MacroConfig::NB201_CIFAR10
+    });
+    s.set_batch(6);
+    s.seed = 5;
+    s
+}
+
+fn arch(text: &str) -> SizeArch {
+    text.parse().expect("a size-space arch")
+}
+
+#[test]
+fn every_size_space_score_runs_on_the_size_network() {
+    let be = CpuBackend::<f64>::new();
+    let data = synthetic_batch(6, 3, 8, 8, 10, 9);
+    let s = settings();
+    let sized = arch("8:24:16:40:64");
+    let plan = Plan::build_sized(sized.widths(), 10, 8).unwrap();
+    let scores: Vec<Score> = Score::ALL
+        .into_iter()
+        .filter(|score| score.info().spaces.contains(&Space::Sss))
+        .collect();
+    assert!(scores.len() >= 20, "{} scores on the size space", scores.len());
+    let values = score_arch(&be, sized, &scores, &data, &s).unwrap();
+    for (score, value) in scores.iter().zip(&values) {
+        // Zen's log of a norm, and grasp and jacob_cov on so small a net, may be anything;
+        // the rest of a live network are finite.
+        if !matches!(score, Score::Zen | Score::JacobCov) {
+            assert!(value.is_finite(), "{score}: {value}");
+        }
+    }
+    let value = |score: Score| values[scores.iter().position(|&x| x == score).unwrap()];
+    // The direct calls on the size network: the entry point builds the right plan.
+    let mut exec = Executor::with_init(&be, &plan, s.seed);
+    assert_eq!(
+        value(Score::Naswot),
+        naswot::naswot(&mut exec, &data, s.naswot_batch)
+    );
+    assert_eq!(value(Score::Synflow), synflow::synflow(&plan, s.seed));
+    let shape = DatasetShape {
+        classes: 10,
+        input_size: 8,
+    };
+    assert_eq!(value(Score::Params), sized.params(shape) as f64);
+    assert_eq!(value(Score::Flops), sized.flops(shape) as f64);
+    // No size-space arch is dead: the scores are computed, not copied from dead values.
+    let (_, dead) = score_arch_or_dead_values(&be, sized, &scores, &data, &s).unwrap();
+    assert!(!dead);
+    // Topology-only scores are the TE-NAS cell's linear regions and MeCo.
+    let topology_only: Vec<Score> = Score::ALL
+        .into_iter()
+        .filter(|score| !score.info().spaces.contains(&Space::Sss))
+        .collect();
+    assert_eq!(
+        topology_only,
+        vec![Score::LinearRegions, Score::Meco, Score::MecoOpt]
+    );
+    assert!(topology_only
+        .iter()
+        .all(|score| score.info().runs != Runs::Host));
+}
+
+#[test]
+fn the_request_refuses_what_the_size_space_does_not_have() {
+    let request = |scores: Vec<Score>, channels: usize| ScoreRequest {
+        space: Space::Sss,
+        channels,
+        ..ScoreRequest::new(scores, DataSource::parse("synthetic").unwrap())
+    };
+    let message = |r: Result<_, RunError>| match r {
+        Err(RunError::Input(e)) => format!("{e:#}"),
+        Err(other) => panic!("not an input error: {other}"),
+        Ok(_) => panic!("accepted"),
+    };
+    let m = message(request(vec![Score::Naswot, Score::Meco], 16).load());
+    assert!(m.contains("meco") && m.contains("sss"), "{m}");
+    let m = message(request(vec![Score::Naswot], 8).load());
+    assert!(m.contains("--channels"), "{m}");
+    assert!(request(vec![Score::Naswot], 16).load().is_ok());
+}
+
+#[test]
+fn score_space_sss_writes_rows_and_records_the_space() {
+    let dir = std::env::temp_dir().join(format!("nasrank-sss-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = dir.join("sss.csv");
+    let run = nasrank(&[
+        "score",
+        "--space",
+        "sss",
+        "--archs",
+        "12,8:8:8:8:8,32767",
+        "--scores",
+        "params,flops",
+        "--quiet",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let text = std::fs::read_to_string(&out).unwrap();
+    let rows: Vec<&str> = text.lines().collect();
+    assert_eq!(rows[0], "index,arch,unique,params,flops,seconds,scored_as");
+    // nats_sss.md A5: 12 = 8:8:8:16:40, 0.067378 M params, 7.991706 M FLOPs (CIFAR-10).
+    assert!(rows[1].starts_with("12,8:8:8:16:40,8:8:8:16:40,67378,7991706,"), "{}", rows[1]);
+    assert!(rows[2].starts_with("0,8:8:8:8:8,8:8:8:8:8,11714,4481114,"), "{}", rows[2]);
+    assert!(rows[3].starts_with("32767,64:64:64:64:64,64:64:64:64:64,713674,274399882,"));
+    let manifest = std::fs::read_to_string(dir.join("sss.csv.provenance.json")).unwrap();
+    assert!(manifest.contains("\"space\": \"sss\""), "{manifest}");
+    // Resuming it as a topology-space run would mix two spaces' rows: refused.
+    let resume = nasrank(&[
+        "score",
+        "--archs",
+        "0..3",
+        "--scores",
+        "params,flops",
+        "--quiet",
+        "--resume",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(resume.status.code(), Some(2), "{}", stdout(&resume));
+    assert!(stderr(&resume).contains("space"), "{}", stderr(&resume));
+    // A topology-only score, a width that does not exist: exit 2.
+    for args in [
+        &["score", "--space", "sss", "--archs", "0", "--scores", "meco"][..],
+        &["score", "--space", "sss", "--archs", "8:8:8:8:12"][..],
+        &["score", "--space", "sss", "--archs", "0..32769"][..],
+    ] {
+        let run = nasrank(args);
+        assert_eq!(run.status.code(), Some(2), "{args:?}: {}", stderr(&run));
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
