@@ -2,8 +2,9 @@
 
 use crate::CliError;
 use clap::Args;
-use nasrank::run::archs::parse_archs;
+use nasrank::run::archs::parse_space_archs;
 use nasrank::run::merge::merge_shards;
+use nasrank::space::Space;
 use std::path::PathBuf;
 
 /// Merge shard result files (CSV) into one file sorted by index.
@@ -21,11 +22,17 @@ pub struct MergeArgs {
     /// The archs the shards together must cover (same syntax as `score --archs`).
     #[arg(long, default_value = "all")]
     archs: String,
+    /// The search space of the shards' archs (tss or sss), as given to `score --space`.
+    #[arg(long, default_value = "tss")]
+    space: Space,
 }
 
 pub fn run(args: &MergeArgs) -> Result<(), CliError> {
-    let expected = parse_archs(&args.archs)?;
-    let merged = merge_shards(&args.files, &expected, &args.out)?;
+    let expected: Vec<usize> = parse_space_archs(args.space, &args.archs)?
+        .into_iter()
+        .map(|(index, _)| index)
+        .collect();
+    let merged = merge_shards(&args.files, args.space, &expected, &args.out)?;
     for notice in &merged.notices {
         eprintln!("notice: {notice}");
     }

@@ -46,7 +46,11 @@ fn every_size_space_score_runs_on_the_size_network() {
         .into_iter()
         .filter(|score| score.info().spaces.contains(&Space::Sss))
         .collect();
-    assert!(scores.len() >= 20, "{} scores on the size space", scores.len());
+    assert!(
+        scores.len() >= 20,
+        "{} scores on the size space",
+        scores.len()
+    );
     let values = score_arch(&be, sized, &scores, &data, &s).unwrap();
     for (score, value) in scores.iter().zip(&values) {
         // Zen's log of a norm, and grasp and jacob_cov on so small a net, may be anything;
@@ -127,8 +131,16 @@ fn score_space_sss_writes_rows_and_records_the_space() {
     let rows: Vec<&str> = text.lines().collect();
     assert_eq!(rows[0], "index,arch,unique,params,flops,seconds,scored_as");
     // nats_sss.md A5: 12 = 8:8:8:16:40, 0.067378 M params, 7.991706 M FLOPs (CIFAR-10).
-    assert!(rows[1].starts_with("12,8:8:8:16:40,8:8:8:16:40,67378,7991706,"), "{}", rows[1]);
-    assert!(rows[2].starts_with("0,8:8:8:8:8,8:8:8:8:8,11714,4481114,"), "{}", rows[2]);
+    assert!(
+        rows[1].starts_with("12,8:8:8:16:40,8:8:8:16:40,67378,7991706,"),
+        "{}",
+        rows[1]
+    );
+    assert!(
+        rows[2].starts_with("0,8:8:8:8:8,8:8:8:8:8,11714,4481114,"),
+        "{}",
+        rows[2]
+    );
     assert!(rows[3].starts_with("32767,64:64:64:64:64,64:64:64:64:64,713674,274399882,"));
     let manifest = std::fs::read_to_string(dir.join("sss.csv.provenance.json")).unwrap();
     assert!(manifest.contains("\"space\": \"sss\""), "{manifest}");
@@ -146,9 +158,57 @@ fn score_space_sss_writes_rows_and_records_the_space() {
     ]);
     assert_eq!(resume.status.code(), Some(2), "{}", stdout(&resume));
     assert!(stderr(&resume).contains("space"), "{}", stderr(&resume));
+    // Shards of a size-space run merge with --space sss, and only with it.
+    let shards: Vec<String> = (1..=2)
+        .map(|i| {
+            let path = dir.join(format!("shard{i}.csv"));
+            let run = nasrank(&[
+                "score",
+                "--space",
+                "sss",
+                "--archs",
+                "0..6",
+                "--scores",
+                "params",
+                "--quiet",
+                "--shard",
+                &format!("{i}/2"),
+                "--out",
+                path.to_str().unwrap(),
+            ]);
+            assert!(run.status.success(), "{}", stderr(&run));
+            path.to_str().unwrap().to_string()
+        })
+        .collect();
+    let merged = dir.join("merged.csv");
+    let merge = |space: &str| {
+        nasrank(&[
+            "merge",
+            &shards[0],
+            &shards[1],
+            "--space",
+            space,
+            "--archs",
+            "0..6",
+            "--out",
+            merged.to_str().unwrap(),
+        ])
+    };
+    let wrong = merge("tss");
+    assert_eq!(wrong.status.code(), Some(2));
+    assert!(
+        stderr(&wrong).contains("holds sss archs"),
+        "{}",
+        stderr(&wrong)
+    );
+    let right = merge("sss");
+    assert!(right.status.success(), "{}", stderr(&right));
+    assert_eq!(std::fs::read_to_string(&merged).unwrap().lines().count(), 7);
     // A topology-only score, a width that does not exist: exit 2.
     for args in [
-        &["score", "--space", "sss", "--archs", "0", "--scores", "meco"][..],
+        &[
+            "score", "--space", "sss", "--archs", "0", "--scores", "meco",
+        ][..],
         &["score", "--space", "sss", "--archs", "8:8:8:8:12"][..],
         &["score", "--space", "sss", "--archs", "0..32769"][..],
     ] {

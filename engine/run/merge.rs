@@ -3,19 +3,21 @@
 
 use super::provenance::{check_mix, Provenance};
 use super::RunError;
-use crate::space::Arch;
+use crate::space::Space;
 use crate::store::{self, ResultsWriter};
 use anyhow::anyhow;
 use std::path::{Path, PathBuf};
 
 /// Merges `files` into `out`, sorted by index, checking that together they hold each arch
-/// of `expected` once and nothing else; returns the rows written and notices. On any problem nothing
+/// of `expected` (benchmark indices of `space`) once and nothing else, and that their
+/// manifests say `space`; returns the rows written and notices. On any problem nothing
 /// is written and the error names every problem found. Shards whose provenance manifests
 /// differ in a setting that changes values (seed, data, batch, network, storage) are
 /// refused; the merged file gets their manifest, without the shard.
 pub fn merge_shards(
     files: &[PathBuf],
-    expected: &[(usize, Arch)],
+    space: Space,
+    expected: &[usize],
     out: &Path,
 ) -> Result<Merged, RunError> {
     let Some((first, rest)) = files.split_first() else {
@@ -41,6 +43,15 @@ pub fn merge_shards(
         .iter()
         .map(|f| Provenance::read(f))
         .collect::<Result<Vec<_>, _>>()?;
+    for (file, manifest) in files.iter().zip(&manifests) {
+        if let Some(m) = manifest.as_ref().filter(|m| m.space != space.name()) {
+            return Err(RunError::input(anyhow!(
+                "{} holds {} archs, not {space} (--space)",
+                file.display(),
+                m.space
+            )));
+        }
+    }
     let merged = match manifests.split_first() {
         Some((Some(head), rest)) if rest.iter().all(Option::is_some) => {
             for (file, other) in files[1..].iter().zip(rest.iter().flatten()) {
@@ -65,10 +76,10 @@ pub fn merge_shards(
     let report = store::merge(files, store::Format::Csv, &scores).map_err(RunError::input)?;
     let missing: Vec<usize> = expected
         .iter()
-        .map(|(i, _)| *i)
+        .copied()
         .filter(|i| !report.rows.contains_key(i))
         .collect();
-    let expected_set: std::collections::HashSet<usize> = expected.iter().map(|(i, _)| *i).collect();
+    let expected_set: std::collections::HashSet<usize> = expected.iter().copied().collect();
     let extra: Vec<usize> = report
         .rows
         .keys()
