@@ -107,16 +107,34 @@ pub fn join(scores: &Table, truth: &Table, metric: &str) -> anyhow::Result<Joine
             anyhow::anyhow!("the two files share neither an `index` nor an `arch` column")
         })?;
     let (sk, tk) = (scores.column(key).unwrap(), truth.column(key).unwrap());
-    let accuracy: HashMap<&str, f64> = truth
-        .rows
-        .iter()
-        .filter_map(|r| Some((r[tk].as_str(), r[metric_col].parse().ok()?)))
-        .collect();
-    let joined: Vec<(&Vec<String>, f64)> = scores
-        .rows
-        .iter()
-        .filter_map(|r| Some((r, *accuracy.get(r[sk].as_str())?)))
-        .collect();
+    // Joined on the index, the two files must name the same arch there: an index means
+    // another arch in another search space (a size-space file against topology-space
+    // accuracies would otherwise join silently).
+    let arch_columns = (scores.column("arch"), truth.column("arch"));
+    let mut accuracy: HashMap<&str, (f64, &Vec<String>)> = HashMap::new();
+    for r in &truth.rows {
+        if let Ok(acc) = r[metric_col].parse() {
+            accuracy.insert(r[tk].as_str(), (acc, r));
+        }
+    }
+    let mut joined: Vec<(&Vec<String>, f64)> = Vec::new();
+    for r in &scores.rows {
+        let Some(&(acc, t)) = accuracy.get(r[sk].as_str()) else {
+            continue;
+        };
+        if let (Some(sa), Some(ta)) = arch_columns {
+            if r[sa].trim() != t[ta].trim() {
+                anyhow::bail!(
+                    "{key} {}: the scores file names arch {} but the accuracy table {} \
+                     (files of different search spaces?)",
+                    r[sk],
+                    r[sa],
+                    t[ta]
+                );
+            }
+        }
+        joined.push((r, acc));
+    }
     if joined.len() < 3 {
         anyhow::bail!(
             "only {} archs of the scores file have an accuracy in the table (joined on {key})",
@@ -254,6 +272,34 @@ mod tests {
                 .map(|r| r.iter().map(|s| s.to_string()).collect())
                 .collect(),
         }
+    }
+
+    #[test]
+    fn an_index_naming_another_arch_in_the_two_files_is_refused() {
+        let scores = table(
+            &["index", "arch", "naswot"],
+            &[
+                &["5", "8:8:8:8:48", "1"],
+                &["6", "a", "2"],
+                &["7", "b", "3"],
+            ],
+        );
+        let truth = table(
+            &["index", "arch", "acc"],
+            &[&["5", "|x|", "90"], &["6", "a", "91"], &["7", "b", "92"]],
+        );
+        let e = join(&scores, &truth, "acc").unwrap_err().to_string();
+        assert!(e.contains("index 5") && e.contains("search spaces"), "{e}");
+        // The same arch under both: joined.
+        let truth = table(
+            &["index", "arch", "acc"],
+            &[
+                &["5", "8:8:8:8:48", "90"],
+                &["6", "a", "91"],
+                &["7", "b", "92"],
+            ],
+        );
+        assert_eq!(join(&scores, &truth, "acc").unwrap().accuracy.len(), 3);
     }
 
     #[test]
