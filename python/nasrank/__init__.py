@@ -135,6 +135,9 @@ class Scorer:
     - ``device``: ``"cpu"``, ``"cuda"``, ``"cuda:K"``, ``"cuda:all"``, ``"auto"``, ``"emu"``;
       ``workers``: archs in flight; ``storage``: ``"f32"``, ``"bf16"``, ``"f16"`` (CUDA).
     - ``channels``, ``cells``: the network (NAS-Bench-201: 16 and 5).
+    - ``space``: ``"tss"`` (NAS-Bench-201's topology space) or ``"sss"`` (NATS-Bench's size
+      space: archs are indices 0..32767 or ``"C1:C2:C3:C4:C5"`` strings; ``linear_regions``,
+      ``meco`` and ``meco_opt`` and other ``channels``/``cells`` are refused there).
 
     The GIL is released while scoring; calls from several threads take turns. Ctrl-C stops
     a call with ``KeyboardInterrupt``. Raises ``ValueError`` for bad options,
@@ -157,6 +160,7 @@ class Scorer:
         storage: str = "f32",
         channels: int = 16,
         cells: int = 5,
+        space: str = "tss",
     ) -> None:
         self._scorer = _nasrank.Scorer(
             scores,
@@ -169,6 +173,7 @@ class Scorer:
             storage=storage,
             channels=channels,
             cells=cells,
+            space=space,
         )
 
     @property
@@ -221,6 +226,7 @@ def score(
     channels: int = 16,
     cells: int = 5,
     frame: Optional[bool] = None,
+    space: str = "tss",
 ):
     """Scores ``archs`` once: ``Scorer(...).many(archs)`` (see both for the options).
 
@@ -238,6 +244,7 @@ def score(
         storage=storage,
         channels=channels,
         cells=cells,
+        space=space,
     )
     return scorer.many(archs, dedup=dedup, progress=progress, frame=frame)
 

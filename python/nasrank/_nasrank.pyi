@@ -24,6 +24,7 @@ class Scorer:
         storage: str = "f32",
         channels: int = 16,
         cells: int = 5,
+        space: str = "tss",
     ) -> None: ...
     @property
     def columns(self) -> List[str]: ...

@@ -8,14 +8,18 @@ use std::sync::Mutex;
 use nasrank::data::DataError;
 use nasrank::eval::table::{evaluate, Ensemble, Table};
 use nasrank::proxy::Score;
-use nasrank::run::archs::{parse_arch, parse_archs, read_pool, ArchInfo};
+use nasrank::run::archs::{
+    parse_arch, parse_archs, parse_space_arch, parse_space_archs, read_pool, ArchInfo,
+};
 use nasrank::run::data::DataSource;
 use nasrank::run::device::{parse_device, parse_storage};
 use nasrank::run::score::{RowSink, ScoreProgress, ScoreRequest, Scoring};
 use nasrank::run::search::{SearchProgress, Strategy};
 use nasrank::run::search_report::SearchRequest;
 use nasrank::run::RunError;
-use nasrank::space::{arch_of_index, AnyArch, Arch, MacroConfig, NUM_ARCHS};
+use nasrank::space::{
+    arch_of_index, AnyArch, Arch, MacroConfig, Space, SpaceParseError, NUM_ARCHS,
+};
 use nasrank::store::{Row, ScoredAs};
 use numpy::PyArray1;
 use pyo3::exceptions::{PyFileNotFoundError, PyKeyboardInterrupt, PyRuntimeError, PyValueError};
@@ -68,6 +72,48 @@ fn archs_of(archs: &Bound<'_, PyAny>) -> PyResult<Vec<(usize, Arch)>> {
             parse_arch(&text.to_cow()?).map_err(py_err)?
         } else if let Ok(index) = item.extract::<i64>() {
             one_arch(index)?
+        } else {
+            return Err(PyValueError::new_err(format!(
+                "archs: {} is neither an index nor an arch string",
+                item.repr()?
+            )));
+        });
+    }
+    if out.is_empty() {
+        return Err(PyValueError::new_err("archs: no arch given"));
+    }
+    Ok(out)
+}
+
+/// [`archs_of`] for the archs of `space` (the scorer's).
+fn space_archs_of(space: Space, archs: &Bound<'_, PyAny>) -> PyResult<Vec<(usize, AnyArch)>> {
+    if space == Space::Tss {
+        return Ok(archs_of(archs)?
+            .into_iter()
+            .map(|(index, arch)| (index, AnyArch::Tss(arch)))
+            .collect());
+    }
+    if let Ok(spec) = archs.cast::<PyString>() {
+        return parse_space_archs(space, &spec.to_cow()?).map_err(py_err);
+    }
+    let one = |text: String| -> PyResult<(usize, AnyArch)> {
+        let arch = parse_space_arch(space, &text).map_err(py_err)?;
+        Ok((arch.index(), arch))
+    };
+    if let Ok(index) = archs.extract::<i64>() {
+        return Ok(vec![one(index.to_string())?]);
+    }
+    let mut out = Vec::new();
+    for item in archs.try_iter().map_err(|_| {
+        PyValueError::new_err(
+            "archs: expected an index, an arch string, an --archs specification or an iterable of indices and arch strings",
+        )
+    })? {
+        let item = item?;
+        out.push(if let Ok(text) = item.cast::<PyString>() {
+            one(text.to_cow()?.into_owned())?
+        } else if let Ok(index) = item.extract::<i64>() {
+            one(index.to_string())?
         } else {
             return Err(PyValueError::new_err(format!(
                 "archs: {} is neither an index nor an arch string",
@@ -227,13 +273,14 @@ impl ScoreProgress for PyProgress {
 struct Scorer {
     scoring: Mutex<Scoring>,
     columns: Vec<String>,
+    space: Space,
 }
 
 #[pymethods]
 impl Scorer {
     #[new]
     #[pyo3(signature = (scores, data="synthetic", seed=0, seeds=None, batch=None, device="cpu",
-                        workers=None, storage="f32", channels=16, cells=5))]
+                        workers=None, storage="f32", channels=16, cells=5, space="tss"))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -247,9 +294,14 @@ impl Scorer {
         storage: &str,
         channels: usize,
         cells: usize,
+        space: &str,
     ) -> PyResult<Self> {
         let bad = |what: &str, e: String| PyValueError::new_err(format!("{what}: {e}"));
+        let space: Space = space
+            .parse()
+            .map_err(|e: SpaceParseError| bad("space", e.to_string()))?;
         let request = ScoreRequest {
+            space,
             seed,
             seeds: seeds.unwrap_or_default(),
             batch,
@@ -264,6 +316,7 @@ impl Scorer {
         Ok(Scorer {
             columns: scoring.columns(),
             scoring: Mutex::new(scoring),
+            space,
         })
     }
 
@@ -282,11 +335,7 @@ impl Scorer {
         dedup: bool,
         progress: Option<Py<PyAny>>,
     ) -> PyResult<Py<PyDict>> {
-        // The package scores the topology space (`--space` is the CLI's so far).
-        let archs: Vec<(usize, AnyArch)> = archs_of(archs)?
-            .into_iter()
-            .map(|(index, arch)| (index, AnyArch::Tss(arch)))
-            .collect();
+        let archs = space_archs_of(self.space, archs)?;
         let mut progress = PyProgress {
             callback: progress,
             error: None,

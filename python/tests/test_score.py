@@ -67,6 +67,34 @@ def test_seeds_data_and_no_dedup_equal_the_cli(cli, tmp_path, shared_data):
         np.testing.assert_array_equal(cols[name], want)
 
 
+def test_size_space_equals_the_cli(cli, tmp_path):
+    """`space="sss"`: indices and `C1:..:C5` strings, every score defined there, as
+    `nasrank score --space sss` gives them (8x8 synthetic images keep it fast)."""
+    archs = [0, "8:24:16:40:64", 32767]
+    sss_scores = [n for n in nasrank.score_names()
+                  if n not in ("linear_regions", "meco", "meco_opt")]
+    cols = nasrank.score(archs, scores=sss_scores, space="sss", batch=4, frame=False)
+    out = tmp_path / "sss.csv"
+    subprocess.run(
+        [str(cli), "score", "--quiet", "--space", "sss", "--archs", "0,8:24:16:40:64,32767",
+         "--scores", ",".join(sss_scores), "--batch", "4", "--out", str(out)],
+        check=True, capture_output=True,
+    )
+    with open(out, newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["arch"] for r in rows] == ["8:8:8:8:8", "8:24:16:40:64", "64:64:64:64:64"]
+    assert list(cols["arch"]) == [r["arch"] for r in rows]
+    for name in sss_scores:
+        got, want = cols[name], np.array([float(r[name]) for r in rows])
+        assert ((np.isnan(got) & np.isnan(want)) | (got == want)).all(), name
+    with pytest.raises(ValueError, match="meco"):
+        nasrank.Scorer("meco", space="sss")
+    with pytest.raises(ValueError, match="widths"):
+        nasrank.score("8:8:8:8:12", space="sss")
+    with pytest.raises(ValueError, match="space"):
+        nasrank.Scorer("naswot", space="dss")
+
+
 IMAGENET16 = ROOT / "tests" / "fixtures" / "imagenet16"
 
 
