@@ -6,9 +6,11 @@ use crate::threads::ThreadsArg;
 use crate::CliError;
 use clap::{Args, Subcommand};
 use nasrank::data::Seeds;
-use nasrank::run::archs::parse_archs;
+use nasrank::run::archs::parse_space_archs;
 use nasrank::run::bench::{self, KernelTiming, ScoreTiming};
 use nasrank::run::device::{parse_device, parse_storage, AnyBackend, Device, Storage};
+use nasrank::run::score::check_space;
+use nasrank::space::Space;
 use serde_json::json;
 
 /// Time the backend: its primitives at NAS-Bench-201's shapes (`kernels`), or each score
@@ -70,7 +72,10 @@ struct KernelArgs {
     nasrank bench scores --archs 0..10 --scores naswot,ntk\n  \
     nasrank bench scores --archs 1,6111 --scores all --channels 4 --cells 1 --json")]
 struct ScoresArgs {
-    /// Archs, as `nasrank score --archs`.
+    /// The search space: tss (NAS-Bench-201 / NATS-Bench topology) or sss (NATS-Bench size).
+    #[arg(long, default_value = "tss")]
+    space: Space,
+    /// Archs of the space, as `nasrank score --archs`.
     #[arg(long, default_value = "0..10")]
     archs: String,
     /// Comma list of scores, or `all`.
@@ -154,8 +159,14 @@ fn print_kernels(timings: &[KernelTiming], json: bool) {
 }
 
 fn bench_scores(be: &AnyBackend, args: &ScoresArgs) -> Result<(), CliError> {
-    let archs = parse_archs(&args.archs)?;
+    let archs = parse_space_archs(args.space, &args.archs)?;
     let scores = parse_scores(&args.scores)?;
+    check_space(
+        args.space,
+        &scores,
+        args.channels as usize,
+        args.cells as usize,
+    )?;
     let data = parse_data(&args.data)?;
     let settings = data.settings(
         args.channels as usize,

@@ -204,8 +204,22 @@ fn score_space_sss_writes_rows_and_records_the_space() {
     let right = merge("sss");
     assert!(right.status.success(), "{}", stderr(&right));
     assert_eq!(std::fs::read_to_string(&merged).unwrap().lines().count(), 7);
+    // bench scores times size-space archs too.
+    let bench = nasrank(&[
+        "bench", "scores", "--space", "sss", "--archs", "12", "--scores", "params", "--repeat",
+        "1", "--json",
+    ]);
+    assert!(bench.status.success(), "{}", stderr(&bench));
+    assert!(
+        stdout(&bench).contains("\"arch\":\"8:8:8:16:40\""),
+        "{}",
+        stdout(&bench)
+    );
     // A topology-only score, a width that does not exist: exit 2.
     for args in [
+        &[
+            "bench", "scores", "--space", "sss", "--archs", "0", "--scores", "meco",
+        ][..],
         &[
             "score", "--space", "sss", "--archs", "0", "--scores", "meco",
         ][..],

@@ -8,7 +8,7 @@ use crate::backend::{Backend, BnGeom, BnGrad, ConvGeom, Real};
 use crate::data::Batch;
 use crate::proxy::scorer::{score_arch, ScoreSettings};
 use crate::proxy::Score;
-use crate::space::Arch;
+use crate::space::AnyArch;
 use crate::with_backend;
 use std::time::Instant;
 
@@ -20,7 +20,7 @@ pub fn kernels(be: &AnyBackend, n: usize, repeat: u32, storage: Storage) -> Vec<
 /// One score's seconds on one arch.
 pub struct ScoreTiming {
     pub index: usize,
-    pub arch: Arch,
+    pub arch: AnyArch,
     pub score: Score,
     /// The median of `repeat` runs after a warm-up, each to the backend's completion.
     pub seconds: f64,
@@ -30,7 +30,7 @@ pub struct ScoreTiming {
 /// score's passes), handing each timing to `report` as it is known.
 pub fn scores(
     be: &AnyBackend,
-    archs: &[(usize, Arch)],
+    archs: &[(usize, AnyArch)],
     scores: &[Score],
     batch: &Batch,
     settings: &ScoreSettings,

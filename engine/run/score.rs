@@ -78,22 +78,7 @@ impl ScoreRequest {
         if self.workers == Some(0) {
             return Err(RunError::input(anyhow!("--workers must be at least 1")));
         }
-        if let Some(score) = self
-            .scores
-            .iter()
-            .find(|s| !s.info().spaces.contains(&self.space))
-        {
-            return Err(RunError::input(anyhow!(
-                "{score} is not defined on the {} space (it scores the topology space only)",
-                self.space
-            )));
-        }
-        if self.space == Space::Sss && (self.channels, self.cells) != (16, 5) {
-            return Err(RunError::input(anyhow!(
-                "--channels and --cells shape the topology space's network; a size-space \
-                 arch gives its own widths"
-            )));
-        }
+        check_space(self.space, &self.scores, self.channels, self.cells)?;
         let backends = self.device.backends(self.workers, self.storage)?;
         let settings = self
             .data
@@ -120,6 +105,29 @@ impl ScoreRequest {
             data: self.data,
         })
     }
+}
+
+/// Whether `scores` and a network of `channels` and `cells` (the topology space's
+/// shape; defaults 16 and 5) can be asked of archs of `space`: each score must be defined
+/// there, and a size-space arch brings its own widths.
+pub fn check_space(
+    space: Space,
+    scores: &[Score],
+    channels: usize,
+    cells: usize,
+) -> Result<(), RunError> {
+    if let Some(score) = scores.iter().find(|s| !s.info().spaces.contains(&space)) {
+        return Err(RunError::input(anyhow!(
+            "{score} is not defined on the {space} space (it scores the topology space only)"
+        )));
+    }
+    if space == Space::Sss && (channels, cells) != (16, 5) {
+        return Err(RunError::input(anyhow!(
+            "--channels and --cells shape the topology space's network; a size-space arch \
+             gives its own widths"
+        )));
+    }
+    Ok(())
 }
 
 /// A loaded scoring set-up: scores, settings, minibatches and backends, ready to score any
