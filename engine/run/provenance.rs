@@ -160,8 +160,14 @@ impl Provenance {
 
     /// One line for `eval`: the settings that decide values.
     pub fn summary(&self) -> String {
+        // A size-space arch brings its own widths: C and N only shape topology-space nets.
+        let network = if self.space == Space::Tss.name() {
+            format!(", C={} N={}", self.channels, self.cells)
+        } else {
+            String::new()
+        };
         format!(
-            "{} space, {} seed(s) {:?}{}, data {} (digest {}), C={} N={}, storage {}, nasrank {}, device {}",
+            "{} space, {} seed(s) {:?}{}, data {} (digest {}){network}, storage {}, nasrank {}, device {}",
             self.space,
             self.scores.join(","),
             self.seeds,
@@ -170,8 +176,6 @@ impl Provenance {
                 .map_or(String::new(), |s| format!(", shard {s}")),
             self.data,
             self.data_digest,
-            self.channels,
-            self.cells,
             self.storage,
             self.nasrank,
             self.device
