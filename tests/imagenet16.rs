@@ -262,11 +262,9 @@ fn ops(arch: &str, op: &str) -> u64 {
     arch.matches(op).count() as u64
 }
 
-#[test]
-fn score_on_the_fixture_dir_runs_a_16x16_120_class_network() {
-    let dir = temp_dir("score");
-    let out = dir.join("scores.csv");
-    let data = format!("imagenet16:{}", dataset_dir().display());
+/// `nasrank score` of archs 0..3 on the fixture folder under the dataset name `name`.
+fn score_fixture(name: &str, out: &Path) {
+    let data = format!("{name}:{}", dataset_dir().display());
     let run = nasrank(&[
         "score",
         "--archs",
@@ -282,6 +280,13 @@ fn score_on_the_fixture_dir_runs_a_16x16_120_class_network() {
         "--quiet",
     ]);
     assert!(run.status.success(), "{}", stderr(&run));
+}
+
+#[test]
+fn score_on_the_fixture_dir_runs_a_16x16_120_class_network() {
+    let dir = temp_dir("score");
+    let out = dir.join("scores.csv");
+    score_fixture("imagenet16", &out);
     let text = fs::read_to_string(&out).unwrap();
     let mut lines = text.lines();
     let header: Vec<&str> = lines.next().unwrap().split(',').collect();
@@ -327,22 +332,7 @@ fn score_on_the_fixture_dir_runs_a_16x16_120_class_network() {
 
     // The benchmark's name reads the same images: the same rows.
     let again = dir.join("again.csv");
-    let data = format!("imagenet16-120:{}", dataset_dir().display());
-    let run = nasrank(&[
-        "score",
-        "--archs",
-        "0..3",
-        "--scores",
-        "naswot,synflow,params,flops",
-        "--batch",
-        "8",
-        "--data",
-        &data,
-        "--out",
-        again.to_str().unwrap(),
-        "--quiet",
-    ]);
-    assert!(run.status.success(), "{}", stderr(&run));
+    score_fixture("imagenet16-120", &again);
     let without_seconds = |text: &str| -> Vec<String> {
         let lines: Vec<&str> = text.lines().collect();
         let seconds = lines[0].split(',').position(|h| h == "seconds").unwrap();

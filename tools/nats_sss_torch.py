@@ -18,6 +18,7 @@ Parameter names follow nasrank (tools/nb201_torch.py's scheme): the width-changi
 is `cells.{p}.edge03.skip_connect.conv.weight` and `.bn.weight` / `.bn.bias`.
 """
 
+import torch
 import torch.nn as nn
 
 import nb201_torch
@@ -78,7 +79,6 @@ class SizedNetwork(nn.Module):
 def params_and_flops(model, size):
     """The benchmark's counts (spec A4): every parameter; multiply-adds of convs and linear
     layers per image (plus their bias adds), measured with forward hooks on one image."""
-    import torch
     flops = [0]
 
     def conv_hook(m, _inp, out):

@@ -21,7 +21,7 @@ pub use crops::random_crops;
 pub use dataset::Dataset;
 pub use error::DataError;
 pub use image_set::{ImageSet, Split};
-pub use rng::SplitMix64;
+pub use rng::{sample_without_replacement, SplitMix64};
 pub use seeds::Seeds;
 pub use synthetic::synthetic_batch;
 pub use train_index::read_nb201_train_records;

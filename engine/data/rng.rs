@@ -58,6 +58,22 @@ impl SplitMix64 {
     }
 }
 
+/// `n` distinct positions of `0..len`, uniformly at random, in draw order (a partial
+/// Fisher-Yates shuffle).
+///
+/// # Panics
+/// If `n > len`.
+pub fn sample_without_replacement(len: usize, n: usize, rng: &mut SplitMix64) -> Vec<usize> {
+    assert!(n <= len, "cannot draw {n} distinct items from {len}");
+    let mut pool: Vec<usize> = (0..len).collect();
+    for i in 0..n {
+        let j = i + rng.below((len - i) as u64) as usize;
+        pool.swap(i, j);
+    }
+    pool.truncate(n);
+    pool
+}
+
 #[cfg(test)]
 mod tests {
     use super::SplitMix64;

@@ -38,7 +38,7 @@ use super::linalg::{row_correlation, symmetric_eigenvalues};
 use super::registry::{ArchScoring, Minibatch, Runs, ScoreDef, ScoreInfo, TOPOLOGY_ONLY};
 use super::upload_images;
 use crate::backend::{Backend, BnStatistics, Executor, Real};
-use crate::data::{Batch, Seeds, SplitMix64};
+use crate::data::{sample_without_replacement, Batch, Seeds, SplitMix64};
 use crate::net::SlotShape;
 use crate::space::ClassKey;
 
@@ -101,17 +101,6 @@ pub fn meco<B: Backend>(exec: &mut Executor<'_, B>, batch: &Batch, n: usize) -> 
     total
 }
 
-/// `k` distinct indices below `n` (a partial Fisher-Yates shuffle), in draw order.
-fn sample_without_replacement(rng: &mut SplitMix64, n: usize, k: usize) -> Vec<usize> {
-    let mut pool: Vec<usize> = (0..n).collect();
-    for i in 0..k {
-        let j = i + rng.below((n - i) as u64) as usize;
-        pool.swap(i, j);
-    }
-    pool.truncate(k);
-    pool
-}
-
 /// MeCo_opt: as [`meco`], but each hook firing takes the correlation of
 /// [`MECO_OPT_CHANNELS`] channels drawn from `rng` without replacement, its smallest
 /// eigenvalue times C/8.
@@ -126,7 +115,7 @@ pub fn meco_opt<B: Backend>(
         let (c, positions) = (shape.c, shape.hw());
         let k = MECO_OPT_CHANNELS.min(c);
         for _ in 0..modules {
-            let rows: Vec<f64> = sample_without_replacement(rng, c, k)
+            let rows: Vec<f64> = sample_without_replacement(c, k, rng)
                 .into_iter()
                 .flat_map(|ch| map[ch * positions..(ch + 1) * positions].iter().copied())
                 .collect();
@@ -179,28 +168,5 @@ impl ScoreDef for MecoOpt {
         let mut rng = SplitMix64::new(Seeds(arch.settings.seed).meco_channels());
         let data = arch.data;
         Ok(meco_opt(arch.exec(), data, n, &mut rng))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn samples_are_distinct_and_in_range() {
-        let mut rng = SplitMix64::new(3);
-        for n in [8, 9, 16, 64] {
-            let s = sample_without_replacement(&mut rng, n, 8);
-            let mut sorted = s.clone();
-            sorted.sort_unstable();
-            sorted.dedup();
-            assert_eq!(sorted.len(), 8);
-            assert!(s.iter().all(|&i| i < n));
-        }
-        // Every index can be drawn.
-        let seen: std::collections::HashSet<usize> = (0..200)
-            .flat_map(|_| sample_without_replacement(&mut rng, 16, 8))
-            .collect();
-        assert_eq!(seen.len(), 16);
     }
 }

@@ -16,6 +16,8 @@
 //! ties go to the arch seen first. All randomness comes from [`SplitMix64`], so a seed
 //! fixes a search on every platform.
 
+pub use crate::data::sample_without_replacement;
+
 pub mod evolution;
 pub mod prune;
 pub mod random;
@@ -46,22 +48,6 @@ pub fn best_position(values: &[f64], higher_is_better: bool) -> Option<usize> {
         }
     }
     best.map(|(i, _)| i)
-}
-
-/// `n` distinct positions of `0..len`, uniformly at random, in draw order (a partial
-/// Fisher-Yates shuffle).
-///
-/// # Panics
-/// If `n > len`.
-pub fn sample_without_replacement(len: usize, n: usize, rng: &mut SplitMix64) -> Vec<usize> {
-    assert!(n <= len, "cannot draw {n} distinct items from {len}");
-    let mut pool: Vec<usize> = (0..len).collect();
-    for i in 0..n {
-        let j = i + rng.below((len - i) as u64) as usize;
-        pool.swap(i, j);
-    }
-    pool.truncate(n);
-    pool
 }
 
 /// A uniformly random arch of the whole space (each edge's op drawn independently).

@@ -8,9 +8,7 @@ use std::sync::Mutex;
 use nasrank::data::DataError;
 use nasrank::eval::table::{evaluate, Ensemble, Table};
 use nasrank::proxy::Score;
-use nasrank::run::archs::{
-    parse_arch, parse_archs, parse_space_arch, parse_space_archs, read_pool, ArchInfo,
-};
+use nasrank::run::archs::{parse_arch, parse_space_arch, parse_space_archs, read_pool, ArchInfo};
 use nasrank::run::data::DataSource;
 use nasrank::run::device::{parse_device, parse_storage};
 use nasrank::run::score::{RowSink, ScoreProgress, ScoreRequest, Scoring};
@@ -53,55 +51,29 @@ fn py_err(e: RunError) -> PyErr {
     }
 }
 
-/// Archs from what `--archs` takes (a string) or any iterable of indices and arch strings.
+/// Topology-space archs from what `--archs` takes (a string) or any iterable of indices
+/// and arch strings.
 fn archs_of(archs: &Bound<'_, PyAny>) -> PyResult<Vec<(usize, Arch)>> {
-    if let Ok(spec) = archs.cast::<PyString>() {
-        return parse_archs(&spec.to_cow()?).map_err(py_err);
-    }
-    if let Ok(index) = archs.extract::<i64>() {
-        return Ok(vec![one_arch(index)?]);
-    }
-    let mut out = Vec::new();
-    for item in archs.try_iter().map_err(|_| {
-        PyValueError::new_err(
-            "archs: expected an index, an arch string, an --archs specification or an iterable of indices and arch strings",
-        )
-    })? {
-        let item = item?;
-        out.push(if let Ok(text) = item.cast::<PyString>() {
-            parse_arch(&text.to_cow()?).map_err(py_err)?
-        } else if let Ok(index) = item.extract::<i64>() {
-            one_arch(index)?
-        } else {
-            return Err(PyValueError::new_err(format!(
-                "archs: {} is neither an index nor an arch string",
-                item.repr()?
-            )));
-        });
-    }
-    if out.is_empty() {
-        return Err(PyValueError::new_err("archs: no arch given"));
-    }
-    Ok(out)
+    Ok(space_archs_of(Space::Tss, archs)?
+        .into_iter()
+        .map(|(index, arch)| match arch {
+            AnyArch::Tss(arch) => (index, arch),
+            AnyArch::Sss(_) => unreachable!("the topology space gives topology-space archs"),
+        })
+        .collect())
 }
 
 /// [`archs_of`] for the archs of `space` (the scorer's).
 fn space_archs_of(space: Space, archs: &Bound<'_, PyAny>) -> PyResult<Vec<(usize, AnyArch)>> {
-    if space == Space::Tss {
-        return Ok(archs_of(archs)?
-            .into_iter()
-            .map(|(index, arch)| (index, AnyArch::Tss(arch)))
-            .collect());
-    }
     if let Ok(spec) = archs.cast::<PyString>() {
         return parse_space_archs(space, &spec.to_cow()?).map_err(py_err);
     }
-    let one = |text: String| -> PyResult<(usize, AnyArch)> {
-        let arch = parse_space_arch(space, &text).map_err(py_err)?;
+    let named = |text: &str| -> PyResult<(usize, AnyArch)> {
+        let arch = parse_space_arch(space, text).map_err(py_err)?;
         Ok((arch.index(), arch))
     };
     if let Ok(index) = archs.extract::<i64>() {
-        return Ok(vec![one(index.to_string())?]);
+        return Ok(vec![arch_at(space, index)?]);
     }
     let mut out = Vec::new();
     for item in archs.try_iter().map_err(|_| {
@@ -111,9 +83,9 @@ fn space_archs_of(space: Space, archs: &Bound<'_, PyAny>) -> PyResult<Vec<(usize
     })? {
         let item = item?;
         out.push(if let Ok(text) = item.cast::<PyString>() {
-            one(text.to_cow()?.into_owned())?
+            named(&text.to_cow()?)?
         } else if let Ok(index) = item.extract::<i64>() {
-            one(index.to_string())?
+            arch_at(space, index)?
         } else {
             return Err(PyValueError::new_err(format!(
                 "archs: {} is neither an index nor an arch string",
@@ -127,16 +99,25 @@ fn space_archs_of(space: Space, archs: &Bound<'_, PyAny>) -> PyResult<Vec<(usize
     Ok(out)
 }
 
-fn one_arch(index: i64) -> PyResult<(usize, Arch)> {
+/// The arch of `space` at a benchmark index.
+fn arch_at(space: Space, index: i64) -> PyResult<(usize, AnyArch)> {
+    let n = space.num_archs();
     usize::try_from(index)
         .ok()
-        .and_then(|i| Some((i, arch_of_index(i)?)))
+        .and_then(|i| Some((i, space.arch_of_index(i)?)))
         .ok_or_else(|| {
             PyValueError::new_err(format!(
-                "index {index} is out of range: the space has {NUM_ARCHS} archs, 0..{}",
-                NUM_ARCHS - 1
+                "index {index} is out of range: the space has {n} archs, 0..{}",
+                n - 1
             ))
         })
+}
+
+fn one_arch(index: i64) -> PyResult<(usize, Arch)> {
+    match arch_at(Space::Tss, index)? {
+        (i, AnyArch::Tss(arch)) => Ok((i, arch)),
+        (_, AnyArch::Sss(_)) => unreachable!("the topology space gives topology-space archs"),
+    }
 }
 
 /// Score names from "a,b", "all" or a list of names.
