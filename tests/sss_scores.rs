@@ -227,3 +227,102 @@ fn score_space_sss_writes_rows_and_records_the_space() {
     }
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// The archs of a run in the order given, each scored with what the earlier ones left in
+/// one worker's cache, against each scored alone: equal to the last bit, and NASWOT
+/// resumed where the archs share blocks (position p's width changes the blocks from
+/// position p on: stem and cell 0 take C1, the first residual block C2, and so on).
+#[test]
+fn archs_sharing_blocks_resume_naswot_after_them_with_equal_values() {
+    use nasrank::proxy::naswot::KeptBlocks;
+    use nasrank::proxy::registry::WorkerCache;
+    use nasrank::proxy::scorer::score_arch_kept;
+    let be = CpuBackend::<f32>::new();
+    let data = synthetic_batch(6, 3, 8, 8, 10, 9);
+    let s = settings();
+    let scores = [Score::Naswot, Score::Synflow, Score::Snip];
+    // (arch, the position of the first width that differs from the arch before: the
+    // blocks before it are shared).
+    let sequence: [(&str, usize); 8] = [
+        ("8:16:24:32:40", 0),
+        ("8:16:24:32:48", 4),
+        ("8:16:24:40:48", 3),
+        ("8:16:32:40:48", 2),
+        ("8:24:32:40:48", 1),
+        ("16:24:32:40:48", 0),
+        ("16:24:32:40:48", 5),
+        ("8:16:24:32:40", 0),
+    ];
+    let mut kept = WorkerCache::for_space(Space::Sss);
+    let mut direct = KeptBlocks::<CpuBackend<f32>>::default();
+    for (text, first_change) in sequence {
+        let sized = arch(text);
+        let alone = score_arch(&be, sized, &scores, &data, &s).unwrap();
+        let resumed = score_arch_kept(&be, sized, &scores, &data, &s, &mut kept).unwrap();
+        assert_eq!(
+            alone.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+            resumed.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+            "{text}: {alone:?} alone, {resumed:?} resumed"
+        );
+        // The same pass through the kernel itself: where it resumed. The boundaries are
+        // the outputs of cell 0, block 1, cell 2, block 3, cell 4: position p's blocks
+        // start after boundary p - 1.
+        let plan = Plan::build_sized(sized.widths(), 10, 8).unwrap();
+        let boundaries = plan.block_boundaries();
+        assert_eq!(boundaries.len(), 5, "{text}");
+        let mut exec = Executor::with_init(&be, &plan, s.seed);
+        let k = naswot::naswot_kernel_kept(
+            &mut exec,
+            &data,
+            s.naswot_batch,
+            naswot::CodeCount::Paper,
+            &mut direct,
+        );
+        let mut fresh = Executor::with_init(&be, &plan, s.seed);
+        let full =
+            naswot::naswot_kernel(&mut fresh, &data, s.naswot_batch, naswot::CodeCount::Paper);
+        assert_eq!(k, full, "{text}");
+        let want = first_change.checked_sub(1).map(|p| boundaries[p]);
+        assert_eq!(direct.resumed_after(), want, "{text}");
+    }
+}
+
+/// Block boundaries by their definition, checked by brute force: after such a layer, the
+/// later layers read nothing written before it but its output.
+#[test]
+fn block_boundaries_are_the_points_one_output_carries() {
+    let sized = Plan::build_sized(arch("24:8:40:16:56").widths(), 10, 32).unwrap();
+    let tss = Plan::build(
+        &nasrank::space::arch_of_index(6111).unwrap().into(),
+        &MacroConfig::NB201_CIFAR10,
+    )
+    .unwrap();
+    for (plan, blocks) in [(&sized, 5), (&tss, 17)] {
+        let boundaries = plan.block_boundaries();
+        assert_eq!(boundaries.len(), blocks, "{boundaries:?}");
+        for (i, layer) in plan.layers.iter().enumerate() {
+            let carried = plan.layers[i + 1..].iter().all(|later| {
+                later.inputs().iter().all(|&x| {
+                    x == layer.output() || plan.layers[i + 1..].iter().any(|l| l.output() == x)
+                })
+            });
+            let is_sum = matches!(layer, nasrank::net::plan::Layer::Sum { .. });
+            assert_eq!(
+                boundaries.contains(&i),
+                carried && is_sum,
+                "layer {i}: {layer:?}"
+            );
+        }
+    }
+    // Two size-space networks share the layers of the blocks before their first differing
+    // width, and none of that block's.
+    let a = Plan::build_sized(arch("24:8:40:16:56").widths(), 10, 32).unwrap();
+    let b = Plan::build_sized(arch("24:8:48:16:56").widths(), 10, 32).unwrap();
+    let shared = a.common_prefix(&b);
+    let bounds = a.block_boundaries();
+    assert!(
+        shared > bounds[1] && shared <= bounds[2],
+        "{shared} {bounds:?}"
+    );
+    assert_eq!(a.common_prefix(&a), a.layers.len());
+}

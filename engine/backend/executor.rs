@@ -35,6 +35,27 @@ pub struct CodeBlock<'c, B: Backend> {
 /// A sink for code blocks.
 pub type CodeSink<'s, B> = &'s mut dyn FnMut(CodeBlock<'_, B>);
 
+/// What [`Executor::forward_streamed`] streams, in the order of the layers.
+pub enum Streamed<'c, B: Backend> {
+    /// The codes of a ReLU layer (or of modules with identically zero input, at the end).
+    Codes(CodeBlock<'c, B>),
+    /// The output of block boundary `layer` ([`Plan::block_boundaries`]): all that the
+    /// later layers read, so a pass can resume from a copy of it.
+    Boundary { layer: usize, value: &'c B::Buf },
+}
+
+/// A sink for what a forward-only pass streams.
+pub type StreamSink<'s, B> = &'s mut dyn FnMut(Streamed<'_, B>);
+
+/// Where a forward-only pass starts.
+pub enum ForwardStart<B: Backend> {
+    /// At the input, with this batch (`[n][c][h][w]`).
+    Input(B::Buf),
+    /// After block boundary `layer`, with its output: the layers up to it are not run
+    /// (their codes are not streamed, their batch-norm statistics are not kept).
+    After { layer: usize, value: B::Buf },
+}
+
 /// An observer of each layer's output and its gradient during backward:
 /// `(layer index, output y, gradient dy)`, called once dy is complete.
 pub type GradObserver<'s, B> = &'s mut dyn FnMut(usize, &<B as Backend>::Buf, &<B as Backend>::Buf);
@@ -224,7 +245,7 @@ impl<'a, B: Backend> Executor<'a, B> {
 
     /// Runs the plan forward on `n` images (`[n][c][h][w]`).
     pub fn forward(&mut self, input: B::Buf, n: usize, bn: BnStatistics) {
-        self.forward_impl(input, n, bn, None);
+        self.forward_impl(ForwardStart::Input(input), n, bn, None);
     }
 
     /// Runs the plan forward, streaming the sign codes of every ReLU's input to `sink`, one
@@ -241,30 +262,74 @@ impl<'a, B: Backend> Executor<'a, B> {
         bn: BnStatistics,
         sink: CodeSink<'_, B>,
     ) {
-        self.forward_impl(input, n, bn, Some(sink));
+        let mut streamed = |item: Streamed<'_, B>| {
+            if let Streamed::Codes(block) = item {
+                sink(block)
+            }
+        };
+        self.forward_impl(ForwardStart::Input(input), n, bn, Some(&mut streamed));
+    }
+
+    /// [`Executor::forward_with_codes`] from `start`, also streaming the output of every
+    /// block boundary after it: a pass of a network that shares its first blocks with one
+    /// run before resumes from a copy of the shared blocks' output.
+    pub fn forward_streamed(
+        &mut self,
+        start: ForwardStart<B>,
+        n: usize,
+        bn: BnStatistics,
+        sink: StreamSink<'_, B>,
+    ) {
+        self.forward_impl(start, n, bn, Some(sink));
     }
 
     fn forward_impl(
         &mut self,
-        input: B::Buf,
+        start: ForwardStart<B>,
         n: usize,
         bn: BnStatistics,
-        mut sink: Option<CodeSink<'_, B>>,
+        mut sink: Option<StreamSink<'_, B>>,
     ) {
         let be = self.backend;
         let plan = self.plan;
-        assert_eq!(
-            be.buf_len(&input),
-            n * plan.slots[INPUT].len(),
-            "input size"
-        );
         if n != self.n {
             self.bn_stats.iter_mut().for_each(|s| *s = None);
         }
         self.n = n;
         self.bn = bn;
-        self.slots[INPUT] = input;
         let streaming = sink.is_some();
+        let boundaries = if streaming {
+            plan.block_boundaries()
+        } else {
+            Vec::new()
+        };
+        let first = match start {
+            ForwardStart::Input(input) => {
+                assert_eq!(
+                    be.buf_len(&input),
+                    n * plan.slots[INPUT].len(),
+                    "input size"
+                );
+                self.slots[INPUT] = input;
+                0
+            }
+            ForwardStart::After { layer, value } => {
+                assert!(
+                    boundaries.contains(&layer),
+                    "layer {layer} is no block boundary"
+                );
+                assert!(self.relu_masks.is_none(), "resuming with frozen ReLU masks");
+                let out = plan.layers[layer].output();
+                assert_eq!(
+                    be.buf_len(&value),
+                    n * plan.slots[out].len(),
+                    "resumed size"
+                );
+                self.slots[out] = value;
+                self.bn_stats[..=layer].iter_mut().for_each(|s| *s = None);
+                layer + 1
+            }
+        };
         self.slots_complete = !streaming;
         // In a forward-only pass, the layer after which each slot is read no more.
         let last_reader: Vec<Option<usize>> = if streaming {
@@ -281,7 +346,7 @@ impl<'a, B: Backend> Executor<'a, B> {
         };
         let group = bn_group(bn, n);
         let mut codes = B::Words::default();
-        for (index, layer) in plan.layers.iter().enumerate() {
+        for (index, layer) in plan.layers.iter().enumerate().skip(first) {
             let out = layer.output();
             let mut y = std::mem::take(&mut self.slots[out]);
             let len = n * plan.slots[out].len();
@@ -343,12 +408,12 @@ impl<'a, B: Backend> Executor<'a, B> {
                             codes = be.alloc_words(words);
                         }
                         be.pack_signs(&slots[*x], n, units, &mut codes);
-                        sink(CodeBlock {
+                        sink(Streamed::Codes(CodeBlock {
                             codes: &codes,
                             units,
                             modules: *modules,
                             layer: Some(index),
-                        });
+                        }));
                     }
                 }
                 Layer::AvgPool3x3 { x, .. } => {
@@ -399,6 +464,12 @@ impl<'a, B: Backend> Executor<'a, B> {
                 Layer::Zero { .. } => be.fill_zero(&mut y),
             }
             self.slots[out] = y;
+            if let Some(sink) = sink.as_mut().filter(|_| boundaries.contains(&index)) {
+                sink(Streamed::Boundary {
+                    layer: index,
+                    value: &self.slots[out],
+                });
+            }
             if streaming {
                 for x in layer.inputs() {
                     if last_reader[x] == Some(index) {
@@ -410,12 +481,12 @@ impl<'a, B: Backend> Executor<'a, B> {
         if let Some(sink) = sink {
             for constant in &plan.constant_codes {
                 let zeros = be.alloc_words(n * constant.units.div_ceil(64));
-                sink(CodeBlock {
+                sink(Streamed::Codes(CodeBlock {
                     codes: &zeros,
                     units: constant.units,
                     modules: constant.modules,
                     layer: None,
-                });
+                }));
             }
         }
     }

@@ -13,7 +13,10 @@ pub mod real;
 
 pub use crate::net::geom::ConvGeom;
 use crate::net::init::InitRule;
-pub use executor::{BackwardOptions, BnStatistics, CodeBlock, Executor, Gradients, ParamGrads};
+pub use executor::{
+    BackwardOptions, BnStatistics, CodeBlock, Executor, ForwardStart, Gradients, ParamGrads,
+    Streamed,
+};
 use rayon::prelude::*;
 pub use real::Real;
 
@@ -65,7 +68,7 @@ pub struct BackendError {
 }
 
 /// The primitives a plan is executed with.
-pub trait Backend: Sync {
+pub trait Backend: Sync + 'static {
     /// The scalar the backend computes in.
     type Real: Real;
     /// A buffer of `Real`s in the backend's memory.

@@ -136,6 +136,16 @@ impl Layer {
         }
     }
 
+    /// The parameters this layer reads.
+    pub fn params(&self) -> Vec<ParamId> {
+        match self {
+            Layer::Conv { w, .. } => vec![*w],
+            Layer::BatchNorm { gamma, beta, .. } => vec![*gamma, *beta],
+            Layer::Linear { w, b, .. } => vec![*w, *b],
+            _ => Vec::new(),
+        }
+    }
+
     /// The slots this layer reads.
     pub fn inputs(&self) -> Vec<SlotId> {
         match self {
@@ -565,6 +575,80 @@ impl Plan {
             .map(|c| c.units * c.modules as usize)
             .sum();
         computed + constant
+    }
+
+    /// The layers after which the network can be resumed from one tensor: block outputs
+    /// (a `Sum`: a cell's last node or a residual block's output) that are all the later
+    /// layers read. Resuming there needs only that tensor, not the rest of the pass.
+    pub fn block_boundaries(&self) -> Vec<usize> {
+        // The last layer reading each slot (the output counts as read at the end).
+        let mut last_read = vec![None; self.slots.len()];
+        for (index, layer) in self.layers.iter().enumerate() {
+            for x in layer.inputs() {
+                last_read[x] = Some(index);
+            }
+        }
+        last_read[self.output] = Some(self.layers.len());
+        // Slots written so far (the input first) that a later layer still reads.
+        let mut live = 0usize;
+        let mut is_live = vec![false; self.slots.len()];
+        let mark = |slot: SlotId, on: bool, live: &mut usize, is_live: &mut [bool]| {
+            if is_live[slot] != on {
+                is_live[slot] = on;
+                if on {
+                    *live += 1;
+                } else {
+                    *live -= 1;
+                }
+            }
+        };
+        if last_read[INPUT].is_some() {
+            mark(INPUT, true, &mut live, &mut is_live);
+        }
+        let mut boundaries = Vec::new();
+        for (index, layer) in self.layers.iter().enumerate() {
+            let y = layer.output();
+            for x in layer.inputs() {
+                if last_read[x] == Some(index) {
+                    mark(x, false, &mut live, &mut is_live);
+                }
+            }
+            if last_read[y].is_some_and(|r| r > index) {
+                mark(y, true, &mut live, &mut is_live);
+            }
+            if matches!(layer, Layer::Sum { .. }) && live == 1 && is_live[y] {
+                boundaries.push(index);
+            }
+        }
+        boundaries
+    }
+
+    /// How many leading layers `self` and `other` share: the same layers on slots of the
+    /// same shapes with the same parameters (name, shape, kind: the same initial values
+    /// under one seed). On the same input and weights' seed, those layers compute the same
+    /// values in both networks.
+    pub fn common_prefix(&self, other: &Plan) -> usize {
+        if self.slots[INPUT] != other.slots[INPUT] {
+            return 0;
+        }
+        let same_params = |a: &[ParamId], b: &[ParamId]| {
+            a.len() == b.len()
+                && a.iter()
+                    .zip(b)
+                    .all(|(&p, &q)| self.params[p] == other.params[q])
+        };
+        self.layers
+            .iter()
+            .zip(&other.layers)
+            .take_while(|(a, b)| {
+                a == b
+                    && a.inputs()
+                        .into_iter()
+                        .chain([a.output()])
+                        .all(|s| self.slots[s] == other.slots[s])
+                    && same_params(&a.params(), &b.params())
+            })
+            .count()
     }
 
     /// True when the logits do not depend on the input (no non-zero path through the cells).

@@ -27,8 +27,9 @@
 use super::linalg::log_abs_det;
 use super::registry::{ArchScoring, Minibatch, Runs, ScoreDef, ScoreInfo, EVERY_SPACE};
 use super::upload_images;
-use crate::backend::{Backend, BnStatistics, CodeBlock, Executor};
+use crate::backend::{Backend, BnStatistics, CodeBlock, Executor, ForwardStart, Streamed};
 use crate::data::Batch;
+use crate::net::Plan;
 use crate::space::ClassKey;
 
 /// How many times each ReLU module's code enters K.
@@ -65,34 +66,174 @@ pub fn naswot_kernel<B: Backend>(
     n: usize,
     count: CodeCount,
 ) -> Vec<u64> {
-    let plan = exec.plan();
-    // `lastact`'s ReLU is the one module the released code counts once: the ReLU feeding
-    // the global pool, or (dead arch) the last constant code, which the builder adds last.
-    let lastact_layer = plan.lastact_layer();
-    let constants = plan.constant_codes.len();
-    let lastact_is_constant = lastact_layer.is_none() && plan.config.classes > 0;
     let be = exec.backend();
     let input = upload_images(be, batch, n);
     let mut k = be.alloc_words(n * n);
-    let mut constant_seen = 0;
+    let mut weight = CodeWeights::new(exec.plan(), count);
     let mut sink = |block: CodeBlock<'_, B>| {
-        let modules = u64::from(block.modules);
-        let is_lastact = match block.layer {
-            Some(layer) => Some(layer) == lastact_layer,
-            None => {
-                constant_seen += 1;
-                lastact_is_constant && constant_seen == constants
-            }
-        };
-        let weight = match count {
-            CodeCount::Paper => modules,
-            CodeCount::ReleasedDoubleConv if is_lastact => modules,
-            CodeCount::ReleasedDoubleConv => 2 * modules,
-        };
-        be.hamming_gram_accumulate(block.codes, n, block.units, weight, &mut k);
+        let w = weight.of(&block);
+        be.hamming_gram_accumulate(block.codes, n, block.units, w, &mut k);
     };
     exec.forward_with_codes(input, n, BnStatistics::Batch, &mut sink);
     be.download_words(&k)
+}
+
+/// How many times each streamed code block enters K.
+struct CodeWeights {
+    count: CodeCount,
+    lastact_layer: Option<usize>,
+    constants: usize,
+    lastact_is_constant: bool,
+    constant_seen: usize,
+}
+
+impl CodeWeights {
+    fn new(plan: &Plan, count: CodeCount) -> CodeWeights {
+        // `lastact`'s ReLU is the one module the released code counts once: the ReLU
+        // feeding the global pool, or (dead arch) the last constant code, which the builder
+        // adds last.
+        let lastact_layer = plan.lastact_layer();
+        CodeWeights {
+            count,
+            lastact_layer,
+            constants: plan.constant_codes.len(),
+            lastact_is_constant: lastact_layer.is_none() && plan.config.classes > 0,
+            constant_seen: 0,
+        }
+    }
+
+    fn of<B: Backend>(&mut self, block: &CodeBlock<'_, B>) -> u64 {
+        let modules = u64::from(block.modules);
+        let is_lastact = match block.layer {
+            Some(layer) => Some(layer) == self.lastact_layer,
+            None => {
+                self.constant_seen += 1;
+                self.lastact_is_constant && self.constant_seen == self.constants
+            }
+        };
+        match self.count {
+            CodeCount::Paper => modules,
+            CodeCount::ReleasedDoubleConv if is_lastact => modules,
+            CodeCount::ReleasedDoubleConv => 2 * modules,
+        }
+    }
+}
+
+/// What a worker keeps of its last arch's NASWOT pass, so that an arch sharing its first
+/// blocks resumes after them ([`naswot_kernel_kept`]).
+pub struct KeptBlocks<B: Backend> {
+    /// The minibatch size and code count the points were computed with.
+    setting: Option<(usize, CodeCount)>,
+    /// The boundary the last pass resumed after (`None`: it ran from the input).
+    resumed: Option<usize>,
+    /// The network they were computed on.
+    plan: Option<Plan>,
+    /// Block boundaries of that pass, in order.
+    points: Vec<KeptPoint<B>>,
+}
+
+/// A block boundary of a kept pass: the block's output and K over the codes before it.
+struct KeptPoint<B: Backend> {
+    layer: usize,
+    value: B::Buf,
+    k: Vec<u64>,
+}
+
+impl<B: Backend> KeptBlocks<B> {
+    /// The block boundary (a plan layer) the last pass resumed after; `None` when it ran
+    /// from the input.
+    pub fn resumed_after(&self) -> Option<usize> {
+        self.resumed
+    }
+}
+
+impl<B: Backend> Default for KeptBlocks<B> {
+    fn default() -> Self {
+        KeptBlocks {
+            setting: None,
+            resumed: None,
+            plan: None,
+            points: Vec::new(),
+        }
+    }
+}
+
+/// [`naswot_kernel`], resuming after the last block the executor's network shares with the
+/// network of `kept`'s pass (same layers, shapes and parameters: the same weights under
+/// the executor's seed), on the same minibatch: K is a sum over layers, so K up to that
+/// block is taken from `kept`, and only the later layers run. Equal to [`naswot_kernel`]
+/// when the executor holds the seed's initial weights and `kept` was filled on `batch`.
+pub fn naswot_kernel_kept<B: Backend>(
+    exec: &mut Executor<'_, B>,
+    batch: &Batch,
+    n: usize,
+    count: CodeCount,
+    kept: &mut KeptBlocks<B>,
+) -> Vec<u64> {
+    let (plan, be) = (exec.plan(), exec.backend());
+    if kept.setting != Some((n, count)) {
+        *kept = KeptBlocks {
+            setting: Some((n, count)),
+            ..KeptBlocks::default()
+        };
+    }
+    let mut shared = kept.plan.as_ref().map_or(0, |p| plan.common_prefix(p));
+    if count == CodeCount::ReleasedDoubleConv {
+        // A shared ReLU may be `lastact` (counted once) in one network only.
+        for p in [Some(plan), kept.plan.as_ref()].into_iter().flatten() {
+            shared = shared.min(p.lastact_layer().unwrap_or(usize::MAX));
+        }
+    }
+    kept.points.retain(|p| p.layer < shared);
+    kept.resumed = kept.points.last().map(|p| p.layer);
+    let (start, mut k) = match kept.points.last() {
+        Some(point) => {
+            let mut value = be.alloc(be.buf_len(&point.value));
+            be.copy(&point.value, &mut value);
+            let start = ForwardStart::After {
+                layer: point.layer,
+                value,
+            };
+            (start, point.k.clone())
+        }
+        None => (
+            ForwardStart::Input(upload_images(be, batch, n)),
+            vec![0; n * n],
+        ),
+    };
+    // K of the codes between consecutive boundaries, each in a buffer of its own, summed
+    // on the host once the pass is queued (exact in u64).
+    let mut weight = CodeWeights::new(plan, count);
+    let mut segment = be.alloc_words(n * n);
+    let mut closed: Vec<(usize, B::Buf, B::Words)> = Vec::new();
+    exec.forward_streamed(start, n, BnStatistics::Batch, &mut |item| match item {
+        Streamed::Codes(block) => {
+            let w = weight.of(&block);
+            be.hamming_gram_accumulate(block.codes, n, block.units, w, &mut segment);
+        }
+        Streamed::Boundary { layer, value } => {
+            let mut copy = be.alloc(be.buf_len(value));
+            be.copy(value, &mut copy);
+            let done = std::mem::replace(&mut segment, be.alloc_words(n * n));
+            closed.push((layer, copy, done));
+        }
+    });
+    let add = |k: &mut [u64], words: &B::Words| {
+        k.iter_mut()
+            .zip(be.download_words(words))
+            .for_each(|(a, b)| *a += b);
+    };
+    for (layer, value, words) in closed {
+        add(&mut k, &words);
+        kept.points.push(KeptPoint {
+            layer,
+            value,
+            k: k.clone(),
+        });
+    }
+    add(&mut k, &segment);
+    kept.plan = Some(plan.clone());
+    k
 }
 
 /// NASWOT (Mellor et al.): log-determinant of the ReLU-code kernel.
@@ -113,6 +254,13 @@ impl ScoreDef for Naswot {
 
     fn compute<B: Backend>(arch: &mut ArchScoring<'_, B>) -> anyhow::Result<f64> {
         let (data, n) = (arch.data, arch.settings.batch_of(Self::INFO.minibatch));
-        Ok(naswot(arch.exec(), data, n))
+        if !arch.shares_blocks() {
+            return Ok(naswot(arch.exec(), data, n));
+        }
+        let k = arch.with_kept(|arch, kept: &mut KeptBlocks<B>| {
+            naswot_kernel_kept(arch.exec(), data, n, CodeCount::Paper, kept)
+        });
+        let k: Vec<f64> = k.iter().map(|&v| v as f64).collect();
+        Ok(log_abs_det(&k, n))
     }
 }

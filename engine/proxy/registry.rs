@@ -100,6 +100,30 @@ pub struct ArchScoring<'a, B: Backend> {
     pub asked: &'a [Score],
     exec: Option<Executor<'a, B>>,
     shared: HashMap<TypeId, Box<dyn Any>>,
+    kept: &'a mut WorkerCache,
+}
+
+/// What one worker keeps from one arch to the next, for the archs of one seed and one
+/// minibatch: state a score reuses on a later arch (one value per type).
+#[derive(Default)]
+pub struct WorkerCache {
+    /// Whether archs scored one after another share their first blocks (the size space in
+    /// index order: a run of archs differ only in their last widths), so that a score may
+    /// keep the outputs of those blocks and resume there (NASWOT does). In the topology
+    /// space every cell repeats the arch's cell: archs share no more than the stem, and
+    /// keeping anything would only cost copies.
+    pub shares_blocks: bool,
+    values: HashMap<TypeId, Box<dyn Any>>,
+}
+
+impl WorkerCache {
+    /// A cache for archs of `space` scored in the order given.
+    pub fn for_space(space: Space) -> WorkerCache {
+        WorkerCache {
+            shares_blocks: space == Space::Sss,
+            values: HashMap::new(),
+        }
+    }
 }
 
 impl<'a, B: Backend> ArchScoring<'a, B> {
@@ -110,6 +134,7 @@ impl<'a, B: Backend> ArchScoring<'a, B> {
         data: &'a Batch,
         settings: &'a ScoreSettings,
         asked: &'a [Score],
+        kept: &'a mut WorkerCache,
     ) -> Self {
         ArchScoring {
             backend,
@@ -121,7 +146,28 @@ impl<'a, B: Backend> ArchScoring<'a, B> {
             asked,
             exec: None,
             shared: HashMap::new(),
+            kept,
         }
+    }
+
+    /// Whether the worker's earlier archs share blocks with this one
+    /// ([`WorkerCache::shares_blocks`]).
+    pub fn shares_blocks(&self) -> bool {
+        self.kept.shares_blocks
+    }
+
+    /// Runs `f` with the state of type `T` the worker keeps from arch to arch (a default
+    /// one the first time).
+    pub fn with_kept<T: Any + Default, R>(&mut self, f: impl FnOnce(&mut Self, &mut T) -> R) -> R {
+        let mut value: Box<T> = self
+            .kept
+            .values
+            .remove(&TypeId::of::<T>())
+            .map(|v| v.downcast::<T>().expect("keyed by its type"))
+            .unwrap_or_default();
+        let result = f(self, &mut value);
+        self.kept.values.insert(TypeId::of::<T>(), value);
+        result
     }
 
     /// The executor holding the arch's initial weights (of `settings.seed`), shared by

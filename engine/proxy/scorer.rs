@@ -1,7 +1,7 @@
 //! The library entry point: one arch, a chosen set of scores, one backend. Builds the plan
 //! and the initial weights once, and shares passes between scores that can share them.
 
-use super::registry::{ArchScoring, Minibatch};
+use super::registry::{ArchScoring, Minibatch, WorkerCache};
 use super::Score;
 use crate::backend::Backend;
 use crate::data::Batch;
@@ -93,13 +93,34 @@ pub fn score_arch<B: Backend>(
     data: &Batch,
     settings: &ScoreSettings,
 ) -> anyhow::Result<Vec<f64>> {
+    score_arch_kept(
+        be,
+        arch,
+        scores,
+        data,
+        settings,
+        &mut WorkerCache::default(),
+    )
+}
+
+/// [`score_arch`] for one of a series of archs scored by one worker on one minibatch and
+/// seed: the scores may reuse what they kept in `kept` from the earlier ones. The values
+/// are those [`score_arch`] gives.
+pub fn score_arch_kept<B: Backend>(
+    be: &B,
+    arch: impl Into<AnyArch>,
+    scores: &[Score],
+    data: &Batch,
+    settings: &ScoreSettings,
+    kept: &mut WorkerCache,
+) -> anyhow::Result<Vec<f64>> {
     let arch = arch.into();
     // A backend that failed on an earlier arch stays failed (a sticky device error).
     be.status().context("the backend failed")?;
     let plan = Plan::of_arch(&arch, &settings.config)?;
     // Scores that run the network share one executor with the arch's initial weights, and
     // scores read from one pass share it (ArchScoring).
-    let mut scoring = ArchScoring::new(be, arch, &plan, data, settings, scores);
+    let mut scoring = ArchScoring::new(be, arch, &plan, data, settings, scores, kept);
     let mut values = Vec::with_capacity(scores.len());
     for score in scores {
         let value = score.compute(&mut scoring)?;
@@ -121,11 +142,33 @@ pub fn score_arch_or_dead_values<B: Backend>(
     data: &Batch,
     settings: &ScoreSettings,
 ) -> anyhow::Result<(Vec<f64>, bool)> {
+    score_arch_or_dead_values_kept(
+        be,
+        arch,
+        scores,
+        data,
+        settings,
+        &mut WorkerCache::default(),
+    )
+}
+
+/// [`score_arch_or_dead_values`] for one of a series of archs ([`score_arch_kept`]).
+pub fn score_arch_or_dead_values_kept<B: Backend>(
+    be: &B,
+    arch: impl Into<AnyArch>,
+    scores: &[Score],
+    data: &Batch,
+    settings: &ScoreSettings,
+    kept: &mut WorkerCache,
+) -> anyhow::Result<(Vec<f64>, bool)> {
     let arch = arch.into();
     // No size-space arch is dead: every cell has a path of convs from input to output.
     let dead = matches!(arch, AnyArch::Tss(a) if is_dead(&a));
     if !dead {
-        return Ok((score_arch(be, arch, scores, data, settings)?, false));
+        return Ok((
+            score_arch_kept(be, arch, scores, data, settings, kept)?,
+            false,
+        ));
     }
     let rest: Vec<Score> = scores
         .iter()
@@ -135,7 +178,7 @@ pub fn score_arch_or_dead_values<B: Backend>(
     let mut computed = if rest.is_empty() {
         Vec::new()
     } else {
-        score_arch(be, arch, &rest, data, settings)?
+        score_arch_kept(be, arch, &rest, data, settings, kept)?
     }
     .into_iter();
     let values = scores

@@ -7,7 +7,8 @@ use super::device::{AnyBackend, Device, Storage};
 use super::RunError;
 use crate::backend::cpu::CpuBackend;
 use crate::data::{Batch, Seeds};
-use crate::proxy::scorer::{score_arch_or_dead_values, ScoreSettings};
+use crate::proxy::registry::WorkerCache;
+use crate::proxy::scorer::{score_arch_or_dead_values_kept, ScoreSettings};
 use crate::proxy::Score;
 use crate::space::{AnyArch, ClassKey, Space};
 use crate::store::{Row, ScoredAs};
@@ -306,21 +307,23 @@ impl ScoreJob<'_> {
                     .expect("every score is in a part")
             })
             .collect();
+        // `kept`: what the worker keeps from arch to arch, one per seed (its own minibatch).
         let score_part = |be: &AnyBackend,
                           index: usize,
                           arch: &AnyArch,
-                          part: &[Score]|
+                          part: &[Score],
+                          kept: &mut [WorkerCache]|
          -> Result<PartValues, RunError> {
             let start = Instant::now();
             let mut per_seed = Vec::with_capacity(seeds.len());
             let mut all_dead = false;
-            for (&seed, batch) in seeds.iter().zip(batches) {
+            for ((&seed, batch), kept) in seeds.iter().zip(batches).zip(kept) {
                 let settings = ScoreSettings {
                     seed,
                     ..settings.clone()
                 };
-                let (values, dead) = with_backend!(be, be => score_arch_or_dead_values(
-                    be, arch, part, batch, &settings
+                let (values, dead) = with_backend!(be, be => score_arch_or_dead_values_kept(
+                    be, arch, part, batch, &settings, kept
                 ))
                 .with_context(|| format!("scoring arch {index} with seed {seed}"))
                 .map_err(RunError::Failed)?;
@@ -393,8 +396,13 @@ impl ScoreJob<'_> {
                 let sender = sender.clone();
                 let (jobs, todo, next_job, stop, score_part, part) =
                     (&jobs, &todo, &next_job[p], &stop, &score_part, parts[p]);
+                let space = self.space;
                 scope.spawn(move || {
                     let work = || {
+                        let mut kept: Vec<WorkerCache> = seeds
+                            .iter()
+                            .map(|_| WorkerCache::for_space(space))
+                            .collect();
                         while !stop.load(Ordering::Relaxed) {
                             let Some(&pos) = jobs.get(next_job.fetch_add(1, Ordering::Relaxed))
                             else {
@@ -402,7 +410,7 @@ impl ScoreJob<'_> {
                             };
                             let (index, arch, _) = todo[pos];
                             if sender
-                                .send((pos, p, score_part(be, *index, arch, part)))
+                                .send((pos, p, score_part(be, *index, arch, part, &mut kept)))
                                 .is_err()
                             {
                                 break;

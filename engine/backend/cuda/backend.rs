@@ -414,7 +414,7 @@ impl<L: Launcher> CudaBackend<L> {
     }
 }
 
-impl<L: Launcher> Backend for CudaBackend<L> {
+impl<L: Launcher + 'static> Backend for CudaBackend<L> {
     type Real = f32;
     type Buf = CudaBuf<L>;
     type Words = CudaWords<L>;
