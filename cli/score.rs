@@ -6,13 +6,15 @@ use crate::threads::ThreadsArg;
 use crate::CliError;
 use anyhow::anyhow;
 use clap::{Args, ValueEnum};
+use nasrank::proxy::aggregate::ScoreList;
 use nasrank::proxy::Score;
 use nasrank::run::archs::parse_space_archs;
 use nasrank::run::data::DataSource;
 use nasrank::run::device::{parse_device, parse_storage, storage_name, Device, Storage};
 use nasrank::run::provenance::{check_mix, Provenance};
 use nasrank::run::score::{
-    column_names, parse_shard, shard_of_slurm_task, RowSink, ScoreProgress, ScoreRequest,
+    column_names, complete_set_columns, fill_set_columns, parse_shard, shard_of_slurm_task,
+    RowSink, ScoreProgress, ScoreRequest,
 };
 use nasrank::run::RunError;
 use nasrank::space::Space;
@@ -121,7 +123,13 @@ pub fn run(args: &ScoreArgs) -> Result<(), CliError> {
         storage: args.storage,
         channels: args.channels,
         cells: args.cells,
-        ..ScoreRequest::new(parse_scores(&args.scores)?, parse_data(&args.data)?)
+        ..ScoreRequest::new(Vec::new(), parse_data(&args.data)?)
+    };
+    let ScoreList { scores, sets } = ScoreList::parse(&args.scores).map_err(CliError::usage)?;
+    let request = ScoreRequest {
+        scores,
+        sets,
+        ..request
     };
     let scoring = request.load()?;
     let shard = match &args.shard {
@@ -130,7 +138,7 @@ pub fn run(args: &ScoreArgs) -> Result<(), CliError> {
     };
     let job = scoring.job(archs, shard, !args.no_dedup);
     let data = &scoring.data;
-    let names = column_names(&job.scores, job.spread);
+    let names = column_names(&job.scores, &job.sets, job.spread);
     let data_name = match &data.path {
         Some(_) => data.dataset.name(),
         None => "synthetic",
@@ -174,6 +182,8 @@ pub fn run(args: &ScoreArgs) -> Result<(), CliError> {
             Sink::File(ResultsWriter::create(path, format, &names).map_err(CliError::usage)?),
             Vec::new(),
         ),
+        // Set scores rank the whole set: their rows wait for the last one.
+        None if !job.sets.is_empty() => (Sink::Held(Vec::new()), Vec::new()),
         None => {
             let mut out = std::io::stdout().lock();
             store::write_rows(&mut out, format, &names, &[], true).map_err(write_err)?;
@@ -201,6 +211,20 @@ pub fn run(args: &ScoreArgs) -> Result<(), CliError> {
     if let Some(bar) = progress.bar {
         bar.finish();
     }
+    // The set scores, once every row is in.
+    let outcome = outcome.and_then(|()| match (sink, &args.out) {
+        (Sink::Held(mut rows), _) => {
+            fill_set_columns(&mut rows, &names)?;
+            let mut out = std::io::stdout().lock();
+            store::write_rows(&mut out, format, &names, &rows, true)
+                .map_err(|e| RunError::Failed(anyhow!("cannot write results: {e}")))
+        }
+        (Sink::File(writer), Some(path)) => {
+            drop(writer);
+            complete_set_columns(path, format, &names)
+        }
+        _ => Ok(()),
+    });
     match (outcome, &args.out) {
         (Err(RunError::Stopped), Some(path)) => Err(CliError::Stopped(
             signals::received().unwrap_or(0),
@@ -249,12 +273,18 @@ fn write_err(e: std::io::Error) -> CliError {
 enum Sink {
     File(ResultsWriter),
     Stdout(store::Format, Vec<String>),
+    /// Rows held until the run ends (standard output with set scores).
+    Held(Vec<Row>),
 }
 
 impl RowSink for Sink {
     fn write(&mut self, row: &Row) -> anyhow::Result<()> {
         match self {
             Sink::File(w) => Ok(w.write(row)?),
+            Sink::Held(rows) => {
+                rows.push(row.clone());
+                Ok(())
+            }
             Sink::Stdout(format, names) => {
                 let mut out = std::io::stdout().lock();
                 store::write_rows(&mut out, *format, names, std::slice::from_ref(row), false)

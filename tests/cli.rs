@@ -3,6 +3,7 @@
 mod common;
 
 use common::{nasrank, stderr, stdout, under_ci};
+use std::collections::HashMap;
 use std::process::Command;
 
 #[test]
@@ -1399,4 +1400,109 @@ fn a_real_size_run_stopped_three_times_resumes_to_the_uninterrupted_result() {
     let run = nasrank(&[&resume[..], &["--out", part.to_str().unwrap()]].concat());
     assert!(run.status.success(), "{}", stderr(&run));
     assert_eq!(rows_without_seconds(&part), rows_without_seconds(&full));
+}
+
+/// A results file's columns by name, parsed as numbers.
+fn numeric_columns(path: &std::path::Path) -> HashMap<String, Vec<f64>> {
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut lines = text.lines();
+    let header: Vec<String> = lines.next().unwrap().split(',').map(String::from).collect();
+    let mut columns: HashMap<String, Vec<f64>> = HashMap::new();
+    for line in lines {
+        for (name, field) in header.iter().zip(line.split(',')) {
+            if let Ok(v) = field.parse::<f64>() {
+                columns.entry(name.clone()).or_default().push(v);
+            }
+        }
+    }
+    columns
+}
+
+/// `az_nas` is filled once the file is complete, over all of its rows (AZ-NAS's sum of
+/// `ln(rank / m)`, checked here by counting); shards merged, and a run resumed, give the
+/// values of one run over the same archs.
+#[test]
+fn az_nas_column_ranks_the_files_archs_and_merges_as_one_run() {
+    let base = [
+        "score",
+        "--scores",
+        "naswot,az_nas",
+        "--channels",
+        "4",
+        "--cells",
+        "1",
+        "--batch",
+        "8",
+        "--quiet",
+    ];
+    let one = temp_path("az_one.csv");
+    let run = nasrank(
+        &[
+            &base[..],
+            &["--archs", "0..16", "--out", one.to_str().unwrap()],
+        ]
+        .concat(),
+    );
+    assert!(run.status.success(), "{}", stderr(&run));
+    let cols = numeric_columns(&one);
+    let m = cols["az_nas"].len();
+    assert_eq!(m, 16);
+    // Rank by counting (1 = worst, ties averaged), each term higher-is-better; -inf ranks
+    // below every finite value.
+    let rank = |values: &[f64], i: usize| {
+        let below = values.iter().filter(|&&v| v < values[i]).count() as f64;
+        let equal = values.iter().filter(|&&v| v == values[i]).count() as f64;
+        below + (equal + 1.0) / 2.0
+    };
+    for i in 0..m {
+        let want: f64 = [
+            "az_expressivity",
+            "az_progressivity",
+            "az_trainability",
+            "flops",
+        ]
+        .iter()
+        .map(|t| (rank(&cols[*t], i) / m as f64).ln())
+        .sum();
+        let got = cols["az_nas"][i];
+        assert!((got - want).abs() < 1e-12, "row {i}: {got} vs {want}");
+    }
+    // Shards: each file ranks its own archs until merged.
+    let shards: Vec<std::path::PathBuf> = (1..=2)
+        .map(|i| temp_path(&format!("az_shard{i}.csv")))
+        .collect();
+    for (i, shard) in shards.iter().enumerate() {
+        let spec = format!("{}/2", i + 1);
+        let args = [
+            "--archs",
+            "0..16",
+            "--shard",
+            &spec,
+            "--out",
+            shard.to_str().unwrap(),
+        ];
+        let run = nasrank(&[&base[..], &args[..]].concat());
+        assert!(run.status.success(), "{}", stderr(&run));
+    }
+    assert_ne!(numeric_columns(&shards[0])["az_nas"].len(), m);
+    let merged = temp_path("az_merged.csv");
+    let files: Vec<&str> = shards.iter().map(|p| p.to_str().unwrap()).collect();
+    let run = nasrank(
+        &[
+            &["merge"],
+            &files[..],
+            &["--archs", "0..16", "--out", merged.to_str().unwrap()],
+        ]
+        .concat(),
+    );
+    assert!(run.status.success(), "{}", stderr(&run));
+    assert_eq!(rows_without_seconds(&merged), rows_without_seconds(&one));
+    // Resumed: the first half kept, the rest scored, the column over all 16.
+    let resumed = temp_path("az_resumed.csv");
+    let path = resumed.to_str().unwrap();
+    let run = nasrank(&[&base[..], &["--archs", "0..8", "--out", path]].concat());
+    assert!(run.status.success(), "{}", stderr(&run));
+    let run = nasrank(&[&base[..], &["--archs", "0..16", "--out", path, "--resume"]].concat());
+    assert!(run.status.success(), "{}", stderr(&run));
+    assert_eq!(rows_without_seconds(&resumed), rows_without_seconds(&one));
 }

@@ -4,3 +4,4 @@ pub mod rank;
 pub mod table;
 
 pub use rank::{kendall_tau_b, spearman};
+pub use table::Ensemble;

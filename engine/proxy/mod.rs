@@ -6,6 +6,7 @@
 //! it returns the paper's quantity as an f64 (direction in [`Score::higher_is_better`]);
 //! NaN or infinities are reported as they are, never replaced.
 
+pub mod aggregate;
 pub mod az_nas;
 pub mod counts;
 pub mod grasp;
@@ -116,7 +117,7 @@ impl fmt::Display for Score {
 
 /// A score name that is not one of [`Score::ALL`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown score {0:?}; known scores: {known}", known = Score::ALL.map(Score::name).join(", "))]
+#[error("unknown score {0:?}; known scores: {known}; set scores: {sets}", known = Score::ALL.map(Score::name).join(", "), sets = aggregate::SetScore::ALL.map(|s| s.name).join(", "))]
 pub struct UnknownScore(pub String);
 
 impl FromStr for Score {

@@ -2,6 +2,7 @@
 //! columns, no torn shard; the merged file written only when all of that holds.
 
 use super::provenance::{check_mix, Provenance};
+use super::score::fill_set_columns;
 use super::RunError;
 use crate::space::Space;
 use crate::store::{self, ResultsWriter};
@@ -115,9 +116,12 @@ pub fn merge_shards(
             problems.join("\n  ")
         )));
     }
+    // Set scores rank the merged set, as one run over all of it would.
+    let mut rows: Vec<store::Row> = report.rows.into_values().collect();
+    fill_set_columns(&mut rows, &scores)?;
     let mut writer = ResultsWriter::create(out, store::Format::Csv, &scores)
         .map_err(|e| RunError::Failed(e.into()))?;
-    for row in report.rows.values() {
+    for row in &rows {
         writer.write(row).map_err(|e| RunError::Failed(e.into()))?;
     }
     match merged {
@@ -128,7 +132,7 @@ pub fn merge_shards(
         }
     }
     Ok(Merged {
-        rows: report.rows.len(),
+        rows: rows.len(),
         notices,
     })
 }

@@ -7,14 +7,16 @@ use super::device::{AnyBackend, Device, Storage};
 use super::RunError;
 use crate::backend::cpu::CpuBackend;
 use crate::data::{Batch, Seeds};
+use crate::proxy::aggregate::SetScore;
 use crate::proxy::registry::WorkerCache;
 use crate::proxy::scorer::{score_arch_or_dead_values_kept, ScoreSettings};
 use crate::proxy::Score;
 use crate::space::{AnyArch, ClassKey, Space};
-use crate::store::{Row, ScoredAs};
+use crate::store::{self, Format, Row, ScoredAs};
 use crate::with_backend;
 use anyhow::{anyhow, Context};
 use std::collections::{HashMap, HashSet};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -26,6 +28,9 @@ pub struct ScoreRequest {
     /// The search space of the archs to score (`tss`: NAS-Bench-201's topology space).
     pub space: Space,
     pub scores: Vec<Score>,
+    /// Set scores, columns after the scores' (their terms must be among `scores`:
+    /// [`ScoreList::parse`] adds them).
+    pub sets: Vec<SetScore>,
     pub data: DataSource,
     /// Channels of the first stage (NAS-Bench-201: 16) and cells per stage (5).
     pub channels: usize,
@@ -50,6 +55,7 @@ impl ScoreRequest {
         ScoreRequest {
             space: Space::Tss,
             scores,
+            sets: Vec::new(),
             data,
             channels: 16,
             cells: 5,
@@ -79,6 +85,14 @@ impl ScoreRequest {
         if self.workers == Some(0) {
             return Err(RunError::input(anyhow!("--workers must be at least 1")));
         }
+        if let Some((set, term)) = self.sets.iter().find_map(|set| {
+            let missing = set.terms.iter().find(|t| !self.scores.contains(t))?;
+            Some((set.name, missing))
+        }) {
+            return Err(RunError::input(anyhow!(
+                "{set} needs {term} among the scores"
+            )));
+        }
         check_space(self.space, &self.scores, self.channels, self.cells)?;
         let backends = self.device.backends(self.workers, self.storage)?;
         let settings = self
@@ -98,6 +112,7 @@ impl ScoreRequest {
         Ok(Scoring {
             space: self.space,
             scores: self.scores,
+            sets: self.sets,
             settings,
             seeds,
             batches,
@@ -136,6 +151,7 @@ pub fn check_space(
 pub struct Scoring {
     pub space: Space,
     pub scores: Vec<Score>,
+    pub sets: Vec<SetScore>,
     pub settings: ScoreSettings,
     pub seeds: Vec<u64>,
     pub batches: Vec<Batch>,
@@ -156,6 +172,7 @@ impl Scoring {
             space: self.space,
             archs,
             scores: self.scores.clone(),
+            sets: self.sets.clone(),
             settings: self.settings.clone(),
             seeds: self.seeds.clone(),
             batches: &self.batches,
@@ -168,7 +185,7 @@ impl Scoring {
 
     /// The score columns of the rows (see [`column_names`]).
     pub fn columns(&self) -> Vec<String> {
-        column_names(&self.scores, self.spread)
+        column_names(&self.scores, &self.sets, self.spread)
     }
 }
 
@@ -179,6 +196,9 @@ pub struct ScoreJob<'a> {
     /// (benchmark index, arch), in the order rows are written.
     pub archs: Vec<(usize, AnyArch)>,
     pub scores: Vec<Score>,
+    /// Set scores: NaN in the rows a run writes, filled over the whole file by
+    /// [`complete_set_columns`] once it is complete.
+    pub sets: Vec<SetScore>,
     pub settings: ScoreSettings,
     /// The seeds of the weights, each with its minibatch (`batches`, in the same order).
     pub seeds: Vec<u64>,
@@ -214,13 +234,69 @@ pub trait ScoreProgress {
     }
 }
 
-/// The score columns of a run's rows: the scores, then with `spread` each one's `_std`.
-pub fn column_names(scores: &[Score], spread: bool) -> Vec<String> {
+/// The score columns of a run's rows: the scores, then with `spread` each one's `_std`,
+/// then the set scores.
+pub fn column_names(scores: &[Score], sets: &[SetScore], spread: bool) -> Vec<String> {
     let mut names: Vec<String> = scores.iter().map(|s| s.name().to_string()).collect();
     if spread {
         names.extend(scores.iter().map(|s| format!("{}_std", s.name())));
     }
+    names.extend(sets.iter().map(|s| s.name.to_string()));
     names
+}
+
+/// Fills the set-score columns among `columns` (the rows' value columns) over `rows`:
+/// each set score ranks the rows' archs among themselves (every row, copies of isomorphic
+/// archs included). Columns that are not set scores are left as they are.
+pub fn fill_set_columns(rows: &mut [Row], columns: &[String]) -> Result<(), RunError> {
+    for (at, name) in columns.iter().enumerate() {
+        let Some(set) = SetScore::named(name) else {
+            continue;
+        };
+        let terms = set
+            .terms
+            .iter()
+            .map(|term| {
+                let col = columns
+                    .iter()
+                    .position(|c| c == term.name())
+                    .ok_or_else(|| {
+                        RunError::input(anyhow!("{name} needs a {term} column, which is missing"))
+                    })?;
+                Ok((
+                    *term,
+                    rows.iter().map(|r| r.values[col]).collect::<Vec<f64>>(),
+                ))
+            })
+            .collect::<Result<Vec<(Score, Vec<f64>)>, RunError>>()?;
+        let values = set.over(|score| {
+            &terms
+                .iter()
+                .find(|(t, _)| *t == score)
+                .expect("every term was read")
+                .1
+        });
+        for (row, value) in rows.iter_mut().zip(values) {
+            row.values[at] = value;
+        }
+    }
+    Ok(())
+}
+
+/// Fills the set-score columns of the results file at `path` (value columns `columns`)
+/// over all of its rows, replacing the file (written beside it, then renamed): the last
+/// step of a run that asked set scores, after every row is in.
+pub fn complete_set_columns(
+    path: &Path,
+    format: Format,
+    columns: &[String],
+) -> Result<(), RunError> {
+    if !columns.iter().any(|c| SetScore::named(c).is_some()) {
+        return Ok(());
+    }
+    let (mut rows, _) = store::read_rows(path, format, columns).map_err(RunError::input)?;
+    fill_set_columns(&mut rows, columns)?;
+    store::replace_rows(path, format, columns, &rows).map_err(|e| RunError::Failed(e.into()))
 }
 
 impl ScoreJob<'_> {
@@ -346,11 +422,12 @@ impl ScoreJob<'_> {
                         .collect()
                 })
                 .collect();
-            let values = if !self.spread {
+            let mut values = if !self.spread {
                 per_seed[0].clone()
             } else {
                 mean_and_std(&per_seed)
             };
+            values.extend(self.sets.iter().map(|_| f64::NAN));
             Row {
                 index,
                 arch: arch.to_string(),

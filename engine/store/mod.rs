@@ -371,6 +371,30 @@ impl ResultsWriter {
     }
 }
 
+/// Replaces the results file at `path` with `rows` (header included): written to a file
+/// beside it, then renamed over it, so that a kill leaves the old file or the new one.
+pub fn replace_rows(
+    path: &Path,
+    format: Format,
+    scores: &[String],
+    rows: &[Row],
+) -> Result<(), StoreError> {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(".{}.tmp", std::process::id()));
+    let temp = path.with_file_name(name);
+    let written = File::create(&temp).and_then(|file| {
+        let mut out = BufWriter::new(file);
+        write_rows(&mut out, format, scores, rows, true)?;
+        out.into_inner()?.sync_all()
+    });
+    written
+        .and_then(|()| std::fs::rename(&temp, path))
+        .map_err(|e| {
+            let _ = std::fs::remove_file(&temp);
+            io_err(path)(e)
+        })
+}
+
 /// Writes rows to any writer (standard output) in the same layout.
 pub fn write_rows(
     out: &mut dyn Write,

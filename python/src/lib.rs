@@ -7,11 +7,12 @@ use std::sync::Mutex;
 
 use nasrank::data::DataError;
 use nasrank::eval::table::{evaluate, Ensemble, Table};
+use nasrank::proxy::aggregate::ScoreList;
 use nasrank::proxy::Score;
 use nasrank::run::archs::{parse_arch, parse_space_arch, parse_space_archs, read_pool, ArchInfo};
 use nasrank::run::data::DataSource;
 use nasrank::run::device::{parse_device, parse_storage};
-use nasrank::run::score::{RowSink, ScoreProgress, ScoreRequest, Scoring};
+use nasrank::run::score::{fill_set_columns, RowSink, ScoreProgress, ScoreRequest, Scoring};
 use nasrank::run::search::{SearchProgress, Strategy};
 use nasrank::run::search_report::SearchRequest;
 use nasrank::run::RunError;
@@ -120,8 +121,8 @@ fn one_arch(index: i64) -> PyResult<(usize, Arch)> {
     }
 }
 
-/// Score names from "a,b", "all" or a list of names.
-fn scores_of(scores: &Bound<'_, PyAny>) -> PyResult<Vec<Score>> {
+/// Score and set-score names from "a,b", "all" or a list of names.
+fn scores_of(scores: &Bound<'_, PyAny>) -> PyResult<ScoreList> {
     let list = if let Ok(text) = scores.cast::<PyString>() {
         text.to_cow()?.into_owned()
     } else {
@@ -130,7 +131,7 @@ fn scores_of(scores: &Bound<'_, PyAny>) -> PyResult<Vec<Score>> {
         })?;
         names.join(",")
     };
-    Score::parse_list(&list).map_err(|e| PyValueError::new_err(e.to_string()))
+    ScoreList::parse(&list).map_err(|e| PyValueError::new_err(e.to_string()))
 }
 
 /// What the engine knows of one arch (NAS-Bench-201's CIFAR-10 network for the counts).
@@ -291,7 +292,13 @@ impl Scorer {
             storage: parse_storage(storage).map_err(|e| bad("storage", e))?,
             channels,
             cells,
-            ..ScoreRequest::new(scores_of(scores)?, DataSource::parse(data).map_err(py_err)?)
+            ..ScoreRequest::new(Vec::new(), DataSource::parse(data).map_err(py_err)?)
+        };
+        let ScoreList { scores, sets } = scores_of(scores)?;
+        let request = ScoreRequest {
+            scores,
+            sets,
+            ..request
         };
         let scoring = py.detach(|| request.load()).map_err(py_err)?;
         Ok(Scorer {
@@ -332,6 +339,8 @@ impl Scorer {
             return Err(e);
         }
         outcome.map_err(py_err)?;
+        // Set scores rank the archs of this call.
+        fill_set_columns(&mut rows.0, &self.columns).map_err(py_err)?;
         self.to_columns(py, &rows.0)
     }
 }

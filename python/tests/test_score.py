@@ -134,6 +134,27 @@ def test_frame_and_dict_shapes_and_dtypes():
     np.testing.assert_array_equal(frame["naswot"].to_numpy(), cols["naswot"])
 
 
+def test_az_nas_ranks_the_calls_archs_and_equals_the_cli(cli, tmp_path):
+    """The set score az_nas: its four terms' summed ln(rank / m) over the archs of the call
+    (ranked here with numpy by counting), as the CLI writes it."""
+    archs = list(range(12))
+    cols = nasrank.score(archs, scores="az_nas", frame=False, **SMALL)
+    terms = ["az_expressivity", "az_progressivity", "az_trainability", "flops"]
+    assert list(cols)[3:8] == terms + ["az_nas"]
+    m = len(archs)
+    want = np.zeros(m)
+    for t in terms:
+        v = cols[t]
+        below = (v[None, :] < v[:, None]).sum(axis=1)
+        equal = (v[None, :] == v[:, None]).sum(axis=1)
+        want += np.log((below + (equal + 1) / 2) / m)
+    np.testing.assert_allclose(cols["az_nas"], want, rtol=0, atol=1e-12)
+    rows = cli_rows(cli, archs, "az_nas", tmp_path=tmp_path)
+    assert [float(r["az_nas"]) for r in rows] == list(cols["az_nas"])
+    with pytest.raises(ValueError, match="set scores: az_nas"):
+        nasrank.score([0], scores="az_nass", **SMALL)
+
+
 def test_archs_take_every_form():
     """--archs strings, iterables of ints and of arch strings, numpy integers: the same rows."""
     arch_1 = nasrank.arch(1).arch
