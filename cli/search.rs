@@ -13,23 +13,36 @@ use nasrank::run::data::DataSource;
 use nasrank::run::device::{parse_device, Device};
 use nasrank::run::search::{SearchProgress, Strategy};
 use nasrank::run::search_report::SearchRequest;
+use nasrank::space::Space;
 use serde_json::Value;
 use std::path::PathBuf;
 
-/// Search NAS-Bench-201 with a training-free score: random sampling (NASWOT), regularized
-/// evolution, KNAS's top-k then benchmark lookup, or TE-NAS's supernet pruning.
+/// Search NAS-Bench-201 / NATS-Bench with a training-free score: random sampling (NASWOT),
+/// regularized evolution, KNAS's top-k then benchmark lookup, or TE-NAS's supernet pruning.
+/// `--space sss` searches the NATS-Bench size space (archs `C1:C2:C3:C4:C5`; evolution
+/// mutates one width); pruning is defined on the topology space's supernet only.
 #[derive(Args)]
 #[command(after_help = "Examples:\n  \
     nasrank search random --samples 100 --runs 10 --truth ../shared/data/nb201/accuracy_dev.csv \\\n      \
       --from ../shared/data/nb201/accuracy_dev.csv --data cifar10:../shared/data/cifar10\n  \
     nasrank search evolution --score naswot --cycles 500\n  \
     nasrank search topk --score mgm --samples 300 --k 40 --truth acc.csv\n  \
-    nasrank search prune --truth acc.csv --data cifar10:../shared/data/cifar10")]
+    nasrank search prune --truth acc.csv --data cifar10:../shared/data/cifar10\n  \
+    nasrank search random --space sss --samples 100 --runs 10 --from ../shared/data/nats_sss/accuracy_dev.csv \\\n      \
+      --truth ../shared/data/nats_sss/accuracy_dev.csv --data cifar10:../shared/data/cifar10\n  \
+    nasrank search evolution --space sss --score synflow --cycles 500\n  \
+    nasrank search topk --space sss --samples 300 --k 40 --truth ../shared/data/nats_sss/accuracy_dev.csv")]
 pub struct SearchArgs {
     /// The search strategy.
     #[arg(value_parser = PossibleValuesParser::new(Strategy::ALL.map(Strategy::name))
         .map(|s| s.parse::<Strategy>().expect("one of the possible values")))]
     strategy: Strategy,
+    /// The search space: tss (NAS-Bench-201 / NATS-Bench topology, 15,625 archs) or sss
+    /// (NATS-Bench size, 32,768 archs `C1:C2:C3:C4:C5`). `prune` and the scores defined on
+    /// the topology space only (linear_regions, meco, meco_opt) exit 2 with sss, as do
+    /// --channels and --cells (a size-space arch gives its own widths).
+    #[arg(long, default_value = "tss")]
+    space: Space,
     /// The score that drives the search (default: naswot; mgm for topk; prune takes `ntk`
     /// or `ntk_exact`, the kappa it ranks with linear regions).
     #[arg(long)]
@@ -48,14 +61,17 @@ pub struct SearchArgs {
     /// (`cuda:all` is GPU 0 here: a search scores one arch at a time).
     #[arg(long, default_value = "cpu", value_parser = parse_device)]
     device: Device,
-    /// Channels of the first stage (default 16; 3 for prune, as TE-NAS's released code).
+    /// Channels of the first stage (default 16; 3 for prune, as TE-NAS's released code);
+    /// topology space only.
     #[arg(long)]
     channels: Option<usize>,
-    /// Cells per stage (default 5; 1 for prune, as TE-NAS's released code).
+    /// Cells per stage (default 5; 1 for prune, as TE-NAS's released code); topology space
+    /// only.
     #[arg(long)]
     cells: Option<usize>,
-    /// Accuracy table (CSV with an `index` or `arch` column) for the chosen archs'
-    /// accuracies; topk picks its final arch by it.
+    /// Accuracy table (CSV with an `index` or `arch` column, of the space searched) for the
+    /// chosen archs' accuracies; topk picks its final arch by it and, without --from,
+    /// samples from the archs it gives an accuracy.
     #[arg(long)]
     truth: Option<PathBuf>,
     /// The accuracy column of --truth.
@@ -108,6 +124,7 @@ pub struct SearchArgs {
 
 pub fn run(args: &SearchArgs) -> Result<(), CliError> {
     let mut request = SearchRequest {
+        space: args.space,
         score: match &args.score {
             Some(name) => Some(name.parse().map_err(CliError::usage)?),
             None => None,
@@ -134,13 +151,13 @@ pub fn run(args: &SearchArgs) -> Result<(), CliError> {
     // Options are checked before any file is read.
     request.check_options()?;
     if let Some(path) = &args.from {
-        request.pool = Some(read_pool(path)?);
+        request.pool = Some(read_pool(path, args.space)?);
     }
     if let Some(path) = &args.truth {
-        request.truth = Some(read_truth(path, &args.metric)?);
+        request.truth = Some(read_truth(path, &args.metric, args.space)?);
     }
     if let Some(path) = &args.scores_from {
-        request.known = read_known_scores(path, request.score())?;
+        request.known = read_known_scores(path, request.score(), args.space)?;
     }
     request.check()?;
     request.data = parse_data(&args.data)?;
@@ -168,9 +185,15 @@ fn print_report(request: &SearchRequest, report: &Value) {
         0 => String::new(),
         k => format!(" ({k} more read from --scores-from)"),
     };
+    // A size-space arch brings its own widths: C and N shape topology-space nets only.
+    let network = match request.space {
+        Space::Tss => format!("channels {channels}, cells {cells}"),
+        Space::Sss => "each arch's own widths".to_string(),
+    };
     println!(
-        "{} search by {score} ({dir} is better), channels {channels}, cells {cells}, seed {}",
+        "{} search of the {} space by {score} ({dir} is better), {network}, seed {}",
         request.strategy.name(),
+        request.space,
         request.seed
     );
     let int = |v: &Value| v.as_u64().unwrap_or(0);
@@ -239,8 +262,12 @@ fn print_report(request: &SearchRequest, report: &Value) {
         }
         Strategy::Topk => {
             let k = int(&report["k"]);
+            let source = match report["pool_source"].as_str() {
+                Some("truth") => format!(" (the archs with a {metric} in --truth)"),
+                _ => String::new(),
+            };
             println!(
-                "{} archs sampled from a pool of {}, the {k} best by {score} kept",
+                "{} archs sampled from a pool of {}{source}, the {k} best by {score} kept",
                 int(&report["samples"]),
                 int(&report["pool"])
             );

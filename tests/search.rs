@@ -2,12 +2,16 @@
 //! end to end on a tiny network.
 
 use nasrank::data::SplitMix64;
-use nasrank::search::evolution::{mutate, regularized_evolution, Evolution, EvolutionSettings};
+use nasrank::search::evolution::{
+    mutate, mutate_width, regularized_evolution, Evolution, EvolutionSettings,
+};
 use nasrank::search::prune::{dense_ranks, prune_round, prune_search, relative_change_thousandths};
 use nasrank::search::random::{mean_std, random_search};
 use nasrank::search::topk::{pick_by_accuracy, top_k, topk_search};
-use nasrank::search::{best_position, sample_without_replacement};
-use nasrank::space::{arch_of_index, index_of_arch, Arch, Cell, Op, OpSet, EDGES, NUM_ARCHS};
+use nasrank::search::{best_position, random_size_arch, sample_without_replacement, SearchArch};
+use nasrank::space::{
+    arch_of_index, index_of_arch, Arch, Cell, Op, OpSet, SizeArch, EDGES, NUM_ARCHS,
+};
 use std::collections::HashSet;
 mod common;
 
@@ -390,6 +394,187 @@ fn pruning_the_supernet_takes_three_rounds_to_one_op_per_edge() {
     let arch = cell.as_arch().expect("one op per edge");
     for e in 0..6 {
         assert_eq!(weight(e, arch.ops[e]), 100.0, "edge {e}");
+    }
+}
+
+// ---------------------------------------------------------------- size space (SSS)
+
+/// The size space's widths and size, as shared/spec/nats_sss.md A1 gives them (not the
+/// engine's constants).
+const WIDTHS: [usize; 8] = [8, 16, 24, 32, 40, 48, 56, 64];
+const SSS_ARCHS: usize = 32_768;
+
+/// The benchmark's params of an SSS network, spec A4's closed form (K classes).
+fn spec_params(w: [usize; 5], k: usize) -> f64 {
+    let ne = |a: usize, b: usize| usize::from(a != b);
+    let cell =
+        |a: usize, b: usize| 18 * a * b + 27 * b * b + ne(a, b) * a * b + 10 * b + ne(a, b) * 2 * b;
+    let res = |a: usize, b: usize| 10 * a * b + 9 * b * b + 4 * b;
+    let [c1, c2, c3, c4, c5] = w;
+    (27 * c1
+        + 2 * c1
+        + cell(c1, c1)
+        + res(c1, c2)
+        + cell(c2, c3)
+        + res(c3, c4)
+        + cell(c4, c5)
+        + 2 * c5
+        + (c5 + 1) * k) as f64
+}
+
+/// The widths at an SSS index, spec A1's order (first position most significant).
+fn spec_widths(index: usize) -> [usize; 5] {
+    let mut w = [0; 5];
+    for (k, slot) in w.iter_mut().enumerate() {
+        *slot = WIDTHS[(index >> (3 * (4 - k))) & 7];
+    }
+    w
+}
+
+fn sss_params(index: usize) -> f64 {
+    spec_params(spec_widths(index), 10)
+}
+
+#[test]
+fn the_spec_params_fitness_matches_the_spec_anchors() {
+    // Spec A5 (CIFAR-10): the oracle the size-space searches below climb.
+    assert_eq!(sss_params(0), 11_714.0);
+    assert_eq!(sss_params(11), 49_202.0);
+    assert_eq!(sss_params(284), 144_834.0);
+    assert_eq!(sss_params(32_767), 713_674.0);
+}
+
+#[test]
+fn width_mutation_changes_exactly_one_position_to_another_allowed_width() {
+    let mut rng = SplitMix64::new(12);
+    let mut positions_hit = [0usize; 5];
+    let mut moves = std::collections::HashMap::new();
+    let draws = 20_000;
+    for i in 0..draws {
+        let parent = SizeArch::from_index((i * 7) % SSS_ARCHS).unwrap();
+        let child = mutate_width(&parent, &mut rng);
+        let (p, c) = (parent.widths(), child.widths());
+        let changed: Vec<usize> = (0..5).filter(|&k| p[k] != c[k]).collect();
+        assert_eq!(changed.len(), 1, "{parent} -> {child}");
+        let k = changed[0];
+        assert!(WIDTHS.contains(&c[k]), "{parent} -> {child}");
+        positions_hit[k] += 1;
+        *moves.entry((p[k], c[k])).or_insert(0usize) += 1;
+    }
+    // Positions uniform: 4,000 expected each (sd 57).
+    assert!(
+        positions_hit.iter().all(|&n| (3_700..4_300).contains(&n)),
+        "{positions_hit:?}"
+    );
+    // From each width, each of the 7 others reached.
+    assert_eq!(moves.len(), 8 * 7, "{moves:?}");
+    // The trait's mutation of a size arch is the width mutation.
+    let a = SizeArch::from_index(1234).unwrap();
+    let (mut r1, mut r2) = (SplitMix64::new(3), SplitMix64::new(3));
+    for _ in 0..50 {
+        assert_eq!(a.mutate(&mut r1), mutate_width(&a, &mut r2));
+    }
+}
+
+#[test]
+fn random_size_archs_cover_every_width_at_every_position_uniformly() {
+    let mut rng = SplitMix64::new(21);
+    let mut counts = [[0usize; 8]; 5];
+    for _ in 0..8_000 {
+        let arch = random_size_arch(&mut rng);
+        for (k, w) in arch.widths().into_iter().enumerate() {
+            counts[k][WIDTHS.iter().position(|&x| x == w).unwrap()] += 1;
+        }
+    }
+    // 1,000 expected per cell (sd 30).
+    for row in counts {
+        assert!(row.iter().all(|&n| (850..1_150).contains(&n)), "{counts:?}");
+    }
+}
+
+#[test]
+fn random_search_over_the_size_space_finds_the_known_best() {
+    let pool: Vec<usize> = (0..SSS_ARCHS).collect();
+    // Sampling the whole space: the largest network by params is 64:64:64:64:64 (index
+    // 32767) and the smallest 8:8:8:8:8 (index 0), spec A5.
+    let all = random_search(&pool, SSS_ARCHS, 3, true, sss_params);
+    assert_eq!(all.chosen().0, 32_767);
+    let all = random_search(&pool, SSS_ARCHS, 3, false, sss_params);
+    assert_eq!(all.chosen().0, 0);
+    // A sample: the best of what was drawn, the draws distinct indices of the space.
+    let run = random_search(&pool, 500, 8, true, sss_params);
+    let distinct: HashSet<usize> = run.sample.iter().map(|s| s.0).collect();
+    assert_eq!(distinct.len(), 500);
+    assert!(distinct.iter().all(|&i| i < SSS_ARCHS));
+    let best = distinct
+        .iter()
+        .copied()
+        .max_by(|&a, &b| sss_params(a).total_cmp(&sss_params(b)))
+        .unwrap();
+    assert_eq!(run.chosen(), (best, sss_params(best)));
+}
+
+#[test]
+fn evolution_on_the_size_space_climbs_to_the_widest_arch() {
+    let settings = EvolutionSettings {
+        population: 20,
+        sample: 5,
+        cycles: 2_000,
+    };
+    let fitness = |a: &SizeArch| spec_params(a.widths(), 10);
+    for seed in 0..4 {
+        let evo = regularized_evolution(settings, true, seed, fitness);
+        let first_population = evo.history[..20]
+            .iter()
+            .map(|m| m.fitness)
+            .fold(f64::MIN, f64::max);
+        let best = evo.best().unwrap();
+        assert!(
+            best.fitness > first_population,
+            "seed {seed}: no improvement"
+        );
+        // Params rise strictly with every width (spec A5): one optimum, every width 64.
+        assert_eq!(best.arch.widths(), [64; 5], "seed {seed}: {}", best.arch);
+        assert_eq!(best.arch.to_string(), "64:64:64:64:64");
+        // Deterministic in the seed.
+        let again = regularized_evolution(settings, true, seed, fitness);
+        assert_eq!(evo.history, again.history);
+    }
+    // Minimising climbs down to the narrowest arch just as well.
+    let evo = regularized_evolution(
+        EvolutionSettings {
+            population: 20,
+            sample: 5,
+            cycles: 2_000,
+        },
+        false,
+        1,
+        fitness,
+    );
+    assert_eq!(evo.best().unwrap().arch.to_string(), "8:8:8:8:8");
+}
+
+#[test]
+fn size_space_evolution_children_are_width_mutations_of_the_population() {
+    let settings = EvolutionSettings {
+        population: 6,
+        sample: 2,
+        cycles: 200,
+    };
+    let mut evo: Evolution<SizeArch> = Evolution::new(settings, true, 17);
+    let mut fitness = |a: &SizeArch| sss_params(a.index());
+    while !evo.done() {
+        let before: Vec<SizeArch> = evo.population.iter().map(|m| m.arch).collect();
+        let full = before.len() == settings.population;
+        let child = evo.step(&mut fitness).arch;
+        if full {
+            // A child is one width away from a member of the population it was bred from.
+            let one_away = before.iter().any(|p| {
+                let (a, b) = (p.widths(), child.widths());
+                (0..5).filter(|&k| a[k] != b[k]).count() == 1
+            });
+            assert!(one_away, "{child} is not one width from {before:?}");
+        }
     }
 }
 
@@ -820,4 +1005,378 @@ fn cli_evolution_reports_the_fittest_arch_it_evaluated() {
     assert_eq!(index, index_of_arch(&fittest.arch));
     assert_eq!(v["best"]["score"].as_f64().unwrap(), fittest.fitness);
     assert_eq!(v["best"]["score"].as_f64().unwrap(), score_of(index));
+}
+
+// ---------------------------------------------------------------- CLI, size space
+
+/// A temp dir for one size-space test.
+fn sss_dir(test: &str) -> std::path::PathBuf {
+    let dir =
+        std::env::temp_dir().join(format!("nasrank-search-sss-{}-{test}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// The arch string at an SSS index, spec A1 (widths joined by `:`).
+fn spec_string(index: usize) -> String {
+    spec_widths(index).map(|w| w.to_string()).join(":")
+}
+
+/// The index of `C1:C2:C3:C4:C5`, spec A1.
+fn spec_index(text: &str) -> usize {
+    text.split(':')
+        .map(|w| w.parse::<usize>().unwrap() / 8 - 1)
+        .fold(0, |acc, d| acc * 8 + d)
+}
+
+#[test]
+fn cli_random_on_the_size_space_picks_the_best_naswot_and_prints_size_strings() {
+    let dir = sss_dir("random");
+    // Small networks: 8:8:8:8:8 (0), index 12, 8:16:8:16:8, index 1234.
+    let pool = dir.join("pool.txt");
+    std::fs::write(&pool, "8:8:8:8:8\n12\n8:16:8:16:8\n1234\n").unwrap();
+    let args = [
+        "search",
+        "random",
+        "--space",
+        "sss",
+        "-n",
+        "4",
+        "--batch",
+        "4",
+        "--quiet",
+        "--from",
+        pool.to_str().unwrap(),
+    ];
+    let v = json_of(&nasrank(&[&args[..], &["--json"]].concat()));
+    assert_eq!(v["space"], "sss", "{v}");
+    assert_eq!(v["pool"], 4, "{v}");
+    assert_eq!(v["scored"], 4, "{v}");
+    let run = &v["runs"][0];
+    let (index, arch) = (
+        run["index"].as_u64().unwrap() as usize,
+        run["arch"].as_str().unwrap(),
+    );
+    assert_eq!(arch, spec_string(index), "{v}");
+    // The choice is the argmax of what `score --space sss` gives the pool's archs.
+    let pool_indices = [0, 12, spec_index("8:16:8:16:8"), 1234];
+    let list = pool_indices.map(|i| i.to_string()).join(",");
+    let out = nasrank(&[
+        "score", "--space", "sss", "--archs", &list, "--scores", "naswot", "--batch", "4",
+        "--quiet",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let best = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            (
+                f[0].parse::<usize>().unwrap(),
+                f[1].to_string(),
+                f[3].parse::<f64>().unwrap(),
+            )
+        })
+        .max_by(|a, b| a.2.total_cmp(&b.2))
+        .unwrap();
+    assert_eq!((index, arch.to_string()), (best.0, best.1.clone()), "{v}");
+    assert_eq!(run["score"].as_f64().unwrap(), best.2);
+
+    // The text report names the space and prints the size-space string.
+    let out = nasrank(&args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.lines().next().unwrap().contains("sss space"), "{text}");
+    let row = text.lines().find(|l| l.starts_with("1 ")).expect(&text);
+    let fields: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(fields[1], best.0.to_string(), "{text}");
+    assert_eq!(*fields.last().unwrap(), best.1, "{text}");
+}
+
+/// An SSS accuracy table: six archs on a chain of strictly growing params (spec A5: every
+/// +8 step of a width adds params), so `--score params` keeps the last three by hand.
+fn sss_truth(dir: &std::path::Path) -> (std::path::PathBuf, [&'static str; 6]) {
+    let chain = [
+        "8:8:8:8:8",
+        "16:8:8:8:8",
+        "16:16:8:8:8",
+        "16:16:16:8:8",
+        "16:16:16:16:8",
+        "16:16:16:16:16",
+    ];
+    // The most accurate is not kept; of the kept, 16:16:16:16:8 is.
+    let accuracy = [95.0, 80.0, 81.0, 82.0, 90.0, 85.0];
+    let mut text = String::from("index,arch,cifar10_test\n");
+    for (arch, acc) in chain.iter().zip(accuracy) {
+        text += &format!("{},{arch},{acc}\n", spec_index(arch));
+    }
+    let path = dir.join("truth.csv");
+    std::fs::write(&path, text).unwrap();
+    (path, chain)
+}
+
+#[test]
+fn cli_topk_on_the_size_space_samples_the_archs_of_truth_and_picks_by_accuracy() {
+    let dir = sss_dir("topk");
+    let (truth, chain) = sss_truth(&dir);
+    let v = json_of(&nasrank(&[
+        "search",
+        "topk",
+        "--space",
+        "sss",
+        "--score",
+        "params",
+        "-n",
+        "6",
+        "--k",
+        "3",
+        "--truth",
+        truth.to_str().unwrap(),
+        "--quiet",
+        "--json",
+    ]));
+    assert_eq!(v["space"], "sss", "{v}");
+    // No --from: the pool is the truth table's archs, not the 32,768 of the space.
+    assert_eq!(v["pool"], 6, "{v}");
+    assert_eq!(v["pool_source"], "truth", "{v}");
+    let kept: Vec<&str> = v["kept"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["arch"].as_str().unwrap())
+        .collect();
+    assert_eq!(kept, [chain[5], chain[4], chain[3]], "{v}");
+    assert_eq!(v["pick"]["arch"], "16:16:16:16:8", "{v}");
+    assert_eq!(v["pick"]["index"], spec_index("16:16:16:16:8"), "{v}");
+    assert_eq!(v["pick"]["accuracy"].as_f64().unwrap(), 90.0);
+    // The params the report gives are the spec's.
+    assert_eq!(
+        v["kept"][0]["score"].as_f64().unwrap(),
+        spec_params([16; 5], 10)
+    );
+
+    // Without --truth the sample comes from the whole space.
+    let v = json_of(&nasrank(&[
+        "search", "topk", "--space", "sss", "--score", "params", "-n", "5", "--k", "2", "--quiet",
+        "--json",
+    ]));
+    assert_eq!(v["pool"], SSS_ARCHS, "{v}");
+    assert_eq!(v["pool_source"], "space", "{v}");
+    assert!(v["pick"].is_null(), "{v}");
+}
+
+#[test]
+fn cli_topk_with_truth_and_no_pool_samples_the_archs_of_truth_in_the_topology_space_too() {
+    let dir = sss_dir("topk-tss");
+    let path = dir.join("truth.csv");
+    let picked = [6111, 1, 9, 5000];
+    let mut text = String::from("index,cifar10_test\n");
+    for (n, i) in picked.iter().enumerate() {
+        text += &format!("{i},{}\n", 90.0 + n as f64);
+    }
+    std::fs::write(&path, text).unwrap();
+    let mut args = vec![
+        "search",
+        "topk",
+        "--score",
+        "params",
+        "-n",
+        "4",
+        "--k",
+        "4",
+        "--quiet",
+        "--json",
+        "--truth",
+        path.to_str().unwrap(),
+    ];
+    args.extend(TINY);
+    let v = json_of(&nasrank(&args));
+    assert_eq!(v["space"], "tss", "{v}");
+    let mut kept: Vec<u64> = v["kept"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["index"].as_u64().unwrap())
+        .collect();
+    kept.sort_unstable();
+    assert_eq!(kept, [1, 9, 5000, 6111], "{v}");
+    // The most accurate of the table, as all are kept.
+    assert_eq!(v["pick"]["index"], 5000, "{v}");
+}
+
+/// The size-space evolution the CLI runs is the engine's width-mutating evolution with the
+/// documented seed: replayed here over the scores of `--scores-from` (a permutation of the
+/// indices), the fittest arch of its history is what the CLI reports.
+#[test]
+fn cli_evolution_on_the_size_space_reports_the_fittest_arch_it_evaluated() {
+    let dir = sss_dir("evolution");
+    let score_of = |i: usize| ((i * 7919) % SSS_ARCHS) as f64;
+    let mut file = String::from("index,arch,unique,naswot,seconds,scored_as\n");
+    for i in 0..SSS_ARCHS {
+        let arch = spec_string(i);
+        file += &format!("{i},{arch},{arch},{},0,{i}\n", score_of(i));
+    }
+    let known = dir.join("known.csv");
+    std::fs::write(&known, file).unwrap();
+    let settings = EvolutionSettings {
+        population: 5,
+        sample: 3,
+        cycles: 40,
+    };
+    let v = json_of(&nasrank(&[
+        "search",
+        "evolution",
+        "--space",
+        "sss",
+        "--population",
+        "5",
+        "--tournament",
+        "3",
+        "--cycles",
+        "40",
+        "--seed",
+        "9",
+        "--scores-from",
+        known.to_str().unwrap(),
+        "--quiet",
+        "--json",
+    ]));
+    assert_eq!(v["space"], "sss", "{v}");
+    assert_eq!(v["scored"], 0, "every score came from --scores-from");
+    let evo = regularized_evolution(
+        settings,
+        true,
+        nasrank::data::Seeds(9).search(0),
+        |a: &SizeArch| score_of(spec_index(&a.to_string())),
+    );
+    let fittest = evo
+        .history
+        .iter()
+        .max_by(|a, b| a.fitness.total_cmp(&b.fitness))
+        .unwrap();
+    let index = v["best"]["index"].as_u64().unwrap() as usize;
+    assert_eq!(v["best"]["arch"], fittest.arch.to_string(), "{v}");
+    assert_eq!(index, spec_index(&fittest.arch.to_string()));
+    assert_eq!(v["best"]["score"].as_f64().unwrap(), score_of(index));
+}
+
+#[test]
+fn cli_size_space_bad_input_exits_2_with_a_message() {
+    let dir = sss_dir("bad");
+    let (truth, _) = sss_truth(&dir);
+    let tss_pool = dir.join("tss-pool.txt");
+    std::fs::write(&tss_pool, "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|\n").unwrap();
+    let far = dir.join("far-pool.txt");
+    std::fs::write(&far, "12\n40000\n").unwrap();
+    // A topology-space table (its arch strings are no size-space archs).
+    let tss_truth = dir.join("tss-truth.csv");
+    std::fs::write(
+        &tss_truth,
+        format!(
+            "index,arch,cifar10_test\n1,{},90\n",
+            arch_of_index(1).unwrap()
+        ),
+    )
+    .unwrap();
+    // Scores of the topology space, with the manifest `score` writes.
+    let tss_scores = dir.join("tss-scores.csv");
+    let out = nasrank(&[
+        "score",
+        "--archs",
+        "0..3",
+        "--scores",
+        "params",
+        "--quiet",
+        "--out",
+        tss_scores.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (truth, tss_pool, far, tss_truth, tss_scores) = (
+        truth.to_str().unwrap(),
+        tss_pool.to_str().unwrap(),
+        far.to_str().unwrap(),
+        tss_truth.to_str().unwrap(),
+        tss_scores.to_str().unwrap(),
+    );
+    for (args, needle) in [
+        (
+            vec!["search", "prune", "--space", "sss"],
+            "topology space's supernet only",
+        ),
+        (
+            vec!["search", "prune", "--space", "sss", "--score", "naswot"],
+            "topology space's supernet only",
+        ),
+        (
+            vec!["search", "random", "--space", "sss", "--score", "meco"],
+            "meco is not defined on the sss space",
+        ),
+        (
+            vec![
+                "search",
+                "evolution",
+                "--space",
+                "sss",
+                "--score",
+                "meco_opt",
+            ],
+            "meco_opt is not defined on the sss space",
+        ),
+        (
+            vec![
+                "search",
+                "topk",
+                "--space",
+                "sss",
+                "--score",
+                "linear_regions",
+            ],
+            "linear_regions is not defined on the sss space",
+        ),
+        (
+            vec!["search", "random", "--space", "sss", "--channels", "4"],
+            "--channels and --cells",
+        ),
+        (vec!["search", "random", "--space", "xyz"], "unknown space"),
+        (
+            vec!["search", "random", "--space", "sss", "--from", tss_pool],
+            "bad sss arch string",
+        ),
+        (
+            vec!["search", "random", "--space", "sss", "--from", far],
+            "out of range",
+        ),
+        (
+            vec!["search", "random", "--space", "sss", "--samples", "40000"],
+            "exceeds the 32768 archs",
+        ),
+        (
+            vec![
+                "search", "topk", "--space", "sss", "-n", "7", "--k", "2", "--truth", truth,
+            ],
+            "in --truth",
+        ),
+        (
+            vec!["search", "random", "--space", "sss", "--truth", tss_truth],
+            "bad sss arch string",
+        ),
+        (
+            vec![
+                "search",
+                "random",
+                "--space",
+                "sss",
+                "--score",
+                "params",
+                "--scores-from",
+                tss_scores,
+            ],
+            "scores of the tss space",
+        ),
+    ] {
+        let out = nasrank(&args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        assert!(out.stdout.is_empty(), "{args:?} printed to stdout");
+        assert!(stderr(&out).contains(needle), "{args:?}: {}", stderr(&out));
+    }
 }

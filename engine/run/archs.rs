@@ -1,12 +1,13 @@
 //! Inputs that name archs: the `--archs` specification, pools and accuracy tables keyed
 //! by `index` or `arch`, and scores read back from a results file.
 
+use super::provenance::Provenance;
 use super::RunError;
 use crate::eval::table::Table;
 use crate::proxy::Score;
 use crate::space::{
     arch_of_index, count_flops, count_params, index_of_arch, is_dead, iso_classes, iso_key,
-    relu_units, AnyArch, Arch, Cell, DatasetShape, MacroConfig, SizeArch, Space, NUM_ARCHS,
+    relu_units, AnyArch, Arch, Cell, DatasetShape, MacroConfig, SizeArch, Space,
 };
 use anyhow::anyhow;
 use std::collections::HashMap;
@@ -257,9 +258,13 @@ fn parse_arch_string(text: &str) -> Result<usize, RunError> {
     Ok(index_of_arch(&arch))
 }
 
-/// Accuracy by benchmark index from a CSV with an `index` (else `arch`) column; cells that
-/// are not numbers are left out.
-pub fn read_truth(path: &Path, metric: &str) -> Result<HashMap<usize, f64>, RunError> {
+/// Accuracy by benchmark index of `space` from a CSV with an `index` (else `arch`) column;
+/// cells that are not numbers are left out.
+pub fn read_truth(
+    path: &Path,
+    metric: &str,
+    space: Space,
+) -> Result<HashMap<usize, f64>, RunError> {
     let table = Table::read(path).map_err(RunError::input)?;
     let col = table.column(metric).ok_or_else(|| {
         RunError::input(anyhow!(
@@ -268,7 +273,7 @@ pub fn read_truth(path: &Path, metric: &str) -> Result<HashMap<usize, f64>, RunE
             table.header.join(", ")
         ))
     })?;
-    let indices = table_indices(&table, path)?;
+    let indices = table_indices(&table, path, space)?;
     Ok(indices
         .into_iter()
         .zip(&table.rows)
@@ -276,37 +281,66 @@ pub fn read_truth(path: &Path, metric: &str) -> Result<HashMap<usize, f64>, RunE
         .collect())
 }
 
-/// The benchmark index of every row of a table with an `index` or `arch` column.
-pub fn table_indices(table: &Table, path: &Path) -> Result<Vec<usize>, RunError> {
+/// The benchmark index in `space` of every row of a table with an `index` or `arch`
+/// column. Where both are present, each row's arch must be the arch at its index (so a
+/// table of the other space is refused rather than read as indices of this one).
+pub fn table_indices(table: &Table, path: &Path, space: Space) -> Result<Vec<usize>, RunError> {
     let bad = |line: usize, what: &str, e: String| {
         RunError::input(anyhow!("{}:{}: {what}: {e}", path.display(), line + 2))
+    };
+    let num_archs = space.num_archs();
+    let arch_col = table.column("arch");
+    let arch_at = |line: usize, text: &str| -> Result<AnyArch, RunError> {
+        space.parse_arch(text.trim()).map_err(|e| {
+            bad(
+                line,
+                &format!("bad {space} arch string {:?}", text.trim()),
+                e.to_string(),
+            )
+        })
     };
     if let Some(col) = table.column("index") {
         table
             .rows
             .iter()
             .enumerate()
-            .map(|(line, row)| match row[col].trim().parse::<usize>() {
-                Ok(i) if i < NUM_ARCHS => Ok(i),
-                _ => Err(bad(
-                    line,
-                    "bad index",
-                    format!("{:?} is not in 0..{NUM_ARCHS}", row[col]),
-                )),
+            .map(|(line, row)| {
+                let index = match row[col].trim().parse::<usize>() {
+                    Ok(i) if i < num_archs => i,
+                    _ => {
+                        return Err(bad(
+                            line,
+                            "bad index",
+                            format!(
+                                "{:?} is not in 0..{num_archs} (the {space} space's indices)",
+                                row[col]
+                            ),
+                        ))
+                    }
+                };
+                if let Some(a) = arch_col {
+                    let arch = arch_at(line, &row[a])?;
+                    if arch.index() != index {
+                        return Err(bad(
+                            line,
+                            "index and arch disagree",
+                            format!(
+                                "arch {} is index {} of the {space} space, not {index}",
+                                row[a].trim(),
+                                arch.index()
+                            ),
+                        ));
+                    }
+                }
+                Ok(index)
             })
             .collect()
-    } else if let Some(col) = table.column("arch") {
+    } else if let Some(col) = arch_col {
         table
             .rows
             .iter()
             .enumerate()
-            .map(|(line, row)| {
-                row[col]
-                    .trim()
-                    .parse::<Arch>()
-                    .map(|a| index_of_arch(&a))
-                    .map_err(|e| bad(line, "bad arch string", e.to_string()))
-            })
+            .map(|(line, row)| Ok(arch_at(line, &row[col])?.index()))
             .collect()
     } else {
         Err(RunError::input(anyhow!(
@@ -318,8 +352,8 @@ pub fn table_indices(table: &Table, path: &Path) -> Result<Vec<usize>, RunError>
 }
 
 /// The pool of `--from`: a CSV (its first line holds a comma) with an `index` or `arch`
-/// column, or one index or arch string per line. Duplicates removed, order kept.
-pub fn read_pool(path: &Path) -> Result<Vec<usize>, RunError> {
+/// column, or one index or arch string of `space` per line. Duplicates removed, order kept.
+pub fn read_pool(path: &Path, space: Space) -> Result<Vec<usize>, RunError> {
     if !path.is_file() {
         return Err(RunError::input(anyhow!(
             "--from {}: no such file",
@@ -334,14 +368,17 @@ pub fn read_pool(path: &Path) -> Result<Vec<usize>, RunError> {
         .find(|l| !l.is_empty());
     let indices: Vec<usize> = if first.is_some_and(|l| l.contains(',')) {
         let table = Table::read(path).map_err(RunError::input)?;
-        table_indices(&table, path)?
+        table_indices(&table, path, space)?
     } else {
         let spec = path
             .to_str()
             .ok_or_else(|| RunError::input(anyhow!("--from {}: not UTF-8", path.display())))?;
-        parse_archs(spec)?.into_iter().map(|(i, _)| i).collect()
+        parse_space_archs(space, spec)?
+            .into_iter()
+            .map(|(i, _)| i)
+            .collect()
     };
-    let mut seen = vec![false; NUM_ARCHS];
+    let mut seen = vec![false; space.num_archs()];
     let pool: Vec<usize> = indices
         .into_iter()
         .filter(|&i| !std::mem::replace(&mut seen[i], true))
@@ -355,26 +392,43 @@ pub fn read_pool(path: &Path) -> Result<Vec<usize>, RunError> {
     Ok(pool)
 }
 
-/// The `score` column of a results file, by benchmark index.
-pub fn read_known_scores(path: &Path, score: Score) -> Result<HashMap<usize, f64>, RunError> {
+/// The `score` column of a results file of `space`, by benchmark index. A file whose
+/// provenance manifest records another space, an index outside the space, or (with an
+/// `arch` column) an arch that is not the space's arch at its index is refused: its values
+/// would be read as other archs' scores.
+pub fn read_known_scores(
+    path: &Path,
+    score: Score,
+    space: Space,
+) -> Result<HashMap<usize, f64>, RunError> {
+    if let Some(made) = Provenance::read(path)? {
+        if made.space != space.name() {
+            return Err(RunError::input(anyhow!(
+                "--scores-from {}: scores of the {} space (its provenance manifest), not of \
+                 the {space} space searched",
+                path.display(),
+                made.space
+            )));
+        }
+    }
     let table = Table::read(path).map_err(RunError::input)?;
-    let (Some(index), Some(column)) = (table.column("index"), table.column(score.name())) else {
+    let (Some(_), Some(column)) = (table.column("index"), table.column(score.name())) else {
         return Err(RunError::input(anyhow!(
             "--scores-from {}: needs `index` and `{score}` columns; it has {}",
             path.display(),
             table.header.join(",")
         )));
     };
-    table
-        .rows
-        .iter()
-        .map(|row| {
-            let bad =
-                || RunError::input(anyhow!("--scores-from {}: bad row {row:?}", path.display()));
-            Ok((
-                row[index].parse().map_err(|_| bad())?,
-                row[column].parse().map_err(|_| bad())?,
-            ))
+    let indices = table_indices(&table, path, space)
+        .map_err(|e| RunError::input(anyhow!("--scores-from: {e:#}")))?;
+    indices
+        .into_iter()
+        .zip(&table.rows)
+        .map(|(index, row)| {
+            let value = row[column].parse().map_err(|_| {
+                RunError::input(anyhow!("--scores-from {}: bad row {row:?}", path.display()))
+            })?;
+            Ok((index, value))
         })
         .collect()
 }

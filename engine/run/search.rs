@@ -2,6 +2,11 @@
 //! backend, with the fitness cache (by benchmark index, and by class of archs known to
 //! score equal) and TE-NAS's supernet measurements (kappa, linear regions).
 //!
+//! A job searches one space ([`SearchJob::space`]): random and top-k sample benchmark
+//! indices of it, evolution draws and mutates its archs (edge ops in the topology space,
+//! widths in the size space), the fitness scores the space's arch at an index. Pruning
+//! works on the topology space's supernet only.
+//!
 //! The algorithms live in engine/search; this file runs them on the scores: one
 //! minibatch (drawn with `--seed`) and one weights seed for every arch, values cached by
 //! benchmark index so no arch is scored twice within a search, and the accuracy table of
@@ -38,7 +43,8 @@ use crate::search::evolution::{regularized_evolution, EvolutionSettings, Member}
 use crate::search::prune::{prune_search, Round};
 use crate::search::random::random_search;
 use crate::search::topk::{topk_search, TopK};
-use crate::space::{arch_of_index, index_of_arch, Arch, Cell};
+use crate::search::SearchArch;
+use crate::space::{AnyArch, Arch, Cell, SizeArch, Space};
 use crate::with_backend;
 use anyhow::{anyhow, Context};
 use std::cell::RefCell;
@@ -84,6 +90,20 @@ impl Strategy {
             Strategy::Prune => Score::Ntk,
             Strategy::Random | Strategy::Evolution => Score::Naswot,
         }
+    }
+
+    /// Whether this strategy can search `space`, or why not: pruning starts from the
+    /// topology space's supernet (every op on every edge), which the size space, one fixed
+    /// cell with five widths, does not have.
+    pub fn check_space(self, space: Space) -> Result<(), RunError> {
+        if self == Strategy::Prune && space != Space::Tss {
+            return Err(RunError::input(anyhow!(
+                "prune is defined on the topology space's supernet only (every op on every \
+                 cell edge, pruned to one op per edge); the {space} space has one fixed cell: \
+                 search it with random, evolution or topk"
+            )));
+        }
+        Ok(())
     }
 
     /// Whether `score` can drive this strategy, or why not: prune ranks by an NTK's kappa.
@@ -134,8 +154,10 @@ pub trait SearchProgress {
     }
 }
 
-/// A search: the score, its minibatch and settings, the backend it runs on.
+/// A search: the space, the score, its minibatch and settings, the backend it runs on.
 pub struct SearchJob<'a> {
+    /// The space searched: benchmark indices are this space's.
+    pub space: Space,
     pub backend: &'a AnyBackend,
     pub score: Score,
     pub batch: &'a Batch,
@@ -179,21 +201,36 @@ impl SearchJob<'_> {
         fitness.finish(chosen)
     }
 
-    /// Regularized evolution; the best member found.
+    /// Regularized evolution in the job's space (edge-op mutations in the topology space,
+    /// width mutations in the size space); the best member found.
     pub fn evolution(
         &self,
         settings: EvolutionSettings,
         progress: &mut dyn SearchProgress,
-    ) -> Result<Searched<Member>, RunError> {
+    ) -> Result<Searched<Member<AnyArch>>, RunError> {
+        match self.space {
+            Space::Tss => self.evolve::<Arch>(settings, progress),
+            Space::Sss => self.evolve::<SizeArch>(settings, progress),
+        }
+    }
+
+    fn evolve<A: SearchArch>(
+        &self,
+        settings: EvolutionSettings,
+        progress: &mut dyn SearchProgress,
+    ) -> Result<Searched<Member<AnyArch>>, RunError> {
         let mut fitness = Fitness::new(self, settings.cycles, progress);
         let evo = regularized_evolution(
             settings,
             self.score.higher_is_better(),
             self.seeds().search(0),
-            |arch: &Arch| fitness.value(index_of_arch(arch)),
+            |arch: &A| fitness.value(arch.benchmark_index()),
         );
         let best = evo.best().expect("at least one evaluation");
-        fitness.finish(best)
+        fitness.finish(Member {
+            arch: best.arch.into(),
+            fitness: best.fitness,
+        })
     }
 
     /// KNAS's top-k: the `k` best by score of `n` archs sampled from `pool`.
@@ -224,6 +261,7 @@ impl SearchJob<'_> {
         lr: &ReleasedSettings,
         progress: &mut dyn SearchProgress,
     ) -> Result<(Cell, Vec<Round>), RunError> {
+        Strategy::Prune.check_space(self.space)?;
         let mode = if self.score == Score::NtkExact {
             NtkMode::Exact
         } else {
@@ -305,8 +343,9 @@ fn prune_measurements(start: &Cell) -> usize {
     total
 }
 
-/// The fitness of a search: the score by benchmark index, each class of archs known to
-/// score equal scored once; after a failure every value is NaN and `finish` reports it.
+/// The fitness of a search: the score by benchmark index (of the job's space), each class
+/// of archs known to score equal scored once (in the size space every arch is its own
+/// class); after a failure every value is NaN and `finish` reports it.
 struct Fitness<'a, 'p> {
     job: &'a SearchJob<'a>,
     cache: HashMap<usize, f64>,
@@ -344,9 +383,13 @@ impl<'a, 'p> Fitness<'a, 'p> {
         if self.error.is_some() || self.stopped {
             return f64::NAN;
         }
-        let arch = arch_of_index(index).expect("benchmark index");
+        let arch = self
+            .job
+            .space
+            .arch_of_index(index)
+            .expect("benchmark index");
         let (score, batch, settings) = (self.job.score, self.job.batch, self.job.settings);
-        let class = score.class_key().of(&arch);
+        let class = arch.class_key(score.class_key());
         if let Some(&v) = self.by_class.get(&class) {
             self.cache.insert(index, v);
             return v;

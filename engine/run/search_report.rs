@@ -1,9 +1,12 @@
 //! A search as a front end asks for it (the options of `nasrank search` and of the Python
 //! package's `nasrank.search`), checked, run, and reported as one JSON object: the object
-//! `nasrank search --json` prints, from which the CLI's text report is also drawn.
+//! `nasrank search --json` prints, from which the CLI's text report is also drawn. The
+//! report records the space searched (`space`), and every arch in it is that space's
+//! (index and arch string).
 
 use super::data::DataSource;
 use super::device::Device;
+use super::score::check_space;
 use super::search::{SearchJob, SearchProgress, Searched, Strategy};
 use super::RunError;
 use crate::data::Seeds;
@@ -13,7 +16,7 @@ use crate::search::evolution::EvolutionSettings;
 use crate::search::prune::Round;
 use crate::search::random::mean_std;
 use crate::search::topk::pick_by_accuracy;
-use crate::space::{arch_of_index, index_of_arch, EDGES, NUM_ARCHS};
+use crate::space::{index_of_arch, Space, EDGES};
 use anyhow::anyhow;
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -23,6 +26,9 @@ use std::collections::HashMap;
 #[derive(Clone, Debug)]
 pub struct SearchRequest {
     pub strategy: Strategy,
+    /// The space searched (default the topology space); `prune` searches the topology
+    /// space only.
+    pub space: Space,
     /// The score that drives it (default: [`Strategy::default_score`]).
     pub score: Option<Score>,
     pub data: DataSource,
@@ -32,11 +38,13 @@ pub struct SearchRequest {
     /// The network (default C=16, N=5; C=3, N=1 for prune, as TE-NAS's released code).
     pub channels: Option<usize>,
     pub cells: Option<usize>,
-    /// Accuracies by benchmark index, to report the chosen archs' (topk picks by them).
+    /// Accuracies by benchmark index, to report the chosen archs' (topk picks by them, and
+    /// samples from the archs that have one unless `pool` is given).
     pub truth: Option<HashMap<usize, f64>>,
     /// The accuracy column `truth` was read from, for the report.
     pub metric: String,
-    /// random, topk: the archs to sample from (default: the whole space).
+    /// random, topk: the archs to sample from (default: the whole space; for topk with
+    /// `truth`, the archs that have an accuracy there: [`SearchRequest::sample_pool`]).
     pub pool: Option<Vec<usize>>,
     /// Scores known already, by benchmark index: not computed again.
     pub known: HashMap<usize, f64>,
@@ -56,6 +64,7 @@ impl SearchRequest {
     pub fn new(strategy: Strategy, data: DataSource) -> SearchRequest {
         SearchRequest {
             strategy,
+            space: Space::Tss,
             score: None,
             data,
             batch: None,
@@ -125,8 +134,38 @@ impl SearchRequest {
         }
     }
 
+    /// How many archs random and topk sample from ([`SearchRequest::sample_pool`]).
     pub fn pool_len(&self) -> usize {
-        self.pool.as_ref().map_or(NUM_ARCHS, Vec::len)
+        self.sample_pool().0.len()
+    }
+
+    /// topk without `pool` but with `truth`: the archs with an accuracy there. KNAS's final
+    /// pick looks every kept arch up, so sampling archs the table lacks would leave the
+    /// pick to chance (the dev tables hold 1,000 of 15,625 and 2,000 of 32,768 archs).
+    fn truth_pool(&self) -> Option<&HashMap<usize, f64>> {
+        match (self.strategy, &self.pool, &self.truth) {
+            (Strategy::Topk, None, Some(truth)) => Some(truth),
+            _ => None,
+        }
+    }
+
+    /// The benchmark indices random and topk sample from, and where they come from:
+    /// `"from"` (the given pool, in its order), `"truth"` (topk without a pool: the archs
+    /// with an accuracy in `truth`, ascending) or `"space"` (every arch of the space).
+    pub fn sample_pool(&self) -> (Vec<usize>, &'static str) {
+        match (&self.pool, self.truth_pool()) {
+            (Some(pool), _) => (pool.clone(), "from"),
+            (None, Some(truth)) => {
+                let mut pool: Vec<usize> = truth
+                    .iter()
+                    .filter(|(_, acc)| !acc.is_nan())
+                    .map(|(&i, _)| i)
+                    .collect();
+                pool.sort_unstable();
+                (pool, "truth")
+            }
+            (None, None) => ((0..self.space.num_archs()).collect(), "space"),
+        }
     }
 
     /// Options that belong to other strategies, zero counts, a score the strategy cannot
@@ -135,10 +174,25 @@ impl SearchRequest {
         self.check_options()?;
         if matches!(self.strategy, Strategy::Random | Strategy::Topk) {
             let n = self.samples();
-            if n > self.pool_len() {
+            let (pool, source) = self.sample_pool();
+            if n > pool.len() {
+                let what = match source {
+                    "truth" => format!(
+                        " (topk without --from samples the archs with a {} in --truth)",
+                        self.metric
+                    ),
+                    _ => String::new(),
+                };
                 return Err(RunError::input(anyhow!(
-                    "--samples {n} exceeds the {} archs to sample from",
-                    self.pool_len()
+                    "--samples {n} exceeds the {} archs to sample from{what}",
+                    pool.len()
+                )));
+            }
+            let num_archs = self.space.num_archs();
+            if let Some(&bad) = pool.iter().find(|&&i| i >= num_archs) {
+                return Err(RunError::input(anyhow!(
+                    "archs to sample from: index {bad} is not one of the {} space's (0..{num_archs})",
+                    self.space
                 )));
             }
             let k = self.k.unwrap_or(40);
@@ -193,7 +247,15 @@ impl SearchRequest {
                 return Err(RunError::input(anyhow!("{name} must be at least 1")));
             }
         }
-        self.strategy.check_score(self.score())
+        self.strategy.check_space(self.space)?;
+        self.strategy.check_score(self.score())?;
+        let (channels, cells) = self.network();
+        check_space(
+            self.space,
+            &self.strategy.scores_needed(self.score()),
+            channels,
+            cells,
+        )
     }
 
     /// Checks, reads the data, runs the search and returns its report (the object
@@ -213,6 +275,7 @@ impl SearchRequest {
             Seeds(self.seed).minibatch(),
         )?;
         let job = SearchJob {
+            space: self.space,
             backend: &be,
             score,
             batch: &batch,
@@ -220,20 +283,14 @@ impl SearchRequest {
             known: self.known.clone(),
         };
         let report = Report { request: self, job };
-        let all: Vec<usize>;
-        let pool = match &self.pool {
-            Some(pool) => pool.as_slice(),
-            None => {
-                all = (0..NUM_ARCHS).collect();
-                &all
-            }
-        };
-        match self.strategy {
-            Strategy::Random => report.random(pool, progress),
+        let mut value = match self.strategy {
+            Strategy::Random => report.random(progress),
             Strategy::Evolution => report.evolution(progress),
-            Strategy::Topk => report.topk(pool, progress),
+            Strategy::Topk => report.topk(progress),
             Strategy::Prune => report.prune(progress),
-        }
+        }?;
+        value["space"] = json!(self.space.name());
+        Ok(value)
     }
 }
 
@@ -256,21 +313,23 @@ impl Report<'_> {
     }
 
     fn arch_json(&self, index: usize, value: f64) -> Value {
+        let arch = self.request.space.arch_of_index(index);
         json!({
             "index": index,
-            "arch": arch_of_index(index).expect("benchmark index").to_string(),
+            "arch": arch.expect("an index of the space").to_string(),
             "score": value,
             "accuracy": self.accuracy(index),
         })
     }
 
-    fn random(&self, pool: &[usize], progress: &mut dyn SearchProgress) -> Result<Value, RunError> {
+    fn random(&self, progress: &mut dyn SearchProgress) -> Result<Value, RunError> {
         let n = self.request.samples();
         let runs = self.request.runs.unwrap_or(1);
+        let (pool, source) = self.request.sample_pool();
         let Searched {
             result: chosen,
             scored,
-        } = self.job.random(pool, n, runs, progress)?;
+        } = self.job.random(&pool, n, runs, progress)?;
         let accs: Vec<f64> = chosen
             .iter()
             .filter_map(|&(i, _)| self.accuracy(i))
@@ -282,6 +341,7 @@ impl Report<'_> {
             "score": self.job.score.name(),
             "samples": n,
             "pool": pool.len(),
+            "pool_source": source,
             "scored": scored,
             "metric": self.metric(),
             "runs": chosen.iter().map(|&(i, v)| self.arch_json(i, v)).collect::<Vec<_>>(),
@@ -296,7 +356,7 @@ impl Report<'_> {
             result: best,
             scored,
         } = self.job.evolution(settings, progress)?;
-        let index = index_of_arch(&best.arch);
+        let index = best.arch.index();
         Ok(json!({
             "strategy": "evolution",
             "score": self.job.score.name(),
@@ -309,10 +369,11 @@ impl Report<'_> {
         }))
     }
 
-    fn topk(&self, pool: &[usize], progress: &mut dyn SearchProgress) -> Result<Value, RunError> {
+    fn topk(&self, progress: &mut dyn SearchProgress) -> Result<Value, RunError> {
         let n = self.request.samples();
         let k = self.request.k.unwrap_or(40);
-        let Searched { result, scored } = self.job.topk(pool, n, k, progress)?;
+        let (pool, source) = self.request.sample_pool();
+        let Searched { result, scored } = self.job.topk(&pool, n, k, progress)?;
         let pick = self
             .request
             .truth
@@ -328,6 +389,7 @@ impl Report<'_> {
             "samples": n,
             "k": k,
             "pool": pool.len(),
+            "pool_source": source,
             "scored": scored,
             "metric": self.metric(),
             "kept": result.kept.iter().map(|&(i, v)| self.arch_json(i, v)).collect::<Vec<_>>(),

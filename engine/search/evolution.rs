@@ -9,16 +9,21 @@
 //! - The budget C (default 500) counts every evaluation, the initial population included
 //!   (NAS-Bench-201's REA counts time instead); the result is the fittest arch of the
 //!   whole history (first seen on ties).
-//! - Mutation changes one edge, chosen uniformly among the 6, to one of the 4 other ops
-//!   (`none` included), chosen uniformly. NAS-Bench-201's released REA picks a node and
-//!   then one of its incoming edges, which favours the edge into node 1; uniform edges
-//!   follow the paper's "change one op" without that bias.
+//! - Mutation in the topology space changes one edge, chosen uniformly among the 6, to
+//!   one of the 4 other ops (`none` included), chosen uniformly. NAS-Bench-201's released
+//!   REA picks a node and then one of its incoming edges, which favours the edge into
+//!   node 1; uniform edges follow the paper's "change one op" without that bias.
+//! - Mutation in the size space changes one position, chosen uniformly among the 5, to one
+//!   of the 7 other widths, chosen uniformly ([`mutate_width`]; NATS-Bench's released REA
+//!   for the size space mutates one channel choice in the same way).
+//! - The space is the arch type's ([`SearchArch`]): `Evolution<Arch>` searches the topology
+//!   space, `Evolution<SizeArch>` the size space.
 //!
 //! A cached fitness (as the CLI's) makes a re-visited arch free; it still uses a cycle.
 
-use super::{oriented, random_arch};
+use super::{oriented, SearchArch};
 use crate::data::SplitMix64;
-use crate::space::{Arch, Op};
+use crate::space::{Arch, Op, SizeArch, SSS_WIDTHS};
 use std::collections::VecDeque;
 
 /// Population size, tournament sample size and the evaluation budget.
@@ -39,30 +44,30 @@ impl Default for EvolutionSettings {
     }
 }
 
-/// An evaluated arch.
+/// An evaluated arch (of the topology space unless said otherwise).
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Member {
-    pub arch: Arch,
+pub struct Member<A = Arch> {
+    pub arch: A,
     pub fitness: f64,
 }
 
 /// The state of a regularized evolution, advanced one evaluation at a time by
 /// [`Evolution::step`] (so tests can watch aging happen).
 #[derive(Clone, Debug)]
-pub struct Evolution {
+pub struct Evolution<A = Arch> {
     pub settings: EvolutionSettings,
     pub higher_is_better: bool,
     rng: SplitMix64,
     /// Oldest first.
-    pub population: VecDeque<Member>,
+    pub population: VecDeque<Member<A>>,
     /// Every evaluation in order.
-    pub history: Vec<Member>,
+    pub history: Vec<Member<A>>,
 }
 
-impl Evolution {
+impl<A: SearchArch> Evolution<A> {
     /// # Panics
     /// If the population or the tournament sample is empty.
-    pub fn new(settings: EvolutionSettings, higher_is_better: bool, seed: u64) -> Evolution {
+    pub fn new(settings: EvolutionSettings, higher_is_better: bool, seed: u64) -> Evolution<A> {
         assert!(
             settings.population > 0 && settings.sample > 0,
             "population and sample must be at least 1"
@@ -83,12 +88,12 @@ impl Evolution {
 
     /// One evaluation: a random arch while the population fills, else one tournament,
     /// mutation and aging. Returns the new member.
-    pub fn step(&mut self, fitness: &mut impl FnMut(&Arch) -> f64) -> Member {
+    pub fn step(&mut self, fitness: &mut impl FnMut(&A) -> f64) -> Member<A> {
         let arch = if self.population.len() < self.settings.population {
-            random_arch(&mut self.rng)
+            A::random(&mut self.rng)
         } else {
             let parent = self.tournament();
-            mutate(&parent, &mut self.rng)
+            parent.mutate(&mut self.rng)
         };
         let member = Member {
             arch,
@@ -103,8 +108,8 @@ impl Evolution {
     }
 
     /// The fittest of `sample` members drawn with replacement (first drawn on ties).
-    fn tournament(&mut self) -> Arch {
-        let mut best: Option<(Arch, f64)> = None;
+    fn tournament(&mut self) -> A {
+        let mut best: Option<(A, f64)> = None;
         for _ in 0..self.settings.sample {
             let m = self.population[self.rng.below(self.population.len() as u64) as usize];
             let key = oriented(m.fitness, self.higher_is_better);
@@ -116,7 +121,7 @@ impl Evolution {
     }
 
     /// The fittest member of the history (first seen on ties).
-    pub fn best(&self) -> Option<Member> {
+    pub fn best(&self) -> Option<Member<A>> {
         let values: Vec<f64> = self.history.iter().map(|m| m.fitness).collect();
         super::best_position(&values, self.higher_is_better).map(|i| self.history[i])
     }
@@ -136,13 +141,32 @@ pub fn mutate(arch: &Arch, rng: &mut SplitMix64) -> Arch {
     child
 }
 
-/// Runs a regularized evolution to the end of its budget.
-pub fn regularized_evolution(
+/// `arch` with one uniformly chosen position changed to a different, uniformly chosen
+/// width of [`SSS_WIDTHS`].
+pub fn mutate_width(arch: &SizeArch, rng: &mut SplitMix64) -> SizeArch {
+    let mut widths = arch.widths();
+    let position = rng.below(widths.len() as u64) as usize;
+    let current = SSS_WIDTHS
+        .iter()
+        .position(|&w| w == widths[position])
+        .expect("a size arch holds allowed widths");
+    // One of the other seven widths: skip over the current one.
+    let mut choice = rng.below(SSS_WIDTHS.len() as u64 - 1) as usize;
+    if choice >= current {
+        choice += 1;
+    }
+    widths[position] = SSS_WIDTHS[choice];
+    SizeArch::new(widths).expect("widths drawn from SSS_WIDTHS")
+}
+
+/// Runs a regularized evolution to the end of its budget, in the space of the arch type
+/// `A` (the fitness's argument).
+pub fn regularized_evolution<A: SearchArch>(
     settings: EvolutionSettings,
     higher_is_better: bool,
     seed: u64,
-    mut fitness: impl FnMut(&Arch) -> f64,
-) -> Evolution {
+    mut fitness: impl FnMut(&A) -> f64,
+) -> Evolution<A> {
     let mut evo = Evolution::new(settings, higher_is_better, seed);
     while !evo.done() {
         evo.step(&mut fitness);

@@ -1,4 +1,4 @@
-"""nasrank: training-free scores of NAS-Bench-201 architectures on a Rust engine.
+"""nasrank: training-free scores of NAS-Bench-201 / NATS-Bench architectures on a Rust engine.
 
 The same engine and run layer as the ``nasrank`` command: the values are the CLI's, bit for
 bit, for the same archs and options.
@@ -6,6 +6,8 @@ bit, for the same archs and options.
 >>> import nasrank
 >>> nasrank.arch(6111).params
 1073466
+>>> nasrank.arch(12, space="sss").arch
+'8:8:8:16:40'
 >>> df = nasrank.score(range(10), scores=["naswot", "synflow"])   # doctest: +SKIP
 >>> scorer = nasrank.Scorer(["naswot"], data="cifar10:../shared/data/cifar10")  # doctest: +SKIP
 >>> scorer(6111)["naswot"]                                          # doctest: +SKIP
@@ -15,13 +17,13 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from typing import Any, Dict, Iterable, Optional, Sequence, Union
+from typing import Any, Dict, Iterable, Optional, Sequence, Tuple, Union
 
 from . import _nasrank
 from ._nasrank import NUM_ARCHS
 
-__all__ = ["Arch", "Scorer", "arch", "evaluate", "score", "score_names", "search", "space",
-           "NUM_ARCHS"]
+__all__ = ["Arch", "Scorer", "SizeArch", "arch", "evaluate", "score", "score_names", "search",
+           "space", "NUM_ARCHS"]
 
 __version__ = "0.1.0"
 
@@ -48,17 +50,50 @@ class Arch:
     params: int
     flops: int
     relu_units: int
+    space: str = "tss"
 
 
-def arch(a: ArchLike) -> Arch:
-    """The arch with benchmark index ``a`` or arch string ``a``.
+@dataclass(frozen=True)
+class SizeArch:
+    """One NATS-Bench size-space architecture (``space="sss"``): five widths
+    ``C1:C2:C3:C4:C5``, each one of 8, 16, ..., 64, around one fixed cell per stage.
+
+    ``params`` and ``flops`` count the benchmark's CIFAR-10 network as NATS-Bench records
+    them (FLOPs as multiply-adds per image); ``widths`` are ``(C1, ..., C5)``. No two
+    size-space archs compute the same function, so ``unique`` is the arch string and
+    ``class_size`` is 1.
+    """
+
+    index: int
+    arch: str
+    unique: str
+    class_size: int
+    params: int
+    flops: int
+    widths: Tuple[int, ...]
+    space: str = "sss"
+
+
+def arch(a: ArchLike, space: str = "tss") -> Union[Arch, SizeArch]:
+    """The arch of ``space`` with benchmark index ``a`` or arch string ``a``: an ``Arch``
+    for ``space="tss"`` (NAS-Bench-201 / NATS-Bench topology, indices 0..15624), a
+    ``SizeArch`` for ``space="sss"`` (NATS-Bench size, indices 0..32767, strings
+    ``"C1:C2:C3:C4:C5"``, index = the widths' base-8 digits, first position most
+    significant).
 
     >>> nasrank.arch("|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|").index
     1
+    >>> nasrank.arch("8:8:8:16:40", space="sss").index
+    12
 
-    Raises ``ValueError`` for an index outside 0..15624 or a malformed arch string.
+    Raises ``ValueError`` for an index outside the space, a malformed arch string (the
+    message says what is allowed) or an unknown space.
     """
-    return Arch(**_nasrank.arch_info(a))
+    info = _nasrank.arch_info(a, space=space)
+    if info["space"] == "sss":
+        info["widths"] = tuple(info["widths"])
+        return SizeArch(**info)
+    return Arch(**info)
 
 
 def score_names() -> list:
@@ -80,15 +115,22 @@ def _frame(columns: Dict[str, Any], frame: Optional[bool]):
     return pd.DataFrame(columns)
 
 
-def space(frame: Optional[bool] = None):
-    """All 15,625 archs as columns, in index order: ``index``, ``arch``, ``unique``,
-    ``class_id`` (isomorphism classes numbered by first appearance), ``class_size``,
-    ``dead``, ``params``, ``flops``.
+def space(space: str = "tss", frame: Optional[bool] = None):
+    """Every arch of ``space`` as columns, in index order, the counts for the benchmark's
+    CIFAR-10 network.
+
+    - ``space="tss"``: the 15,625 topology-space archs: ``index``, ``arch``, ``unique``,
+      ``class_id`` (isomorphism classes numbered by first appearance), ``class_size``,
+      ``dead``, ``params``, ``flops``.
+    - ``space="sss"``: the 32,768 size-space archs: ``index``, ``arch``, ``unique`` (the
+      arch string), ``class_id`` (the index: every arch its own class), ``class_size``
+      (1), ``params``, ``flops``, and the widths ``c1`` .. ``c5``.
 
     A pandas DataFrame when pandas is importable, else a dict of NumPy arrays (``arch`` and
-    ``unique`` as lists of str); ``frame=True/False`` forces one.
+    ``unique`` as lists of str); ``frame=True/False`` forces one. Raises ``ValueError`` for
+    an unknown space.
     """
-    return _frame(_nasrank.space_columns(), frame)
+    return _frame(_nasrank.space_columns(space=space), frame)
 
 
 class _Bar:

@@ -9,7 +9,7 @@ use nasrank::data::DataError;
 use nasrank::eval::table::{evaluate, Ensemble, Table};
 use nasrank::proxy::aggregate::ScoreList;
 use nasrank::proxy::Score;
-use nasrank::run::archs::{parse_arch, parse_space_arch, parse_space_archs, read_pool, ArchInfo};
+use nasrank::run::archs::{parse_space_arch, parse_space_archs, read_pool, ArchInfo, SizeArchInfo};
 use nasrank::run::data::DataSource;
 use nasrank::run::device::{parse_device, parse_storage};
 use nasrank::run::score::{fill_set_columns, RowSink, ScoreProgress, ScoreRequest, Scoring};
@@ -17,7 +17,8 @@ use nasrank::run::search::{SearchProgress, Strategy};
 use nasrank::run::search_report::SearchRequest;
 use nasrank::run::RunError;
 use nasrank::space::{
-    arch_of_index, AnyArch, Arch, MacroConfig, Space, SpaceParseError, NUM_ARCHS,
+    arch_of_index, AnyArch, DatasetShape, MacroConfig, SizeArch, Space, SpaceParseError, NUM_ARCHS,
+    SSS_POSITIONS,
 };
 use nasrank::store::{Row, ScoredAs};
 use numpy::PyArray1;
@@ -52,19 +53,8 @@ fn py_err(e: RunError) -> PyErr {
     }
 }
 
-/// Topology-space archs from what `--archs` takes (a string) or any iterable of indices
-/// and arch strings.
-fn archs_of(archs: &Bound<'_, PyAny>) -> PyResult<Vec<(usize, Arch)>> {
-    Ok(space_archs_of(Space::Tss, archs)?
-        .into_iter()
-        .map(|(index, arch)| match arch {
-            AnyArch::Tss(arch) => (index, arch),
-            AnyArch::Sss(_) => unreachable!("the topology space gives topology-space archs"),
-        })
-        .collect())
-}
-
-/// [`archs_of`] for the archs of `space` (the scorer's).
+/// Archs of `space` from what `--archs` takes (a string) or any iterable of indices and
+/// arch strings.
 fn space_archs_of(space: Space, archs: &Bound<'_, PyAny>) -> PyResult<Vec<(usize, AnyArch)>> {
     if let Ok(spec) = archs.cast::<PyString>() {
         return parse_space_archs(space, &spec.to_cow()?).map_err(py_err);
@@ -114,11 +104,10 @@ fn arch_at(space: Space, index: i64) -> PyResult<(usize, AnyArch)> {
         })
 }
 
-fn one_arch(index: i64) -> PyResult<(usize, Arch)> {
-    match arch_at(Space::Tss, index)? {
-        (i, AnyArch::Tss(arch)) => Ok((i, arch)),
-        (_, AnyArch::Sss(_)) => unreachable!("the topology space gives topology-space archs"),
-    }
+/// A space name (`"tss"`, `"sss"`) as the engine's [`Space`]; another is a `ValueError`.
+fn space_of(name: &str) -> PyResult<Space> {
+    name.parse()
+        .map_err(|e: SpaceParseError| PyValueError::new_err(format!("space: {e}")))
 }
 
 /// Score and set-score names from "a,b", "all" or a list of names.
@@ -134,32 +123,115 @@ fn scores_of(scores: &Bound<'_, PyAny>) -> PyResult<ScoreList> {
     ScoreList::parse(&list).map_err(|e| PyValueError::new_err(e.to_string()))
 }
 
-/// What the engine knows of one arch (NAS-Bench-201's CIFAR-10 network for the counts).
+/// What the engine knows of one arch of `space`, the counts for the benchmark's CIFAR-10
+/// network (NAS-Bench-201's C=16, N=5 for the topology space; the arch's own widths for
+/// the size space).
 #[pyfunction]
-fn arch_info(py: Python<'_>, arch: &Bound<'_, PyAny>) -> PyResult<Py<PyDict>> {
-    let (index, arch) = match arch.cast::<PyString>() {
-        Ok(text) => parse_arch(&text.to_cow()?).map_err(py_err)?,
-        Err(_) => one_arch(
-            arch.extract::<i64>()
-                .map_err(|_| PyValueError::new_err("arch: expected an index or an arch string"))?,
-        )?,
+#[pyo3(signature = (arch, space="tss"))]
+fn arch_info(py: Python<'_>, arch: &Bound<'_, PyAny>, space: &str) -> PyResult<Py<PyDict>> {
+    let space = space_of(space)?;
+    let arch = match arch.cast::<PyString>() {
+        Ok(text) => parse_space_arch(space, &text.to_cow()?).map_err(py_err)?,
+        Err(_) => {
+            let index = arch
+                .extract::<i64>()
+                .map_err(|_| PyValueError::new_err("arch: expected an index or an arch string"))?;
+            arch_at(space, index)?.1
+        }
     };
-    let info = ArchInfo::of(index, &arch, &MacroConfig::NB201_CIFAR10);
     let d = PyDict::new(py);
-    d.set_item("index", info.index)?;
-    d.set_item("arch", info.arch)?;
-    d.set_item("unique", info.unique)?;
-    d.set_item("class_size", info.class_size)?;
-    d.set_item("dead", info.dead)?;
-    d.set_item("params", info.params)?;
-    d.set_item("flops", info.flops)?;
-    d.set_item("relu_units", info.relu_units)?;
+    d.set_item("space", space.name())?;
+    match arch {
+        AnyArch::Tss(tss) => {
+            let info = ArchInfo::of(arch.index(), &tss, &MacroConfig::NB201_CIFAR10);
+            d.set_item("index", info.index)?;
+            d.set_item("arch", info.arch)?;
+            d.set_item("unique", info.unique)?;
+            d.set_item("class_size", info.class_size)?;
+            d.set_item("dead", info.dead)?;
+            d.set_item("params", info.params)?;
+            d.set_item("flops", info.flops)?;
+            d.set_item("relu_units", info.relu_units)?;
+        }
+        AnyArch::Sss(sss) => {
+            let info = SizeArchInfo::of(&sss, CIFAR10);
+            d.set_item("index", info.index)?;
+            d.set_item("arch", info.arch)?;
+            d.set_item("unique", info.unique)?;
+            d.set_item("class_size", info.class_size)?;
+            d.set_item("params", info.params)?;
+            d.set_item("flops", info.flops)?;
+            d.set_item("widths", sss.widths().to_vec())?;
+        }
+    }
     Ok(d.unbind())
 }
 
-/// Every arch of the space as columns, in index order.
+/// CIFAR-10's shape: the counts `arch_info` and `space_columns` give.
+const CIFAR10: DatasetShape = DatasetShape {
+    classes: 10,
+    input_size: 32,
+};
+
+/// Every arch of `space` as columns, in index order.
 #[pyfunction]
-fn space_columns(py: Python<'_>) -> PyResult<Py<PyDict>> {
+#[pyo3(signature = (space="tss"))]
+fn space_columns(py: Python<'_>, space: &str) -> PyResult<Py<PyDict>> {
+    match space_of(space)? {
+        Space::Tss => tss_columns(py),
+        Space::Sss => sss_columns(py),
+    }
+}
+
+/// The size space's columns: index, arch, unique (the arch string), class_id (the index:
+/// every arch its own class), class_size (1), params, flops, and each width `c1`..`c5`.
+fn sss_columns(py: Python<'_>) -> PyResult<Py<PyDict>> {
+    let infos: Vec<(SizeArch, SizeArchInfo)> = py.detach(|| {
+        Space::Sss
+            .archs()
+            .map(|(_, arch)| match arch {
+                AnyArch::Sss(sss) => (sss, SizeArchInfo::of(&sss, CIFAR10)),
+                AnyArch::Tss(_) => unreachable!("the size space gives size-space archs"),
+            })
+            .collect()
+    });
+    let column =
+        |f: &dyn Fn(&SizeArchInfo) -> i64| infos.iter().map(|(_, i)| f(i)).collect::<Vec<i64>>();
+    let d = PyDict::new(py);
+    d.set_item("index", PyArray1::from_vec(py, column(&|i| i.index as i64)))?;
+    d.set_item(
+        "arch",
+        PyList::new(py, infos.iter().map(|(_, i)| i.arch.as_str()))?,
+    )?;
+    d.set_item(
+        "unique",
+        PyList::new(py, infos.iter().map(|(_, i)| i.unique.as_str()))?,
+    )?;
+    d.set_item(
+        "class_id",
+        PyArray1::from_vec(py, column(&|i| i.index as i64)),
+    )?;
+    d.set_item(
+        "class_size",
+        PyArray1::from_vec(py, column(&|i| i.class_size as i64)),
+    )?;
+    d.set_item(
+        "params",
+        PyArray1::from_vec(py, column(&|i| i.params as i64)),
+    )?;
+    d.set_item("flops", PyArray1::from_vec(py, column(&|i| i.flops as i64)))?;
+    for position in 0..SSS_POSITIONS {
+        let widths: Vec<i64> = infos
+            .iter()
+            .map(|(a, _)| a.widths()[position] as i64)
+            .collect();
+        d.set_item(format!("c{}", position + 1), PyArray1::from_vec(py, widths))?;
+    }
+    Ok(d.unbind())
+}
+
+/// The topology space's columns.
+fn tss_columns(py: Python<'_>) -> PyResult<Py<PyDict>> {
     let config = MacroConfig::NB201_CIFAR10;
     let infos: Vec<ArchInfo> = py.detach(|| {
         (0..NUM_ARCHS)
@@ -438,16 +510,19 @@ impl SearchProgress for PySearchProgress {
     }
 }
 
-/// A search's pool: a file `--from` takes (indices or arch strings one per line, or a CSV
-/// with an `index` or `arch` column), or what `archs` takes elsewhere.
-fn pool_of(archs: &Bound<'_, PyAny>) -> PyResult<Vec<usize>> {
+/// A search's pool of archs of `space`: a file `--from` takes (indices or arch strings one
+/// per line, or a CSV with an `index` or `arch` column), or what `archs` takes elsewhere.
+fn pool_of(space: Space, archs: &Bound<'_, PyAny>) -> PyResult<Vec<usize>> {
     if let Ok(text) = archs.cast::<PyString>() {
         let text = text.to_cow()?;
         if std::path::Path::new(&*text).is_file() {
-            return read_pool(std::path::Path::new(&*text)).map_err(py_err);
+            return read_pool(std::path::Path::new(&*text), space).map_err(py_err);
         }
     }
-    Ok(archs_of(archs)?.into_iter().map(|(i, _)| i).collect())
+    Ok(space_archs_of(space, archs)?
+        .into_iter()
+        .map(|(i, _)| i)
+        .collect())
 }
 
 /// The score a strategy searches with when none is named.
@@ -464,7 +539,7 @@ fn default_score(strategy: &str) -> PyResult<&'static str> {
                     channels=None, cells=None, truth=None, metric="cifar10_test", pool=None,
                     known=None, samples=None, runs=None, k=None, population=None,
                     tournament=None, cycles=None, repeats=None, lr_batches=None,
-                    lr_batch_size=None, progress=None))]
+                    lr_batch_size=None, progress=None, space="tss"))]
 #[allow(clippy::too_many_arguments)]
 fn search_report(
     py: Python<'_>,
@@ -490,14 +565,17 @@ fn search_report(
     lr_batches: Option<usize>,
     lr_batch_size: Option<usize>,
     progress: Option<Py<PyAny>>,
+    space: &str,
 ) -> PyResult<String> {
+    let space = space_of(space)?;
     let by_index = |pairs: Vec<(i64, f64)>| -> PyResult<HashMap<usize, f64>> {
         pairs
             .into_iter()
-            .map(|(i, v)| Ok((one_arch(i)?.0, v)))
+            .map(|(i, v)| Ok((arch_at(space, i)?.0, v)))
             .collect()
     };
     let request = SearchRequest {
+        space,
         score: score
             .map(|s| s.parse::<Score>())
             .transpose()
@@ -510,7 +588,7 @@ fn search_report(
         truth: truth.map(by_index).transpose()?,
         metric: metric.to_owned(),
         pool: match pool {
-            Some(archs) => Some(pool_of(archs)?),
+            Some(archs) => Some(pool_of(space, archs)?),
             None => None,
         },
         known: by_index(known.unwrap_or_default())?,
