@@ -1380,3 +1380,66 @@ fn cli_size_space_bad_input_exits_2_with_a_message() {
         assert!(stderr(&out).contains(needle), "{args:?}: {}", stderr(&out));
     }
 }
+
+/// A set score drives random and top-k over each sample: sampling the whole pool, the
+/// chosen arch is the argmax of the `az_nas` column `score` writes over the same archs,
+/// and top-k keeps that column's k best; evolution and --scores-from refuse it (exit 2).
+#[test]
+fn cli_searches_by_the_az_nas_set_score_rank_the_sample() {
+    let dir = fixtures("az_nas");
+    let pool = dir.join("pool.csv");
+    let archs = "1,6111,123,9,5000,777";
+    let mut args = vec!["score", "--archs", archs, "--scores", "az_nas", "--quiet"];
+    args.extend(TINY);
+    let scored = nasrank(&args);
+    assert!(scored.status.success(), "{}", stderr(&scored));
+    let text = String::from_utf8_lossy(&scored.stdout).to_string();
+    let header: Vec<&str> = text.lines().next().unwrap().split(',').collect();
+    let at = header.iter().position(|h| *h == "az_nas").unwrap();
+    let mut column: Vec<(u64, f64)> = text
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            (f[0].parse().unwrap(), f[at].parse().unwrap())
+        })
+        .collect();
+    column.sort_by(|a, b| b.1.total_cmp(&a.1));
+
+    let mut args = vec![
+        "search", "random", "-n", "6", "--score", "az_nas", "--quiet", "--json",
+    ];
+    args.extend(TINY);
+    args.extend(["--from", pool.to_str().unwrap()]);
+    let v = json_of(&nasrank(&args));
+    assert_eq!(v["score"], "az_nas");
+    assert_eq!(v["runs"][0]["index"], column[0].0);
+    assert_eq!(v["runs"][0]["score"].as_f64().unwrap(), column[0].1);
+
+    let mut args = vec!["search", "topk", "-n", "6", "--k", "3", "--score", "az_nas"];
+    args.extend(["--quiet", "--json", "--from", pool.to_str().unwrap()]);
+    args.extend(TINY);
+    let v = json_of(&nasrank(&args));
+    let kept: Vec<(u64, f64)> = v["kept"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| (k["index"].as_u64().unwrap(), k["score"].as_f64().unwrap()))
+        .collect();
+    assert_eq!(kept, column[..3].to_vec());
+
+    let out = nasrank(&["search", "evolution", "--score", "az_nas", "--quiet"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("random or topk"), "{}", stderr(&out));
+    let out = nasrank(&[
+        "search",
+        "random",
+        "--score",
+        "az_nas",
+        "--scores-from",
+        pool.to_str().unwrap(),
+        "--quiet",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("set score"), "{}", stderr(&out));
+}

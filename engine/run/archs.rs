@@ -2,9 +2,9 @@
 //! by `index` or `arch`, and scores read back from a results file.
 
 use super::provenance::Provenance;
+use super::search::Ranking;
 use super::RunError;
 use crate::eval::table::Table;
-use crate::proxy::Score;
 use crate::space::{
     arch_of_index, count_flops, count_params, index_of_arch, is_dead, iso_classes, iso_key,
     relu_units, AnyArch, Arch, Cell, DatasetShape, MacroConfig, SizeArch, Space,
@@ -398,9 +398,16 @@ pub fn read_pool(path: &Path, space: Space) -> Result<Vec<usize>, RunError> {
 /// would be read as other archs' scores.
 pub fn read_known_scores(
     path: &Path,
-    score: Score,
+    score: Ranking,
     space: Space,
 ) -> Result<HashMap<usize, f64>, RunError> {
+    let Ranking::Arch(score) = score else {
+        return Err(RunError::input(anyhow!(
+            "--scores-from {}: {score} is a set score: a file's column ranks that file's \
+             archs, a search ranks its own sample; search without --scores-from",
+            path.display()
+        )));
+    };
     if let Some(made) = Provenance::read(path)? {
         if made.space != space.name() {
             return Err(RunError::input(anyhow!(

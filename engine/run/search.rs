@@ -34,11 +34,12 @@ use super::RunError;
 use crate::backend::{Backend, Executor};
 use crate::data::{random_crops, Batch, Seeds};
 use crate::net::Plan;
+use crate::proxy::aggregate::SetScore;
 use crate::proxy::linear_regions::ReleasedSettings;
 use crate::proxy::linear_regions::{distinct_patterns, patterns_on_crops};
 use crate::proxy::ntk::{ntk_condition, NtkMode};
 use crate::proxy::scorer::{score_arch_or_dead_values, ScoreSettings};
-use crate::proxy::Score;
+use crate::proxy::{Score, UnknownScore};
 use crate::search::evolution::{regularized_evolution, EvolutionSettings, Member};
 use crate::search::prune::{prune_search, Round};
 use crate::search::random::random_search;
@@ -106,22 +107,33 @@ impl Strategy {
         Ok(())
     }
 
-    /// Whether `score` can drive this strategy, or why not: prune ranks by an NTK's kappa.
-    pub fn check_score(self, score: Score) -> Result<(), RunError> {
-        if self == Strategy::Prune && !matches!(score, Score::Ntk | Score::NtkExact) {
-            return Err(RunError::input(anyhow!(
+    /// Whether `score` can drive this strategy, or why not: prune ranks by an NTK's kappa;
+    /// evolution compares each child with archs scored before, so it takes a score of each
+    /// arch, not one relative to a set.
+    pub fn check_score(self, score: Ranking) -> Result<(), RunError> {
+        match (self, score) {
+            (Strategy::Prune, Ranking::Arch(Score::Ntk | Score::NtkExact)) => Ok(()),
+            (Strategy::Prune, _) => Err(RunError::input(anyhow!(
                 "prune ranks by kappa and linear regions: --score must be `ntk` or `ntk_exact`, not {score}"
-            )));
+            ))),
+            (Strategy::Evolution, Ranking::Set(set)) => Err(RunError::input(anyhow!(
+                "{} ranks a set of archs together, but evolution scores one arch at a time: \
+                 search by {} with random or topk (the set is the sample), or evolve by one of \
+                 its terms",
+                set.name,
+                set.name
+            ))),
+            _ => Ok(()),
         }
-        Ok(())
     }
 
     /// The scores a search needs a minibatch for.
-    pub fn scores_needed(self, score: Score) -> Vec<Score> {
-        match self {
-            Strategy::Prune => vec![score, Score::LinearRegions],
-            _ => vec![score],
+    pub fn scores_needed(self, score: Ranking) -> Vec<Score> {
+        let mut scores = score.scores();
+        if self == Strategy::Prune {
+            scores.push(Score::LinearRegions);
         }
+        scores
     }
 }
 
@@ -142,6 +154,62 @@ impl FromStr for Strategy {
     }
 }
 
+/// What a search ranks archs by: a score of each arch, or a set score over the archs a
+/// protocol ranks together (random: the run's sample; topk: the sample it keeps k of).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Ranking {
+    Arch(Score),
+    Set(SetScore),
+}
+
+impl Ranking {
+    pub fn name(self) -> &'static str {
+        match self {
+            Ranking::Arch(score) => score.name(),
+            Ranking::Set(set) => set.name,
+        }
+    }
+
+    /// Set scores rank higher-is-better (a sum of log-ranks).
+    pub fn higher_is_better(self) -> bool {
+        match self {
+            Ranking::Arch(score) => score.higher_is_better(),
+            Ranking::Set(_) => true,
+        }
+    }
+
+    /// The per-arch scores computed for it.
+    pub fn scores(self) -> Vec<Score> {
+        match self {
+            Ranking::Arch(score) => vec![score],
+            Ranking::Set(set) => set.terms.to_vec(),
+        }
+    }
+}
+
+impl From<Score> for Ranking {
+    fn from(score: Score) -> Ranking {
+        Ranking::Arch(score)
+    }
+}
+
+impl fmt::Display for Ranking {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Ranking {
+    type Err = UnknownScore;
+
+    fn from_str(s: &str) -> Result<Ranking, UnknownScore> {
+        match SetScore::named(s) {
+            Some(set) => Ok(Ranking::Set(set)),
+            None => s.parse().map(Ranking::Arch),
+        }
+    }
+}
+
 /// What a search reports as it goes.
 pub trait SearchProgress {
     /// The search starts: `total` steps of the kind `unit` names.
@@ -159,11 +227,11 @@ pub struct SearchJob<'a> {
     /// The space searched: benchmark indices are this space's.
     pub space: Space,
     pub backend: &'a AnyBackend,
-    pub score: Score,
+    pub score: Ranking,
     pub batch: &'a Batch,
     pub settings: &'a ScoreSettings,
     /// Scores known already (a results file of the same score, data, seed and network),
-    /// by benchmark index: not scored again.
+    /// by benchmark index: not scored again (a score of each arch only).
     pub known: HashMap<usize, f64>,
 }
 
@@ -192,10 +260,9 @@ impl SearchJob<'_> {
         let mut fitness = Fitness::new(self, n * runs, progress);
         let chosen = (0..runs)
             .map(|r| {
-                random_search(pool, n, self.seeds().search(r as u64), higher, |i| {
-                    fitness.value(i)
-                })
-                .chosen()
+                let seed = self.seeds().search(r as u64);
+                let set = fitness.set_values(pool, n, seed);
+                random_search(pool, n, seed, higher, |i| fitness.of(i, set.as_ref())).chosen()
             })
             .collect();
         fitness.finish(chosen)
@@ -242,14 +309,11 @@ impl SearchJob<'_> {
         progress: &mut dyn SearchProgress,
     ) -> Result<Searched<TopK>, RunError> {
         let mut fitness = Fitness::new(self, n, progress);
-        let result = topk_search(
-            pool,
-            n,
-            k,
-            self.seeds().search(0),
-            self.score.higher_is_better(),
-            |i| fitness.value(i),
-        );
+        let seed = self.seeds().search(0);
+        let set = fitness.set_values(pool, n, seed);
+        let result = topk_search(pool, n, k, seed, self.score.higher_is_better(), |i| {
+            fitness.of(i, set.as_ref())
+        });
         fitness.finish(result)
     }
 
@@ -262,7 +326,7 @@ impl SearchJob<'_> {
         progress: &mut dyn SearchProgress,
     ) -> Result<(Cell, Vec<Round>), RunError> {
         Strategy::Prune.check_space(self.space)?;
-        let mode = if self.score == Score::NtkExact {
+        let mode = if self.score == Ranking::Arch(Score::NtkExact) {
             NtkMode::Exact
         } else {
             NtkMode::FrozenStats
@@ -345,11 +409,12 @@ fn prune_measurements(start: &Cell) -> usize {
 
 /// The fitness of a search: the score by benchmark index (of the job's space), each class
 /// of archs known to score equal scored once (in the size space every arch is its own
-/// class); after a failure every value is NaN and `finish` reports it.
+/// class); after a failure every value is NaN and `finish` reports it. For a set score,
+/// the values of its terms by index, ranked over a sample by [`Fitness::over_sample`].
 struct Fitness<'a, 'p> {
     job: &'a SearchJob<'a>,
-    cache: HashMap<usize, f64>,
-    by_class: HashMap<String, f64>,
+    cache: HashMap<usize, Vec<f64>>,
+    by_class: HashMap<String, Vec<f64>>,
     scored: usize,
     error: Option<anyhow::Error>,
     stopped: bool,
@@ -365,7 +430,7 @@ impl<'a, 'p> Fitness<'a, 'p> {
         progress.start(calls, "evaluations");
         Fitness {
             job,
-            cache: job.known.clone(),
+            cache: job.known.iter().map(|(&i, &v)| (i, vec![v])).collect(),
             by_class: HashMap::new(),
             scored: 0,
             error: None,
@@ -374,37 +439,80 @@ impl<'a, 'p> Fitness<'a, 'p> {
         }
     }
 
+    /// The score of a score of each arch ([`Ranking::Arch`]).
     fn value(&mut self, index: usize) -> f64 {
+        self.values(index)[0]
+    }
+
+    /// The values of [`Ranking::scores`] at `index` (NaN after a failure or a stop).
+    fn values(&mut self, index: usize) -> Vec<f64> {
         self.progress.tick();
-        if let Some(&v) = self.cache.get(&index) {
-            return v;
+        if let Some(v) = self.cache.get(&index) {
+            return v.clone();
         }
+        let scores = self.job.score.scores();
+        let failed = vec![f64::NAN; scores.len()];
         self.stopped |= self.progress.interrupted();
         if self.error.is_some() || self.stopped {
-            return f64::NAN;
+            return failed;
         }
         let arch = self
             .job
             .space
             .arch_of_index(index)
             .expect("benchmark index");
-        let (score, batch, settings) = (self.job.score, self.job.batch, self.job.settings);
-        let class = arch.class_key(score.class_key());
-        if let Some(&v) = self.by_class.get(&class) {
-            self.cache.insert(index, v);
-            return v;
+        let (batch, settings) = (self.job.batch, self.job.settings);
+        let key = scores.iter().map(|s| s.class_key()).max().expect("a score");
+        let class = arch.class_key(key);
+        if let Some(v) = self.by_class.get(&class) {
+            self.cache.insert(index, v.clone());
+            return v.clone();
         }
-        match with_backend!(self.job.backend, be => score_arch_or_dead_values(be, arch, &[score], batch, settings))
+        match with_backend!(self.job.backend, be => score_arch_or_dead_values(be, arch, &scores, batch, settings))
         {
             Ok((v, _dead)) => {
                 self.scored += 1;
-                self.cache.insert(index, v[0]);
-                self.by_class.insert(class, v[0]);
-                v[0]
+                self.cache.insert(index, v.clone());
+                self.by_class.insert(class, v.clone());
+                v
             }
             Err(e) => {
                 self.error = Some(e.context(format!("scoring arch {index}")));
-                f64::NAN
+                failed
+            }
+        }
+    }
+
+    /// The fitness at `index`: a score of each arch as it is asked, a set score's value
+    /// from its values over the sample ([`Fitness::set_values`]).
+    fn of(&mut self, index: usize, set: Option<&HashMap<usize, f64>>) -> f64 {
+        match set {
+            Some(values) => values[&index],
+            None => self.value(index),
+        }
+    }
+
+    /// For a set score, its value at each arch of the sample `random_search(pool, n, seed,
+    /// ..)` draws, ranked over that sample (its terms computed first); `None` for a score
+    /// of each arch.
+    fn set_values(&mut self, pool: &[usize], n: usize, seed: u64) -> Option<HashMap<usize, f64>> {
+        match self.job.score {
+            Ranking::Arch(_) => None,
+            Ranking::Set(set) => {
+                let mut sample = Vec::with_capacity(n);
+                random_search(pool, n, seed, true, |i| {
+                    sample.push(i);
+                    0.0
+                });
+                let terms: Vec<Vec<f64>> = sample.iter().map(|&i| self.values(i)).collect();
+                let columns: Vec<Vec<f64>> = (0..set.terms.len())
+                    .map(|t| terms.iter().map(|v| v[t]).collect())
+                    .collect();
+                let values = set.over(|term| {
+                    let t = set.terms.iter().position(|&x| x == term).expect("a term");
+                    &columns[t]
+                });
+                Some(sample.into_iter().zip(values).collect())
             }
         }
     }

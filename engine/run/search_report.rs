@@ -7,11 +7,10 @@
 use super::data::DataSource;
 use super::device::Device;
 use super::score::check_space;
-use super::search::{SearchJob, SearchProgress, Searched, Strategy};
+use super::search::{Ranking, SearchJob, SearchProgress, Searched, Strategy};
 use super::RunError;
 use crate::data::Seeds;
 use crate::proxy::linear_regions::ReleasedSettings;
-use crate::proxy::Score;
 use crate::search::evolution::EvolutionSettings;
 use crate::search::prune::Round;
 use crate::search::random::mean_std;
@@ -29,8 +28,9 @@ pub struct SearchRequest {
     /// The space searched (default the topology space); `prune` searches the topology
     /// space only.
     pub space: Space,
-    /// The score that drives it (default: [`Strategy::default_score`]).
-    pub score: Option<Score>,
+    /// The score that drives it (default: [`Strategy::default_score`]): a score of each
+    /// arch, or a set score ranked over each sample (random, topk).
+    pub score: Option<Ranking>,
     pub data: DataSource,
     pub batch: Option<usize>,
     pub seed: u64,
@@ -88,8 +88,9 @@ impl SearchRequest {
         }
     }
 
-    pub fn score(&self) -> Score {
-        self.score.unwrap_or(self.strategy.default_score())
+    pub fn score(&self) -> Ranking {
+        self.score
+            .unwrap_or(Ranking::Arch(self.strategy.default_score()))
     }
 
     /// Archs sampled per run: the paper's (NASWOT 100, KNAS 300) unless given.

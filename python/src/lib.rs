@@ -13,7 +13,7 @@ use nasrank::run::archs::{parse_space_arch, parse_space_archs, read_pool, ArchIn
 use nasrank::run::data::DataSource;
 use nasrank::run::device::{parse_device, parse_storage};
 use nasrank::run::score::{fill_set_columns, RowSink, ScoreProgress, ScoreRequest, Scoring};
-use nasrank::run::search::{SearchProgress, Strategy};
+use nasrank::run::search::{Ranking, SearchProgress, Strategy};
 use nasrank::run::search_report::SearchRequest;
 use nasrank::run::RunError;
 use nasrank::space::{
@@ -577,7 +577,7 @@ fn search_report(
     let request = SearchRequest {
         space,
         score: score
-            .map(|s| s.parse::<Score>())
+            .map(|s| s.parse::<Ranking>())
             .transpose()
             .map_err(|e| PyValueError::new_err(e.to_string()))?,
         batch,
