@@ -13,9 +13,10 @@
 //   multiple of 32 threads, any grid (blocks stride over channels); threads stride over the
 //   (image, position) columns, then block_sum.
 // channel_gram_partial: part[z][i][j] = sum over the z-th of gridDim.z ranges of (image,
-//   position) columns of a_i b_j, for view channels i of a (Ca) and j of b (Cb) of the same
-//   h x w positions. channel_gram_centred_partial: the same of (a_i - mean_i)(b_j - mean_j),
-//   the means being sums_a[i] / (n h w) and sums_b[j] / (n h w) (channel_sums' sums).
+//   position) columns of a_i b_j, for view channels i of a (Ca) and j of b (Cb) with as many
+//   positions (ha wa = hb wb; position p of a view is its pixel (p / w, p % w)), so that a
+//   pixel-unshuffled map pairs with a plain one. channel_gram_centred_partial: the same of (a_i - mean_i)(b_j - mean_j),
+//   the means being sums_a[i] / (n ha wa) and sums_b[j] / (n ha wa) (channel_sums' sums).
 //   Launch: blockDim (CHANNEL_TILE, CHANNEL_TILE), grid (ceil(Cb/TILE), ceil(Ca/TILE),
 //   splits). Block (bx, by, bz) owns the output tile of rows by*TILE.., columns bx*TILE..
 //   and the bz-th range of TILE-column chunks; each step stages TILE columns of TILE
@@ -61,11 +62,11 @@ extern "C" __global__ void channel_sums(const act_t *__restrict__ a, int n, int 
 }
 
 // One output tile of channel_gram_partial (sums_a, sums_b: null when not centred).
-__device__ void channel_gram_tile(const act_t *__restrict__ a, int ca, int sa,
-                                  const act_t *__restrict__ b, int cb, int sb,
+__device__ void channel_gram_tile(const act_t *__restrict__ a, int ca, int ha, int wa, int sa,
+                                  const act_t *__restrict__ b, int cb, int hb, int wb, int sb,
                                   const double *__restrict__ sums_a,
                                   const double *__restrict__ sums_b, double *__restrict__ part,
-                                  int n, int h, int w) {
+                                  int n) {
     __shared__ double rows[CHANNEL_TILE][CHANNEL_TILE + 1];
     __shared__ double cols[CHANNEL_TILE][CHANNEL_TILE + 1];
     const int tx = threadIdx.x, ty = threadIdx.y;
@@ -73,7 +74,7 @@ __device__ void channel_gram_tile(const act_t *__restrict__ a, int ca, int sa,
     const int i = blockIdx.y * CHANNEL_TILE + ty, j = blockIdx.x * CHANNEL_TILE + tx;
     // This thread loads channel a_load of a and b_load of b at column tx of each chunk.
     const int a_load = blockIdx.y * CHANNEL_TILE + ty, b_load = blockIdx.x * CHANNEL_TILE + ty;
-    const long long hw = (long long)h * w, columns = n * hw;
+    const long long hw = (long long)ha * wa, columns = n * hw;
     const double count = (double)columns;
     const double mean_a = sums_a != nullptr && a_load < channels_a ? sums_a[a_load] / count : 0.0;
     const double mean_b = sums_b != nullptr && b_load < channels_b ? sums_b[b_load] / count : 0.0;
@@ -89,10 +90,10 @@ __device__ void channel_gram_tile(const act_t *__restrict__ a, int ca, int sa,
             const int image = (int)(k / hw);
             const long long p = k - image * hw;
             if (a_load < channels_a) {
-                va = (double)act_load(a[view_index(image, a_load, p, ca, h, w, sa)]) - mean_a;
+                va = (double)act_load(a[view_index(image, a_load, p, ca, ha, wa, sa)]) - mean_a;
             }
             if (b_load < channels_b) {
-                vb = (double)act_load(b[view_index(image, b_load, p, cb, h, w, sb)]) - mean_b;
+                vb = (double)act_load(b[view_index(image, b_load, p, cb, hb, wb, sb)]) - mean_b;
             }
         }
         rows[ty][tx] = va;
@@ -106,20 +107,18 @@ __device__ void channel_gram_tile(const act_t *__restrict__ a, int ca, int sa,
     }
 }
 
-extern "C" __global__ void channel_gram_partial(const act_t *__restrict__ a, int ca, int sa,
-                                                const act_t *__restrict__ b, int cb, int sb,
-                                                double *__restrict__ part, int n, int h, int w) {
-    channel_gram_tile(a, ca, sa, b, cb, sb, nullptr, nullptr, part, n, h, w);
+extern "C" __global__ void channel_gram_partial(const act_t *__restrict__ a, int ca, int ha,
+                                                int wa, int sa, const act_t *__restrict__ b,
+                                                int cb, int hb, int wb, int sb,
+                                                double *__restrict__ part, int n) {
+    channel_gram_tile(a, ca, ha, wa, sa, b, cb, hb, wb, sb, nullptr, nullptr, part, n);
 }
 
-extern "C" __global__ void channel_gram_centred_partial(const act_t *__restrict__ a, int ca,
-                                                        int sa, const act_t *__restrict__ b,
-                                                        int cb, int sb,
-                                                        const double *__restrict__ sums_a,
-                                                        const double *__restrict__ sums_b,
-                                                        double *__restrict__ part, int n, int h,
-                                                        int w) {
-    channel_gram_tile(a, ca, sa, b, cb, sb, sums_a, sums_b, part, n, h, w);
+extern "C" __global__ void channel_gram_centred_partial(
+    const act_t *__restrict__ a, int ca, int ha, int wa, int sa, const act_t *__restrict__ b,
+    int cb, int hb, int wb, int sb, const double *__restrict__ sums_a,
+    const double *__restrict__ sums_b, double *__restrict__ part, int n) {
+    channel_gram_tile(a, ca, ha, wa, sa, b, cb, hb, wb, sb, sums_a, sums_b, part, n);
 }
 
 extern "C" __global__ void channel_gram_sum(const double *__restrict__ part,

@@ -237,7 +237,10 @@ pub fn az_nas_of_forward<B: Backend>(
         .enumerate()
         .map(|(k, l)| {
             let (f_in, f_out) = (features[l - 1], features[l]);
-            let (ci, co) = (input_view(f_in.shape, f_out.shape).channels(), f_out.shape.c);
+            let (ci, co) = (
+                input_view(f_in.shape, f_out.shape).channels(),
+                f_out.shape.c,
+            );
             let count = (n * f_out.shape.hw()) as f64;
             match cell_at[k] {
                 // A gradient equal to the probe (no value differs) is an exact identity;

@@ -89,7 +89,13 @@ pub fn row_correlation(x: &[f64], c: usize, m: usize) -> Vec<f64> {
 pub fn correlation_of_centred_gram(g: &[f64], c: usize, constant: &[bool]) -> Vec<f64> {
     assert_eq!((g.len(), constant.len()), (c * c, c));
     let norms: Vec<f64> = (0..c)
-        .map(|i| if constant[i] { 0.0 } else { g[i * c + i].sqrt() })
+        .map(|i| {
+            if constant[i] {
+                0.0
+            } else {
+                g[i * c + i].sqrt()
+            }
+        })
         .collect();
     let mut corr = vec![0.0f64; c * c];
     for i in 0..c {
@@ -187,7 +193,10 @@ mod tests {
         let mut g = vec![0.0; c * c];
         channel_gram(&x, view, &x, view, 1, true, &mut g);
         let want = row_correlation(&x, c, m);
-        assert!(want[4 * c + 4] > 0.99, "the rounded mean's noise, correlated with itself");
+        assert!(
+            want[4 * c + 4] > 0.99,
+            "the rounded mean's noise, correlated with itself"
+        );
         let constant: Vec<bool> = x.chunks(m).map(|r| r.iter().all(|&v| v == r[0])).collect();
         let got = correlation_of_centred_gram(&g, c, &constant);
         for i in 0..c {

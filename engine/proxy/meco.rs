@@ -93,9 +93,14 @@ fn for_each_module_output<B: Backend>(
         .iter()
         .map(|&(_, shape, at)| {
             let c = shape.c;
-            let constant: Vec<bool> = values[at + c..at + 2 * c].iter().map(|&k| k == 0.0).collect();
+            let constant: Vec<bool> = values[at + c..at + 2 * c]
+                .iter()
+                .map(|&k| k == 0.0)
+                .collect();
             let varies = constant.iter().any(|&k| !k);
-            varies.then(|| correlation_of_centred_gram(&values[at + 2 * c..at + 2 * c + c * c], c, &constant))
+            varies.then(|| {
+                correlation_of_centred_gram(&values[at + 2 * c..at + 2 * c + c * c], c, &constant)
+            })
         })
         .collect();
     for output in &plan.module_outputs {

@@ -139,7 +139,11 @@ fn centred_gram(
     };
     let dot = |i: usize, j: usize| -> f64 {
         (0..n)
-            .flat_map(|image| row(&a, ca, hw, image, i).iter().zip(row(b, cb, hw, image, j)))
+            .flat_map(|image| {
+                row(&a, ca, hw, image, i)
+                    .iter()
+                    .zip(row(b, cb, hw, image, j))
+            })
             .map(|(p, q)| p * q)
             .sum()
     };
@@ -237,8 +241,18 @@ mod tests {
         // Two images of 2 channels of 3 positions: channel 0 constant in each image (but
         // not across images), channel 1 varying once in image 1; a NaN always differs.
         let x = [
-            1.0, 1.0, 1.0, /* */ 2.0, 2.0, 2.0, // image 0
-            5.0, 5.0, 5.0, /* */ 2.0, 3.0, f64::NAN, // image 1
+            1.0,
+            1.0,
+            1.0,
+            /* */ 2.0,
+            2.0,
+            2.0, // image 0
+            5.0,
+            5.0,
+            5.0,
+            /* */ 2.0,
+            3.0,
+            f64::NAN, // image 1
         ];
         let mut out = [0.0; 4];
         channel_sums(&x, ChannelView::plain(2, 3), 2, &mut out);
@@ -252,10 +266,20 @@ mod tests {
 
     #[test]
     fn the_centred_gram_is_the_covariance_times_the_count() {
-        let x: Vec<f64> = (0..2 * 3 * 5).map(|v| ((v * 7) % 11) as f64 - 4.5).collect();
+        let x: Vec<f64> = (0..2 * 3 * 5)
+            .map(|v| ((v * 7) % 11) as f64 - 4.5)
+            .collect();
         let (n, c, hw) = (2, 3, 5);
         let mut g = vec![0.0; c * c];
-        channel_gram(&x, ChannelView::plain(c, hw), &x, ChannelView::plain(c, hw), n, true, &mut g);
+        channel_gram(
+            &x,
+            ChannelView::plain(c, hw),
+            &x,
+            ChannelView::plain(c, hw),
+            n,
+            true,
+            &mut g,
+        );
         let value = |img: usize, ch: usize, p: usize| x[(img * c + ch) * hw + p];
         let mean = |ch: usize| {
             (0..n)

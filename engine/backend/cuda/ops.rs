@@ -651,9 +651,9 @@ pub fn channel_gram<L: Launcher>(
     out: &mut L::Buf,
     at: usize,
 ) -> Result {
-    let [c_a, _, _, s_a] = check_view(l, a, va, n, "channel_gram a")?;
-    let [c_b, h, w, s_b] = check_view(l, b, vb, n, "channel_gram b")?;
-    if (va.h, va.w) != (vb.h, vb.w) {
+    let [c_a, h_a, w_a, s_a] = check_view(l, a, va, n, "channel_gram a")?;
+    let [c_b, h_b, w_b, s_b] = check_view(l, b, vb, n, "channel_gram b")?;
+    if va.positions() != vb.positions() {
         return Err(LaunchError::Length(format!(
             "channel_gram: positions of {va:?} and {vb:?} differ"
         )));
@@ -677,7 +677,6 @@ pub fn channel_gram<L: Launcher>(
     );
     let config = LaunchConfig::new(grid, (CHANNEL_TILE as u32, CHANNEL_TILE as u32));
     let mut part = l.scratch::<f64>(splits * entries)?;
-    let dims = [Arg::I32(int(n)?), Arg::I32(h), Arg::I32(w)];
     if centred {
         let same = std::ptr::eq(a, b) && va == vb;
         let mut sums_a = l.scratch::<f64>(2 * ca)?;
@@ -690,34 +689,42 @@ pub fn channel_gram<L: Launcher>(
             Some(sums)
         };
         let sums_b: &L::Buf = sums_b.as_deref().unwrap_or(&*sums_a);
-        let mut args: Vec<Arg<'_, L::Buf>> = vec![
+        let args = &mut [
             Arg::Buf(a),
             Arg::I32(c_a),
+            Arg::I32(h_a),
+            Arg::I32(w_a),
             Arg::I32(s_a),
             Arg::Buf(b),
             Arg::I32(c_b),
+            Arg::I32(h_b),
+            Arg::I32(w_b),
             Arg::I32(s_b),
             Arg::Buf(&*sums_a),
             Arg::Buf(sums_b),
             Arg::BufMut(&mut *part),
+            Arg::I32(int(n)?),
         ];
-        args.extend(dims);
         // SAFETY: a, b hold at least n images of their views (checked), the sums 2 * Ca and
         // 2 * Cb f64 (their first halves are read), part splits * Ca * Cb f64.
-        unsafe { l.launch("channel_gram_centred_partial", config, &mut args)? };
+        unsafe { l.launch("channel_gram_centred_partial", config, args)? };
     } else {
-        let mut args: Vec<Arg<'_, L::Buf>> = vec![
+        let args = &mut [
             Arg::Buf(a),
             Arg::I32(c_a),
+            Arg::I32(h_a),
+            Arg::I32(w_a),
             Arg::I32(s_a),
             Arg::Buf(b),
             Arg::I32(c_b),
+            Arg::I32(h_b),
+            Arg::I32(w_b),
             Arg::I32(s_b),
             Arg::BufMut(&mut *part),
+            Arg::I32(int(n)?),
         ];
-        args.extend(dims);
         // SAFETY: as above, without the sums.
-        unsafe { l.launch("channel_gram_partial", config, &mut args)? };
+        unsafe { l.launch("channel_gram_partial", config, args)? };
     }
     let args = &mut [
         Arg::Buf(&*part),
