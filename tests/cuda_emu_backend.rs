@@ -14,7 +14,7 @@ use nasrank::backend::{Backend, BackwardOptions, BnStatistics, ConvGeom, Executo
 use nasrank::net::Plan;
 use nasrank::proxy::scorer::{score_arch, ScoreSettings};
 use nasrank::proxy::Score;
-use nasrank::space::{arch_of_index, Arch, Cell, MacroConfig, SizeArch};
+use nasrank::space::{arch_of_index, Arch, Cell, MacroConfig};
 
 fn emu() -> CudaBackend<EmuLauncher> {
     CudaBackend::new(EmuLauncher::new())
@@ -420,39 +420,10 @@ fn az_nas_downloads_once_per_arch() {
     assert_eq!(c.uploads, plan.params.len() + 1 + cells, "{c:?}");
 }
 
-/// Issue 24: the NATS-Bench size space's networks, whose widths (8 to 64 in steps of 8) are
-/// mostly not multiples of the kernels' 16- and 32-wide tiles nor of a warp, forward and
-/// backward and through the scores that run them (AZ-NAS's channel Grams of 8- to
-/// 56-channel maps and of pixel-unshuffled input gradients among them) against the CPU.
+/// Issue 24: the NATS-Bench size space's networks (parity::check_size_space).
 #[test]
 fn size_space_networks_of_ragged_widths_match_cpu() {
-    let config = MacroConfig {
-        classes: 10,
-        input_size: 8,
-        ..MacroConfig::NB201_CIFAR10
-    };
-    let mut settings = ScoreSettings::paper_defaults(config);
-    settings.set_batch(4);
-    let data = parity::batch(&config, 4, 9);
-    for widths in ["24:40:8:56:16", "8:8:8:8:8", "56:24:40:8:24"] {
-        let arch: SizeArch = widths.parse().unwrap();
-        let plan = Plan::build_sized(arch.widths(), config.classes, config.input_size).unwrap();
-        parity::check_plan(&emu(), &plan, &config, 3);
-        parity::check_some_scores(
-            &emu(),
-            arch,
-            &[
-                Score::Naswot,
-                Score::Synflow,
-                Score::Snip,
-                Score::AzExpressivity,
-                Score::AzProgressivity,
-                Score::AzTrainability,
-            ],
-            &data,
-            &settings,
-        );
-    }
+    parity::check_size_space(&emu());
 }
 
 /// AZ-NAS term by term (each feature's entropy, each cell's trainability) and MeCo on the

@@ -75,7 +75,7 @@ impl ChannelView {
     /// multiples of `s`).
     pub fn unshuffled(c: usize, h: usize, w: usize, s: usize) -> Self {
         assert!(
-            s >= 1 && h % s == 0 && w % s == 0,
+            s >= 1 && h.is_multiple_of(s) && w.is_multiple_of(s),
             "{h}x{w} is not a multiple of {s}"
         );
         ChannelView {

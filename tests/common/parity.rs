@@ -29,7 +29,7 @@ use nasrank::net::Plan;
 use nasrank::proxy::naswot::{naswot_kernel, CodeCount};
 use nasrank::proxy::scorer::{score_arch, ScoreSettings};
 use nasrank::proxy::Score;
-use nasrank::space::{AnyArch, Arch, Cell, MacroConfig, Op, OpSet};
+use nasrank::space::{AnyArch, Arch, Cell, MacroConfig, Op, OpSet, SizeArch};
 
 /// Entrywise tolerance of activations and gradients, relative to the tensor's scale.
 pub const RTOL: f64 = 3e-4;
@@ -334,6 +334,40 @@ pub fn check_some_scores<B: Backend<Real = f32>>(
         let same =
             g == w || (g - w).abs() <= score_rtol(score) * w.abs() || (g.is_nan() && w.is_nan());
         assert!(same, "{arch}: {score}: got {g}, want {w}");
+    }
+}
+
+/// Issue 24: the NATS-Bench size space's networks, whose widths (8 to 64 in steps of 8) are
+/// mostly not multiples of the kernels' 16- and 32-wide tiles nor of a warp: forward and
+/// backward ([`check_plan`]) and the scores that run them (AZ-NAS's channel Grams of 8- to
+/// 56-channel maps and of pixel-unshuffled input gradients among them), on 8x8 images.
+pub fn check_size_space<B: Backend<Real = f32>>(be: &B) {
+    let config = MacroConfig {
+        classes: 10,
+        input_size: 8,
+        ..MacroConfig::NB201_CIFAR10
+    };
+    let mut settings = ScoreSettings::paper_defaults(config);
+    settings.set_batch(4);
+    let data = batch(&config, 4, 9);
+    for widths in ["24:40:8:56:16", "8:8:8:8:8", "56:24:40:8:24"] {
+        let arch: SizeArch = widths.parse().unwrap();
+        let plan = Plan::build_sized(arch.widths(), config.classes, config.input_size).unwrap();
+        check_plan(be, &plan, &config, 3);
+        check_some_scores(
+            be,
+            arch,
+            &[
+                Score::Naswot,
+                Score::Synflow,
+                Score::Snip,
+                Score::AzExpressivity,
+                Score::AzProgressivity,
+                Score::AzTrainability,
+            ],
+            &data,
+            &settings,
+        );
     }
 }
 
