@@ -13,6 +13,10 @@
 //   warps stride over rows); lanes stride over p, then a shuffle sum.
 // sum_squares: out[at] += sum_r dots[r]^2 (f64). Launch: one block, as
 //   abs_products_and_squares.
+// count_unequal: partial[blockIdx.x] = how many i of the block's grid-stride share have
+//   a[i] != b[i] (act_t; a NaN differs from everything), an exact count in double. Launch:
+//   1-D blocks of a multiple of 32 threads, any grid.
+// sum_into: out[at] += sum_i v[i] (f64). Launch: one block, as abs_products_and_squares.
 
 #include "common.cuh"
 #include "storage.cuh"
@@ -66,4 +70,20 @@ extern "C" __global__ void difference_dot(const float *__restrict__ x, const flo
     }
     dot = block_sum(dot);
     if (threadIdx.x == 0) out[at] += dot;
+}
+
+extern "C" __global__ void count_unequal(const act_t *__restrict__ a, const act_t *__restrict__ b,
+                                         long long len, double *__restrict__ partial) {
+    double count = 0.0;
+    GRID_STRIDE(i, len) count += act_load(a[i]) != act_load(b[i]) ? 1.0 : 0.0;
+    count = block_sum(count);
+    if (threadIdx.x == 0) partial[blockIdx.x] = count;
+}
+
+extern "C" __global__ void sum_into(const double *__restrict__ v, long long len,
+                                    double *__restrict__ out, int at) {
+    double total = 0.0;
+    for (long long i = threadIdx.x; i < len; i += blockDim.x) total += v[i];
+    total = block_sum(total);
+    if (threadIdx.x == 0) out[at] += total;
 }

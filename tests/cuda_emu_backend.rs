@@ -11,9 +11,10 @@ use nasrank::backend::cpu::CpuBackend;
 use nasrank::backend::cuda::emu::EmuLauncher;
 use nasrank::backend::cuda::{CountingLauncher, CudaBackend, CudaBuf, DeviceCounts, Storage};
 use nasrank::backend::{Backend, BackwardOptions, BnStatistics, ConvGeom, Executor, ParamGrads};
+use nasrank::net::Plan;
 use nasrank::proxy::scorer::{score_arch, ScoreSettings};
 use nasrank::proxy::Score;
-use nasrank::space::{arch_of_index, Arch, MacroConfig};
+use nasrank::space::{arch_of_index, Arch, Cell, MacroConfig};
 
 fn emu() -> CudaBackend<EmuLauncher> {
     CudaBackend::new(EmuLauncher::new())
@@ -367,7 +368,8 @@ fn parameters_drawn_on_the_device_are_the_host_draws_bit_for_bit() {
 /// waits per 5-cell arch, and fisher two activations per conv on top; ZiCo each weight
 /// tensor's moments), and the weights are one table upload. GraSP: three losses, the norms
 /// and the final dots, and images and labels for each of its three passes (it downloaded
-/// and uploaded every weight and gradient: 680 waits and 269 uploads).
+/// and uploaded every weight and gradient: 680 waits and 269 uploads). MeCo: one vector of
+/// the channel sums and centred Gram of every module output's map (it downloaded each map).
 #[test]
 fn scores_that_reduce_on_the_device_download_a_few_times_per_arch() {
     let (arch, data, settings) = counted_arch();
@@ -382,6 +384,8 @@ fn scores_that_reduce_on_the_device_download_a_few_times_per_arch() {
         (Score::JacobCov, 2, 3),
         (Score::Zico, 2, 3),
         (Score::Grasp, 5, 7),
+        (Score::Meco, 1, 2),
+        (Score::MecoOpt, 1, 2),
     ] {
         score_arch(&be, arch, &[score], &data, &settings).unwrap();
         let c = be.launcher().take_counts();
@@ -391,5 +395,114 @@ fn scores_that_reduce_on_the_device_download_a_few_times_per_arch() {
             c.waits(),
             c.uploads
         );
+    }
+}
+
+/// AZ-NAS reads its channel statistics back in one download per arch (it downloaded each
+/// feature map and each cell's input gradient: 17 waits on this 8-cell network, 35 on
+/// NB-201's), as does MeCo above (one per module output's map). Its uploads are its
+/// host-drawn Kaiming weights, the images and one probe per cell.
+#[test]
+fn az_nas_downloads_once_per_arch() {
+    let (arch, data, settings) = counted_arch();
+    let plan = Plan::build(&Cell::from(arch), &settings.config).unwrap();
+    let cells = plan.features.len() - 1;
+    assert_eq!(cells, 8);
+    let be = CudaBackend::new(CountingLauncher::new(EmuLauncher::new()));
+    let scores = [
+        Score::AzExpressivity,
+        Score::AzProgressivity,
+        Score::AzTrainability,
+    ];
+    score_arch(&be, arch, &scores, &data, &settings).unwrap();
+    let c = be.launcher().take_counts();
+    assert_eq!(c.waits(), 1, "{c:?}");
+    assert_eq!(c.uploads, plan.params.len() + 1 + cells, "{c:?}");
+}
+
+/// Issue 24: the NATS-Bench size space's networks (parity::check_size_space).
+#[test]
+fn size_space_networks_of_ragged_widths_match_cpu() {
+    parity::check_size_space(&emu());
+}
+
+/// AZ-NAS term by term (each feature's entropy, each cell's trainability) and MeCo on the
+/// device's channel statistics against the CPU's, on archs with an exact identity cell
+/// (`count_unequal` must find the input gradient equal to the probe: -inf), a dead arch
+/// (NaN entropies, zero gradients), and
+/// 16- to 64-channel maps, of which meco_opt samples 8-channel sub-matrices.
+#[test]
+fn az_nas_terms_and_meco_match_cpu_cell_by_cell() {
+    use nasrank::backend::cpu::CpuBackend;
+    use nasrank::data::{Seeds, SplitMix64};
+    use nasrank::proxy::az_nas::az_nas;
+    use nasrank::proxy::meco::{meco, meco_opt};
+    let config = MacroConfig {
+        channels: 16,
+        classes: 10,
+        ..parity::TINY
+    };
+    let data = parity::batch(&config, 4, 9);
+    let cpu = CpuBackend::<f32>::new();
+    let close =
+        |g: f64, w: f64| g == w || (g - w).abs() <= 1e-4 * w.abs() || (g.is_nan() && w.is_nan());
+    for (case, arch) in [
+        "|skip_connect~0|+|none~0|skip_connect~1|+|none~0|none~1|skip_connect~2|",
+        "|avg_pool_3x3~0|+|nor_conv_1x1~0|skip_connect~1|+|nor_conv_3x3~0|none~1|nor_conv_1x1~2|",
+        "|nor_conv_3x3~0|+|none~0|none~1|+|avg_pool_3x3~0|none~1|avg_pool_3x3~2|",
+        "|none~0|+|none~0|none~1|+|none~0|none~1|none~2|",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let plan = Plan::build(&Cell::from(arch.parse::<Arch>().unwrap()), &config).unwrap();
+        let be = emu();
+        let (want, got) = (
+            az_nas(&cpu, &plan, 4, Seeds(3)),
+            az_nas(&be, &plan, 4, Seeds(3)),
+        );
+        // The cases are what they are meant to be.
+        match case {
+            0 => assert!(
+                want.cells.contains(&f64::NEG_INFINITY),
+                "{arch}: no identity"
+            ),
+            3 => assert!(want.entropies[1].is_nan(), "{arch}: not dead"),
+            _ => assert!(want.trainability.is_finite(), "{arch}: {want:?}"),
+        }
+        for (k, (&g, &w)) in got.entropies.iter().zip(&want.entropies).enumerate() {
+            assert!(close(g, w), "{arch}: entropy {k}: got {g}, want {w}");
+        }
+        for (k, (&g, &w)) in got.cells.iter().zip(&want.cells).enumerate() {
+            assert!(close(g, w), "{arch}: cell {k}: got {g}, want {w}");
+        }
+        let run = |b: &dyn Fn(&mut SplitMix64) -> (f64, f64)| b(&mut SplitMix64::new(7));
+        let want = run(&|rng| {
+            let mut exec = Executor::with_init(&cpu, &plan, 3);
+            (
+                meco(&mut exec, &data, 4),
+                meco_opt(&mut exec, &data, 4, rng),
+            )
+        });
+        let got = run(&|rng| {
+            let mut exec = Executor::with_init(&be, &plan, 3);
+            (
+                meco(&mut exec, &data, 4),
+                meco_opt(&mut exec, &data, 4, rng),
+            )
+        });
+        assert!(
+            close(got.0, want.0),
+            "{arch}: meco: got {}, want {}",
+            got.0,
+            want.0
+        );
+        assert!(
+            close(got.1, want.1),
+            "{arch}: meco_opt: got {}, want {}",
+            got.1,
+            want.1
+        );
+        be.status().expect("backend status");
     }
 }

@@ -72,6 +72,13 @@ fn gpu_every_score_matches_cpu() {
 }
 
 #[test]
+fn gpu_size_space_networks_of_ragged_widths_match_cpu() {
+    if let Some(be) = gpu("size-space networks") {
+        parity::check_size_space(&be);
+    }
+}
+
+#[test]
 fn gpu_f16_and_bf16_storage_round_activations_and_stay_near_f32() {
     let (Some(exact), Some(f16), Some(bf16)) = (gpu("f32"), gpu("f16"), gpu("bf16")) else {
         return;

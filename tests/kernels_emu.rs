@@ -1103,3 +1103,232 @@ fn add_assign_and_copy_into_match_cpu() {
         Err(LaunchError::Length(_))
     ));
 }
+
+/// A `[n][c][h s][w s]` map of values in [-1, 1) with, in every image, channel 1 constant
+/// (a different constant per image), channel 2 constant but for one value, channel 3
+/// offset by 50 (against its spread: the centred Gram must not cancel it away) and every
+/// 7th value of channel 0 an exact zero.
+fn channel_map(n: usize, c: usize, plane: usize, seed: u64) -> Vec<f32> {
+    let mut x = values(n * c * plane, seed);
+    for img in 0..n {
+        let at = |ch: usize| (img * c + ch) * plane;
+        if c > 1 {
+            let first = x[at(1)];
+            x[at(1)..at(1) + plane].fill(first);
+        }
+        if c > 2 && plane > 1 {
+            let first = x[at(2)];
+            x[at(2)..at(2) + plane].fill(first);
+            x[at(2) + plane / 2] = first + 0.5;
+        }
+        if c > 3 {
+            x[at(3)..at(3) + plane].iter_mut().for_each(|v| *v += 50.0);
+        }
+        for p in (0..plane).step_by(7) {
+            x[at(0) + p] = 0.0;
+        }
+    }
+    x
+}
+
+/// Channel `k` at position (y, x) of image `img` of a `[n][c][h s][w s]` map pixel-unshuffled
+/// by `s`, the textbook way: channel `k = ch s^2 + dy s + dx` is stored channel `ch` at
+/// pixel `(y s + dy, x s + dx)`.
+fn unshuffled(
+    map: &[f32],
+    (c, h, w, s): (usize, usize, usize, usize),
+    img: usize,
+    k: usize,
+    y: usize,
+    x: usize,
+) -> f64 {
+    let (ch, dy, dx) = (k / (s * s), (k / s) % s, k % s);
+    let (hs, ws) = (h * s, w * s);
+    f64::from(map[((img * c + ch) * hs + y * s + dy) * ws + x * s + dx])
+}
+
+type View4 = (usize, usize, usize, usize);
+
+/// Naive f64 channel statistics of the first `n` images of maps `a` and `b` (each view
+/// `(c, h, w, s)`, of as many positions `h w`, position p being pixel (p / w, p % w)):
+/// a's sums, a's counts of values differing from the image's first, raw Gram and centred
+/// Gram.
+#[allow(clippy::type_complexity)]
+fn naive_channel_stats(
+    (a, va): (&[f32], View4),
+    (b, vb): (&[f32], View4),
+    n: usize,
+) -> (Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>) {
+    let hw = va.1 * va.2;
+    assert_eq!(hw, vb.1 * vb.2);
+    let (ca, cb) = (va.0 * va.3 * va.3, vb.0 * vb.3 * vb.3);
+    let at = |m: &[f32], v: View4, img, k, p: usize| unshuffled(m, v, img, k, p / v.2, p % v.2);
+    let mut sums = vec![0.0; 2 * ca];
+    for k in 0..ca {
+        for img in 0..n {
+            for p in 0..hw {
+                let v = at(a, va, img, k, p);
+                sums[k] += v;
+                if v != at(a, va, img, k, 0) {
+                    sums[ca + k] += 1.0;
+                }
+            }
+        }
+    }
+    let count = (n * hw) as f64;
+    let mean = |m: &[f32], v, k| -> f64 {
+        (0..n)
+            .flat_map(|img| (0..hw).map(move |p| (img, p)))
+            .map(|(img, p)| at(m, v, img, k, p))
+            .sum::<f64>()
+            / count
+    };
+    let (mut raw, mut centred) = (vec![0.0; ca * cb], vec![0.0; ca * cb]);
+    for i in 0..ca {
+        let ma = mean(a, va, i);
+        for j in 0..cb {
+            let mb = mean(b, vb, j);
+            for img in 0..n {
+                for p in 0..hw {
+                    let (x, y) = (at(a, va, img, i, p), at(b, vb, img, j, p));
+                    raw[i * cb + j] += x * y;
+                    centred[i * cb + j] += (x - ma) * (y - mb);
+                }
+            }
+        }
+    }
+    (sums[..ca].to_vec(), sums[ca..].to_vec(), raw, centred)
+}
+
+/// The channel primitives (kernels/channel.cu) against a naive f64 reference and the CPU
+/// backend: channel counts not multiples of the 16-wide tile or of a warp (8, 24, 40, 56),
+/// 1 to 1024 positions, 1 to 64 images (split-K over many ranges), pixel-unshuffled views
+/// against plain ones of another shape (AZ-NAS's reduction cells), buffers holding more
+/// images than are read; only the output's own slots written.
+#[test]
+fn channel_statistics_match_a_naive_reference_and_cpu() {
+    use nasrank::backend::cpu::channel as cpu_channel;
+    use nasrank::backend::ChannelView;
+    // (images read, images held, a's view, b's view), views as (c, h, w, s).
+    for (n, held, va4, vb4) in [
+        (
+            1usize,
+            1usize,
+            (8usize, 1usize, 1usize, 1usize),
+            (8usize, 1usize, 1usize, 1usize),
+        ),
+        (3, 4, (24, 2, 2, 1), (40, 2, 2, 1)),
+        (64, 64, (40, 8, 8, 1), (8, 8, 8, 1)),
+        (1, 3, (56, 32, 32, 1), (56, 32, 32, 1)),
+        (3, 3, (6, 4, 4, 2), (40, 1, 16, 1)),
+        (2, 2, (2, 2, 3, 2), (3, 3, 2, 2)),
+        (64, 64, (8, 32, 32, 1), (24, 32, 32, 1)),
+    ] {
+        let ((ca, h, w, sa), (cb, hb, wb, sb)) = (va4, vb4);
+        let what = format!("n {n} a {va4:?} b {vb4:?}");
+        let a = channel_map(held, ca, h * w * sa * sa, 60 + ca as u64);
+        let b = channel_map(held, cb, hb * wb * sb * sb, 61 + cb as u64);
+        let view = |(c, h, w, s): (usize, usize, usize, usize)| {
+            ChannelView::unshuffled(c, h * s, w * s, s)
+        };
+        let (va, vb) = (view(va4), view(vb4));
+        let (ka, kb) = (va.channels(), vb.channels());
+        let (sums, changes, raw, centred) = naive_channel_stats((&a, va4), (&b, vb4), n);
+        assert!(
+            changes.contains(&0.0) || h * w == 1 || ca < 2,
+            "{what}: no constant channel"
+        );
+
+        // CPU backend.
+        let mut cpu_sums = vec![0.0; 2 * ka];
+        cpu_channel::channel_sums(&a, va, n, &mut cpu_sums);
+        assert_close(&cpu_sums[..ka], &sums, 1e-12, &format!("cpu sums {what}"));
+        assert_eq!(cpu_sums[ka..], changes[..], "cpu counts {what}");
+        for (centre, want) in [(false, &raw), (true, &centred)] {
+            let mut g = vec![0.0; ka * kb];
+            cpu_channel::channel_gram(&a, va, &b, vb, n, centre, &mut g);
+            assert_close(
+                &g,
+                want,
+                1e-12,
+                &format!("cpu gram centred {centre} {what}"),
+            );
+        }
+
+        // Kernels, written at an offset into an accumulator of sentinels.
+        let (da, db) = (up(&a), up(&b));
+        let mut out = up(&vec![-7.0f64; 2 * ka + 5]);
+        ops::channel_sums(&L, (&da, va), n, &mut out, 3).unwrap();
+        let got = down::<f64>(&out);
+        assert_eq!(
+            [&got[..3], &got[3 + 2 * ka..]].concat(),
+            vec![-7.0; 5],
+            "{what}: sums outside their slots"
+        );
+        assert_close(&got[3..3 + ka], &sums, 1e-12, &format!("sums {what}"));
+        assert_eq!(got[3 + ka..3 + 2 * ka], changes[..], "counts {what}");
+        for (centre, want) in [(false, &raw), (true, &centred)] {
+            let mut out = up(&vec![-7.0f64; ka * kb + 2]);
+            ops::channel_gram(&L, (&da, va), (&db, vb), n, centre, &mut out, 1).unwrap();
+            let got = down::<f64>(&out);
+            assert_eq!(
+                (got[0], got[ka * kb + 1]),
+                (-7.0, -7.0),
+                "{what}: gram outside its slots"
+            );
+            assert_close(
+                &got[1..=ka * kb],
+                want,
+                1e-12,
+                &format!("gram centred {centre} {what}"),
+            );
+        }
+        // A map with itself (one buffer: its sums taken once).
+        let (_, _, raw_aa, centred_aa) = naive_channel_stats((&a, va4), (&a, va4), n);
+        for (centre, want) in [(false, &raw_aa), (true, &centred_aa)] {
+            let mut out = up(&vec![0.0f64; ka * ka]);
+            ops::channel_gram(&L, (&da, va), (&da, va), n, centre, &mut out, 0).unwrap();
+            assert_close(
+                &down::<f64>(&out),
+                want,
+                1e-12,
+                &format!("self gram centred {centre} {what}"),
+            );
+        }
+    }
+    // Too few images held, a slot past the accumulator, positions that differ: errors.
+    let (a, v) = (up(&values(2 * 8 * 4, 3)), ChannelView::plain(8, 4));
+    let mut out = up(&[0.0f64; 64]);
+    assert!(ops::channel_sums(&L, (&a, v), 3, &mut out, 0).is_err());
+    assert!(ops::channel_sums(&L, (&a, v), 2, &mut out, 49).is_err());
+    assert!(ops::channel_gram(&L, (&a, v), (&a, v), 2, true, &mut out, 1).is_err());
+    let other = ChannelView::plain(16, 2);
+    assert!(ops::channel_gram(&L, (&a, v), (&a, other), 1, false, &mut out, 0).is_err());
+}
+
+#[test]
+fn count_unequal_counts_exactly() {
+    for len in [1usize, 33, 5000, 70_001] {
+        let a = values(len, 70 + len as u64);
+        let mut b = a.clone();
+        let mut want = 0.0;
+        for i in (0..len).step_by(3) {
+            b[i] = -b[i] - 1.0;
+            want += 1.0;
+        }
+        if len > 10 {
+            (b[4], b[5]) = (f32::NAN, a[5]); // NaN differs; equal values do not
+            want += 1.0;
+        }
+        assert_eq!(
+            cpu::channel::count_unequal(&a, &b) as f64,
+            want,
+            "cpu len {len}"
+        );
+        let mut out = up(&[f64::NAN, 2.0]);
+        ops::count_unequal(&L, len, &up(&a), &up(&b), &mut out, 1).unwrap();
+        let got = down::<f64>(&out);
+        assert!(got[0].is_nan(), "len {len}: other slot written");
+        assert_eq!(got[1], 2.0 + want, "len {len}");
+    }
+}

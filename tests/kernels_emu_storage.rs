@@ -11,7 +11,7 @@ use half::{bf16, f16};
 use nasrank::backend::cuda::emu::{EmuBuf, EmuLauncher};
 use nasrank::backend::cuda::launch::StorageLauncher;
 use nasrank::backend::cuda::{ops, Arg, LaunchConfig, Launcher, Storage};
-use nasrank::backend::{BnGeom, BnGrad, ConvGeom, Reduction};
+use nasrank::backend::{BnGeom, BnGrad, ChannelView, ConvGeom, Reduction};
 
 const L: EmuLauncher = EmuLauncher;
 
@@ -432,11 +432,40 @@ fn run_all<Ls: Launcher<Buf = EmuBuf>>(l: &Ls, s: Storage) -> Vec<(String, bool,
 
     // Whole-tensor sums of activations (f64 out, compared bit for bit as its f32 halves).
     let (rows, len) = (37, 45);
-    let a = r.act(&inputs(s, rows * len, 150, 2.0));
-    let b = r.act(&inputs(s, rows * len, 151, 1.0));
+    let a_rows = r.act(&inputs(s, rows * len, 150, 2.0));
+    let b_rows = r.act(&inputs(s, rows * len, 151, 1.0));
     let mut out = L.upload(&[0.25f64, 0.0]).unwrap();
-    ops::row_dot_squares(l, (rows, len), &a, &b, &mut out, 1).unwrap();
+    ops::row_dot_squares(l, (rows, len), &a_rows, &b_rows, &mut out, 1).unwrap();
     r.keep_param("row_dot_squares", &out);
+
+    // Channel statistics (f64 out): a pixel-unshuffled map against a plain one, 3 images.
+    let (n, view_a, view_b) = (
+        3,
+        ChannelView::unshuffled(5, 6, 4, 2),
+        ChannelView::plain(11, 6),
+    );
+    let a = r.act(&inputs(s, n * view_a.image_len(), 160, 2.0));
+    let b = r.act(&inputs(s, n * view_b.image_len(), 161, 1.0));
+    let mut out = L.upload(&vec![0.0f64; 2 * view_a.channels()]).unwrap();
+    ops::channel_sums(l, (&a, view_a), n, &mut out, 0).unwrap();
+    r.keep_param("channel_sums", &out);
+    for centred in [false, true] {
+        let mut out = L
+            .upload(&vec![0.0f64; view_a.channels() * view_b.channels()])
+            .unwrap();
+        ops::channel_gram(l, (&a, view_a), (&b, view_b), n, centred, &mut out, 0).unwrap();
+        r.keep_param(&format!("channel_gram centred {centred}"), &out);
+    }
+    // Half of the values equal a_rows' (the count is of the 16-bit values where stored so).
+    let mixed: Vec<f32> = inputs(s, rows * len, 150, 2.0)
+        .into_iter()
+        .zip(inputs(s, rows * len, 151, 2.0))
+        .enumerate()
+        .map(|(i, (x, y))| if i % 2 == 0 { x } else { y })
+        .collect();
+    let mut out = L.upload(&[0.0f64]).unwrap();
+    ops::count_unequal(l, rows * len, &a_rows, &r.act(&mixed), &mut out, 0).unwrap();
+    r.keep_param("count_unequal", &out);
     r.outputs
 }
 

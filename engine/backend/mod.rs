@@ -47,6 +47,72 @@ impl BnGeom {
     }
 }
 
+/// How a channel primitive ([`Backend::channel_sums`], [`Backend::channel_gram`]) reads an
+/// activation map: a buffer of `[images][c][h s][w s]` values seen as `[images][c s²][h][w]`
+/// (PyTorch's `PixelUnshuffle(s)`: view channel `ch s² + dy s + dx` holds the pixels at
+/// offset `(dy, dx)` of each `s x s` block of stored channel `ch`); `s = 1` is the map as
+/// stored. The view's positions are its `h w` pixels, row-major.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChannelView {
+    /// Channels stored.
+    pub c: usize,
+    /// The view's height and width (the stored map's divided by `s`).
+    pub h: usize,
+    pub w: usize,
+    /// Pixel-unshuffle factor (1: none).
+    pub s: usize,
+}
+
+impl ChannelView {
+    /// A map of `c` channels of `hw` positions, as stored.
+    pub fn plain(c: usize, hw: usize) -> Self {
+        ChannelView {
+            c,
+            h: 1,
+            w: hw,
+            s: 1,
+        }
+    }
+
+    /// A map of `c` channels of `h x w` pixels pixel-unshuffled by `s` (`h`, `w`
+    /// multiples of `s`).
+    pub fn unshuffled(c: usize, h: usize, w: usize, s: usize) -> Self {
+        assert!(
+            s >= 1 && h.is_multiple_of(s) && w.is_multiple_of(s),
+            "{h}x{w} is not a multiple of {s}"
+        );
+        ChannelView {
+            c,
+            h: h / s,
+            w: w / s,
+            s,
+        }
+    }
+
+    /// Channels of the view (`c s²`).
+    pub fn channels(&self) -> usize {
+        self.c * self.s * self.s
+    }
+
+    /// Positions per view channel (`h w`).
+    pub fn positions(&self) -> usize {
+        self.h * self.w
+    }
+
+    /// Values per image, stored or viewed.
+    pub fn image_len(&self) -> usize {
+        self.channels() * self.positions()
+    }
+
+    /// The stored index of view channel `ch` at position `p` of image `image`.
+    pub fn index(&self, image: usize, ch: usize, p: usize) -> usize {
+        let s = self.s;
+        let (stored, dy, dx) = (ch / (s * s), (ch / s) % s, ch % s);
+        let (y, x) = (p / self.w, p % self.w);
+        ((image * self.c + stored) * self.h * s + y * s + dy) * self.w * s + x * s + dx
+    }
+}
+
 /// Softmax cross-entropy reduction over the batch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Reduction {
@@ -200,6 +266,46 @@ pub trait Backend: Sync + 'static {
         b: &Self::Buf,
         rows: usize,
         len: usize,
+        out: &mut Self::Acc,
+        at: usize,
+    );
+
+    /// `out[at] += ` the number of positions `i` where `a[i] != b[i]` (activations of equal
+    /// length; a NaN differs from everything), exact in f64 up to 2^53: whether two
+    /// activation buffers hold the same values, without downloading them.
+    fn count_unequal(&self, a: &Self::Buf, b: &Self::Buf, out: &mut Self::Acc, at: usize);
+    /// Per-channel sums over the first `n` images of activation map `a` (holding at least
+    /// `n` images) read through `view`, in f64, written at `at` of `out` (which holds at
+    /// least `at + 2 * view.channels()`; the rest is kept), with `C = view.channels()`:
+    /// - `out[at + i]`: the sum of channel i's values over the images and positions (each
+    ///   image's positions summed, then the images in order);
+    /// - `out[at + C + i]`: how many (image, position) of channel i hold a value that
+    ///   differs (`!=`) from the channel's value at position 0 of the same image: 0 exactly
+    ///   when channel i is constant over the positions of each image.
+    fn channel_sums(
+        &self,
+        a: &Self::Buf,
+        view: ChannelView,
+        n: usize,
+        out: &mut Self::Acc,
+        at: usize,
+    );
+    /// The channel Gram of the first `n` images of activation maps `a` (read through
+    /// `va`) and `b` (through `vb`, of as many positions), in f64, written at `at` of `out`
+    /// (`[Ca][Cb]` row-major, `Ca = va.channels()`, `Cb = vb.channels()`; the rest of
+    /// `out` is kept):
+    /// `out[at + i Cb + j] = sum over images and positions of (a_i - μa_i) (b_j - μb_j)`,
+    /// where `μ` is each channel's mean over the `n` images and positions (its
+    /// [`Backend::channel_sums`] sum over `n` times the positions) if `centred`, else 0.
+    #[allow(clippy::too_many_arguments)]
+    fn channel_gram(
+        &self,
+        a: &Self::Buf,
+        va: ChannelView,
+        b: &Self::Buf,
+        vb: ChannelView,
+        n: usize,
+        centred: bool,
         out: &mut Self::Acc,
         at: usize,
     );

@@ -31,10 +31,11 @@
 //!   linear shortcut there. Only dead archs, whose expressivity and progressivity are
 //!   `−inf` anyway, are affected.
 
-use super::linalg::{channel_gram, largest_singular_value, symmetric_eigenvalues};
+use super::linalg::{largest_singular_value, symmetric_eigenvalues};
 use super::registry::{ArchScoring, Minibatch, Runs, ScoreDef, ScoreInfo, EVERY_SPACE};
 use super::upload_images;
-use crate::backend::{Backend, BnGrad, BnStatistics, Executor, Real};
+use crate::backend::cpu::channel;
+use crate::backend::{Backend, BnGrad, BnStatistics, ChannelView, Executor, Real};
 use crate::data::{synthetic_batch, Seeds, SplitMix64};
 use crate::net::init::kaiming_normal_params;
 use crate::net::plan::INPUT;
@@ -53,34 +54,15 @@ pub struct AzNasTerms {
     pub cells: Vec<f64>,
 }
 
-/// A slot's values of the last forward pass, widened to f64.
-fn slot_values<B: Backend>(exec: &Executor<'_, B>, slot: usize) -> Vec<f64> {
-    let be = exec.backend();
-    be.download(exec.slot(slot))
-        .into_iter()
-        .map(Real::to_f64_lossless)
-        .collect()
-}
-
-/// The entropy of a feature map's normalised channel-covariance spectrum
-/// (`[n][c][hw]`); NaN for a map without variance.
-pub fn spectral_entropy(map: &[f64], n: usize, c: usize, hw: usize) -> f64 {
-    let count = (n * hw) as f64;
-    let means: Vec<f64> = (0..c)
-        .map(|ch| {
-            (0..n)
-                .map(|i| {
-                    map[(i * c + ch) * hw..(i * c + ch + 1) * hw]
-                        .iter()
-                        .sum::<f64>()
-                })
-                .sum::<f64>()
-                / count
-        })
-        .collect();
+/// The entropy of a feature map's normalised channel-covariance spectrum from its moments
+/// over `count` (images x positions) observations: each channel's sum and the raw channel
+/// Gram (`[c][c]`); NaN for a map without variance.
+pub fn spectral_entropy_of_moments(sums: &[f64], gram: &[f64], c: usize, count: f64) -> f64 {
+    assert_eq!((sums.len(), gram.len()), (c, c * c));
+    let means: Vec<f64> = sums.iter().map(|s| s / count).collect();
     // E[x x^T] - m m^T: the maps are sums of batch-normalised outputs, with channel means
-    // near 0, so nothing cancels and the centred copy is not needed.
-    let mut sigma = channel_gram(map, c, map, c, n, hw);
+    // near 0, so nothing cancels and the centred Gram is not needed.
+    let mut sigma = gram.to_vec();
     for i in 0..c {
         for j in 0..c {
             sigma[i * c + j] = sigma[i * c + j] / count - means[i] * means[j];
@@ -97,53 +79,41 @@ pub fn spectral_entropy(map: &[f64], n: usize, c: usize, hw: usize) -> f64 {
         .sum()
 }
 
-/// `[n][c][h][w]` rearranged to `[n][c s²][h/s][w/s]` (PyTorch's `PixelUnshuffle(s)`:
-/// channel `c s² + dy s + dx` holds the pixels at offset `(dy, dx)` of each `s x s` block).
-pub fn pixel_unshuffle(x: &[f64], n: usize, shape: SlotShape, s: usize) -> Vec<f64> {
-    let (c, h, w) = (shape.c, shape.h, shape.w);
-    assert_eq!(x.len(), n * c * h * w);
-    assert!(h % s == 0 && w % s == 0, "{h}x{w} is not a multiple of {s}");
-    let (ho, wo) = (h / s, w / s);
-    let mut out = vec![0.0; x.len()];
-    for b in 0..n {
-        for ch in 0..c {
-            for dy in 0..s {
-                for dx in 0..s {
-                    let oc = ch * s * s + dy * s + dx;
-                    for i in 0..ho {
-                        for j in 0..wo {
-                            out[((b * c * s * s + oc) * ho + i) * wo + j] =
-                                x[((b * c + ch) * h + i * s + dy) * w + j * s + dx];
-                        }
-                    }
-                }
-            }
-        }
-    }
-    out
+/// The entropy of a feature map's normalised channel-covariance spectrum
+/// (`[n][c][hw]`, on the host); NaN for a map without variance.
+pub fn spectral_entropy(map: &[f64], n: usize, c: usize, hw: usize) -> f64 {
+    let view = ChannelView::plain(c, hw);
+    let mut sums = vec![0.0; 2 * c];
+    channel::channel_sums(map, view, n, &mut sums);
+    let mut gram = vec![0.0; c * c];
+    channel::channel_gram(map, view, map, view, n, false, &mut gram);
+    spectral_entropy_of_moments(&sums[..c], &gram, c, (n * hw) as f64)
 }
 
-/// One cell's trainability from its probe `g_out` and the gradient it gives at the input.
-fn cell_trainability(
-    g_in: &[f64],
-    in_shape: SlotShape,
-    g_out: &[f64],
-    out_shape: SlotShape,
-    n: usize,
-) -> f64 {
-    if in_shape == out_shape && g_in == g_out {
-        return f64::NEG_INFINITY; // an exact identity
+/// How a cell's input gradient is read against its output probe: as stored, or
+/// pixel-unshuffled to the output's resolution where the cell halves it (reduction
+/// blocks).
+fn input_view(in_shape: SlotShape, out_shape: SlotShape) -> ChannelView {
+    if in_shape.h == out_shape.h && in_shape.w == out_shape.w {
+        return ChannelView::plain(in_shape.c, in_shape.hw());
     }
-    let (g_in, ci) = if in_shape.h != out_shape.h || in_shape.w != out_shape.w {
-        let s = in_shape.h / out_shape.h;
-        (pixel_unshuffle(g_in, n, in_shape, s), in_shape.c * s * s)
-    } else {
-        (g_in.to_vec(), in_shape.c)
-    };
-    let (co, hw) = (out_shape.c, out_shape.hw());
-    let mut m = channel_gram(&g_in, ci, g_out, co, n, hw);
-    let count = (n * hw) as f64;
-    m.iter_mut().for_each(|v| *v /= count);
+    let s = in_shape.h / out_shape.h;
+    let view = ChannelView::unshuffled(in_shape.c, in_shape.h, in_shape.w, s);
+    assert_eq!(
+        (view.h, view.w),
+        (out_shape.h, out_shape.w),
+        "a {in_shape:?} input does not unshuffle to {out_shape:?}"
+    );
+    view
+}
+
+/// One cell's trainability from `M = g_in^T g_out` summed over `count` observations
+/// (`[ci][co]`), unless the cell is an exact identity.
+fn cell_trainability(m: &[f64], ci: usize, co: usize, count: f64, identity: bool) -> f64 {
+    if identity {
+        return f64::NEG_INFINITY;
+    }
+    let m: Vec<f64> = m.iter().map(|v| v / count).collect();
     let sigma = largest_singular_value(&m, ci, co);
     -sigma - 1.0 / (sigma + 1e-6) + 2.0
 }
@@ -161,6 +131,12 @@ pub fn rademacher(rng: &mut SplitMix64, len: usize) -> Vec<f64> {
 
 /// The three terms from the executor's last forward pass of `n` images, the probes drawn
 /// from `probes` (cell by cell, last first).
+///
+/// What leaves the backend is one accumulator, downloaded once at the end: per feature map
+/// its channel sums and raw channel Gram ([`Backend::channel_sums`],
+/// [`Backend::channel_gram`]); per cell whether its input gradient equals the probe
+/// ([`Backend::count_unequal`]) and the cross Gram of the (pixel-unshuffled) input gradient
+/// with the probe. The probes are drawn here and uploaded, one per cell.
 pub fn az_nas_of_forward<B: Backend>(
     exec: &mut Executor<'_, B>,
     n: usize,
@@ -168,11 +144,78 @@ pub fn az_nas_of_forward<B: Backend>(
 ) -> AzNasTerms {
     let plan = exec.plan();
     let be = exec.backend();
-    let features = &plan.features;
+    let features = plan.features.clone();
+    // The accumulator's layout: each live feature's 2c sums and c x c Gram, then each cell
+    // with both ends live (last first): a count and its ci x co Gram.
+    let mut len = 0;
+    let mut take = |values: usize| {
+        let at = len;
+        len += values;
+        at
+    };
+    let feature_at: Vec<Option<usize>> = features
+        .iter()
+        .map(|f| f.slot.map(|_| take(2 * f.shape.c + f.shape.c * f.shape.c)))
+        .collect();
+    let cell_at: Vec<Option<usize>> = (1..features.len())
+        .rev()
+        .map(|l| {
+            let (f_in, f_out) = (features[l - 1], features[l]);
+            let ci = input_view(f_in.shape, f_out.shape).channels();
+            (f_in.slot.is_some() && f_out.slot.is_some()).then(|| take(1 + ci * f_out.shape.c))
+        })
+        .collect();
+    let mut acc = be.alloc_acc(len);
+    for (f, at) in features.iter().zip(&feature_at) {
+        if let (Some(slot), Some(at)) = (f.slot, *at) {
+            let (c, view) = (f.shape.c, ChannelView::plain(f.shape.c, f.shape.hw()));
+            let map = exec.slot(slot);
+            be.channel_sums(map, view, n, &mut acc, at);
+            be.channel_gram(map, view, map, view, n, false, &mut acc, at + 2 * c);
+        }
+    }
+    // Cells whose input gradient is the zero tensor (no path from input to output).
+    let mut zero_gradient = vec![false; cell_at.len()];
+    for (k, l) in (1..features.len()).rev().enumerate() {
+        let (f_in, f_out) = (features[l - 1], features[l]);
+        let g_out = rademacher(probes, n * f_out.shape.len());
+        let (Some(x), Some(y), Some(at)) = (f_in.slot, f_out.slot, cell_at[k]) else {
+            continue;
+        };
+        let probe = be.upload(
+            &g_out
+                .iter()
+                .map(|&v| B::Real::from_f64_rounded(v))
+                .collect::<Vec<_>>(),
+        );
+        let mut dy = be.alloc(be.buf_len(&probe));
+        be.copy(&probe, &mut dy);
+        match exec.vjp(y, dy, x, BnGrad::Full) {
+            Some(g_in) => {
+                if f_in.shape == f_out.shape {
+                    be.count_unequal(&g_in, &probe, &mut acc, at);
+                }
+                let view_out = ChannelView::plain(f_out.shape.c, f_out.shape.hw());
+                let view_in = input_view(f_in.shape, f_out.shape);
+                be.channel_gram(&g_in, view_in, &probe, view_out, n, false, &mut acc, at + 1);
+                be.release(g_in);
+            }
+            None => zero_gradient[k] = true,
+        }
+        be.release(probe);
+    }
+    let values = be.download_acc(&acc);
+
     let entropies: Vec<f64> = features
         .iter()
-        .map(|f| match f.slot {
-            Some(slot) => spectral_entropy(&slot_values(exec, slot), n, f.shape.c, f.shape.hw()),
+        .zip(&feature_at)
+        .map(|(f, at)| match at {
+            Some(at) => {
+                let c = f.shape.c;
+                let count = (n * f.shape.hw()) as f64;
+                let gram = &values[at + 2 * c..at + 2 * c + c * c];
+                spectral_entropy_of_moments(&values[*at..at + c], gram, c, count)
+            }
             None => f64::NAN,
         })
         .collect();
@@ -189,33 +232,28 @@ pub fn az_nas_of_forward<B: Backend>(
             }
         });
 
-    let mut cells = Vec::with_capacity(features.len().saturating_sub(1));
-    for l in (1..features.len()).rev() {
-        let (f_in, f_out) = (features[l - 1], features[l]);
-        let g_out = rademacher(probes, n * f_out.shape.len());
-        let g_in = match (f_in.slot, f_out.slot) {
-            (Some(x), Some(y)) => {
-                let dy = be.upload(
-                    &g_out
-                        .iter()
-                        .map(|&v| B::Real::from_f64_rounded(v))
-                        .collect::<Vec<_>>(),
-                );
-                exec.vjp(y, dy, x, BnGrad::Full).map(|g| {
-                    let values = be
-                        .download(&g)
-                        .into_iter()
-                        .map(Real::to_f64_lossless)
-                        .collect();
-                    be.release(g);
-                    values
-                })
+    let cells: Vec<f64> = (1..features.len())
+        .rev()
+        .enumerate()
+        .map(|(k, l)| {
+            let (f_in, f_out) = (features[l - 1], features[l]);
+            let (ci, co) = (
+                input_view(f_in.shape, f_out.shape).channels(),
+                f_out.shape.c,
+            );
+            let count = (n * f_out.shape.hw()) as f64;
+            match cell_at[k] {
+                // A gradient equal to the probe (no value differs) is an exact identity;
+                // the zero gradient of a dead path is not (the probe is +-1).
+                Some(at) if !zero_gradient[k] => {
+                    let identity = f_in.shape == f_out.shape && values[at] == 0.0;
+                    let m = &values[at + 1..at + 1 + ci * co];
+                    cell_trainability(m, ci, co, count, identity)
+                }
+                _ => cell_trainability(&vec![0.0; ci * co], ci, co, count, false),
             }
-            _ => None,
-        }
-        .unwrap_or_else(|| vec![0.0; n * f_in.shape.len()]);
-        cells.push(cell_trainability(&g_in, f_in.shape, &g_out, f_out.shape, n));
-    }
+        })
+        .collect();
     let trainability = cells.iter().sum::<f64>() / cells.len() as f64;
     let or_neg_inf = |v: f64| if v.is_nan() { f64::NEG_INFINITY } else { v };
     AzNasTerms {
@@ -304,18 +342,6 @@ impl ScoreDef for AzTrainability {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn pixel_unshuffle_moves_each_block_offset_to_its_channel() {
-        // One image, one 4x4 channel holding its own index.
-        let x: Vec<f64> = (0..16).map(f64::from).collect();
-        let shape = SlotShape { c: 1, h: 4, w: 4 };
-        let out = pixel_unshuffle(&x, 1, shape, 2);
-        // Channel 0: offsets (0, 0) of each 2x2 block; channel 3: (1, 1).
-        assert_eq!(&out[0..4], &[0.0, 2.0, 8.0, 10.0]);
-        assert_eq!(&out[4..8], &[1.0, 3.0, 9.0, 11.0]);
-        assert_eq!(&out[12..16], &[5.0, 7.0, 13.0, 15.0]);
-    }
 
     #[test]
     fn spectral_entropy_of_independent_equal_channels_is_ln_c() {

@@ -2,8 +2,6 @@
 
 use nalgebra::DMatrix;
 
-use crate::backend::cpu::gemm::{matmul, Mat, Parallelism};
-
 /// `log |det m|` of a symmetric matrix (`[n][n]` row-major), sign ignored.
 ///
 /// Cholesky first (the kernels scores build are positive semi-definite in exact
@@ -80,26 +78,40 @@ pub fn row_correlation(x: &[f64], c: usize, m: usize) -> Vec<f64> {
     corr
 }
 
-/// `sum_i A_i B_i^T` (`[ca][cb]` row-major) over the `n` images of two maps `a`
-/// (`[n][ca][hw]`) and `b` (`[n][cb][hw]`): channel by channel products summed over
-/// images and positions, the `X^T Y` of maps flattened to (images x positions) x channels.
-pub fn channel_gram(a: &[f64], ca: usize, b: &[f64], cb: usize, n: usize, hw: usize) -> Vec<f64> {
-    assert_eq!(a.len(), n * ca * hw);
-    assert_eq!(b.len(), n * cb * hw);
-    let mut out = vec![0.0; ca * cb];
-    for i in 0..n {
-        matmul(
-            &mut out,
-            Mat::rows(ca, cb),
-            i > 0,
-            &a[i * ca * hw..(i + 1) * ca * hw],
-            Mat::rows(ca, hw),
-            &b[i * cb * hw..(i + 1) * cb * hw],
-            Mat::rows(cb, hw).t(),
-            Parallelism::None,
-        );
+/// The Pearson correlation matrix (`[c][c]` row-major) of `c` variables from their centred
+/// Gram `g` (`[c][c]`: sums of products of the variables less their means, as
+/// [`crate::backend::Backend::channel_gram`] gives), as [`row_correlation`] computes it
+/// from the observations (the same divisions, bit for bit where `g` holds its sums):
+/// `g_ij / (sqrt(g_ii) sqrt(g_jj))` clamped to [-1, 1] from the upper triangle, with a zero
+/// row and column (diagonal included) for each variable without spread: `constant[i]`
+/// (its observations all equal, which a rounded mean may not show as `g_ii = 0`), or
+/// `g_ii = 0`.
+pub fn correlation_of_centred_gram(g: &[f64], c: usize, constant: &[bool]) -> Vec<f64> {
+    assert_eq!((g.len(), constant.len()), (c * c, c));
+    let norms: Vec<f64> = (0..c)
+        .map(|i| {
+            if constant[i] {
+                0.0
+            } else {
+                g[i * c + i].sqrt()
+            }
+        })
+        .collect();
+    let mut corr = vec![0.0f64; c * c];
+    for i in 0..c {
+        if norms[i] == 0.0 {
+            continue;
+        }
+        for j in i..c {
+            if norms[j] == 0.0 {
+                continue;
+            }
+            let r = (g[i * c + j] / (norms[i] * norms[j])).clamp(-1.0, 1.0);
+            corr[i * c + j] = r;
+            corr[j * c + i] = r;
+        }
     }
-    out
+    corr
 }
 
 /// The largest singular value of a `rows x cols` row-major matrix.
@@ -124,25 +136,6 @@ mod tests {
         let va: f64 = a.iter().map(|x| (x - ma).powi(2)).sum();
         let vb: f64 = b.iter().map(|y| (y - mb).powi(2)).sum();
         cov / (va * vb).sqrt()
-    }
-
-    #[test]
-    fn channel_gram_sums_products_over_images_and_positions() {
-        // Two images, a: 2 channels, b: 3 channels, 2 positions.
-        let a: Vec<f64> = (0..8).map(|v| v as f64 - 3.0).collect();
-        let b: Vec<f64> = (0..12).map(|v| (v * v) as f64 * 0.5 - 4.0).collect();
-        let g = channel_gram(&a, 2, &b, 3, 2, 2);
-        for i in 0..2 {
-            for j in 0..3 {
-                let mut want = 0.0;
-                for img in 0..2 {
-                    for p in 0..2 {
-                        want += a[img * 4 + i * 2 + p] * b[img * 6 + j * 2 + p];
-                    }
-                }
-                assert!((g[i * 3 + j] - want).abs() < 1e-12, "({i}, {j})");
-            }
-        }
     }
 
     #[test]
@@ -181,6 +174,45 @@ mod tests {
         assert!(row_correlation(&[1.0, 2.0, 3.0], 3, 1)
             .iter()
             .all(|&v| v == 0.0));
+    }
+
+    #[test]
+    fn correlation_of_the_centred_gram_is_row_correlation_bit_for_bit() {
+        use crate::backend::cpu::channel::channel_gram;
+        use crate::backend::ChannelView;
+        // Rows of mixed spread, a constant row whose mean is exact (0.5) and one whose
+        // mean rounds (0.1 x 7 / 7), which row_correlation keeps as rounding noise and the
+        // constancy flag zeroes.
+        let (c, m) = (5, 7);
+        let mut x: Vec<f64> = (0..c * m)
+            .map(|v| ((v * 37) % 19) as f64 * 0.173 - 1.4)
+            .collect();
+        x[2 * m..3 * m].fill(0.5);
+        x[4 * m..5 * m].fill(0.1);
+        let view = ChannelView::plain(c, m);
+        let mut g = vec![0.0; c * c];
+        channel_gram(&x, view, &x, view, 1, true, &mut g);
+        let want = row_correlation(&x, c, m);
+        assert!(
+            want[4 * c + 4] > 0.99,
+            "the rounded mean's noise, correlated with itself"
+        );
+        let constant: Vec<bool> = x.chunks(m).map(|r| r.iter().all(|&v| v == r[0])).collect();
+        let got = correlation_of_centred_gram(&g, c, &constant);
+        for i in 0..c {
+            for j in 0..c {
+                let (got, want) = (got[i * c + j], want[i * c + j]);
+                if i == 4 || j == 4 {
+                    assert_eq!(got, 0.0, "({i}, {j}): a constant row");
+                } else {
+                    assert_eq!(got.to_bits(), want.to_bits(), "({i}, {j})");
+                }
+            }
+        }
+        // Without the flags, the same bits as row_correlation everywhere.
+        let got = correlation_of_centred_gram(&g, c, &[false; 5]);
+        let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&got), bits(&want));
     }
 
     /// Determinant by Laplace expansion: the textbook definition.

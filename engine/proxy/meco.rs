@@ -34,10 +34,10 @@
 
 use std::collections::HashMap;
 
-use super::linalg::{row_correlation, symmetric_eigenvalues};
+use super::linalg::{correlation_of_centred_gram, symmetric_eigenvalues};
 use super::registry::{ArchScoring, Minibatch, Runs, ScoreDef, ScoreInfo, TOPOLOGY_ONLY};
 use super::upload_images;
-use crate::backend::{Backend, BnStatistics, Executor, Real};
+use crate::backend::{Backend, BnStatistics, ChannelView, Executor};
 use crate::data::{sample_without_replacement, Batch, Seeds, SplitMix64};
 use crate::net::SlotShape;
 use crate::space::ClassKey;
@@ -45,16 +45,16 @@ use crate::space::ClassKey;
 /// Channels `meco_opt` samples per hook (the released code's 8).
 pub const MECO_OPT_CHANNELS: usize = 8;
 
-/// The smallest eigenvalue of the channel correlation of one image's `C x H x W` map.
-fn min_correlation_eigenvalue(map: &[f64], c: usize, positions: usize) -> f64 {
-    let corr = row_correlation(map, c, positions);
-    symmetric_eigenvalues(&corr, c)[0]
-}
-
 /// Runs the network forward on the first `n` images of `batch` (batch statistics) and
-/// calls `each(map, shape, modules)` with image 0's map of every module output in which
-/// some channel varies over the positions, in the plan's order. The others (zero, one
-/// position, every channel constant) have an all-zero correlation matrix: their value is 0.
+/// calls `each(corr, shape, modules)` with the channel correlation (`[c][c]`, see
+/// [`correlation_of_centred_gram`]) of image 0's map of every module output in which some
+/// channel varies over the positions, in the plan's order. The others (zero, one position,
+/// every channel constant) have an all-zero correlation matrix: their value is 0.
+///
+/// The maps stay on the backend: for each distinct map, its channel sums (whose counts of
+/// values differing from the channel's first say exactly whether it varies, as comparing
+/// the values did) and its centred channel Gram over image 0 ([`Backend::channel_sums`],
+/// [`Backend::channel_gram`]) go into one accumulator, downloaded once.
 fn for_each_module_output<B: Backend>(
     exec: &mut Executor<'_, B>,
     batch: &Batch,
@@ -64,24 +64,52 @@ fn for_each_module_output<B: Backend>(
     let be = exec.backend();
     exec.forward(upload_images(be, batch, n), n, BnStatistics::Batch);
     let plan = exec.plan();
-    let mut maps: HashMap<usize, Vec<f64>> = HashMap::new();
+    // Each distinct map (slot and shape) in order of first use, and where its 2c sums and
+    // counts and c x c Gram start in the accumulator.
+    let mut maps: Vec<(usize, SlotShape, usize)> = Vec::new();
+    let mut map_of: HashMap<(usize, SlotShape), usize> = HashMap::new();
+    let mut len = 0;
     for output in &plan.module_outputs {
         let Some(slot) = output.slot else { continue };
         if output.shape.hw() < 2 {
             continue;
         }
-        let map = maps.entry(slot).or_insert_with(|| {
-            let values = be.download(exec.slot(slot));
-            values[..output.shape.len()]
-                .iter()
-                .map(|v| v.to_f64_lossless())
-                .collect()
+        map_of.entry((slot, output.shape)).or_insert_with(|| {
+            let c = output.shape.c;
+            maps.push((slot, output.shape, len));
+            len += 2 * c + c * c;
+            maps.len() - 1
         });
-        let varies = map
-            .chunks_exact(output.shape.hw())
-            .any(|row| row.iter().any(|&v| v != row[0]));
-        if varies {
-            each(map, output.shape, output.modules);
+    }
+    let mut acc = be.alloc_acc(len);
+    for &(slot, shape, at) in &maps {
+        let view = ChannelView::plain(shape.c, shape.hw());
+        let map = exec.slot(slot);
+        be.channel_sums(map, view, 1, &mut acc, at);
+        be.channel_gram(map, view, map, view, 1, true, &mut acc, at + 2 * shape.c);
+    }
+    let values = be.download_acc(&acc);
+    let correlations: Vec<Option<Vec<f64>>> = maps
+        .iter()
+        .map(|&(_, shape, at)| {
+            let c = shape.c;
+            let constant: Vec<bool> = values[at + c..at + 2 * c]
+                .iter()
+                .map(|&k| k == 0.0)
+                .collect();
+            let varies = constant.iter().any(|&k| !k);
+            varies.then(|| {
+                correlation_of_centred_gram(&values[at + 2 * c..at + 2 * c + c * c], c, &constant)
+            })
+        })
+        .collect();
+    for output in &plan.module_outputs {
+        let Some(slot) = output.slot else { continue };
+        if output.shape.hw() < 2 {
+            continue;
+        }
+        if let Some(corr) = &correlations[map_of[&(slot, output.shape)]] {
+            each(corr, output.shape, output.modules);
         }
     }
 }
@@ -91,8 +119,8 @@ fn for_each_module_output<B: Backend>(
 /// times the number of modules that output it.
 pub fn meco<B: Backend>(exec: &mut Executor<'_, B>, batch: &Batch, n: usize) -> f64 {
     let mut total = 0.0;
-    for_each_module_output(exec, batch, n, |map, shape, modules| {
-        let value = min_correlation_eigenvalue(map, shape.c, shape.hw());
+    for_each_module_output(exec, batch, n, |corr, shape, modules| {
+        let value = symmetric_eigenvalues(corr, shape.c)[0];
         // The released code drops NaN and infinities from the sum.
         if value.is_finite() {
             total += value * f64::from(modules);
@@ -103,7 +131,8 @@ pub fn meco<B: Backend>(exec: &mut Executor<'_, B>, batch: &Batch, n: usize) -> 
 
 /// MeCo_opt: as [`meco`], but each hook firing takes the correlation of
 /// [`MECO_OPT_CHANNELS`] channels drawn from `rng` without replacement, its smallest
-/// eigenvalue times C/8.
+/// eigenvalue times C/8. The correlation of a set of channels is the sub-matrix of all
+/// channels' correlation (each entry depends on its two channels alone).
 pub fn meco_opt<B: Backend>(
     exec: &mut Executor<'_, B>,
     batch: &Batch,
@@ -111,15 +140,16 @@ pub fn meco_opt<B: Backend>(
     rng: &mut SplitMix64,
 ) -> f64 {
     let mut total = 0.0;
-    for_each_module_output(exec, batch, n, |map, shape, modules| {
-        let (c, positions) = (shape.c, shape.hw());
+    for_each_module_output(exec, batch, n, |corr, shape, modules| {
+        let c = shape.c;
         let k = MECO_OPT_CHANNELS.min(c);
         for _ in 0..modules {
-            let rows: Vec<f64> = sample_without_replacement(c, k, rng)
-                .into_iter()
-                .flat_map(|ch| map[ch * positions..(ch + 1) * positions].iter().copied())
+            let channels = sample_without_replacement(c, k, rng);
+            let sub: Vec<f64> = channels
+                .iter()
+                .flat_map(|&i| channels.iter().map(move |&j| corr[i * c + j]))
                 .collect();
-            let value = min_correlation_eigenvalue(&rows, k, positions) * c as f64 / k as f64;
+            let value = symmetric_eigenvalues(&sub, k)[0] * c as f64 / k as f64;
             if value.is_finite() {
                 total += value;
             }

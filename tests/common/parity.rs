@@ -29,7 +29,7 @@ use nasrank::net::Plan;
 use nasrank::proxy::naswot::{naswot_kernel, CodeCount};
 use nasrank::proxy::scorer::{score_arch, ScoreSettings};
 use nasrank::proxy::Score;
-use nasrank::space::{Arch, Cell, MacroConfig, Op, OpSet};
+use nasrank::space::{AnyArch, Arch, Cell, MacroConfig, Op, OpSet, SizeArch};
 
 /// Entrywise tolerance of activations and gradients, relative to the tensor's scale.
 pub const RTOL: f64 = 3e-4;
@@ -284,6 +284,89 @@ pub fn check_backward<B: Backend<Real = f32>>(be: &B) {
             RTOL,
             0.0,
             &format!("{mode:?} input gradient"),
+        );
+    }
+}
+
+/// A plan's forward (logits close, codes equal, batch statistics) and backward (batched
+/// parameter gradients through the batch statistics, and the input gradient) against
+/// `CpuBackend<f32>`, on `n` images (networks of any widths: the size space's).
+pub fn check_plan<B: Backend<Real = f32>>(be: &B, plan: &Plan, config: &MacroConfig, n: usize) {
+    let cpu = CpuBackend::<f32>::new();
+    let data = batch(config, n, 4);
+    let want = forward(&cpu, plan, &data.images, n, BnStatistics::Batch);
+    let got = forward(be, plan, &data.images, n, BnStatistics::Batch);
+    assert_close(&got.logits, &want.logits, RTOL, 0.0, "logits");
+    assert_eq!(got.codes.len(), want.codes.len(), "code blocks");
+    for (g, w) in got.codes.iter().zip(&want.codes) {
+        assert_eq!(g, w, "codes of layer {:?}", w.0);
+    }
+    let mode = (BnStatistics::Batch, BnGrad::Full, Grads::Batched);
+    let (want_p, want_x) = backward(&cpu, plan, &data, mode);
+    let (got_p, got_x) = backward(be, plan, &data, mode);
+    assert_eq!(got_p.len(), want_p.len(), "gradients");
+    assert!(!want_p.is_empty(), "no parameter gradients");
+    let largest = want_p
+        .iter()
+        .flatten()
+        .map(|&v| f64::from(v).abs())
+        .fold(0.0, f64::max);
+    for (i, (g, w)) in got_p.iter().zip(&want_p).enumerate() {
+        assert_close(g, w, RTOL, RTOL * largest, &format!("gradient {i}"));
+    }
+    assert_close(&got_x, &want_x, RTOL, 0.0, "input gradient");
+}
+
+/// `scores` of `arch` through `score_arch` on both backends, each within its
+/// [`score_rtol`] (not GraSP).
+pub fn check_some_scores<B: Backend<Real = f32>>(
+    be: &B,
+    arch: impl Into<AnyArch> + Copy + std::fmt::Display,
+    scores: &[Score],
+    data: &Batch,
+    settings: &ScoreSettings,
+) {
+    let cpu = CpuBackend::<f32>::new();
+    let want = score_arch(&cpu, arch, scores, data, settings).unwrap();
+    let got = score_arch(be, arch, scores, data, settings).unwrap();
+    for ((&score, &g), &w) in scores.iter().zip(&got).zip(&want) {
+        assert!(score != Score::Grasp, "GraSP has its own check");
+        let same =
+            g == w || (g - w).abs() <= score_rtol(score) * w.abs() || (g.is_nan() && w.is_nan());
+        assert!(same, "{arch}: {score}: got {g}, want {w}");
+    }
+}
+
+/// Issue 24: the NATS-Bench size space's networks, whose widths (8 to 64 in steps of 8) are
+/// mostly not multiples of the kernels' 16- and 32-wide tiles nor of a warp: forward and
+/// backward ([`check_plan`]) and the scores that run them (AZ-NAS's channel Grams of 8- to
+/// 56-channel maps and of pixel-unshuffled input gradients among them), on 8x8 images.
+pub fn check_size_space<B: Backend<Real = f32>>(be: &B) {
+    let config = MacroConfig {
+        classes: 10,
+        input_size: 8,
+        ..MacroConfig::NB201_CIFAR10
+    };
+    let mut settings = ScoreSettings::paper_defaults(config);
+    settings.set_batch(4);
+    let data = batch(&config, 4, 9);
+    for widths in ["24:40:8:56:16", "8:8:8:8:8", "56:24:40:8:24"] {
+        let arch: SizeArch = widths.parse().unwrap();
+        let plan = Plan::build_sized(arch.widths(), config.classes, config.input_size).unwrap();
+        check_plan(be, &plan, &config, 3);
+        check_some_scores(
+            be,
+            arch,
+            &[
+                Score::Naswot,
+                Score::Synflow,
+                Score::Snip,
+                Score::AzExpressivity,
+                Score::AzProgressivity,
+                Score::AzTrainability,
+            ],
+            &data,
+            &settings,
         );
     }
 }

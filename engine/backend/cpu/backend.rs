@@ -1,8 +1,8 @@
 //! [`CpuBackend`]: the [`Backend`] primitives on host vectors, in f32 or f64.
 
 use super::conv::ConvAlgo;
-use super::{act, codes, conv, elementwise, gram, linear, loss, norm, pool};
-use crate::backend::{Backend, BnGeom, BnGrad, ConvGeom, Real, Reduction};
+use super::{act, channel, codes, conv, elementwise, gram, linear, loss, norm, pool};
+use crate::backend::{Backend, BnGeom, BnGrad, ChannelView, ConvGeom, Real, Reduction};
 use std::collections::HashMap;
 use std::marker::PhantomData;
 use std::sync::Mutex;
@@ -185,6 +185,27 @@ impl<T: Real> Backend for CpuBackend<T> {
         at: usize,
     ) {
         out[at] += gram::row_dot_squares(a, b, rows, len);
+    }
+    fn count_unequal(&self, a: &Vec<T>, b: &Vec<T>, out: &mut Vec<f64>, at: usize) {
+        out[at] += channel::count_unequal(a, b) as f64;
+    }
+    fn channel_sums(&self, a: &Vec<T>, view: ChannelView, n: usize, out: &mut Vec<f64>, at: usize) {
+        channel::channel_sums(a, view, n, &mut out[at..at + 2 * view.channels()]);
+    }
+    #[allow(clippy::too_many_arguments)]
+    fn channel_gram(
+        &self,
+        a: &Vec<T>,
+        va: ChannelView,
+        b: &Vec<T>,
+        vb: ChannelView,
+        n: usize,
+        centred: bool,
+        out: &mut Vec<f64>,
+        at: usize,
+    ) {
+        let len = va.channels() * vb.channels();
+        channel::channel_gram(a, va, b, vb, n, centred, &mut out[at..at + len]);
     }
 
     fn conv_forward(&self, g: &ConvGeom, n: usize, x: &Vec<T>, w: &Vec<T>, y: &mut Vec<T>) {

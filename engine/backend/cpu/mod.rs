@@ -6,6 +6,7 @@
 
 pub mod act;
 mod backend;
+pub mod channel;
 pub mod codes;
 pub mod conv;
 pub mod elementwise;

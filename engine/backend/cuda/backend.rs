@@ -32,7 +32,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use super::launch::{LaunchError, Launcher, Pod, StorageLauncher};
 use super::ops;
 use super::pooled::PooledLauncher;
-use crate::backend::{Backend, BackendError, BnGeom, BnGrad, ConvGeom, Reduction};
+use crate::backend::{Backend, BackendError, BnGeom, BnGrad, ChannelView, ConvGeom, Reduction};
 use crate::net::init::InitRule;
 
 /// A device buffer of `len` values of `T` (for `T = f32`: held in `storage`).
@@ -708,6 +708,68 @@ impl<L: Launcher + 'static> Backend for CudaBackend<L> {
             let out = dev_mut(out)?;
             let l = &self.act_launcher();
             Ok(ops::row_dot_squares(l, (rows, len), &a_in, &b_in, out, at)?)
+        });
+    }
+
+    fn count_unequal(&self, a: &CudaBuf<L>, b: &CudaBuf<L>, out: &mut CudaAcc<L>, at: usize) {
+        if !self.same_len("count_unequal", a, b) {
+            return;
+        }
+        self.run("count_unequal", |_| {
+            let (a_in, b_in) = (self.read(a, self.storage)?, self.read(b, self.storage)?);
+            let out = dev_mut(out)?;
+            let l = &self.act_launcher();
+            Ok(ops::count_unequal(l, a.len, &a_in, &b_in, out, at)?)
+        });
+    }
+
+    fn channel_sums(
+        &self,
+        a: &CudaBuf<L>,
+        view: ChannelView,
+        n: usize,
+        out: &mut CudaAcc<L>,
+        at: usize,
+    ) {
+        self.run("channel_sums", |_| {
+            let a_in = self.read(a, self.storage)?;
+            let out = dev_mut(out)?;
+            let l = &self.act_launcher();
+            Ok(ops::channel_sums(l, (&a_in, view), n, out, at)?)
+        });
+    }
+
+    /// A map with itself is read once (and, centred, its sums taken once).
+    fn channel_gram(
+        &self,
+        a: &CudaBuf<L>,
+        va: ChannelView,
+        b: &CudaBuf<L>,
+        vb: ChannelView,
+        n: usize,
+        centred: bool,
+        out: &mut CudaAcc<L>,
+        at: usize,
+    ) {
+        self.run("channel_gram", |_| {
+            let a_in = self.read(a, self.storage)?;
+            let b_in = if std::ptr::eq(a, b) {
+                None
+            } else {
+                Some(self.read(b, self.storage)?)
+            };
+            let b_in: &L::Buf = b_in.as_deref().unwrap_or(&*a_in);
+            let out = dev_mut(out)?;
+            let l = &self.act_launcher();
+            Ok(ops::channel_gram(
+                l,
+                (&a_in, va),
+                (b_in, vb),
+                n,
+                centred,
+                out,
+                at,
+            )?)
         });
     }
 

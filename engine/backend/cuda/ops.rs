@@ -11,7 +11,7 @@ use super::launch::{
     as_bytes, int, long, Arg, LaunchConfig, LaunchError, Launcher, Scratch, StorageLauncher,
 };
 use super::Storage;
-use crate::backend::{BnGeom, BnGrad, ConvGeom, Reduction};
+use crate::backend::{BnGeom, BnGrad, ChannelView, ConvGeom, Reduction};
 use crate::net::init::InitRule;
 
 type Result<T = ()> = std::result::Result<T, LaunchError>;
@@ -539,6 +539,202 @@ pub fn row_dot_squares<L: Launcher>(
     ];
     // SAFETY: dots holds rows f64, out at least at + 1 (checked).
     unsafe { l.launch("sum_squares", LaunchConfig::new(1, REDUCE_BLOCK), args) }
+}
+
+/// `out[at] += ` the number of `i` with `a[i] != b[i]` over activations of `len` values:
+/// per-block counts into scratch, then one block adds them in order (exact: integers).
+pub fn count_unequal<L: Launcher>(
+    l: &L,
+    len: usize,
+    a: &L::Buf,
+    b: &L::Buf,
+    out: &mut L::Buf,
+    at: usize,
+) -> Result {
+    check_act(l, a, len, "count_unequal a")?;
+    check_act(l, b, len, "count_unequal b")?;
+    check_acc_slots(l, out, at, 1, "count_unequal out")?;
+    if len == 0 {
+        return Ok(());
+    }
+    let config = LaunchConfig::new(
+        grid_for(len as u64, u64::from(REDUCE_BLOCK) * 16).min(1024),
+        REDUCE_BLOCK,
+    );
+    let blocks = config.grid.x as usize;
+    let mut partial = l.scratch::<f64>(blocks)?;
+    let args = &mut [
+        Arg::Buf(a),
+        Arg::Buf(b),
+        Arg::I64(long(len)?),
+        Arg::BufMut(&mut *partial),
+    ];
+    // SAFETY: a and b hold len activations (checked), partial one f64 per block.
+    unsafe { l.launch("count_unequal", config, args)? };
+    let args = &mut [
+        Arg::Buf(&*partial),
+        Arg::I64(long(blocks)?),
+        Arg::BufMut(out),
+        Arg::I32(int(at)?),
+    ];
+    // SAFETY: partial holds `blocks` f64, out at least at + 1 (checked).
+    unsafe { l.launch("sum_into", LaunchConfig::new(1, REDUCE_BLOCK), args) }
+}
+
+/// Checks that activation buffer `buf` holds at least `n` images of `view`, and that the
+/// extents the kernels index with an `int` fit one.
+fn check_view<L: Launcher>(
+    l: &L,
+    buf: &L::Buf,
+    view: ChannelView,
+    n: usize,
+    what: &str,
+) -> Result<[i32; 4]> {
+    let want = n * view.image_len();
+    let held = l.byte_len(buf) / l.storage().value_bytes();
+    if held < want {
+        return Err(LaunchError::Length(format!(
+            "{what}: {held} values, {n} images of {view:?} need {want}"
+        )));
+    }
+    int(view.channels())?;
+    Ok([int(view.c)?, int(view.h)?, int(view.w)?, int(view.s)?])
+}
+
+/// Per-channel sums and counts of values differing from each image's first
+/// (kernels/channel.cu `channel_sums`), written at `at` of `out` (`2 * view.channels()`
+/// f64).
+pub fn channel_sums<L: Launcher>(
+    l: &L,
+    (a, view): (&L::Buf, ChannelView),
+    n: usize,
+    out: &mut L::Buf,
+    at: usize,
+) -> Result {
+    let [c, h, w, s] = check_view(l, a, view, n, "channel_sums a")?;
+    let channels = view.channels();
+    check_acc_slots(l, out, at, 2 * channels, "channel_sums out")?;
+    if channels == 0 {
+        return Ok(());
+    }
+    let args = &mut [
+        Arg::Buf(a),
+        Arg::I32(int(n)?),
+        Arg::I32(c),
+        Arg::I32(h),
+        Arg::I32(w),
+        Arg::I32(s),
+        Arg::BufMut(out),
+        Arg::I64(long(at)?),
+    ];
+    // SAFETY: a holds at least n images of the view (checked), out 2 * channels f64 from at.
+    unsafe { l.launch("channel_sums", per_block(channels), args) }
+}
+
+/// The tile edge of channel.cu (CHANNEL_TILE).
+const CHANNEL_TILE: usize = 16;
+/// channel_gram's split-K: each range at least this many chunks of CHANNEL_TILE columns,
+/// and about this many blocks in all where the columns allow.
+const CHANNEL_MIN_CHUNKS: usize = 16;
+const CHANNEL_BLOCKS: usize = 1024;
+
+/// The channel Gram of the first `n` images of activations `a` and `b` read through their
+/// views (kernels/channel.cu), raw or `centred`, written at `at` of `out` (`Ca * Cb` f64):
+/// split-K partial sums in scratch (at most about `CHANNEL_BLOCKS * 256` f64), added in
+/// order. Centred, each map's channel sums come first (`channel_sums`, into scratch).
+pub fn channel_gram<L: Launcher>(
+    l: &L,
+    (a, va): (&L::Buf, ChannelView),
+    (b, vb): (&L::Buf, ChannelView),
+    n: usize,
+    centred: bool,
+    out: &mut L::Buf,
+    at: usize,
+) -> Result {
+    let [c_a, h_a, w_a, s_a] = check_view(l, a, va, n, "channel_gram a")?;
+    let [c_b, h_b, w_b, s_b] = check_view(l, b, vb, n, "channel_gram b")?;
+    if va.positions() != vb.positions() {
+        return Err(LaunchError::Length(format!(
+            "channel_gram: positions of {va:?} and {vb:?} differ"
+        )));
+    }
+    let (ca, cb) = (va.channels(), vb.channels());
+    let entries = ca * cb;
+    check_acc_slots(l, out, at, entries, "channel_gram out")?;
+    if entries == 0 {
+        return Ok(());
+    }
+    let tiles = (ca.div_ceil(CHANNEL_TILE), cb.div_ceil(CHANNEL_TILE));
+    let chunks = (n * va.positions()).div_ceil(CHANNEL_TILE);
+    let splits = chunks
+        .div_ceil(CHANNEL_MIN_CHUNKS)
+        .min(CHANNEL_BLOCKS.div_ceil(tiles.0 * tiles.1))
+        .max(1);
+    let grid = (
+        u32::try_from(tiles.1).map_err(|_| LaunchError::SizeOverflow(cb))?,
+        u32::try_from(tiles.0).map_err(|_| LaunchError::SizeOverflow(ca))?,
+        splits as u32,
+    );
+    let config = LaunchConfig::new(grid, (CHANNEL_TILE as u32, CHANNEL_TILE as u32));
+    let mut part = l.scratch::<f64>(splits * entries)?;
+    if centred {
+        let same = std::ptr::eq(a, b) && va == vb;
+        let mut sums_a = l.scratch::<f64>(2 * ca)?;
+        channel_sums(l, (a, va), n, &mut sums_a, 0)?;
+        let sums_b = if same {
+            None
+        } else {
+            let mut sums = l.scratch::<f64>(2 * cb)?;
+            channel_sums(l, (b, vb), n, &mut sums, 0)?;
+            Some(sums)
+        };
+        let sums_b: &L::Buf = sums_b.as_deref().unwrap_or(&*sums_a);
+        let args = &mut [
+            Arg::Buf(a),
+            Arg::I32(c_a),
+            Arg::I32(h_a),
+            Arg::I32(w_a),
+            Arg::I32(s_a),
+            Arg::Buf(b),
+            Arg::I32(c_b),
+            Arg::I32(h_b),
+            Arg::I32(w_b),
+            Arg::I32(s_b),
+            Arg::Buf(&*sums_a),
+            Arg::Buf(sums_b),
+            Arg::BufMut(&mut *part),
+            Arg::I32(int(n)?),
+        ];
+        // SAFETY: a, b hold at least n images of their views (checked), the sums 2 * Ca and
+        // 2 * Cb f64 (their first halves are read), part splits * Ca * Cb f64.
+        unsafe { l.launch("channel_gram_centred_partial", config, args)? };
+    } else {
+        let args = &mut [
+            Arg::Buf(a),
+            Arg::I32(c_a),
+            Arg::I32(h_a),
+            Arg::I32(w_a),
+            Arg::I32(s_a),
+            Arg::Buf(b),
+            Arg::I32(c_b),
+            Arg::I32(h_b),
+            Arg::I32(w_b),
+            Arg::I32(s_b),
+            Arg::BufMut(&mut *part),
+            Arg::I32(int(n)?),
+        ];
+        // SAFETY: as above, without the sums.
+        unsafe { l.launch("channel_gram_partial", config, args)? };
+    }
+    let args = &mut [
+        Arg::Buf(&*part),
+        Arg::BufMut(out),
+        Arg::I32(int(splits)?),
+        Arg::I64(long(entries)?),
+        Arg::I64(long(at)?),
+    ];
+    // SAFETY: part holds splits * entries f64, out at least at + entries (checked).
+    unsafe { l.launch("channel_gram_sum", elementwise(entries), args) }
 }
 
 /// Checks that an f64 accumulator has `slots` values from `at` on.
