@@ -9,10 +9,10 @@ use common::{nasrank, stderr, stdout};
 
 use nasrank::backend::cpu::CpuBackend;
 use nasrank::backend::Executor;
-use nasrank::data::synthetic_batch;
+use nasrank::data::{synthetic_batch, Seeds, SplitMix64};
 use nasrank::net::Plan;
 use nasrank::proxy::scorer::{score_arch, score_arch_or_dead_values, ScoreSettings};
-use nasrank::proxy::{naswot, synflow, Score};
+use nasrank::proxy::{meco, naswot, synflow, Score};
 use nasrank::run::data::DataSource;
 use nasrank::run::score::ScoreRequest;
 use nasrank::run::RunError;
@@ -75,15 +75,23 @@ fn every_size_space_score_runs_on_the_size_network() {
     // No size-space arch is dead: the scores are computed, not copied from dead values.
     let (_, dead) = score_arch_or_dead_values(&be, sized, &scores, &data, &s).unwrap();
     assert!(!dead);
-    // Topology-only scores are the TE-NAS cell's linear regions and MeCo.
+    // MeCo runs there through the entry point as a direct call does (its values are
+    // checked against PyTorch in tests/scores_meco.rs).
+    assert_eq!(
+        value(Score::Meco),
+        meco::meco(&mut exec, &data, s.meco_batch)
+    );
+    let mut rng = SplitMix64::new(Seeds(s.seed).meco_channels());
+    assert_eq!(
+        value(Score::MecoOpt),
+        meco::meco_opt(&mut exec, &data, s.meco_batch, &mut rng)
+    );
+    // The one topology-only score is the TE-NAS cell's linear regions.
     let topology_only: Vec<Score> = Score::ALL
         .into_iter()
         .filter(|score| !score.info().spaces.contains(&Space::Sss))
         .collect();
-    assert_eq!(
-        topology_only,
-        vec![Score::LinearRegions, Score::Meco, Score::MecoOpt]
-    );
+    assert_eq!(topology_only, vec![Score::LinearRegions]);
 }
 
 #[test]
@@ -98,8 +106,11 @@ fn the_request_refuses_what_the_size_space_does_not_have() {
         Err(other) => panic!("not an input error: {other}"),
         Ok(_) => panic!("accepted"),
     };
-    let m = message(request(vec![Score::Naswot, Score::Meco], 16).load());
-    assert!(m.contains("meco") && m.contains("sss"), "{m}");
+    let m = message(request(vec![Score::Naswot, Score::LinearRegions], 16).load());
+    assert!(m.contains("linear_regions") && m.contains("sss"), "{m}");
+    assert!(request(vec![Score::Meco, Score::MecoOpt], 16)
+        .load()
+        .is_ok());
     let m = message(request(vec![Score::Naswot], 8).load());
     assert!(m.contains("--channels"), "{m}");
     assert!(request(vec![Score::Naswot], 16).load().is_ok());
@@ -214,10 +225,23 @@ fn score_space_sss_writes_rows_and_records_the_space() {
     // A topology-only score, a width that does not exist: exit 2.
     for args in [
         &[
-            "bench", "scores", "--space", "sss", "--archs", "0", "--scores", "meco",
+            "bench",
+            "scores",
+            "--space",
+            "sss",
+            "--archs",
+            "0",
+            "--scores",
+            "linear_regions",
         ][..],
         &[
-            "score", "--space", "sss", "--archs", "0", "--scores", "meco",
+            "score",
+            "--space",
+            "sss",
+            "--archs",
+            "0",
+            "--scores",
+            "linear_regions",
         ][..],
         &["score", "--space", "sss", "--archs", "8:8:8:8:12"][..],
         &["score", "--space", "sss", "--archs", "0..32769"][..],

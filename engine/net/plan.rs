@@ -195,17 +195,58 @@ pub struct Plan {
 
 /// A tensor that `modules` modules of the reference network output in a forward pass.
 ///
-/// The reference is the zero-cost-NAS `NAS201Model` (SamsungLabs, the network MeCo's
-/// released code builds), whose modules nest: a conv edge's conv output is also the output
+/// The reference is the network MeCo's released code builds (see [`ModuleTree`]): the
+/// zero-cost-NAS `NAS201Model` for the topology space, xautodl's `DynamicShapeTinyNet`
+/// for the size space. Their modules nest: a conv edge's conv output is also the output
 /// of its BN (in train mode on one image a per-channel affine map of it), of the edge's
 /// `Sequential` and of its `ReLUConvBN`. Here each tensor appears once per distinct slot
-/// the plan has for it: the conv's slot once, the BN's slot three times.
+/// the plan has for it: the conv's slot once, the BN's slot three times. The list is in
+/// the order the hooks fire (a module's after those of the modules it calls).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ModuleOutput {
     /// Its slot; `None` where it is identically zero.
     pub slot: Option<SlotId>,
     pub shape: SlotShape,
     pub modules: u32,
+}
+
+/// Which module tree of MeCo's released code a plan's [`ModuleOutput`]s follow. The two
+/// share the cells' edge modules (`ReLUConvBN` = `op` Sequential of ReLU, Conv, BN; an
+/// `Identity` skip), the reduction block (conv_a, conv_b, then `downsample`/`residual` =
+/// Sequential(AvgPool2x2, Conv1x1), then the block), `lastact` = Sequential(BN,
+/// ReLU(inplace)) whose BN hook sees the BN output before the ReLU overwrites it, the
+/// classifier and the model itself; they differ in the wrappers around them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ModuleTree {
+    /// The zero-cost-NAS `NAS201Model` (topology space): the stem is a module around a
+    /// Sequential(Conv, BN) (its BN output counted three times), each stage a called
+    /// Sequential of its cells (its last cell's output counted again), and `top` a module
+    /// around lastact and the pool (the pooled map counted twice).
+    ZeroCostNas201,
+    /// xautodl's `DynamicShapeTinyNet` (size space, MeCo's copy under
+    /// correlation/models/shape_infers): the stem is a bare Sequential(Conv, BN) (its BN
+    /// output counted twice), the cells and blocks sit in a ModuleList that is indexed,
+    /// never called (no extra firing), and the pool is called by the model itself (once).
+    ShapeTinyNet,
+}
+
+impl ModuleTree {
+    /// Modules outputting the stem's BN output: the BN, the stem Sequential and, in
+    /// `NAS201Model`, the stem module around it.
+    fn stem_bn_modules(self) -> u32 {
+        match self {
+            ModuleTree::ZeroCostNas201 => 3,
+            ModuleTree::ShapeTinyNet => 2,
+        }
+    }
+
+    /// Modules outputting the pooled map: the pool and, in `NAS201Model`, `top`.
+    fn pool_modules(self) -> u32 {
+        match self {
+            ModuleTree::ZeroCostNas201 => 2,
+            ModuleTree::ShapeTinyNet => 1,
+        }
+    }
 }
 
 /// One cell-boundary feature map of a [`Plan`].
@@ -297,7 +338,12 @@ impl Plan {
                 blocks.push(Block::StageEnd);
             }
         }
-        Ok(Plan::build_blocks(cell, config, &blocks))
+        Ok(Plan::build_blocks(
+            cell,
+            config,
+            &blocks,
+            ModuleTree::ZeroCostNas201,
+        ))
     }
 
     /// The network of an arch of either space: NAS-Bench-201's TinyNetwork under `config`
@@ -343,12 +389,17 @@ impl Plan {
             Block::Reduction { width: widths[3] },
             Block::Cell { width: widths[4] },
         ];
-        Ok(Plan::build_blocks(&Cell::from(SSS_CELL), &config, &blocks))
+        Ok(Plan::build_blocks(
+            &Cell::from(SSS_CELL),
+            &config,
+            &blocks,
+            ModuleTree::ShapeTinyNet,
+        ))
     }
 
     /// The network of `blocks` after the stem (if `config` has one), then lastact, the
-    /// pool and the classifier.
-    fn build_blocks(cell: &Cell, config: &MacroConfig, blocks: &[Block]) -> Plan {
+    /// pool and the classifier; its module outputs as the hooks on `tree` fire.
+    fn build_blocks(cell: &Cell, config: &MacroConfig, blocks: &[Block], tree: ModuleTree) -> Plan {
         let mut b = Builder::new(
             *cell,
             *config,
@@ -364,9 +415,9 @@ impl Plan {
             let conv = b.conv(x, "stem.conv", config.channels, 3, 1, 1, shape);
             shape = conv.1;
             x = b.batch_norm(conv.0, "stem.bn", shape);
-            // Conv; BN, the stem's Sequential and the stem module.
+            // Conv; BN, the stem's Sequential (and NAS201Model's stem module).
             b.module_output(conv.0, shape, 1);
-            b.module_output(x, shape, 3);
+            b.module_output(x, shape, tree.stem_bn_modules());
         }
         let mut features = vec![Feature {
             kind: FeatureKind::Stem,
@@ -410,8 +461,8 @@ impl Plan {
             Some(x) => b.layer(pooled_shape, |y| Layer::GlobalAvgPool { x, y }),
             None => b.layer(pooled_shape, |y| Layer::Zero { y }),
         };
-        // The pool and the `top` module around lastact and the pool.
-        b.module_output(Some(pooled), pooled_shape, 2);
+        // The pool (and NAS201Model's `top` module around lastact and the pool).
+        b.module_output(Some(pooled), pooled_shape, tree.pool_modules());
         let w = b.param(
             "classifier.weight",
             ParamKind::LinearWeight,
@@ -850,8 +901,11 @@ impl Builder {
                                     shape_of(from),
                                 );
                                 let bn = self.batch_norm(conv.0, &format!("{name}.bn"), shape);
+                                // xautodl's FactorizedReduce at stride 1 (only the size
+                                // space's cells change the width): its conv; its BN and
+                                // itself (its ReLU is never called at stride 1).
                                 self.module_output(conv.0, shape, 1);
-                                self.module_output(bn, shape, 1);
+                                self.module_output(bn, shape, 2);
                                 bn
                             }
                             Op::SkipConnect => {

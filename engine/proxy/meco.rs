@@ -11,9 +11,12 @@
 //! smallest eigenvalue times C/8.
 //!
 //! Which tensors count, and how often: [`crate::net::Plan::module_outputs`], the outputs of
-//! the modules of the zero-cost-NAS `NAS201Model` that the released script builds, each
-//! with its number of modules (a conv edge's conv output once, its BN's output three times:
-//! BN, Sequential, ReLUConvBN; each stage's last cell twice). A hook on an output with one
+//! the modules of the network the released script builds, each with its number of modules
+//! (a conv edge's conv output once, its BN's output three times: BN, Sequential,
+//! ReLUConvBN). Topology space: the zero-cost-NAS `NAS201Model` (each stage's last cell
+//! twice, the stem's BN three times). Size space (`--search_space sss`): xautodl's
+//! `DynamicShapeTinyNet` (`get_cell_based_tiny_net`; the stem's BN twice, a
+//! width-changing skip's BN twice: BN and FactorizedReduce). A hook on an output with one
 //! position (the pool, the classifier, the model) gives all-NaN, so 0; a zero tensor gives
 //! 0; neither is computed.
 //!
@@ -21,21 +24,22 @@
 //! - The image: the first of the run's minibatch (its `--data` and `--seed`), with no
 //!   crop or flip; the released script draws one augmented training image with
 //!   `torch.manual_seed(42)`.
-//! - The cell convs have no bias here; the released network's have one (its cell BNs are
-//!   not affine). A per-channel constant changes no correlation, and the BN after the conv
-//!   removes it before anything else reads it, so the score is the same.
+//! - Topology space: the cell convs have no bias here; the released network's have one
+//!   (its cell BNs are not affine). A per-channel constant changes no correlation, and the
+//!   BN after the conv removes it before anything else reads it, so the score is the same.
+//!   (The size space's released cells have affine BNs and convs without bias, as here.)
 //! - Eigenvalues of the symmetric matrix in f64 (nalgebra) where the released code calls
 //!   the general `torch.linalg.eig` in f32 and keeps the real parts: equal up to rounding.
 //! - `meco_opt`'s channels come from a seeded stream (`Seeds::meco_channels`), one draw per
 //!   hook firing on a map in which some channel varies, in the plan's order; the released code calls the
 //!   unseeded `random.sample`, so its values are not repeatable. Where a map has fewer than
-//!   8 channels (never in NB-201's networks) all are taken and the factor is 1; the
-//!   released code raises there.
+//!   8 channels (never in NB-201's or the size space's networks: widths and classes are
+//!   at least 8) all are taken and the factor is 1; the released code raises there.
 
 use std::collections::HashMap;
 
 use super::linalg::{correlation_of_centred_gram, symmetric_eigenvalues};
-use super::registry::{ArchScoring, Minibatch, Runs, ScoreDef, ScoreInfo, TOPOLOGY_ONLY};
+use super::registry::{ArchScoring, Minibatch, Runs, ScoreDef, ScoreInfo, EVERY_SPACE};
 use super::upload_images;
 use crate::backend::{Backend, BnStatistics, ChannelView, Executor};
 use crate::data::{sample_without_replacement, Batch, Seeds, SplitMix64};
@@ -173,7 +177,7 @@ const fn info(name: &'static str) -> ScoreInfo {
         minibatch: Minibatch::Meco,
         runs: Runs::SharedNetwork,
         max_images: None,
-        spaces: TOPOLOGY_ONLY,
+        spaces: EVERY_SPACE,
     }
 }
 

@@ -45,8 +45,7 @@ pub struct ScoreInfo {
 /// Every search space.
 pub const EVERY_SPACE: &[Space] = &Space::ALL;
 
-/// The topology space alone: scores of the cell by itself (TE-NAS's linear regions) or
-/// whose reference network is only known there (MeCo's hooked modules).
+/// The topology space alone: scores of the cell by itself (TE-NAS's linear regions).
 pub const TOPOLOGY_ONLY: &[Space] = &[Space::Tss];
 
 /// Which minibatch of [`ScoreSettings`] a score takes.

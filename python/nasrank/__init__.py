@@ -178,8 +178,8 @@ class Scorer:
       ``workers``: archs in flight; ``storage``: ``"f32"``, ``"bf16"``, ``"f16"`` (CUDA).
     - ``channels``, ``cells``: the network (NAS-Bench-201: 16 and 5).
     - ``space``: ``"tss"`` (NAS-Bench-201's topology space) or ``"sss"`` (NATS-Bench's size
-      space: archs are indices 0..32767 or ``"C1:C2:C3:C4:C5"`` strings; ``linear_regions``,
-      ``meco`` and ``meco_opt`` and other ``channels``/``cells`` are refused there).
+      space: archs are indices 0..32767 or ``"C1:C2:C3:C4:C5"`` strings; ``linear_regions``
+      and other ``channels``/``cells`` are refused there).
 
     The GIL is released while scoring; calls from several threads take turns. Ctrl-C stops
     a call with ``KeyboardInterrupt``. Raises ``ValueError`` for bad options,

@@ -72,7 +72,7 @@ def test_size_space_equals_the_cli(cli, tmp_path):
     `nasrank score --space sss` gives them (8x8 synthetic images keep it fast)."""
     archs = [0, "8:24:16:40:64", 32767]
     sss_scores = [n for n in nasrank.score_names()
-                  if n not in ("linear_regions", "meco", "meco_opt")]
+                  if n != "linear_regions"]
     cols = nasrank.score(archs, scores=sss_scores, space="sss", batch=4, frame=False)
     out = tmp_path / "sss.csv"
     subprocess.run(
@@ -87,8 +87,8 @@ def test_size_space_equals_the_cli(cli, tmp_path):
     for name in sss_scores:
         got, want = cols[name], np.array([float(r[name]) for r in rows])
         assert ((np.isnan(got) & np.isnan(want)) | (got == want)).all(), name
-    with pytest.raises(ValueError, match="meco"):
-        nasrank.Scorer("meco", space="sss")
+    with pytest.raises(ValueError, match="linear_regions"):
+        nasrank.Scorer("linear_regions", space="sss")
     with pytest.raises(ValueError, match="widths"):
         nasrank.score("8:8:8:8:12", space="sss")
     with pytest.raises(ValueError, match="space"):
