@@ -2,7 +2,8 @@
 //! tests/golden/sss_network/ (made by tests/golden/sss_network.py: the independent network
 //! of tools/nats_sss_torch.py, written from ../shared/spec/nats_sss.md, on nasrank's
 //! weights and input, float64): the benchmark's parameter and FLOP counts, logits, loss,
-//! input gradient and every parameter's gradient (by checksums), on the smallest and the
+//! input gradient, every parameter's gradient (by checksums), NASWOT's kernel and synflow,
+//! on the smallest and the
 //! largest arch, archs whose cells change the width (skip = conv1x1 + BN) and a
 //! narrowing reduction block, with 10, 100 and 120 classes.
 mod common;
@@ -12,8 +13,10 @@ use common::{golden_fixture, golden_input, golden_labels, usize_of};
 use nasrank::backend::cpu::CpuBackend;
 use nasrank::backend::Reduction;
 use nasrank::backend::{Backend, BackwardOptions, BnGrad, BnStatistics, Executor, ParamGrads};
+use nasrank::data::Batch;
 use nasrank::net::init::init_params;
 use nasrank::net::Plan;
+use nasrank::proxy::{naswot, synflow};
 
 fn close(got: f64, want: f64, rel: f64) -> bool {
     (got - want).abs() <= rel * want.abs().max(1e-3)
@@ -132,5 +135,27 @@ fn size_space_network_matches_pytorch() {
                 );
             }
         }
+
+        // The scores on the same weights and images: NASWOT's K exactly, synflow in f64.
+        let batch = Batch {
+            n,
+            c: 3,
+            h: size,
+            w: size,
+            images: golden_input(seed, n * 3 * size * size),
+            labels,
+        };
+        let mut fresh = Executor::with_values(&be, &plan, &values);
+        let k = naswot::naswot_kernel(&mut fresh, &batch, n, naswot::CodeCount::Paper);
+        let want: Vec<u64> = case["naswot_kernel"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap())
+            .collect();
+        assert_eq!(k, want, "{what}: NASWOT's K");
+        let flow = synflow::synflow_with_params(&plan, values.clone());
+        let want = case["synflow"].as_f64().unwrap();
+        assert!(close(flow, want, 1e-9), "{what}: synflow {flow} vs {want}");
     }
 }

@@ -14,7 +14,11 @@ fixture records:
                     linear multiply-adds per image by forward hooks);
   logits, loss;     input_grad (d loss / d input, flat);
   grad_checksums    per parameter, sum(g) and sum((e % 97 + 1) * g[e]) over its flat
-                    gradient (compact, and sensitive to any misplaced entry).
+                    gradient (compact, and sensitive to any misplaced entry);
+  naswot_kernel     NASWOT's K_H on the batch (scores_codes.py's paper rule: every nn.ReLU
+                    module's input codes once), row-major, exact integers;
+  synflow           scores_zero_cost.py's synflow (BN removed, |p|, one all-ones image,
+                    sum over Conv2d/Linear weights of |W * dR/dW|).
 """
 
 import argparse
@@ -30,6 +34,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 sys.path.insert(0, os.path.join(ROOT, "tools"))
 import nats_sss_torch  # noqa: E402
 import nb201_torch  # noqa: E402
+from scores_codes import kernel, record  # noqa: E402
+from scores_zero_cost import scored, strip_bn  # noqa: E402
 
 # widths, classes, input size, batch, seed
 CASES = [
@@ -61,12 +67,33 @@ def case(profile, widths, classes, size, batch, seed):
     logits = model(x)
     loss = F.cross_entropy(logits, labels)
     loss.backward()
+
+    def loaded():
+        m = nats_sss_torch.SizedNetwork(widths, classes)
+        nb201_torch.load_params(m, nb201_torch.exported_params(exported))
+        return m.double().train()
+
+    coded = loaded()
+    seen, handles = record(coded, lambda m: isinstance(m, torch.nn.ReLU))
+    with torch.no_grad():
+        coded(x.detach())
+    for h in handles:
+        h.remove()
+    flow = loaded()
+    strip_bn(flow)
+    with torch.no_grad():
+        for p in flow.parameters():
+            p.abs_()
+    flow(torch.ones([1, 3, size, size], dtype=torch.float64)).sum().backward()
+    synflow = sum(float((m.weight * m.weight.grad).abs().sum().detach()) for m in scored(flow))
     return {
         "widths": list(widths), "classes": classes, "input_size": size, "batch": batch,
         "seed": seed, "params": params, "flops": flops,
         "logits": logits.detach().reshape(-1).tolist(), "loss": float(loss),
         "input_grad": x.grad.reshape(-1).tolist(),
         "grad_checksums": {n: checksums(p.grad) for n, p in model.named_parameters()},
+        "naswot_kernel": [int(v) for v in kernel(seen).reshape(-1)],
+        "synflow": synflow,
     }
 
 
