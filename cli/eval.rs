@@ -4,7 +4,9 @@ use crate::plot::{plot, plot_format};
 use crate::CliError;
 use clap::Args;
 use nasrank::eval::table::{evaluate, join, Ensemble, Table};
+use nasrank::run::archs::check_eval_space;
 use nasrank::run::provenance::Provenance;
+use nasrank::space::Space;
 use std::path::PathBuf;
 
 /// Spearman, Kendall tau-b and top-k accuracy of every score column against an accuracy table.
@@ -37,6 +39,11 @@ pub struct EvalArgs {
     /// Print one JSON object per score instead of a table.
     #[arg(long)]
     json: bool,
+    /// The search space of both tables' archs: tss or sss (default: the one the scores
+    /// file's provenance manifest records; without one, not checked). Every row must be an
+    /// arch of it.
+    #[arg(long)]
+    space: Option<Space>,
 }
 
 pub fn run(args: &EvalArgs) -> Result<(), CliError> {
@@ -44,7 +51,8 @@ pub fn run(args: &EvalArgs) -> Result<(), CliError> {
         plot_format(path)?;
     }
     let scores = Table::read(&args.scores).map_err(CliError::usage)?;
-    match Provenance::read(&args.scores)? {
+    let made = Provenance::read(&args.scores)?;
+    match &made {
         Some(p) => eprintln!("{}: {}", args.scores.display(), p.summary()),
         None => eprintln!(
             "{}: no provenance manifest beside it: how it was made is unknown",
@@ -52,6 +60,11 @@ pub fn run(args: &EvalArgs) -> Result<(), CliError> {
         ),
     }
     let truth = Table::read(&args.truth).map_err(CliError::usage)?;
+    check_eval_space(
+        args.space,
+        made.as_ref(),
+        [(&scores, &args.scores), (&truth, &args.truth)],
+    )?;
     let results = evaluate(
         &scores,
         &truth,

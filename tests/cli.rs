@@ -1506,3 +1506,66 @@ fn az_nas_column_ranks_the_files_archs_and_merges_as_one_run() {
     assert!(run.status.success(), "{}", stderr(&run));
     assert_eq!(rows_without_seconds(&resumed), rows_without_seconds(&one));
 }
+
+/// `eval --space`: both tables must hold archs of the space (default: the one the scores
+/// file's manifest records), and the manifest must agree with the flag; exit 2 otherwise.
+#[test]
+fn eval_checks_both_tables_are_of_the_space() {
+    let scores = temp_path("eval_space_scores.csv");
+    let run = nasrank(&[
+        "score",
+        "--space",
+        "sss",
+        "--archs",
+        "0,1,2",
+        "--scores",
+        "params",
+        "--quiet",
+        "--out",
+        scores.to_str().unwrap(),
+    ]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let sss_truth = temp_path("eval_space_sss.csv");
+    std::fs::write(
+        &sss_truth,
+        "index,arch,cifar10_test\n0,8:8:8:8:8,80\n1,8:8:8:8:16,81\n2,8:8:8:8:24,82\n",
+    )
+    .unwrap();
+    let tss_truth = temp_path("eval_space_tss.csv");
+    std::fs::write(
+        &tss_truth,
+        "index,arch,cifar10_test\n0,|avg_pool_3x3~0|+|nor_conv_1x1~0|skip_connect~1|+|nor_conv_1x1~0|skip_connect~1|skip_connect~2|,80\n",
+    )
+    .unwrap();
+    let eval = |truth: &std::path::Path, space: Option<&str>| {
+        let mut args = vec![
+            "eval",
+            "--scores",
+            scores.to_str().unwrap(),
+            "--truth",
+            truth.to_str().unwrap(),
+        ];
+        if let Some(space) = space {
+            args.extend(["--space", space]);
+        }
+        nasrank(&args)
+    };
+    let ok = eval(&sss_truth, Some("sss"));
+    assert!(ok.status.success(), "{}", stderr(&ok));
+    assert!(stdout(&ok).contains("params"), "{}", stdout(&ok));
+    let wrong_flag = eval(&sss_truth, Some("tss"));
+    assert_eq!(wrong_flag.status.code(), Some(2));
+    assert!(
+        stderr(&wrong_flag).contains("not tss"),
+        "{}",
+        stderr(&wrong_flag)
+    );
+    // The manifest says sss: a table of topology-space strings is refused by default.
+    let wrong_table = eval(&tss_truth, None);
+    assert_eq!(wrong_table.status.code(), Some(2));
+    assert!(
+        stderr(&wrong_table).contains("bad sss arch string"),
+        "{}",
+        stderr(&wrong_table)
+    );
+}

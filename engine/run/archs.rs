@@ -281,6 +281,43 @@ pub fn read_truth(
         .collect())
 }
 
+/// The space an evaluation's tables are of: `asked` (`--space`), else the one the scores
+/// file's provenance manifest records, else none checked (`None`). Every row of both tables
+/// must be an arch of that space ([`table_indices`]), and the manifest must agree with
+/// `asked`.
+pub fn check_eval_space(
+    asked: Option<Space>,
+    made: Option<&Provenance>,
+    tables: [(&Table, &Path); 2],
+) -> Result<Option<Space>, RunError> {
+    let recorded = match made {
+        Some(p) => Some(p.space.parse::<Space>().map_err(|e| {
+            RunError::input(anyhow!(
+                "{}: bad space in its provenance manifest: {e}",
+                tables[0].1.display()
+            ))
+        })?),
+        None => None,
+    };
+    if let (Some(asked), Some(recorded)) = (asked, recorded) {
+        if asked != recorded {
+            return Err(RunError::input(anyhow!(
+                "{} holds {recorded} archs (its provenance manifest), not {asked} (--space)",
+                tables[0].1.display()
+            )));
+        }
+    }
+    let Some(space) = asked.or(recorded) else {
+        return Ok(None);
+    };
+    for (table, path) in tables {
+        if table.column("index").is_some() || table.column("arch").is_some() {
+            table_indices(table, path, space)?;
+        }
+    }
+    Ok(Some(space))
+}
+
 /// The benchmark index in `space` of every row of a table with an `index` or `arch`
 /// column. Where both are present, each row's arch must be the arch at its index (so a
 /// table of the other space is refused rather than read as indices of this one).
