@@ -10,7 +10,7 @@ use common::{config_of, golden_batch, golden_fixture, usize_of};
 
 use nasrank::backend::cpu::CpuBackend;
 use nasrank::backend::Executor;
-use nasrank::data::{Seeds, SplitMix64};
+use nasrank::data::{Batch, Seeds, SplitMix64};
 use nasrank::net::init::init_params;
 use nasrank::net::Plan;
 use nasrank::proxy::meco::{meco, meco_opt};
@@ -63,38 +63,7 @@ fn meco_matches_pytorch() {
         assert_eq!(Seeds(seed).meco_channels(), channels_seed, "{what}");
 
         let batch = golden_batch(seed, n, config.input_channels, config.input_size);
-        // The fixture's weights: nasrank's initial ones, rounded to f32 by the export.
-        let values: Vec<Vec<f64>> = init_params(seed, &plan)
-            .into_iter()
-            .map(|p| p.into_iter().map(|v| f64::from(v as f32)).collect())
-            .collect();
-        let be64 = CpuBackend::<f64>::new();
-        let mut exec = Executor::with_values(&be64, &plan, &values);
-        let want = case["meco_f64"].as_f64().unwrap();
-        let got = meco(&mut exec, &batch, n);
-        assert!(
-            (got - want).abs() <= 1e-9 * want.abs(),
-            "{what}: meco f64 {got} vs {want}"
-        );
-        let want_opt = case["meco_opt_f64"].as_f64().unwrap();
-        let got_opt = meco_opt(&mut exec, &batch, n, &mut SplitMix64::new(channels_seed));
-        assert!(
-            (got_opt - want_opt).abs() <= 1e-9 * want_opt.abs(),
-            "{what}: meco_opt f64 {got_opt} vs {want_opt}"
-        );
-
-        let be32 = CpuBackend::<f32>::new();
-        let mut exec = Executor::with_init(&be32, &plan, seed);
-        let got = meco(&mut exec, &batch, n);
-        assert!(
-            (got - want).abs() <= 1e-4 * want.abs(),
-            "{what}: meco f32 {got} vs {want}"
-        );
-        let got_opt = meco_opt(&mut exec, &batch, n, &mut SplitMix64::new(channels_seed));
-        assert!(
-            (got_opt - want_opt).abs() <= 1e-4 * want_opt.abs(),
-            "{what}: meco_opt f32 {got_opt} vs {want_opt}"
-        );
+        check_meco(&plan, seed, &batch, n, channels_seed, case, &what);
     }
 }
 
@@ -151,36 +120,51 @@ fn meco_matches_pytorch_on_the_size_space() {
         assert_eq!(Seeds(seed).meco_channels(), channels_seed, "{what}");
 
         let batch = golden_batch(seed, n, 3, size);
-        let values: Vec<Vec<f64>> = init_params(seed, &plan)
-            .into_iter()
-            .map(|p| p.into_iter().map(|v| f64::from(v as f32)).collect())
-            .collect();
-        let be64 = CpuBackend::<f64>::new();
-        let mut exec = Executor::with_values(&be64, &plan, &values);
-        let want = case["meco_f64"].as_f64().unwrap();
-        let got = meco(&mut exec, &batch, n);
-        assert!(
-            (got - want).abs() <= 1e-9 * want.abs(),
-            "{what}: meco f64 {got} vs {want}"
-        );
-        let want_opt = case["meco_opt_f64"].as_f64().unwrap();
-        let got_opt = meco_opt(&mut exec, &batch, n, &mut SplitMix64::new(channels_seed));
-        assert!(
-            (got_opt - want_opt).abs() <= 1e-9 * want_opt.abs(),
-            "{what}: meco_opt f64 {got_opt} vs {want_opt}"
-        );
-
-        let be32 = CpuBackend::<f32>::new();
-        let mut exec = Executor::with_init(&be32, &plan, seed);
-        let got = meco(&mut exec, &batch, n);
-        assert!(
-            (got - want).abs() <= 1e-4 * want.abs(),
-            "{what}: meco f32 {got} vs {want}"
-        );
-        let got_opt = meco_opt(&mut exec, &batch, n, &mut SplitMix64::new(channels_seed));
-        assert!(
-            (got_opt - want_opt).abs() <= 1e-4 * want_opt.abs(),
-            "{what}: meco_opt f32 {got_opt} vs {want_opt}"
-        );
+        check_meco(&plan, seed, &batch, n, channels_seed, case, &what);
     }
+}
+
+/// nasrank's meco and meco_opt on the fixture's weights (f64, 1e-9 relative) and on its own
+/// f32 initialisation (1e-4) against the case's PyTorch values.
+fn check_meco(
+    plan: &Plan,
+    seed: u64,
+    batch: &Batch,
+    n: usize,
+    channels_seed: u64,
+    case: &serde_json::Value,
+    what: &str,
+) {
+    // The fixture's weights: nasrank's initial ones, rounded to f32 by the export.
+    let values: Vec<Vec<f64>> = init_params(seed, plan)
+        .into_iter()
+        .map(|p| p.into_iter().map(|v| f64::from(v as f32)).collect())
+        .collect();
+    let be64 = CpuBackend::<f64>::new();
+    let mut exec = Executor::with_values(&be64, plan, &values);
+    let want = case["meco_f64"].as_f64().unwrap();
+    let got = meco(&mut exec, batch, n);
+    assert!(
+        (got - want).abs() <= 1e-9 * want.abs(),
+        "{what}: meco f64 {got} vs {want}"
+    );
+    let want_opt = case["meco_opt_f64"].as_f64().unwrap();
+    let got_opt = meco_opt(&mut exec, batch, n, &mut SplitMix64::new(channels_seed));
+    assert!(
+        (got_opt - want_opt).abs() <= 1e-9 * want_opt.abs(),
+        "{what}: meco_opt f64 {got_opt} vs {want_opt}"
+    );
+
+    let be32 = CpuBackend::<f32>::new();
+    let mut exec = Executor::with_init(&be32, plan, seed);
+    let got = meco(&mut exec, batch, n);
+    assert!(
+        (got - want).abs() <= 1e-4 * want.abs(),
+        "{what}: meco f32 {got} vs {want}"
+    );
+    let got_opt = meco_opt(&mut exec, batch, n, &mut SplitMix64::new(channels_seed));
+    assert!(
+        (got_opt - want_opt).abs() <= 1e-4 * want_opt.abs(),
+        "{what}: meco_opt f32 {got_opt} vs {want_opt}"
+    );
 }
