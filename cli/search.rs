@@ -39,7 +39,7 @@ pub struct SearchArgs {
     strategy: Strategy,
     /// The search space: tss (NAS-Bench-201 / NATS-Bench topology, 15,625 archs) or sss
     /// (NATS-Bench size, 32,768 archs `C1:C2:C3:C4:C5`). `prune` and the scores defined on
-    /// the topology space only (linear_regions, meco, meco_opt) exit 2 with sss, as do
+    /// the topology space only (linear_regions) exit 2 with sss, as do
     /// --channels and --cells (a size-space arch gives its own widths).
     #[arg(long, default_value = "tss")]
     space: Space,

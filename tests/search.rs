@@ -1308,19 +1308,15 @@ fn cli_size_space_bad_input_exits_2_with_a_message() {
             "topology space's supernet only",
         ),
         (
-            vec!["search", "random", "--space", "sss", "--score", "meco"],
-            "meco is not defined on the sss space",
-        ),
-        (
             vec![
                 "search",
                 "evolution",
                 "--space",
                 "sss",
                 "--score",
-                "meco_opt",
+                "linear_regions",
             ],
-            "meco_opt is not defined on the sss space",
+            "linear_regions is not defined on the sss space",
         ),
         (
             vec![

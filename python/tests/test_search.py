@@ -127,7 +127,8 @@ def test_sss_truth_by_arch_strings_and_params_pick():
     "call, needle",
     [
         (lambda: nasrank.search.prune(space="sss"), "topology space's supernet only"),
-        (lambda: nasrank.search.random(space="sss", score="meco"), "not defined on the sss"),
+        (lambda: nasrank.search.random(space="sss", score="linear_regions"),
+         "not defined on the sss"),
         (lambda: nasrank.search.evolution(space="sss", score="linear_regions"),
          "not defined on the sss"),
         (lambda: nasrank.search.random(space="sss", channels=3), "--channels and --cells"),
