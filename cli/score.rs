@@ -113,8 +113,10 @@ pub enum Format {
 
 pub fn run(args: &ScoreArgs) -> Result<(), CliError> {
     let archs = parse_space_archs(args.space, &args.archs)?;
+    let ScoreList { scores, sets } = ScoreList::parse(&args.scores).map_err(CliError::usage)?;
     let request = ScoreRequest {
         space: args.space,
+        sets,
         batch: args.batch,
         seed: args.seed,
         seeds: args.seeds.clone(),
@@ -123,13 +125,7 @@ pub fn run(args: &ScoreArgs) -> Result<(), CliError> {
         storage: args.storage,
         channels: args.channels,
         cells: args.cells,
-        ..ScoreRequest::new(Vec::new(), parse_data(&args.data)?)
-    };
-    let ScoreList { scores, sets } = ScoreList::parse(&args.scores).map_err(CliError::usage)?;
-    let request = ScoreRequest {
-        scores,
-        sets,
-        ..request
+        ..ScoreRequest::new(scores, parse_data(&args.data)?)
     };
     let scoring = request.load()?;
     let shard = match &args.shard {

@@ -40,30 +40,8 @@ fn meco_matches_pytorch() {
         let plan = Plan::build(&cell(arch), &config).unwrap();
         let what = format!("{arch} at C={}", config.channels);
 
-        let firings: u32 = plan.module_outputs.iter().map(|m| m.modules).sum();
-        assert_eq!(firings as usize, usize_of(&case["hook_firings"]), "{what}");
-        // The firings on maps where some channel varies are those of the plan's non-zero
-        // slots of more than one position.
-        let varying: u32 = plan
-            .module_outputs
-            .iter()
-            .filter(|m| m.slot.is_some() && m.shape.hw() > 1)
-            .map(|m| m.modules)
-            .sum();
-        assert_eq!(
-            varying as usize,
-            usize_of(&case["firings_varying"]),
-            "{what}"
-        );
-        let channels_seed: u64 = case["meco_channels_seed"]
-            .as_str()
-            .unwrap()
-            .parse()
-            .unwrap();
-        assert_eq!(Seeds(seed).meco_channels(), channels_seed, "{what}");
-
         let batch = golden_batch(seed, n, config.input_channels, config.input_size);
-        check_meco(&plan, seed, &batch, n, channels_seed, case, &what);
+        check_meco(&plan, seed, &batch, n, case, &what);
     }
 }
 
@@ -98,43 +76,45 @@ fn meco_matches_pytorch_on_the_size_space() {
         let what = format!("{widths:?}, {classes} classes at {size}x{size}");
 
         let firings: u32 = plan.module_outputs.iter().map(|m| m.modules).sum();
-        assert_eq!(firings as usize, usize_of(&case["hook_firings"]), "{what}");
         let skips = u32::from(widths[1] != widths[2]) + u32::from(widths[3] != widths[4]);
         assert_eq!(firings, 118 + 2 * skips, "{what}");
-        let varying: u32 = plan
-            .module_outputs
-            .iter()
-            .filter(|m| m.slot.is_some() && m.shape.hw() > 1)
-            .map(|m| m.modules)
-            .sum();
-        assert_eq!(
-            varying as usize,
-            usize_of(&case["firings_varying"]),
-            "{what}"
-        );
-        let channels_seed: u64 = case["meco_channels_seed"]
-            .as_str()
-            .unwrap()
-            .parse()
-            .unwrap();
-        assert_eq!(Seeds(seed).meco_channels(), channels_seed, "{what}");
-
         let batch = golden_batch(seed, n, 3, size);
-        check_meco(&plan, seed, &batch, n, channels_seed, case, &what);
+        check_meco(&plan, seed, &batch, n, case, &what);
     }
 }
 
-/// nasrank's meco and meco_opt on the fixture's weights (f64, 1e-9 relative) and on its own
-/// f32 initialisation (1e-4) against the case's PyTorch values.
+/// A case of either space: the hook firings (all, and those on maps where some channel
+/// varies: the plan's non-zero slots of more than one position), the seed of meco_opt's
+/// channel draws, and nasrank's meco and meco_opt on the fixture's weights (f64, 1e-9
+/// relative) and on its own f32 initialisation (1e-4) against the case's PyTorch values.
 fn check_meco(
     plan: &Plan,
     seed: u64,
     batch: &Batch,
     n: usize,
-    channels_seed: u64,
     case: &serde_json::Value,
     what: &str,
 ) {
+    let firings: u32 = plan.module_outputs.iter().map(|m| m.modules).sum();
+    assert_eq!(firings as usize, usize_of(&case["hook_firings"]), "{what}");
+    let varying: u32 = plan
+        .module_outputs
+        .iter()
+        .filter(|m| m.slot.is_some() && m.shape.hw() > 1)
+        .map(|m| m.modules)
+        .sum();
+    assert_eq!(
+        varying as usize,
+        usize_of(&case["firings_varying"]),
+        "{what}"
+    );
+    let channels_seed: u64 = case["meco_channels_seed"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(Seeds(seed).meco_channels(), channels_seed, "{what}");
+
     // The fixture's weights: nasrank's initial ones, rounded to f32 by the export.
     let values: Vec<Vec<f64>> = init_params(seed, plan)
         .into_iter()

@@ -245,7 +245,7 @@ impl<'a, B: Backend> Executor<'a, B> {
 
     /// Runs the plan forward on `n` images (`[n][c][h][w]`).
     pub fn forward(&mut self, input: B::Buf, n: usize, bn: BnStatistics) {
-        self.forward_impl(ForwardStart::Input(input), n, bn, None);
+        self.forward_impl(ForwardStart::Input(input), n, bn, None, &[]);
     }
 
     /// Runs the plan forward, streaming the sign codes of every ReLU's input to `sink`, one
@@ -267,7 +267,7 @@ impl<'a, B: Backend> Executor<'a, B> {
                 sink(block)
             }
         };
-        self.forward_impl(ForwardStart::Input(input), n, bn, Some(&mut streamed));
+        self.forward_impl(ForwardStart::Input(input), n, bn, Some(&mut streamed), &[]);
     }
 
     /// [`Executor::forward_with_codes`] from `start`, also streaming the output of every
@@ -280,7 +280,8 @@ impl<'a, B: Backend> Executor<'a, B> {
         bn: BnStatistics,
         sink: StreamSink<'_, B>,
     ) {
-        self.forward_impl(start, n, bn, Some(sink));
+        let boundaries = self.plan.block_boundaries();
+        self.forward_impl(start, n, bn, Some(sink), &boundaries);
     }
 
     fn forward_impl(
@@ -289,6 +290,7 @@ impl<'a, B: Backend> Executor<'a, B> {
         n: usize,
         bn: BnStatistics,
         mut sink: Option<StreamSink<'_, B>>,
+        boundaries: &[usize],
     ) {
         let be = self.backend;
         let plan = self.plan;
@@ -298,11 +300,6 @@ impl<'a, B: Backend> Executor<'a, B> {
         self.n = n;
         self.bn = bn;
         let streaming = sink.is_some();
-        let boundaries = if streaming {
-            plan.block_boundaries()
-        } else {
-            Vec::new()
-        };
         let first = match start {
             ForwardStart::Input(input) => {
                 assert_eq!(

@@ -640,34 +640,21 @@ impl Plan {
             }
         }
         last_read[self.output] = Some(self.layers.len());
-        // Slots written so far (the input first) that a later layer still reads.
-        let mut live = 0usize;
-        let mut is_live = vec![false; self.slots.len()];
-        let mark = |slot: SlotId, on: bool, live: &mut usize, is_live: &mut [bool]| {
-            if is_live[slot] != on {
-                is_live[slot] = on;
-                if on {
-                    *live += 1;
-                } else {
-                    *live -= 1;
-                }
-            }
-        };
-        if last_read[INPUT].is_some() {
-            mark(INPUT, true, &mut live, &mut is_live);
-        }
+        // How many slots written so far (the input first) a later layer still reads; every
+        // slot has one writer, and a sum may read a slot twice.
+        let mut live = usize::from(last_read[INPUT].is_some());
         let mut boundaries = Vec::new();
         for (index, layer) in self.layers.iter().enumerate() {
-            let y = layer.output();
-            for x in layer.inputs() {
-                if last_read[x] == Some(index) {
-                    mark(x, false, &mut live, &mut is_live);
-                }
-            }
-            if last_read[y].is_some_and(|r| r > index) {
-                mark(y, true, &mut live, &mut is_live);
-            }
-            if matches!(layer, Layer::Sum { .. }) && live == 1 && is_live[y] {
+            let mut inputs = layer.inputs();
+            inputs.sort_unstable();
+            inputs.dedup();
+            live -= inputs
+                .iter()
+                .filter(|&&x| last_read[x] == Some(index))
+                .count();
+            let carried = last_read[layer.output()].is_some_and(|r| r > index);
+            live += usize::from(carried);
+            if matches!(layer, Layer::Sum { .. }) && carried && live == 1 {
                 boundaries.push(index);
             }
         }

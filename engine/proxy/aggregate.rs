@@ -43,15 +43,17 @@ impl SetScore {
         SetScore::ALL.into_iter().find(|s| s.name == name.trim())
     }
 
-    /// Each arch's value from its terms' values over the same archs (`values(term)`: the
-    /// column of that term).
-    pub fn over<'v>(&self, values: impl Fn(Score) -> &'v [f64]) -> Vec<f64> {
-        let columns: Vec<(&str, &[f64])> = self
+    /// Each arch's value from its terms' values over the same archs: `columns[t]` holds
+    /// term `t`'s values (the order of [`SetScore::terms`]).
+    pub fn over(&self, columns: &[Vec<f64>]) -> Vec<f64> {
+        assert_eq!(columns.len(), self.terms.len(), "one column per term");
+        let named: Vec<(&str, &[f64])> = self
             .terms
             .iter()
-            .map(|&term| (term.name(), values(term)))
+            .zip(columns)
+            .map(|(term, values)| (term.name(), values.as_slice()))
             .collect();
-        self.method.combine(&columns)
+        self.method.combine(&named)
     }
 }
 
@@ -125,12 +127,7 @@ mod tests {
         let p = [3.0, 2.0, 1.0];
         let t = [5.0, 6.0, 4.0];
         let f = [10.0, 30.0, 20.0];
-        let got = AZ_NAS.over(|term| match term {
-            Score::AzExpressivity => &e,
-            Score::AzProgressivity => &p,
-            Score::AzTrainability => &t,
-            _ => &f,
-        });
+        let got = AZ_NAS.over(&[e.to_vec(), p.to_vec(), t.to_vec(), f.to_vec()]);
         let l = |r: f64| (r / 3.0_f64).ln();
         let want = [
             l(1.0) + l(3.0) + l(2.0) + l(1.0),

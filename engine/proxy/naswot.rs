@@ -54,7 +54,11 @@ pub fn naswot_with<B: Backend>(
     n: usize,
     count: CodeCount,
 ) -> f64 {
-    let k = naswot_kernel(exec, batch, n, count);
+    log_abs_det_of_kernel(&naswot_kernel(exec, batch, n, count), n)
+}
+
+/// The score of an exact `K_H` (`[n][n]`).
+fn log_abs_det_of_kernel(k: &[u64], n: usize) -> f64 {
     let k: Vec<f64> = k.iter().map(|&v| v as f64).collect();
     log_abs_det(&k, n)
 }
@@ -260,7 +264,6 @@ impl ScoreDef for Naswot {
         let k = arch.with_kept(|arch, kept: &mut KeptBlocks<B>| {
             naswot_kernel_kept(arch.exec(), data, n, CodeCount::Paper, kept)
         });
-        let k: Vec<f64> = k.iter().map(|&v| v as f64).collect();
-        Ok(log_abs_det(&k, n))
+        Ok(log_abs_det_of_kernel(&k, n))
     }
 }

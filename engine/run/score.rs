@@ -263,19 +263,10 @@ pub fn fill_set_columns(rows: &mut [Row], columns: &[String]) -> Result<(), RunE
                     .ok_or_else(|| {
                         RunError::input(anyhow!("{name} needs a {term} column, which is missing"))
                     })?;
-                Ok((
-                    *term,
-                    rows.iter().map(|r| r.values[col]).collect::<Vec<f64>>(),
-                ))
+                Ok(rows.iter().map(|r| r.values[col]).collect())
             })
-            .collect::<Result<Vec<(Score, Vec<f64>)>, RunError>>()?;
-        let values = set.over(|score| {
-            &terms
-                .iter()
-                .find(|(t, _)| *t == score)
-                .expect("every term was read")
-                .1
-        });
+            .collect::<Result<Vec<Vec<f64>>, RunError>>()?;
+        let values = set.over(&terms);
         for (row, value) in rows.iter_mut().zip(values) {
             row.values[at] = value;
         }

@@ -42,7 +42,7 @@ use crate::proxy::scorer::{score_arch_or_dead_values, ScoreSettings};
 use crate::proxy::{Score, UnknownScore};
 use crate::search::evolution::{regularized_evolution, EvolutionSettings, Member};
 use crate::search::prune::{prune_search, Round};
-use crate::search::random::random_search;
+use crate::search::random::{random_sample, random_search};
 use crate::search::topk::{topk_search, TopK};
 use crate::search::SearchArch;
 use crate::space::{AnyArch, Arch, Cell, SizeArch, Space};
@@ -492,26 +492,19 @@ impl<'a, 'p> Fitness<'a, 'p> {
         }
     }
 
-    /// For a set score, its value at each arch of the sample `random_search(pool, n, seed,
-    /// ..)` draws, ranked over that sample (its terms computed first); `None` for a score
-    /// of each arch.
+    /// For a set score, its value at each arch of the sample a search with `seed` draws
+    /// ([`random_sample`]), ranked over that sample (its terms computed first); `None` for
+    /// a score of each arch.
     fn set_values(&mut self, pool: &[usize], n: usize, seed: u64) -> Option<HashMap<usize, f64>> {
         match self.job.score {
             Ranking::Arch(_) => None,
             Ranking::Set(set) => {
-                let mut sample = Vec::with_capacity(n);
-                random_search(pool, n, seed, true, |i| {
-                    sample.push(i);
-                    0.0
-                });
+                let sample = random_sample(pool, n, seed);
                 let terms: Vec<Vec<f64>> = sample.iter().map(|&i| self.values(i)).collect();
                 let columns: Vec<Vec<f64>> = (0..set.terms.len())
                     .map(|t| terms.iter().map(|v| v[t]).collect())
                     .collect();
-                let values = set.over(|term| {
-                    let t = set.terms.iter().position(|&x| x == term).expect("a term");
-                    &columns[t]
-                });
+                let values = set.over(&columns);
                 Some(sample.into_iter().zip(values).collect())
             }
         }

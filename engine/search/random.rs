@@ -23,6 +23,14 @@ impl RandomRun {
     }
 }
 
+/// The `n` distinct items of `pool` a search with `seed` draws, in draw order.
+pub fn random_sample(pool: &[usize], n: usize, seed: u64) -> Vec<usize> {
+    sample_without_replacement(pool.len(), n, &mut SplitMix64::new(seed))
+        .into_iter()
+        .map(|p| pool[p])
+        .collect()
+}
+
 /// Samples `n` distinct items of `pool` with `SplitMix64::new(seed)`, scores each with
 /// `fitness`, and keeps the best.
 ///
@@ -36,10 +44,9 @@ pub fn random_search(
     mut fitness: impl FnMut(usize) -> f64,
 ) -> RandomRun {
     assert!(n > 0, "random search needs at least one sample");
-    let mut rng = SplitMix64::new(seed);
-    let sample: Vec<(usize, f64)> = sample_without_replacement(pool.len(), n, &mut rng)
+    let sample: Vec<(usize, f64)> = random_sample(pool, n, seed)
         .into_iter()
-        .map(|p| (pool[p], fitness(pool[p])))
+        .map(|item| (item, fitness(item)))
         .collect();
     let values: Vec<f64> = sample.iter().map(|&(_, v)| v).collect();
     let best = best_position(&values, higher_is_better).expect("non-empty sample");

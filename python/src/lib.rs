@@ -354,8 +354,10 @@ impl Scorer {
         let space: Space = space
             .parse()
             .map_err(|e: SpaceParseError| bad("space", e.to_string()))?;
+        let list = scores_of(scores)?;
         let request = ScoreRequest {
             space,
+            sets: list.sets,
             seed,
             seeds: seeds.unwrap_or_default(),
             batch,
@@ -364,13 +366,7 @@ impl Scorer {
             storage: parse_storage(storage).map_err(|e| bad("storage", e))?,
             channels,
             cells,
-            ..ScoreRequest::new(Vec::new(), DataSource::parse(data).map_err(py_err)?)
-        };
-        let ScoreList { scores, sets } = scores_of(scores)?;
-        let request = ScoreRequest {
-            scores,
-            sets,
-            ..request
+            ..ScoreRequest::new(list.scores, DataSource::parse(data).map_err(py_err)?)
         };
         let scoring = py.detach(|| request.load()).map_err(py_err)?;
         Ok(Scorer {

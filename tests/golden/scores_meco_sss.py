@@ -76,21 +76,10 @@ CASES = [
 ]
 
 
-class ReLUConvBN(nn.Module):
-    def __init__(self, cin, cout, k, stride, pad, affine=True):
-        super().__init__()
-        self.op = nn.Sequential(
-            nn.ReLU(inplace=False),
-            nn.Conv2d(cin, cout, k, stride=stride, padding=pad, bias=not affine),
-            nn.BatchNorm2d(cout, affine=affine, track_running_stats=True))
-
-    def forward(self, x):
-        return self.op(x)
-
-
-class Identity(nn.Module):
-    def forward(self, x):
-        return x
+# The released cell_operations.py's ReLUConvBN and Identity, as the topology-space fixture
+# has them (affine BN, conv without bias in the size space).
+ReLUConvBN = scores_meco.ReLUConvBN
+Identity = scores_meco.Identity
 
 
 class FactorizedReduce(nn.Module):
@@ -111,7 +100,7 @@ def make_op(name, cin, cout):
     if name == "skip_connect":
         return Identity() if cin == cout else FactorizedReduce(cin, cout)
     assert name == "nor_conv_3x3", name
-    return ReLUConvBN(cin, cout, 3, 1, 1)
+    return ReLUConvBN(cin, cout, 3, 1, 1, True)
 
 
 class InferCell(nn.Module):
@@ -138,8 +127,8 @@ class InferCell(nn.Module):
 class ResNetBasicblock(nn.Module):
     def __init__(self, cin, cout):
         super().__init__()
-        self.conv_a = ReLUConvBN(cin, cout, 3, 2, 1)
-        self.conv_b = ReLUConvBN(cout, cout, 3, 1, 1)
+        self.conv_a = ReLUConvBN(cin, cout, 3, 2, 1, True)
+        self.conv_b = ReLUConvBN(cout, cout, 3, 1, 1, True)
         self.downsample = nn.Sequential(nn.AvgPool2d(kernel_size=2, stride=2, padding=0),
                                         nn.Conv2d(cin, cout, 1, bias=False))
 
