@@ -7,6 +7,7 @@ use crate::CliError;
 use anyhow::anyhow;
 use clap::{Args, ValueEnum};
 use nasrank::proxy::aggregate::ScoreList;
+use nasrank::proxy::swap::SwapRegularizer;
 use nasrank::proxy::Score;
 use nasrank::run::archs::parse_space_archs;
 use nasrank::run::data::DataSource;
@@ -73,6 +74,15 @@ pub struct ScoreArgs {
     /// buffers of that format (arithmetic stays f32; parameters and gradients f32).
     #[arg(long, default_value = "f32", value_parser = parse_storage)]
     storage: Storage,
+    /// swap_reg's mu: the model size, in thousands of parameters, its factor
+    /// exp(-(params/1e3 - mu)^2 / sigma) centres on (default: the space's largest network,
+    /// docs/SCORES.md).
+    #[arg(long, requires = "swap_sigma", allow_hyphen_values = true)]
+    swap_mu: Option<f64>,
+    /// swap_reg's sigma, in squared thousands of parameters (default: the squared span of
+    /// the space's sizes, so the factor is 1/e at its smallest network).
+    #[arg(long, requires = "swap_mu", allow_hyphen_values = true)]
+    swap_sigma: Option<f64>,
     /// Channels of the first stage (NAS-Bench-201: 16).
     #[arg(long, default_value_t = 16)]
     channels: usize,
@@ -105,6 +115,19 @@ pub struct ScoreArgs {
     pub(crate) threads: ThreadsArg,
 }
 
+/// `--swap-mu` and `--swap-sigma` (clap makes them come together).
+fn swap_regularizer(
+    mu: Option<f64>,
+    sigma: Option<f64>,
+) -> Result<Option<SwapRegularizer>, CliError> {
+    match (mu, sigma) {
+        (Some(mu), Some(sigma)) => SwapRegularizer::new(mu, sigma)
+            .map(Some)
+            .map_err(|e| CliError::usage(anyhow!(e))),
+        _ => Ok(None),
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Format {
     Csv,
@@ -123,6 +146,7 @@ pub fn run(args: &ScoreArgs) -> Result<(), CliError> {
         device: args.device,
         workers: args.workers.map(usize::from),
         storage: args.storage,
+        swap_regularizer: swap_regularizer(args.swap_mu, args.swap_sigma)?,
         channels: args.channels,
         cells: args.cells,
         ..ScoreRequest::new(scores, parse_data(&args.data)?)

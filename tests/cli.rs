@@ -223,12 +223,116 @@ fn score_bad_inputs_exit_2_and_leave_no_file() {
             vec!["score", "--archs", "0..2", "--device", "tpu", "--out", o],
             "cuda:K",
         ),
+        (
+            vec![
+                "score",
+                "--archs",
+                "0..2",
+                "--scores",
+                "swap",
+                "--swap-mu",
+                "1",
+                "--swap-sigma",
+                "2",
+                "--out",
+                o,
+            ],
+            "swap_reg is not among the scores",
+        ),
+        (
+            vec![
+                "score",
+                "--archs",
+                "0..2",
+                "--scores",
+                "swap_reg",
+                "--swap-mu",
+                "1",
+                "--swap-sigma",
+                "-2",
+                "--out",
+                o,
+            ],
+            "sigma > 0",
+        ),
+        (
+            vec![
+                "score",
+                "--archs",
+                "0..2",
+                "--scores",
+                "swap_reg",
+                "--swap-mu",
+                "1",
+                "--out",
+                o,
+            ],
+            "--swap-sigma",
+        ),
     ] {
         let run = nasrank(&args);
         assert_eq!(run.status.code(), Some(2), "{args:?}: {}", stderr(&run));
         assert!(stderr(&run).contains(needle), "{args:?}: {}", stderr(&run));
         assert!(!out.exists(), "{args:?} left a file behind");
     }
+}
+
+/// swap_reg with a given regulariser: each row's value is its swap times
+/// exp(-(params/1e3 - mu)^2 / sigma) of its own params column, the manifest records mu and
+/// sigma, and a resume with another mu is refused.
+#[test]
+fn swap_reg_takes_mu_and_sigma_and_records_them() {
+    let out = temp_path("swap_reg.csv");
+    let o = out.to_str().unwrap();
+    let args = |mu: &'static str| {
+        vec![
+            "score",
+            "--archs",
+            "1,7,6111",
+            "--scores",
+            "swap,swap_reg,params",
+            "--channels",
+            "3",
+            "--cells",
+            "1",
+            "--batch",
+            "8",
+            "--swap-mu",
+            mu,
+            "--swap-sigma",
+            "20",
+            "--out",
+            o,
+            "--quiet",
+        ]
+    };
+    let run = nasrank(&args("5"));
+    assert!(run.status.success(), "{}", stderr(&run));
+    let rows = csv_cells(&std::fs::read_to_string(&out).unwrap());
+    let col = |name: &str| rows[0].iter().position(|c| c == name).unwrap();
+    let (swap, reg, params) = (col("swap"), col("swap_reg"), col("params"));
+    for row in &rows[1..] {
+        let value = |i: usize| row[i].parse::<f64>().unwrap();
+        let theta = value(params) / 1e3;
+        let want = value(swap) * (-(theta - 5.0) * (theta - 5.0) / 20.0).exp();
+        assert!(
+            (value(reg) - want).abs() <= 1e-12 * want,
+            "{row:?}: swap_reg {} vs {want}",
+            value(reg)
+        );
+        assert!(value(reg) < value(swap), "{row:?}: a factor below 1");
+    }
+    let manifest = std::fs::read_to_string(format!("{o}.provenance.json")).unwrap();
+    assert!(manifest.contains("\"mu=5 sigma=20\""), "{manifest}");
+    let mut resumed = args("6");
+    resumed.push("--resume");
+    let run = nasrank(&resumed);
+    assert_eq!(run.status.code(), Some(2), "{}", stderr(&run));
+    assert!(
+        stderr(&run).contains("swap_regularizer"),
+        "{}",
+        stderr(&run)
+    );
 }
 
 #[test]

@@ -12,7 +12,7 @@ use nasrank::proxy::scorer::{score_arch, ScoreSettings};
 use nasrank::proxy::swap::SWAP_REINITS;
 use nasrank::proxy::{az_nas, meco, swap, synflow, zen, zico, Score};
 use nasrank::proxy::{counts, grasp, jacob_cov, knas, linear_regions, naswot, ntk, saliency};
-use nasrank::space::{arch_of_index, is_dead, Cell, ClassKey, MacroConfig};
+use nasrank::space::{arch_of_index, is_dead, Cell, ClassKey, MacroConfig, Space};
 
 fn settings() -> ScoreSettings {
     let mut s = ScoreSettings::paper_defaults(MacroConfig {
@@ -63,6 +63,11 @@ fn direct(score: Score, cell: &Cell, data: &Batch, s: &ScoreSettings) -> f64 {
         Score::Zico => zico::zico(e, data, s.batch),
         Score::Zen => zen::zen(e, s.batch, s.seed),
         Score::Swap => swap::swap(&be, &plan, data, s.swap_batch, Seeds(s.seed), SWAP_REINITS),
+        Score::SwapReg => {
+            let reg = swap::SwapRegularizer::space_default(Space::Tss, &s.config);
+            swap::swap(&be, &plan, data, s.swap_batch, Seeds(s.seed), SWAP_REINITS)
+                * reg.factor(counts::params(cell, &s.config))
+        }
         Score::Meco => meco::meco(e, data, s.meco_batch),
         Score::MecoOpt => {
             let mut rng = SplitMix64::new(Seeds(s.seed).meco_channels());
@@ -146,9 +151,12 @@ fn each_entry_declares_consistent_facts() {
         let data = synthetic_batch(n, 3, 8, 8, 10, 2);
         let be = CpuBackend::<f64>::new();
         score_arch(&be, arch_of_index(6111).unwrap(), &[score], &data, &s).unwrap();
-        // Only counts are keyed by structure; ReLU-code scores by codes.
+        // Counts are keyed by structure (and swap_reg, SWAP times a count); ReLU-code
+        // scores by codes.
         match info.class_key {
-            ClassKey::Structure => assert_eq!(info.runs, Runs::Host, "{score}"),
+            ClassKey::Structure if score != Score::SwapReg => {
+                assert_eq!(info.runs, Runs::Host, "{score}")
+            }
             ClassKey::Codes => assert!(info.dead_value.is_none(), "{score}"),
             _ => {}
         }

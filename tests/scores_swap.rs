@@ -11,9 +11,11 @@ use nasrank::backend::{Backend, BnStatistics, Executor};
 use nasrank::data::Seeds;
 use nasrank::net::init::gaussian_params;
 use nasrank::net::{Layer, Plan};
-use nasrank::proxy::swap::{distinct_neuron_patterns, swap};
-use nasrank::proxy::upload_images;
-use nasrank::space::{Arch, Cell, MacroConfig};
+use nasrank::proxy::counts::params_of;
+use nasrank::proxy::scorer::{score_arch, ScoreSettings};
+use nasrank::proxy::swap::{distinct_neuron_patterns, swap, SwapRegularizer};
+use nasrank::proxy::{upload_images, Score};
+use nasrank::space::{AnyArch, Arch, Cell, MacroConfig, Space};
 use std::collections::HashSet;
 
 type Be = CpuBackend<f32>;
@@ -111,6 +113,100 @@ fn counting_matches_a_naive_pattern_set() {
                 naive.insert(vec![false; n]);
             }
             assert_eq!(count, naive.len(), "{arch}, {n} images");
+        }
+    }
+}
+
+/// swap_reg's factor against the released `cal_regular_factor` on the fixture's PyTorch
+/// networks: the parameter count (PyTorch's `named_parameters`) and exp(-(Θ - mu)^2 /
+/// sigma) for the fixture's mu and sigma. Catches params counted otherwise than the
+/// released code counts them (BN's affine terms, the classifier's bias), Θ in the wrong
+/// unit, or sigma taken as a standard deviation.
+#[test]
+fn swap_reg_factor_matches_the_released_regular_factor() {
+    let fx = golden_fixture("scores_swap/cases.json");
+    for case in fx["swap"].as_array().expect("swap cases") {
+        let arch = case["arch"].as_str().unwrap();
+        let config = config_of(&case["config"]);
+        let any = AnyArch::Tss(arch.parse().unwrap());
+        let params = params_of(&any, &config);
+        assert_eq!(params, case["params"].as_f64().unwrap(), "{arch}: params");
+        let regularizer = SwapRegularizer::new(
+            case["swap_reg_mu"].as_f64().unwrap(),
+            case["swap_reg_sigma"].as_f64().unwrap(),
+        )
+        .unwrap();
+        let want = case["swap_reg_factor"].as_f64().unwrap();
+        let got = regularizer.factor(params);
+        assert!(
+            (got - want).abs() <= 1e-12 * want,
+            "{arch}: factor {got}, released {want}"
+        );
+    }
+}
+
+/// Through the registry: swap_reg is swap times the settings' factor, or the space's
+/// default factor when the settings give none, from the one SWAP pass both share.
+#[test]
+fn swap_reg_is_swap_times_its_factor() {
+    let be = Be::new();
+    let config = MacroConfig {
+        channels: 4,
+        cells_per_stage: 1,
+        classes: 10,
+        input_size: 8,
+        input_channels: 3,
+        stem: true,
+    };
+    let mut settings = ScoreSettings::paper_defaults(config);
+    settings.swap_batch = 4;
+    let batch = golden_batch(9, 4, 3, 8);
+    let arch: Arch = "|nor_conv_3x3~0|+|nor_conv_1x1~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|avg_pool_3x3~2|"
+        .parse()
+        .unwrap();
+    let params = params_of(&AnyArch::Tss(arch), &config);
+    let given = SwapRegularizer::new(3.0, 50.0).unwrap();
+    let default = SwapRegularizer::space_default(Space::Tss, &config);
+    for regularizer in [Some(given), None] {
+        settings.swap_regularizer = regularizer;
+        let scores = [Score::Swap, Score::SwapReg];
+        let values = score_arch(&be, arch, &scores, &batch, &settings).unwrap();
+        let factor = regularizer.unwrap_or(default).factor(params);
+        assert!(
+            factor > 0.0 && factor < 1.0,
+            "a factor that tells: {factor}"
+        );
+        assert_eq!(values[1], values[0] * factor, "{regularizer:?}");
+        // Asked alone, swap_reg computes the same SWAP.
+        let alone = score_arch(&be, arch, &[Score::SwapReg], &batch, &settings).unwrap();
+        assert_eq!(alone[0], values[1]);
+    }
+}
+
+/// The default regulariser against the space's sizes by brute force: mu is the largest
+/// network's Θ and sigma the squared span, so the factor is 1 at the largest network
+/// and 1/e at the smallest, on both spaces and for each dataset's classifier.
+#[test]
+fn swap_reg_default_spans_the_spaces_sizes() {
+    for classes in [10, 100, 120] {
+        let config = MacroConfig {
+            classes,
+            ..MacroConfig::NB201_CIFAR10
+        };
+        for space in Space::ALL {
+            let (low, high) = space
+                .archs()
+                .map(|(_, arch)| params_of(&arch, &config))
+                .fold((f64::INFINITY, 0.0f64), |(lo, hi), p| {
+                    (lo.min(p), hi.max(p))
+                });
+            let r = SwapRegularizer::space_default(space, &config);
+            assert_eq!(r.mu, high / 1e3, "{space}, {classes} classes");
+            assert!(
+                (r.factor(low) - (-1.0f64).exp()).abs() < 1e-12,
+                "{space}, {classes} classes"
+            );
+            assert_eq!(r.factor(high), 1.0);
         }
     }
 }

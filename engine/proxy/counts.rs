@@ -13,6 +13,15 @@ pub fn params(cell: &Cell, config: &MacroConfig) -> f64 {
     count_params(cell, config) as f64
 }
 
+/// Parameters of `arch`'s network under `config` (a size-space arch takes only its
+/// dataset shape from it; a topology-space arch also its C and N).
+pub fn params_of(arch: &AnyArch, config: &MacroConfig) -> f64 {
+    match arch {
+        AnyArch::Tss(tss) => params(&Cell::from(*tss), config),
+        AnyArch::Sss(sized) => sized.params(shape_of(config)) as f64,
+    }
+}
+
 /// Multiply-adds per image of the network `cell` and `config` make.
 pub fn flops(cell: &Cell, config: &MacroConfig) -> f64 {
     count_flops(cell, config) as f64
@@ -42,10 +51,7 @@ impl ScoreDef for Params {
     };
 
     fn compute<B: Backend>(arch: &mut ArchScoring<'_, B>) -> anyhow::Result<f64> {
-        Ok(match arch.arch {
-            AnyArch::Tss(_) => params(&arch.cell, &arch.settings.config),
-            AnyArch::Sss(sized) => sized.params(shape_of(&arch.settings.config)) as f64,
-        })
+        Ok(params_of(&arch.arch, &arch.settings.config))
     }
 }
 

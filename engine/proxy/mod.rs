@@ -50,6 +50,7 @@ registry! {
     Zico => zico::Zico,
     Zen => zen::Zen,
     Swap => swap::Swap,
+    SwapReg => swap::SwapReg,
     Meco => meco::Meco,
     MecoOpt => meco::MecoOpt,
     AzExpressivity => az_nas::AzExpressivity,

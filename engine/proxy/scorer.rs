@@ -2,6 +2,7 @@
 //! and the initial weights once, and shares passes between scores that can share them.
 
 use super::registry::{ArchScoring, Minibatch, WorkerCache};
+use super::swap::SwapRegularizer;
 use super::Score;
 use crate::backend::Backend;
 use crate::data::Batch;
@@ -26,6 +27,9 @@ pub struct ScoreSettings {
     pub swap_batch: usize,
     /// MeCo's minibatch (its released code: 1).
     pub meco_batch: usize,
+    /// `swap_reg`'s mu and sigma (None: [`SwapRegularizer::space_default`] of the arch's
+    /// space).
+    pub swap_regularizer: Option<SwapRegularizer>,
 }
 
 impl ScoreSettings {
@@ -38,6 +42,7 @@ impl ScoreSettings {
             ntk_batch: 32,
             swap_batch: 16,
             meco_batch: 1,
+            swap_regularizer: None,
         }
     }
 

@@ -22,17 +22,22 @@
 //!   normalised with NAS-Bench-201's statistics; the released demo takes the first 16
 //!   CIFAR-10 training images, normalised with std (0.2470, 0.2435, 0.2616), which differs
 //!   from NAS-Bench-201's in the fourth decimal.
-//! - `swap_reg` (SWAP x exp(-(params/1e3 - mu)^2 / sigma)) is not provided: the released
-//!   code has no mu and sigma for NAS-Bench-201 (docs/SCORES.md).
+//!
+//! `swap_reg` is SWAP x exp(-(Θ - mu)^2 / sigma), Θ the arch's parameters in thousands
+//! (the released `cal_regular_factor`). The released code takes mu and sigma as arguments
+//! and gives none for NAS-Bench-201; nasrank takes them from the settings
+//! ([`SwapRegularizer`]), by default from the space's model sizes
+//! ([`SwapRegularizer::space_default`], docs/SCORES.md).
 
 use std::collections::HashSet;
 
+use super::counts::params_of;
 use super::registry::{ArchScoring, Minibatch, Runs, ScoreDef, ScoreInfo, EVERY_SPACE};
 use super::upload_images;
 use crate::backend::{Backend, BnStatistics, CodeBlock, Executor};
 use crate::data::{Batch, Seeds};
 use crate::net::init::gaussian_params;
-use crate::space::ClassKey;
+use crate::space::{AnyArch, Arch, ClassKey, MacroConfig, Op, SizeArch, Space, SSS_WIDTHS};
 
 /// Re-initialisations averaged (the released demo's `--repeats`).
 pub const SWAP_REINITS: usize = 32;
@@ -137,6 +142,83 @@ pub fn swap<B: Backend>(
     total as f64 / reinits as f64
 }
 
+/// `swap_reg`'s regulariser, the released `cal_regular_factor`: a factor
+/// exp(-(Θ - mu)^2 / sigma) of the arch's parameter count Θ in thousands (sigma divides
+/// the squared gap: it is not a standard deviation).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SwapRegularizer {
+    /// The model size the factor centres on, in thousands of parameters.
+    pub mu: f64,
+    /// The width of the factor, in squared thousands of parameters.
+    pub sigma: f64,
+}
+
+impl SwapRegularizer {
+    /// The regulariser with these values: mu finite, sigma finite and positive.
+    pub fn new(mu: f64, sigma: f64) -> Result<SwapRegularizer, String> {
+        if !mu.is_finite() || !sigma.is_finite() || sigma <= 0.0 {
+            return Err(format!(
+                "swap_reg needs a finite mu and a finite sigma > 0, not mu {mu}, sigma {sigma}"
+            ));
+        }
+        Ok(SwapRegularizer { mu, sigma })
+    }
+
+    /// The factor for a network of `params` parameters.
+    pub fn factor(&self, params: f64) -> f64 {
+        let gap = params / 1e3 - self.mu;
+        (-gap * gap / self.sigma).exp()
+    }
+
+    /// nasrank's default for a space (the released code has none for NAS-Bench-201, and
+    /// the paper's values were not at hand): the factor is 1 at the space's largest
+    /// network and 1/e at its smallest, mu = Θmax and sigma = (Θmax - Θmin)^2 under
+    /// `config`. It uses no accuracy: only the space's model sizes.
+    pub fn space_default(space: Space, config: &MacroConfig) -> SwapRegularizer {
+        let (smallest, largest) = match space {
+            // Every op but the convs is parameter-free; the convs' params add up per edge.
+            Space::Tss => (
+                AnyArch::Tss(Arch { ops: [Op::None; 6] }),
+                AnyArch::Tss(Arch {
+                    ops: [Op::Conv3x3; 6],
+                }),
+            ),
+            Space::Sss => {
+                let (narrow, wide) = (SSS_WIDTHS[0], SSS_WIDTHS[SSS_WIDTHS.len() - 1]);
+                (
+                    AnyArch::Sss(SizeArch::new([narrow; 5]).expect("a width of the space")),
+                    AnyArch::Sss(SizeArch::new([wide; 5]).expect("a width of the space")),
+                )
+            }
+        };
+        let (low, high) = (params_of(&smallest, config), params_of(&largest, config));
+        let span = (high - low) / 1e3;
+        SwapRegularizer {
+            mu: high / 1e3,
+            sigma: span * span,
+        }
+    }
+}
+
+/// The SWAP of the arch being scored, computed once for `swap` and `swap_reg`.
+#[derive(Clone, Copy)]
+struct SwapMean(f64);
+
+fn swap_mean<B: Backend>(arch: &mut ArchScoring<'_, B>) -> f64 {
+    arch.shared(|arch| {
+        let n = arch.settings.batch_of(Minibatch::Swap);
+        SwapMean(swap(
+            arch.backend,
+            arch.plan,
+            arch.data,
+            n,
+            Seeds(arch.settings.seed),
+            SWAP_REINITS,
+        ))
+    })
+    .0
+}
+
 /// SWAP (Peng et al.): distinct sample-wise ReLU patterns, mean over 32 N(0, 1) weights.
 /// Dead value: none (the first cell's ReLUs still see the stem's output).
 pub struct Swap;
@@ -155,14 +237,29 @@ impl ScoreDef for Swap {
     };
 
     fn compute<B: Backend>(arch: &mut ArchScoring<'_, B>) -> anyhow::Result<f64> {
-        let n = arch.settings.batch_of(Self::INFO.minibatch);
-        Ok(swap(
-            arch.backend,
-            arch.plan,
-            arch.data,
-            n,
-            Seeds(arch.settings.seed),
-            SWAP_REINITS,
-        ))
+        Ok(swap_mean(arch))
+    }
+}
+
+/// Regularised SWAP: SWAP x [`SwapRegularizer::factor`] of the arch's parameter count,
+/// with the settings' regulariser or the space's default. Dead value: none (as SWAP).
+pub struct SwapReg;
+
+impl ScoreDef for SwapReg {
+    const INFO: ScoreInfo = ScoreInfo {
+        name: "swap_reg",
+        // The parameter count separates archs that SWAP's codes key joins.
+        class_key: ClassKey::Structure,
+        ..Swap::INFO
+    };
+
+    fn compute<B: Backend>(arch: &mut ArchScoring<'_, B>) -> anyhow::Result<f64> {
+        let config = &arch.settings.config;
+        let regularizer = arch
+            .settings
+            .swap_regularizer
+            .unwrap_or_else(|| SwapRegularizer::space_default(arch.arch.space(), config));
+        let factor = regularizer.factor(params_of(&arch.arch, config));
+        Ok(swap_mean(arch) * factor)
     }
 }

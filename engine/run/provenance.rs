@@ -6,6 +6,8 @@
 use super::score::ScoreJob;
 use super::RunError;
 use crate::data::Batch;
+use crate::proxy::swap::SwapRegularizer;
+use crate::proxy::Score;
 use crate::space::Space;
 use anyhow::anyhow;
 use serde::{Deserialize, Serialize};
@@ -43,6 +45,9 @@ pub struct Provenance {
     pub input_size: usize,
     /// Activation storage of the CUDA backend (`f32`, `f16`, `bf16`).
     pub storage: String,
+    /// `swap_reg`'s regulariser (`mu=M sigma=S`), where swap_reg is a column.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub swap_regularizer: Option<String>,
     /// The shard of the run (`I/N`), if sharded.
     pub shard: Option<String>,
     /// Information only (does not change values): the data's path, the device, workers.
@@ -104,6 +109,12 @@ impl Provenance {
             classes: s.config.classes,
             input_size: s.config.input_size,
             storage: storage.to_string(),
+            swap_regularizer: job.scores.contains(&Score::SwapReg).then(|| {
+                let r = s
+                    .swap_regularizer
+                    .unwrap_or_else(|| SwapRegularizer::space_default(job.space, &s.config));
+                format!("mu={} sigma={}", r.mu, r.sigma)
+            }),
             shard: job.shard.map(|(i, n)| format!("{i}/{n}")),
             data_path: data_path.map(|p| p.display().to_string()),
             device: device.to_string(),
@@ -150,6 +161,7 @@ impl Provenance {
             ("classes", self.classes.to_string(), true),
             ("input_size", self.input_size.to_string(), true),
             ("storage", self.storage.clone(), true),
+            ("swap_regularizer", show(&self.swap_regularizer), true),
             ("shard", show(&self.shard), true),
             ("nasrank", self.nasrank.clone(), false),
             ("data_path", show(&self.data_path), false),
@@ -166,8 +178,12 @@ impl Provenance {
         } else {
             String::new()
         };
+        let regularizer = self
+            .swap_regularizer
+            .as_ref()
+            .map_or(String::new(), |r| format!(", swap_reg {r}"));
         format!(
-            "{} space, {} seed(s) {:?}{}, data {} (digest {}){network}, storage {}, nasrank {}, device {}",
+            "{} space, {} seed(s) {:?}{}, data {} (digest {}){network}{regularizer}, storage {}, nasrank {}, device {}",
             self.space,
             self.scores.join(","),
             self.seeds,

@@ -10,6 +10,7 @@ use crate::data::{Batch, Seeds};
 use crate::proxy::aggregate::SetScore;
 use crate::proxy::registry::WorkerCache;
 use crate::proxy::scorer::{score_arch_or_dead_values_kept, ScoreSettings};
+use crate::proxy::swap::SwapRegularizer;
 use crate::proxy::Score;
 use crate::space::{AnyArch, ClassKey, Space};
 use crate::store::{self, Format, Row, ScoredAs};
@@ -46,6 +47,8 @@ pub struct ScoreRequest {
     /// Archs in flight (None: the device's default, [`Device::backends`]).
     pub workers: Option<usize>,
     pub storage: Storage,
+    /// `swap_reg`'s mu and sigma (None: the space's default, `SwapRegularizer::space_default`).
+    pub swap_regularizer: Option<SwapRegularizer>,
 }
 
 impl ScoreRequest {
@@ -65,6 +68,7 @@ impl ScoreRequest {
             device: Device::Cpu,
             workers: None,
             storage: Storage::F32,
+            swap_regularizer: None,
         }
     }
 
@@ -95,9 +99,16 @@ impl ScoreRequest {
         }
         check_space(self.space, &self.scores, self.channels, self.cells)?;
         let backends = self.device.backends(self.workers, self.storage)?;
-        let settings = self
+        if self.swap_regularizer.is_some() && !self.scores.contains(&Score::SwapReg) {
+            return Err(RunError::input(anyhow!(
+                "mu and sigma (--swap-mu, --swap-sigma) set swap_reg's regulariser, and \
+                 swap_reg is not among the scores"
+            )));
+        }
+        let mut settings = self
             .data
             .settings(self.channels, self.cells, self.batch, self.seed);
+        settings.swap_regularizer = self.swap_regularizer;
         settings
             .check(&self.scores)
             .map_err(|e| RunError::input(anyhow!(e)))?;

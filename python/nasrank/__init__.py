@@ -180,6 +180,9 @@ class Scorer:
     - ``space``: ``"tss"`` (NAS-Bench-201's topology space) or ``"sss"`` (NATS-Bench's size
       space: archs are indices 0..32767 or ``"C1:C2:C3:C4:C5"`` strings; ``linear_regions``
       and other ``channels``/``cells`` are refused there).
+    - ``swap_mu``, ``swap_sigma``: ``swap_reg``'s regulariser
+      ``exp(-(params/1e3 - swap_mu)**2 / swap_sigma)``, both or neither (default: the
+      space's, docs/SCORES.md).
 
     The GIL is released while scoring; calls from several threads take turns. Ctrl-C stops
     a call with ``KeyboardInterrupt``. Raises ``ValueError`` for bad options,
@@ -203,6 +206,8 @@ class Scorer:
         channels: int = 16,
         cells: int = 5,
         space: str = "tss",
+        swap_mu: Optional[float] = None,
+        swap_sigma: Optional[float] = None,
     ) -> None:
         self._scorer = _nasrank.Scorer(
             scores,
@@ -216,6 +221,8 @@ class Scorer:
             channels=channels,
             cells=cells,
             space=space,
+            swap_mu=swap_mu,
+            swap_sigma=swap_sigma,
         )
 
     @property
@@ -269,6 +276,8 @@ def score(
     cells: int = 5,
     frame: Optional[bool] = None,
     space: str = "tss",
+    swap_mu: Optional[float] = None,
+    swap_sigma: Optional[float] = None,
 ):
     """Scores ``archs`` once: ``Scorer(...).many(archs)`` (see both for the options).
 
@@ -287,6 +296,8 @@ def score(
         channels=channels,
         cells=cells,
         space=space,
+        swap_mu=swap_mu,
+        swap_sigma=swap_sigma,
     )
     return scorer.many(archs, dedup=dedup, progress=progress, frame=frame)
 

@@ -25,6 +25,8 @@ class Scorer:
         channels: int = 16,
         cells: int = 5,
         space: str = "tss",
+        swap_mu: Optional[float] = None,
+        swap_sigma: Optional[float] = None,
     ) -> None: ...
     @property
     def columns(self) -> List[str]: ...

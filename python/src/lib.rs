@@ -8,6 +8,7 @@ use std::sync::Mutex;
 use nasrank::data::DataError;
 use nasrank::eval::table::{evaluate, Ensemble, Table};
 use nasrank::proxy::aggregate::ScoreList;
+use nasrank::proxy::swap::SwapRegularizer;
 use nasrank::proxy::Score;
 use nasrank::run::archs::{parse_space_arch, parse_space_archs, read_pool, ArchInfo, SizeArchInfo};
 use nasrank::run::data::DataSource;
@@ -334,7 +335,8 @@ struct Scorer {
 impl Scorer {
     #[new]
     #[pyo3(signature = (scores, data="synthetic", seed=0, seeds=None, batch=None, device="cpu",
-                        workers=None, storage="f32", channels=16, cells=5, space="tss"))]
+                        workers=None, storage="f32", channels=16, cells=5, space="tss",
+                        swap_mu=None, swap_sigma=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -349,8 +351,21 @@ impl Scorer {
         channels: usize,
         cells: usize,
         space: &str,
+        swap_mu: Option<f64>,
+        swap_sigma: Option<f64>,
     ) -> PyResult<Self> {
         let bad = |what: &str, e: String| PyValueError::new_err(format!("{what}: {e}"));
+        let swap_regularizer = match (swap_mu, swap_sigma) {
+            (None, None) => None,
+            (Some(mu), Some(sigma)) => {
+                Some(SwapRegularizer::new(mu, sigma).map_err(|e| bad("swap_mu, swap_sigma", e))?)
+            }
+            _ => {
+                return Err(PyValueError::new_err(
+                    "swap_mu and swap_sigma come together (swap_reg's regulariser)",
+                ))
+            }
+        };
         let space: Space = space
             .parse()
             .map_err(|e: SpaceParseError| bad("space", e.to_string()))?;
@@ -366,6 +381,7 @@ impl Scorer {
             storage: parse_storage(storage).map_err(|e| bad("storage", e))?,
             channels,
             cells,
+            swap_regularizer,
             ..ScoreRequest::new(list.scores, DataSource::parse(data).map_err(py_err)?)
         };
         let scoring = py.detach(|| request.load()).map_err(py_err)?;

@@ -51,6 +51,22 @@ def test_every_score_equals_the_cli_bit_for_bit(cli, tmp_path):
             assert (np.isnan(got) and np.isnan(want)) or got == want, (name, row["index"], got, want)
 
 
+def test_swap_reg_takes_mu_and_sigma_as_the_cli_does(cli, tmp_path):
+    """swap_mu and swap_sigma reach the regulariser: each value is swap times
+    exp(-(params/1e3 - mu)^2 / sigma) computed here from its params, and equals the CLI's
+    run with --swap-mu/--swap-sigma."""
+    archs = [1, 123, 6111]
+    cols = nasrank.score(archs, scores="swap,swap_reg,params", swap_mu=5.0, swap_sigma=20.0,
+                         frame=False, **SMALL)
+    theta = cols["params"] / 1e3
+    want = cols["swap"] * np.exp(-((theta - 5.0) ** 2) / 20.0)
+    np.testing.assert_allclose(cols["swap_reg"], want, rtol=1e-12)
+    assert (cols["swap_reg"] < cols["swap"]).all()
+    rows = cli_rows(cli, archs, "swap,swap_reg,params",
+                    extra=("--swap-mu", "5", "--swap-sigma", "20"), tmp_path=tmp_path)
+    assert [float(r["swap_reg"]) for r in rows] == list(cols["swap_reg"])
+
+
 def test_seeds_data_and_no_dedup_equal_the_cli(cli, tmp_path, shared_data):
     """Several seeds (mean and _std columns), real CIFAR-10 images, every arch scored."""
     data = f"cifar10:{shared_data / 'cifar10'}"
@@ -276,6 +292,9 @@ def test_progress_true_draws_a_tqdm_bar(capsys):
         dict(storage="bf16"),
         dict(data="imagenet:/x"),
         dict(data="nonsense"),
+        dict(scores="swap_reg", swap_mu=1.0),
+        dict(scores="swap_reg", swap_mu=1.0, swap_sigma=0.0),
+        dict(scores="swap", swap_mu=1.0, swap_sigma=2.0),
     ],
 )
 def test_bad_options_are_value_errors(kwargs):

@@ -15,7 +15,9 @@ nasrank draws for it (the exporter's `gaussian:WSEED` with WSEED = Seeds(seed).s
 the SplitMix64 derivation of engine/data/seeds.rs reimplemented here); the fixture holds
 every re-initialisation's count and their mean. Each case also records how many ReLU sign
 bits differ between float32 and float64 runs (a count that can differ from nasrank's by
-rounding only where that is non-zero).
+rounding only where that is non-zero), and swap_reg's factor as the released
+`cal_regular_factor` computes it (parameters counted over `named_parameters` without
+'auxiliary', in thousands) for the fixed REG_MU and REG_SIGMA.
 """
 
 import argparse
@@ -44,6 +46,8 @@ ALL_CONV = ("|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|"
 # arch, seed, re-initialisations
 CASES = [(MIXED, 51, 3), (ZERO_FED, 52, 3), (DEAD, 53, 2), (ALL_SKIP, 54, 2), (ALL_CONV, 55, 3)]
 C, N, CLASSES, SIZE, BATCH = 4, 2, 10, 8, 16
+# swap_reg's mu and sigma for the fixture's small networks (Θ of a few thousand).
+REG_MU, REG_SIGMA = 15.0, 400.0
 
 
 def swap_weights(seed, r):
@@ -86,6 +90,14 @@ def swap_count(outputs, batch):
     return int(torch.unique(torch.sign(activations).T, dim=0).size(0))
 
 
+def released_regular_factor(model, mu, sigma):
+    """The released `cal_regular_factor`: exp(-(Θ - mu)^2 / sigma), Θ = parameters / 1e3."""
+    params_mb = np.sum([np.prod(v.size()) for name, v in model.named_parameters()
+                        if "auxiliary" not in name]) / 1e6
+    theta = torch.as_tensor(params_mb * 1e3)
+    return float(torch.exp(-(torch.pow(theta - mu, 2) / sigma))), int(round(params_mb * 1e6))
+
+
 def case(profile, arch, seed, reinits):
     counts, flips = [], 0
     for r in range(reinits):
@@ -100,6 +112,7 @@ def case(profile, arch, seed, reinits):
         flips += sum(int(((a > 0) != (b > 0)).sum())
                      for a, b in zip(outs[torch.float32], outs[torch.float64]))
         relu_modules = len(outs[torch.float32])
+    factor, params = released_regular_factor(model, REG_MU, REG_SIGMA)
     return {
         "arch": arch,
         "config": exported["config"],
@@ -111,6 +124,10 @@ def case(profile, arch, seed, reinits):
         "counts": counts,
         "swap": float(np.mean(counts)),
         "relu_bit_flips_f32_vs_f64": flips,
+        "params": params,
+        "swap_reg_mu": REG_MU,
+        "swap_reg_sigma": REG_SIGMA,
+        "swap_reg_factor": factor,
     }
 
 
@@ -126,7 +143,8 @@ def main():
         json.dump({"swap": cases}, f, indent=1)
         f.write("\n")
     for c in cases:
-        print(c["arch"], c["counts"], c["swap"], "flips", c["relu_bit_flips_f32_vs_f64"])
+        print(c["arch"], c["counts"], c["swap"], "flips", c["relu_bit_flips_f32_vs_f64"],
+              "params", c["params"], "factor", c["swap_reg_factor"])
 
 
 if __name__ == "__main__":
