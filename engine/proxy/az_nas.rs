@@ -118,13 +118,15 @@ fn cell_trainability(m: &[f64], ci: usize, co: usize, count: f64, identity: bool
     -sigma - 1.0 / (sigma + 1e-6) + 2.0
 }
 
-/// `len` Rademacher signs: value `e` is bit `e % 64` of draw `e / 64` (1: +1, 0: −1).
-pub fn rademacher(rng: &mut SplitMix64, len: usize) -> Vec<f64> {
+/// `len` Rademacher signs: value `e` is bit `e % 64` of draw `e / 64` (1: +1, 0: −1),
+/// in the backend's number type (both exact in every one).
+pub fn rademacher<R: Real>(rng: &mut SplitMix64, len: usize) -> Vec<R> {
+    let (plus, minus) = (R::from_f64_rounded(1.0), R::from_f64_rounded(-1.0));
     let mut out = Vec::with_capacity(len);
     while out.len() < len {
         let word = rng.next_u64();
         let take = (len - out.len()).min(64);
-        out.extend((0..take).map(|b| if (word >> b) & 1 == 1 { 1.0 } else { -1.0 }));
+        out.extend((0..take).map(|b| if (word >> b) & 1 == 1 { plus } else { minus }));
     }
     out
 }
@@ -178,16 +180,12 @@ pub fn az_nas_of_forward<B: Backend>(
     let mut zero_gradient = vec![false; cell_at.len()];
     for (k, l) in (1..features.len()).rev().enumerate() {
         let (f_in, f_out) = (features[l - 1], features[l]);
-        let g_out = rademacher(probes, n * f_out.shape.len());
+        let g_out = rademacher::<B::Real>(probes, n * f_out.shape.len());
         let (Some(x), Some(y), Some(at)) = (f_in.slot, f_out.slot, cell_at[k]) else {
             continue;
         };
-        let probe = be.upload(
-            &g_out
-                .iter()
-                .map(|&v| B::Real::from_f64_rounded(v))
-                .collect::<Vec<_>>(),
-        );
+        let probe = be.upload(&g_out);
+        // The VJP consumes its seed; the probe stays for the Gram.
         let mut dy = be.alloc(be.buf_len(&probe));
         be.copy(&probe, &mut dy);
         match exec.vjp(y, dy, x, BnGrad::Full) {
@@ -363,7 +361,7 @@ mod tests {
     fn rademacher_signs_follow_the_bits() {
         let mut a = SplitMix64::new(9);
         let word = a.next_u64();
-        let signs = rademacher(&mut SplitMix64::new(9), 70);
+        let signs = rademacher::<f64>(&mut SplitMix64::new(9), 70);
         assert_eq!(signs.len(), 70);
         for (b, &s) in signs.iter().take(64).enumerate() {
             assert_eq!(s, if (word >> b) & 1 == 1 { 1.0 } else { -1.0 });

@@ -23,23 +23,41 @@ use crate::backend::{ChannelView, Real};
 
 /// The first `n` images of `a` read through `view`, widened to f64: `[n][C][positions]`.
 pub fn gather<T: Real>(a: &[T], view: ChannelView, n: usize) -> Vec<f64> {
+    check_images(a, view, n);
+    let mut out = vec![0.0; n * view.image_len()];
+    for (image, x) in out.chunks_exact_mut(view.image_len()).enumerate() {
+        gather_image(a, view, image, x);
+    }
+    out
+}
+
+fn check_images<T>(a: &[T], view: ChannelView, n: usize) {
     let len = n * view.image_len();
     assert!(
         a.len() >= len,
         "channel view of {n} images: {} values, {len} needed",
         a.len()
     );
+}
+
+/// Image `image` of `a` read through `view`, widened to f64 into `out` (`[C][positions]`).
+/// The statistics below take one image at a time into one reused buffer: gathering a
+/// whole batch (megabytes of fresh f64 per map) cost more in page faults than the sums.
+fn gather_image<T: Real>(a: &[T], view: ChannelView, image: usize, out: &mut [f64]) {
+    let len = view.image_len();
     if view.s == 1 {
-        return a[..len].iter().map(|v| v.to_f64_lossless()).collect();
+        let values = &a[image * len..(image + 1) * len];
+        out.iter_mut()
+            .zip(values)
+            .for_each(|(o, v)| *o = v.to_f64_lossless());
+        return;
     }
-    let (c, hw) = (view.channels(), view.positions());
-    let mut out = Vec::with_capacity(len);
-    for image in 0..n {
-        for ch in 0..c {
-            out.extend((0..hw).map(|p| a[view.index(image, ch, p)].to_f64_lossless()));
+    let hw = view.positions();
+    for (ch, row) in out.chunks_exact_mut(hw).enumerate() {
+        for (p, o) in row.iter_mut().enumerate() {
+            *o = a[view.index(image, ch, p)].to_f64_lossless();
         }
     }
-    out
 }
 
 /// Channel `ch` of image `image` of a gathered `[n][c][hw]` map.
@@ -64,47 +82,21 @@ fn sums_of(x: &[f64], c: usize, hw: usize, n: usize) -> Vec<f64> {
 pub fn channel_sums<T: Real>(a: &[T], view: ChannelView, n: usize, out: &mut [f64]) {
     let (c, hw) = (view.channels(), view.positions());
     assert_eq!(out.len(), 2 * c, "channel_sums: output length");
-    let x = gather(a, view, n);
-    out[..c].copy_from_slice(&sums_of(&x, c, hw, n));
+    check_images(a, view, n);
+    let mut x = vec![0.0; view.image_len()];
+    // Each channel's per-image sums, added in image order at the end (as `sums_of`).
+    let mut image_sums = vec![0.0; c * n];
+    let mut changes = vec![0usize; c];
+    for image in 0..n {
+        gather_image(a, view, image, &mut x);
+        for (ch, r) in x.chunks_exact(hw).enumerate() {
+            image_sums[ch * n + image] = r.iter().sum::<f64>();
+            changes[ch] += r.iter().filter(|&&v| v != r[0]).count();
+        }
+    }
     for ch in 0..c {
-        let changes: usize = (0..n)
-            .map(|i| {
-                let r = row(&x, c, hw, i, ch);
-                r.iter().filter(|&&v| v != r[0]).count()
-            })
-            .sum();
-        out[c + ch] = changes as f64;
-    }
-}
-
-/// `sum_i A_i B_i^T` (`[ca][cb]` row-major, overwriting `out`) over the `n` images of
-/// two f64 maps `a` (`[n][ca][hw]`) and `b` (`[n][cb][hw]`): the `X^T Y` of the maps
-/// flattened to (images x positions) x channels, one GEMM per image.
-pub fn raw_gram(
-    a: &[f64],
-    ca: usize,
-    b: &[f64],
-    cb: usize,
-    (n, hw): (usize, usize),
-    out: &mut [f64],
-) {
-    assert_eq!(a.len(), n * ca * hw);
-    assert_eq!(b.len(), n * cb * hw);
-    assert_eq!(out.len(), ca * cb);
-    if n == 0 {
-        out.fill(0.0);
-    }
-    for i in 0..n {
-        matmul(
-            out,
-            Mat::rows(ca, cb),
-            i > 0,
-            &a[i * ca * hw..(i + 1) * ca * hw],
-            Mat::rows(ca, hw),
-            &b[i * cb * hw..(i + 1) * cb * hw],
-            Mat::rows(cb, hw).t(),
-            Parallelism::None,
-        );
+        out[ch] = image_sums[ch * n..(ch + 1) * n].iter().sum::<f64>();
+        out[c + ch] = changes[ch] as f64;
     }
 }
 
@@ -179,14 +171,39 @@ pub fn channel_gram<T: Real>(
     assert_eq!(hw, vb.positions(), "channel_gram: positions of a and b");
     let (ca, cb) = (va.channels(), vb.channels());
     assert_eq!(out.len(), ca * cb, "channel_gram: output length");
-    let xa = gather(a, va, n);
     // A map with itself: gathered once, and (centred) only the upper triangle formed.
     let same = std::ptr::eq(a, b) && va == vb;
-    let xb = (!same).then(|| gather(b, vb, n));
     if centred {
+        let xa = gather(a, va, n);
+        let xb = (!same).then(|| gather(b, vb, n));
         centred_gram(&xa, ca, xb.as_deref().map(|x| (x, cb)), (n, hw), out);
-    } else {
-        raw_gram(&xa, ca, xb.as_deref().unwrap_or(&xa), cb, (n, hw), out);
+        return;
+    }
+    // Raw: `sum_i A_i B_i^T`, one f64 GEMM per image (`[C][positions]` each), on one
+    // image gathered at a time.
+    check_images(a, va, n);
+    check_images(b, vb, n);
+    if n == 0 {
+        out.fill(0.0);
+    }
+    let mut xa = vec![0.0; va.image_len()];
+    let mut xb = vec![0.0; if same { 0 } else { vb.image_len() }];
+    for image in 0..n {
+        gather_image(a, va, image, &mut xa);
+        if !same {
+            gather_image(b, vb, image, &mut xb);
+        }
+        let b_rows = if same { &xa } else { &xb };
+        matmul(
+            out,
+            Mat::rows(ca, cb),
+            image > 0,
+            &xa,
+            Mat::rows(ca, hw),
+            b_rows,
+            Mat::rows(cb, hw).t(),
+            Parallelism::None,
+        );
     }
 }
 
@@ -209,7 +226,8 @@ mod tests {
         let a: Vec<f64> = (0..8).map(|v| v as f64 - 3.0).collect();
         let b: Vec<f64> = (0..12).map(|v| (v * v) as f64 * 0.5 - 4.0).collect();
         let mut g = vec![f64::NAN; 6];
-        raw_gram(&a, 2, &b, 3, (2, 2), &mut g);
+        let (va, vb) = (ChannelView::plain(2, 2), ChannelView::plain(3, 2));
+        channel_gram(&a, va, &b, vb, 2, false, &mut g);
         for i in 0..2 {
             for j in 0..3 {
                 let mut want = 0.0;
