@@ -1579,3 +1579,51 @@ fn batchnorm_forward_matches_naive_at_a_stage_shape() {
     assert_rel(&m, &mean, 1e-12, "mean");
     assert_rel(&s, &inv, 1e-12, "inv_std");
 }
+
+/// The first-gradient ops (`relu_backward_first`, `bn_backward_data_first`) write over
+/// whatever the buffer holds exactly what their accumulating forms add to a zeroed one,
+/// bit for bit: NaN garbage in `dx` must not leak, and a -0 gradient must come out +0
+/// (as `0 + -0` does). In f32 and f64, over several parallel chunks.
+#[test]
+fn first_gradient_ops_equal_adding_to_zeros_whatever_the_buffer_holds() {
+    use nasrank::backend::Backend;
+    fn check<T: nasrank::backend::Real>() {
+        let be = CpuBackend::<T>::new();
+        let mut rng = Rng(21);
+        let len = 70_001;
+        let t = |v: Vec<f64>| -> Vec<T> { v.into_iter().map(T::from_f64_rounded).collect() };
+        let mut x = t(rng.vec(len));
+        x[0] = T::from_f64_rounded(1.0);
+        x[1] = T::from_f64_rounded(-1.0);
+        let mut dy = t(rng.vec(len));
+        // A -0 gradient through an open and a closed unit.
+        dy[0] = T::from_f64_rounded(-0.0);
+        dy[1] = T::from_f64_rounded(-0.0);
+        let (mut want, mut got) = (
+            vec![T::zero(); len],
+            vec![T::from_f64_rounded(f64::NAN); len],
+        );
+        be.relu_backward(&x, &dy, &mut want);
+        be.relu_backward_first(&x, &dy, &mut got);
+        let bits = |v: &[T]| {
+            v.iter()
+                .map(|x| x.to_f64_lossless().to_bits())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(bits(&got), bits(&want), "relu");
+        for g in &BN_GEOMS {
+            let c = bn_case(&mut rng, g);
+            let (x, gamma, mean, inv) = (t(c.x.clone()), t(c.gamma), t(c.mean), t(c.inv));
+            let dy = t(rng.vec(x.len()));
+            for mode in [BnGrad::Full, BnGrad::FrozenStats] {
+                let mut want = vec![T::zero(); x.len()];
+                let mut got = vec![T::from_f64_rounded(f64::NAN); x.len()];
+                be.bn_backward_data(g, mode, &x, &gamma, &mean, &inv, &dy, &mut want);
+                be.bn_backward_data_first(g, mode, &x, &gamma, &mean, &inv, &dy, &mut got);
+                assert_eq!(bits(&got), bits(&want), "bn {mode:?} {g:?}");
+            }
+        }
+    }
+    check::<f32>();
+    check::<f64>();
+}

@@ -730,13 +730,11 @@ impl<'a, B: Backend> Executor<'a, B> {
                             group,
                         };
                         let (mean, inv_std) = self.bn_stats[index].as_ref().expect("forward stats");
-                        let dx = if needs[*x] {
-                            Some(grad_slot(be, &mut ws.pool, grads, *x, n * s.len()))
-                        } else {
-                            None
-                        };
+                        let len = n * s.len();
                         match &mut param_grads {
                             ParamGrads::Batched => {
+                                let dx =
+                                    needs[*x].then(|| grad_slot(be, &mut ws.pool, grads, *x, len));
                                 let all = batched.as_mut().expect("batched grads");
                                 let (dgamma, dbeta) = pair_mut(all, *gamma, *beta);
                                 be.bn_backward(
@@ -753,17 +751,16 @@ impl<'a, B: Backend> Executor<'a, B> {
                                 );
                             }
                             ParamGrads::Skip | ParamGrads::PerSample(_) => {
-                                if let Some(dx) = dx {
-                                    be.bn_backward_data(
-                                        &g,
-                                        options.bn_grad,
-                                        &slots[*x],
-                                        &p[*gamma],
-                                        mean,
-                                        inv_std,
-                                        &dy,
-                                        dx,
-                                    );
+                                if needs[*x] {
+                                    let (dx, first) = grad_target(be, &mut ws.pool, grads, *x, len);
+                                    let write = if first {
+                                        B::bn_backward_data_first
+                                    } else {
+                                        B::bn_backward_data
+                                    };
+                                    let mode = options.bn_grad;
+                                    let (x, gamma) = (&slots[*x], &p[*gamma]);
+                                    write(be, &g, mode, x, gamma, mean, inv_std, &dy, dx);
                                 }
                                 if let ParamGrads::PerSample(visit) = &mut param_grads {
                                     let mut dgamma =
@@ -789,11 +786,13 @@ impl<'a, B: Backend> Executor<'a, B> {
                         if needs[*x] {
                             let len = n * plan.slots[*x].len();
                             let mask = self.relu_masks.as_ref().and_then(|m| m[index].as_ref());
-                            be.relu_backward(
-                                mask.unwrap_or(&slots[*x]),
-                                &dy,
-                                grad_slot(be, &mut ws.pool, grads, *x, len),
-                            );
+                            let (dx, first) = grad_target(be, &mut ws.pool, grads, *x, len);
+                            let write = if first {
+                                B::relu_backward_first
+                            } else {
+                                B::relu_backward
+                            };
+                            write(be, mask.unwrap_or(&slots[*x]), &dy, dx);
                         }
                     }
                     Layer::AvgPool3x3 { x, .. } => {
@@ -1069,6 +1068,20 @@ fn grad_slot<'g, B: Backend>(
         be.fill_zero(&mut buf);
         buf
     })
+}
+
+/// The gradient buffer of a slot for an op that writes its first gradient itself (the
+/// `_first` ops): its contents are arbitrary when the flag says it is the first.
+fn grad_target<'g, B: Backend>(
+    be: &B,
+    pool: &mut HashMap<usize, Vec<B::Buf>>,
+    grads: &'g mut [Option<B::Buf>],
+    slot: usize,
+    len: usize,
+) -> (&'g mut B::Buf, bool) {
+    let first = grads[slot].is_none();
+    let buf = grads[slot].get_or_insert_with(|| take_pooled(be, pool, len));
+    (buf, first)
 }
 
 /// A buffer of `len` elements from the pool (contents arbitrary), or a new one.

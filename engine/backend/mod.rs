@@ -439,6 +439,23 @@ pub trait Backend: Sync + 'static {
             &mut dbeta,
         );
     }
+    /// [`Backend::bn_backward_data`] as the first gradient into `dx`, whatever `dx` holds
+    /// (as [`Backend::relu_backward_first`]).
+    #[allow(clippy::too_many_arguments)]
+    fn bn_backward_data_first(
+        &self,
+        g: &BnGeom,
+        mode: BnGrad,
+        x: &Self::Buf,
+        gamma: &Self::Buf,
+        mean: &Self::Buf,
+        inv_std: &Self::Buf,
+        dy: &Self::Buf,
+        dx: &mut Self::Buf,
+    ) {
+        self.fill_zero(dx);
+        self.bn_backward_data(g, mode, x, gamma, mean, inv_std, dy, dx);
+    }
     #[allow(clippy::too_many_arguments)]
     fn bn_param_grad_per_sample(
         &self,
@@ -453,6 +470,13 @@ pub trait Backend: Sync + 'static {
 
     fn relu_forward(&self, x: &Self::Buf, y: &mut Self::Buf);
     fn relu_backward(&self, x: &Self::Buf, dy: &Self::Buf, dx: &mut Self::Buf);
+    /// [`Backend::relu_backward`] as the first gradient into `dx`, whatever `dx` holds:
+    /// exactly what it adds to a zeroed `dx`. The default zeroes first (free where a
+    /// backend zeroes lazily, as the CUDA one does); the CPU writes without the fill.
+    fn relu_backward_first(&self, x: &Self::Buf, dy: &Self::Buf, dx: &mut Self::Buf) {
+        self.fill_zero(dx);
+        self.relu_backward(x, dy, dx);
+    }
 
     #[allow(clippy::too_many_arguments)]
     fn avgpool3x3_forward(

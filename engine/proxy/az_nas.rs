@@ -186,7 +186,7 @@ pub fn az_nas_of_forward<B: Backend>(
         };
         let probe = be.upload(&g_out);
         // The VJP consumes its seed; the probe stays for the Gram.
-        let mut dy = be.alloc(be.buf_len(&probe));
+        let mut dy = be.alloc_output(be.buf_len(&probe));
         be.copy(&probe, &mut dy);
         match exec.vjp(y, dy, x, BnGrad::Full) {
             Some(g_in) => {

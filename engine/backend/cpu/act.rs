@@ -25,6 +25,12 @@ pub fn relu_forward<T: Real>(x: &[T], y: &mut [T]) {
 
 /// `dx += dy * [x > 0]`.
 pub fn relu_backward<T: Real>(x: &[T], dy: &[T], dx: &mut [T]) {
+    relu_backward_into(x, dy, dx, true);
+}
+
+/// [`relu_backward`], or without `accumulate` the same values written over whatever `dx`
+/// holds: `0 + g` is what adding to a zeroed `dx` gives, bit for bit (a -0 becomes +0).
+pub fn relu_backward_into<T: Real>(x: &[T], dy: &[T], dx: &mut [T], accumulate: bool) {
     assert!(
         x.len() == dy.len() && x.len() == dx.len(),
         "relu_backward: length mismatch"
@@ -35,8 +41,12 @@ pub fn relu_backward<T: Real>(x: &[T], dy: &[T], dx: &mut [T]) {
             with_widest_simd(
                 #[inline(always)]
                 || {
-                    for ((dx, &x), &dy) in dx.iter_mut().zip(x).zip(dy) {
-                        *dx += if x > T::zero() { dy } else { T::zero() };
+                    let pairs = dx.iter_mut().zip(x.iter().zip(dy));
+                    let g = |x: T, dy: T| if x > T::zero() { dy } else { T::zero() };
+                    if accumulate {
+                        pairs.for_each(|(dx, (&x, &dy))| *dx += g(x, dy));
+                    } else {
+                        pairs.for_each(|(dx, (&x, &dy))| *dx = T::zero() + g(x, dy));
                     }
                 },
             )

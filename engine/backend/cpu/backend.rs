@@ -322,6 +322,19 @@ impl<T: Real> Backend for CpuBackend<T> {
     ) {
         norm::batchnorm_backward_data(g, mode, x, gamma, mean, inv_std, dy, dx);
     }
+    fn bn_backward_data_first(
+        &self,
+        g: &BnGeom,
+        mode: BnGrad,
+        x: &Vec<T>,
+        gamma: &Vec<T>,
+        mean: &Vec<T>,
+        inv_std: &Vec<T>,
+        dy: &Vec<T>,
+        dx: &mut Vec<T>,
+    ) {
+        norm::batchnorm_backward_data_into(g, mode, x, gamma, mean, inv_std, dy, dx, false);
+    }
     fn bn_param_grad_per_sample(
         &self,
         g: &BnGeom,
@@ -340,6 +353,9 @@ impl<T: Real> Backend for CpuBackend<T> {
     }
     fn relu_backward(&self, x: &Vec<T>, dy: &Vec<T>, dx: &mut Vec<T>) {
         act::relu_backward(x, dy, dx);
+    }
+    fn relu_backward_first(&self, x: &Vec<T>, dy: &Vec<T>, dx: &mut Vec<T>) {
+        act::relu_backward_into(x, dy, dx, false);
     }
 
     fn avgpool3x3_forward(

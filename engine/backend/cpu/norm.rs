@@ -163,7 +163,7 @@ pub fn batchnorm_backward<T: Real>(
         dgamma[gc % g.c] += T::from_f64_rounded(sdx);
     }
     if let Some(dx) = dx {
-        backward_dx(g, mode, x, gamma, mean, inv_std, dy, &sums, dx);
+        backward_dx(g, mode, x, gamma, mean, inv_std, dy, &sums, dx, true);
     }
 }
 
@@ -180,6 +180,23 @@ pub fn batchnorm_backward_data<T: Real>(
     dy: &[T],
     dx: &mut [T],
 ) {
+    batchnorm_backward_data_into(g, mode, x, gamma, mean, inv_std, dy, dx, true);
+}
+
+/// [`batchnorm_backward_data`], or without `accumulate` the same values written over
+/// whatever `dx` holds (`0 + g`, what adding to a zeroed `dx` gives, bit for bit).
+#[allow(clippy::too_many_arguments)]
+pub fn batchnorm_backward_data_into<T: Real>(
+    g: &BnGeom,
+    mode: BnGrad,
+    x: &[T],
+    gamma: &[T],
+    mean: &[T],
+    inv_std: &[T],
+    dy: &[T],
+    dx: &mut [T],
+    accumulate: bool,
+) {
     g.check(
         x.len(),
         &[mean.len(), inv_std.len()],
@@ -191,7 +208,7 @@ pub fn batchnorm_backward_data<T: Real>(
         BnGrad::Full => backward_sums(g, x, mean, inv_std, dy),
         BnGrad::FrozenStats => Vec::new(),
     };
-    backward_dx(g, mode, x, gamma, mean, inv_std, dy, &sums, dx);
+    backward_dx(g, mode, x, gamma, mean, inv_std, dy, &sums, dx, accumulate);
 }
 
 /// `(Sdy, Sdx)` per (group, channel): per plane in `T` lanes, across planes in f64.
@@ -237,6 +254,7 @@ fn backward_dx<T: Real>(
     dy: &[T],
     sums: &[(f64, f64)],
     dx: &mut [T],
+    accumulate: bool,
 ) {
     assert_eq!(dx.len(), x.len(), "batchnorm_backward: dx length");
     let m = (g.group * g.hw) as f64;
@@ -248,21 +266,28 @@ fn backward_dx<T: Real>(
             let k = gamma[p % g.c] * inv_std[s];
             with_widest_simd(
                 #[inline(always)]
-                || match mode {
-                    BnGrad::FrozenStats => {
-                        for (dx, &dy) in dx.iter_mut().zip(dy) {
-                            *dx += k * dy;
-                        }
+                || {
+                    // The first gradient into dx is `0 + g`: a zeroed dx plus g, unread.
+                    if !accumulate {
+                        dx.fill(T::zero());
                     }
-                    BnGrad::Full => {
-                        // dx += k*dy - k*Sdy/m - (x - mean) * k*inv_std*Sdx/m
-                        let (sdy, sdx) = sums[s];
-                        let k64 = k.to_f64_lossless();
-                        let c0 = T::from_f64_rounded(k64 * sdy / m);
-                        let c1 = T::from_f64_rounded(k64 * inv_std[s].to_f64_lossless() * sdx / m);
-                        let mu = mean[s];
-                        for ((dx, &dy), &x) in dx.iter_mut().zip(dy).zip(x) {
-                            *dx += k * dy - c0 - (x - mu) * c1;
+                    match mode {
+                        BnGrad::FrozenStats => {
+                            for (dx, &dy) in dx.iter_mut().zip(dy) {
+                                *dx += k * dy;
+                            }
+                        }
+                        BnGrad::Full => {
+                            // dx += k*dy - k*Sdy/m - (x - mean) * k*inv_std*Sdx/m
+                            let (sdy, sdx) = sums[s];
+                            let k64 = k.to_f64_lossless();
+                            let c0 = T::from_f64_rounded(k64 * sdy / m);
+                            let c1 =
+                                T::from_f64_rounded(k64 * inv_std[s].to_f64_lossless() * sdx / m);
+                            let mu = mean[s];
+                            for ((dx, &dy), &x) in dx.iter_mut().zip(dy).zip(x) {
+                                *dx += k * dy - c0 - (x - mu) * c1;
+                            }
                         }
                     }
                 },
