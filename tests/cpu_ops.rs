@@ -1627,3 +1627,77 @@ fn first_gradient_ops_equal_adding_to_zeros_whatever_the_buffer_holds() {
     check::<f32>();
     check::<f64>();
 }
+
+/// `channel_stats` (the CPU runs the statistics side by side) writes what each
+/// `channel_sums` / `channel_gram` call alone writes, bit for bit, at its own place, and
+/// keeps the accumulator's other entries: raw and centred Grams, a map with itself and a
+/// pixel-unshuffled view against a plain one.
+#[test]
+fn channel_stats_equal_the_calls_one_by_one() {
+    use nasrank::backend::{Backend, ChannelStat, ChannelView};
+    let be = CpuBackend::<f32>::new();
+    let mut rng = Rng(31);
+    let n = 3;
+    let a = f32s(&rng.vec(n * 8 * 4 * 4)); // 8 channels of 4x4
+    let b = f32s(&rng.vec(n * 32 * 2 * 2)); // 32 channels of 2x2
+    let (va, vb) = (ChannelView::plain(8, 16), ChannelView::plain(32, 4));
+    let unshuffled = ChannelView::unshuffled(8, 4, 4, 2); // 32 channels of 2x2
+    let stats = [
+        ChannelStat::Sums {
+            a: &a,
+            view: va,
+            at: 1,
+        },
+        ChannelStat::Gram {
+            a: &a,
+            va,
+            b: &a,
+            vb: va,
+            centred: false,
+            at: 17,
+        },
+        ChannelStat::Gram {
+            a: &a,
+            va: unshuffled,
+            b: &b,
+            vb,
+            centred: false,
+            at: 81,
+        },
+        ChannelStat::Gram {
+            a: &b,
+            va: vb,
+            b: &b,
+            vb,
+            centred: true,
+            at: 81 + 1024,
+        },
+        ChannelStat::Sums {
+            a: &b,
+            view: vb,
+            at: 81 + 2048,
+        },
+    ];
+    let len = 81 + 2048 + 64 + 3;
+    let mut want = be.alloc_acc(len);
+    want.iter_mut().enumerate().for_each(|(i, v)| *v = i as f64);
+    let mut got = want.clone();
+    for stat in &stats {
+        match *stat {
+            ChannelStat::Sums { a, view, at } => be.channel_sums(a, view, n, &mut want, at),
+            ChannelStat::Gram {
+                a,
+                va,
+                b,
+                vb,
+                centred,
+                at,
+            } => be.channel_gram(a, va, b, vb, n, centred, &mut want, at),
+        }
+    }
+    be.channel_stats(&stats, n, &mut got);
+    let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    assert_eq!(bits(&got), bits(&want));
+    assert_eq!(got[0], 0.0, "an entry no statistic writes is kept");
+    assert_eq!(got[len - 1], (len - 1) as f64);
+}

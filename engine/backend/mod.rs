@@ -113,6 +113,35 @@ impl ChannelView {
     }
 }
 
+/// One statistic of [`Backend::channel_stats`], written at `at` of the accumulator.
+pub enum ChannelStat<'a, B: Backend> {
+    /// [`Backend::channel_sums`] of `a`: `2 C` values.
+    Sums {
+        a: &'a B::Buf,
+        view: ChannelView,
+        at: usize,
+    },
+    /// [`Backend::channel_gram`] of `a` and `b`: `Ca Cb` values.
+    Gram {
+        a: &'a B::Buf,
+        va: ChannelView,
+        b: &'a B::Buf,
+        vb: ChannelView,
+        centred: bool,
+        at: usize,
+    },
+}
+
+impl<B: Backend> ChannelStat<'_, B> {
+    /// Where it is written: `at` and the number of values.
+    pub fn range(&self) -> (usize, usize) {
+        match *self {
+            ChannelStat::Sums { view, at, .. } => (at, 2 * view.channels()),
+            ChannelStat::Gram { va, vb, at, .. } => (at, va.channels() * vb.channels()),
+        }
+    }
+}
+
 /// Softmax cross-entropy reduction over the batch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Reduction {
@@ -309,6 +338,29 @@ pub trait Backend: Sync + 'static {
         out: &mut Self::Acc,
         at: usize,
     );
+
+    /// Several [`Backend::channel_sums`] and [`Backend::channel_gram`] of the first `n`
+    /// images, each written at its own `at` of `out` (the ranges must not overlap): the
+    /// values each call alone gives. The default makes the calls in order; the CPU runs
+    /// them side by side, as each one's sums are sequential (their order fixes the bits).
+    fn channel_stats(&self, stats: &[ChannelStat<'_, Self>], n: usize, out: &mut Self::Acc)
+    where
+        Self: Sized,
+    {
+        for stat in stats {
+            match *stat {
+                ChannelStat::Sums { a, view, at } => self.channel_sums(a, view, n, out, at),
+                ChannelStat::Gram {
+                    a,
+                    va,
+                    b,
+                    vb,
+                    centred,
+                    at,
+                } => self.channel_gram(a, va, b, vb, n, centred, out, at),
+            }
+        }
+    }
 
     fn conv_forward(&self, g: &ConvGeom, n: usize, x: &Self::Buf, w: &Self::Buf, y: &mut Self::Buf);
     fn conv_backward_data(

@@ -35,7 +35,7 @@ use super::linalg::{largest_singular_value, symmetric_eigenvalues};
 use super::registry::{ArchScoring, Minibatch, Runs, ScoreDef, ScoreInfo, EVERY_SPACE};
 use super::upload_images;
 use crate::backend::cpu::channel;
-use crate::backend::{Backend, BnGrad, BnStatistics, ChannelView, Executor, Real};
+use crate::backend::{Backend, BnGrad, BnStatistics, ChannelStat, ChannelView, Executor, Real};
 use crate::data::{synthetic_batch, Seeds, SplitMix64};
 use crate::net::init::kaiming_normal_params;
 use crate::net::plan::INPUT;
@@ -168,16 +168,30 @@ pub fn az_nas_of_forward<B: Backend>(
         })
         .collect();
     let mut acc = be.alloc_acc(len);
-    for (f, at) in features.iter().zip(&feature_at) {
-        if let (Some(slot), Some(at)) = (f.slot, *at) {
-            let (c, view) = (f.shape.c, ChannelView::plain(f.shape.c, f.shape.hw()));
-            let map = exec.slot(slot);
-            be.channel_sums(map, view, n, &mut acc, at);
-            be.channel_gram(map, view, map, view, n, false, &mut acc, at + 2 * c);
-        }
-    }
+    // Every feature's statistics in one call (the CPU computes them side by side).
+    let stats: Vec<ChannelStat<'_, B>> = features
+        .iter()
+        .zip(&feature_at)
+        .filter_map(|(f, at)| Some((f, exec.slot(f.slot?), (*at)?)))
+        .flat_map(|(f, a, at)| {
+            let view = ChannelView::plain(f.shape.c, f.shape.hw());
+            let gram = ChannelStat::Gram {
+                a,
+                va: view,
+                b: a,
+                vb: view,
+                centred: false,
+                at: at + 2 * f.shape.c,
+            };
+            [ChannelStat::Sums { a, view, at }, gram]
+        })
+        .collect();
+    be.channel_stats(&stats, n, &mut acc);
+    drop(stats);
     // Cells whose input gradient is the zero tensor (no path from input to output).
     let mut zero_gradient = vec![false; cell_at.len()];
+    // Each cell's input gradient and probe, kept for one call of their cross Grams.
+    let mut crossed: Vec<(B::Buf, ChannelView, B::Buf, ChannelView, usize)> = Vec::new();
     for (k, l) in (1..features.len()).rev().enumerate() {
         let (f_in, f_out) = (features[l - 1], features[l]);
         let g_out = rademacher::<B::Real>(probes, n * f_out.shape.len());
@@ -195,11 +209,29 @@ pub fn az_nas_of_forward<B: Backend>(
                 }
                 let view_out = ChannelView::plain(f_out.shape.c, f_out.shape.hw());
                 let view_in = input_view(f_in.shape, f_out.shape);
-                be.channel_gram(&g_in, view_in, &probe, view_out, n, false, &mut acc, at + 1);
-                be.release(g_in);
+                crossed.push((g_in, view_in, probe, view_out, at + 1));
             }
-            None => zero_gradient[k] = true,
+            None => {
+                zero_gradient[k] = true;
+                be.release(probe);
+            }
         }
+    }
+    let stats: Vec<ChannelStat<'_, B>> = crossed
+        .iter()
+        .map(|(g_in, va, probe, vb, at)| ChannelStat::Gram {
+            a: g_in,
+            va: *va,
+            b: probe,
+            vb: *vb,
+            centred: false,
+            at: *at,
+        })
+        .collect();
+    be.channel_stats(&stats, n, &mut acc);
+    drop(stats);
+    for (g_in, _, probe, _, _) in crossed {
+        be.release(g_in);
         be.release(probe);
     }
     let values = be.download_acc(&acc);

@@ -2,7 +2,10 @@
 
 use super::conv::ConvAlgo;
 use super::{act, channel, codes, conv, elementwise, gram, linear, loss, norm, pool};
-use crate::backend::{Backend, BnGeom, BnGrad, ChannelView, ConvGeom, Real, Reduction};
+use crate::backend::{
+    Backend, BnGeom, BnGrad, ChannelStat, ChannelView, ConvGeom, Real, Reduction,
+};
+use rayon::prelude::*;
 use std::collections::HashMap;
 use std::marker::PhantomData;
 use std::sync::Mutex;
@@ -206,6 +209,32 @@ impl<T: Real> Backend for CpuBackend<T> {
     ) {
         let len = va.channels() * vb.channels();
         channel::channel_gram(a, va, b, vb, n, centred, &mut out[at..at + len]);
+    }
+
+    fn channel_stats(&self, stats: &[ChannelStat<'_, Self>], n: usize, out: &mut Vec<f64>) {
+        // Each statistic into its own buffer, side by side, then copied to its place.
+        let values: Vec<Vec<f64>> = stats
+            .par_iter()
+            .map(|stat| {
+                let mut v = vec![0.0; stat.range().1];
+                match *stat {
+                    ChannelStat::Sums { a, view, .. } => channel::channel_sums(a, view, n, &mut v),
+                    ChannelStat::Gram {
+                        a,
+                        va,
+                        b,
+                        vb,
+                        centred,
+                        ..
+                    } => channel::channel_gram(a, va, b, vb, n, centred, &mut v),
+                }
+                v
+            })
+            .collect();
+        for (stat, v) in stats.iter().zip(values) {
+            let at = stat.range().0;
+            out[at..at + v.len()].copy_from_slice(&v);
+        }
     }
 
     fn conv_forward(&self, g: &ConvGeom, n: usize, x: &Vec<T>, w: &Vec<T>, y: &mut Vec<T>) {
