@@ -131,6 +131,16 @@ pub fn rademacher<R: Real>(rng: &mut SplitMix64, len: usize) -> Vec<R> {
     out
 }
 
+/// A cell's input gradient (through `view_in`, pixel-unshuffled at a reduction) and the
+/// probe it came from, and where their cross Gram goes in the accumulator.
+struct CellGradient<B: Backend> {
+    g_in: B::Buf,
+    view_in: ChannelView,
+    probe: B::Buf,
+    view_out: ChannelView,
+    at: usize,
+}
+
 /// The three terms from the executor's last forward pass of `n` images, the probes drawn
 /// from `probes` (cell by cell, last first).
 ///
@@ -191,7 +201,7 @@ pub fn az_nas_of_forward<B: Backend>(
     // Cells whose input gradient is the zero tensor (no path from input to output).
     let mut zero_gradient = vec![false; cell_at.len()];
     // Each cell's input gradient and probe, kept for one call of their cross Grams.
-    let mut crossed: Vec<(B::Buf, ChannelView, B::Buf, ChannelView, usize)> = Vec::new();
+    let mut crossed: Vec<CellGradient<B>> = Vec::new();
     for (k, l) in (1..features.len()).rev().enumerate() {
         let (f_in, f_out) = (features[l - 1], features[l]);
         let g_out = rademacher::<B::Real>(probes, n * f_out.shape.len());
@@ -209,7 +219,13 @@ pub fn az_nas_of_forward<B: Backend>(
                 }
                 let view_out = ChannelView::plain(f_out.shape.c, f_out.shape.hw());
                 let view_in = input_view(f_in.shape, f_out.shape);
-                crossed.push((g_in, view_in, probe, view_out, at + 1));
+                crossed.push(CellGradient {
+                    g_in,
+                    view_in,
+                    probe,
+                    view_out,
+                    at: at + 1,
+                });
             }
             None => {
                 zero_gradient[k] = true;
@@ -219,20 +235,20 @@ pub fn az_nas_of_forward<B: Backend>(
     }
     let stats: Vec<ChannelStat<'_, B>> = crossed
         .iter()
-        .map(|(g_in, va, probe, vb, at)| ChannelStat::Gram {
-            a: g_in,
-            va: *va,
-            b: probe,
-            vb: *vb,
+        .map(|c| ChannelStat::Gram {
+            a: &c.g_in,
+            va: c.view_in,
+            b: &c.probe,
+            vb: c.view_out,
             centred: false,
-            at: *at,
+            at: c.at,
         })
         .collect();
     be.channel_stats(&stats, n, &mut acc);
     drop(stats);
-    for (g_in, _, probe, _, _) in crossed {
-        be.release(g_in);
-        be.release(probe);
+    for c in crossed {
+        be.release(c.g_in);
+        be.release(c.probe);
     }
     let values = be.download_acc(&acc);
 
