@@ -41,7 +41,7 @@ use std::collections::HashMap;
 use super::linalg::{correlation_of_centred_gram, symmetric_eigenvalues};
 use super::registry::{ArchScoring, Minibatch, Runs, ScoreDef, ScoreInfo, EVERY_SPACE};
 use super::upload_images;
-use crate::backend::{Backend, BnStatistics, ChannelView, Executor};
+use crate::backend::{Backend, BnStatistics, ChannelStat, ChannelView, Executor};
 use crate::data::{sample_without_replacement, Batch, Seeds, SplitMix64};
 use crate::net::SlotShape;
 use crate::space::ClassKey;
@@ -86,12 +86,24 @@ fn for_each_module_output<B: Backend>(
         });
     }
     let mut acc = be.alloc_acc(len);
-    for &(slot, shape, at) in &maps {
-        let view = ChannelView::plain(shape.c, shape.hw());
-        let map = exec.slot(slot);
-        be.channel_sums(map, view, 1, &mut acc, at);
-        be.channel_gram(map, view, map, view, 1, true, &mut acc, at + 2 * shape.c);
-    }
+    // Every map's statistics in one call (the CPU computes them side by side).
+    let stats: Vec<ChannelStat<'_, B>> = maps
+        .iter()
+        .flat_map(|&(slot, shape, at)| {
+            let (a, view) = (exec.slot(slot), ChannelView::plain(shape.c, shape.hw()));
+            let gram = ChannelStat::Gram {
+                a,
+                va: view,
+                b: a,
+                vb: view,
+                centred: true,
+                at: at + 2 * shape.c,
+            };
+            [ChannelStat::Sums { a, view, at }, gram]
+        })
+        .collect();
+    be.channel_stats(&stats, 1, &mut acc);
+    drop(stats);
     let values = be.download_acc(&acc);
     let correlations: Vec<Option<Vec<f64>>> = maps
         .iter()
