@@ -1063,11 +1063,11 @@ fn grad_slot<'g, B: Backend>(
     slot: usize,
     len: usize,
 ) -> &'g mut B::Buf {
-    grads[slot].get_or_insert_with(|| {
-        let mut buf = take_pooled(be, pool, len);
-        be.fill_zero(&mut buf);
-        buf
-    })
+    let (buf, first) = grad_target(be, pool, grads, slot, len);
+    if first {
+        be.fill_zero(buf);
+    }
+    buf
 }
 
 /// The gradient buffer of a slot for an op that writes its first gradient itself (the
