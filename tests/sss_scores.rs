@@ -350,3 +350,62 @@ fn block_boundaries_are_the_points_one_output_carries() {
     );
     assert_eq!(a.common_prefix(&a), a.layers.len());
 }
+
+/// A `Scoring` keeps each worker's cache from one job to the next (the Python `Scorer`
+/// scores one arch per call in a search loop): a job of one arch that shares blocks with
+/// the previous job's arch resumes NASWOT after them, with the values of a fresh set-up.
+#[test]
+fn a_scoring_keeps_worker_caches_between_jobs() {
+    use nasrank::backend::cpu::CpuBackend;
+    use nasrank::proxy::naswot::KeptBlocks;
+    use nasrank::run::device::AnyBackend;
+    use nasrank::run::score::{RowSink, ScoreProgress, Scoring};
+    use nasrank::space::AnyArch;
+    use nasrank::store::Row;
+
+    struct Rows(Vec<Row>);
+    impl RowSink for Rows {
+        fn write(&mut self, row: &Row) -> anyhow::Result<()> {
+            self.0.push(row.clone());
+            Ok(())
+        }
+    }
+    struct Quiet;
+    impl ScoreProgress for Quiet {
+        fn start(&mut self, _: usize, _: usize, _: usize) {}
+        fn row(&mut self, _: bool) {}
+    }
+    let load = || -> Scoring {
+        ScoreRequest {
+            space: Space::Sss,
+            batch: Some(4),
+            workers: Some(1),
+            ..ScoreRequest::new(vec![Score::Naswot], DataSource::parse("synthetic").unwrap())
+        }
+        .load()
+        .unwrap()
+    };
+    let one = |scoring: &Scoring, text: &str| -> Vec<u64> {
+        let a = arch(text);
+        let mut rows = Rows(Vec::new());
+        let job = scoring.job(vec![(a.index(), AnyArch::Sss(a))], None, true);
+        job.run(Vec::new(), &mut rows, &mut Quiet).unwrap();
+        rows.0[0].values.iter().map(|v| v.to_bits()).collect()
+    };
+    let resumed = |scoring: &Scoring| -> Option<usize> {
+        let caches = scoring.worker_caches.lock().unwrap();
+        let kept = caches
+            .first()?
+            .first()?
+            .kept::<KeptBlocks<CpuBackend<f32>>>()?;
+        kept.resumed_after()
+    };
+    assert!(matches!(load().backends[0], AnyBackend::Cpu(_)));
+    let scoring = load();
+    one(&scoring, "8:16:24:32:40");
+    assert_eq!(resumed(&scoring), None, "the first arch ran from the input");
+    // Widths differ from position 4 on: stem, cell 0 and the first blocks are shared.
+    let kept_values = one(&scoring, "8:16:24:32:48");
+    assert!(resumed(&scoring).is_some(), "the second job started afresh");
+    assert_eq!(kept_values, one(&load(), "8:16:24:32:48"), "resumed values");
+}

@@ -112,7 +112,7 @@ pub struct WorkerCache {
     /// space every cell repeats the arch's cell: archs share no more than the stem, and
     /// keeping anything would only cost copies.
     pub shares_blocks: bool,
-    values: HashMap<TypeId, Box<dyn Any>>,
+    values: HashMap<TypeId, Box<dyn Any + Send>>,
 }
 
 impl WorkerCache {
@@ -122,6 +122,11 @@ impl WorkerCache {
             shares_blocks: space == Space::Sss,
             values: HashMap::new(),
         }
+    }
+
+    /// The state of type `T` a score keeps here, if any (to inspect what was kept).
+    pub fn kept<T: Any>(&self) -> Option<&T> {
+        self.values.get(&TypeId::of::<T>())?.downcast_ref::<T>()
     }
 }
 
@@ -157,7 +162,10 @@ impl<'a, B: Backend> ArchScoring<'a, B> {
 
     /// Runs `f` with the state of type `T` the worker keeps from arch to arch (a default
     /// one the first time).
-    pub fn with_kept<T: Any + Default, R>(&mut self, f: impl FnOnce(&mut Self, &mut T) -> R) -> R {
+    pub fn with_kept<T: Any + Send + Default, R>(
+        &mut self,
+        f: impl FnOnce(&mut Self, &mut T) -> R,
+    ) -> R {
         let mut value: Box<T> = self
             .kept
             .values

@@ -20,6 +20,7 @@ use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// What scoring is asked to do, before anything is loaded: the options of `nasrank score`
@@ -130,6 +131,7 @@ impl ScoreRequest {
             spread,
             backends,
             data: self.data,
+            worker_caches: Mutex::new(Vec::new()),
         })
     }
 }
@@ -169,6 +171,10 @@ pub struct Scoring {
     pub spread: bool,
     pub backends: Vec<AnyBackend>,
     pub data: DataSource,
+    /// What each worker keeps from arch to arch (per seed), kept from one job to the next:
+    /// a caller that scores one arch per job (the Python `Scorer` in a search loop) still
+    /// resumes where consecutive archs share blocks. Emptied when a job fails.
+    pub worker_caches: Mutex<Vec<Vec<WorkerCache>>>,
 }
 
 impl Scoring {
@@ -191,6 +197,7 @@ impl Scoring {
             shard,
             dedup,
             backends: &self.backends,
+            worker_caches: &self.worker_caches,
         }
     }
 
@@ -223,6 +230,8 @@ pub struct ScoreJob<'a> {
     pub dedup: bool,
     /// One worker per backend ([`super::device::Device::backends`]).
     pub backends: &'a [AnyBackend],
+    /// The workers' caches, taken for the run and put back after it ([`Scoring`]).
+    pub worker_caches: &'a Mutex<Vec<Vec<WorkerCache>>>,
 }
 
 /// Where a run's rows go, one at a time, in input order.
@@ -470,18 +479,24 @@ impl ScoreJob<'_> {
             let host_part = parts.len() - 1;
             workers.extend((0..host_workers).map(|_| (&host, None, host_part)));
         }
+        // Each worker's caches from the last job (fresh ones for a worker it did not have).
+        let mut caches = std::mem::take(&mut *lock(self.worker_caches));
+        caches.resize_with(workers.len(), Vec::new);
         std::thread::scope(|scope| {
-            for (be, pool, p) in workers {
+            let mut handles = Vec::with_capacity(workers.len());
+            for ((be, pool, p), mut kept) in workers.into_iter().zip(caches) {
                 let sender = sender.clone();
                 let (jobs, todo, next_job, stop, score_part, part) =
                     (&jobs, &todo, &next_job[p], &stop, &score_part, parts[p]);
                 let space = self.space;
-                scope.spawn(move || {
-                    let work = || {
-                        let mut kept: Vec<WorkerCache> = seeds
-                            .iter()
-                            .map(|_| WorkerCache::for_space(space))
-                            .collect();
+                if kept.len() != seeds.len() {
+                    kept = seeds
+                        .iter()
+                        .map(|_| WorkerCache::for_space(space))
+                        .collect();
+                }
+                handles.push(scope.spawn(move || {
+                    let work = move || {
                         while !stop.load(Ordering::Relaxed) {
                             let Some(&pos) = jobs.get(next_job.fetch_add(1, Ordering::Relaxed))
                             else {
@@ -495,12 +510,13 @@ impl ScoreJob<'_> {
                                 break;
                             }
                         }
+                        kept
                     };
                     match pool {
                         Some(pool) => pool.install(work),
                         None => work(),
                     }
-                });
+                }));
             }
             drop(sender);
             // Parts known of archs whose row is not complete yet.
@@ -565,10 +581,29 @@ impl ScoreJob<'_> {
             };
             // Workers finish the arch they hold, then stop; the rows written so far stand.
             stop.store(true, Ordering::Relaxed);
+            let kept: Vec<Vec<WorkerCache>> = handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+                })
+                .collect();
+            // After a failure what a worker kept may be half-made: the next job starts afresh.
+            if outcome.is_ok() {
+                *lock(self.worker_caches) = kept;
+            }
             outcome
         })?;
         Ok(())
     }
+}
+
+/// The workers' caches; a panic in another job leaves them as they were (they are only
+/// replaced whole).
+fn lock(caches: &Mutex<Vec<Vec<WorkerCache>>>) -> std::sync::MutexGuard<'_, Vec<Vec<WorkerCache>>> {
+    caches
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Per score, the mean over seeds, then per score the sample standard deviation (NaN for
