@@ -116,7 +116,7 @@ pub struct ScoreArgs {
 }
 
 /// `--swap-mu` and `--swap-sigma` (clap makes them come together).
-fn swap_regularizer(
+pub(crate) fn swap_regularizer(
     mu: Option<f64>,
     sigma: Option<f64>,
 ) -> Result<Option<SwapRegularizer>, CliError> {

@@ -3,7 +3,7 @@
 //! draws and measures.
 
 use crate::progress::Progress;
-use crate::score::parse_data;
+use crate::score::{parse_data, swap_regularizer};
 use crate::threads::ThreadsArg;
 use crate::CliError;
 use clap::builder::{PossibleValuesParser, TypedValueParser};
@@ -118,6 +118,12 @@ pub struct SearchArgs {
     /// prune: linear-region crops per forward pass (TE-NAS: 1000).
     #[arg(long)]
     lr_batch_size: Option<usize>,
+    /// swap_reg as the score: its mu and sigma, as for `nasrank score` (default: the
+    /// space's).
+    #[arg(long, requires = "swap_sigma", allow_hyphen_values = true)]
+    swap_mu: Option<f64>,
+    #[arg(long, requires = "swap_mu", allow_hyphen_values = true)]
+    swap_sigma: Option<f64>,
     #[command(flatten)]
     pub(crate) threads: ThreadsArg,
 }
@@ -144,6 +150,7 @@ pub fn run(args: &SearchArgs) -> Result<(), CliError> {
         repeats: args.repeats,
         lr_batches: args.lr_batches,
         lr_batch_size: args.lr_batch_size,
+        swap_regularizer: swap_regularizer(args.swap_mu, args.swap_sigma)?,
         // Stands for --from until the file is read, so that the options check sees it.
         pool: args.from.as_ref().map(|_| Vec::new()),
         ..SearchRequest::new(args.strategy, DataSource::parse("synthetic")?)

@@ -892,6 +892,27 @@ fn cli_bad_input_exits_2_with_a_message() {
             "top1",
         ),
         (vec!["search", "random", "--truth", missing], "no-such-file"),
+        (
+            vec!["search", "random", "--swap-mu", "1", "--swap-sigma", "2"],
+            "not scored by swap_reg",
+        ),
+        (
+            vec!["search", "random", "--score", "swap_reg", "--swap-mu", "1"],
+            "--swap-sigma",
+        ),
+        (
+            vec![
+                "search",
+                "random",
+                "--score",
+                "swap_reg",
+                "--swap-mu",
+                "1",
+                "--swap-sigma",
+                "0",
+            ],
+            "sigma > 0",
+        ),
     ] {
         let out = nasrank(&args);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));

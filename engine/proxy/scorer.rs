@@ -7,7 +7,7 @@ use super::Score;
 use crate::backend::Backend;
 use crate::data::Batch;
 use crate::net::Plan;
-use crate::space::{is_dead, AnyArch, MacroConfig};
+use crate::space::{is_dead, AnyArch, MacroConfig, Space};
 use anyhow::Context;
 
 /// Settings of a scoring run; [`ScoreSettings::paper_defaults`] follows the papers.
@@ -44,6 +44,13 @@ impl ScoreSettings {
             meco_batch: 1,
             swap_regularizer: None,
         }
+    }
+
+    /// `swap_reg`'s regulariser for archs of `space`: the settings' own, else the space's
+    /// default.
+    pub fn swap_regularizer_for(&self, space: Space) -> SwapRegularizer {
+        self.swap_regularizer
+            .unwrap_or_else(|| SwapRegularizer::space_default(space, &self.config))
     }
 
     /// One minibatch size for every score.

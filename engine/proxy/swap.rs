@@ -200,6 +200,12 @@ impl SwapRegularizer {
     }
 }
 
+impl std::fmt::Display for SwapRegularizer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "mu={} sigma={}", self.mu, self.sigma)
+    }
+}
+
 /// The SWAP of the arch being scored, computed once for `swap` and `swap_reg`.
 #[derive(Clone, Copy)]
 struct SwapMean(f64);
@@ -254,12 +260,8 @@ impl ScoreDef for SwapReg {
     };
 
     fn compute<B: Backend>(arch: &mut ArchScoring<'_, B>) -> anyhow::Result<f64> {
-        let config = &arch.settings.config;
-        let regularizer = arch
-            .settings
-            .swap_regularizer
-            .unwrap_or_else(|| SwapRegularizer::space_default(arch.arch.space(), config));
-        let factor = regularizer.factor(params_of(&arch.arch, config));
+        let regularizer = arch.settings.swap_regularizer_for(arch.arch.space());
+        let factor = regularizer.factor(params_of(&arch.arch, &arch.settings.config));
         Ok(swap_mean(arch) * factor)
     }
 }

@@ -6,7 +6,6 @@
 use super::score::ScoreJob;
 use super::RunError;
 use crate::data::Batch;
-use crate::proxy::swap::SwapRegularizer;
 use crate::proxy::Score;
 use crate::space::Space;
 use anyhow::anyhow;
@@ -109,12 +108,10 @@ impl Provenance {
             classes: s.config.classes,
             input_size: s.config.input_size,
             storage: storage.to_string(),
-            swap_regularizer: job.scores.contains(&Score::SwapReg).then(|| {
-                let r = s
-                    .swap_regularizer
-                    .unwrap_or_else(|| SwapRegularizer::space_default(job.space, &s.config));
-                format!("mu={} sigma={}", r.mu, r.sigma)
-            }),
+            swap_regularizer: job
+                .scores
+                .contains(&Score::SwapReg)
+                .then(|| s.swap_regularizer_for(job.space).to_string()),
             shard: job.shard.map(|(i, n)| format!("{i}/{n}")),
             data_path: data_path.map(|p| p.display().to_string()),
             device: device.to_string(),

@@ -11,6 +11,8 @@ use super::search::{Ranking, SearchJob, SearchProgress, Searched, Strategy};
 use super::RunError;
 use crate::data::Seeds;
 use crate::proxy::linear_regions::ReleasedSettings;
+use crate::proxy::swap::SwapRegularizer;
+use crate::proxy::Score;
 use crate::search::evolution::EvolutionSettings;
 use crate::search::prune::Round;
 use crate::search::random::mean_std;
@@ -57,6 +59,8 @@ pub struct SearchRequest {
     pub repeats: Option<usize>,
     pub lr_batches: Option<usize>,
     pub lr_batch_size: Option<usize>,
+    /// `swap_reg`'s mu and sigma when it is the score (None: the space's default).
+    pub swap_regularizer: Option<SwapRegularizer>,
 }
 
 impl SearchRequest {
@@ -85,6 +89,7 @@ impl SearchRequest {
             repeats: None,
             lr_batches: None,
             lr_batch_size: None,
+            swap_regularizer: None,
         }
     }
 
@@ -250,6 +255,17 @@ impl SearchRequest {
         }
         self.strategy.check_space(self.space)?;
         self.strategy.check_score(self.score())?;
+        if self.swap_regularizer.is_some()
+            && !self
+                .strategy
+                .scores_needed(self.score())
+                .contains(&Score::SwapReg)
+        {
+            return Err(RunError::input(anyhow!(
+                "--swap-mu and --swap-sigma set swap_reg's regulariser, and the search is not \
+                 scored by swap_reg"
+            )));
+        }
         let (channels, cells) = self.network();
         check_space(
             self.space,
@@ -266,7 +282,8 @@ impl SearchRequest {
         let score = self.score();
         let (channels, cells) = self.network();
         let be = self.device.backend()?;
-        let settings = self.data.settings(channels, cells, self.batch, self.seed);
+        let mut settings = self.data.settings(channels, cells, self.batch, self.seed);
+        settings.swap_regularizer = self.swap_regularizer;
         let needed = self.strategy.scores_needed(score);
         settings
             .check(&needed)
@@ -291,6 +308,10 @@ impl SearchRequest {
             Strategy::Prune => report.prune(progress),
         }?;
         value["space"] = json!(self.space.name());
+        if needed.contains(&Score::SwapReg) {
+            value["swap_regularizer"] =
+                json!(settings.swap_regularizer_for(self.space).to_string());
+        }
         Ok(value)
     }
 }

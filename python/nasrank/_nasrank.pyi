@@ -69,4 +69,6 @@ def search_report(
     lr_batch_size: Optional[int] = None,
     progress: Optional[Callable[[str, int], Any]] = None,
     space: str = "tss",
+    swap_mu: Optional[float] = None,
+    swap_sigma: Optional[float] = None,
 ) -> str: ...

@@ -15,7 +15,9 @@ naswot; mgm for topk; prune takes ntk or ntk_exact), ``data``, ``batch``, ``seed
 only), ``truth`` (an accuracy table of the space: a path, DataFrame or dict with an
 ``index`` or ``arch`` column) with ``metric``, ``scores_from`` (scores computed already:
 what ``nasrank.score`` returned or a results file; archs found there are not scored again)
-and ``progress`` (a tqdm bar). Every report has ``space``. Errors are those of
+and ``progress`` (a tqdm bar). ``random``, ``evolution`` and ``topk`` also take
+``swap_mu``, ``swap_sigma`` when the score is ``swap_reg`` (as ``nasrank.score``; the report
+then has ``swap_regularizer``). Every report has ``space``. Errors are those of
 ``nasrank.score``; Ctrl-C stops a search with ``KeyboardInterrupt``.
 
 >>> sss = "../shared/data/nats_sss/accuracy_dev.csv"
@@ -92,14 +94,15 @@ def random(samples: Optional[int] = None, runs: Optional[int] = None, pool: Any 
            seed: int = 0, device: str = "cpu", channels: Optional[int] = None,
            cells: Optional[int] = None, truth: Any = None, metric: str = "cifar10_test",
            scores_from: Any = None, progress: bool = False,
-           space: str = "tss") -> Dict[str, Any]:
+           space: str = "tss", swap_mu: Optional[float] = None,
+           swap_sigma: Optional[float] = None) -> Dict[str, Any]:
     """NASWOT's random search: per run, the best by ``score`` of ``samples`` archs (100)
     drawn from ``pool`` (an accuracy table, a file of archs, a list; default the whole
     space); ``runs`` runs (1). Report: ``runs`` (index, arch, score, accuracy per run),
     ``mean_accuracy``, ``std_accuracy``, ``scored``."""
     return _run("random", score, truth, metric, scores_from, progress, space, samples=samples,
                 runs=runs, pool=pool, data=data, batch=batch, seed=seed, device=device,
-                channels=channels, cells=cells)
+                channels=channels, cells=cells, swap_mu=swap_mu, swap_sigma=swap_sigma)
 
 
 def evolution(population: Optional[int] = None, tournament: Optional[int] = None,
@@ -108,13 +111,15 @@ def evolution(population: Optional[int] = None, tournament: Optional[int] = None
               device: str = "cpu", channels: Optional[int] = None,
               cells: Optional[int] = None, truth: Any = None, metric: str = "cifar10_test",
               scores_from: Any = None, progress: bool = False,
-              space: str = "tss") -> Dict[str, Any]:
+              space: str = "tss", swap_mu: Optional[float] = None,
+              swap_sigma: Optional[float] = None) -> Dict[str, Any]:
     """Regularized evolution with ``score`` as the fitness (a mutation changes one edge's op
     in the topology space, one width in the size space). Report: ``best`` (index, arch,
     score, accuracy), ``scored``."""
     return _run("evolution", score, truth, metric, scores_from, progress, space,
                 population=population, tournament=tournament, cycles=cycles, data=data,
-                batch=batch, seed=seed, device=device, channels=channels, cells=cells)
+                batch=batch, seed=seed, device=device, channels=channels, cells=cells,
+                swap_mu=swap_mu, swap_sigma=swap_sigma)
 
 
 def topk(samples: Optional[int] = None, k: Optional[int] = None, pool: Any = None,
@@ -122,14 +127,15 @@ def topk(samples: Optional[int] = None, k: Optional[int] = None, pool: Any = Non
          seed: int = 0, device: str = "cpu", channels: Optional[int] = None,
          cells: Optional[int] = None, truth: Any = None, metric: str = "cifar10_test",
          scores_from: Any = None, progress: bool = False,
-         space: str = "tss") -> Dict[str, Any]:
+         space: str = "tss", swap_mu: Optional[float] = None,
+         swap_sigma: Optional[float] = None) -> Dict[str, Any]:
     """KNAS's top-k: the ``k`` (40) best by ``score`` (mgm) of ``samples`` (300) archs, then
     the most accurate of them by ``truth``. Without ``pool`` but with ``truth``, the archs
     are drawn from those ``truth`` gives an accuracy (``pool_source`` says which). Report:
     ``kept``, ``pick``, ``pool``, ``pool_source``."""
     return _run("topk", score, truth, metric, scores_from, progress, space, samples=samples, k=k,
                 pool=pool, data=data, batch=batch, seed=seed, device=device,
-                channels=channels, cells=cells)
+                channels=channels, cells=cells, swap_mu=swap_mu, swap_sigma=swap_sigma)
 
 
 def prune(repeats: Optional[int] = None, lr_batches: Optional[int] = None,

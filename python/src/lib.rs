@@ -322,6 +322,19 @@ impl ScoreProgress for PyProgress {
     }
 }
 
+/// `swap_mu` and `swap_sigma`: swap_reg's regulariser, both or neither.
+fn swap_regularizer_of(mu: Option<f64>, sigma: Option<f64>) -> PyResult<Option<SwapRegularizer>> {
+    match (mu, sigma) {
+        (None, None) => Ok(None),
+        (Some(mu), Some(sigma)) => SwapRegularizer::new(mu, sigma)
+            .map(Some)
+            .map_err(|e| PyValueError::new_err(format!("swap_mu, swap_sigma: {e}"))),
+        _ => Err(PyValueError::new_err(
+            "swap_mu and swap_sigma come together (swap_reg's regulariser)",
+        )),
+    }
+}
+
 /// Scores loaded once: data, minibatches and backends, for many calls (a search loop).
 /// Calls from several Python threads take turns; the GIL is released while scoring.
 #[pyclass(frozen, module = "nasrank._nasrank")]
@@ -355,17 +368,7 @@ impl Scorer {
         swap_sigma: Option<f64>,
     ) -> PyResult<Self> {
         let bad = |what: &str, e: String| PyValueError::new_err(format!("{what}: {e}"));
-        let swap_regularizer = match (swap_mu, swap_sigma) {
-            (None, None) => None,
-            (Some(mu), Some(sigma)) => {
-                Some(SwapRegularizer::new(mu, sigma).map_err(|e| bad("swap_mu, swap_sigma", e))?)
-            }
-            _ => {
-                return Err(PyValueError::new_err(
-                    "swap_mu and swap_sigma come together (swap_reg's regulariser)",
-                ))
-            }
-        };
+        let swap_regularizer = swap_regularizer_of(swap_mu, swap_sigma)?;
         let space: Space = space
             .parse()
             .map_err(|e: SpaceParseError| bad("space", e.to_string()))?;
@@ -551,7 +554,8 @@ fn default_score(strategy: &str) -> PyResult<&'static str> {
                     channels=None, cells=None, truth=None, metric="cifar10_test", pool=None,
                     known=None, samples=None, runs=None, k=None, population=None,
                     tournament=None, cycles=None, repeats=None, lr_batches=None,
-                    lr_batch_size=None, progress=None, space="tss"))]
+                    lr_batch_size=None, progress=None, space="tss", swap_mu=None,
+                    swap_sigma=None))]
 #[allow(clippy::too_many_arguments)]
 fn search_report(
     py: Python<'_>,
@@ -578,6 +582,8 @@ fn search_report(
     lr_batch_size: Option<usize>,
     progress: Option<Py<PyAny>>,
     space: &str,
+    swap_mu: Option<f64>,
+    swap_sigma: Option<f64>,
 ) -> PyResult<String> {
     let space = space_of(space)?;
     let by_index = |pairs: Vec<(i64, f64)>| -> PyResult<HashMap<usize, f64>> {
@@ -613,6 +619,7 @@ fn search_report(
         repeats,
         lr_batches,
         lr_batch_size,
+        swap_regularizer: swap_regularizer_of(swap_mu, swap_sigma)?,
         ..SearchRequest::new(
             strategy
                 .parse::<Strategy>()

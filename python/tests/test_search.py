@@ -147,3 +147,19 @@ def test_bad_sss_searches_are_value_errors(call, needle):
 
 
 ARCH_1 = "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|"
+
+
+def test_swap_reg_search_takes_mu_and_sigma_and_reports_them():
+    """The regulariser reaches the search: the report records it, the chosen arch's score is
+    its swap_reg from nasrank.score with the same mu and sigma, and mu/sigma without
+    swap_reg as the score is a ValueError."""
+    opts = dict(channels=3, cells=1, batch=8, seed=5)
+    report = nasrank.search.random(samples=3, score="swap_reg", swap_mu=5.0, swap_sigma=20.0,
+                                   **opts)
+    assert report["swap_regularizer"] == "mu=5 sigma=20"
+    best = report["runs"][0]
+    scored = nasrank.score([best["index"]], scores="swap_reg", swap_mu=5.0, swap_sigma=20.0,
+                           frame=False, **opts)
+    assert scored["swap_reg"][0] == best["score"]
+    with pytest.raises(ValueError):
+        nasrank.search.random(samples=3, score="naswot", swap_mu=5.0, swap_sigma=20.0, **opts)
