@@ -115,17 +115,12 @@ pub struct ScoreArgs {
     pub(crate) threads: ThreadsArg,
 }
 
-/// `--swap-mu` and `--swap-sigma` (clap makes them come together).
+/// `--swap-mu` and `--swap-sigma`.
 pub(crate) fn swap_regularizer(
     mu: Option<f64>,
     sigma: Option<f64>,
 ) -> Result<Option<SwapRegularizer>, CliError> {
-    match (mu, sigma) {
-        (Some(mu), Some(sigma)) => SwapRegularizer::new(mu, sigma)
-            .map(Some)
-            .map_err(|e| CliError::usage(anyhow!(e))),
-        _ => Ok(None),
-    }
+    SwapRegularizer::from_options(mu, sigma).map_err(|e| CliError::usage(anyhow!(e)))
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

@@ -24,6 +24,18 @@ fn cell(arch: &str) -> Cell {
     Cell::from(arch.parse::<Arch>().expect("arch string"))
 }
 
+/// A small network with a stem: C=4, one cell per stage, 8x8 inputs.
+fn small_config() -> MacroConfig {
+    MacroConfig {
+        channels: 4,
+        cells_per_stage: 1,
+        classes: 10,
+        input_size: 8,
+        input_channels: 3,
+        stem: true,
+    }
+}
+
 fn gaussian_executor<'a>(be: &'a Be, plan: &'a Plan, seed: u64) -> Executor<'a, Be> {
     Executor::with_values(be, plan, &gaussian_params(seed, plan))
 }
@@ -77,14 +89,7 @@ fn swap_matches_pytorch() {
 #[test]
 fn counting_matches_a_naive_pattern_set() {
     let be = Be::new();
-    let config = MacroConfig {
-        channels: 4,
-        cells_per_stage: 1,
-        classes: 10,
-        input_size: 8,
-        input_channels: 3,
-        stem: true,
-    };
+    let config = small_config();
     let archs = [
         "|nor_conv_3x3~0|+|nor_conv_1x1~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|avg_pool_3x3~2|",
         "|none~0|+|skip_connect~0|nor_conv_3x3~1|+|nor_conv_1x1~0|nor_conv_1x1~1|nor_conv_3x3~2|",
@@ -150,14 +155,7 @@ fn swap_reg_factor_matches_the_released_regular_factor() {
 #[test]
 fn swap_reg_is_swap_times_its_factor() {
     let be = Be::new();
-    let config = MacroConfig {
-        channels: 4,
-        cells_per_stage: 1,
-        classes: 10,
-        input_size: 8,
-        input_channels: 3,
-        stem: true,
-    };
+    let config = small_config();
     let mut settings = ScoreSettings::paper_defaults(config);
     settings.swap_batch = 4;
     let batch = golden_batch(9, 4, 3, 8);

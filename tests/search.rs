@@ -894,7 +894,7 @@ fn cli_bad_input_exits_2_with_a_message() {
         (vec!["search", "random", "--truth", missing], "no-such-file"),
         (
             vec!["search", "random", "--swap-mu", "1", "--swap-sigma", "2"],
-            "not scored by swap_reg",
+            "swap_reg is not among the scores",
         ),
         (
             vec!["search", "random", "--score", "swap_reg", "--swap-mu", "1"],

@@ -37,7 +37,9 @@ use super::upload_images;
 use crate::backend::{Backend, BnStatistics, CodeBlock, Executor};
 use crate::data::{Batch, Seeds};
 use crate::net::init::gaussian_params;
-use crate::space::{AnyArch, Arch, ClassKey, MacroConfig, Op, SizeArch, Space, SSS_WIDTHS};
+use crate::space::{
+    AnyArch, Arch, ClassKey, MacroConfig, Op, SizeArch, Space, SSS_POSITIONS, SSS_WIDTHS,
+};
 
 /// Re-initialisations averaged (the released demo's `--repeats`).
 pub const SWAP_REINITS: usize = 32;
@@ -164,6 +166,19 @@ impl SwapRegularizer {
         Ok(SwapRegularizer { mu, sigma })
     }
 
+    /// The regulariser of options that come together (`--swap-mu`/`--swap-sigma`,
+    /// `swap_mu`/`swap_sigma`): both or neither.
+    pub fn from_options(
+        mu: Option<f64>,
+        sigma: Option<f64>,
+    ) -> Result<Option<SwapRegularizer>, String> {
+        match (mu, sigma) {
+            (None, None) => Ok(None),
+            (Some(mu), Some(sigma)) => SwapRegularizer::new(mu, sigma).map(Some),
+            _ => Err("swap_reg's mu and sigma come together: give both or neither".into()),
+        }
+    }
+
     /// The factor for a network of `params` parameters.
     pub fn factor(&self, params: f64) -> f64 {
         let gap = params / 1e3 - self.mu;
@@ -186,8 +201,8 @@ impl SwapRegularizer {
             Space::Sss => {
                 let (narrow, wide) = (SSS_WIDTHS[0], SSS_WIDTHS[SSS_WIDTHS.len() - 1]);
                 (
-                    AnyArch::Sss(SizeArch::new([narrow; 5]).expect("a width of the space")),
-                    AnyArch::Sss(SizeArch::new([wide; 5]).expect("a width of the space")),
+                    AnyArch::Sss(SizeArch::new([narrow; SSS_POSITIONS]).expect("a width")),
+                    AnyArch::Sss(SizeArch::new([wide; SSS_POSITIONS]).expect("a width")),
                 )
             }
         };

@@ -100,12 +100,7 @@ impl ScoreRequest {
         }
         check_space(self.space, &self.scores, self.channels, self.cells)?;
         let backends = self.device.backends(self.workers, self.storage)?;
-        if self.swap_regularizer.is_some() && !self.scores.contains(&Score::SwapReg) {
-            return Err(RunError::input(anyhow!(
-                "mu and sigma (--swap-mu, --swap-sigma) set swap_reg's regulariser, and \
-                 swap_reg is not among the scores"
-            )));
-        }
+        check_swap_regularizer(self.swap_regularizer, &self.scores)?;
         let mut settings = self
             .data
             .settings(self.channels, self.cells, self.batch, self.seed);
@@ -154,6 +149,20 @@ pub fn check_space(
         return Err(RunError::input(anyhow!(
             "--channels and --cells shape the topology space's network; a size-space arch \
              gives its own widths"
+        )));
+    }
+    Ok(())
+}
+
+/// A regulariser of `swap_reg` given only where swap_reg is among `scores`.
+pub fn check_swap_regularizer(
+    given: Option<SwapRegularizer>,
+    scores: &[Score],
+) -> Result<(), RunError> {
+    if given.is_some() && !scores.contains(&Score::SwapReg) {
+        return Err(RunError::input(anyhow!(
+            "mu and sigma (--swap-mu, --swap-sigma) set swap_reg's regulariser, and \
+             swap_reg is not among the scores"
         )));
     }
     Ok(())
@@ -481,20 +490,19 @@ impl ScoreJob<'_> {
         }
         // Each worker's caches from the last job (fresh ones for a worker it did not have).
         let mut caches = std::mem::take(&mut *lock(self.worker_caches));
-        caches.resize_with(workers.len(), Vec::new);
+        let space = self.space;
+        caches.resize_with(workers.len(), || {
+            seeds
+                .iter()
+                .map(|_| WorkerCache::for_space(space))
+                .collect()
+        });
         std::thread::scope(|scope| {
             let mut handles = Vec::with_capacity(workers.len());
             for ((be, pool, p), mut kept) in workers.into_iter().zip(caches) {
                 let sender = sender.clone();
                 let (jobs, todo, next_job, stop, score_part, part) =
                     (&jobs, &todo, &next_job[p], &stop, &score_part, parts[p]);
-                let space = self.space;
-                if kept.len() != seeds.len() {
-                    kept = seeds
-                        .iter()
-                        .map(|_| WorkerCache::for_space(space))
-                        .collect();
-                }
                 handles.push(scope.spawn(move || {
                     let work = move || {
                         while !stop.load(Ordering::Relaxed) {

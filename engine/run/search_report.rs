@@ -6,7 +6,7 @@
 
 use super::data::DataSource;
 use super::device::Device;
-use super::score::check_space;
+use super::score::{check_space, check_swap_regularizer};
 use super::search::{Ranking, SearchJob, SearchProgress, Searched, Strategy};
 use super::RunError;
 use crate::data::Seeds;
@@ -255,17 +255,10 @@ impl SearchRequest {
         }
         self.strategy.check_space(self.space)?;
         self.strategy.check_score(self.score())?;
-        if self.swap_regularizer.is_some()
-            && !self
-                .strategy
-                .scores_needed(self.score())
-                .contains(&Score::SwapReg)
-        {
-            return Err(RunError::input(anyhow!(
-                "--swap-mu and --swap-sigma set swap_reg's regulariser, and the search is not \
-                 scored by swap_reg"
-            )));
-        }
+        check_swap_regularizer(
+            self.swap_regularizer,
+            &self.strategy.scores_needed(self.score()),
+        )?;
         let (channels, cells) = self.network();
         check_space(
             self.space,

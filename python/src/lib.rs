@@ -324,15 +324,7 @@ impl ScoreProgress for PyProgress {
 
 /// `swap_mu` and `swap_sigma`: swap_reg's regulariser, both or neither.
 fn swap_regularizer_of(mu: Option<f64>, sigma: Option<f64>) -> PyResult<Option<SwapRegularizer>> {
-    match (mu, sigma) {
-        (None, None) => Ok(None),
-        (Some(mu), Some(sigma)) => SwapRegularizer::new(mu, sigma)
-            .map(Some)
-            .map_err(|e| PyValueError::new_err(format!("swap_mu, swap_sigma: {e}"))),
-        _ => Err(PyValueError::new_err(
-            "swap_mu and swap_sigma come together (swap_reg's regulariser)",
-        )),
-    }
+    SwapRegularizer::from_options(mu, sigma).map_err(PyValueError::new_err)
 }
 
 /// Scores loaded once: data, minibatches and backends, for many calls (a search loop).

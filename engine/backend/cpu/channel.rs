@@ -65,17 +65,6 @@ fn row(x: &[f64], c: usize, hw: usize, image: usize, ch: usize) -> &[f64] {
     &x[(image * c + ch) * hw..(image * c + ch + 1) * hw]
 }
 
-/// Each channel's sum over images and positions of a gathered `[n][c][hw]` map.
-fn sums_of(x: &[f64], c: usize, hw: usize, n: usize) -> Vec<f64> {
-    (0..c)
-        .map(|ch| {
-            (0..n)
-                .map(|i| row(x, c, hw, i, ch).iter().sum::<f64>())
-                .sum::<f64>()
-        })
-        .collect()
-}
-
 /// `out[i]` = channel i's sum, `out[C + i]` = how many values of channel i differ from
 /// the channel's first value in their image (`out` holds `2 C`; see
 /// [`crate::backend::Backend::channel_sums`]).
@@ -84,7 +73,7 @@ pub fn channel_sums<T: Real>(a: &[T], view: ChannelView, n: usize, out: &mut [f6
     assert_eq!(out.len(), 2 * c, "channel_sums: output length");
     check_images(a, view, n);
     let mut x = vec![0.0; view.image_len()];
-    // Each channel's per-image sums, added in image order at the end (as `sums_of`).
+    // Each channel's per-image sums, added in image order at the end.
     let mut image_sums = vec![0.0; c * n];
     let mut changes = vec![0usize; c];
     for image in 0..n {
@@ -103,7 +92,9 @@ pub fn channel_sums<T: Real>(a: &[T], view: ChannelView, n: usize, out: &mut [f6
 /// `x` less each channel's mean over its images and positions.
 fn centred(x: &[f64], c: usize, hw: usize, n: usize) -> Vec<f64> {
     let count = (n * hw) as f64;
-    let means: Vec<f64> = sums_of(x, c, hw, n).iter().map(|s| s / count).collect();
+    let mut sums = vec![0.0; 2 * c];
+    channel_sums(x, ChannelView::plain(c, hw), n, &mut sums);
+    let means: Vec<f64> = sums[..c].iter().map(|s| s / count).collect();
     let mut out = x.to_vec();
     for image in 0..n {
         for (ch, mean) in means.iter().enumerate() {
